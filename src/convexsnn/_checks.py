@@ -1,0 +1,154 @@
+"""Input validation shared by every layer of convexsnn.
+
+Each check raises ``ValueError`` or ``TypeError`` with a message that names the offending argument
+and says what was expected, so that bad input never surfaces as a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "as_float_tensor",
+    "check_sequence_input",
+    "check_labels",
+    "check_positive_int",
+    "check_positive_float",
+    "check_choice",
+    "check_finite",
+]
+
+
+def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``; otherwise raise ``ValueError`` listing them."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
+    """Return ``value`` as ``int`` if it is a (non-negative when ``allow_zero``) positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r})")
+    value = int(value)
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def check_positive_float(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as ``float`` if it is finite and positive (or zero when ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return value
+
+
+def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise ``ValueError`` if a floating tensor holds NaN or infinity."""
+    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+        n_nan = int(torch.isnan(t).sum())
+        n_inf = int(torch.isinf(t).sum())
+        raise ValueError(f"{name} contains non-finite values ({n_nan} NaN, {n_inf} inf)")
+    return t
+
+
+def as_float_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """Convert array-like ``x`` to a floating torch tensor, refusing non-numeric data.
+
+    Integer and boolean inputs are converted to ``float32`` (or ``dtype``); floating inputs keep
+    their dtype unless ``dtype`` is given.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x
+    elif isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
+        arr = np.asarray(x)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"{name} must be numeric, got array of dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    if t.is_complex():
+        raise TypeError(f"{name} must be real-valued, got complex dtype {t.dtype}")
+    if dtype is not None:
+        t = t.to(dtype)
+    elif not t.is_floating_point():
+        t = t.to(torch.float32)
+    if device is not None:
+        t = t.to(device)
+    return t
+
+
+def check_sequence_input(x: Any, name: str = "x", *, n_features: int | None = None,
+                         n_steps: int | None = None, dtype: torch.dtype | None = None,
+                         device: torch.device | str | None = None) -> torch.Tensor:
+    """Validate a batch of input sequences of shape ``(batch, T, features)``.
+
+    Raises
+    ------
+    ValueError
+        Wrong rank, empty batch, wrong feature size, wrong ``T``, NaN or inf values.
+    TypeError
+        Non-numeric input.
+    """
+    t = as_float_tensor(x, name, dtype=dtype, device=device)
+    if t.ndim != 3:
+        raise ValueError(
+            f"{name} must have shape (batch, T, features), got a {t.ndim}-D tensor of shape "
+            f"{tuple(t.shape)}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one sample and one time step, got shape "
+                         f"{tuple(t.shape)}")
+    if n_features is not None and t.shape[2] != n_features:
+        raise ValueError(f"{name} has {t.shape[2]} features per step, expected {n_features} "
+                         f"(shape {tuple(t.shape)})")
+    if n_steps is not None and t.shape[1] != n_steps:
+        raise ValueError(f"{name} has T={t.shape[1]} time steps, expected T={n_steps}")
+    check_finite(t, name)
+    return t
+
+
+def check_labels(y: Any, name: str = "y", *, n_classes: int | None = None,
+                 shape: tuple[int, ...] | None = None,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """Validate integer class labels in ``[0, n_classes)``; return them as an int64 tensor.
+
+    Float arrays holding whole numbers are accepted; anything else raises ``TypeError``.
+    """
+    if isinstance(y, torch.Tensor):
+        t = y
+    elif isinstance(y, (np.ndarray, list, tuple)):
+        arr = np.asarray(y)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(y).__name__}")
+    if t.is_floating_point():
+        check_finite(t, name)
+        if not bool((t == t.round()).all()):
+            raise TypeError(f"{name} must hold integer class labels, got non-integer values")
+    elif t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold integer class labels, got dtype {t.dtype}")
+    t = t.to(torch.int64)
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+    if t.numel():
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0:
+            raise ValueError(f"{name} has negative label {lo}; labels must be in [0, n_classes)")
+        if n_classes is not None and hi >= n_classes:
+            raise ValueError(f"{name} has label {hi} out of range: expected labels in "
+                             f"[0, {n_classes - 1}] for n_classes={n_classes}")
+    if device is not None:
+        t = t.to(device)
+    return t

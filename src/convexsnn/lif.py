@@ -1,0 +1,183 @@
+r"""The one LIF definition of convexsnn: pure functions over tensors.
+
+For one layer (all branches at once), step :math:`t = 1..T`, state :math:`m_0 = 0`:
+
+.. math::
+
+    I_t &= s^{l-1}_t W_l \;(+\, b_l) \;(+\, s^{l}_{t-1} W^{rec}_l) \\
+    u_t &= \beta\, m_{t-1} + I_t \\
+    s_t &= \mathbb{1}[u_t \ge \theta] \\
+    m_t &= u_t - \theta s_t \quad\text{(subtract reset)}\qquad
+    m_t = u_t (1 - s_t) \quad\text{(zero reset)}
+
+with :math:`s^0_t = x_t` (real-valued input). Dictionary building, surrogate-gradient training, the
+reconstructed network and every export run this code, so their spikes agree exactly.
+
+Shapes: a layer holds ``K`` independent branches of ``n`` neurons each. Inputs are
+``(batch, T, features)``; currents, spikes and membranes are ``(batch, T, K, n)``. Weights are
+``(K, n_in, n_out)`` (the first layer's input is shared by all branches), biases ``(K, n_out)``,
+recurrent weights ``(K, n, n)`` (dense) or ``(K, n)`` (diagonal: self-connections only).
+
+Without gradients (``torch.no_grad()`` or inputs/weights that do not require grad) the spike is
+the plain comparison; with gradients it is ``spike_fn(u - theta)``, whose forward pass is the same
+comparison (see :mod:`convexsnn.surrogate`). The two give identical spikes: for IEEE floats with
+gradual underflow, ``fl(u - theta) >= 0`` if and only if ``u >= theta``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from ._checks import check_choice
+
+__all__ = ["RESETS", "lif_step", "lif_scan", "layer_current", "simulate", "Trace"]
+
+RESETS = ("subtract", "zero")
+
+SpikeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def lif_step(m_prev: torch.Tensor, current: torch.Tensor, *, beta: float = 0.99,
+             theta: float = 1.0, reset: str = "subtract",
+             spike_fn: SpikeFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""One LIF step: :math:`u = \beta m_{t-1} + I_t`, :math:`s = 1[u \ge \theta]`, reset.
+
+    Parameters
+    ----------
+    m_prev : Tensor
+        Post-reset membrane :math:`m_{t-1}` (zeros at the first step).
+    current : Tensor
+        Input current :math:`I_t`, same shape as ``m_prev``.
+    beta, theta : float
+        Leak and threshold.
+    reset : {"subtract", "zero"}
+        :math:`m_t = u_t - \theta s_t` or :math:`m_t = u_t (1 - s_t)`.
+    spike_fn : callable, optional
+        Spike function applied to :math:`u_t - \theta` (a surrogate for training). ``None`` uses
+        the exact comparison without gradient.
+
+    Returns
+    -------
+    s, m : Tensor
+        Spikes :math:`s_t` (0/1 in the dtype of ``current``) and post-reset membrane :math:`m_t`.
+    """
+    u = beta * m_prev + current
+    if spike_fn is None:
+        s = (u >= theta).to(u.dtype)
+    else:
+        s = spike_fn(u - theta)
+    if reset == "subtract":
+        m = u - theta * s
+    else:
+        m = u * (1 - s)
+    return s, m
+
+
+def _recurrent_input(s_prev: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
+    """:math:`s_{t-1} W^{rec}` for spikes ``(B, K, n)``: dense ``(K, n, n)`` or diagonal ``(K, n)``."""
+    if w_rec.ndim == 2:
+        return s_prev * w_rec
+    return torch.einsum("bki,kij->bkj", s_prev, w_rec)
+
+
+def lif_scan(current: torch.Tensor, *, beta: float = 0.99, theta: float = 1.0,
+             reset: str = "subtract", spike_fn: SpikeFn | None = None,
+             recurrent: torch.Tensor | None = None, return_membrane: bool = False
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""Run one LIF layer over all steps of a precomputed current ``(B, T, K, n)``.
+
+    With ``recurrent`` weights the current at step :math:`t` also receives
+    :math:`s_{t-1} W^{rec}` (zero at the first step). Without them the recurrent term is absent
+    and the arithmetic is exactly that of the feed-forward layer.
+
+    Returns
+    -------
+    spikes : Tensor ``(B, T, K, n)``
+    membranes : Tensor ``(B, T, K, n)`` of post-reset :math:`m_t`, or ``None``.
+    """
+    check_choice(reset, "reset", RESETS)
+    T = current.shape[1]
+    m = torch.zeros_like(current[:, 0])
+    s = None
+    spikes, membranes = [], []
+    for t in range(T):
+        i_t = current[:, t]
+        if recurrent is not None and s is not None:
+            i_t = i_t + _recurrent_input(s, recurrent)
+        s, m = lif_step(m, i_t, beta=beta, theta=theta, reset=reset, spike_fn=spike_fn)
+        spikes.append(s)
+        if return_membrane:
+            membranes.append(m)
+    out_s = torch.stack(spikes, dim=1)
+    out_m = torch.stack(membranes, dim=1) if return_membrane else None
+    return out_s, out_m
+
+
+def layer_current(inputs: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Feed-forward current :math:`I = s^{l-1} W_l (+ b_l)` for all steps at once.
+
+    ``inputs`` is ``(B, T, d)`` (the network input, shared by all branches) or ``(B, T, K, n_in)``
+    (the previous layer's spikes); ``weight`` is ``(K, n_in, n_out)``. Returns ``(B, T, K, n_out)``.
+    """
+    K, n_in, n_out = weight.shape
+    if inputs.ndim == 3:
+        B, T, _ = inputs.shape
+        w = weight.permute(1, 0, 2).reshape(n_in, K * n_out)
+        cur = (inputs.reshape(B * T, n_in) @ w).reshape(B, T, K, n_out)
+    else:
+        B, T = inputs.shape[:2]
+        if K == 1:
+            cur = (inputs.reshape(B * T, n_in) @ weight[0]).reshape(B, T, 1, n_out)
+        else:
+            x = inputs.reshape(B * T, K, n_in).transpose(0, 1)  # (K, BT, n_in)
+            cur = torch.bmm(x, weight).transpose(0, 1).reshape(B, T, K, n_out)
+    if bias is not None:
+        cur = cur + bias
+    return cur
+
+
+@dataclass
+class Trace:
+    """Spikes (and optionally post-reset membranes) of every layer, each ``(B, T, K, n_l)``."""
+
+    spikes: list[torch.Tensor]
+    membranes: list[torch.Tensor] | None = None
+
+
+def simulate(x: torch.Tensor, weights: Sequence[torch.Tensor], *,
+             biases: Sequence[torch.Tensor | None] | None = None,
+             recurrent: Sequence[torch.Tensor | None] | None = None,
+             beta: float = 0.99, theta: float = 1.0, reset: str = "subtract",
+             spike_fn: SpikeFn | None = None, return_membrane: bool = False) -> Trace:
+    r"""Simulate a stack of parallel LIF layers on inputs ``x`` of shape ``(B, T, d)``.
+
+    Layer :math:`l` receives the spikes of layer :math:`l-1` (the real-valued input for
+    :math:`l = 1`) through ``weights[l]`` of shape ``(K, n_{l-1}, n_l)``; ``biases[l]`` (``(K, n_l)``)
+    and ``recurrent[l]`` (``(K, n_l, n_l)`` or ``(K, n_l)``) are optional per layer.
+
+    Returns
+    -------
+    Trace
+        ``spikes[l]`` and, with ``return_membrane``, ``membranes[l]``, each ``(B, T, K, n_l)``.
+    """
+    check_choice(reset, "reset", RESETS)
+    n_layers = len(weights)
+    biases = list(biases) if biases is not None else [None] * n_layers
+    recurrent = list(recurrent) if recurrent is not None else [None] * n_layers
+    if len(biases) != n_layers or len(recurrent) != n_layers:
+        raise ValueError(f"biases and recurrent must have one entry per layer ({n_layers})")
+    spikes, membranes = [], []
+    h = x
+    for w, b, r in zip(weights, biases, recurrent):
+        cur = layer_current(h, w, b)
+        s, m = lif_scan(cur, beta=beta, theta=theta, reset=reset, spike_fn=spike_fn,
+                        recurrent=r, return_membrane=return_membrane)
+        spikes.append(s)
+        if return_membrane:
+            membranes.append(m)
+        h = s
+    return Trace(spikes, membranes if return_membrane else None)

@@ -1,0 +1,428 @@
+r"""``ParallelSNN``: K parallel branches of LIF layers summed by one linear output layer.
+
+Branch :math:`k` is a stack of LIF layers (:mod:`convexsnn.lif`); the readout of its last layer at
+step :math:`t` is its spikes :math:`r_t = s_t` (``readout="spike"``) or the indicator
+:math:`r_t = \mathbb{1}[m_t \ge b]` of the post-reset membrane (``readout="membrane"``). The readouts
+of all branches are concatenated (feature :math:`j = k\,n_{last} + i` is neuron :math:`i` of branch
+:math:`k`) and mapped to scores :math:`z_t = r_t W_{out} (+ b_{out})`, at the last step
+(``output="last"``) or at every step (``output="all"``).
+
+Depth ``L`` counts the output layer: there are ``L - 1`` LIF layers, by default ``L - 2`` of width
+``p_rec / K`` per branch then one of ``p_last / K``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._checks import (check_choice, check_positive_float, check_positive_int,
+                      check_sequence_input)
+from .lif import RESETS, Trace, simulate
+from .surrogate import SURROGATES, Surrogate, get_surrogate
+
+__all__ = ["ParallelSNN", "READOUTS", "OUTPUTS", "RECURRENT_KINDS", "FORMAT_VERSION"]
+
+logger = logging.getLogger("convexsnn")
+
+READOUTS = ("spike", "membrane")
+OUTPUTS = ("last", "all")
+RECURRENT_KINDS = ("dense", "diagonal")
+FORMAT_VERSION = 1
+_CONFIG_NAME = "config.json"
+_WEIGHTS_NAME = "weights.npz"
+
+
+def _default_widths(depth: int, n_branches: int, p_rec: int, p_last: int) -> list[int]:
+    for name, p in (("p_rec", p_rec), ("p_last", p_last)):
+        if p % n_branches:
+            raise ValueError(f"{name}={p} is not divisible by n_branches={n_branches}")
+    return [p_rec // n_branches] * (depth - 2) + [p_last // n_branches]
+
+
+class ParallelSNN(nn.Module):
+    r"""Parallel LIF spiking network.
+
+    Parameters
+    ----------
+    n_inputs, n_outputs : int
+        Input features per step and output classes (score columns).
+    n_branches : int
+        ``K``, the number of independent branches.
+    depth : int
+        ``L`` >= 2, counting the output layer (``L - 1`` LIF layers).
+    p_rec, p_last : int
+        Total neurons (over all branches) of each inner layer and of the last LIF layer; each must
+        be divisible by ``n_branches``. Ignored when ``hidden_widths`` is given.
+    hidden_widths : list of int, optional
+        Per-branch widths of the LIF layers (overrides ``depth``/``p_rec``/``p_last``).
+    beta, theta, reset
+        Leak, threshold and reset of every LIF layer (DESIGN.md section 2).
+    readout : {"spike", "membrane"}
+        Last-layer readout: spikes, or the membrane indicator :math:`1[m_t \ge b]`.
+    readout_bias : float
+        ``b`` of the membrane readout.
+    output : {"last", "all"}
+        Scores at the last step ``(B, C)`` or at every step ``(B, T, C)``.
+    bias : bool
+        Per-neuron bias in the LIF layers' input currents.
+    output_bias : bool
+        Bias of the output layer (off for reconstructed networks, whose convex readout has none).
+    recurrent : {None, "dense", "diagonal"}
+        Recurrent weights ``s_{t-1} W_rec`` in every LIF layer (None: feed-forward).
+    surrogate : str or Surrogate
+        Spike function used when gradients are needed (forward always exact).
+    surrogate_params : dict, optional
+        Hyper-parameters of the surrogate.
+    init_scale : float
+        Hidden weights are drawn :math:`U(-s/\sqrt{n_{in}}, s/\sqrt{n_{in}})`.
+    seed : int, optional
+        Seed of the initial weights (a local generator; global RNG state untouched).
+    """
+
+    def __init__(self, n_inputs: int, n_outputs: int, *, n_branches: int = 1, depth: int = 2,
+                 p_rec: int = 128, p_last: int = 128, hidden_widths: list[int] | None = None,
+                 beta: float = 0.99, theta: float = 1.0, reset: str = "subtract",
+                 readout: str = "spike", readout_bias: float = 0.0, output: str = "last",
+                 bias: bool = False, output_bias: bool = False, recurrent: str | None = None,
+                 surrogate: "str | Surrogate" = "atan", surrogate_params: dict | None = None,
+                 init_scale: float = 1.0, seed: int | None = None,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        n_inputs = check_positive_int(n_inputs, "n_inputs")
+        n_outputs = check_positive_int(n_outputs, "n_outputs")
+        n_branches = check_positive_int(n_branches, "n_branches")
+        if hidden_widths is None:
+            depth = check_positive_int(depth, "depth")
+            if depth < 2:
+                raise ValueError(f"depth must be >= 2 (it counts the output layer), got {depth}")
+            p_rec = check_positive_int(p_rec, "p_rec")
+            p_last = check_positive_int(p_last, "p_last")
+            hidden_widths = _default_widths(depth, n_branches, p_rec, p_last)
+        else:
+            if len(hidden_widths) == 0:
+                raise ValueError("hidden_widths must name at least one LIF layer")
+            hidden_widths = [check_positive_int(w, f"hidden_widths[{i}]")
+                             for i, w in enumerate(hidden_widths)]
+        if not (0.0 <= float(beta) <= 1.0):
+            raise ValueError(f"beta (leak) must be in [0, 1], got {beta}")
+        theta = check_positive_float(theta, "theta")
+        check_choice(reset, "reset", RESETS)
+        check_choice(readout, "readout", READOUTS)
+        check_choice(output, "output", OUTPUTS)
+        if recurrent is not None:
+            check_choice(recurrent, "recurrent", RECURRENT_KINDS)
+        if isinstance(surrogate, Surrogate):
+            surrogate_name, surrogate_params = surrogate.name, surrogate.params()
+        else:
+            check_choice(surrogate, "surrogate", SURROGATES)
+            surrogate_name = surrogate
+        surrogate_params = dict(surrogate_params or {})
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+
+        self.config: dict[str, Any] = {
+            "n_inputs": n_inputs, "n_outputs": n_outputs, "n_branches": n_branches,
+            "hidden_widths": list(hidden_widths), "beta": float(beta), "theta": float(theta),
+            "reset": reset, "readout": readout, "readout_bias": float(readout_bias),
+            "output": output, "bias": bool(bias), "output_bias": bool(output_bias),
+            "recurrent": recurrent, "surrogate": surrogate_name,
+            "surrogate_params": surrogate_params,
+            "dtype": "float64" if dtype == torch.float64 else "float32",
+        }
+        self.spike_fn = get_surrogate(surrogate_name, **surrogate_params)
+
+        K = n_branches
+        sizes = [n_inputs] + list(hidden_widths)
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.empty(K, sizes[i], sizes[i + 1], dtype=dtype))
+             for i in range(len(hidden_widths))])
+        self.biases = nn.ParameterList(
+            [nn.Parameter(torch.zeros(K, w, dtype=dtype)) for w in hidden_widths]) if bias else None
+        if recurrent == "dense":
+            self.recurrent_weights = nn.ParameterList(
+                [nn.Parameter(torch.zeros(K, w, w, dtype=dtype)) for w in hidden_widths])
+        elif recurrent == "diagonal":
+            self.recurrent_weights = nn.ParameterList(
+                [nn.Parameter(torch.zeros(K, w, dtype=dtype)) for w in hidden_widths])
+        else:
+            self.recurrent_weights = None
+        self.output_weight = nn.Parameter(
+            torch.zeros(K * hidden_widths[-1], n_outputs, dtype=dtype))
+        self.output_bias = (nn.Parameter(torch.zeros(n_outputs, dtype=dtype))
+                            if output_bias else None)
+        self.reset_parameters(seed=seed, scale=init_scale)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_branches(self) -> int:
+        return self.config["n_branches"]
+
+    @property
+    def hidden_widths(self) -> list[int]:
+        return list(self.config["hidden_widths"])
+
+    @property
+    def n_features(self) -> int:
+        """Number of readout features, ``K * n_last``."""
+        return self.n_branches * self.hidden_widths[-1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.output_weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.output_weight.device
+
+    def provenance(self) -> np.ndarray:
+        """``(n_features, 2)`` array of (branch, neuron) for every readout feature."""
+        n_last = self.hidden_widths[-1]
+        j = np.arange(self.n_features)
+        return np.stack([j // n_last, j % n_last], axis=1)
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def reset_parameters(self, seed: int | None = None, scale: float = 1.0) -> None:
+        """Draw hidden weights :math:`U(-s/\\sqrt{n_{in}}, s/\\sqrt{n_{in}})` and output weights
+        :math:`U(-1/\\sqrt{F}, 1/\\sqrt{F})`; biases and recurrent weights start at zero."""
+        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        for w in self.weights:
+            bound = scale / np.sqrt(w.shape[1])
+            w.copy_((torch.rand(w.shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+        bound = 1.0 / np.sqrt(self.output_weight.shape[0])
+        self.output_weight.copy_(
+            (torch.rand(self.output_weight.shape, generator=gen, dtype=torch.float64) * 2 - 1)
+            * bound)
+        for plist in (self.biases, self.recurrent_weights):
+            if plist is not None:
+                for p in plist:
+                    p.zero_()
+        if self.output_bias is not None:
+            self.output_bias.zero_()
+
+    # ------------------------------------------------------------------ forward
+    def check_input(self, x: Any, name: str = "x") -> torch.Tensor:
+        """Validate ``x`` of shape ``(batch, T, n_inputs)`` and cast it to the network's dtype."""
+        return check_sequence_input(x, name, n_features=self.config["n_inputs"],
+                                    dtype=self.dtype, device=self.device)
+
+    def simulate(self, x: Any, return_membrane: bool = False) -> Trace:
+        """Spikes (and membranes) of every LIF layer, each ``(B, T, K, n_l)``."""
+        x = self.check_input(x)
+        return simulate(
+            x, list(self.weights),
+            biases=list(self.biases) if self.biases is not None else None,
+            recurrent=list(self.recurrent_weights) if self.recurrent_weights is not None else None,
+            beta=self.config["beta"], theta=self.config["theta"], reset=self.config["reset"],
+            spike_fn=self.spike_fn, return_membrane=return_membrane)
+
+    def features(self, x: Any) -> torch.Tensor:
+        """Readout of the last LIF layer at every step, ``(B, T, K * n_last)``."""
+        need_membrane = self.config["readout"] == "membrane"
+        trace = self.simulate(x, return_membrane=need_membrane)
+        if need_membrane:
+            m = trace.membranes[-1]
+            r = self.spike_fn(m - self.config["readout_bias"])
+        else:
+            r = trace.spikes[-1]
+        B, T = r.shape[:2]
+        return r.reshape(B, T, -1)
+
+    def scores_from_features(self, r: torch.Tensor) -> torch.Tensor:
+        """Output layer :math:`z = r W_{out} (+ b_{out})` applied to readout features."""
+        z = r @ self.output_weight
+        if self.output_bias is not None:
+            z = z + self.output_bias
+        return z
+
+    def forward(self, x: Any) -> torch.Tensor:
+        """Scores ``(B, C)`` at the last step, or ``(B, T, C)`` with ``output="all"``."""
+        r = self.features(x)
+        if self.config["output"] == "last":
+            r = r[:, -1]
+        return self.scores_from_features(r)
+
+    @torch.no_grad()
+    def predict(self, x: Any) -> torch.Tensor:
+        """Class predictions: argmax of the scores (sign for a single score column)."""
+        z = self.forward(x)
+        if z.shape[-1] == 1:
+            return (z[..., 0] > 0).to(torch.int64)
+        return z.argmax(-1)
+
+    def path_norm(self) -> torch.Tensor:
+        r"""Path norm :math:`\sum_k \sum_{paths} \prod |w|` over input -> ... -> output paths.
+
+        Computed per branch as :math:`\mathbf 1^\top |W_1| |W_2| \cdots |W_{out,k}| \mathbf 1`
+        (recurrent and bias terms are not part of the path norm).
+        """
+        K = self.n_branches
+        v = torch.ones(K, 1, self.config["n_inputs"], dtype=self.dtype, device=self.device)
+        for w in self.weights:
+            v = torch.bmm(v, w.abs())
+        w_out = self.output_weight.abs().reshape(K, self.hidden_widths[-1], -1)
+        return torch.bmm(v, w_out).sum()
+
+    # ------------------------------------------------------------------ persistence
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """All weights as numpy arrays keyed by parameter name."""
+        return {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Save to a directory (``config.json`` + ``weights.npz``) or, for a path ending in
+        ``.npz``, to a single file. No pickle; written atomically; weights carry a sha256 checked
+        on load. ``extra`` (JSON-safe) is stored beside the config (e.g. a certificate)."""
+        path = Path(path)
+        arrays = self.state_arrays()
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        weights_bytes = buf.getvalue()
+        meta = {
+            "format": "convexsnn.ParallelSNN", "format_version": FORMAT_VERSION,
+            "config": self.config,
+            "shapes": {k: list(v.shape) for k, v in arrays.items()},
+            "weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
+            "extra": extra or {},
+        }
+        meta_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".npz":
+            buf2 = io.BytesIO()
+            np.savez(buf2, __meta__=np.frombuffer(meta_bytes, dtype=np.uint8),
+                     __weights__=np.frombuffer(weights_bytes, dtype=np.uint8))
+            _atomic_write_bytes(path, buf2.getvalue())
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+            try:
+                (tmp / _WEIGHTS_NAME).write_bytes(weights_bytes)
+                (tmp / _CONFIG_NAME).write_bytes(meta_bytes)
+                _atomic_replace_dir(tmp, path)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        logger.info("saved ParallelSNN to %s", path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device | None = None
+             ) -> "ParallelSNN":
+        """Load a network saved by :meth:`save`, refusing corrupt or mismatched files."""
+        meta, weights_bytes = _read_saved(Path(path))
+        net = cls.from_config(meta["config"])
+        try:
+            with np.load(io.BytesIO(weights_bytes), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # np.load raises several types on corrupt data
+            raise ValueError(f"{path}: weights could not be read ({exc})") from None
+        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in arrays.items()}
+        if set(expected) != set(got):
+            raise ValueError(f"{path}: weight names {sorted(got)} do not match the config, which "
+                             f"needs {sorted(expected)}")
+        for k in expected:
+            if expected[k] != got[k]:
+                raise ValueError(f"{path}: weight {k!r} has shape {got[k]}, the config needs "
+                                 f"{expected[k]}")
+        net.load_state_dict({k: torch.from_numpy(np.array(v)).to(net.dtype)
+                             for k, v in arrays.items()})
+        net.saved_extra = meta.get("extra", {})
+        if map_location is not None:
+            net.to(map_location)
+        return net
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ParallelSNN":
+        """Build an (untrained) network from a config dict as stored by :meth:`save`."""
+        cfg = dict(config)
+        dtype = {"float32": torch.float32, "float64": torch.float64}.get(cfg.pop("dtype", "float32"))
+        if dtype is None:
+            raise ValueError(f"config has unknown dtype {config.get('dtype')!r}")
+        try:
+            return cls(dtype=dtype, **cfg)
+        except TypeError as exc:
+            raise ValueError(f"config does not describe a ParallelSNN: {exc}") from None
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"n_inputs={c['n_inputs']}, n_outputs={c['n_outputs']}, K={c['n_branches']}, "
+                f"widths={c['hidden_widths']}, beta={c['beta']}, theta={c['theta']}, "
+                f"reset={c['reset']}, readout={c['readout']}, recurrent={c['recurrent']}")
+
+
+# ---------------------------------------------------------------------- file helpers
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_replace_dir(tmp: Path, path: Path) -> None:
+    """Move the finished directory ``tmp`` to ``path``; an old ``path`` is removed only after."""
+    if path.exists():
+        if not path.is_dir():
+            raise FileExistsError(f"{path} exists and is not a directory")
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def _read_saved(path: Path) -> tuple[dict, bytes]:
+    if not path.exists():
+        raise FileNotFoundError(f"no saved model at {path}")
+    try:
+        if path.is_dir():
+            cfg, wts = path / _CONFIG_NAME, path / _WEIGHTS_NAME
+            for f in (cfg, wts):
+                if not f.exists():
+                    raise FileNotFoundError(f"{path}: missing {f.name}")
+            meta = json.loads(cfg.read_text())
+            weights_bytes = wts.read_bytes()
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                if "__meta__" not in z.files or "__weights__" not in z.files:
+                    raise ValueError(f"{path}: not a convexsnn model file")
+                meta = json.loads(z["__meta__"].tobytes().decode())
+                weights_bytes = z["__weights__"].tobytes()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: config is not valid JSON ({exc})") from None
+    except (OSError, EOFError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: file could not be read, it may be corrupt ({exc})") from None
+    except ValueError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile and friends
+        raise ValueError(f"{path}: file could not be read, it may be corrupt ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "convexsnn.ParallelSNN":
+        raise ValueError(f"{path}: not a convexsnn ParallelSNN save")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {meta.get('format_version')} is not supported "
+                         f"(this convexsnn reads version {FORMAT_VERSION})")
+    digest = hashlib.sha256(weights_bytes).hexdigest()
+    if digest != meta.get("weights_sha256"):
+        raise ValueError(f"{path}: weights checksum mismatch (expected "
+                         f"{meta.get('weights_sha256')}, got {digest}); the file is corrupt")
+    return meta, weights_bytes
