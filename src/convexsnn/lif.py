@@ -85,13 +85,16 @@ def _recurrent_input(s_prev: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
 
 def lif_scan(current: torch.Tensor, *, beta: float = 0.99, theta: float = 1.0,
              reset: str = "subtract", spike_fn: SpikeFn | None = None,
-             recurrent: torch.Tensor | None = None, return_membrane: bool = False
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+             recurrent: torch.Tensor | None = None, return_membrane: bool = False,
+             time_major: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     r"""Run one LIF layer over all steps of a precomputed current ``(B, T, K, n)``.
 
     With ``recurrent`` weights the current at step :math:`t` also receives
     :math:`s_{t-1} W^{rec}` (zero at the first step). Without them the recurrent term is absent
     and the arithmetic is exactly that of the feed-forward layer.
+
+    ``time_major=True`` takes and returns ``(T, B, K, n)`` tensors (the internal layout of
+    :func:`simulate`, which keeps every per-step slice contiguous).
 
     Returns
     -------
@@ -99,20 +102,65 @@ def lif_scan(current: torch.Tensor, *, beta: float = 0.99, theta: float = 1.0,
     membranes : Tensor ``(B, T, K, n)`` of post-reset :math:`m_t`, or ``None``.
     """
     check_choice(reset, "reset", RESETS)
-    T = current.shape[1]
-    m = torch.zeros_like(current[:, 0])
+    cur = current if time_major else current.transpose(0, 1)
+    needs_grad = torch.is_grad_enabled() and (
+        cur.requires_grad or (recurrent is not None and recurrent.requires_grad))
+    if needs_grad:
+        out_s, out_m = _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent,
+                                      return_membrane)
+    else:
+        with torch.no_grad():
+            out_s, out_m = _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane)
+    if not time_major:
+        out_s = out_s.transpose(0, 1)
+        out_m = out_m.transpose(0, 1) if out_m is not None else None
+    return out_s, out_m
+
+
+def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane):
+    """Differentiable scan over a time-major current, one :func:`lif_step` per step."""
+    m = torch.zeros_like(cur[0])
     s = None
     spikes, membranes = [], []
-    for t in range(T):
-        i_t = current[:, t]
+    for t in range(cur.shape[0]):
+        i_t = cur[t]
         if recurrent is not None and s is not None:
             i_t = i_t + _recurrent_input(s, recurrent)
         s, m = lif_step(m, i_t, beta=beta, theta=theta, reset=reset, spike_fn=spike_fn)
         spikes.append(s)
         if return_membrane:
             membranes.append(m)
-    out_s = torch.stack(spikes, dim=1)
-    out_m = torch.stack(membranes, dim=1) if return_membrane else None
+    out_m = torch.stack(membranes, 0) if return_membrane else None
+    return torch.stack(spikes, 0), out_m
+
+
+def _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane):
+    """Gradient-free scan writing into preallocated buffers.
+
+    Performs exactly the floating-point operations of :func:`lif_step` in the same order
+    (``u = fl(fl(beta * m) + I)``, ``m = fl(u - fl(theta * s))`` or ``u * (1 - s)``), so its spikes and
+    membranes are bit-identical to the differentiable path; only allocations are saved.
+    """
+    T = cur.shape[0]
+    out_s = torch.empty_like(cur)
+    out_m = torch.empty_like(cur) if return_membrane else None
+    m = torch.zeros_like(cur[0])
+    u = torch.empty_like(m)
+    for t in range(T):
+        torch.mul(m, beta, out=u)
+        if recurrent is not None and t > 0:
+            u.add_(cur[t] + _recurrent_input(out_s[t - 1], recurrent))
+        else:
+            u.add_(cur[t])
+        s = out_s[t]
+        torch.ge(u, theta, out=s)  # 0/1 written straight into the float spike buffer
+        if reset == "subtract":
+            # s is 0 or 1, so theta * s is exact and the fused alpha form rounds like u - theta*s
+            torch.sub(u, s, alpha=theta, out=m)
+        else:
+            torch.mul(u, 1 - s, out=m)
+        if out_m is not None:
+            out_m[t].copy_(m)
     return out_s, out_m
 
 
@@ -171,13 +219,13 @@ def simulate(x: torch.Tensor, weights: Sequence[torch.Tensor], *,
     if len(biases) != n_layers or len(recurrent) != n_layers:
         raise ValueError(f"biases and recurrent must have one entry per layer ({n_layers})")
     spikes, membranes = [], []
-    h = x
+    h = x.transpose(0, 1)  # time-major (T, B, d): every per-step slice is contiguous
     for w, b, r in zip(weights, biases, recurrent):
         cur = layer_current(h, w, b)
         s, m = lif_scan(cur, beta=beta, theta=theta, reset=reset, spike_fn=spike_fn,
-                        recurrent=r, return_membrane=return_membrane)
-        spikes.append(s)
+                        recurrent=r, return_membrane=return_membrane, time_major=True)
+        spikes.append(s.transpose(0, 1))
         if return_membrane:
-            membranes.append(m)
+            membranes.append(m.transpose(0, 1))
         h = s
     return Trace(spikes, membranes if return_membrane else None)

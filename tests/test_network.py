@@ -1,0 +1,197 @@
+"""ParallelSNN: structure, readouts, persistence and input checks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from convexsnn import ParallelSNN
+from convexsnn.lif import simulate
+
+
+def _net(**kw):
+    base = dict(n_branches=4, depth=3, p_rec=32, p_last=16, seed=0, init_scale=3.0)
+    base.update(kw)
+    return ParallelSNN(3, 5, **base)
+
+
+def _x(seed=0, n=6, T=7, d=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, T, d, generator=g)
+
+
+def test_default_widths_follow_depth_rule():
+    net = ParallelSNN(2, 2, n_branches=4, depth=5, p_rec=64, p_last=32)
+    assert net.hidden_widths == [16, 16, 16, 8]
+    assert len(net.weights) == 4  # depth counts the output layer
+    assert net.n_features == 32
+    assert ParallelSNN(2, 2, depth=2, p_last=10).hidden_widths == [10]
+
+
+def test_forward_equals_features_times_output_weight():
+    net = _net()
+    x = _x()
+    with torch.no_grad():
+        r = net.features(x)
+        z = net(x)
+    assert r.shape == (6, 7, 16)
+    assert set(r.unique().tolist()) <= {0.0, 1.0} and r.sum() > 0
+    assert torch.equal(z, r[:, -1] @ net.output_weight)
+
+
+def test_branches_are_independent():
+    """Changing a weight of branch 0 leaves the readout of branch 1 untouched."""
+    net = _net()
+    x = _x()
+    with torch.no_grad():
+        before = net.features(x)
+        net.weights[0][0] += 1.0
+        after = net.features(x)
+    n_last = net.hidden_widths[-1]
+    assert torch.equal(before[..., n_last:], after[..., n_last:])
+
+
+def test_features_equal_lif_simulate():
+    net = _net(output="all")
+    x = _x(1)
+    with torch.no_grad():
+        trace = simulate(x, list(net.weights), beta=0.99, theta=1.0)
+        assert torch.equal(net.features(x), trace.spikes[-1].reshape(6, 7, -1))
+        assert net(x).shape == (6, 7, 5)
+
+
+def test_membrane_readout_is_indicator_of_post_reset_membrane():
+    net = _net(readout="membrane", readout_bias=0.25)
+    x = _x(2)
+    with torch.no_grad():
+        trace = net.simulate(x, return_membrane=True)
+        expected = (trace.membranes[-1] >= 0.25).float().reshape(6, 7, -1)
+        assert torch.equal(net.features(x), expected)
+
+
+def test_provenance_maps_features_to_branch_and_neuron():
+    net = _net()
+    prov = net.provenance()
+    assert prov.shape == (16, 2)
+    assert prov[5].tolist() == [1, 1]  # 4 neurons per branch
+
+
+def test_path_norm_matches_explicit_sum():
+    net = ParallelSNN(2, 3, n_branches=2, hidden_widths=[3, 2], seed=1, dtype=torch.float64)
+    total = 0.0
+    w_out = net.output_weight.detach().abs().reshape(2, 2, 3)
+    for k in range(2):
+        a = net.weights[0][k].detach().abs()
+        b = net.weights[1][k].detach().abs()
+        total += float(torch.ones(2, dtype=torch.float64) @ a @ b @ w_out[k] @ torch.ones(3, dtype=torch.float64))
+    assert net.path_norm().item() == pytest.approx(total, rel=1e-12)
+
+
+def test_seed_gives_identical_weights():
+    a, b, c = _net(seed=5), _net(seed=5), _net(seed=6)
+    for p, q, r in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(p, q)
+    assert not torch.equal(a.weights[0], c.weights[0])
+
+
+@pytest.mark.parametrize("suffix", ["model_dir", "model.npz"])
+@pytest.mark.parametrize("kw", [{}, {"readout": "membrane", "bias": True, "output_bias": True},
+                                {"recurrent": "diagonal", "dtype": torch.float64}])
+def test_save_load_round_trip(tmp_path, suffix, kw):
+    net = _net(**kw)
+    x = _x(3)
+    path = net.save(tmp_path / suffix, extra={"note": "hello"})
+    loaded = ParallelSNN.load(path)
+    assert loaded.config == net.config
+    assert loaded.saved_extra == {"note": "hello"}
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net(x))
+
+
+def test_save_overwrites_existing_directory_atomically(tmp_path):
+    a, b = _net(seed=1), _net(seed=2)
+    a.save(tmp_path / "m")
+    b.save(tmp_path / "m")
+    assert torch.equal(ParallelSNN.load(tmp_path / "m").weights[0], b.weights[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary left behind
+
+
+def test_load_refuses_corrupt_weights(tmp_path):
+    path = _net().save(tmp_path / "m")
+    raw = bytearray((path / "weights.npz").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (path / "weights.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="checksum"):
+        ParallelSNN.load(path)
+
+
+def test_load_refuses_truncated_single_file(tmp_path):
+    path = _net().save(tmp_path / "m.npz")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="corrupt|could not be read"):
+        ParallelSNN.load(path)
+
+
+def test_load_refuses_mismatched_config(tmp_path):
+    path = _net().save(tmp_path / "m")
+    meta = json.loads((path / "config.json").read_text())
+    meta["config"]["hidden_widths"] = [8, 8]
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="shape"):
+        ParallelSNN.load(path)
+
+
+def test_load_refuses_garbage_and_missing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ParallelSNN.load(tmp_path / "nothing")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError):
+        ParallelSNN.load(tmp_path / "junk.npz")
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "config.json").write_text("{not json")
+    (d / "weights.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="JSON"):
+        ParallelSNN.load(d)
+
+
+# ---------------------------------------------------------------- bad input (issue point 5)
+@pytest.mark.parametrize("x, match", [
+    (torch.zeros(4, 3), "shape \\(batch, T, features\\)"),
+    (torch.zeros(2, 3, 4, 5), "shape \\(batch, T, features\\)"),
+    (torch.zeros(2, 5, 4), "features"),
+    (torch.full((2, 5, 3), float("nan")), "NaN"),
+    (torch.full((2, 5, 3), float("inf")), "inf"),
+    (torch.zeros(0, 5, 3), "at least one sample"),
+])
+def test_bad_inputs_raise_value_error(x, match):
+    with pytest.raises(ValueError, match=match):
+        _net()(x)
+
+
+def test_non_numeric_input_raises_type_error():
+    with pytest.raises(TypeError, match="x"):
+        _net()(np.array([["a"]], dtype=object))
+    with pytest.raises(TypeError, match="x"):
+        _net()("not an array")
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    ({"p_rec": 0}, ValueError, "p_rec"),
+    ({"p_last": -4}, ValueError, "p_last"),
+    ({"hidden_widths": [4, 0]}, ValueError, "hidden_widths\\[1\\]"),
+    ({"p_rec": 30}, ValueError, "not divisible by n_branches"),
+    ({"n_branches": 0}, ValueError, "n_branches"),
+    ({"depth": 1}, ValueError, "depth"),
+    ({"surrogate": "tanh"}, ValueError, "surrogate"),
+    ({"reset": "hard"}, ValueError, "reset"),
+    ({"readout": "rate"}, ValueError, "readout"),
+    ({"recurrent": "full"}, ValueError, "recurrent"),
+    ({"beta": 1.5}, ValueError, "beta"),
+    ({"theta": 0.0}, ValueError, "theta"),
+    ({"p_rec": 2.5}, TypeError, "p_rec"),
+])
+def test_bad_constructor_arguments(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        _net(**kw)
