@@ -122,8 +122,9 @@ def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane
     m = torch.zeros_like(cur[0])
     s = None
     spikes, membranes = [], []
-    for t in range(cur.shape[0]):
-        i_t = cur[t]
+    # unbind (not cur[t]): indexing would make every step's backward build and sum a zero-filled
+    # gradient of the whole (T, ...) current, which costs O(T^2)
+    for i_t in cur.unbind(0):
         if recurrent is not None and s is not None:
             i_t = i_t + _recurrent_input(s, recurrent)
         s, m = lif_step(m, i_t, beta=beta, theta=theta, reset=reset, spike_fn=spike_fn)
