@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._io import atomic_replace_dir, atomic_write_bytes, make_temp_dir
 from ._checks import (check_choice, check_positive_float, check_positive_int,
                       check_sequence_input)
 from .lif import RESETS, Trace, simulate
@@ -38,7 +38,7 @@ logger = logging.getLogger("convexsnn")
 
 READOUTS = ("spike", "membrane")
 OUTPUTS = ("last", "all")
-RECURRENT_KINDS = ("dense", "diagonal")
+RECURRENT_KINDS = ("dense", "diagonal", "sparse")
 FORMAT_VERSION = 1
 _CONFIG_NAME = "config.json"
 _WEIGHTS_NAME = "weights.npz"
@@ -79,8 +79,15 @@ class ParallelSNN(nn.Module):
         Per-neuron bias in the LIF layers' input currents.
     output_bias : bool
         Bias of the output layer (off for reconstructed networks, whose convex readout has none).
-    recurrent : {None, "dense", "diagonal"}
-        Recurrent weights ``s_{t-1} W_rec`` in every LIF layer (None: feed-forward).
+    recurrent : {None, "dense", "diagonal", "sparse"}
+        Recurrent weights ``s_{t-1} W_rec`` in every LIF layer (None: feed-forward). ``"sparse"``
+        is a dense ``(K, n, n)`` matrix used through a fixed 0/1 mask :math:`M`: the layer sees
+        :math:`W_{rec} \odot M`, so gradients off the mask are zero. The masks are buffers
+        (``recurrent_mask_<l>``), saved and loaded with the weights; they start as a seeded
+        Bernoulli(``recurrent_density``) draw and can be replaced with
+        :meth:`set_recurrent_masks`.
+    recurrent_density : float
+        Probability of a connection in the initial sparse masks (only with ``"sparse"``).
     surrogate : str or Surrogate
         Spike function used when gradients are needed (forward always exact).
     surrogate_params : dict, optional
@@ -98,7 +105,7 @@ class ParallelSNN(nn.Module):
                  bias: bool = False, output_bias: bool = False, recurrent: str | None = None,
                  surrogate: "str | Surrogate" = "atan", surrogate_params: dict | None = None,
                  init_scale: float = 1.0, seed: int | None = None,
-                 dtype: torch.dtype = torch.float32):
+                 recurrent_density: float = 0.1, dtype: torch.dtype = torch.float32):
         super().__init__()
         n_inputs = check_positive_int(n_inputs, "n_inputs")
         n_outputs = check_positive_int(n_outputs, "n_outputs")
@@ -123,6 +130,10 @@ class ParallelSNN(nn.Module):
         check_choice(output, "output", OUTPUTS)
         if recurrent is not None:
             check_choice(recurrent, "recurrent", RECURRENT_KINDS)
+        recurrent_density = check_positive_float(recurrent_density, "recurrent_density",
+                                                 allow_zero=True)
+        if recurrent_density > 1.0:
+            raise ValueError(f"recurrent_density must be in [0, 1], got {recurrent_density}")
         if isinstance(surrogate, Surrogate):
             surrogate_name, surrogate_params = surrogate.name, surrogate.params()
         else:
@@ -141,6 +152,8 @@ class ParallelSNN(nn.Module):
             "surrogate_params": surrogate_params,
             "dtype": "float64" if dtype == torch.float64 else "float32",
         }
+        if recurrent == "sparse":  # only then, so other configs stay as they were
+            self.config["recurrent_density"] = recurrent_density
         self.spike_fn = get_surrogate(surrogate_name, **surrogate_params)
 
         K = n_branches
@@ -150,7 +163,7 @@ class ParallelSNN(nn.Module):
              for i in range(len(hidden_widths))])
         self.biases = nn.ParameterList(
             [nn.Parameter(torch.zeros(K, w, dtype=dtype)) for w in hidden_widths]) if bias else None
-        if recurrent == "dense":
+        if recurrent in ("dense", "sparse"):
             self.recurrent_weights = nn.ParameterList(
                 [nn.Parameter(torch.zeros(K, w, w, dtype=dtype)) for w in hidden_widths])
         elif recurrent == "diagonal":
@@ -158,6 +171,13 @@ class ParallelSNN(nn.Module):
                 [nn.Parameter(torch.zeros(K, w, dtype=dtype)) for w in hidden_widths])
         else:
             self.recurrent_weights = None
+        if recurrent == "sparse":
+            # a separate generator, so the weights drawn below do not depend on the masks
+            mgen = (torch.Generator().manual_seed(int(seed) + 0x5EED) if seed is not None
+                    else None)
+            for l, w in enumerate(hidden_widths):
+                mask = torch.rand(K, w, w, generator=mgen, dtype=torch.float64) < recurrent_density
+                self.register_buffer(f"recurrent_mask_{l}", mask.to(dtype))
         self.output_weight = nn.Parameter(
             torch.zeros(K * hidden_widths[-1], n_outputs, dtype=dtype))
         self.output_bias = (nn.Parameter(torch.zeros(n_outputs, dtype=dtype))
@@ -185,6 +205,50 @@ class ParallelSNN(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.output_weight.device
+
+    @property
+    def recurrent_masks(self) -> list[torch.Tensor] | None:
+        """The 0/1 masks ``(K, n_l, n_l)`` of a ``"sparse"`` network (``None`` otherwise)."""
+        if self.config["recurrent"] != "sparse":
+            return None
+        return [getattr(self, f"recurrent_mask_{l}") for l in range(len(self.hidden_widths))]
+
+    def effective_recurrent_weights(self) -> list[torch.Tensor] | None:
+        r"""Recurrent weights as the layers use them: :math:`W_{rec} \odot M` for ``"sparse"``,
+        the parameters themselves for ``"dense"`` / ``"diagonal"``, ``None`` when feed-forward."""
+        if self.recurrent_weights is None:
+            return None
+        masks = self.recurrent_masks
+        if masks is None:
+            return list(self.recurrent_weights)
+        return [w * m for w, m in zip(self.recurrent_weights, masks)]
+
+    @torch.no_grad()
+    def set_recurrent_masks(self, masks) -> None:
+        """Replace the masks of a ``"sparse"`` network (one 0/1 array ``(K, n_l, n_l)`` per layer).
+
+        Recurrent weights off the new mask are set to zero, so the stored parameters equal the
+        effective weights.
+        """
+        if self.config["recurrent"] != "sparse":
+            raise ValueError("set_recurrent_masks needs a network built with recurrent='sparse'")
+        masks = list(masks)
+        widths = self.hidden_widths
+        if len(masks) != len(widths):
+            raise ValueError(f"need one mask per LIF layer ({len(widths)}), got {len(masks)}")
+        K = self.n_branches
+        new = []
+        for l, (m, w) in enumerate(zip(masks, widths)):
+            m = torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m)
+            if tuple(m.shape) != (K, w, w):
+                raise ValueError(f"mask {l} must have shape {(K, w, w)}, got {tuple(m.shape)}")
+            m = m.to(device=self.device, dtype=self.dtype)
+            if not bool(((m == 0) | (m == 1)).all()):
+                raise ValueError(f"mask {l} must hold only 0 and 1")
+            new.append(m)
+        for l, m in enumerate(new):
+            getattr(self, f"recurrent_mask_{l}").copy_(m)
+            self.recurrent_weights[l].mul_(m)
 
     def provenance(self) -> np.ndarray:
         """``(n_features, 2)`` array of (branch, neuron) for every readout feature."""
@@ -224,7 +288,7 @@ class ParallelSNN(nn.Module):
         return simulate(
             x, list(self.weights),
             biases=list(self.biases) if self.biases is not None else None,
-            recurrent=list(self.recurrent_weights) if self.recurrent_weights is not None else None,
+            recurrent=self.effective_recurrent_weights(),
             beta=self.config["beta"], theta=self.config["theta"], reset=self.config["reset"],
             spike_fn=self.spike_fn, return_membrane=return_membrane)
 
@@ -283,7 +347,8 @@ class ParallelSNN(nn.Module):
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         """Save to a directory (``config.json`` + ``weights.npz``) or, for a path ending in
         ``.npz``, to a single file. No pickle; written atomically; weights carry a sha256 checked
-        on load. ``extra`` (JSON-safe) is stored beside the config (e.g. a certificate)."""
+        on load. ``extra`` (JSON-safe) is stored beside the config (e.g. a certificate); by default
+        the network's own ``saved_extra`` (set by :meth:`load` and by reconstruction) is kept."""
         path = Path(path)
         arrays = self.state_arrays()
         buf = io.BytesIO()
@@ -294,7 +359,7 @@ class ParallelSNN(nn.Module):
             "config": self.config,
             "shapes": {k: list(v.shape) for k, v in arrays.items()},
             "weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
-            "extra": extra or {},
+            "extra": extra if extra is not None else getattr(self, "saved_extra", {}),
         }
         meta_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,13 +367,13 @@ class ParallelSNN(nn.Module):
             buf2 = io.BytesIO()
             np.savez(buf2, __meta__=np.frombuffer(meta_bytes, dtype=np.uint8),
                      __weights__=np.frombuffer(weights_bytes, dtype=np.uint8))
-            _atomic_write_bytes(path, buf2.getvalue())
+            atomic_write_bytes(path, buf2.getvalue())
         else:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+            tmp = make_temp_dir(path)
             try:
                 (tmp / _WEIGHTS_NAME).write_bytes(weights_bytes)
                 (tmp / _CONFIG_NAME).write_bytes(meta_bytes)
-                _atomic_replace_dir(tmp, path)
+                atomic_replace_dir(tmp, path)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -362,33 +427,6 @@ class ParallelSNN(nn.Module):
 
 
 # ---------------------------------------------------------------------- file helpers
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_replace_dir(tmp: Path, path: Path) -> None:
-    """Move the finished directory ``tmp`` to ``path``; an old ``path`` is removed only after."""
-    if path.exists():
-        if not path.is_dir():
-            raise FileExistsError(f"{path} exists and is not a directory")
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
-
-
 def _read_saved(path: Path) -> tuple[dict, bytes]:
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {path}")

@@ -1,0 +1,909 @@
+r"""The spike dictionary: binary readouts of witness neurons on the training inputs.
+
+Simulating a :class:`~convexsnn.witnesses.Witnesses` set on inputs :math:`X` (``n`` sequences of
+``T`` steps) gives, for every last-layer neuron :math:`j = (k, i)` (branch ``k``, neuron ``i``) and
+step ``t``, the binary readout
+
+.. math::
+
+    r^{(j)}_{s,t} = s_t \quad (\text{readout}=\text{"spike"}), \qquad
+    r^{(j)}_{s,t} = \mathbb 1[m_t - b \ge 0] \quad (\text{readout}=\text{"membrane"})
+
+of sample ``s`` (:mod:`convexsnn.lif`, DESIGN.md section 2). A *column* of the dictionary is one
+neuron's readout on every row:
+
+* ``steps="last"`` -- rows are samples, :math:`D_{s j} = r^{(j)}_{s,T}` (sequence labels);
+* ``steps="all"`` -- rows are (sample, step) pairs, row :math:`s T + t` holds
+  :math:`r^{(j)}_{s,t}` (token labels).
+
+All-zero columns carry no information and duplicate columns are redundant for the convex problem
+(two equal columns can share one weight), so :func:`build_dictionary` drops them and keeps, for
+every distinct non-zero pattern, the first neuron (in branch-major order ``k * n_last + i``) that
+produced it. The provenance of every kept column and the neurons it absorbed are recorded, so a
+solution :math:`W` over the dictionary maps back to witness neurons
+(:mod:`convexsnn.reconstruct`).
+
+Building is a pure function of (witness block, data shard): dictionaries built on blocks of
+branches combine with :meth:`SpikeDictionary.concat` (``axis="columns"``) into exactly the
+dictionary built at once; dictionaries built on shards of rows with ``dedupe=False`` combine with
+``axis="rows"``.
+
+Storage is a ``bool`` matrix or bits packed along rows (``np.packbits(axis=0)``: byte ``r`` of
+column ``j`` holds rows ``8r .. 8r+7``, most significant bit first), 8x smaller. The solvers see
+the dictionary through :meth:`SpikeDictionary.operator`, which implements the operator protocol of
+:mod:`convexsnn.convex.operator` (``shape``, ``dtype``, ``device``, ``matmul``, ``rmatmul``,
+``columns``, ``dense``) and, for packed storage, unpacks one block of rows at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ._checks import check_choice, check_positive_int, check_sequence_input
+from ._io import atomic_write_bytes
+from .network import READOUTS
+from .witnesses import Witnesses
+
+__all__ = ["SpikeDictionary", "SpikeOperator", "build_dictionary", "STEPS", "STORAGES",
+           "DICTIONARY_FORMAT_VERSION"]
+
+logger = logging.getLogger("convexsnn")
+
+STEPS = ("last", "all")
+STORAGES = ("bool", "packed")
+DICTIONARY_FORMAT_VERSION = 1
+_FLOAT_DTYPES = (torch.float64, torch.float32)
+_DEFAULT_CHUNK_BYTES = 1 << 28  # ~256 MiB of simulation state per chunk of samples
+
+
+# ---------------------------------------------------------------------- bit helpers
+def _unpack_rows(packed: torch.Tensor, n_rows: int | None = None) -> torch.Tensor:
+    """Unpack ``(nb, P)`` uint8 (packed along rows, MSB first) to ``(8 nb, P)`` uint8 0/1."""
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=packed.device)
+    bits = (packed[:, None, :] >> shifts[None, :, None]) & 1
+    bits = bits.reshape(-1, packed.shape[1])
+    return bits if n_rows is None else bits[:n_rows]
+
+
+def _x_fingerprint(x: torch.Tensor) -> str:
+    a = np.ascontiguousarray(x.detach().cpu().numpy())
+    h = hashlib.sha256()
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _unique_columns(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group equal columns of a row-packed matrix.
+
+    Returns ``first`` (first column index of each distinct pattern, ascending), ``inverse``
+    (group of every column, indexing ``first``) and ``nonzero`` (bool per group).
+    """
+    nb, P = packed.shape
+    if P == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    if nb == 0:
+        cols = np.zeros((P, 1), np.uint8)
+    else:
+        cols = np.ascontiguousarray(packed.T)
+    v = cols.view(np.dtype((np.void, cols.shape[1]))).ravel()
+    _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(first, kind="stable")          # groups by first occurrence
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    first = first[order].astype(np.int64)
+    inverse = rank[inverse].astype(np.int64)
+    nonzero = cols[first].any(axis=1)
+    return first, inverse, nonzero
+
+
+class _RowPacker:
+    """Accumulate boolean row blocks and pack them along rows, 8 rows per byte."""
+
+    def __init__(self, n_cols: int):
+        self.n_cols = n_cols
+        self.parts: list[np.ndarray] = []
+        self.carry = np.zeros((0, n_cols), bool)
+        self.n_rows = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        self.n_rows += rows.shape[0]
+        if self.carry.shape[0]:
+            rows = np.concatenate([self.carry, rows], axis=0)
+        full = rows.shape[0] // 8 * 8
+        if full:
+            self.parts.append(np.packbits(rows[:full], axis=0))
+        self.carry = rows[full:]
+
+    def finish(self) -> np.ndarray:
+        if self.carry.shape[0]:
+            self.parts.append(np.packbits(self.carry, axis=0))
+            self.carry = np.zeros((0, self.n_cols), bool)
+        if not self.parts:
+            return np.zeros((0, self.n_cols), np.uint8)
+        return np.concatenate(self.parts, axis=0)
+
+
+# ---------------------------------------------------------------------- operator view
+class SpikeOperator:
+    r"""A spike dictionary :math:`D \in \{0,1\}^{n\times P}` as a linear operator.
+
+    Implements the operator protocol of :mod:`convexsnn.convex.operator`:
+    ``shape``, ``dtype``, ``device``, ``matmul(W)`` :math:`= DW`, ``rmatmul(R)``
+    :math:`= D^\top R`, ``columns(idx)``, ``dense()``; plus ``D @ W`` and ``D.T @ R``.
+
+    With ``packed`` storage only the bits are held (``n P / 8`` bytes) and every product unpacks
+    ``chunk_rows`` rows at a time, so no ``(n, P)`` float matrix is ever formed; with dense
+    storage the ``(n, P)`` matrix is held in ``dtype``.
+    """
+
+    def __init__(self, *, dense: torch.Tensor | None = None, packed: torch.Tensor | None = None,
+                 n_rows: int | None = None, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None, chunk_rows: int = 8192):
+        if dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        if (dense is None) == (packed is None):
+            raise ValueError("give exactly one of dense= or packed=")
+        self.dtype = dtype
+        if dense is not None:
+            self.device = torch.device(device) if device is not None else dense.device
+            self._dense = dense.to(device=self.device, dtype=dtype).contiguous()
+            self._packed = None
+            self.shape = (int(dense.shape[0]), int(dense.shape[1]))
+        else:
+            self.device = torch.device(device) if device is not None else packed.device
+            self._packed = packed.to(device=self.device, dtype=torch.uint8).contiguous()
+            self._dense = None
+            if n_rows is None:
+                raise ValueError("n_rows is required with packed=")
+            self.shape = (int(n_rows), int(packed.shape[1]))
+        self.chunk_rows = max(8, int(chunk_rows) // 8 * 8)
+        self.n_products = 0
+
+    def _blocks(self):
+        n = self.shape[0]
+        step_b = self.chunk_rows // 8
+        for b0 in range(0, self._packed.shape[0], step_b):
+            r0 = b0 * 8
+            r1 = min(n, r0 + self.chunk_rows)
+            yield r0, r1, _unpack_rows(self._packed[b0:b0 + step_b], r1 - r0)
+
+    def _check(self, A: torch.Tensor, rows: int, name: str) -> tuple[torch.Tensor, bool]:
+        vec = A.ndim == 1
+        if vec:
+            A = A[:, None]
+        if A.ndim != 2 or A.shape[0] != rows:
+            raise ValueError(f"{name} must have {rows} rows, got shape {tuple(A.shape)}")
+        return A, vec
+
+    def matmul(self, W: torch.Tensor) -> torch.Tensor:
+        """:math:`D W`: ``(P, C)`` (or ``(P,)``) to ``(n, C)`` (or ``(n,)``), in ``W``'s dtype."""
+        W, vec = self._check(W, self.shape[1], "W")
+        self.n_products += 1
+        if self._dense is not None:
+            out = self._dense.to(W.dtype) @ W
+        else:
+            out = torch.empty(self.shape[0], W.shape[1], dtype=W.dtype, device=W.device)
+            for r0, r1, blk in self._blocks():
+                torch.matmul(blk.to(W.dtype), W, out=out[r0:r1])
+        return out[:, 0] if vec else out
+
+    def rmatmul(self, R: torch.Tensor) -> torch.Tensor:
+        """:math:`D^\\top R`: ``(n, C)`` (or ``(n,)``) to ``(P, C)`` (or ``(P,)``)."""
+        R, vec = self._check(R, self.shape[0], "R")
+        self.n_products += 1
+        if self._dense is not None:
+            out = self._dense.to(R.dtype).T @ R
+        else:
+            out = torch.zeros(self.shape[1], R.shape[1], dtype=R.dtype, device=R.device)
+            for r0, r1, blk in self._blocks():
+                out.addmm_(blk.to(R.dtype).T, R[r0:r1])
+        return out[:, 0] if vec else out
+
+    def columns(self, idx: Any) -> "SpikeOperator":
+        """Operator restricted to the columns ``idx`` (a copy, same storage kind)."""
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.device).reshape(-1)
+        if self._dense is not None:
+            return SpikeOperator(dense=self._dense.index_select(1, idx), dtype=self.dtype,
+                                 device=self.device, chunk_rows=self.chunk_rows)
+        return SpikeOperator(packed=self._packed.index_select(1, idx), n_rows=self.shape[0],
+                             dtype=self.dtype, device=self.device, chunk_rows=self.chunk_rows)
+
+    def dense(self) -> torch.Tensor:
+        """The ``(n, P)`` 0/1 matrix in :attr:`dtype`."""
+        if self._dense is not None:
+            return self._dense
+        return _unpack_rows(self._packed, self.shape[0]).to(self.dtype)
+
+    def __matmul__(self, W: torch.Tensor) -> torch.Tensor:
+        return self.matmul(W)
+
+    @property
+    def T(self) -> "_TransposedOperator":
+        """Transposed view: ``op.T @ R`` is ``op.rmatmul(R)``."""
+        return _TransposedOperator(self)
+
+    def __repr__(self) -> str:
+        kind = "dense" if self._dense is not None else f"packed, chunk_rows={self.chunk_rows}"
+        return (f"SpikeOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, "
+                f"{kind})")
+
+
+class _TransposedOperator:
+    def __init__(self, op: SpikeOperator):
+        self._op = op
+        self.shape = (op.shape[1], op.shape[0])
+
+    def __matmul__(self, R: torch.Tensor) -> torch.Tensor:
+        return self._op.rmatmul(R)
+
+    @property
+    def T(self) -> SpikeOperator:
+        return self._op
+
+
+# ---------------------------------------------------------------------- the dictionary
+class SpikeDictionary:
+    r"""Binary dictionary of witness-neuron readouts, with provenance.
+
+    Built by :func:`build_dictionary`; not meant to be constructed by hand.
+
+    Attributes
+    ----------
+    witnesses : Witnesses
+        The whole witness set (the dictionary may use a block of its branches).
+    branches : ndarray (n_branches_used,)
+        Sorted branch indices that were simulated.
+    readout, readout_bias, steps
+        Readout rule (``"spike"`` / ``"membrane"`` with bias :math:`b`) and row semantics.
+    n_samples, n_steps, n_inputs : int
+        Shape of the training inputs ``(n_samples, n_steps, n_inputs)``.
+    provenance : ndarray (P, 2) int64
+        (branch, neuron) of the witness neuron kept for every column.
+    neuron_ids : ndarray (n_witness_neurons,) int64
+        Global index ``k * n_last + i`` of every simulated neuron, ascending.
+    assignment : ndarray (n_witness_neurons,) int64
+        Column of every simulated neuron (its own, or the column it duplicates); ``-1`` for
+        all-zero neurons (dropped).
+    column_counts : ndarray (P,) int64
+        Number of ones in every column, :math:`\|d_j\|_1 = \|d_j\|_2^2`.
+    deduplicated : bool
+        Whether zero and duplicate columns were dropped.
+    """
+
+    def __init__(self, *, witnesses: Witnesses, branches: np.ndarray, readout: str,
+                 readout_bias: float, steps: str, n_samples: int, n_steps: int, n_inputs: int,
+                 packed: np.ndarray, provenance: np.ndarray, neuron_ids: np.ndarray,
+                 assignment: np.ndarray, n_unique: int, deduplicated: bool, storage: str,
+                 x_fingerprints: list[str], chunk_size: int | None = None):
+        check_choice(storage, "storage", STORAGES)
+        self.witnesses = witnesses
+        self.branches = np.asarray(branches, np.int64)
+        self.readout = readout
+        self.readout_bias = float(readout_bias)
+        self.steps = steps
+        self.n_samples = int(n_samples)
+        self.n_steps = int(n_steps)
+        self.n_inputs = int(n_inputs)
+        self.provenance = np.asarray(provenance, np.int64).reshape(-1, 2)
+        self.neuron_ids = np.asarray(neuron_ids, np.int64)
+        self.assignment = np.asarray(assignment, np.int64)
+        self._n_unique = int(n_unique)
+        self.deduplicated = bool(deduplicated)
+        self.storage = storage
+        self.x_fingerprints = list(x_fingerprints)
+        self.chunk_size = chunk_size
+        packed = np.ascontiguousarray(packed, dtype=np.uint8)
+        expect_nb = (self.n_rows + 7) // 8
+        if packed.shape != (expect_nb, self.provenance.shape[0]):
+            raise ValueError(f"packed bits have shape {packed.shape}, expected "
+                             f"{(expect_nb, self.provenance.shape[0])}")
+        self.column_counts = (np.unpackbits(packed, axis=0, count=self.n_rows).sum(
+            axis=0, dtype=np.int64) if packed.size else np.zeros(packed.shape[1], np.int64))
+        if storage == "packed":
+            self._packed = packed
+            self._bool = None
+        else:
+            self._packed = None
+            self._bool = torch.from_numpy(
+                np.unpackbits(packed, axis=0, count=self.n_rows).astype(bool))
+        self._operators: dict = {}
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_rows(self) -> int:
+        """Rows: ``n_samples`` (``steps="last"``) or ``n_samples * n_steps`` (``"all"``)."""
+        return self.n_samples * (self.n_steps if self.steps == "all" else 1)
+
+    @property
+    def n_columns(self) -> int:
+        """``P``, the number of stored columns."""
+        return int(self.provenance.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_rows, self.n_columns)
+
+    @property
+    def n_witness_neurons(self) -> int:
+        """Number of last-layer witness neurons simulated."""
+        return int(self.neuron_ids.shape[0])
+
+    @property
+    def n_unique(self) -> int:
+        """Number of distinct non-zero column patterns among the simulated neurons."""
+        return self._n_unique
+
+    @property
+    def n_zero(self) -> int:
+        """Simulated neurons whose column was all zero."""
+        if self.deduplicated:
+            return int((self.assignment < 0).sum())
+        return int((self.column_counts == 0).sum())
+
+    @property
+    def n_duplicates(self) -> int:
+        """Simulated neurons dropped (or, undeduplicated, that would be) as duplicates."""
+        return self.n_witness_neurons - self.n_zero - self.n_unique
+
+    @property
+    def density(self) -> float:
+        """Fraction of ones among the stored entries."""
+        total = self.n_rows * self.n_columns
+        return float(self.column_counts.sum() / total) if total else 0.0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored matrix."""
+        return int(self._packed.nbytes if self._packed is not None else
+                   self._bool.numel() * self._bool.element_size())
+
+    def duplicate_counts(self) -> np.ndarray:
+        """``(P,)``: number of other simulated neurons sharing each column's pattern."""
+        if not self.deduplicated:
+            return np.zeros(self.n_columns, np.int64)
+        counts = np.bincount(self.assignment[self.assignment >= 0], minlength=self.n_columns)
+        return counts - 1
+
+    def duplicates(self, column: int) -> np.ndarray:
+        """(branch, neuron) rows of the neurons whose pattern equals column ``column``'s, the kept
+        neuron first."""
+        if not 0 <= column < self.n_columns:
+            raise IndexError(f"column {column} out of range [0, {self.n_columns})")
+        ids = self.neuron_ids[self.assignment == column]
+        n_last = self.witnesses.n_last
+        return np.stack([ids // n_last, ids % n_last], axis=1)
+
+    def summary(self) -> dict:
+        """JSON-safe summary."""
+        return {
+            "n_rows": self.n_rows, "n_columns": self.n_columns,
+            "n_witness_neurons": self.n_witness_neurons, "n_unique": self.n_unique,
+            "n_zero": self.n_zero, "n_duplicates": self.n_duplicates,
+            "density": self.density, "readout": self.readout, "readout_bias": self.readout_bias,
+            "steps": self.steps, "storage": self.storage, "deduplicated": self.deduplicated,
+            "n_samples": self.n_samples, "n_steps": self.n_steps, "n_inputs": self.n_inputs,
+            "n_branches_used": int(self.branches.size), "nbytes": self.nbytes,
+            "witnesses": self.witnesses.description.get("kind"),
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"SpikeDictionary(rows={s['n_rows']}, columns={s['n_columns']}, "
+                f"witness_neurons={s['n_witness_neurons']}, density={s['density']:.3f}, "
+                f"readout={self.readout!r}, steps={self.steps!r}, storage={self.storage!r})")
+
+    # ------------------------------------------------------------------ matrix access
+    def packed_bits(self) -> np.ndarray:
+        """Row-packed bits ``(ceil(n/8), P)`` uint8 (``np.packbits(D, axis=0)``)."""
+        if self._packed is not None:
+            return self._packed
+        return np.packbits(self._bool.numpy(), axis=0)
+
+    def matrix(self, dtype: torch.dtype = torch.float64,
+               device: torch.device | str | None = None) -> torch.Tensor:
+        """The dense ``(n_rows, P)`` 0/1 matrix (``dtype`` may be ``torch.bool``)."""
+        if self._bool is not None:
+            t = self._bool
+        else:
+            t = _unpack_rows(torch.from_numpy(self._packed), self.n_rows) != 0
+        return t.to(device=device, dtype=dtype)
+
+    def operator(self, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None,
+                 chunk_rows: int = 8192, rows: Any = None) -> SpikeOperator:
+        """Operator view for the solvers (see :class:`SpikeOperator`).
+
+        ``bool`` storage gives a dense operator (the ``(n, P)`` matrix in ``dtype``); ``packed``
+        storage keeps the bits and unpacks ``chunk_rows`` rows per block in every product.
+        ``rows`` (int indices) restricts the operator to those rows, in that order (e.g. the
+        representatives of :meth:`unique_rows`). Full-row operators are cached per
+        dtype/device.
+        """
+        if self.n_columns == 0:
+            raise ValueError("the dictionary has no columns")
+        if rows is not None:
+            idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+            if idx.size == 0 or idx.min() < 0 or idx.max() >= self.n_rows:
+                raise ValueError(f"rows must be non-empty indices in [0, {self.n_rows})")
+            sub = self._row_block_bool(idx)
+            if self._bool is not None:
+                return SpikeOperator(dense=sub, dtype=dtype, device=device, chunk_rows=chunk_rows)
+            return SpikeOperator(packed=torch.from_numpy(np.packbits(sub.numpy(), axis=0)),
+                                 n_rows=idx.size, dtype=dtype, device=device,
+                                 chunk_rows=chunk_rows)
+        key = (dtype, str(torch.device(device) if device is not None else "cpu"), chunk_rows)
+        op = self._operators.get(key)
+        if op is None:
+            if self._bool is not None:
+                op = SpikeOperator(dense=self._bool, dtype=dtype, device=device,
+                                   chunk_rows=chunk_rows)
+            else:
+                op = SpikeOperator(packed=torch.from_numpy(self._packed), n_rows=self.n_rows,
+                                   dtype=dtype, device=device, chunk_rows=chunk_rows)
+            self._operators[key] = op
+        return op
+
+    def _row_block_bool(self, idx: np.ndarray) -> torch.Tensor:
+        """Bool rows ``idx`` ``(len(idx), P)``."""
+        if self._bool is not None:
+            return self._bool[torch.from_numpy(idx)]
+        return torch.from_numpy(np.unpackbits(self._packed[idx // 8], axis=0)
+                                .reshape(idx.size, 8, -1)[np.arange(idx.size), idx % 8]
+                                .astype(bool))
+
+    def unique_rows(self, labels: Any = None, *, block_rows: int = 65536
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r"""Group identical rows (and, with ``labels``, identical (row, label) pairs).
+
+        The convex problem :math:`\sum_i a_i \ell(y_i, d_i W) + \lambda R(W)` only depends on
+        the distinct pairs :math:`(d_i, y_i)`, each weighted by the sum of its :math:`a_i`: solving
+        on the representatives with those weights gives the same objective, solution and
+        certificate, often on far fewer rows (sequences repeat in small automata tasks).
+
+        Returns
+        -------
+        first : ndarray (n_groups,)
+            Row index of every group's first row (ascending).
+        inverse : ndarray (n_rows,)
+            Group of every row.
+        counts : ndarray (n_groups,)
+            Rows per group.
+        """
+        n = self.n_rows
+        lab = None
+        if labels is not None:
+            lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+            lab = np.ascontiguousarray(lab.reshape(-1).astype(np.int64))
+            if lab.shape[0] != n:
+                raise ValueError(f"labels has {lab.shape[0]} entries, the dictionary {n} rows")
+        keys = []
+        for r0 in range(0, n, block_rows):
+            idx = np.arange(r0, min(n, r0 + block_rows))
+            k = np.packbits(self._row_block_bool(idx).numpy(), axis=1)
+            if lab is not None:
+                k = np.concatenate([k, lab[idx, None].view(np.uint8).reshape(idx.size, 8)], 1)
+            keys.append(k)
+        k = np.ascontiguousarray(np.concatenate(keys, 0))
+        v = k.view(np.dtype((np.void, k.shape[1]))).ravel()
+        _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        inverse = rank[inverse].astype(np.int64)
+        return first[order].astype(np.int64), inverse, np.bincount(inverse).astype(np.int64)
+
+    def __matmul__(self, W: Any) -> torch.Tensor:
+        W = torch.as_tensor(W)
+        dtype = W.dtype if W.dtype in _FLOAT_DTYPES else torch.float64
+        return self.operator(dtype, W.device).matmul(W.to(dtype))
+
+    # ------------------------------------------------------------------ new inputs
+    def _block_witnesses(self, device=None) -> Witnesses:
+        w = self.witnesses
+        if self.branches.size != w.n_branches or np.any(self.branches != np.arange(w.n_branches)):
+            w = w.select_branches(self.branches)
+        return w if device is None else w.to(device)
+
+    def transform(self, X: Any, *, dtype: torch.dtype = torch.float64,
+                  chunk_size: int | None = None, device: torch.device | str | None = None,
+                  allow_other_T: bool = False, unique_inputs: bool = True) -> torch.Tensor:
+        """Readouts of exactly the kept neurons on new inputs: dense 0/1 ``(rows, P)``.
+
+        The witnesses are simulated with the same code, block of branches and readout as at
+        build time, so ``transform(X_train)`` reproduces :meth:`matrix`.
+
+        Parameters
+        ----------
+        X : array ``(n, T, n_inputs)``
+            Inputs.
+        dtype : torch.dtype
+            Result dtype (``torch.bool`` allowed).
+        allow_other_T : bool
+            Accept a ``T`` different from the training ``T`` (e.g. out-of-distribution lengths);
+            by default a mismatch raises ``ValueError``. With ``steps="all"`` the rows are then
+            ``n * T_new``.
+        unique_inputs : bool
+            Simulate each distinct sequence once (see :func:`build_dictionary`).
+
+        Raises
+        ------
+        ValueError
+            Wrong rank, feature size or (unless allowed) ``T``; NaN or inf in ``X``.
+        """
+        x = check_sequence_input(X, "X", dtype=self.witnesses.dtype)
+        if x.shape[2] != self.n_inputs:
+            raise ValueError(f"X has {x.shape[2]} features per step, the dictionary was built on "
+                             f"{self.n_inputs}")
+        if x.shape[1] != self.n_steps and not allow_other_T:
+            raise ValueError(
+                f"X has T={x.shape[1]} steps, the dictionary was built with T={self.n_steps} "
+                f"(steps={self.steps!r}); pass allow_other_T=True to read other lengths")
+        wb = self._block_witnesses(device)
+        cols = self._local_columns()
+        chunk = chunk_size or self.chunk_size or _auto_chunk(wb, x.shape[1], self.readout)
+        out = [torch.from_numpy(block)[:, cols] for block in _iter_readout_rows(
+            wb, x, self.readout, self.readout_bias, self.steps, chunk, device, unique_inputs)]
+        return torch.cat(out, 0).to(dtype)
+
+    def _local_columns(self) -> torch.Tensor:
+        """Index of every column's kept neuron within the simulated block."""
+        n_last = self.witnesses.n_last
+        pos = np.searchsorted(self.branches, self.provenance[:, 0])   # branches are sorted
+        return torch.from_numpy((pos * n_last + self.provenance[:, 1]).astype(np.int64))
+
+    # ------------------------------------------------------------------ combination
+    def deduplicate(self) -> "SpikeDictionary":
+        """A copy without all-zero and duplicate columns (first occurrence kept)."""
+        packed = self.packed_bits()
+        first, inverse, nonzero = _unique_columns(packed)
+        keep_group = np.flatnonzero(nonzero)
+        new_index = -np.ones(first.size, np.int64)
+        new_index[keep_group] = np.arange(keep_group.size)
+        col_map = new_index[inverse]                       # old column -> new column / -1
+        assignment = np.where(self.assignment >= 0, col_map[np.maximum(self.assignment, 0)], -1)
+        d = SpikeDictionary(
+            witnesses=self.witnesses, branches=self.branches, readout=self.readout,
+            readout_bias=self.readout_bias, steps=self.steps, n_samples=self.n_samples,
+            n_steps=self.n_steps, n_inputs=self.n_inputs, packed=packed[:, first[keep_group]],
+            provenance=self.provenance[first[keep_group]], neuron_ids=self.neuron_ids,
+            assignment=assignment, n_unique=int(keep_group.size), deduplicated=True,
+            storage=self.storage, x_fingerprints=self.x_fingerprints, chunk_size=self.chunk_size)
+        return d
+
+    @staticmethod
+    def concat(parts: Sequence["SpikeDictionary"], axis: str = "columns", *,
+               dedupe: bool = True, storage: str | None = None) -> "SpikeDictionary":
+        """Combine dictionaries built on blocks of branches or on shards of rows.
+
+        ``axis="columns"``: parts built on the same inputs and witness set over disjoint blocks of
+        branches. Zero and duplicate columns are dropped across blocks, keeping for every pattern
+        the neuron with the smallest global index, and columns are ordered by that index: the
+        result equals :func:`build_dictionary` on the union of the blocks.
+
+        ``axis="rows"``: parts built with ``dedupe=False`` on the same witness block over
+        consecutive shards of samples (in order); with ``dedupe=True`` the result is then
+        deduplicated (columns distinct on a shard may coincide on the union, and vice versa, so
+        shards must not be deduplicated on their own).
+        """
+        check_choice(axis, "axis", ("columns", "rows"))
+        parts = list(parts)
+        if not parts or not all(isinstance(p, SpikeDictionary) for p in parts):
+            raise TypeError("concat needs a non-empty sequence of SpikeDictionary")
+        p0 = parts[0]
+        storage = storage or p0.storage
+        check_choice(storage, "storage", STORAGES)
+        fp = p0.witnesses.fingerprint()
+        for p in parts[1:]:
+            same = (p.readout == p0.readout and p.readout_bias == p0.readout_bias
+                    and p.steps == p0.steps and p.n_steps == p0.n_steps
+                    and p.n_inputs == p0.n_inputs)
+            if not same:
+                raise ValueError("parts differ in readout, readout_bias, steps or input shape")
+            if p.witnesses is not p0.witnesses and p.witnesses.fingerprint() != fp:
+                raise ValueError("parts were built from different witness sets")
+        if axis == "rows":
+            for p in parts:
+                if p.deduplicated:
+                    raise ValueError("row shards must be built with dedupe=False (a column that "
+                                     "is zero or duplicate on one shard may differ on another)")
+                if not np.array_equal(p.branches, p0.branches):
+                    raise ValueError("row shards must use the same block of branches")
+            bools = [p.matrix(torch.bool).numpy() for p in parts]
+            packed = np.packbits(np.concatenate(bools, 0), axis=0)
+            first, _, nonzero = _unique_columns(packed)
+            d = SpikeDictionary(
+                witnesses=p0.witnesses, branches=p0.branches, readout=p0.readout,
+                readout_bias=p0.readout_bias, steps=p0.steps,
+                n_samples=sum(p.n_samples for p in parts), n_steps=p0.n_steps,
+                n_inputs=p0.n_inputs, packed=packed, provenance=p0.provenance,
+                neuron_ids=p0.neuron_ids, assignment=p0.assignment,
+                n_unique=int(nonzero.sum()), deduplicated=False, storage=storage,
+                x_fingerprints=[f for p in parts for f in p.x_fingerprints],
+                chunk_size=p0.chunk_size)
+            return d.deduplicate() if dedupe else d
+        # columns
+        for p in parts[1:]:
+            if p.n_samples != p0.n_samples or p.x_fingerprints != p0.x_fingerprints:
+                raise ValueError("column blocks must be built on the same inputs X")
+        branches = np.concatenate([p.branches for p in parts])
+        if np.unique(branches).size != branches.size:
+            raise ValueError("column blocks must use disjoint sets of branches")
+        n_last = p0.witnesses.n_last
+        packed = np.concatenate([p.packed_bits() for p in parts], axis=1)
+        gid = np.concatenate([p.provenance[:, 0] * n_last + p.provenance[:, 1] for p in parts])
+        offsets = np.cumsum([0] + [p.n_columns for p in parts])
+        neuron_ids = np.concatenate([p.neuron_ids for p in parts])
+        assignment = np.concatenate([np.where(p.assignment >= 0, p.assignment + offsets[i], -1)
+                                     for i, p in enumerate(parts)])
+        # order stored columns by global neuron id, so "first occurrence" = smallest id
+        order = np.argsort(gid, kind="stable")
+        inv_order = np.empty_like(order)
+        inv_order[order] = np.arange(order.size)
+        packed, gid = packed[:, order], gid[order]
+        assignment = np.where(assignment >= 0, inv_order[np.maximum(assignment, 0)], -1)
+        nid_order = np.argsort(neuron_ids, kind="stable")
+        neuron_ids, assignment = neuron_ids[nid_order], assignment[nid_order]
+        all_dedup = all(p.deduplicated for p in parts)
+        prov = np.stack([gid // n_last, gid % n_last], axis=1)
+        first, _, nonzero = _unique_columns(packed)
+        d = SpikeDictionary(
+            witnesses=p0.witnesses, branches=np.sort(branches), readout=p0.readout,
+            readout_bias=p0.readout_bias, steps=p0.steps, n_samples=p0.n_samples,
+            n_steps=p0.n_steps, n_inputs=p0.n_inputs, packed=packed, provenance=prov,
+            neuron_ids=neuron_ids, assignment=assignment, n_unique=int(nonzero.sum()),
+            deduplicated=False, storage=storage, x_fingerprints=p0.x_fingerprints,
+            chunk_size=p0.chunk_size)
+        if dedupe or all_dedup:
+            d = d.deduplicate()
+        return d
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to one ``.npz`` file (arrays + JSON metadata, no pickle), written atomically.
+
+        Holds the bits, the provenance and the whole witness set, so a loaded dictionary can
+        :meth:`transform` new inputs and be reconstructed into a network.
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        arrays = {"bits": self.packed_bits(), "provenance": self.provenance,
+                  "neuron_ids": self.neuron_ids, "assignment": self.assignment,
+                  "branches": self.branches}
+        arrays.update({f"witness.{k}": v for k, v in self.witnesses.state_arrays().items()})
+        h = hashlib.sha256()
+        for k in sorted(arrays):
+            a = np.ascontiguousarray(arrays[k])
+            h.update(k.encode())
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        meta = {"format": "convexsnn.SpikeDictionary",
+                "format_version": DICTIONARY_FORMAT_VERSION,
+                "readout": self.readout, "readout_bias": self.readout_bias, "steps": self.steps,
+                "n_samples": self.n_samples, "n_steps": self.n_steps, "n_inputs": self.n_inputs,
+                "n_unique": self.n_unique, "deduplicated": self.deduplicated,
+                "storage": self.storage, "x_fingerprints": self.x_fingerprints,
+                "chunk_size": self.chunk_size, "witnesses": self.witnesses.meta(),
+                "arrays_sha256": h.hexdigest(), "summary": self.summary()}
+        buf = io.BytesIO()
+        np.savez(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(),
+                                             dtype=np.uint8), **arrays)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+        logger.info("saved SpikeDictionary (%d x %d) to %s", self.n_rows, self.n_columns, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, storage: str | None = None) -> "SpikeDictionary":
+        """Load a dictionary written by :meth:`save` (checksums verified)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no saved dictionary at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                files = {k: np.array(z[k]) for k in z.files}
+            meta = json.loads(files.pop("__meta__").tobytes().decode())
+        except (KeyError, ValueError, OSError, EOFError, json.JSONDecodeError,
+                UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable SpikeDictionary file ({exc})") from None
+        except Exception as exc:  # zipfile.BadZipFile
+            raise ValueError(f"{path}: not a readable SpikeDictionary file ({exc})") from None
+        if meta.get("format") != "convexsnn.SpikeDictionary":
+            raise ValueError(f"{path}: not a SpikeDictionary save")
+        if meta.get("format_version") != DICTIONARY_FORMAT_VERSION:
+            raise ValueError(f"{path}: format version {meta.get('format_version')} not supported")
+        h = hashlib.sha256()
+        for k in sorted(files):
+            a = np.ascontiguousarray(files[k])
+            h.update(k.encode())
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        if h.hexdigest() != meta.get("arrays_sha256"):
+            raise ValueError(f"{path}: checksum mismatch; the file is corrupt")
+        wit = Witnesses.from_arrays(meta["witnesses"], {k[len("witness."):]: v for k, v in
+                                                        files.items() if k.startswith("witness.")})
+        return cls(witnesses=wit, branches=files["branches"], readout=meta["readout"],
+                   readout_bias=meta["readout_bias"], steps=meta["steps"],
+                   n_samples=meta["n_samples"], n_steps=meta["n_steps"],
+                   n_inputs=meta["n_inputs"], packed=files["bits"],
+                   provenance=files["provenance"], neuron_ids=files["neuron_ids"],
+                   assignment=files["assignment"], n_unique=meta["n_unique"],
+                   deduplicated=meta["deduplicated"], storage=storage or meta["storage"],
+                   x_fingerprints=meta["x_fingerprints"], chunk_size=meta.get("chunk_size"))
+
+
+# ---------------------------------------------------------------------- building
+def _auto_chunk(w: Witnesses, T: int, readout: str, budget: int = _DEFAULT_CHUNK_BYTES) -> int:
+    """Samples per chunk so that one chunk's simulation state stays within ``budget`` bytes
+    (currents, spikes and, for membrane readout, membranes of every layer)."""
+    per_sample = T * w.n_branches * sum(w.hidden_widths) * w.weights[0].element_size()
+    per_sample *= 4 if readout == "membrane" else 3
+    return max(8, int(budget // max(per_sample, 1)))
+
+
+def _iter_readout_rows(w: Witnesses, x: torch.Tensor, readout: str, readout_bias: float,
+                       steps: str, chunk: int, device, unique_inputs: bool):
+    """Yield the bool readout rows (numpy) of ``x`` in order, ``chunk`` samples at a time."""
+    n, T = int(x.shape[0]), int(x.shape[1])
+    if unique_inputs:
+        xs, inv = _unique_sequences(x)
+        if xs.shape[0] == n:
+            unique_inputs = False
+        else:
+            logger.debug("simulating %d distinct input sequences among %d", xs.shape[0], n)
+    if not unique_inputs:
+        for s0 in range(0, n, chunk):
+            yield _readout_rows(w, x[s0:s0 + chunk], readout, readout_bias, steps,
+                                device).cpu().numpy()
+        return
+    P = w.n_witness_neurons
+    uniq = np.concatenate(
+        [_readout_rows(w, xs[s0:s0 + chunk], readout, readout_bias, steps, device).cpu().numpy()
+         for s0 in range(0, xs.shape[0], chunk)], 0)
+    uniq = uniq.reshape(xs.shape[0], 1 if steps == "last" else T, P)
+    for s0 in range(0, n, chunk):
+        yield uniq[inv[s0:s0 + chunk]].reshape(-1, P)
+
+
+def _unique_sequences(x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """Distinct sequences of ``x`` (in order of first appearance) and the index of each row."""
+    a = np.ascontiguousarray(x.detach().cpu().numpy().reshape(x.shape[0], -1))
+    v = a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).ravel()
+    _, first, inv = np.unique(v, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return x[torch.from_numpy(np.sort(first))], rank[inv.reshape(-1)]
+
+
+def _readout_rows(w: Witnesses, x: torch.Tensor, readout: str, readout_bias: float, steps: str,
+                  device) -> torch.Tensor:
+    """Bool readout rows of one chunk: ``(c, P)`` (last step) or ``(c * T, P)`` (all steps)."""
+    if device is not None:
+        x = x.to(device)
+    r = w.readout(x, readout=readout, readout_bias=readout_bias)   # (c, T, P) bool
+    if steps == "last":
+        return r[:, -1]
+    return r.reshape(-1, r.shape[2])
+
+
+def build_dictionary(witnesses: Witnesses, X: Any, *, readout: str = "spike",
+                     readout_bias: float = 0.0, steps: str = "last",
+                     branches: Sequence[int] | None = None, chunk_size: int | None = None,
+                     device: torch.device | str | None = None, dedupe: bool = True,
+                     storage: str = "bool", allow_empty: bool = False,
+                     unique_inputs: bool = True) -> SpikeDictionary:
+    r"""Simulate ``witnesses`` on ``X`` and collect the binary last-layer readouts as columns.
+
+    Parameters
+    ----------
+    witnesses : Witnesses
+        Hidden weights and LIF parameters.
+    X : array ``(n, T, n_inputs)``
+        Training inputs (cast to the witnesses' dtype).
+    readout : {"spike", "membrane"}
+        :math:`s_t` or :math:`\mathbb 1[m_t - b \ge 0]` with ``b = readout_bias``.
+    steps : {"last", "all"}
+        Rows = samples at the last step, or (sample, step) pairs with row index ``i * T + t``.
+    branches : sequence of int, optional
+        Build on this block of branches only (global indices, sorted); default all. Blocks
+        combine with :meth:`SpikeDictionary.concat`.
+    chunk_size : int, optional
+        Samples simulated at once (memory bound); default from a ~256 MiB budget.
+    device : torch device, optional
+        Where to simulate (results are gathered on the CPU).
+    dedupe : bool
+        Drop all-zero and duplicate columns (keeping the first neuron in branch-major order).
+    storage : {"bool", "packed"}
+        Keep a bool matrix or bits packed along rows.
+    allow_empty : bool
+        Return a dictionary with no columns instead of raising (useful for blocks).
+    unique_inputs : bool
+        Simulate every distinct input sequence once and copy its readout to the rows of its
+        repeats (e.g. 64 distinct strings among 2000 FIRST-LAST-XOR samples at ``T = 6``). The
+        readout of a sequence does not depend on the others, so this only saves time; the
+        distinct readouts are kept in memory as ``bool`` (``n_distinct x rows_per_sample x P``).
+
+    Returns
+    -------
+    SpikeDictionary
+
+    Raises
+    ------
+    ValueError
+        ``X`` of the wrong rank or feature size, NaN/inf in ``X``, or (with ``dedupe``) every
+        column all-zero.
+    """
+    if not isinstance(witnesses, Witnesses):
+        raise TypeError(f"witnesses must be a Witnesses, got {type(witnesses).__name__}")
+    check_choice(readout, "readout", READOUTS)
+    check_choice(steps, "steps", STEPS)
+    check_choice(storage, "storage", STORAGES)
+    readout_bias = float(readout_bias)
+    if not np.isfinite(readout_bias):
+        raise ValueError(f"readout_bias must be finite, got {readout_bias}")
+    x = check_sequence_input(X, "X", n_features=witnesses.n_inputs, dtype=witnesses.dtype)
+    if branches is None:
+        br = np.arange(witnesses.n_branches, dtype=np.int64)
+        wb = witnesses
+    else:
+        br = np.unique(np.asarray(branches, dtype=np.int64).reshape(-1))
+        if br.size == 0:
+            raise ValueError("branches must name at least one branch")
+        wb = witnesses.select_branches(br)
+    if device is not None:
+        wb = wb.to(device)
+    n, T = int(x.shape[0]), int(x.shape[1])
+    chunk = (check_positive_int(chunk_size, "chunk_size") if chunk_size is not None
+             else _auto_chunk(wb, T, readout))
+    n_last = witnesses.n_last
+    P_all = wb.n_witness_neurons
+    packer = _RowPacker(P_all)
+    for block in _iter_readout_rows(wb, x, readout, readout_bias, steps, chunk, device,
+                                    unique_inputs):
+        packer.add(block)
+    raw = packer.finish()
+    neuron_ids = (br[:, None] * n_last + np.arange(n_last)[None, :]).reshape(-1)
+    first, inverse, nonzero = _unique_columns(raw)
+    n_unique = int(nonzero.sum())
+    if dedupe:
+        keep_group = np.flatnonzero(nonzero)
+        new_index = -np.ones(first.size, np.int64)
+        new_index[keep_group] = np.arange(keep_group.size)
+        assignment = new_index[inverse]
+        kept = first[keep_group]
+        packed = raw[:, kept]
+    else:
+        assignment = np.arange(P_all, dtype=np.int64)
+        kept = np.arange(P_all)
+        packed = raw
+    if dedupe and kept.size == 0 and not allow_empty:
+        raise ValueError(
+            f"empty spike dictionary: all {P_all} witness neurons gave all-zero "
+            f"{'spike' if readout == 'spike' else 'membrane'} readouts on these {n} inputs "
+            f"(steps={steps!r}); the last layer is silent. Use a larger witness scale, a lower "
+            f"threshold theta, more or wider branches, or readout='membrane' with a lower "
+            f"readout_bias")
+    gid = neuron_ids[kept]
+    d = SpikeDictionary(
+        witnesses=witnesses, branches=br, readout=readout, readout_bias=readout_bias,
+        steps=steps, n_samples=n, n_steps=T, n_inputs=int(x.shape[2]), packed=packed,
+        provenance=np.stack([gid // n_last, gid % n_last], axis=1), neuron_ids=neuron_ids,
+        assignment=assignment, n_unique=n_unique, deduplicated=bool(dedupe), storage=storage,
+        x_fingerprints=[_x_fingerprint(x)], chunk_size=chunk_size)
+    logger.info("built spike dictionary: %d rows x %d columns from %d witness neurons "
+                "(%d zero, %d duplicate), density %.3f", d.n_rows, d.n_columns, P_all,
+                d.n_zero, d.n_duplicates, d.density)
+    return d
