@@ -1,0 +1,679 @@
+r"""Inner algorithms on one (possibly column-restricted) dictionary operator.
+
+* :func:`fista`: accelerated proximal gradient for the smooth datafits (squared, softmax), with
+  backtracking on the Lipschitz constant (which may also shrink), gradient-based adaptive restart
+  and optional *polishing* (exact re-solve on the identified support, squared + l1).
+* :func:`pdhg_hinge`: restarted, diagonally preconditioned primal-dual hybrid gradient
+  (Chambolle-Pock) on the saddle-point form of the hinge problem, with adaptive restarts and
+  primal-weight balancing in the style of PDLP, plus polishing of both the primal and the dual on
+  the identified basis (hinge + l1).
+
+Both track the best primal point and the best dual value seen, so that the gap they report is
+always ``best primal - best dual`` for valid (primal, dual-feasible) pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._polish import _spd_solve
+from .datafits import Datafit, Hinge
+from .penalties import Penalty
+
+logger = logging.getLogger("convexsnn")
+
+__all__ = ["InnerResult", "fista", "pdhg_hinge", "power_iteration", "feasible_dual", "dual_scale"]
+
+
+@dataclass
+class InnerResult:
+    """What an inner solve hands back to the working-set loop."""
+
+    W: torch.Tensor          # best primal point (s, C)
+    DW: torch.Tensor         # D @ W (n, C)
+    primal: float            # P(W)
+    U: torch.Tensor          # dual candidate (unscaled) for the global check
+    dual: float              # best dual value on this operator
+    iterations: int
+    matvecs: int
+    converged: bool
+    U_dual: torch.Tensor | None = None  # best dual candidate (unscaled), if different from U
+    alpha: torch.Tensor | None = None   # hinge box variables (for warm starts)
+    support: torch.Tensor | None = None  # (s,) rows in use, a hint for working sets
+    lipschitz: float | None = None
+    omega: float | None = None
+
+
+class Budget:
+    """Iteration / wall-clock budget shared by all inner solves of one problem."""
+
+    def __init__(self, max_iter: int, max_time: float | None) -> None:
+        self.max_iter = int(max_iter)
+        self.used = 0
+        self.deadline = None if max_time is None else time.perf_counter() + float(max_time)
+
+    @property
+    def left(self) -> int:
+        return max(self.max_iter - self.used, 0)
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+
+def dual_scale(datafit: Datafit, penalty: Penalty, lam: float, G: torch.Tensor):
+    r"""Scaling :math:`s` of a dual candidate with :math:`G = D^\top U` into the feasible set.
+
+    :math:`s = \min(1, \lambda / R^\circ(G))`. For the l1 penalty with a column-separable
+    datafit (squared, hinge) the feasible set :math:`\{|G_{jc}| \le \lambda\}` is a product over
+    output columns and each column is scaled separately (``s`` is then a ``(C,)`` tensor).
+    """
+    if penalty.name == "l1" and datafit.separable:
+        mx = G.abs().amax(dim=0)
+        return torch.where(mx > lam, lam / torch.where(mx > 0, mx, torch.ones_like(mx)),
+                           torch.ones_like(mx))
+    dn = penalty.dual_norm(G)
+    return 1.0 if dn <= lam else lam / dn
+
+
+def feasible_dual(datafit: Datafit, penalty: Penalty, lam: float, U: torch.Tensor,
+                  G: torch.Tensor) -> tuple[float, Any]:
+    """``(dual value, s)`` of the candidate :math:`U` scaled into the feasible set."""
+    s = dual_scale(datafit, penalty, lam, G)
+    return float(datafit.dual_value(U, s)), s
+
+
+class Tracker:
+    r"""Best primal point and best feasible dual point seen.
+
+    When the problem separates over output columns (l1 with squared or hinge), both the primal
+    :math:`P(W) = \sum_c P_c(W_{:,c})` and the dual (with column-wise scaling) are sums of
+    per-column terms, and the best point is kept *per column*: the combination of the best columns
+    is a valid primal point (resp. a feasible dual point) whose value is the sum of the best
+    per-column values.
+    """
+
+    def __init__(self, datafit: Datafit, penalty: Penalty, lam: float) -> None:
+        self.datafit, self.penalty, self.lam = datafit, penalty, float(lam)
+        self.sep = penalty.name == "l1" and datafit.separable and datafit.n_outputs > 1
+        self.pv: torch.Tensor | None = None
+        self.dv: torch.Tensor | None = None
+        self.W = self.DW = self.U = None
+
+    def primal_values(self, W: torch.Tensor, DW: torch.Tensor) -> torch.Tensor:
+        if self.sep:
+            return self.datafit.value_columns(DW) + self.lam * self.penalty.value_columns(W)
+        return (self.datafit.value(DW) + self.lam * self.penalty.value(W)).reshape(1)
+
+    def offer_primal(self, W: torch.Tensor, DW: torch.Tensor,
+                     values: torch.Tensor | None = None) -> bool:
+        """Offer a primal point; return True if any part of the best point changed."""
+        v = self.primal_values(W, DW) if values is None else values
+        if self.pv is None:
+            self.pv, self.W, self.DW = v, W, DW
+            return True
+        better = v < self.pv
+        if not bool(better.any()):
+            return False
+        if not self.sep or bool(better.all()):
+            self.pv = torch.where(better, v, self.pv) if self.sep else v
+            self.W, self.DW = W, DW
+            return True
+        self.pv = torch.where(better, v, self.pv)
+        self.W = torch.where(better[None, :], W, self.W)
+        self.DW = torch.where(better[None, :], DW, self.DW)
+        return True
+
+    def offer_dual(self, U: torch.Tensor, G: torch.Tensor) -> bool:
+        r"""Offer a dual candidate :math:`U` with :math:`G = D^\top U` (scaled here)."""
+        s = dual_scale(self.datafit, self.penalty, self.lam, G)
+        if self.sep:
+            v = self.datafit.dual_value_columns(U, s)
+        else:
+            v = self.datafit.dual_value(U, s).reshape(1)
+        Us = U * (s.to(U.dtype) if isinstance(s, torch.Tensor) else s)
+        if self.dv is None:
+            self.dv, self.U = v, Us
+            return True
+        better = v > self.dv
+        if not bool(better.any()):
+            return False
+        if not self.sep or bool(better.all()):
+            self.dv = torch.where(better, v, self.dv) if self.sep else v
+            self.U = Us
+            return True
+        self.dv = torch.where(better, v, self.dv)
+        self.U = torch.where(better[None, :], Us, self.U)
+        return True
+
+    @property
+    def primal(self) -> float:
+        return float(self.pv.sum())
+
+    @property
+    def dual(self) -> float:
+        return -math.inf if self.dv is None else float(self.dv.sum())
+
+    @property
+    def gap(self) -> float:
+        return self.primal - self.dual
+
+    def converged(self, tol: float) -> bool:
+        p = self.primal
+        return p - self.dual <= tol * abs(p)
+
+
+def power_iteration(op, weights: torch.Tensor, col_scale: torch.Tensor | None = None,
+                    max_iter: int = 100, rtol: float = 1e-4) -> tuple[float, int]:
+    r"""Largest eigenvalue of :math:`S D^\top A D S` (:math:`A = \mathrm{diag}(a)`,
+    :math:`S = \mathrm{diag}(\sqrt{d})` from ``col_scale`` = :math:`d`, or identity).
+
+    The matrix is entrywise non-negative (binary :math:`D`, :math:`a \ge 0`), so its Perron
+    vector is non-negative and the all-ones start converges quickly. Returns ``(lambda, matvecs)``
+    with ``lambda`` slightly inflated (by ``1 + 10 rtol``) to cover the power method's
+    underestimate; callers keep a backtracking safeguard anyway.
+    """
+    P = op.shape[1]
+    v = torch.ones(P, 1, dtype=op.dtype, device=op.device) / math.sqrt(P)
+    sq = None if col_scale is None else col_scale.sqrt().reshape(P, 1)
+    aw = weights.reshape(-1, 1)
+    lam_old, lam_new, k = 0.0, 0.0, 0
+    for k in range(1, max_iter + 1):
+        x = v if sq is None else v * sq
+        w = op.rmatmul(aw * op.matmul(x))
+        if sq is not None:
+            w = w * sq
+        lam_new = float(torch.linalg.vector_norm(w))
+        if lam_new == 0.0:
+            return 0.0, 2 * k
+        v = w / lam_new
+        if abs(lam_new - lam_old) <= rtol * lam_new:
+            break
+        lam_old = lam_new
+    return lam_new * (1.0 + 10 * rtol), 2 * k
+
+
+# --------------------------------------------------------------------------------------------
+# FISTA
+# --------------------------------------------------------------------------------------------
+
+def fista(op, datafit: Datafit, penalty: Penalty, lam: float, W: torch.Tensor, *,
+          tol: float, budget: Budget, lipschitz: float | None = None, polish=None,
+          log_every: int = 0, log_level: int = logging.DEBUG) -> InnerResult:
+    r"""Accelerated proximal gradient on :math:`\min_W f(DW) + \lambda R(W)`.
+
+    Iteration (FISTA with backtracking and adaptive restart):
+
+    .. math::
+
+        V_k &= W_k + \tfrac{t_{k-1} - 1}{t_k} (W_k - W_{k-1}) \\
+        W_{k+1} &= \mathrm{prox}_{\lambda R / L_k}\big(V_k - D^\top \nabla f(D V_k) / L_k\big)
+
+    where :math:`L_k` is accepted when
+    :math:`f(DW_{k+1}) \le f(DV_k) + \langle \nabla, W_{k+1} - V_k\rangle + \tfrac{L_k}{2}
+    \lVert W_{k+1} - V_k\rVert^2` (else doubled) and shrunk by 0.9 for the next step
+    (:math:`t_{k+1} = (1 + \sqrt{1 + 4 t_k^2}) / 2`). Momentum restarts (:math:`t = 1`) when
+    :math:`\langle V_k - W_{k+1}, W_{k+1} - W_k\rangle > 0` or the objective increased. Products
+    with :math:`D` are one :math:`DW` and one :math:`D^\top U` per iteration (:math:`DV` is formed
+    by linearity). The dual candidate :math:`U = \nabla f(DV_k)` is scaled into the feasible set
+    every iteration, giving a gap at no extra product.
+    """
+    matvecs = 0
+    if lipschitz is None:
+        lmax, mv = power_iteration(op, datafit.weights)
+        matvecs += mv
+        lipschitz = max(datafit.curvature * lmax, 1e-12)
+    L = float(lipschitz)
+    eps = torch.finfo(op.dtype).eps
+    tr = Tracker(datafit, penalty, lam)
+    DW = op.matmul(W)
+    matvecs += 1
+    pv = tr.primal_values(W, DW)
+    F = float(pv.sum())
+    tr.offer_primal(W, DW, pv)
+    W_prev, DW_prev = W, DW
+    t, momentum = 1.0, False
+    it = 0
+    supp_prev = (W != 0) if polish is not None else None
+    stable, polish_wait = 0, 10
+    while True:
+        if tr.dv is not None and tr.converged(tol):
+            break
+        if budget.left <= 0 or budget.out_of_time():
+            break
+        if momentum:
+            t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+            beta = (t - 1.0) / t_new
+            V = W + beta * (W - W_prev)
+            DV = DW + beta * (DW - DW_prev)
+            t = t_new
+        else:
+            V, DV, t = W, DW, 1.0
+        U = datafit.gradient(DV)
+        G = op.rmatmul(U)
+        matvecs += 1
+        tr.offer_dual(U, G)
+        fV = float(datafit.value(DV))
+        while True:
+            Wn = penalty.prox(V - G / L, lam / L)
+            DWn = op.matmul(Wn)
+            matvecs += 1
+            fcols = datafit.value_columns(DWn)
+            fn = float(fcols.sum())
+            diff = Wn - V
+            quad = fV + float((G * diff).sum()) + 0.5 * L * float(diff.square().sum())
+            if fn <= quad + 8 * eps * (abs(fV) + abs(fn)) or not math.isfinite(L):
+                break
+            L *= 2.0
+        pv = (fcols + lam * penalty.value_columns(Wn)) if tr.sep else \
+            torch.tensor([fn + lam * float(penalty.value(Wn))], dtype=torch.float64)
+        Fn = float(pv.sum())
+        it += 1
+        budget.used += 1
+        tr.offer_primal(Wn, DWn, pv)
+        restart = float(((V - Wn) * (Wn - W)).sum()) > 0.0 or Fn > F + 8 * eps * abs(F)
+        W_prev, DW_prev, W, DW, F = W, DW, Wn, DWn, Fn
+        momentum = not restart
+        L *= 0.9
+        if log_every and it % log_every == 0:
+            logger.log(log_level, "fista it=%d F=%.12g dual=%.12g rel_gap=%.3g L=%.3g", it,
+                       tr.primal, tr.dual, tr.gap / max(abs(tr.primal), 1e-300), L)
+        if polish is not None:
+            supp = W != 0
+            stable = stable + 1 if torch.equal(supp, supp_prev) else 0
+            supp_prev = supp
+            if stable >= polish_wait:
+                stable = 0
+                gap0 = tr.gap
+                for cand in polish(op, datafit, penalty, lam, tr.W):
+                    DWc = op.matmul(cand)
+                    Uc = datafit.gradient(DWc)
+                    Gc = op.rmatmul(Uc)
+                    matvecs += 2
+                    tr.offer_dual(Uc, Gc)
+                    if tr.offer_primal(cand, DWc):
+                        W_prev = W = tr.W
+                        DW_prev = DW = tr.DW
+                        F, momentum = tr.primal, False
+                polish_wait = 10 if tr.gap < 0.5 * gap0 else min(2 * polish_wait, 160)
+    U_at_W = datafit.gradient(tr.DW)
+    return InnerResult(W=tr.W, DW=tr.DW, primal=tr.primal, U=U_at_W, dual=tr.dual,
+                       iterations=it, matvecs=matvecs, converged=tr.converged(tol),
+                       U_dual=tr.U, lipschitz=L)
+
+
+# --------------------------------------------------------------------------------------------
+# PDHG for the hinge
+# --------------------------------------------------------------------------------------------
+
+def pdhg_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor,
+               alpha: torch.Tensor | None, *, tol: float, budget: Budget,
+               omega: float | None = None, polish=None, polish_every: int = 64,
+               check_every: int = 16, log_every: int = 0,
+               log_level: int = logging.DEBUG) -> InnerResult:
+    r"""Restarted PDHG on the saddle form of the hinge problem.
+
+    With :math:`\max(0, 1 - t) = \max_{\alpha \in [0,1]} \alpha (1 - t)`:
+
+    .. math::
+
+        \min_W \max_{\alpha \in [0,1]^{n \times C}}\;
+        \lambda R(W) + \sum_{ic} a_i \alpha_{ic} \big(1 - y_{ic} (DW)_{ic}\big).
+
+    Steps (diagonal preconditioning :math:`\tau_j = \tau d_j`, :math:`d_j = 1/\sum_i a_i D_{ij}`,
+    :math:`\sigma_i = \sigma / a_i`):
+
+    .. math::
+
+        W^{+} &= \mathrm{prox}_{\tau_j \lambda R}\big(W + \tau_j D^\top (a \circ y \circ \alpha)\big)\\
+        \alpha^{+} &= \Pi_{[0,1]}\big(\alpha + \sigma (1 - y \circ D(2W^{+} - W))\big)
+
+    with :math:`\tau = \eta/\omega`, :math:`\sigma = \eta\omega`,
+    :math:`\eta = 0.99 / \lVert A^{1/2} D\, \mathrm{diag}(d)^{1/2}\rVert`, so that
+    :math:`\lVert \Sigma^{1/2} M T^{1/2}\rVert < 1`. Every ``check_every`` iterations the
+    duality gaps of the current iterate and of the running average are compared; the better one
+    becomes the restart point when its gap fell below 0.2 x (or 0.8 x and stopped improving) the
+    gap at the last restart, or after 36 % of the iterations so far (PDLP's rules), and the primal
+    weight is rebalanced, :math:`\omega \leftarrow \sqrt{\omega\, \Delta\alpha / \Delta W}`.
+    Every ``polish_every`` iterations (backing off while it does not help) the basis is polished
+    (:func:`~convexsnn.convex._polish.polish_hinge_l1`).
+    """
+    n, P = op.shape
+    C = datafit.n_outputs
+    dt = op.dtype
+    a = datafit.weights
+    Y, Ya = datafit.Y, datafit.Ya
+    matvecs = 0
+    colw = op.rmatmul(a.reshape(-1, 1))[:, 0]
+    matvecs += 1
+    d = torch.where(colw > 0, 1.0 / torch.where(colw > 0, colw, torch.ones_like(colw)),
+                    torch.ones_like(colw))
+    k2, mv = power_iteration(op, a, d)
+    matvecs += mv
+    eta = 0.99 / math.sqrt(max(k2, 1e-300))
+    if omega is None:
+        omega = 1.0
+    dcol = d.reshape(-1, 1)
+    if alpha is None:
+        alpha = torch.ones(n, C, dtype=dt, device=op.device)
+
+    def steps(om):
+        return eta / om * dcol, eta * om
+
+    tau, sigma = steps(omega)
+    DW = op.matmul(W)
+    GT = op.rmatmul(Ya * alpha)
+    matvecs += 2
+    aw = a.reshape(-1, 1)
+    tr = Tracker(datafit, penalty, lam)
+
+    def evaluate(Wx, DWx, ax, GTx):
+        """Offer (W, alpha) to the tracker; return their own gap (for the restart rules)."""
+        pv = tr.primal_values(Wx, DWx)
+        tr.offer_primal(Wx, DWx, pv)
+        U = -Ya * ax
+        s = dual_scale(datafit, penalty, lam, -GTx)
+        dv = datafit.dual_value(U, s)
+        tr.offer_dual(U, -GTx)
+        return float(pv.sum()) - float(dv)
+
+    r_W, r_alpha = W, alpha
+    r_gap = evaluate(W, DW, alpha, GT)
+    prev_cand_gap = r_gap
+    W_avg, a_avg, DW_avg, GT_avg = W.clone(), alpha.clone(), DW.clone(), GT.clone()
+    k_since = 0
+    it = 0
+    polish_wait = polish_every
+    next_polish = polish_every
+    while True:
+        if tr.converged(tol):
+            break
+        if budget.left <= 0 or budget.out_of_time():
+            break
+        Wn = penalty.prox(W + tau * GT, tau * lam)
+        DWn = op.matmul(Wn)
+        alpha_n = torch.clamp(alpha + sigma * (1.0 - Y * (2.0 * DWn - DW)), 0.0, 1.0)
+        GTn = op.rmatmul(Ya * alpha_n)
+        matvecs += 2
+        W, DW, alpha, GT = Wn, DWn, alpha_n, GTn
+        it += 1
+        budget.used += 1
+        k_since += 1
+        w = 1.0 / k_since
+        W_avg.lerp_(W, w)
+        a_avg.lerp_(alpha, w)
+        DW_avg.lerp_(DW, w)
+        GT_avg.lerp_(GT, w)
+        if it % check_every != 0:
+            continue
+        g_cur = evaluate(W, DW, alpha, GT)
+        g_avg = evaluate(W_avg, DW_avg, a_avg, GT_avg)
+        use_avg = g_avg < g_cur
+        cand_gap = min(g_cur, g_avg)
+        do_restart = (cand_gap <= 0.2 * r_gap
+                      or (cand_gap <= 0.8 * r_gap and cand_gap > prev_cand_gap)
+                      or k_since >= 0.36 * it)
+        prev_cand_gap = cand_gap
+        if log_every and it % log_every < check_every:
+            logger.log(log_level, "pdhg it=%d primal=%.12g dual=%.12g rel_gap=%.3g omega=%.3g",
+                       it, tr.primal, tr.dual, tr.gap / max(abs(tr.primal), 1e-300), omega)
+        if do_restart:
+            if use_avg:
+                W, alpha, DW, GT = W_avg.clone(), a_avg.clone(), DW_avg.clone(), GT_avg.clone()
+            # primal weight update from the distance moved since the last restart
+            dx = float(torch.sqrt(((W - r_W).square() / dcol).sum()))
+            dy = float(torch.sqrt((aw * (alpha - r_alpha).square()).sum()))
+            if dx > 1e-10 and dy > 1e-10:
+                omega = math.exp(0.5 * math.log(dy / dx) + 0.5 * math.log(omega))
+                tau, sigma = steps(omega)
+            r_W, r_alpha, r_gap = W, alpha, cand_gap
+            prev_cand_gap = cand_gap
+            W_avg, a_avg, DW_avg, GT_avg = W.clone(), alpha.clone(), DW.clone(), GT.clone()
+            k_since = 0
+        # polishing on the identified basis (feeds the tracker only)
+        if polish is not None and it >= next_polish and not tr.converged(tol):
+            gap0 = tr.gap
+            if use_avg:
+                W_c, a_c = polish(op, datafit, penalty, lam, W_avg, DW_avg, a_avg, GT_avg)
+            else:
+                W_c, a_c = polish(op, datafit, penalty, lam, W, DW, alpha, GT)
+            for Wp in W_c:
+                DWp = op.matmul(Wp)
+                matvecs += 1
+                tr.offer_primal(Wp, DWp)
+            for ap in a_c:
+                Up = -Ya * ap
+                Gp = op.rmatmul(Up)
+                matvecs += 1
+                tr.offer_dual(Up, Gp)
+            polish_wait = polish_every if tr.gap < 0.5 * gap0 else \
+                min(2 * polish_wait, 16 * polish_every)
+            next_polish = it + polish_wait
+    evaluate(W, DW, alpha, GT)
+    alpha_best = (tr.U / (-Ya)).nan_to_num(0.0).clamp(0.0, 1.0) if tr.U is not None else alpha
+    return InnerResult(W=tr.W, DW=tr.DW, primal=tr.primal, U=tr.U, dual=tr.dual,
+                       iterations=it, matvecs=matvecs, converged=tr.converged(tol),
+                       U_dual=None, alpha=alpha_best, omega=omega)
+
+
+# --------------------------------------------------------------------------------------------
+# interior point for hinge + l1
+# --------------------------------------------------------------------------------------------
+
+def ipm_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor, *,
+              tol: float, budget: Budget, log_level: int = logging.DEBUG) -> InnerResult:
+    """Hinge + l1 by the interior-point method, one LP per output column.
+
+    Needs the dense block of the operator (``op.dense()``); the per-column LPs are solved by
+    :func:`~convexsnn.convex._ipm.ipm_hinge_l1` with the relative tolerance ``tol / 2``.
+    """
+    from ._ipm import ipm_hinge_l1
+
+    n, P = op.shape
+    C = datafit.n_outputs
+    X = op.dense()
+    a = datafit.weights
+    rows = a > 0
+    all_rows = bool(rows.all())
+    Xr = X if all_rows else X[rows]
+    ar = a if all_rows else a[rows]
+    Wn = torch.zeros(P, C, dtype=op.dtype, device=op.device)
+    alpha = torch.zeros(n, C, dtype=op.dtype, device=op.device)
+    iters, conv = 0, True
+    deadline = budget.out_of_time
+    for c in range(C):
+        yc = datafit.Y[:, c] if all_rows else datafit.Y[rows, c]
+        w, al, it, ok, sup = ipm_hinge_l1(Xr, yc, ar, lam, tol=0.5 * tol,
+                                          max_iter=max(1, min(200, budget.left)),
+                                          deadline=deadline)
+        support = sup if c == 0 else support | sup
+        Wn[:, c] = w
+        if all_rows:
+            alpha[:, c] = al
+        else:
+            alpha[rows, c] = al
+        iters += it
+        conv = conv and ok
+        budget.used += it
+    tr = Tracker(datafit, penalty, lam)
+    DW = op.matmul(Wn)
+    U = datafit.from_alpha(alpha)
+    G = op.rmatmul(U)
+    tr.offer_primal(Wn, DW)
+    tr.offer_dual(U, G)
+    logger.log(log_level, "ipm: %d iterations, primal=%.12g dual=%.12g", iters, tr.primal,
+               tr.dual)
+    return InnerResult(W=tr.W, DW=tr.DW, primal=tr.primal, U=tr.U, dual=tr.dual,
+                       iterations=iters, matvecs=2 * iters + 2, converged=tr.converged(tol),
+                       alpha=alpha, support=support)
+
+
+# --------------------------------------------------------------------------------------------
+# coordinate descent for the squared loss (Gram form)
+# --------------------------------------------------------------------------------------------
+
+def cd_squared(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, tol: float,
+               budget: Budget, polish: bool = True, method: str = "fista",
+               log_level: int = logging.DEBUG) -> InnerResult:
+    r"""(Block) coordinate descent for the squared loss on the Gram matrix of the columns.
+
+    With :math:`H = D^\top A D`, :math:`B = D^\top A Y` and :math:`y_2 = \sum_i a_i y_i^2`
+    (per output), :math:`f = \tfrac12 \mathrm{tr}(W^\top H W) - \mathrm{tr}(B^\top W) + \tfrac12
+    y_2`, and one sweep updates every row :math:`j` of :math:`W` (all outputs at once):
+
+    .. math::
+
+        v = W_j - (H_j W - B_j) / H_{jj}, \qquad
+        W_j \leftarrow \mathrm{prox}_{\lambda R / H_{jj}}(v)
+
+    (soft thresholding for l1, group soft thresholding for l2,1), keeping :math:`HW` up to date
+    (:math:`O(sC)` per row); or (``method="fista"``, the default: fewer Python-level operations)
+    accelerated proximal gradient steps :math:`W \leftarrow \mathrm{prox}_{\lambda R/L}(V - (HV -
+    B)/L)` with :math:`L = \lambda_{\max}(H)` and gradient restarts, at :math:`O(s^2 C)` per step
+    whatever the number of rows. Primal and dual values (residual-based dual point
+    :math:`U = A(DW - Y)`) are evaluated in Gram form after every sweep; for l1 the support is
+    then polished by solving :math:`H_{SS} w = B_S - \lambda\,\mathrm{sign}` per output.
+    """
+    X = op.dense()
+    a = datafit.weights.reshape(-1, 1)
+    Y = datafit.Y
+    H = X.T @ (X * a)
+    Bm = X.T @ (a * Y)
+    y2 = (a.to(torch.float64) * Y.to(torch.float64).square()).sum(dim=0)
+    s, C = W.shape
+    W = W.clone()
+    HW = H @ W
+    diag = H.diagonal().clone()
+    live = diag > 0
+    l1 = penalty.name == "l1"
+    sep = l1
+
+    def values(Wx, HWx):
+        """Per-output primal values and dual values (column scaling for l1)."""
+        Wd, HWd = Wx.to(torch.float64), HWx.to(torch.float64)
+        wHw = (Wd * HWd).sum(dim=0)
+        wb = (Wd * Bm.to(torch.float64)).sum(dim=0)
+        fit = 0.5 * wHw - wb + 0.5 * y2
+        pen = Wd.abs().sum(dim=0) if l1 else torch.linalg.vector_norm(Wd, dim=1).sum().reshape(1)
+        G = HWx - Bm                         # D^T U
+        if sep:
+            mx = G.abs().amax(dim=0).to(torch.float64)
+            sc = torch.where(mx > lam, lam / mx.clamp_min(1e-300), torch.ones_like(mx))
+        else:
+            dn = float(torch.linalg.vector_norm(G, dim=1).max())
+            sc = torch.full((C,), 1.0 if dn <= lam else lam / dn, dtype=torch.float64)
+        lin = wb - y2                         # <U, Y>
+        quad = 0.5 * (wHw - 2 * wb + y2)      # ||U||^2 / (2a)
+        dual = -(sc * lin + sc * sc * quad)
+        if sep:
+            return fit + lam * pen, dual
+        return (fit.sum() + lam * pen).reshape(1), dual.sum().reshape(1)
+
+    best_p, best_d = values(W, HW)
+    best_W = W.clone()
+    best_dW = W.clone()
+
+    def offer(Wx, HWx):
+        nonlocal best_p, best_d
+        pv, dv = values(Wx, HWx)
+        better = pv < best_p
+        if bool(better.any()):
+            if sep:
+                best_W[:, better] = Wx[:, better]
+            else:
+                best_W.copy_(Wx)
+            best_p = torch.where(better, pv, best_p)
+        better = dv > best_d
+        if bool(better.any()):
+            if sep:
+                best_dW[:, better] = Wx[:, better]
+            else:
+                best_dW.copy_(Wx)
+            best_d = torch.where(better, dv, best_d)
+
+    def done():
+        p_tot, d_tot = float(best_p.sum()), float(best_d.sum())
+        return p_tot - d_tot <= tol * abs(p_tot)
+
+    it = 0
+    supp_prev = None
+    stable = 0
+    next_polish = 3 if method == "cd" else 10
+    if method == "cd":
+        idx = torch.nonzero(live, as_tuple=False)[:, 0].tolist()
+        Hcols = [H[:, j] for j in range(s)]
+        thr = [lam / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
+        inv = [1.0 / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
+    else:
+        Lh = float(torch.linalg.eigvalsh(H.to(torch.float64)).max()) * (1 + 1e-10) + 1e-300
+        W_prev, HW_prev, t = W, HW, 1.0
+    while True:
+        if done() or budget.left <= 0 or budget.out_of_time():
+            break
+        if method == "cd":
+            # one sweep (only the active rows every other sweep once a support exists)
+            rows_now = idx if (it % 2 == 0 or supp_prev is None) else \
+                [j for j in idx if bool((W[j] != 0).any())]
+            for j in rows_now:
+                wj = W[j]
+                v = wj - (HW[j] - Bm[j]) * inv[j]
+                if l1:
+                    nw = torch.sign(v) * torch.clamp_min(v.abs() - thr[j], 0.0)
+                else:
+                    nv = float(torch.linalg.vector_norm(v))
+                    nw = v * max(0.0, 1.0 - thr[j] / nv) if nv > 0 else v * 0.0
+                dlt = nw - wj
+                if bool((dlt != 0).any()):
+                    HW.add_(torch.outer(Hcols[j], dlt))
+                    W[j] = nw
+            if it % 10 == 9:
+                HW = H @ W  # refresh against drift
+        else:
+            t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+            beta = (t - 1.0) / t_new
+            V = W + beta * (W - W_prev)
+            HV = HW + beta * (HW - HW_prev)
+            Wn = penalty.prox(V - (HV - Bm) / Lh, lam / Lh)
+            HWn = H @ Wn
+            if float(((V - Wn) * (Wn - W)).sum()) > 0:
+                t_new = 1.0
+            W_prev, HW_prev, W, HW, t = W, HW, Wn, HWn, t_new
+        it += 1
+        budget.used += 1
+        if method == "cd" or it % 5 == 0:
+            offer(W, HW)
+        supp = W != 0
+        if supp_prev is not None and torch.equal(supp, supp_prev):
+            stable += 1
+        else:
+            stable, next_polish = 0, (3 if method == "cd" else 10)
+        supp_prev = supp
+        if polish and l1 and stable >= next_polish:
+            next_polish *= 3
+            Gc = HW - Bm
+            tight = supp & (Gc.abs() >= (1 - 1e-3) * lam)
+            for sup in ((supp, tight) if not torch.equal(tight, supp) else (supp,)):
+                Wp = torch.zeros_like(W)
+                for c in range(C):
+                    S = torch.nonzero(sup[:, c], as_tuple=False)[:, 0]
+                    if S.numel():
+                        Wp[S, c] = _spd_solve(H[S][:, S], Bm[S, c] - lam * torch.sign(W[S, c]))
+                if bool(torch.isfinite(Wp).all()):
+                    HWp = H @ Wp
+                    offer(Wp, HWp)
+            if method == "cd":
+                W = best_W.clone()
+                HW = H @ W
+    DW = op.matmul(best_W)
+    U_p = datafit.gradient(DW)
+    U_d = datafit.gradient(op.matmul(best_dW))
+    p_tot, d_tot = float(best_p.sum()), float(best_d.sum())
+    logger.log(log_level, "gram-%s: %d iterations, primal=%.12g dual=%.12g", method, it, p_tot,
+               d_tot)
+    return InnerResult(W=best_W, DW=DW, primal=p_tot, U=U_p, dual=d_tot, iterations=it,
+                       matvecs=3, converged=p_tot - d_tot <= tol * abs(p_tot), U_dual=U_d)

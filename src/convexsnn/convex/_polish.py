@@ -1,0 +1,405 @@
+r"""Polishing: exact re-solves on an identified support / basis (elementwise l1 only).
+
+Near the optimum first-order methods identify the support :math:`S` of :math:`W` (and, for the
+hinge, which margins are active) long before they reach a tight gap. On that face the optimality
+conditions are *linear* and are solved directly; the candidates are then evaluated honestly (primal
+value, and dual value after rescaling into the feasible set), so a wrong guess costs time but never
+correctness. All solves use the pseudo-inverse (minimum-norm least squares), which also handles
+duplicate columns.
+
+Squared + l1, per output :math:`c` with support :math:`S` and signs :math:`\sigma`:
+
+.. math:: (D_S^\top A D_S)\, w_S = D_S^\top A y_c - \lambda \sigma.
+
+Hinge + l1, per output :math:`c`, margins :math:`m = y_c \circ (DW)_c`, active rows
+:math:`E = \{|m_i - 1| \le \delta\}`, violated :math:`V = \{m_i < 1 - \delta\}`, slack
+:math:`N = \{m_i > 1 + \delta\}`:
+
+* primal: the minimum-norm correction of :math:`W_S` with :math:`y_E \circ (D_{E,S} W_S) = 1`;
+* dual: :math:`\alpha_V = 1`, :math:`\alpha_N = 0` and :math:`\alpha_E` the minimum-norm
+  correction with :math:`D_{E,S}^\top (a_E y_E \alpha_E) = \lambda \sigma - D_{V,S}^\top (a_V y_V)`
+  (stationarity on the support), clipped to :math:`[0, 1]`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["polish_squared_l1", "polish_hinge_l1", "polish_newton", "can_polish"]
+
+HINGE_DELTAS = (1e-8, 1e-6, 1e-4, 1e-2)
+
+
+def can_polish(op) -> bool:
+    """Polishing needs column access: the operator must provide ``columns`` and ``dense``."""
+    return callable(getattr(op, "columns", None)) and callable(getattr(op, "dense", None))
+
+
+def _cols(op, idx: torch.Tensor) -> torch.Tensor:
+    return op.columns(idx).dense()
+
+
+def _spd_solve(Gm: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    Lc, info = torch.linalg.cholesky_ex(Gm)
+    if int(info) == 0:
+        x = torch.cholesky_solve(rhs.reshape(-1, 1), Lc)[:, 0]
+        if bool(torch.isfinite(x).all()):
+            return x
+    return torch.linalg.pinv(Gm, hermitian=True) @ rhs
+
+
+def basis_solve(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float,
+                w: torch.Tensor, alpha: torch.Tensor, S: torch.Tensor, sign: torch.Tensor,
+                E: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Exact hinge + l1 solution on a guessed basis, for one output column.
+
+    ``X`` is the dictionary restricted to the candidate columns (``n x k``), ``S`` indexes the
+    guessed support inside them with signs ``sign``, ``E`` / ``V`` are boolean masks of the active
+    (margin 1) and violated rows (the others are slack). Returns the primal candidate (``w``
+    corrected by the minimum-norm change with :math:`y_E \circ (X_{E,S} w_S) = 1`, zero off ``S``)
+    and the dual candidate (:math:`	ildelpha_V = 1`, slack rows 0, :math:`	ildelpha_E` the
+    minimum-norm correction of ``alpha`` solving :math:`X_{E,S}^	op (a y 	ildelpha)_E =
+    \lambda\,\mathrm{sign} - X_{V,S}^	op (a y)_V`, clipped to [0, 1]).
+    """
+    wn = torch.zeros_like(w)
+    an = torch.zeros_like(alpha)
+    an[V] = 1.0
+    if S.numel() == 0 or not bool(E.any()):
+        an[E] = alpha[E]
+        return wn, an
+    XS = X[:, S]
+    XE = XS[E]
+    yE = y[E]
+    A = yE[:, None] * XE
+    w0 = w[S]
+    wn[S] = w0 + torch.linalg.pinv(A) @ (1.0 - A @ w0)
+    ya = a * y
+    B = (XE * ya[E, None]).T
+    t = lam * sign - XS[V].T @ ya[V]
+    aE = alpha[E]
+    aE = aE + torch.linalg.pinv(B) @ (t - B @ aE)
+    an[E] = aE.clamp(0.0, 1.0)
+    return wn, an
+
+
+def _active_sets(m: torch.Tensor, k: int, deltas, alpha: torch.Tensor | None = None
+                 ) -> list[torch.Tensor]:
+    r"""Guesses of the active rows :math:`E` (margins at 1): fixed tolerances ``deltas``, the
+    ``k`` = support-size rows closest to 1 (a non-degenerate basis has :math:`|E| = |S|`), the
+    split at the largest jump of :math:`\log |m_i - 1|` among the closest rows, and (with the box
+    variables ``alpha``) the rows whose :math:`\alpha_i` is strictly inside (0, 1), alone and
+    intersected with the previous guesses (complementary slackness: :math:`0 < \alpha_i < 1`
+    forces :math:`m_i = 1`)."""
+    d = (m - 1.0).abs()
+    out = [d <= delta for delta in deltas]
+    n = d.numel()
+    sd, order = torch.sort(d)
+    if 0 < k < n:
+        E = torch.zeros_like(d, dtype=torch.bool)
+        E[order[:k]] = True
+        out.append(E)
+    top = min(n, 4 * k + 16)
+    if top >= 2:
+        ld = torch.log(sd[:top] + 1e-300)
+        jumps = ld[1:] - ld[:-1]
+        i = int(torch.argmax(jumps))
+        out.append(d <= sd[i])
+    if alpha is not None:
+        inner = (alpha > 0) & (alpha < 1)
+        out.append(inner)
+        out.append(inner & (d <= sd[i]) if top >= 2 else inner)
+        for delta in deltas[-2:]:
+            out.append(inner & (d <= delta))
+    uniq: list[torch.Tensor] = []
+    for E in out:
+        if not any(torch.equal(E, F) for F in uniq):
+            uniq.append(E)
+    return uniq
+
+
+def polish_squared_l1(op, datafit, penalty, lam: float, W: torch.Tensor) -> list[torch.Tensor]:
+    r"""Candidate readout from the normal equations on the support of ``W`` (squared + l1).
+
+    Two supports per output column: the non-zeros of ``W``, and those without the entries whose
+    dual constraint is clearly slack (:math:`|D_j^\top \nabla f| < (1 - 10^{-3})\lambda`; such
+    entries are zero at the optimum). Each column keeps the best of (current, polished, pruned and
+    polished) by its part of the (column-separable) objective.
+    """
+    if not can_polish(op) or penalty.name != "l1":
+        return []
+    Wc = W.clone()
+    a = datafit.weights.reshape(-1, 1)
+    a64 = a.to(torch.float64)
+    Y = datafit.Y
+    rows = (W != 0).any(dim=1)
+    if not bool(rows.any()):
+        return []
+    R = torch.nonzero(rows, as_tuple=False)[:, 0]
+    XR = _cols(op, R)
+    G = XR.T @ datafit.gradient(op.matmul(W))
+    changed = False
+    for c in range(W.shape[1]):
+        nzc = W[R, c] != 0
+        if not bool(nzc.any()):
+            continue
+        supports = [nzc]
+        tight = nzc & (G[:, c].abs() >= (1 - 1e-3) * lam)
+        if not torch.equal(tight, nzc) and bool(tight.any()):
+            supports.append(tight)
+        cands = [W[R, c]]
+        for sup in supports:
+            X = XR[:, sup]
+            Xa = X * a
+            Gm = X.T @ Xa
+            rhs = Xa.T @ Y[:, c] - lam * torch.sign(W[R[sup], c])
+            w = _spd_solve(Gm, rhs)
+            if bool(torch.isfinite(w).all()):
+                full = torch.zeros_like(W[R, c])
+                full[sup] = w
+                cands.append(full)
+        if len(cands) == 1:
+            continue
+        Wk = torch.stack(cands, dim=1)
+        Z = XR @ Wk
+        vals = 0.5 * (a64 * (Z - Y[:, c:c + 1]).to(torch.float64).square()).sum(0) \
+            + lam * Wk.abs().sum(0, dtype=torch.float64)
+        k = int(torch.argmin(vals))
+        if k > 0:
+            Wc[R, c] = cands[k]
+            changed = True
+    return [Wc] if changed else []
+
+
+def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch.Tensor,
+                    alpha: torch.Tensor, GT: torch.Tensor | None = None, deltas=HINGE_DELTAS,
+                    dual_tight=(1e-6, 1e-4, 1e-2)
+                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    r"""Primal and dual candidates on the identified basis (hinge + l1).
+
+    Support guesses: the support of ``W`` (signs of ``W``) and, when ``GT`` =
+    :math:`D^\top(a \circ y \circ \alpha)` is given, the columns whose dual constraint is
+    nearly tight, :math:`|G_{jc}| \ge \lambda (1 - \rho)` (signs of :math:`G`). Active-row
+    guesses: see :func:`_active_sets`. Every (support, active rows) pair gives a primal and a dual
+    candidate per output column; the column-separable primal value and the column-wise scaled dual
+    value pick the best per column (the current point included), and the columns are recombined.
+    """
+    if not can_polish(op) or penalty.name != "l1":
+        return [], []
+    Y, a = datafit.Y, datafit.weights
+    a64 = a.to(torch.float64)
+    M = Y * DW
+    P, C = W.shape
+    Wc, ac = W.clone(), alpha.clone()
+    w_changed = a_changed = False
+    for c in range(C):
+        m = M[:, c]
+        y = Y[:, c]
+        ya = a * y
+        supports = []
+        Sw = torch.nonzero(W[:, c], as_tuple=False)[:, 0]
+        supports.append((Sw, torch.sign(W[Sw, c])))
+        if GT is not None:
+            g = GT[:, c]
+            for rho in dual_tight:
+                Sg = torch.nonzero(g.abs() >= lam * (1.0 - rho), as_tuple=False)[:, 0]
+                if not any(torch.equal(Sg, T) for T, _ in supports):
+                    supports.append((Sg, torch.sign(g[Sg])))
+        union = torch.unique(torch.cat([S for S, _ in supports]))
+        XU = _cols(op, union) if union.numel() else None
+        pos = torch.full((P,), -1, dtype=torch.long, device=W.device)
+        if union.numel():
+            pos[union] = torch.arange(union.numel(), device=W.device)
+        w_list = [W[:, c]]
+        a_list = [alpha[:, c]]
+        for S, sg in supports:
+            X = XU[:, pos[S]] if S.numel() else None
+            for E in _active_sets(m, int(S.numel()), deltas, alpha[:, c]):
+                V = (m < 1.0) & ~E
+                N = (m > 1.0) & ~E
+                al = alpha[:, c].clone()
+                al[V] = 1.0
+                al[N] = 0.0
+                if X is not None and bool(E.any()):
+                    XE = X[E]
+                    A = y[E, None] * XE
+                    w0 = W[S, c]
+                    w = w0 + torch.linalg.pinv(A) @ (1.0 - A @ w0)
+                    if bool(torch.isfinite(w).all()):
+                        wf = torch.zeros_like(W[:, c])
+                        wf[S] = w
+                        w_list.append(wf)
+                    B = (XE * ya[E, None]).T
+                    t = lam * sg - X[V].T @ ya[V]
+                    aE = al[E]
+                    aE = aE + torch.linalg.pinv(B) @ (t - B @ aE)
+                    al[E] = aE.clamp(0.0, 1.0)
+                if bool(torch.isfinite(al).all()):
+                    a_list.append(al)
+        if len(w_list) > 1:
+            Wk = torch.stack(w_list, dim=1)
+            Z = op.matmul(Wk)
+            vals = (a64[:, None] * torch.relu(1.0 - y[:, None] * Z).to(torch.float64)).sum(0) \
+                + lam * Wk.abs().sum(0, dtype=torch.float64)
+            k = int(torch.argmin(vals))
+            if k > 0:
+                Wc[:, c] = w_list[k]
+                w_changed = True
+        if len(a_list) > 1:
+            Al = torch.stack(a_list, dim=1)
+            Gk = op.rmatmul(ya[:, None] * Al)
+            mx = Gk.abs().amax(dim=0).to(torch.float64)
+            sc = torch.where(mx > lam, lam / mx, torch.ones_like(mx))
+            dv = sc * (a64[:, None] * Al.to(torch.float64)).sum(0)
+            k = int(torch.argmax(dv))
+            if k > 0:
+                ac[:, c] = a_list[k]
+                a_changed = True
+    return ([Wc] if w_changed else []), ([ac] if a_changed else [])
+
+
+def polish_newton(op, datafit, penalty, lam: float, W: torch.Tensor, *, newton_steps: int = 4,
+                  cg_iter: int = 100, prune: bool = True) -> list[torch.Tensor]:
+    r"""Newton-CG on the support of ``W`` for the smooth datafits (squared, softmax).
+
+    On the support (the non-zero entries for l1, with their signs fixed; the non-zero rows for
+    l2,1) the objective is smooth:
+
+    .. math::
+
+        \phi(W_S) = f(D_S W_S) + \lambda \sum_{(j,c) \in S} \sigma_{jc} W_{jc}
+        \quad	ext{or}\quad f(D_S W_S) + \lambda \sum_{j \in S} \lVert W_j 
+Vert_2 .
+
+    Each Newton direction solves :math:`
+abla^2 \phi\, d = -
+abla \phi` by conjugate gradients
+    with Hessian-vector products (two products with :math:`D_S` each); the step is
+    backtracked on the true objective. With ``prune`` a second candidate first drops the entries
+    (rows for l2,1) whose dual constraint is clearly slack, :math:`\rho(D^\top \nabla f) <
+    (1 - 10^{-3}) \lambda`: they are zero at the optimum, and keeping them (tiny but non-zero) makes
+    the smooth model ill-conditioned. Returns the improved points (empty list if no progress).
+    """
+    if not callable(getattr(op, "columns", None)) or not hasattr(datafit, "hessian_vec"):
+        return []
+    out = _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter)
+    if prune:
+        rows = (W != 0).any(dim=1)
+        if bool(rows.any()):
+            R = torch.nonzero(rows, as_tuple=False)[:, 0]
+            sub = op.columns(R)
+            G = sub.rmatmul(datafit.gradient(op.matmul(W)))
+            if penalty.name == "l1":
+                slack = (G.abs() < (1 - 1e-3) * lam) & (W[R] != 0)
+            else:
+                slack = (torch.linalg.vector_norm(G, dim=1) < (1 - 1e-3) * lam)[:, None] & \
+                    (W[R] != 0)
+            if bool(slack.any()):
+                Wp = W.clone()
+                Wp[R] = torch.where(slack, torch.zeros_like(W[R]), W[R])
+                out += _newton_on_support(op, datafit, penalty, lam, Wp, newton_steps, cg_iter,
+                                          always=True)
+    return out
+
+
+def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, always=False):
+    rows = (W != 0).any(dim=1)
+    if not bool(rows.any()):
+        return []
+    R = torch.nonzero(rows, as_tuple=False)[:, 0]
+    sub = op.columns(R)
+    Ws = W[R].clone()
+    l1 = penalty.name == "l1"
+    mask = (Ws != 0).to(Ws.dtype) if l1 else torch.ones_like(Ws)
+    sign = torch.sign(Ws)
+
+    def objective(Wx, Zx):
+        return float(datafit.value(Zx)) + lam * float(penalty.value(Wx))
+
+    Z = sub.matmul(Ws)
+    F = objective(Ws, Z)
+    F0 = F
+    improved_any = False
+    tiny = torch.finfo(Ws.dtype).tiny
+    for _ in range(newton_steps):
+        probs = torch.softmax(Z, dim=1) if datafit.name == "softmax" else None
+        g = sub.rmatmul(datafit.gradient(Z))
+        if l1:
+            g = (g + lam * sign) * mask
+            nrm = None
+        else:
+            nrm = torch.linalg.vector_norm(Ws, dim=1, keepdim=True).clamp_min(tiny)
+            g = g + lam * Ws / nrm
+
+        def hv(V):
+            HV = datafit.hessian_vec(Z, sub.matmul(V), probs) if probs is not None else \
+                datafit.hessian_vec(Z, sub.matmul(V))
+            out = sub.rmatmul(HV)
+            if l1:
+                return out * mask
+            u = Ws / nrm
+            return out + lam * (V - u * (u * V).sum(dim=1, keepdim=True)) / nrm
+
+        # conjugate gradients on H d = -g
+        d = torch.zeros_like(Ws)
+        r = -g
+        p = r.clone()
+        rr = float((r * r).sum())
+        rr0 = rr
+        if rr0 == 0.0:
+            break
+        for _k in range(cg_iter):
+            Hp = hv(p)
+            pHp = float((p * Hp).sum())
+            if pHp <= 0:
+                break
+            alpha = rr / pHp
+            d = d + alpha * p
+            r = r - alpha * Hp
+            rr_new = float((r * r).sum())
+            if rr_new <= 1e-24 * rr0:
+                break
+            p = r + (rr_new / rr) * p
+            rr = rr_new
+        if not bool(torch.isfinite(d).all()) or float(d.abs().max()) == 0.0:
+            break
+        pred = -float((g * d).sum())  # predicted decrease x 2 of the quadratic model
+        t, accepted = 1.0, False
+        if 0.0 <= pred <= 1e-11 * abs(F):
+            # below the resolution of F: judge the full step by the gradient norm instead
+            Wt = Ws + d
+            Zt = sub.matmul(Wt)
+            gt = sub.rmatmul(datafit.gradient(Zt))
+            if l1:
+                gt = (gt + lam * sign) * mask
+            else:
+                gt = gt + lam * Wt / torch.linalg.vector_norm(Wt, dim=1, keepdim=True).clamp_min(
+                    tiny)
+            if float((gt * gt).sum()) < rr0:
+                Ft = objective(Wt, Zt)
+                accepted = Ft <= F + 1e-14 * abs(F)
+        else:
+            for _ls in range(20):
+                Wt = Ws + t * d
+                Zt = sub.matmul(Wt)
+                Ft = objective(Wt, Zt)
+                if Ft < F:
+                    accepted = True
+                    break
+                t *= 0.5
+        if not accepted:
+            break
+        dec = F - Ft
+        Ws, Z, F = Wt, Zt, Ft
+        if l1:  # entries pushed through zero leave the support
+            mask = mask * (torch.sign(Ws) == sign).to(Ws.dtype)
+            Ws = Ws * mask
+            Z = sub.matmul(Ws)
+            F = objective(Ws, Z)
+        if dec <= 1e-15 * abs(F) and pred > 1e-11 * abs(F):
+            break
+        improved_any = True
+    if not (F < F0 or improved_any) and not always:
+        return []
+    out = W.clone()
+    out[R] = Ws
+    return [out]

@@ -1,0 +1,745 @@
+r"""Certified convex readout over a spike dictionary.
+
+Problem (DESIGN.md step 3). Given a binary dictionary :math:`D \in \{0,1\}^{n \times P}`, targets
+and row weights :math:`a_i \ge 0`,
+
+.. math::
+
+    \min_{W \in \mathbb{R}^{P \times C}}\; P(W) = \sum_{i=1}^n a_i\, \ell\big(y_i, (DW)_i\big)
+    + \lambda R(W),
+
+with :math:`\ell` the squared loss, the one-vs-rest hinge or the softmax cross-entropy, and
+:math:`R` the elementwise :math:`\ell_1` norm or the row-wise :math:`\ell_{2,1}` norm. There is no
+intercept (the reconstructed network's output layer has no bias).
+
+Conventions
+-----------
+* Row weights: :math:`a_i = 1/n` by default (the data loss is averaged over rows, as in the
+  paper); ``sample_weight`` gives :math:`a_i` *literally* (not renormalised: pass ``w / w.sum()`` to
+  keep the averaged scale with weights).
+* Regularisation: give ``lam`` (:math:`\lambda`) or ``beta`` with the paper's convention
+  :math:`\lambda = \beta / \sqrt{P}`, :math:`P` = number of dictionary columns.
+* Targets ``y``:
+
+  - ``"squared"``: a floating ``(n,)`` or ``(n, C)`` array is used as real targets; an integer (or
+    bool) ``(n,)`` array is read as class labels and turned into :math:`\pm 1` one-vs-rest targets
+    (see :func:`labels_to_targets`).
+  - ``"hinge"``: integer labels ``0..C-1`` (one-vs-rest :math:`\pm1` targets), or explicit
+    :math:`\pm 1` targets ``(n,)`` / ``(n, C)``.
+  - ``"softmax"``: integer labels ``0..C-1``, :math:`C \ge 2`.
+
+  With labels, ``C`` is ``n_classes`` or ``max(y) + 1``. For squared and hinge, a two-class problem
+  uses a *single* output column (:math:`+1` for class 1, :math:`-1` for class 0) unless
+  ``binary_single_column=False``; the one-vs-rest pair would be the same problem twice (with
+  :math:`W_0 = -W_1`). Predictions: the sign for one column (``score > 0`` is class 1), the arg-max
+  over columns otherwise (:func:`predict_from_scores`).
+
+Certificate
+-----------
+Every solve returns the primal value of the returned point, the value of a feasible dual point
+(the datafit's natural dual candidate rescaled into :math:`R^\circ(D^\top U) \le \lambda`) and their
+gap, see :class:`~convexsnn.convex.certificate.Certificate`. The solve stops when the relative gap
+is at most ``tol``; otherwise it returns the best point seen and emits a
+:class:`~convexsnn.convex.certificate.ConvergenceWarning`.
+
+Algorithms
+----------
+* smooth datafits (squared, softmax): FISTA with backtracking, adaptive restart and (squared + l1)
+  polishing on the support;
+* hinge: restarted, preconditioned PDHG (PDLP-style restarts and primal-weight balancing), with
+  basis polishing for l1;
+* both inside a working-set loop for large :math:`P` (solve on the columns most likely to be
+  active, check the dual constraint on all columns, add the violators), when the operator supports
+  ``columns``.
+
+The dictionary is touched only through :math:`DW` and :math:`D^\top R`
+(:mod:`convexsnn.convex.linear_operator`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ._inner import Budget, InnerResult, Tracker, cd_squared, fista, ipm_hinge, pdhg_hinge
+from ._rows import RowGroups, merge_duplicate_rows
+from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
+from .certificate import Certificate, ConvergenceWarning
+from .datafits import DATAFITS, Datafit, make_datafit
+from .linear_operator import as_operator
+from .penalties import PENALTIES, Penalty, make_penalty
+
+logger = logging.getLogger("convexsnn")
+
+__all__ = ["ReadoutSolution", "solve_readout", "solve_path", "lambda_max", "predict_from_scores",
+           "labels_to_targets", "prepare_problem"]
+
+DEFAULT_MAX_ITER = {"fista": 20_000, "pdhg": 200_000, "ipm": 2_000, "cd": 20_000}
+WORKING_SET_MIN_COLUMNS = 256
+IPM_MAX_ENTRIES = 60_000_000
+SOLVERS = ("auto", "fista", "cd", "pdhg", "ipm")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers on targets and predictions
+# --------------------------------------------------------------------------------------------
+
+def predict_from_scores(scores: Any) -> torch.Tensor:
+    """Class predictions from readout scores ``(n, C)`` (or ``(n,)``).
+
+    One column: ``1`` where the score is ``> 0``, else ``0`` (the single-column binary encoding).
+    Several columns: the arg-max over columns.
+    """
+    s = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
+    if s.ndim == 1 or s.shape[1] == 1:
+        return (s.reshape(-1) > 0).to(torch.int64)
+    return s.argmax(dim=1)
+
+
+def labels_to_targets(labels: Any, n_classes: int | None = None, *,
+                      binary_single_column: bool = True,
+                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    r"""One-vs-rest :math:`\pm 1` targets from integer labels.
+
+    Returns ``(n, C)`` with :math:`Y_{ic} = +1` if :math:`y_i = c` else :math:`-1`; for two classes
+    with ``binary_single_column`` a single column :math:`Y_i = +1` for class 1, :math:`-1` for
+    class 0.
+    """
+    lab = _check_labels(labels, "labels", None, n_classes)
+    C = _n_classes(lab, n_classes, "labels")
+    return _pm1(lab, C, binary_single_column, dtype)
+
+
+def _pm1(lab: torch.Tensor, C: int, single: bool, dtype: torch.dtype) -> torch.Tensor:
+    if C == 2 and single:
+        return (2.0 * (lab == 1).to(dtype) - 1.0).reshape(-1, 1)
+    Y = -torch.ones(lab.shape[0], C, dtype=dtype, device=lab.device)
+    Y.scatter_(1, lab.reshape(-1, 1), 1.0)
+    return Y
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        arr = np.asarray(x)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise TypeError(f"{name} must be real-valued, got complex dtype {t.dtype}")
+    return t
+
+
+def _check_finite(t: torch.Tensor, name: str) -> None:
+    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains non-finite values ({int(torch.isnan(t).sum())} NaN, "
+                         f"{int(torch.isinf(t).sum())} inf)")
+
+
+def _check_labels(y: Any, name: str, n_rows: int | None, n_classes: int | None) -> torch.Tensor:
+    t = _as_tensor(y, name)
+    _check_finite(t, name)
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape "
+                         f"{tuple(t.shape)}")
+    if n_rows is not None and t.shape[0] != n_rows:
+        raise ValueError(f"{name} has {t.shape[0]} rows but D has {n_rows} rows")
+    if t.dtype == torch.bool:
+        t = t.to(torch.int64)
+    if t.is_floating_point():
+        if not bool((t == t.round()).all()):
+            raise ValueError(f"{name} must hold integer class labels 0..C-1, got non-integer values")
+    t = t.to(torch.int64)
+    if t.numel() and int(t.min()) < 0:
+        raise ValueError(f"{name} has negative label {int(t.min())}; labels must be in [0, C)")
+    if n_classes is not None and t.numel() and int(t.max()) >= n_classes:
+        raise ValueError(f"{name} has label {int(t.max())} out of range for n_classes={n_classes} "
+                         f"(labels must be in [0, {n_classes - 1}])")
+    return t
+
+
+def _n_classes(lab: torch.Tensor, n_classes: int | None, name: str) -> int:
+    if n_classes is not None:
+        if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
+            raise TypeError(f"n_classes must be an integer, got {type(n_classes).__name__}")
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        return int(n_classes)
+    C = int(lab.max()) + 1 if lab.numel() else 0
+    if C < 2:
+        raise ValueError(f"{name} holds a single class (max label {C - 1}); pass n_classes >= 2")
+    return C
+
+
+# --------------------------------------------------------------------------------------------
+# problem preparation (validation)
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Prepared:
+    op: Any
+    datafit: Datafit
+    penalty: Penalty
+    n_classes: int | None
+    target_kind: str          # "targets" | "labels" | "pm1"
+    merged: RowGroups | None = None
+    merge_checked: bool = False
+
+    def working(self, merge_rows: bool):
+        """(operator, datafit, groups) to iterate on: the row-merged problem when worthwhile."""
+        if merge_rows and not self.merge_checked:
+            self.merged = merge_duplicate_rows(self.op, self.datafit)
+            self.merge_checked = True
+        if merge_rows and self.merged is not None:
+            return self.merged.op, self.merged.datafit, self.merged
+        return self.op, self.datafit, None
+
+
+def _prepare_targets(y: Any, loss: str, n: int, n_classes: int | None,
+                     binary_single_column: bool, dtype: torch.dtype, device: torch.device):
+    t = _as_tensor(y, "y")
+    _check_finite(t, "y")
+    if t.ndim == 0 or t.ndim > 2:
+        raise ValueError(f"y must be 1-D or 2-D with one entry per row of D, got shape "
+                         f"{tuple(t.shape)}")
+    if t.shape[0] != n:
+        raise ValueError(f"y has {t.shape[0]} rows but D has {n} rows (row-count mismatch)")
+    if t.ndim == 2 and t.shape[1] == 0:
+        raise ValueError("y has zero columns")
+    t = t.to(device)
+    if loss == "squared":
+        if t.is_floating_point():
+            if n_classes is not None:
+                raise ValueError("n_classes is only used with integer labels; y is floating "
+                                 "(real targets)")
+            Y = t.to(dtype)
+            return (Y.reshape(-1, 1) if Y.ndim == 1 else Y.contiguous()), None, "targets"
+        lab = _check_labels(t, "y", n, n_classes)
+        C = _n_classes(lab, n_classes, "y")
+        return _pm1(lab, C, binary_single_column, dtype), C, "labels"
+    if loss == "hinge":
+        if t.ndim == 2:
+            vals = t.to(torch.float64)
+            if not bool(((vals == 1) | (vals == -1)).all()):
+                raise ValueError("y with 2 dimensions must hold +-1 one-vs-rest targets for the "
+                                 "hinge loss")
+            return vals.to(dtype).contiguous(), None, "pm1"
+        if t.dtype != torch.bool:
+            vals = t.to(torch.float64)
+            if bool(((vals == 1) | (vals == -1)).all()) and bool((vals == -1).any()):
+                if n_classes is not None:
+                    raise ValueError("y holds +-1 targets; n_classes applies to labels 0..C-1")
+                return vals.to(dtype).reshape(-1, 1), None, "pm1"
+        lab = _check_labels(t, "y", n, n_classes)
+        C = _n_classes(lab, n_classes, "y")
+        return _pm1(lab, C, binary_single_column, dtype), C, "labels"
+    # softmax
+    lab = _check_labels(t, "y", n, n_classes)
+    C = _n_classes(lab, n_classes, "y")
+    return lab, C, "labels"
+
+
+def _prepare_weights(sample_weight: Any, n: int, dtype, device) -> torch.Tensor:
+    if sample_weight is None:
+        return torch.full((n,), 1.0 / n, dtype=dtype, device=device)
+    w = _as_tensor(sample_weight, "sample_weight")
+    _check_finite(w, "sample_weight")
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},) (one weight per row of D), got "
+                         f"{tuple(w.shape)}")
+    w = w.to(device=device, dtype=dtype)
+    if bool((w < 0).any()):
+        raise ValueError("sample_weight must be >= 0")
+    if not bool((w > 0).any()):
+        raise ValueError("sample_weight must have at least one positive entry")
+    return w
+
+
+def prepare_problem(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1",
+                    sample_weight: Any = None, n_classes: int | None = None,
+                    binary_single_column: bool = True, dtype: torch.dtype | None = torch.float64,
+                    device: torch.device | str | None = None) -> _Prepared:
+    """Validate the inputs and build (operator, datafit, penalty). Raises on bad input."""
+    if not isinstance(loss, str) or loss not in DATAFITS:
+        raise ValueError(f"loss must be one of {list(DATAFITS)}, got {loss!r}")
+    if not isinstance(penalty, str) or penalty not in PENALTIES:
+        raise ValueError(f"penalty must be one of {list(PENALTIES)}, got {penalty!r}")
+    if dtype is not None and dtype not in (torch.float64, torch.float32):
+        raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+    op = as_operator(D, dtype=dtype, device=device, name="D")
+    n, P = op.shape
+    dt, dev = op.dtype, torch.device(op.device)
+    Y, C, kind = _prepare_targets(y, loss, n, n_classes, binary_single_column, dt, dev)
+    a = _prepare_weights(sample_weight, n, dt, dev)
+    df = make_datafit(loss, Y, a, n_classes=C)
+    return _Prepared(op=op, datafit=df, penalty=make_penalty(penalty), n_classes=C,
+                     target_kind=kind)
+
+
+def _resolve_lam(lam: Any, beta: Any, P: int) -> tuple[float, float | None]:
+    if (lam is None) == (beta is None):
+        raise ValueError("give exactly one of lam and beta (lam = beta / sqrt(P)); got "
+                         + ("both" if lam is not None else "neither"))
+    name, v = ("lam", lam) if lam is not None else ("beta", beta)
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {v}")
+    if name == "lam":
+        return v, None
+    return v / math.sqrt(P), v
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ReadoutSolution:
+    """Solution of a readout problem.
+
+    Attributes
+    ----------
+    W : Tensor (P, C)
+        Readout weights (rows = dictionary columns = neurons).
+    certificate : Certificate
+        Primal/dual values and gap of ``W``.
+    loss, penalty : str
+    lam : float
+        :math:`\\lambda` used; ``beta`` is set when the solve was specified by ``beta``.
+    beta : float or None
+    n_classes : int or None
+        Number of classes for label problems (``None`` for real targets / explicit ±1 targets).
+    dual : Tensor (n, C) or None
+        The feasible dual point :math:`U` of the certificate (:math:`R^\\circ(D^\\top U) \\le
+        \\lambda`).
+    """
+
+    W: torch.Tensor
+    certificate: Certificate
+    loss: str = "squared"
+    penalty: str = "l1"
+    lam: float = float("nan")
+    beta: float | None = None
+    n_classes: int | None = None
+    dual: torch.Tensor | None = field(default=None, repr=False)
+    _alpha: torch.Tensor | None = field(default=None, repr=False)
+
+    def scores(self, D: Any) -> torch.Tensor:
+        """Readout scores :math:`DW` (``(n, C)``) for a dictionary ``D`` on any rows."""
+        op = as_operator(D, dtype=self.W.dtype, device=self.W.device, name="D")
+        if op.shape[1] != self.W.shape[0]:
+            raise ValueError(f"D has {op.shape[1]} columns but W has {self.W.shape[0]} rows")
+        return op.matmul(self.W)
+
+    def predict(self, D: Any) -> torch.Tensor:
+        """Class predictions (see :func:`predict_from_scores`)."""
+        return predict_from_scores(self.scores(D))
+
+    @property
+    def support(self) -> torch.Tensor:
+        """Indices of the dictionary columns (neurons) with a non-zero row of ``W``."""
+        return torch.nonzero((self.W != 0).any(dim=1), as_tuple=False)[:, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# the working-set driver
+# --------------------------------------------------------------------------------------------
+
+def _as_W0(W0: Any, P: int, C: int, dtype, device) -> torch.Tensor:
+    if W0 is None:
+        return torch.zeros(P, C, dtype=dtype, device=device)
+    t = _as_tensor(W0, "W0")
+    _check_finite(t, "W0")
+    if t.ndim == 1 and C == 1:
+        t = t.reshape(-1, 1)
+    if tuple(t.shape) != (P, C):
+        raise ValueError(f"W0 must have shape ({P}, {C}), got {tuple(t.shape)}")
+    return t.to(device=device, dtype=dtype).clone()
+
+
+def _polish_squared_l1_then_newton(op, df, pen, lam, W):
+    """Exact normal-equation polish, then Newton-CG in case a sign changed."""
+    cands = polish_squared_l1(op, df, pen, lam, W)
+    if cands and torch.equal(torch.sign(cands[0]), torch.sign(W)):
+        return cands  # same signs: the normal equations gave the exact optimum on this support
+    return cands + polish_newton(op, df, pen, lam, cands[0] if cands else W, newton_steps=2,
+                                 cg_iter=30)
+
+
+def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
+    if not isinstance(solver, str) or solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
+    n, P = op.shape
+    dense_ok = callable(getattr(op, "dense", None)) and callable(getattr(op, "columns", None))
+    if solver == "auto":
+        if df.name == "squared" and dense_ok and n * min(P, 4096) <= IPM_MAX_ENTRIES:
+            return "cd"
+        if df.smooth:
+            return "fista"
+        if pen.name == "l1" and dense_ok and n * min(P, 4 * n) <= IPM_MAX_ENTRIES:
+            return "ipm"
+        return "pdhg"
+    if solver == "cd" and (df.name != "squared" or not dense_ok):
+        raise ValueError("solver='cd' needs the squared loss and an operator with "
+                         "dense()/columns()")
+    if solver == "fista" and not df.smooth:
+        raise ValueError("solver='fista' needs a smooth loss (squared or softmax); use 'pdhg' or "
+                         "'ipm' for the hinge")
+    if solver in ("pdhg", "ipm") and df.name != "hinge":
+        raise ValueError(f"solver={solver!r} is for the hinge loss; use 'fista' for {df.name}")
+    if solver == "ipm" and (pen.name != "l1" or not dense_ok):
+        raise ValueError("solver='ipm' needs penalty='l1' and an operator with dense()/columns()")
+    return solver
+
+
+def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
+                    alpha0: torch.Tensor | None, tol: float, max_iter: int | None,
+                    max_time: float | None, working_set: bool | None, polish: bool,
+                    verbose: bool, solver: str = "auto", merge_rows: bool = True,
+                    state: dict | None = None
+                    ) -> tuple[torch.Tensor, Certificate, torch.Tensor, torch.Tensor | None]:
+    t0 = time.perf_counter()
+    op_full, df_full, pen = prep.op, prep.datafit, prep.penalty
+    op, df, groups = prep.working(merge_rows)
+    n, P = op_full.shape
+    C = df.n_outputs
+    dt, dev = op.dtype, torch.device(op.device)
+    algo = _choose_solver(solver, df, pen, op)
+    budget = Budget(DEFAULT_MAX_ITER[algo] if max_iter is None else max_iter, max_time)
+    lvl = logging.INFO if verbose else logging.DEBUG
+    has_cols = callable(getattr(op, "columns", None))
+    if working_set is None:
+        use_ws = has_cols and P >= WORKING_SET_MIN_COLUMNS
+        if algo == "ipm" and op.shape[0] <= 512:
+            use_ws = False  # few rows: the n x n normal equations are cheap on all columns
+    else:
+        use_ws = bool(working_set and has_cols)
+    if working_set and not has_cols:
+        logger.warning("working_set=True ignored: the operator has no columns() method")
+    pol = None
+    if polish and can_polish(op):
+        if df.name == "squared" and pen.name == "l1":
+            pol = _polish_squared_l1_then_newton
+        elif df.name == "hinge" and pen.name == "l1":
+            pol = polish_hinge_l1
+        elif df.smooth:
+            pol = polish_newton
+
+    W = torch.zeros(P, C, dtype=dt, device=dev) if W0 is None else W0
+    DW = op.matmul(W)
+    matvecs = 1
+    if df.smooth:
+        U = df.gradient(DW)
+        alpha = None
+    else:
+        alpha = alpha0 if alpha0 is not None else (df.Y * DW < 1).to(dt)
+        U = df.from_alpha(alpha)
+    G = op.rmatmul(U)
+    matvecs += 1
+    tr = Tracker(df, pen, lam)
+    tr.offer_primal(W, DW)
+    tr.offer_dual(U, G)
+    iterations, outer = 0, 0
+    ws_size = min(P, 32)
+    ws_sizes: list[int] = []
+    state = {} if state is None else state
+    lipschitz, omega = state.get("lipschitz"), state.get("omega")
+    supp_hint = None
+    S = None
+    stalled = 0
+    while True:
+        rel = tr.gap / max(abs(tr.primal), 1e-300)
+        if rel <= tol or budget.left <= 0 or budget.out_of_time():
+            break
+        outer += 1
+        if use_ws:
+            scores = pen.row_scores(G) / lam
+            if supp_hint is not None:
+                supp = supp_hint
+            else:
+                rs = pen.row_scores(W)
+                supp = rs > 1e-9 * float(rs.max()) if bool((rs > 0).any()) else rs > 0
+            n_supp = int(supp.sum())
+            viol = (scores > 1.0) & ~supp
+            n_viol = int(viol.sum())
+            logger.log(lvl, "working set: %d support rows, %d violating rows", n_supp, n_viol)
+            if S is not None and n_viol == 0:
+                pass  # every column that matters is in: solve the same set more accurately
+            else:
+                # keep the support and the nearly tight columns of the last set, add violators
+                prio = scores.clone()
+                if S is not None:
+                    keep = torch.zeros(P, dtype=torch.bool, device=dev)
+                    keep[S] = True
+                    keep &= scores > 0.9
+                    prio = torch.where(keep, prio + 1e6, prio)
+                else:
+                    keep = torch.zeros(P, dtype=torch.bool, device=dev)
+                prio = torch.where(supp, torch.full_like(prio, math.inf), prio)
+                n_keep = int((keep & ~supp).sum())
+                n_add = min(n_viol, max(n_supp, 32))
+                ws_size = min(P, max(n_supp + n_keep + n_add, 32))
+                S = torch.sort(torch.topk(prio, ws_size).indices).values
+            op_s = op.columns(S)
+            W_s = W.index_select(0, S)
+            cap = 1e-3 if algo == "ipm" else 0.5
+            if n_viol <= 0.05 * int(S.numel()):
+                tol_in = 0.5 * tol  # (nearly) complete set: solve it to the final tolerance
+            else:
+                tol_in = max(0.5 * tol, min(0.3 * rel, cap))
+        else:
+            op_s, W_s, tol_in = op, W, tol
+        if algo == "ipm":
+            inner = ipm_hinge(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl)
+            alpha = inner.alpha
+        elif algo == "cd":
+            inner = cd_squared(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
+                               polish=polish, log_level=lvl)
+        elif algo == "fista":
+            inner: InnerResult = fista(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
+                                       lipschitz=None if use_ws else lipschitz, polish=pol,
+                                       log_every=500 if verbose else 0, log_level=lvl)
+            lipschitz = inner.lipschitz
+        else:
+            inner = pdhg_hinge(op_s, df, pen, lam, W_s, alpha, tol=tol_in, budget=budget,
+                               omega=omega, polish=pol, log_every=2000 if verbose else 0,
+                               log_level=lvl)
+            omega, alpha = inner.omega, inner.alpha
+        iterations += inner.iterations
+        matvecs += inner.matvecs
+        if use_ws:
+            W = torch.zeros(P, C, dtype=dt, device=dev)
+            W[S] = inner.W
+            ws_sizes.append(int(S.numel()))
+            if inner.support is not None:
+                supp_hint = torch.zeros(P, dtype=torch.bool, device=dev)
+                supp_hint[S] = inner.support
+            del op_s
+        else:
+            W = inner.W
+        tr.offer_primal(W, inner.DW)
+        # dual candidates, checked against all columns
+        cands = [inner.U]
+        if inner.U_dual is not None and inner.U_dual is not inner.U:
+            cands.append(inner.U_dual)
+        for k, Uc in enumerate(cands):
+            Gc = op.rmatmul(Uc)
+            matvecs += 1
+            if k == 0:
+                G = Gc
+            tr.offer_dual(Uc, Gc)
+        logger.log(lvl, "outer %d: ws=%s primal=%.12g dual=%.12g rel_gap=%.3g iters=%d", outer,
+                   int(S.numel()) if use_ws else None, tr.primal, tr.dual,
+                   tr.gap / max(abs(tr.primal), 1e-300), iterations)
+        if not use_ws:
+            break  # the full problem was solved (or its budget ran out)
+        if int(S.numel()) == P or (algo == "ipm" and working_set is None and
+                                   2 * int(S.numel()) > P):
+            use_ws = False  # the working set is (close to) the whole dictionary: go full
+        stalled = stalled + 1 if inner.iterations == 0 else 0
+        if stalled >= 3:
+            # pragma: no cover - the restricted optimum cannot be certified better (rounding)
+            logger.debug("working sets stalled at rel_gap=%.3g", tr.gap / abs(tr.primal))
+            break
+    state["lipschitz"], state["omega"] = lipschitz, omega
+    # final certificate, recomputed on the original dictionary and rows
+    best_W = tr.W
+    U_best = groups.expand_dual(tr.U) if groups is not None else tr.U
+    fin = Tracker(df_full, pen, lam)
+    fin.offer_primal(best_W, op_full.matmul(best_W))
+    fin.offer_dual(U_best, op_full.rmatmul(U_best))
+    matvecs += 2
+    seconds = time.perf_counter() - t0
+    cert = Certificate.from_values(
+        fin.primal, fin.dual, iterations=iterations, seconds=seconds, converged=False,
+        datafit=df.name, penalty=pen.name, lam=float(lam), n_rows=n, n_columns=P, n_outputs=C,
+        tol=float(tol), algorithm=algo + ("+ws" if ws_sizes else "") +
+        ("+merged" if groups is not None else ""),
+        info={"matvecs": int(matvecs), "outer_iterations": outer,
+              "max_working_set": max(ws_sizes) if ws_sizes else P,
+              "support_rows": int(pen.support_rows(best_W).sum()),
+              "nonzeros": int((best_W != 0).sum()), "dtype": str(dt).replace("torch.", ""),
+              "device": str(dev), "rows_used": int(op.shape[0])})
+    cert.converged = cert.rel_gap <= tol * (1.0 + 1e-6)
+    logger.log(lvl, "%s", cert)
+    return best_W, cert, fin.U, alpha
+
+
+def _warn_if_not_converged(cert: Certificate, max_iter: Any) -> None:
+    if not cert.converged:
+        msg = (f"readout solve stopped before reaching tol={cert.tol:g}: rel_gap={cert.rel_gap:.3g} "
+               f"(gap={cert.gap:.3g}) after {cert.iterations} iterations, {cert.seconds:.2f}s; "
+               f"returning the best point seen (raise max_iter/max_time or loosen tol)")
+        logger.warning(msg)
+        warnings.warn(ConvergenceWarning(msg, cert), stacklevel=3)
+
+
+def _check_run_args(tol: Any, max_iter: Any, max_time: Any) -> None:
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)) or \
+            not math.isfinite(float(tol)) or float(tol) <= 0:
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    if max_iter is not None and (isinstance(max_iter, bool) or
+                                 not isinstance(max_iter, (int, np.integer)) or max_iter < 0):
+        raise ValueError(f"max_iter must be a non-negative integer or None, got {max_iter!r}")
+    if max_time is not None and (not isinstance(max_time, (int, float)) or max_time <= 0):
+        raise ValueError(f"max_time must be a number of seconds > 0 or None, got {max_time!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+
+def solve_readout(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1",
+                  lam: float | None = None, beta: float | None = None,
+                  sample_weight: Any = None, n_classes: int | None = None,
+                  tol: float = 1e-6, max_iter: int | None = None, max_time: float | None = None,
+                  W0: Any = None, device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float64, binary_single_column: bool = True,
+                  working_set: bool | None = None, polish: bool = True,
+                  solver: str = "auto", merge_rows: bool = True,
+                  verbose: bool = False) -> ReadoutSolution:
+    r"""Solve :math:`\min_W \sum_i a_i \ell(y_i, (DW)_i) + \lambda R(W)` with a certificate.
+
+    Parameters
+    ----------
+    D : Tensor, ndarray or operator, shape (n, P)
+        Binary dictionary (``bool`` or 0/1 numbers), or any object following the operator protocol
+        of :mod:`convexsnn.convex.linear_operator`.
+    y : array-like
+        Targets, see the module docstring (real targets, integer labels or ±1 targets).
+    loss : {"squared", "hinge", "softmax"}
+    penalty : {"l1", "l21"}
+    lam, beta : float
+        Exactly one: :math:`\lambda`, or :math:`\beta` with :math:`\lambda = \beta/\sqrt{P}`.
+    sample_weight : array-like (n,), optional
+        Row weights :math:`a_i \ge 0` used as given; default :math:`a_i = 1/n`.
+    n_classes : int, optional
+        Number of classes for label targets (default ``max(y) + 1``).
+    tol : float
+        Target relative duality gap ``gap / |primal|``.
+    max_iter : int, optional
+        Iteration budget over all inner solves (default 20 000 for FISTA, 200 000 for PDHG).
+    max_time : float, optional
+        Wall-clock budget in seconds.
+    W0 : array-like (P, C), optional
+        Warm start.
+    device, dtype
+        Where and in which precision to compute (``float64`` default; ``float32`` halves memory
+        and time but rarely certifies gaps much below ``1e-5``).
+    binary_single_column : bool
+        Two-class labels with squared/hinge use one ±1 column (default) rather than two.
+    working_set : bool, optional
+        Force working sets on/off (default: on when ``P >= 256`` and ``D`` supports columns).
+    polish : bool
+        Try exact re-solves on the identified support (l1 with squared/hinge).
+    solver : {"auto", "fista", "pdhg", "ipm"}
+        Inner algorithm. ``"auto"``: FISTA for squared/softmax; for the hinge, the interior-point
+        method when the penalty is l1 and the dictionary can be densified (column blocks of at
+        most ~6e7 entries), restarted PDHG otherwise.
+    merge_rows : bool
+        Merge rows with identical dictionary row and target (exact; weights add up) before
+        solving, when the dictionary is small enough to inspect (see
+        :func:`~convexsnn.convex._rows.merge_duplicate_rows`). The certificate is always
+        computed on the original rows.
+    verbose : bool
+        Log progress at INFO level on the ``convexsnn`` logger (DEBUG otherwise).
+
+    Returns
+    -------
+    ReadoutSolution
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the budget ends before ``rel_gap <= tol``; the best point seen is returned.
+    """
+    _check_run_args(tol, max_iter, max_time)
+    prep = prepare_problem(D, y, loss=loss, penalty=penalty, sample_weight=sample_weight,
+                           n_classes=n_classes, binary_single_column=binary_single_column,
+                           dtype=dtype, device=device)
+    P = prep.op.shape[1]
+    lam_v, beta_v = _resolve_lam(lam, beta, P)
+    C = prep.datafit.n_outputs
+    W0t = None if W0 is None else _as_W0(W0, P, C, prep.op.dtype, prep.op.device)
+    W, cert, U, alpha = _solve_prepared(prep, lam_v, W0=W0t, alpha0=None, tol=float(tol),
+                                        max_iter=max_iter, max_time=max_time,
+                                        working_set=working_set, polish=polish, verbose=verbose,
+                                        solver=solver, merge_rows=merge_rows)
+    _warn_if_not_converged(cert, max_iter)
+    return ReadoutSolution(W=W, certificate=cert, loss=loss, penalty=penalty, lam=lam_v,
+                           beta=beta_v, n_classes=prep.n_classes, dual=U, _alpha=alpha)
+
+
+def solve_path(D: Any, y: Any, betas: Sequence[float] | None = None, *,
+               lams: Sequence[float] | None = None, loss: str = "squared", penalty: str = "l1",
+               sample_weight: Any = None, n_classes: int | None = None, tol: float = 1e-6,
+               max_iter: int | None = None, max_time: float | None = None,
+               device: torch.device | str | None = None, dtype: torch.dtype = torch.float64,
+               binary_single_column: bool = True, working_set: bool | None = None,
+               polish: bool = True, warm_start: bool = True, solver: str = "auto",
+               merge_rows: bool = True, verbose: bool = False) -> list[ReadoutSolution]:
+    r"""Solve along a regularisation path with warm starts.
+
+    The values (``betas`` with :math:`\lambda = \beta/\sqrt{P}`, or ``lams``) are solved from the
+    largest to the smallest, each solve starting from the previous solution (primal ``W`` and, for
+    the hinge, the dual box variables); the list is returned in the order given. ``max_iter`` and
+    ``max_time`` apply to each solve. Other parameters as in :func:`solve_readout`.
+    """
+    _check_run_args(tol, max_iter, max_time)
+    if (betas is None) == (lams is None):
+        raise ValueError("give exactly one of betas and lams")
+    vals = list(betas if betas is not None else lams)
+    if not vals:
+        raise ValueError("betas/lams must hold at least one value")
+    prep = prepare_problem(D, y, loss=loss, penalty=penalty, sample_weight=sample_weight,
+                           n_classes=n_classes, binary_single_column=binary_single_column,
+                           dtype=dtype, device=device)
+    P = prep.op.shape[1]
+    resolved = [_resolve_lam(None, v, P) if betas is not None else _resolve_lam(v, None, P)
+                for v in vals]
+    order = sorted(range(len(vals)), key=lambda k: -resolved[k][0])
+    out: list[ReadoutSolution | None] = [None] * len(vals)
+    W_prev, a_prev = None, None
+    state: dict = {}
+    for k in order:
+        lam_v, beta_v = resolved[k]
+        W, cert, U, alpha = _solve_prepared(
+            prep, lam_v, W0=W_prev.clone() if (warm_start and W_prev is not None) else None,
+            alpha0=a_prev if warm_start else None, tol=float(tol), max_iter=max_iter,
+            max_time=max_time, working_set=working_set, polish=polish, verbose=verbose,
+            solver=solver, merge_rows=merge_rows, state=state if warm_start else None)
+        _warn_if_not_converged(cert, max_iter)
+        out[k] = ReadoutSolution(W=W, certificate=cert, loss=loss, penalty=penalty, lam=lam_v,
+                                 beta=beta_v, n_classes=prep.n_classes, dual=U, _alpha=alpha)
+        W_prev, a_prev = W, alpha
+    return out  # type: ignore[return-value]
+
+
+def lambda_max(D: Any, y: Any, loss: str = "squared", penalty: str = "l1",
+               sample_weight: Any = None, *, n_classes: int | None = None,
+               binary_single_column: bool = True, dtype: torch.dtype = torch.float64,
+               device: torch.device | str | None = None) -> float:
+    r"""Smallest :math:`\lambda` for which :math:`W = 0` is optimal.
+
+    :math:`\lambda_{\max} = R^\circ\big(D^\top \nabla f(0)\big)` with
+    :math:`\nabla f(0) = -a \circ Y` (squared, hinge: every margin is 0 < 1) or
+    :math:`a \circ (1/C - e_y)` (softmax). In the paper's convention the matching
+    :math:`\beta_{\max} = \sqrt{P}\, \lambda_{\max}`.
+    """
+    prep = prepare_problem(D, y, loss=loss, penalty=penalty, sample_weight=sample_weight,
+                           n_classes=n_classes, binary_single_column=binary_single_column,
+                           dtype=dtype, device=device)
+    n, P = prep.op.shape
+    Z0 = torch.zeros(n, prep.datafit.n_outputs, dtype=prep.op.dtype, device=prep.op.device)
+    G = prep.op.rmatmul(prep.datafit.gradient(Z0))
+    return prep.penalty.dual_norm(G)
