@@ -1,0 +1,599 @@
+r"""End-to-end training pipelines: ``SG``, ``CVX``, ``SG-CVX``, ``R-CVX``, ``CVX->SG``, ``SG->SG``.
+
+Every pipeline takes a :class:`~convexsnn.tasks.TaskData`, a :class:`PipelineConfig` and a seed,
+and returns a JSON-safe record (see :func:`run_method`). Every hyper-parameter choice (witness
+scale and leak, regularisation :math:`\beta`, training epoch, whether fine-tuning is kept) is made
+on the **validation** split only; the test split and the out-of-distribution (OOD) sets are
+evaluated once, for the chosen model.
+
+Methods
+-------
+``SG``
+    A :class:`~convexsnn.network.ParallelSNN` (``sg_*`` sizes) trained with surrogate gradients
+    (:func:`~convexsnn.train.train_surrogate`, best validation epoch restored).
+``CVX``
+    Gaussian witnesses (:func:`~convexsnn.witnesses.gaussian_witnesses`) for every
+    (leak, scale) of the grid ``leaks x scales`` -> spike dictionary -> certified convex readout
+    along a :math:`\beta` path (:func:`~convexsnn.convex.solve_path`, :math:`\lambda =
+    \beta/\sqrt P`) -> the (leak, scale, :math:`\beta`) with the best validation accuracy ->
+    :func:`~convexsnn.reconstruct.reconstruct` into a pruned network, whose forward pass is checked
+    against the convex scores (:func:`~convexsnn.reconstruct.check_reconstruction`; any changed
+    prediction raises).
+``SG-CVX``
+    As ``CVX`` with the hidden weights of the ``SG`` network as witnesses.
+``R-CVX``
+    As ``CVX`` with reservoir witnesses tuned to criticality
+    (:func:`~convexsnn.witnesses.reservoir_witnesses`).
+``CVX->SG``
+    The ``CVX`` network fine-tuned with surrogate gradients for ``ft_epochs`` epochs.
+``SG->SG``
+    The control of ``CVX->SG``: the ``SG`` network trained again for the same extra budget
+    (``ft_epochs``, same learning rate).
+
+For both fine-tuning methods the fine-tuned weights are kept only if their validation accuracy is
+at least that of the starting network (a validation choice of "0 or ``ft_epochs`` extra epochs").
+
+Token-label tasks (addition)
+----------------------------
+Dictionary rows are (sample, step) pairs (``steps="all"``). There are two heads (sum digit:
+``base`` classes; carry: 2 classes). With an element-wise :math:`\ell_1` penalty and a datafit
+that is a sum over heads, the joint problem over the concatenated classes separates into one
+problem per head, so **one convex problem is solved per head** on the same dictionary, each head
+with its own :math:`\beta` chosen on its validation accuracy; the readouts are concatenated
+(columns ``[digit classes | carry classes]``) and reconstructed as one network with
+``output="all"``. Models are evaluated teacher-forced (joint token accuracy on val/test) and
+**autoregressively** with :func:`~convexsnn.tasks.addition_rollout` (the predicted carry is fed
+back) on the test set and every OOD length, scored by
+:func:`~convexsnn.tasks.addition_metrics` (``joint_token_acc``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .convex import ConvergenceWarning, lambda_max, predict_from_scores, solve_path
+from .dictionary import build_dictionary
+from .network import ParallelSNN
+from .reconstruct import check_reconstruction, reconstruct
+from .selection import default_betas
+from .tasks import TaskData, addition_metrics, addition_operands, addition_rollout
+from .train import evaluate_accuracy, train_surrogate
+from .witnesses import Witnesses, gaussian_witnesses, reservoir_witnesses, witnesses_from_network
+
+__all__ = ["METHODS", "PipelineConfig", "run_method", "run_methods", "evaluate_model"]
+
+logger = logging.getLogger("convexsnn")
+
+METHODS = ("SG", "CVX", "SG-CVX", "R-CVX", "CVX->SG", "SG->SG")
+
+#: methods each method needs computed first (shared within :func:`run_methods`)
+_DEPENDS = {"SG": (), "CVX": (), "R-CVX": (), "SG-CVX": ("SG",), "CVX->SG": ("CVX",),
+            "SG->SG": ("SG",)}
+
+
+@dataclass
+class PipelineConfig:
+    r"""Options of every pipeline (JSON round trip with :meth:`to_dict` / :meth:`from_dict`).
+
+    Architecture of the witnesses (``CVX``, ``R-CVX``): ``n_branches`` :math:`K`, ``depth``
+    :math:`L` (counting the output layer), ``p_rec`` / ``p_last`` (totals over branches), LIF
+    ``beta`` (leak), ``theta``, ``reset``, ``readout``. ``SG`` networks use the ``sg_*`` sizes
+    (``None``: the witness sizes).
+
+    Attributes
+    ----------
+    scales : tuple of float
+        Gaussian witness scales :math:`s` (every layer), a grid chosen on validation.
+    leaks : tuple of float or None
+        Leak grid for ``CVX`` (chosen on validation); ``None``: only ``beta``.
+    normalized : bool
+        Unit-norm witness columns before scaling.
+    loss, penalty : str
+        Convex datafit and penalty.
+    reg_betas : tuple of float or None
+        :math:`\beta` path (:math:`\lambda = \beta/\sqrt P`); ``None``: ``n_betas`` values from
+        :math:`\beta_{max}` down to ``beta_ratio`` :math:`\beta_{max}`.
+    tol, max_time : float
+        Target relative duality gap and time budget (seconds) of each path solve.
+    sg_epochs, sg_lr, sg_batch_size, sg_loss, sg_init_scale
+        Surrogate-gradient training.
+    ft_epochs, ft_lr
+        Extra budget of ``CVX->SG`` and ``SG->SG``.
+    res_leaks, res_thresholds, res_input_scales
+        Reservoir criticality grid.
+    eval_batch_size : int
+        Samples per forward pass in evaluation.
+    """
+
+    n_branches: int = 16
+    depth: int = 3
+    p_rec: int = 256
+    p_last: int = 256
+    beta: float = 0.99
+    theta: float = 1.0
+    reset: str = "subtract"
+    readout: str = "spike"
+    scales: tuple = (1.0, 2.0)
+    leaks: tuple | None = None
+    normalized: bool = True
+    loss: str = "squared"
+    penalty: str = "l1"
+    reg_betas: tuple | None = None
+    n_betas: int = 4
+    beta_ratio: float = 1e-3
+    tol: float = 1e-4
+    max_time: float | None = 30.0
+    sg_n_branches: int | None = 4
+    sg_depth: int | None = None
+    sg_p_rec: int | None = 64
+    sg_p_last: int | None = 64
+    sg_epochs: int = 20
+    sg_lr: float = 1e-2
+    sg_batch_size: int | None = 128
+    sg_loss: str = "softmax"
+    sg_init_scale: float = 1.0
+    ft_epochs: int = 10
+    ft_lr: float = 2e-3
+    res_leaks: tuple = (0.5, 0.9, 0.99)
+    res_thresholds: tuple = (1.0,)
+    res_input_scales: tuple = (1.0, 2.0, 4.0)
+    eval_batch_size: int = 1024
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict of every option."""
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "PipelineConfig":
+        """Build from a (partial) dict; unknown keys raise ``ValueError``."""
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown pipeline options {unknown}; valid: {sorted(names)}")
+        for k, v in list(d.items()):
+            if isinstance(v, list):
+                d[k] = tuple(v)
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "PipelineConfig":
+        """A copy with some options changed."""
+        return dataclasses.replace(self, **changes)
+
+
+# ------------------------------------------------------------------------------ task layout
+@dataclass
+class _Layout:
+    label_mode: str
+    heads: list[int] | None     # token tasks with several heads (addition: [base, 2])
+    n_outputs: int
+    output: str
+    steps: str
+    base: int | None
+
+
+def _layout(task: TaskData) -> _Layout:
+    nc = task.n_classes
+    if task.label_mode == "token":
+        heads = [int(c) for c in nc] if isinstance(nc, (list, tuple)) else None
+        n_out = sum(heads) if heads else int(nc)
+        base = int(task.meta["base"]) if task.name == "addition" else None
+        return _Layout("token", heads, n_out, "all", "all", base)
+    if isinstance(nc, (list, tuple)):
+        raise ValueError("sequence tasks with several heads are not supported by the pipelines")
+    return _Layout("sequence", None, int(nc), "last", "last", None)
+
+
+def _head_labels(y: torch.Tensor, lay: _Layout) -> list[torch.Tensor]:
+    """Per-head row labels (rows = samples, or samples x steps for token tasks)."""
+    if lay.label_mode == "sequence":
+        return [y.reshape(-1)]
+    if lay.heads is None:
+        return [y.reshape(-1)]
+    return [y[..., h].reshape(-1) for h in range(len(lay.heads))]
+
+
+def _head_classes(task: TaskData, lay: _Layout) -> list[int]:
+    return list(lay.heads) if lay.heads else [int(task.n_classes)]
+
+
+# ------------------------------------------------------------------------------ evaluation
+def _accuracy(model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, lay: _Layout,
+              batch: int) -> float:
+    return float(evaluate_accuracy(model, X, y, batch_size=batch, label_mode=lay.label_mode,
+                                   heads=lay.heads))
+
+
+def _rollout(model: ParallelSNN, split, base: int, batch: int) -> dict:
+    """Autoregressive joint token accuracy etc. of ``model`` on an addition split."""
+    a, b = addition_operands(split.X, base)
+    dt = model.dtype
+
+    def fn(xp: torch.Tensor):
+        z = model(xp.to(dt))[:, -1, :]
+        return z[:, :base], z[:, base:base + 2]
+
+    pds, pcs = [], []
+    for s0 in range(0, a.shape[0], batch):
+        pd, pc = addition_rollout(fn, a[s0:s0 + batch], b[s0:s0 + batch], base)
+        pds.append(pd)
+        pcs.append(pc)
+    m = addition_metrics(torch.cat(pds), torch.cat(pcs), split.y[..., 0], split.y[..., 1])
+    m.pop("first_error_histogram", None)
+    return m
+
+
+def evaluate_model(model: ParallelSNN, task: TaskData, *, batch_size: int = 1024,
+                   ood: bool = True) -> dict:
+    """Validation, test and OOD metrics of a trained network.
+
+    Returns
+    -------
+    dict
+        ``val_accuracy``, ``test_accuracy`` (joint over heads; teacher-forced token accuracy for
+        token tasks), ``ood_accuracy`` (``{key: accuracy}``) and, for addition, ``ar``:
+        ``{"ID": metrics, "n_digits=<m>": metrics}`` of the autoregressive rollout
+        (:func:`~convexsnn.tasks.addition_metrics` without the histogram).
+    """
+    lay = _layout(task)
+    out: dict = {"val_accuracy": _accuracy(model, task.val.X, task.val.y, lay, batch_size),
+                 "test_accuracy": _accuracy(model, task.test.X, task.test.y, lay, batch_size),
+                 "ood_accuracy": {}}
+    if ood:
+        for key, split in task.ood.items():
+            out["ood_accuracy"][key] = _accuracy(model, split.X, split.y, lay, batch_size)
+    if lay.base is not None:
+        ar = {"ID": _rollout(model, task.test, lay.base, batch_size)}
+        if ood:
+            for key, split in task.ood.items():
+                ar[key] = _rollout(model, split, lay.base, batch_size)
+        out["ar"] = ar
+    return out
+
+
+def _kept_neurons(model: ParallelSNN) -> int:
+    return int((model.output_weight.detach() != 0).any(dim=1).sum())
+
+
+def _model_info(model: ParallelSNN) -> dict:
+    return {"n_branches": int(model.n_branches), "hidden_widths": list(model.hidden_widths),
+            "n_features": int(model.n_features), "kept_neurons": _kept_neurons(model),
+            "beta": float(model.config["beta"]), "theta": float(model.config["theta"]),
+            "reset": model.config["reset"], "readout": model.config["readout"],
+            "n_parameters": int(sum(p.numel() for p in model.parameters()))}
+
+
+# ------------------------------------------------------------------------------ convex fit
+def _convex_fit(witness_grid: list[tuple[dict, Witnesses]], task: TaskData, cfg: PipelineConfig
+                ) -> dict:
+    """Dictionary + certified readout path for every witness set; pick on validation.
+
+    Returns a dict with the reconstructed ``model``, the chosen settings, the certificate(s),
+    the dictionary summary, the grid of validation scores and stage timings.
+    """
+    lay = _layout(task)
+    classes = _head_classes(task, lay)
+    ytr = _head_labels(task.train.y, lay)
+    yva = _head_labels(task.val.y, lay)
+    timings = {"dictionary": 0.0, "solve": 0.0, "select": 0.0}
+    grid_records: list[dict] = []
+    best = None
+    for wsettings, wit in witness_grid:
+        t0 = time.perf_counter()
+        try:
+            D = build_dictionary(wit, task.train.X, readout=cfg.readout, steps=lay.steps)
+        except ValueError as exc:   # e.g. every column all-zero: a silent witness set
+            logger.info("convex fit: witness setting %s gives no dictionary (%s)", wsettings, exc)
+            grid_records.append({**wsettings, "error": str(exc)})
+            continue
+        Dva = D.transform(task.val.X, dtype=torch.float64)
+        op = D.operator(torch.float64)
+        timings["dictionary"] += time.perf_counter() - t0
+        heads = []
+        for h, C in enumerate(classes):
+            t1 = time.perf_counter()
+            single = C > 2 or lay.heads is None   # token heads keep 2 columns for binary carry
+            if cfg.reg_betas is None:
+                lmax = lambda_max(op, ytr[h], loss=cfg.loss, penalty=cfg.penalty, n_classes=C,
+                                  binary_single_column=single)
+                betas = default_betas(math.sqrt(D.n_columns) * float(lmax), cfg.n_betas,
+                                      cfg.beta_ratio)
+            else:
+                betas = [float(b) for b in cfg.reg_betas]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                sols = solve_path(op, ytr[h], betas, loss=cfg.loss, penalty=cfg.penalty,
+                                  n_classes=C, tol=cfg.tol, max_time=cfg.max_time,
+                                  binary_single_column=single)
+            timings["solve"] += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            hbest = None
+            for b, sol in zip(betas, sols):
+                W = sol.W.to(torch.float64)
+                acc = float((predict_from_scores(Dva @ W) == yva[h]).double().mean())
+                rec = {**wsettings, "head": h, "reg_beta": float(b), "val_accuracy": acc,
+                       "support": int((W != 0).any(dim=1).sum()),
+                       "rel_gap": float(sol.certificate.rel_gap)}
+                grid_records.append(rec)
+                key = (-acc, -float(b))   # ties: larger beta (sparser)
+                if hbest is None or key < hbest[0]:
+                    hbest = (key, b, sol)
+            heads.append(hbest)
+            timings["select"] += time.perf_counter() - t2
+        # joint validation accuracy of this witness setting
+        W_cat = torch.cat([hb[2].W.to(torch.float64) for hb in heads], dim=1)
+        Zva = Dva @ W_cat
+        ok = torch.ones(Zva.shape[0], dtype=torch.bool)
+        c0 = 0
+        for h, hb in enumerate(heads):
+            Ch = hb[2].W.shape[1]
+            ok &= predict_from_scores(Zva[:, c0:c0 + Ch]) == yva[h]
+            c0 += Ch
+        joint = float(ok.double().mean())
+        key = (-joint,)
+        logger.info("convex fit %s: val=%.4f (P=%d)", wsettings, joint, D.n_columns)
+        if best is None or key < best[0]:
+            best = (key, wsettings, wit, D, heads, W_cat, joint)
+        del Dva
+    if best is None:
+        raise RuntimeError("no witness setting produced a dictionary (all neurons silent)")
+    _, wsettings, wit, D, heads, W_cat, joint = best
+    t3 = time.perf_counter()
+    certs = [hb[2].certificate.to_dict() for hb in heads]
+    model = reconstruct(D, W_cat, certificate=certs[0] if len(certs) == 1 else None,
+                        extra={"certificates": certs})
+    ycat = task.val.y.reshape(-1) if lay.heads is None else None
+    check = check_reconstruction(model, D, W_cat, task.val.X,
+                                 ycat if lay.heads is None else None)
+    if lay.heads is not None:
+        # multi-head scores: check_reconstruction compares the flat argmax; the per-head
+        # predictions are checked here
+        zn = model(task.val.X.to(model.dtype)).reshape(-1, W_cat.shape[1]).to(torch.float64)
+        zd = D.transform(task.val.X, dtype=torch.float64) @ W_cat
+        c0, agree = 0, torch.ones(zn.shape[0], dtype=torch.bool)
+        for hb in heads:
+            Ch = hb[2].W.shape[1]
+            agree &= predict_from_scores(zn[:, c0:c0 + Ch]) == predict_from_scores(
+                zd[:, c0:c0 + Ch])
+            c0 += Ch
+        check["head_prediction_agreement"] = float(agree.double().mean())
+        if not bool(agree.all()):
+            raise RuntimeError("reconstructed network does not reproduce the convex predictions")
+    timings["reconstruct"] = time.perf_counter() - t3
+    return {
+        "model": model, "witness_settings": wsettings, "reg_betas": [float(hb[1]) for hb in heads],
+        "val_accuracy_convex": joint, "certificates": certs,
+        "dictionary": {k: D.summary()[k] for k in ("n_rows", "n_columns", "n_witness_neurons",
+                                                   "n_unique", "n_zero", "n_duplicates",
+                                                   "density")},
+        "n_witness_neurons": int(wit.n_witness_neurons), "reconstruction_check": check,
+        "grid": grid_records, "timings": timings,
+    }
+
+
+def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple[dict, Witnesses]]:
+    leaks = cfg.leaks if cfg.leaks else (cfg.beta,)
+    out = []
+    for leak in leaks:
+        for scale in cfg.scales:
+            w = gaussian_witnesses(task.input_size, n_branches=cfg.n_branches, depth=cfg.depth,
+                                   p_rec=cfg.p_rec, p_last=cfg.p_last, scale=float(scale),
+                                   normalized=cfg.normalized, seed=seed, beta=float(leak),
+                                   theta=cfg.theta, reset=cfg.reset)
+            out.append(({"leak": float(leak), "scale": float(scale)}, w))
+    return out
+
+
+# ------------------------------------------------------------------------------ SG helpers
+def _sg_model(task: TaskData, cfg: PipelineConfig, seed: int) -> ParallelSNN:
+    lay = _layout(task)
+    K = cfg.sg_n_branches or cfg.n_branches
+    return ParallelSNN(task.input_size, lay.n_outputs, n_branches=K,
+                       depth=cfg.sg_depth or cfg.depth, p_rec=cfg.sg_p_rec or cfg.p_rec,
+                       p_last=cfg.sg_p_last or cfg.p_last, beta=cfg.beta, theta=cfg.theta,
+                       reset=cfg.reset, readout=cfg.readout, output=lay.output,
+                       init_scale=cfg.sg_init_scale, seed=seed)
+
+
+def _train(model: ParallelSNN, task: TaskData, cfg: PipelineConfig, *, epochs: int, lr: float,
+           seed: int) -> dict:
+    lay = _layout(task)
+    res = train_surrogate(model, task.train.X, task.train.y, task.val.X, task.val.y,
+                          loss=cfg.sg_loss, epochs=epochs, batch_size=cfg.sg_batch_size, lr=lr,
+                          seed=seed, progress=False, label_mode=lay.label_mode, heads=lay.heads,
+                          restore_best=True, eval_batch_size=cfg.eval_batch_size)
+    return {"epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+            "best_val_acc": res.best_val_acc, "stop_reason": res.stop_reason}
+
+
+def _finetune(start: ParallelSNN, task: TaskData, cfg: PipelineConfig, seed: int
+              ) -> tuple[ParallelSNN, dict]:
+    """Fine-tune a copy of ``start``; keep it only if validation accuracy does not drop."""
+    lay = _layout(task)
+    before = _accuracy(start, task.val.X, task.val.y, lay, cfg.eval_batch_size)
+    model = copy.deepcopy(start)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    info = _train(model, task, cfg, epochs=cfg.ft_epochs, lr=cfg.ft_lr, seed=seed + 1)
+    after = _accuracy(model, task.val.X, task.val.y, lay, cfg.eval_batch_size)
+    kept = after >= before
+    info.update({"val_before": before, "val_after": after, "kept_finetuned": bool(kept)})
+    return (model if kept else start), info
+
+
+# ------------------------------------------------------------------------------ public API
+def _record(method: str, seed: int, task: TaskData, model: ParallelSNN, cfg: PipelineConfig,
+            seconds: dict, **extra: Any) -> dict:
+    t0 = time.perf_counter()
+    ev = evaluate_model(model, task, batch_size=cfg.eval_batch_size)
+    seconds = {**seconds, "evaluate": time.perf_counter() - t0}
+    rec = {"method": method, "seed": int(seed), "task": task.name,
+           "task_meta": {k: v for k, v in task.meta.items() if not isinstance(v, (list, dict))},
+           **ev, "model": _model_info(model), "kept_neurons": _kept_neurons(model),
+           "chosen": {}, "certificate": None, "certificates": None, "dictionary": None,
+           "n_witness_neurons": None, "reconstruction_check": None, "training": None,
+           "seconds": seconds}
+    rec.update(extra)
+    rec["seconds"]["total"] = float(sum(v for k, v in rec["seconds"].items() if k != "total"))
+    return _json_safe(rec)
+
+
+def _json_safe(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_safe(v) for v in o]
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating, float)):
+        v = float(o)
+        return v if math.isfinite(v) else None
+    if isinstance(o, torch.Tensor):
+        return _json_safe(o.tolist())
+    return o
+
+
+def _convex_extra(fit: dict) -> dict:
+    chosen = {**fit["witness_settings"], "reg_beta": fit["reg_betas"]}
+    return {"chosen": chosen, "certificate": fit["certificates"][0],
+            "certificates": fit["certificates"], "dictionary": fit["dictionary"],
+            "n_witness_neurons": fit["n_witness_neurons"],
+            "reconstruction_check": fit["reconstruction_check"],
+            "val_accuracy_convex": fit["val_accuracy_convex"], "selection_grid": fit["grid"]}
+
+
+def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfig | dict | None
+                = None, seed: int = 0) -> list[dict]:
+    """Run several methods on one task, sharing intermediate models.
+
+    ``SG-CVX`` and ``SG->SG`` reuse the ``SG`` network, ``CVX->SG`` the ``CVX`` network (each is
+    trained once even if not asked for itself; only the asked methods are returned). Records come
+    back in the order of ``methods``; see :func:`run_method` for their fields.
+    """
+    cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.from_dict(config)
+    methods = list(methods)
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
+    if not isinstance(task, TaskData):
+        raise TypeError(f"task must be a TaskData, got {type(task).__name__}")
+    needed: list[str] = []
+
+    def need(m: str) -> None:
+        for d in _DEPENDS[m]:
+            need(d)
+        if m not in needed:
+            needed.append(m)
+
+    for m in methods:
+        need(m)
+    models: dict[str, tuple[ParallelSNN, dict]] = {}
+    records: dict[str, dict] = {}
+    for m in needed:
+        t0 = time.perf_counter()
+        logger.info("pipeline %s (seed %d) on %s", m, seed, task.name)
+        missing = [d for d in _DEPENDS[m] if d not in models]
+        if missing:
+            err = f"needs {missing[0]}, which failed"
+        else:
+            try:
+                _run_stage(m, task, cfg, seed, models, records, methods, t0)
+                continue
+            except (RuntimeError, ValueError) as exc:   # e.g. a silent witness set
+                err = f"{type(exc).__name__}: {exc}"
+        logger.warning("pipeline %s failed: %s", m, err)
+        if m in methods:
+            records[m] = _failed_record(m, seed, task, cfg, err, time.perf_counter() - t0)
+    return [records[m] for m in methods]
+
+
+def _failed_record(method: str, seed: int, task: TaskData, cfg: PipelineConfig, error: str,
+                   seconds: float) -> dict:
+    """Record of a method that could not run (every field present, metrics ``None``)."""
+    return _json_safe({
+        "method": method, "seed": int(seed), "task": task.name, "error": error,
+        "task_meta": {k: v for k, v in task.meta.items() if not isinstance(v, (list, dict))},
+        "val_accuracy": None, "test_accuracy": None, "ood_accuracy": {}, "model": None,
+        "kept_neurons": None, "chosen": {}, "certificate": None, "certificates": None,
+        "dictionary": None, "n_witness_neurons": None, "reconstruction_check": None,
+        "training": None, "config": cfg.to_dict(), "seconds": {"total": seconds}})
+
+
+def _run_stage(m: str, task: TaskData, cfg: PipelineConfig, seed: int, models: dict,
+               records: dict, methods: list, t0: float) -> None:
+    """Compute method ``m`` (its dependencies are in ``models``) and record it if asked."""
+    if m == "SG":
+        model = _sg_model(task, cfg, seed)
+        info = _train(model, task, cfg, epochs=cfg.sg_epochs, lr=cfg.sg_lr, seed=seed)
+        secs = {"train": time.perf_counter() - t0}
+        extra = {"training": info, "chosen": {"best_epoch": info["best_epoch"]}}
+    elif m in ("CVX", "SG-CVX", "R-CVX"):
+        if m == "CVX":
+            grid = _gaussian_grid(task, cfg, seed)
+        elif m == "SG-CVX":
+            w = witnesses_from_network(models["SG"][0], dtype=torch.float64)
+            grid = [({"witnesses": "SG network"}, w)]
+        else:
+            lay = _layout(task)
+            w = reservoir_witnesses(task.train.X, n_branches=cfg.n_branches, depth=cfg.depth,
+                                    p_rec=cfg.p_rec, p_last=cfg.p_last,
+                                    leaks=cfg.res_leaks, thresholds=cfg.res_thresholds,
+                                    input_scales=cfg.res_input_scales, seed=seed,
+                                    reset=cfg.reset)
+            grid = [({"leak": w.beta, "theta": w.theta,
+                      "input_scale": w.description["chosen"]["input_scale"],
+                      "branching_ratio": w.description["chosen"]["branching_ratio"]}, w)]
+        t_w = time.perf_counter() - t0
+        fit = _convex_fit(grid, task, cfg)
+        model = fit["model"]
+        secs = {"witnesses": t_w, **fit["timings"]}
+        extra = _convex_extra(fit)
+    else:   # fine-tuning methods
+        start = models["CVX" if m == "CVX->SG" else "SG"][0]
+        model, info = _finetune(start, task, cfg, seed)
+        secs = {"finetune": time.perf_counter() - t0}
+        extra = {"training": info, "chosen": {"kept_finetuned": info["kept_finetuned"],
+                                              "ft_epochs": cfg.ft_epochs}}
+    models[m] = (model, extra)
+    if m in methods:
+        records[m] = _record(m, seed, task, model, cfg, secs, config=cfg.to_dict(), **extra)
+        logger.info("pipeline %s: val=%.4f test=%.4f", m, records[m]["val_accuracy"],
+                    records[m]["test_accuracy"])
+
+
+def run_method(method: str, task: TaskData, *, config: PipelineConfig | dict | None = None,
+               seed: int = 0) -> dict:
+    """Run one method end to end and return its JSON-safe record.
+
+    Parameters
+    ----------
+    method : {"SG", "CVX", "SG-CVX", "R-CVX", "CVX->SG", "SG->SG"}
+    task : TaskData
+    config : PipelineConfig or dict, optional
+    seed : int
+        Seed of the witnesses, network initialisation and mini-batch order.
+
+    Returns
+    -------
+    dict
+        ``method``, ``seed``, ``task``, ``task_meta``, ``val_accuracy``, ``test_accuracy``,
+        ``ood_accuracy`` ({key: acc}), ``ar`` (addition only: autoregressive metrics per length),
+        ``chosen`` (hyper-parameters chosen on validation), ``certificate`` /
+        ``certificates`` (convex methods: primal, dual, gap per head), ``dictionary`` (rows,
+        columns, unique, zero, duplicates, density), ``n_witness_neurons``, ``kept_neurons``
+        (neurons with a non-zero output weight), ``model`` (size of the final network),
+        ``reconstruction_check``, ``training`` (SG methods), ``selection_grid``, ``config``,
+        ``seconds`` (per stage and ``total``).
+    """
+    return run_methods([method], task, config=config, seed=seed)[0]

@@ -1,0 +1,71 @@
+"""``reproduce(all, quick=True)`` end to end: files, fields, resume, corrupt cells."""
+
+import json
+import os
+
+import pytest
+
+from convexsnn.experiments import EXPERIMENTS, reproduce
+from convexsnn.experiments.runner import load_experiment
+
+RESULT_FIELDS = ("experiment", "description", "anchors", "quick", "seeds", "machine", "timings",
+                 "n_cells", "cells", "table_markdown", "plots", "failed")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("repro")
+    summary = reproduce("all", out, quick=True, seeds=(0,))
+    return out, summary
+
+
+def test_every_experiment_writes_reports(quick_run):
+    out, summary = quick_run
+    assert set(summary) == set(EXPERIMENTS)
+    for name in EXPERIMENTS:
+        d = out / name
+        assert (d / "results.json").is_file() and (d / "table.md").is_file()
+        if hasattr(load_experiment(name), "plots"):
+            assert list(d.glob("*.png")), name
+        res = json.loads((d / "results.json").read_text())
+        for f in RESULT_FIELDS:
+            assert f in res, (name, f)
+        assert not res["failed"]
+        assert res["n_cells"] == len(res["cells"]) >= 1
+        for c in res["cells"]:
+            assert c["result"]["records"], name
+            for r in c["result"]["records"]:
+                assert "test_accuracy" in r and "seconds" in r
+        assert "published" in (d / "table.md").read_text() or name == "ablations"
+        assert len(list((d / "cells").glob("*.json"))) == res["n_cells"]
+
+
+def test_resume_skips_and_corrupt_cell_is_recomputed(quick_run):
+    out, _ = quick_run
+    cells = sorted((out / "xor" / "cells").glob("*.json"))
+    mtimes = {p: p.stat().st_mtime_ns for p in cells}
+    summary = reproduce(["xor"], out, quick=True, seeds=(0,))
+    assert summary["xor"]["n_skipped"] == len(cells) and summary["xor"]["n_run"] == 0
+    assert {p: p.stat().st_mtime_ns for p in cells} == mtimes
+    # corrupt one cell file: it is recomputed (with a warning), the others are skipped
+    cells[0].write_text("{not json")
+    summary = reproduce(["xor"], out, quick=True, seeds=(0,))
+    assert summary["xor"]["n_run"] == 1
+    json.loads(cells[0].read_text())
+
+
+def test_unknown_experiment_and_interface():
+    with pytest.raises(ValueError, match="unknown experiment"):
+        reproduce(["nope"], "unused", quick=True)
+    for name in EXPERIMENTS:
+        mod = load_experiment(name)
+        assert mod.NAME == name and isinstance(mod.ANCHORS, dict)
+
+
+def test_report_only_runs_nothing(quick_run, tmp_path):
+    out, _ = quick_run
+    s = reproduce(["addition"], out, quick=True, seeds=(0,), run=False)
+    assert s["addition"]["n_run"] == 0 and not s["addition"]["missing"]
+    s = reproduce(["addition"], tmp_path, quick=True, seeds=(0,), run=False)
+    assert s["addition"]["missing"] == ["quick-b2-leak0-s0"]
+    assert (tmp_path / "addition" / "table.md").is_file()
