@@ -73,7 +73,8 @@ def cvxpy_objective(D, y, loss, penalty, lam):
         W = cp.Variable((P, C))
         Z = D @ W
         E = np.eye(C)[y]
-        fit = cp.sum(cp.multiply(a, cp.log_sum_exp(Z, axis=1))) - cp.sum(cp.multiply(a[:, None] * E, Z))
+        fit = (cp.sum(cp.multiply(a, cp.log_sum_exp(Z, axis=1)))
+               - cp.sum(cp.multiply(a[:, None] * E, Z)))
     else:
         Y = y.reshape(n, -1) if loss == "squared" else labels_to_targets(y).numpy()
         W = cp.Variable((P, Y.shape[1]))
@@ -117,6 +118,25 @@ def test_single_output_and_binary(loss, C):
     assert sol.W.shape == (30, expected_cols)
     ref = cvxpy_objective(D, y, loss, "l1", lam)
     assert abs(sol.certificate.primal - ref) <= 1e-5 * abs(ref)
+
+
+@pytest.mark.parametrize("loss,penalty,solvers", [
+    ("squared", "l1", ("gram", "cd", "fista")),
+    ("squared", "l21", ("gram", "cd", "fista")),
+    ("hinge", "l1", ("ipm", "pdhg")),
+])
+def test_inner_solvers_agree(loss, penalty, solvers):
+    D, y, lam = make_problem(loss, n=100, P=40, C=3, seed=18)
+    vals = []
+    for solver in solvers:
+        sol = solve_readout(D, y, loss=loss, penalty=penalty, lam=lam, tol=1e-8, solver=solver)
+        assert sol.certificate.converged, solver
+        assert sol.certificate.algorithm.startswith(solver)
+        vals.append(sol.certificate.primal)
+    assert max(vals) - min(vals) <= 2e-8 * abs(min(vals))
+    with pytest.raises(ValueError, match="solver"):
+        solve_readout(D, y, loss=loss, penalty=penalty, lam=lam,
+                      solver="ipm" if loss == "squared" else "gram")
 
 
 def test_hinge_pdhg_converges():
@@ -229,7 +249,8 @@ def test_lambda_max_and_beta_convention():
     assert bool((below.W != 0).any())
     P = D.shape[1]
     viab = solve_readout(D, y, loss="softmax", beta=lmax * 0.5 * math.sqrt(P))
-    assert viab.lam == pytest.approx(lmax * 0.5) and viab.beta == pytest.approx(lmax * 0.5 * math.sqrt(P))
+    assert viab.lam == pytest.approx(lmax * 0.5)
+    assert viab.beta == pytest.approx(lmax * 0.5 * math.sqrt(P))
 
 
 # ------------------------------------------------------------------ path, budget, dtypes

@@ -447,31 +447,13 @@ def _pipeline_config(args: argparse.Namespace) -> dict:
 
 
 def _run_pipeline(method: str, task, config: dict, seed: int):
-    """Run one pipeline method; return ``(record, model)``.
-
-    Uses ``run_method(..., return_model=True)`` when the pipelines module offers it; otherwise
-    the final model is taken from the record-building step of :func:`run_methods`.
-    """
-    import inspect
-
+    """Run one pipeline method; return ``(record, model)``."""
     from . import pipelines
-    if "return_model" in inspect.signature(pipelines.run_method).parameters:
-        return pipelines.run_method(method, task, config=config, seed=seed, return_model=True)
-    captured: dict = {}
-    original = pipelines._record
-
-    def capture(m, s, t, model, *a, **kw):
-        captured[m] = model
-        return original(m, s, t, model, *a, **kw)
-
-    pipelines._record = capture
-    try:
-        record = pipelines.run_method(method, task, config=config, seed=seed)
-    finally:
-        pipelines._record = original
-    if method not in captured:  # pragma: no cover - guards against a changed pipelines module
-        raise RuntimeError("the pipeline did not hand back its model")
-    return record, captured[method]
+    record, model = pipelines.run_method(method, task, config=config, seed=seed,
+                                         return_model=True)
+    if model is None:
+        raise ValueError(f"method {method} failed: {record.get('error')}")
+    return record, model
 
 
 def _certificate_of(record: dict | None) -> dict | None:

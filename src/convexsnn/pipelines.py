@@ -474,12 +474,14 @@ def _convex_extra(fit: dict) -> dict:
 
 
 def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfig | dict | None
-                = None, seed: int = 0) -> list[dict]:
+                = None, seed: int = 0, return_models: bool = False):
     """Run several methods on one task, sharing intermediate models.
 
     ``SG-CVX`` and ``SG->SG`` reuse the ``SG`` network, ``CVX->SG`` the ``CVX`` network (each is
     trained once even if not asked for itself; only the asked methods are returned). Records come
-    back in the order of ``methods``; see :func:`run_method` for their fields.
+    back in the order of ``methods``; see :func:`run_method` for their fields. With
+    ``return_models`` the result is ``(records, models)``, ``models[i]`` being the final
+    :class:`ParallelSNN` of ``methods[i]`` (``None`` where the method failed).
     """
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.from_dict(config)
     methods = list(methods)
@@ -515,7 +517,10 @@ def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfi
         logger.warning("pipeline %s failed: %s", m, err)
         if m in methods:
             records[m] = _failed_record(m, seed, task, cfg, err, time.perf_counter() - t0)
-    return [records[m] for m in methods]
+    out = [records[m] for m in methods]
+    if return_models:
+        return out, [models[m][0] if m in models else None for m in methods]
+    return out
 
 
 def _failed_record(method: str, seed: int, task: TaskData, cfg: PipelineConfig, error: str,
@@ -573,7 +578,7 @@ def _run_stage(m: str, task: TaskData, cfg: PipelineConfig, seed: int, models: d
 
 
 def run_method(method: str, task: TaskData, *, config: PipelineConfig | dict | None = None,
-               seed: int = 0) -> dict:
+               seed: int = 0, return_model: bool = False):
     """Run one method end to end and return its JSON-safe record.
 
     Parameters
@@ -594,6 +599,11 @@ def run_method(method: str, task: TaskData, *, config: PipelineConfig | dict | N
         columns, unique, zero, duplicates, density), ``n_witness_neurons``, ``kept_neurons``
         (neurons with a non-zero output weight), ``model`` (size of the final network),
         ``reconstruction_check``, ``training`` (SG methods), ``selection_grid``, ``config``,
-        ``seconds`` (per stage and ``total``).
+        ``seconds`` (per stage and ``total``). With ``return_model``: ``(record, model)``, the
+        final :class:`ParallelSNN` (``None`` if the method failed).
     """
+    if return_model:
+        records, models = run_methods([method], task, config=config, seed=seed,
+                                      return_models=True)
+        return records[0], models[0]
     return run_methods([method], task, config=config, seed=seed)[0]

@@ -271,7 +271,8 @@ def fista(op, datafit: Datafit, penalty: Penalty, lam: float, W: torch.Tensor, *
                 break
             L *= 2.0
         pv = (fcols + lam * penalty.value_columns(Wn)) if tr.sep else \
-            torch.tensor([fn + lam * float(penalty.value(Wn))], dtype=torch.float64)
+            torch.tensor([fn + lam * float(penalty.value(Wn))], dtype=torch.float64,
+                         device=Wn.device)
         Fn = float(pv.sum())
         it += 1
         budget.used += 1
@@ -330,7 +331,8 @@ def pdhg_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor
 
     .. math::
 
-        W^{+} &= \mathrm{prox}_{\tau_j \lambda R}\big(W + \tau_j D^\top (a \circ y \circ \alpha)\big)\\
+        W^{+} &= \mathrm{prox}_{\tau_j \lambda R}\big(W + \tau_j D^\top
+                 (a \circ y \circ \alpha)\big)\\
         \alpha^{+} &= \Pi_{[0,1]}\big(\alpha + \sigma (1 - y \circ D(2W^{+} - W))\big)
 
     with :math:`\tau = \eta/\omega`, :math:`\sigma = \eta\omega`,
@@ -476,27 +478,29 @@ def ipm_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor,
 
     n, P = op.shape
     C = datafit.n_outputs
-    X = op.dense()
-    a = datafit.weights
+    X = op.dense().to(torch.float64)  # the interior point always works in float64
+    a = datafit.weights.to(torch.float64)
     rows = a > 0
     all_rows = bool(rows.all())
     Xr = X if all_rows else X[rows]
     ar = a if all_rows else a[rows]
     Wn = torch.zeros(P, C, dtype=op.dtype, device=op.device)
     alpha = torch.zeros(n, C, dtype=op.dtype, device=op.device)
+    rows = rows.to(op.device)
     iters, conv = 0, True
     deadline = budget.out_of_time
     for c in range(C):
-        yc = datafit.Y[:, c] if all_rows else datafit.Y[rows, c]
+        Yd = datafit.Y.to(torch.float64)
+        yc = Yd[:, c] if all_rows else Yd[rows, c]
         w, al, it, ok, sup = ipm_hinge_l1(Xr, yc, ar, lam, tol=0.5 * tol,
                                           max_iter=max(1, min(200, budget.left)),
                                           deadline=deadline)
         support = sup if c == 0 else support | sup
-        Wn[:, c] = w
+        Wn[:, c] = w.to(Wn.dtype)
         if all_rows:
-            alpha[:, c] = al
+            alpha[:, c] = al.to(alpha.dtype)
         else:
-            alpha[rows, c] = al
+            alpha[rows, c] = al.to(alpha.dtype)
         iters += it
         conv = conv and ok
         budget.used += it
@@ -539,14 +543,17 @@ def cd_squared(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, to
     :math:`U = A(DW - Y)`) are evaluated in Gram form after every sweep; for l1 the support is
     then polished by solving :math:`H_{SS} w = B_S - \lambda\,\mathrm{sign}` per output.
     """
-    X = op.dense()
-    a = datafit.weights.reshape(-1, 1)
-    Y = datafit.Y
-    H = X.T @ (X * a)
-    Bm = X.T @ (a * Y)
-    y2 = (a.to(torch.float64) * Y.to(torch.float64).square()).sum(dim=0)
+    f64 = torch.float64  # the Gram form is small: always work in float64
+    X = op.dense().to(f64)
+    a = datafit.weights.reshape(-1, 1).to(f64)
+    Y = datafit.Y.to(f64)
+    H = (X * a).T @ X
+    Bm = (a * Y).T @ X
+    Bm = Bm.T.contiguous()
+    del X
+    y2 = (a * Y.square()).sum(dim=0)
     s, C = W.shape
-    W = W.clone()
+    W = W.to(f64).clone()
     HW = H @ W
     diag = H.diagonal().clone()
     live = diag > 0
@@ -566,7 +573,8 @@ def cd_squared(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, to
             sc = torch.where(mx > lam, lam / mx.clamp_min(1e-300), torch.ones_like(mx))
         else:
             dn = float(torch.linalg.vector_norm(G, dim=1).max())
-            sc = torch.full((C,), 1.0 if dn <= lam else lam / dn, dtype=torch.float64)
+            sc = torch.full((C,), 1.0 if dn <= lam else lam / dn, dtype=torch.float64,
+                            device=G.device)
         lin = wb - y2                         # <U, Y>
         quad = 0.5 * (wHw - 2 * wb + y2)      # ||U||^2 / (2a)
         dual = -(sc * lin + sc * sc * quad)
@@ -669,9 +677,10 @@ def cd_squared(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, to
             if method == "cd":
                 W = best_W.clone()
                 HW = H @ W
+    best_W = best_W.to(op.dtype)
     DW = op.matmul(best_W)
     U_p = datafit.gradient(DW)
-    U_d = datafit.gradient(op.matmul(best_dW))
+    U_d = datafit.gradient(op.matmul(best_dW.to(op.dtype)))
     p_tot, d_tot = float(best_p.sum()), float(best_d.sum())
     logger.log(log_level, "gram-%s: %d iterations, primal=%.12g dual=%.12g", method, it, p_tot,
                d_tot)

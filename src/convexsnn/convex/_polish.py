@@ -23,6 +23,8 @@ Hinge + l1, per output :math:`c`, margins :math:`m = y_c \circ (DW)_c`, active r
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["polish_squared_l1", "polish_hinge_l1", "polish_newton", "can_polish"]
@@ -46,6 +48,26 @@ def _spd_solve(Gm: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
         if bool(torch.isfinite(x).all()):
             return x
     return torch.linalg.pinv(Gm, hermitian=True) @ rhs
+
+
+def minnorm_solve(A: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Minimum-norm least-squares solution of :math:`A x = r` (Cholesky on the smaller Gram
+    matrix, falling back to the pseudo-inverse when it is singular)."""
+    m, k = A.shape
+    if m == 0 or k == 0:
+        return torch.zeros(k, dtype=A.dtype, device=A.device)
+    G = A.T @ A if m >= k else A @ A.T
+    G.diagonal().add_(1e-13 * float(G.diagonal().abs().max()))
+    L, info = torch.linalg.cholesky_ex(G)
+    if int(info) == 0:
+        if m >= k:
+            x = torch.cholesky_solve((A.T @ r)[:, None], L)[:, 0]
+        else:
+            x = A.T @ torch.cholesky_solve(r[:, None], L)[:, 0]
+        if bool(torch.isfinite(x).all()) and \
+                float(torch.linalg.vector_norm(A @ x - r)) <= 1e-6 * (1 + float(r.abs().max())):
+            return x
+    return torch.linalg.pinv(A) @ r
 
 
 def basis_solve(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float,
@@ -72,12 +94,12 @@ def basis_solve(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float,
     yE = y[E]
     A = yE[:, None] * XE
     w0 = w[S]
-    wn[S] = w0 + torch.linalg.pinv(A) @ (1.0 - A @ w0)
+    wn[S] = w0 + minnorm_solve(A, 1.0 - A @ w0)
     ya = a * y
     B = (XE * ya[E, None]).T
     t = lam * sign - XS[V].T @ ya[V]
     aE = alpha[E]
-    aE = aE + torch.linalg.pinv(B) @ (t - B @ aE)
+    aE = aE + minnorm_solve(B, t - B @ aE)
     an[E] = aE.clamp(0.0, 1.0)
     return wn, an
 
@@ -223,7 +245,7 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
                     XE = X[E]
                     A = y[E, None] * XE
                     w0 = W[S, c]
-                    w = w0 + torch.linalg.pinv(A) @ (1.0 - A @ w0)
+                    w = w0 + minnorm_solve(A, 1.0 - A @ w0)
                     if bool(torch.isfinite(w).all()):
                         wf = torch.zeros_like(W[:, c])
                         wf[S] = w
@@ -231,7 +253,7 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
                     B = (XE * ya[E, None]).T
                     t = lam * sg - X[V].T @ ya[V]
                     aE = al[E]
-                    aE = aE + torch.linalg.pinv(B) @ (t - B @ aE)
+                    aE = aE + minnorm_solve(B, t - B @ aE)
                     al[E] = aE.clamp(0.0, 1.0)
                 if bool(torch.isfinite(al).all()):
                     a_list.append(al)
@@ -257,7 +279,7 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
     return ([Wc] if w_changed else []), ([ac] if a_changed else [])
 
 
-def polish_newton(op, datafit, penalty, lam: float, W: torch.Tensor, *, newton_steps: int = 4,
+def polish_newton(op, datafit, penalty, lam: float, W: torch.Tensor, *, newton_steps: int = 6,
                   cg_iter: int = 100, prune: bool = True) -> list[torch.Tensor]:
     r"""Newton-CG on the support of ``W`` for the smooth datafits (squared, softmax).
 
@@ -281,7 +303,6 @@ abla \phi` by conjugate gradients
     """
     if not callable(getattr(op, "columns", None)) or not hasattr(datafit, "hessian_vec"):
         return []
-    out = _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter)
     if prune:
         rows = (W != 0).any(dim=1)
         if bool(rows.any()):
@@ -296,9 +317,9 @@ abla \phi` by conjugate gradients
             if bool(slack.any()):
                 Wp = W.clone()
                 Wp[R] = torch.where(slack, torch.zeros_like(W[R]), W[R])
-                out += _newton_on_support(op, datafit, penalty, lam, Wp, newton_steps, cg_iter,
+                return _newton_on_support(op, datafit, penalty, lam, Wp, newton_steps, cg_iter,
                                           always=True)
-    return out
+    return _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter)
 
 
 def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, always=False):
@@ -319,6 +340,7 @@ def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, alwa
     F = objective(Ws, Z)
     F0 = F
     improved_any = False
+    g_first = None
     tiny = torch.finfo(Ws.dtype).tiny
     for _ in range(newton_steps):
         probs = torch.softmax(Z, dim=1) if datafit.name == "softmax" else None
@@ -339,27 +361,42 @@ def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, alwa
             u = Ws / nrm
             return out + lam * (V - u * (u * V).sum(dim=1, keepdim=True)) / nrm
 
-        # conjugate gradients on H d = -g
+        # Jacobi-preconditioned conjugate gradients on H d = -g
+        if probs is not None:
+            curv = datafit.weights[:, None] * probs * (1.0 - probs)
+        else:
+            curv = datafit.weights[:, None].expand(-1, Ws.shape[1])
+        hdiag = sub.rmatmul(curv)  # D_j^T diag(a p (1 - p)) D_j (binary D: D^2 = D)
+        if not l1:
+            hdiag = hdiag + lam / nrm
+        minv = 1.0 / hdiag.clamp_min(1e-12 * float(hdiag.max()) + 1e-300)
         d = torch.zeros_like(Ws)
         r = -g
-        p = r.clone()
-        rr = float((r * r).sum())
-        rr0 = rr
-        if rr0 == 0.0:
-            break
+        rr0 = float((r * r).sum())
+        if rr0 == 0.0 or math.sqrt(rr0) <= 1e-12 * lam * math.sqrt(float(mask.sum())):
+            break  # stationary to rounding accuracy
+        if g_first is None:
+            g_first = math.sqrt(rr0)
+        # inexact Newton: relative CG accuracy shrinking with the gradient (superlinear steps)
+        forcing = min(1e-2, max(1e-12, math.sqrt(rr0) / g_first))
+        zv = minv * r
+        p = zv.clone()
+        rz = float((r * zv).sum())
         for _k in range(cg_iter):
             Hp = hv(p)
             pHp = float((p * Hp).sum())
             if pHp <= 0:
                 break
-            alpha = rr / pHp
+            alpha = rz / pHp
             d = d + alpha * p
             r = r - alpha * Hp
             rr_new = float((r * r).sum())
-            if rr_new <= 1e-24 * rr0:
+            if rr_new <= forcing * forcing * rr0:
                 break
-            p = r + (rr_new / rr) * p
-            rr = rr_new
+            zv = minv * r
+            rz_new = float((r * zv).sum())
+            p = zv + (rz_new / rz) * p
+            rz = rz_new
         if not bool(torch.isfinite(d).all()) or float(d.abs().max()) == 0.0:
             break
         pred = -float((g * d).sum())  # predicted decrease x 2 of the quadratic model

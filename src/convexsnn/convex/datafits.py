@@ -94,7 +94,10 @@ class Squared(Datafit):
     :math:`f^*(U) = \sum_i \langle U_i, y_i\rangle + \lVert U_i\rVert^2 / (2 a_i)` (rows with
     :math:`a_i = 0` need :math:`U_i = 0`), so the dual objective (the Lasso dual) is
 
-    .. math:: -f^*(sU) = -\sum_i \Big( s\langle U_i, y_i\rangle + \frac{s^2 \lVert U_i\rVert^2}{2 a_i}\Big).
+    .. math::
+
+        -f^*(sU) = -\sum_i \Big( s\langle U_i, y_i\rangle
+                   + \frac{s^2 \lVert U_i\rVert^2}{2 a_i}\Big).
 
     Parameters
     ----------

@@ -44,16 +44,31 @@ is at most ``tol``; otherwise it returns the best point seen and emits a
 
 Algorithms
 ----------
-* smooth datafits (squared, softmax): FISTA with backtracking, adaptive restart and (squared + l1)
-  polishing on the support;
-* hinge: restarted, preconditioned PDHG (PDLP-style restarts and primal-weight balancing), with
-  basis polishing for l1;
-* both inside a working-set loop for large :math:`P` (solve on the columns most likely to be
-  active, check the dual constraint on all columns, add the violators), when the operator supports
-  ``columns``.
+``solver="auto"`` picks, per datafit:
 
-The dictionary is touched only through :math:`DW` and :math:`D^\top R`
-(:mod:`convexsnn.convex.linear_operator`).
+* squared (``"gram"``): accelerated proximal gradient in *Gram form* (:math:`H = D_S^\top A D_S`
+  of the working set, so an iteration costs :math:`O(s^2 C)` whatever the number of rows), with
+  exact polishing on the support (normal equations) for l1; ``"cd"`` runs (block) coordinate
+  descent on the same Gram form; FISTA on the operator when the dictionary cannot be densified;
+* softmax: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
+  polishing on the support (signs fixed for l1, active rows for l2,1);
+* hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
+  crossover to the identified basis; hinge + l2,1 (or dictionaries too large to densify):
+  restarted, preconditioned PDHG (PDLP-style restarts and primal-weight balancing) with basis
+  polishing for l1;
+* all of them inside a working-set loop for large :math:`P` (solve on the support plus the most
+  violated dual constraints, check the dual constraint on all columns, add the violators), when
+  the operator supports ``columns``; and, when the dictionary can be inspected, on the problem
+  with duplicate (row, target) pairs merged (exact, weights add up).
+
+Whatever the path, the returned certificate is recomputed on the original rows and columns:
+primal value of the returned ``W`` and dual value of a point checked against every column.
+
+The product-only algorithms (FISTA, PDHG) touch the dictionary only through :math:`DW` and
+:math:`D^\top R` (:mod:`convexsnn.convex.linear_operator`); the Gram form, the interior point,
+polishing, working sets and row merging also use the optional ``columns`` / ``dense`` methods of
+the operator (on column blocks, or on the whole matrix for row merging when it is small enough),
+and ``"auto"`` falls back to the product-only algorithms when they are missing.
 """
 
 from __future__ import annotations
@@ -81,10 +96,11 @@ logger = logging.getLogger("convexsnn")
 __all__ = ["ReadoutSolution", "solve_readout", "solve_path", "lambda_max", "predict_from_scores",
            "labels_to_targets", "prepare_problem"]
 
-DEFAULT_MAX_ITER = {"fista": 20_000, "pdhg": 200_000, "ipm": 2_000, "cd": 20_000}
+DEFAULT_MAX_ITER = {"fista": 20_000, "pdhg": 200_000, "ipm": 2_000, "cd": 20_000,
+                    "gram": 100_000}
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
-SOLVERS = ("auto", "fista", "cd", "pdhg", "ipm")
+SOLVERS = ("auto", "fista", "gram", "cd", "pdhg", "ipm")
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +172,8 @@ def _check_labels(y: Any, name: str, n_rows: int | None, n_classes: int | None) 
         t = t.to(torch.int64)
     if t.is_floating_point():
         if not bool((t == t.round()).all()):
-            raise ValueError(f"{name} must hold integer class labels 0..C-1, got non-integer values")
+            raise ValueError(f"{name} must hold integer class labels 0..C-1, got non-integer "
+                             f"values")
     t = t.to(torch.int64)
     if t.numel() and int(t.min()) < 0:
         raise ValueError(f"{name} has negative label {int(t.min())}; labels must be in [0, C)")
@@ -383,14 +400,14 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
     dense_ok = callable(getattr(op, "dense", None)) and callable(getattr(op, "columns", None))
     if solver == "auto":
         if df.name == "squared" and dense_ok and n * min(P, 4096) <= IPM_MAX_ENTRIES:
-            return "cd"
+            return "gram"
         if df.smooth:
             return "fista"
         if pen.name == "l1" and dense_ok and n * min(P, 4 * n) <= IPM_MAX_ENTRIES:
             return "ipm"
         return "pdhg"
-    if solver == "cd" and (df.name != "squared" or not dense_ok):
-        raise ValueError("solver='cd' needs the squared loss and an operator with "
+    if solver in ("gram", "cd") and (df.name != "squared" or not dense_ok):
+        raise ValueError(f"solver={solver!r} needs the squared loss and an operator with "
                          "dense()/columns()")
     if solver == "fista" and not df.smooth:
         raise ValueError("solver='fista' needs a smooth loss (squared or softmax); use 'pdhg' or "
@@ -502,9 +519,10 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
         if algo == "ipm":
             inner = ipm_hinge(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl)
             alpha = inner.alpha
-        elif algo == "cd":
+        elif algo in ("gram", "cd"):
             inner = cd_squared(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
-                               polish=polish, log_level=lvl)
+                               polish=polish, method="cd" if algo == "cd" else "fista",
+                               log_level=lvl)
         elif algo == "fista":
             inner: InnerResult = fista(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
                                        lipschitz=None if use_ws else lipschitz, polish=pol,
@@ -577,7 +595,8 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
 
 def _warn_if_not_converged(cert: Certificate, max_iter: Any) -> None:
     if not cert.converged:
-        msg = (f"readout solve stopped before reaching tol={cert.tol:g}: rel_gap={cert.rel_gap:.3g} "
+        msg = (f"readout solve stopped before reaching tol={cert.tol:g}: "
+               f"rel_gap={cert.rel_gap:.3g} "
                f"(gap={cert.gap:.3g}) after {cert.iterations} iterations, {cert.seconds:.2f}s; "
                f"returning the best point seen (raise max_iter/max_time or loosen tol)")
         logger.warning(msg)
@@ -642,10 +661,11 @@ def solve_readout(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1",
         Force working sets on/off (default: on when ``P >= 256`` and ``D`` supports columns).
     polish : bool
         Try exact re-solves on the identified support (l1 with squared/hinge).
-    solver : {"auto", "fista", "pdhg", "ipm"}
-        Inner algorithm. ``"auto"``: FISTA for squared/softmax; for the hinge, the interior-point
-        method when the penalty is l1 and the dictionary can be densified (column blocks of at
-        most ~6e7 entries), restarted PDHG otherwise.
+    solver : {"auto", "gram", "cd", "fista", "pdhg", "ipm"}
+        Inner algorithm (see the module docstring). ``"auto"``: Gram-form proximal gradient for
+        the squared loss, FISTA (+ Newton polishing) for softmax, the interior-point method for
+        hinge + l1, restarted PDHG for hinge + l2,1; the product-only FISTA / PDHG when the
+        dictionary cannot be densified (column blocks of at most ~6e7 entries).
     merge_rows : bool
         Merge rows with identical dictionary row and target (exact; weights add up) before
         solving, when the dictionary is small enough to inspect (see
@@ -691,9 +711,11 @@ def solve_path(D: Any, y: Any, betas: Sequence[float] | None = None, *,
     r"""Solve along a regularisation path with warm starts.
 
     The values (``betas`` with :math:`\lambda = \beta/\sqrt{P}`, or ``lams``) are solved from the
-    largest to the smallest, each solve starting from the previous solution (primal ``W`` and, for
-    the hinge, the dual box variables); the list is returned in the order given. ``max_iter`` and
-    ``max_time`` apply to each solve. Other parameters as in :func:`solve_readout`.
+    largest to the smallest, each solve starting from the previous solution (primal ``W``, which
+    also seeds the working set; for PDHG the dual box variables and the primal weight too; the
+    interior-point method itself starts cold); the list is returned in the order given.
+    Validation and row merging are done once for the whole path. ``max_iter`` and ``max_time``
+    apply to each solve. Other parameters as in :func:`solve_readout`.
     """
     _check_run_args(tol, max_iter, max_time)
     if (betas is None) == (lams is None):
