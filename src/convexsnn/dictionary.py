@@ -31,7 +31,7 @@ dictionary built at once; dictionaries built on shards of rows with ``dedupe=Fal
 Storage is a ``bool`` matrix or bits packed along rows (``np.packbits(axis=0)``: byte ``r`` of
 column ``j`` holds rows ``8r .. 8r+7``, most significant bit first), 8x smaller. The solvers see
 the dictionary through :meth:`SpikeDictionary.operator`, which implements the operator protocol of
-:mod:`convexsnn.convex.operator` (``shape``, ``dtype``, ``device``, ``matmul``, ``rmatmul``,
+:mod:`convexsnn.convex.linear_operator` (``shape``, ``dtype``, ``device``, ``matmul``, ``rmatmul``,
 ``columns``, ``dense``) and, for packed storage, unpacks one block of rows at a time.
 """
 
@@ -138,7 +138,7 @@ class _RowPacker:
 class SpikeOperator:
     r"""A spike dictionary :math:`D \in \{0,1\}^{n\times P}` as a linear operator.
 
-    Implements the operator protocol of :mod:`convexsnn.convex.operator`:
+    Implements the operator protocol of :mod:`convexsnn.convex.linear_operator`:
     ``shape``, ``dtype``, ``device``, ``matmul(W)`` :math:`= DW`, ``rmatmul(R)``
     :math:`= D^\top R`, ``columns(idx)``, ``dense()``; plus ``D @ W`` and ``D.T @ R``.
 

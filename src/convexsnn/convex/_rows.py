@@ -51,7 +51,7 @@ def _targets_key(datafit: Datafit) -> tuple[torch.Tensor, str]:
     return datafit.Y.to(torch.float64), "Y"
 
 
-def merge_duplicate_rows(op, datafit: Datafit, *, min_reduction: float = 0.1,
+def merge_duplicate_rows(op, datafit: Datafit, *, min_reduction: float = 0.05,
                          seed: int = 0) -> RowGroups | None:
     """Merge rows with equal dictionary row and target; ``None`` if not worth it / not possible.
 

@@ -1,0 +1,319 @@
+"""Benchmark of the convex readout solvers against cvxpy + Clarabel (and scikit-learn's Lasso).
+
+Every case builds one spike dictionary (Gaussian witnesses simulated on the task's training
+inputs, :mod:`convexsnn.dictionary`), then solves the *same* problem with
+
+* ``convexsnn.convex.solve_readout`` (``tol`` relative duality gap, default 1e-8),
+* cvxpy + Clarabel (default Clarabel tolerances), in a subprocess killed after
+  ``--cvxpy-timeout`` seconds,
+* scikit-learn ``Lasso`` (``fit_intercept=False``) for squared + l1.
+
+The objective of every returned ``W`` is re-evaluated by one numpy function, so the "rel. diff"
+column compares like with like. Cases:
+
+(a)   FIRST-LAST-XOR T=8, hinge + l1, n=2000 rows, P=1000 columns (256 distinct strings),
+(a14) FIRST-LAST-XOR T=14, hinge + l1, n=2000, P=1000 (rows nearly all distinct),
+(b)   sequential MNIST T=4, 6000 training images, P=1024, softmax cross-entropy + l1,
+(c)   sequential MNIST T=4, 20000 images, P=2048, squared (one-vs-rest +-1) + l1.
+
+``lam = ratio * lambda_max`` (default ratio 0.05; the table also gives the paper's
+``beta = sqrt(P) * lam``).
+
+Usage::
+
+    python benchmarks/bench_solvers.py                      # all cases (~20 min)
+    python benchmarks/bench_solvers.py --quick              # small versions (~2 min)
+    python benchmarks/bench_solvers.py --cases b --cvxpy-timeout 1800 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+
+CASES = {
+    "a": dict(title="XOR T=8 hinge+l1", task="xor", T=8, n=2000, P=1000, loss="hinge",
+              penalty="l1", witness=dict(n_branches=2, hidden_widths=[128, 1500], scale=2.0)),
+    "a14": dict(title="XOR T=14 hinge+l1", task="xor", T=14, n=2000, P=1000, loss="hinge",
+                penalty="l1", witness=dict(n_branches=2, hidden_widths=[128, 1500], scale=2.0)),
+    "b": dict(title="MNIST T=4 softmax+l1", task="mnist", T=4, n=6000, P=1024, loss="softmax",
+              penalty="l1", witness=dict(n_branches=4, hidden_widths=[256, 256, 512],
+                                         scale=4.0)),
+    "c": dict(title="MNIST T=4 n=20k squared+l1", task="mnist", T=4, n=20000, P=2048,
+              loss="squared", penalty="l1",
+              witness=dict(n_branches=8, hidden_widths=[256, 256, 512], scale=4.0)),
+}
+QUICK = {"a": dict(n=500, P=300), "a14": dict(n=500, P=300), "b": dict(n=1000, P=256),
+         "c": dict(n=4000, P=512)}
+
+
+# --------------------------------------------------------------------------------- data
+
+def build_case(case: dict, seed: int = 0):
+    """Dictionary (dense 0/1 float64 tensor), targets and labels for one case."""
+    from convexsnn.dictionary import build_dictionary
+    from convexsnn.tasks import first_last_xor, sequential_mnist
+    from convexsnn.witnesses import gaussian_witnesses
+
+    if case["task"] == "xor":
+        task = first_last_xor(T=case["T"], n_train=case["n"], seed=seed)
+    else:
+        task = sequential_mnist(MNIST_DIR, T=case["T"], n_train=case["n"], seed=seed)
+    X, y = task.train.X, task.train.y
+    w = gaussian_witnesses(X.shape[2], normalized=True, seed=seed, dtype=torch.float64,
+                           **case["witness"])
+    d = build_dictionary(w, X)
+    op = d.operator(torch.float64)
+    P = min(case["P"], d.n_columns)
+    D = op.dense()[:, :P].contiguous()
+    return D, y.numpy().astype(np.int64)
+
+
+def targets(loss: str, y: np.ndarray):
+    """What the solvers get: labels, or +-1 one-vs-rest targets for squared."""
+    from convexsnn.convex import labels_to_targets
+
+    if loss == "squared":
+        return labels_to_targets(y).numpy()
+    return y
+
+
+def objective(D: np.ndarray, y: np.ndarray, loss: str, penalty: str, lam: float,
+              W: np.ndarray) -> float:
+    """Primal objective with a_i = 1/n, evaluated in numpy (shared by all solvers)."""
+    from convexsnn.convex import labels_to_targets
+
+    n = D.shape[0]
+    Z = D @ W
+    if loss == "squared":
+        Y = labels_to_targets(y).numpy()
+        fit = 0.5 * np.mean(np.sum((Z - Y) ** 2, axis=1))
+    elif loss == "hinge":
+        Y = labels_to_targets(y).numpy()
+        fit = np.mean(np.sum(np.maximum(0.0, 1.0 - Y * Z), axis=1))
+    else:
+        m = Z.max(axis=1, keepdims=True)
+        lse = (m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True)))[:, 0]
+        fit = np.mean(lse - Z[np.arange(n), y])
+    pen = np.abs(W).sum() if penalty == "l1" else np.linalg.norm(W, axis=1).sum()
+    return float(fit + lam * pen)
+
+
+# --------------------------------------------------------------------------------- solvers
+
+def run_ours(D: torch.Tensor, y: np.ndarray, case: dict, lam: float, tol: float) -> dict:
+    from convexsnn.convex import solve_readout
+
+    # warm-up (first-call overheads of torch kernels), not timed
+    solve_readout(D[:50, :20], y[:50], loss=case["loss"], penalty=case["penalty"],
+                  lam=lam, tol=1e-3, n_classes=int(y.max()) + 1)
+    t0 = time.perf_counter()
+    sol = solve_readout(D, y, loss=case["loss"], penalty=case["penalty"], lam=lam, tol=tol,
+                        n_classes=int(y.max()) + 1)
+    sec = time.perf_counter() - t0
+    c = sol.certificate
+    return dict(seconds=sec, W=sol.W.numpy(), gap=c.rel_gap, status="converged" if c.converged
+                else "not converged", iterations=c.iterations, algorithm=c.algorithm,
+                support=int((sol.W != 0).any(dim=1).sum()))
+
+
+def run_sklearn(D: np.ndarray, y: np.ndarray, lam: float) -> dict:
+    from sklearn.linear_model import Lasso
+
+    Y = targets("squared", y)
+    t0 = time.perf_counter()
+    m = Lasso(alpha=lam, fit_intercept=False, tol=1e-8, max_iter=100_000)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.fit(D, Y)
+    sec = time.perf_counter() - t0
+    W = np.asarray(m.coef_).reshape(Y.shape[1], -1).T
+    return dict(seconds=sec, W=W, gap=float("nan"), status="done", iterations=None)
+
+
+def _cvxpy_worker(npz: str, out: str) -> None:
+    """Subprocess body: solve with cvxpy + Clarabel and save W (and timings)."""
+    import cvxpy as cp
+
+    z = np.load(npz)
+    D, y, lam = z["D"], z["y"], float(z["lam"])
+    loss, penalty = str(z["loss"]), str(z["penalty"])
+    n, P = D.shape
+    t0 = time.perf_counter()
+    if loss == "softmax":
+        C = int(y.max()) + 1
+        W = cp.Variable((P, C))
+        Zv = D @ W
+        E = np.eye(C)[y]
+        fit = cp.sum(cp.log_sum_exp(Zv, axis=1)) / n - cp.sum(cp.multiply(E, Zv)) / n
+    else:
+        from convexsnn.convex import labels_to_targets
+        Y = labels_to_targets(y).numpy()
+        W = cp.Variable((P, Y.shape[1]))
+        Zv = D @ W
+        if loss == "squared":
+            fit = 0.5 * cp.sum_squares(Zv - Y) / n
+        else:
+            fit = cp.sum(cp.pos(1 - cp.multiply(Y, Zv))) / n
+    pen = cp.sum(cp.abs(W)) if penalty == "l1" else cp.sum(cp.norm(W, 2, axis=1))
+    prob = cp.Problem(cp.Minimize(fit + lam * pen))
+    prob.solve(solver="CLARABEL")
+    sec = time.perf_counter() - t0
+    np.savez(out, W=np.asarray(W.value), seconds=sec, status=str(prob.status),
+             solve_time=float(prob.solver_stats.solve_time or float("nan")),
+             iterations=int(prob.solver_stats.num_iters or -1))
+
+
+def run_cvxpy(D: np.ndarray, y: np.ndarray, case: dict, lam: float, timeout: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        npz, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(npz, D=D, y=y, lam=lam, loss=case["loss"], penalty=case["penalty"])
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, __file__, "--_worker", npz, out],
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return dict(seconds=float("nan"), W=None, gap=float("nan"),
+                        status=f"timeout > {timeout:.0f}s", iterations=None,
+                        wall=time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        if rc != 0 or not os.path.exists(out):
+            why = " = SIGKILL, e.g. out of memory" if rc == -signal.SIGKILL else ""
+            return dict(seconds=float("nan"), W=None, gap=float("nan"),
+                        status=f"failed after {wall:.0f}s (rc={rc}{why})", iterations=None,
+                        wall=wall)
+        r = np.load(out)
+        W = r["W"]
+        return dict(seconds=float(r["seconds"]), W=W if W.ndim == 2 else None,
+                    gap=float("nan"), status=str(r["status"]), iterations=int(r["iterations"]),
+                    wall=wall, solve_time=float(r["solve_time"]))
+
+
+# --------------------------------------------------------------------------------- driver
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", default="a,a14,b,c", help="comma-separated subset of a,a14,b,c")
+    ap.add_argument("--quick", action="store_true", help="small sizes, short cvxpy time-out")
+    ap.add_argument("--cvxpy-timeout", type=float, default=None,
+                    help="seconds before the cvxpy+Clarabel subprocess is killed "
+                         "(default 240, 60 with --quick)")
+    ap.add_argument("--no-cvxpy", action="store_true", help="skip cvxpy+Clarabel")
+    ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn's Lasso")
+    ap.add_argument("--tol", type=float, default=1e-8, help="relative duality gap of ours")
+    ap.add_argument("--ratio", type=float, default=0.05, help="lam = ratio * lambda_max")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--json", default=None, help="write the results to this JSON file")
+    ap.add_argument("--_worker", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._worker:
+        _cvxpy_worker(*args._worker)
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    timeout = args.cvxpy_timeout or (60.0 if args.quick else 240.0)
+    from convexsnn.convex import lambda_max
+
+    rows = []
+    for key in [c.strip() for c in args.cases.split(",") if c.strip()]:
+        if key not in CASES:
+            raise SystemExit(f"unknown case {key!r}; choose from {list(CASES)}")
+        case = dict(CASES[key])
+        if args.quick:
+            case.update(QUICK[key])
+        t0 = time.perf_counter()
+        D, y = build_case(case)
+        t_dict = time.perf_counter() - t0
+        n, P = D.shape
+        lam = args.ratio * lambda_max(D, y, loss=case["loss"], penalty=case["penalty"])
+        Dn = D.numpy()
+        res = {"ours": run_ours(D, y, case, lam, args.tol)}
+        if case["loss"] == "squared" and case["penalty"] == "l1" and not args.no_sklearn:
+            res["sklearn"] = run_sklearn(Dn, y, lam)
+        if not args.no_cvxpy:
+            res["cvxpy+clarabel"] = run_cvxpy(Dn, y, case, lam, timeout)
+        for r in res.values():
+            r["objective"] = (objective(Dn, y, case["loss"], case["penalty"], lam, r["W"])
+                              if r.get("W") is not None else float("nan"))
+        ref = res.get("cvxpy+clarabel", {}).get("objective", float("nan"))
+        ours_t = res["ours"]["seconds"]
+        for name, r in res.items():
+            row = dict(case=key, title=case["title"], n=n, P=P, lam=lam,
+                       beta=lam * math.sqrt(P), solver=name, seconds=r["seconds"],
+                       objective=r["objective"], rel_gap=r["gap"], status=r["status"],
+                       iterations=r.get("iterations"), dict_seconds=t_dict,
+                       algorithm=r.get("algorithm"), support=r.get("support"))
+            row["rel_diff_vs_clarabel"] = ((r["objective"] - ref) / abs(ref)
+                                           if math.isfinite(ref) else float("nan"))
+            if name == "ours":
+                cv = res.get("cvxpy+clarabel")
+                if cv is not None and math.isfinite(cv["seconds"]):
+                    row["speedup_vs_clarabel"] = cv["seconds"] / ours_t
+                elif cv is not None and cv["status"].startswith("timeout"):
+                    row["speedup_vs_clarabel"] = f"> {timeout / ours_t:.0f}"
+                if "sklearn" in res:
+                    row["speedup_vs_sklearn"] = res["sklearn"]["seconds"] / ours_t
+            rows.append(row)
+        _print_rows([r for r in rows if r["case"] == key])
+    info = dict(python=platform.python_version(), torch=torch.__version__,
+                machine=platform.machine(), processor=platform.processor(),
+                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
+                quick=args.quick, cvxpy_timeout=timeout, tol=args.tol, ratio=args.ratio)
+    print(f"\nmachine: {info}")
+    if args.json:
+        safe = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                 for k, v in r.items()} for r in rows]
+        Path(args.json).write_text(json.dumps({"info": info, "results": safe}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _fmt(v, spec):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return format(v, spec) if not isinstance(v, str) else v
+
+
+def _print_rows(rows):
+    if not rows:
+        return
+    r0 = rows[0]
+    print(f"\n== ({r0['case']}) {r0['title']}: n={r0['n']} P={r0['P']} lam={r0['lam']:.3g} "
+          f"beta={r0['beta']:.3g} (dictionary built in {r0['dict_seconds']:.1f}s)")
+    print(f"{'solver':16s} {'seconds':>9s} {'objective':>18s} {'rel.gap':>9s} "
+          f"{'rel.diff':>9s} {'speedup':>9s}  status")
+    for r in rows:
+        sp = r.get("speedup_vs_clarabel")
+        sp = _fmt(sp, ".1f") if sp is not None else ""
+        print(f"{r['solver']:16s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
+              f"{_fmt(r['rel_gap'], '9.1e')} {_fmt(r['rel_diff_vs_clarabel'], '9.1e')} "
+              f"{sp:>9s}  {r['status']}"
+              + (f" [{r['algorithm']}, support {r['support']}]" if r.get("algorithm") else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
