@@ -96,3 +96,41 @@ def atomic_replace_dir(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
     else:
         os.replace(tmp, path)
     return path
+
+
+def json_safe(obj: Any, *, strict: bool = False, name: str = "value") -> Any:
+    """``obj`` with every nested value converted to a plain JSON type.
+
+    dicts (keys become ``str``), lists and tuples recurse; numpy scalars and arrays and torch
+    tensors become Python numbers and lists; ``torch.dtype`` becomes its name (``"float64"``);
+    NaN and infinities become ``None`` (JSON has no such numbers). Anything else becomes its
+    ``str`` or, with ``strict``, raises ``TypeError`` naming ``name``.
+    """
+    import math
+
+    import numpy as np
+    import torch
+
+    def conv(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {str(k): conv(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [conv(v) for v in o]
+        if isinstance(o, (np.ndarray, torch.Tensor)):
+            return conv(o.tolist())
+        if isinstance(o, (bool, np.bool_)):
+            return bool(o)
+        if isinstance(o, (int, np.integer)):
+            return int(o)
+        if isinstance(o, (float, np.floating)):
+            v = float(o)
+            return v if math.isfinite(v) else None
+        if o is None or isinstance(o, str):
+            return o
+        if isinstance(o, torch.dtype):
+            return str(o).replace("torch.", "")
+        if strict:
+            raise TypeError(f"{name} must be JSON-safe; got a {type(o).__name__}")
+        return str(o)
+
+    return conv(obj)

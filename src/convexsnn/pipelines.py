@@ -55,12 +55,12 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
+from ._io import json_safe as _json_safe
 from .convex import ConvergenceWarning, lambda_max, predict_from_scores, solve_path
 from .dictionary import build_dictionary
 from .network import ParallelSNN
@@ -449,21 +449,6 @@ def _record(method: str, seed: int, task: TaskData, model: ParallelSNN, cfg: Pip
     return _json_safe(rec)
 
 
-def _json_safe(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_json_safe(v) for v in o]
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating, float)):
-        v = float(o)
-        return v if math.isfinite(v) else None
-    if isinstance(o, torch.Tensor):
-        return _json_safe(o.tolist())
-    return o
-
-
 def _convex_extra(fit: dict) -> dict:
     chosen = {**fit["witness_settings"], "reg_beta": fit["reg_betas"]}
     return {"chosen": chosen, "certificate": fit["certificates"][0],
@@ -550,7 +535,6 @@ def _run_stage(m: str, task: TaskData, cfg: PipelineConfig, seed: int, models: d
             w = witnesses_from_network(models["SG"][0], dtype=torch.float64)
             grid = [({"witnesses": "SG network"}, w)]
         else:
-            lay = _layout(task)
             w = reservoir_witnesses(task.train.X, n_branches=cfg.n_branches, depth=cfg.depth,
                                     p_rec=cfg.p_rec, p_last=cfg.p_last,
                                     leaks=cfg.res_leaks, thresholds=cfg.res_thresholds,

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
 from ._checks import check_labels, check_positive_float
+from ._io import json_safe
 from .convex import predict_from_scores
 from .dictionary import SpikeDictionary, _unique_sequences
 from .network import ParallelSNN
@@ -64,20 +64,7 @@ def _certificate_dict(cert: Any) -> dict | None:
         d = dict(cert)
     else:
         raise TypeError(f"certificate must be a Certificate or dict, got {type(cert).__name__}")
-    def safe(v):
-        if isinstance(v, dict):
-            return {str(k): safe(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [safe(x) for x in v]
-        if isinstance(v, (np.integer,)):
-            return int(v)
-        if isinstance(v, (float, np.floating)):
-            v = float(v)
-            return v if math.isfinite(v) else None
-        if v is None or isinstance(v, (bool, int, str)):
-            return v
-        return str(v)
-    return safe(d)
+    return json_safe(d)
 
 
 def readout_weights(W: Any, n_columns: int, *, tol: float = 0.0

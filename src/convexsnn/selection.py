@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ._io import json_safe as _json_safe
 from ._checks import check_choice, check_labels
 from .convex import labels_to_targets, lambda_max, make_datafit, solve_path
 from .dictionary import STORAGES, SpikeDictionary, build_dictionary
@@ -104,21 +105,6 @@ class ConvexFit:
             "model": None if self.model is None else {
                 "n_branches": self.model.n_branches, "hidden_widths": self.model.hidden_widths},
             "checks": self.checks, "settings": self.settings, "seconds": self.seconds})
-
-
-def _json_safe(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_json_safe(v) for v in o]
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        o = float(o)
-        return o if math.isfinite(o) else None
-    if isinstance(o, torch.dtype):
-        return str(o)
-    return o
 
 
 def default_betas(beta_max: float, n: int = 8, ratio: float = 1e-4) -> list[float]:

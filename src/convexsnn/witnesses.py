@@ -37,6 +37,7 @@ import torch
 
 from ._checks import (check_choice, check_positive_float, check_positive_int,
                       check_sequence_input)
+from ._io import json_safe
 from .lif import RESETS, Trace, simulate
 from .network import ParallelSNN, READOUTS, OUTPUTS
 from .surrogate import heaviside
@@ -63,28 +64,8 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def _json_safe(obj: Any, name: str = "description") -> Any:
-    """Return ``obj`` converted to plain JSON types; raise ``TypeError`` if that is impossible."""
-    def conv(o):
-        if isinstance(o, dict):
-            return {str(k): conv(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [conv(v) for v in o]
-        if isinstance(o, (np.integer,)):
-            return int(o)
-        if isinstance(o, (np.floating,)):
-            o = float(o)
-        if isinstance(o, float) and not math.isfinite(o):
-            return None
-        if isinstance(o, np.ndarray):
-            return conv(o.tolist())
-        if isinstance(o, torch.dtype):
-            return _dtype_name(o)
-        if o is None or isinstance(o, (bool, int, float, str)):
-            return o
-        raise TypeError(f"{name} must be JSON-safe; got a {type(o).__name__}")
-    out = conv(obj)
-    json.dumps(out)
-    return out
+    """``obj`` in plain JSON types; ``TypeError`` if that is impossible."""
+    return json_safe(obj, strict=True, name=name)
 
 
 def resolve_widths(*, n_branches: int, hidden_widths: Sequence[int] | None = None,

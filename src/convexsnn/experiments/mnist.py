@@ -40,16 +40,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import os
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
+from .._io import json_safe as _json_safe
 from ..convex import ConvergenceWarning, predict_from_scores, solve_path
 from ..dictionary import build_dictionary
 from ..network import ParallelSNN
@@ -159,21 +158,6 @@ def cells(quick: bool = False, seeds: Sequence[int] = (0,), *,
 
 
 # ------------------------------------------------------------------------------ helpers
-def _json_safe(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_json_safe(v) for v in o]
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, (np.floating, float)):
-        v = float(o)
-        return v if math.isfinite(v) else None
-    if isinstance(o, torch.Tensor):
-        return _json_safe(o.tolist())
-    return o
-
-
 @torch.no_grad()
 def _accuracy(model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> float:
     correct = 0

@@ -27,6 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .._io import json_safe
+
 logger = logging.getLogger("convexsnn")
 
 LABEL_MODES = ("sequence", "token")
@@ -229,23 +231,6 @@ def balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.ndar
     counts = [n // n_classes + (1 if c < n % n_classes else 0) for c in range(n_classes)]
     labels = np.repeat(np.arange(n_classes, dtype=np.int64), counts)
     return labels[rng.permutation(n)]
-
-
-def json_safe(value: object) -> object:
-    """Convert numpy scalars / arrays / tuples inside ``value`` to plain Python types."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
 
 
 def as_int_array(name: str, value: object, ndim: int) -> np.ndarray:
