@@ -510,8 +510,8 @@ def witnesses_from_network(model: ParallelSNN, *, dtype: torch.dtype | None = No
     cfg = model.config
     weights = [cp(w) for w in model.weights]
     biases = [cp(b) for b in model.biases] if model.biases is not None else None
-    rec = ([cp(r) for r in model.recurrent_weights]
-           if model.recurrent_weights is not None else None)
+    eff = model.effective_recurrent_weights()  # W_rec * mask for a sparse network
+    rec = [cp(r) for r in eff] if eff is not None else None
     desc = {"kind": "network", "seed": None,
             "options": {"config": {k: v for k, v in cfg.items()}}}
     return Witnesses(weights, biases, rec, cfg["beta"], cfg["theta"], cfg["reset"], desc)
