@@ -17,7 +17,7 @@ EXPERIMENTS: dict[str, str] = {
     "addition": "convexsnn.experiments.addition",
     "ablations": "convexsnn.experiments.ablations",
     "mnist": "convexsnn.experiments.mnist",
-    # "long_memory": "convexsnn.experiments.long_memory",  (structured witnesses, another module)
+    "long_memory": "convexsnn.experiments.long_memory",
 }
 
 __all__ = ["EXPERIMENTS", "Cell", "reproduce", "load_experiment"]
