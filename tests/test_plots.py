@@ -165,8 +165,9 @@ def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
     plot_accuracy_vs_size(_records(), path)
     old = path.read_bytes()
 
-    def broken(self, f, *a, **k):
-        f.write(b"partial")
+    def broken(self, f, *a, **k):  # writes part of the temporary file, then fails
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(Figure, "savefig", broken)

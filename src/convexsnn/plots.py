@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from ._io import atomic_write_with
 from .network import ParallelSNN
 
 __all__ = ["plot_raster", "plot_dictionary_stats", "plot_accuracy_vs_size"]
@@ -76,19 +76,7 @@ def _new_figure(width: float, height: float):
 
 def _save_png(fig, path: Path, dpi: int) -> Path:
     """Write ``fig`` as PNG to a temporary file next to ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, (path.stat().st_mode & 0o777) if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     logger.info("wrote figure %s", path)
     return path
 

@@ -91,7 +91,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +99,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import atomic_write_with
 from .._checks import check_positive_float
 from ..lif import Trace
 from ..network import ParallelSNN
@@ -357,21 +357,7 @@ def export_nir(model: ParallelSNN, path: str | os.PathLike, dt: float = 1e-3, *,
     """
     nir = _import_nir()
     graph = _build_graph(model, dt, exact_reset, strict, stacklevel=3)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; give it the mode of the file it replaces, else 0644
-        os.chmod(tmp, (path.stat().st_mode & 0o777) if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    path = atomic_write_with(path, lambda tmp: nir.write(tmp, graph))
     logger.info("wrote NIR graph to %s", path)
     return path
 
