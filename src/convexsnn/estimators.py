@@ -44,7 +44,7 @@ from sklearn.utils.validation import (_check_sample_weight, check_array, check_i
                                       column_or_1d, validate_data)
 
 from .convex import ConvergenceWarning as _CvxConvergenceWarning
-from .convex import solve_readout
+from .convex import predict_from_scores, solve_readout
 from .dictionary import build_dictionary
 from .network import ParallelSNN
 from .reconstruct import reconstruct
@@ -200,8 +200,7 @@ class _SNNClassifierBase(ClassifierMixin, BaseEstimator):
         -------
         ndarray ``(n_samples,)``
         """
-        z = self._scores(X)
-        idx = (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
+        idx = predict_from_scores(self._scores(X)).numpy()
         return self.classes_[idx]
 
     def _predict_proba(self, X: Any) -> np.ndarray:
