@@ -195,3 +195,27 @@ def test_non_numeric_input_raises_type_error():
 def test_bad_constructor_arguments(kw, exc, match):
     with pytest.raises(exc, match=match):
         _net(**kw)
+
+
+def test_one_prediction_rule_for_network_training_and_convex_readout():
+    """network.predict, the training accuracy and convex.predict_from_scores share one rule:
+    one column -> score > 0 (0 is class 0); several -> first arg-max."""
+    from convexsnn._scores import classes_from_scores
+    from convexsnn.convex import predict_from_scores
+    from convexsnn.train import _Layout, _n_correct
+
+    one = torch.tensor([[0.5], [-0.1], [0.0]])
+    assert classes_from_scores(one).tolist() == [1, 0, 0]
+    many = torch.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, -1.0]])
+    assert classes_from_scores(many).tolist() == [1, 0]
+    assert torch.equal(predict_from_scores(many), classes_from_scores(many))
+    assert torch.equal(predict_from_scores(one[:, 0]), classes_from_scores(one))
+    layout = _Layout(label_mode="sequence", heads=(3,), explicit_heads=False)
+    assert _n_correct(many, torch.tensor([[1], [0]]), layout) == 2
+    assert _n_correct(many, torch.tensor([[2], [0]]), layout) == 1     # tie goes to class 1
+    # the network's own predict: a 1-output network whose score is exactly 0 predicts class 0
+    net = ParallelSNN(3, 1, hidden_widths=[4], seed=0)
+    x = torch.rand(5, 2, 3)
+    assert torch.equal(net.predict(x), classes_from_scores(net(x)))
+    assert net.predict(x).tolist() == [0] * 5       # output weights start at zero
+    assert classes_from_scores(net(x)).dtype == torch.int64

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._scores import classes_from_scores
 from ._io import atomic_replace_dir, atomic_write_bytes, make_temp_dir
 from ._checks import (check_choice, check_positive_float, check_positive_int,
                       check_sequence_input)
@@ -321,10 +322,7 @@ class ParallelSNN(nn.Module):
     @torch.no_grad()
     def predict(self, x: Any) -> torch.Tensor:
         """Class predictions: argmax of the scores (sign for a single score column)."""
-        z = self.forward(x)
-        if z.shape[-1] == 1:
-            return (z[..., 0] > 0).to(torch.int64)
-        return z.argmax(-1)
+        return classes_from_scores(self.forward(x))
 
     def path_norm(self) -> torch.Tensor:
         r"""Path norm :math:`\sum_k \sum_{paths} \prod |w|` over input -> ... -> output paths.

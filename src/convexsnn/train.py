@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._checks import (check_choice, check_labels, check_positive_float, check_positive_int)
+from ._scores import classes_from_scores
 from .network import ParallelSNN
 
 __all__ = [
@@ -303,9 +304,7 @@ def _n_correct(z: torch.Tensor, y: torch.Tensor, layout: _Layout) -> int:
     """Rows whose every head is predicted right."""
     ok = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
     for h, sl in enumerate(layout.slices()):
-        zh = z[:, sl]
-        pred = (zh[:, 0] > 0).long() if zh.shape[1] == 1 else zh.argmax(-1)
-        ok &= pred == y[:, h]
+        ok &= classes_from_scores(z[:, sl]) == y[:, h]
     return int(ok.sum())
 
 

@@ -83,6 +83,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .._scores import classes_from_scores
 from ._inner import Budget, InnerResult, Tracker, cd_squared, fista, ipm_hinge, pdhg_hinge
 from ._rows import RowGroups, merge_duplicate_rows
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
@@ -114,9 +115,7 @@ def predict_from_scores(scores: Any) -> torch.Tensor:
     Several columns: the arg-max over columns.
     """
     s = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
-    if s.ndim == 1 or s.shape[1] == 1:
-        return (s.reshape(-1) > 0).to(torch.int64)
-    return s.argmax(dim=1)
+    return classes_from_scores(s.reshape(-1, 1) if s.ndim == 1 else s)
 
 
 def labels_to_targets(labels: Any, n_classes: int | None = None, *,
