@@ -1,10 +1,8 @@
 """Every pipeline runs on a tiny task and returns a complete, JSON-safe record."""
 
 import json
-import math
 
 import pytest
-import torch
 
 from convexsnn.pipelines import METHODS, PipelineConfig, run_method, run_methods
 from convexsnn.tasks import load_task

@@ -1,7 +1,6 @@
 """``reproduce(all, quick=True)`` end to end: files, fields, resume, corrupt cells."""
 
 import json
-import os
 
 import pytest
 

@@ -103,6 +103,15 @@ CONFIGS: dict[str, dict] = {
                     "epochs": 9, "batch_size": 256, "lr": 3e-3},
              "cvx": {"n_branches": 1, "widths": [4000], "scales": [[0.3]],
                      "penalty": "l1", "betas": [1e-2, 1e-3], "max_time": 240.0}},
+    # full-rec: as full, with dense recurrent weights s_{t-1} W_rec in both LIF layers (zero at
+    # initialisation, learnt by SG); on a 10k subset, 3 epochs: 90.4% validation vs 83.7%
+    # feed-forward. SG-CVX keeps the recurrent hidden layers as witnesses.
+    "full-rec": {**_COMMON, "T": 4, "n_train": None,
+                 "methods": ["SG", "SG-CVX"],
+                 "sg": {"widths": [1024, 1024], "n_branches": 1, "bias": True, "init_scale": 4.0,
+                        "recurrent": "dense", "epochs": 20, "batch_size": 256, "lr": 3e-3},
+                 "cvx": {"n_branches": 1, "widths": [4000], "scales": [[0.3]],
+                         "penalty": "l1", "betas": [1e-2, 1e-3], "max_time": 240.0}},
     "t28": {**_COMMON, "T": 28, "n_train": None,
             "methods": ["SG", "SG-CVX"],
             "sg": {"widths": [512, 512], "n_branches": 1, "bias": True, "init_scale": 4.0,
@@ -184,7 +193,8 @@ def _sg_network(task, cfg: dict, seed: int) -> ParallelSNN:
     return ParallelSNN(task.train.X.shape[2], 10, n_branches=sg.get("n_branches", 1),
                        hidden_widths=list(sg["widths"]), beta=cfg["leak"], theta=cfg["theta"],
                        reset=cfg["reset"], readout=cfg["readout"], bias=bool(sg.get("bias")),
-                       init_scale=float(sg.get("init_scale", 1.0)), seed=seed)
+                       init_scale=float(sg.get("init_scale", 1.0)),
+                       recurrent=sg.get("recurrent"), seed=seed)
 
 
 def _train(model: ParallelSNN, task, cfg: dict, *, epochs: int, lr: float, seed: int) -> dict:
