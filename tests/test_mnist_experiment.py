@@ -84,3 +84,27 @@ def test_quick_full_config_end_to_end(tmp_path):
     md = mnist.table([{"cell": cell.to_dict(), "result": out}])
     assert len(md.splitlines()) == 2 + 3   # header, rule, one row per method
     assert "92.5" in md and "CVX" in md
+
+
+@needs_data
+def test_quick_reservoir_finetune_and_recurrent_methods():
+    """R-CVX and SG->SG at the paper configuration; SG / SG-CVX with recurrent hidden layers."""
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    recs = {r["method"]: r for r in mnist.run_config(
+        "paper", quick=True, methods=["SG", "R-CVX", "SG->SG"], data_dir=str(DATA))}
+    r = recs["R-CVX"]
+    assert r["chosen"]["witnesses"] == "reservoir"
+    assert r["chosen"]["leak"] in (0.9, 0.99) and r["chosen"]["input_scale"] in (1.0, 2.0, 4.0)
+    assert r["leak"] == r["chosen"]["leak"] and r["reconstruction_check"]["prediction_agreement"] == 1.0
+    assert math.isfinite(r["rel_gap"]) and r["test_accuracy"] > 0.2      # chance is 0.1
+    ft = recs["SG->SG"]
+    # kept only when validation does not drop
+    assert ft["val_accuracy"] >= recs["SG"]["val_accuracy"]
+    assert ft["training"]["kept_finetuned"] == (ft["training"]["val_after"]
+                                                 >= ft["training"]["val_before"])
+    rec = {r["method"]: r for r in mnist.run_config(
+        "full-rec", quick=True, methods=["SG", "SG-CVX"], data_dir=str(DATA))}
+    assert rec["SG"]["test_accuracy"] > 0.3
+    assert rec["SG-CVX"]["reconstruction_check"]["prediction_agreement"] == 1.0
+    assert mnist.config_for("full-rec")["sg"]["recurrent"] == "dense"
+    assert mnist.config_for("t28")["T"] == 28

@@ -5,7 +5,9 @@ the last step; sizes 2000 / 2000 / 4000 (train / val / test), OOD sets at 2T and
 of :mod:`convexsnn.pipelines` runs on the same task draw per seed; the witnesses, SG networks and
 fine-tuning all use the published LIF configuration (leak 0.99, threshold 1, subtract reset), so
 the rows are like for like with the paper. Witness scale and the convex regularisation are chosen
-on validation.
+on validation. The standard witness set (16 branches, 256 neurons a layer) runs in every cell;
+``CVX-wide`` cells add larger witness sets where it is capacity-limited (:data:`WIDE_CELLS`:
+T = 8 and 11 at L = 5, T = 6 at L = 15), for every seed.
 """
 
 from __future__ import annotations
@@ -43,10 +45,15 @@ FULL_CONFIG = dict(n_branches=16, p_rec=256, p_last=256, beta=0.99, theta=1.0,
                    sg_lr=1e-2, sg_batch_size=128, ft_epochs=3, ft_lr=2e-3,
                    res_leaks=(0.9, 0.99), res_input_scales=(1.0, 2.0, 4.0))
 
-#: wide witness set (K = 64 branches, 2048 last-layer witness neurons) for T = 11
+#: wide witness set (K = 64 branches, 2048 last-layer witness neurons) for T = 8 and 11 at L = 5
 WIDE_CONFIG = {**FULL_CONFIG, "n_branches": 64, "p_rec": 512, "p_last": 2048, "scales": (2.0,),
                "max_time": 30.0}
-WIDE_CELLS = ((11, 5), (8, 5), (6, 15))
+#: wide *deep* set for L = 15: 128 branches of 16 neurons in every LIF layer (2048 a layer);
+#: narrow inner layers are what lose the patterns of a 15-layer random stack
+DEEP_WIDE_CONFIG = {**FULL_CONFIG, "n_branches": 128, "p_rec": 2048, "p_last": 2048,
+                    "scales": (2.0,), "n_betas": 4, "max_time": 30.0}
+#: (T, L) -> witness set of the ``CVX-wide`` cells (run for every seed)
+WIDE_CELLS = {(11, 5): WIDE_CONFIG, (8, 5): WIDE_CONFIG, (6, 15): DEEP_WIDE_CONFIG}
 
 QUICK_CONFIG = dict(n_branches=4, p_rec=32, p_last=32, beta=0.99, scales=(2.0,), n_betas=2,
                     tol=1e-3, max_time=5.0, sg_n_branches=1, sg_p_rec=8, sg_p_last=8, sg_epochs=1,
@@ -66,11 +73,12 @@ def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
                 params = {"T": T, "L": L, "sizes": [2000, 2000, 4000], "methods": list(METHODS),
                           "config": FULL_CONFIG, "quick": False}
                 out.append(Cell(NAME, f"T{T}-L{L}-s{s}", params, int(s)))
-    # a wider witness set where the standard one is capacity-limited (T = 11): first seed only
-    for T, L in WIDE_CELLS:
-        params = {"T": T, "L": L, "sizes": [2000, 2000, 4000], "methods": ["CVX"],
-                  "config": WIDE_CONFIG, "quick": False, "variant": "wide"}
-        out.append(Cell(NAME, f"T{T}-L{L}-wide-s{seeds[0]}", params, int(seeds[0])))
+    # wider witness sets where the standard one is capacity-limited
+    for s in seeds:
+        for (T, L), wide in WIDE_CELLS.items():
+            params = {"T": T, "L": L, "sizes": [2000, 2000, 4000], "methods": ["CVX"],
+                      "config": wide, "quick": False, "variant": "wide"}
+            out.append(Cell(NAME, f"T{T}-L{L}-wide-s{s}", params, int(s)))
     return out
 
 
