@@ -9,7 +9,8 @@ import torch
 
 from convexsnn.lif import simulate
 from convexsnn.network import ParallelSNN
-from convexsnn.witnesses import (Witnesses, branching_ratio, gaussian_witnesses, resolve_widths,
+from convexsnn.witnesses import (Witnesses, branching_ratio, concat_witnesses, gaussian_witnesses,
+                                 resolve_widths,
                                  reservoir_witnesses, witnesses_from_network)
 
 
@@ -184,3 +185,33 @@ def test_reservoir_picks_ratio_closest_to_one():
                                leaks=(w.beta,), thresholds=(w.theta,), input_scales=(1.0,))
     torch.testing.assert_close(w.weights[0], base.weights[0] * best["input_scale"], rtol=1e-15,
                                atol=0)
+
+
+def test_concat_witnesses_is_the_branches_side_by_side():
+    X = torch.rand(20, 5, 3, dtype=torch.float64)
+    a = gaussian_witnesses(3, n_branches=2, hidden_widths=[4, 3], scale=2.0, seed=0)
+    # b: a trained-network copy with biases and dense recurrence (a has neither)
+    net = ParallelSNN(3, 2, n_branches=1, hidden_widths=[4, 3], bias=True, recurrent="dense",
+                      init_scale=3.0, seed=1, dtype=torch.float64)
+    with torch.no_grad():
+        for b in net.biases:
+            b.uniform_(-0.5, 0.5)
+        for r in net.recurrent_weights:
+            r.normal_(0.0, 0.5)
+    b = witnesses_from_network(net)
+    c = concat_witnesses(a, b)
+    assert c.n_branches == 3 and c.hidden_widths == [4, 3] and c.recurrent_kind == "dense"
+    assert [p["n_branches"] for p in c.description["parts"]] == [2, 1]
+    # zero biases / recurrence for a's branches: the same spikes as each set on its own
+    ra, rb, rc = a.readout(X), b.readout(X), c.readout(X)
+    assert torch.equal(rc, torch.cat([ra, rb], dim=2))
+    assert bool(rb.any()) and bool(ra.any())
+    assert torch.equal(concat_witnesses([a, b]).readout(X), rc)
+    with pytest.raises(ValueError, match="hidden widths"):
+        concat_witnesses(a, gaussian_witnesses(3, hidden_widths=[4, 4], seed=0))
+    with pytest.raises(ValueError, match="leak"):
+        concat_witnesses(a, gaussian_witnesses(3, hidden_widths=[4, 3], beta=0.5, seed=0))
+    with pytest.raises(TypeError):
+        concat_witnesses(a, net)
+    with pytest.raises(ValueError, match="at least one"):
+        concat_witnesses()

@@ -18,6 +18,8 @@ weights, the global RNG state is never touched):
 * :func:`gaussian_witnesses` -- ``CVX``: :math:`W_l = s_l G_l`, :math:`G_l` standard normal
   (optionally with unit-norm columns);
 * :func:`witnesses_from_network` -- ``SG-CVX``: the hidden layers of a (trained) network;
+* :func:`concat_witnesses` -- the branches of several sets side by side (e.g. the hidden layers
+  of several independently trained SG networks as the ``K`` branches of one parallel network);
 * :func:`reservoir_witnesses` -- ``R-CVX``: Gaussian weights whose leak, threshold and input scale
   are tuned on a data sample so that the last layer's activity has branching ratio closest to 1.
 """
@@ -46,6 +48,7 @@ __all__ = [
     "Witnesses",
     "gaussian_witnesses",
     "witnesses_from_network",
+    "concat_witnesses",
     "reservoir_witnesses",
     "branching_ratio",
     "resolve_widths",
@@ -515,6 +518,56 @@ def witnesses_from_network(model: ParallelSNN, *, dtype: torch.dtype | None = No
     desc = {"kind": "network", "seed": None,
             "options": {"config": {k: v for k, v in cfg.items()}}}
     return Witnesses(weights, biases, rec, cfg["beta"], cfg["theta"], cfg["reset"], desc)
+
+
+def concat_witnesses(*sets: Witnesses) -> Witnesses:
+    """One witness set whose branches are those of ``sets``, in order (branch ``k`` of the
+    result is branch ``k - K_0 - ... - K_{i-1}`` of ``sets[i]``).
+
+    The sets must agree on everything a :class:`~convexsnn.network.ParallelSNN` shares across
+    its branches: input size, layer widths, leak, threshold, reset, dtype/device and the kind of
+    recurrence. A set without biases (or recurrent weights) where another has them contributes
+    zeros, which is the same dynamics.
+    """
+    if len(sets) == 1 and isinstance(sets[0], (list, tuple)):
+        sets = tuple(sets[0])
+    if not sets:
+        raise ValueError("concat_witnesses needs at least one witness set")
+    for i, w in enumerate(sets):
+        if not isinstance(w, Witnesses):
+            raise TypeError(f"sets[{i}] must be Witnesses, got {type(w).__name__}")
+    first = sets[0]
+    for i, w in enumerate(sets[1:], 1):
+        for what, a, b in (("input size", w.n_inputs, first.n_inputs),
+                           ("hidden widths", w.hidden_widths, first.hidden_widths),
+                           ("leak", w.beta, first.beta), ("threshold", w.theta, first.theta),
+                           ("reset", w.reset, first.reset), ("dtype", w.dtype, first.dtype),
+                           ("device", w.device, first.device)):
+            if a != b:
+                raise ValueError(f"cannot concatenate witness sets: sets[{i}] has {what} {a}, "
+                                 f"sets[0] has {b}")
+    kinds = {w.recurrent_kind for w in sets} - {None}
+    if len(kinds) > 1:
+        raise ValueError(f"cannot concatenate witness sets with different recurrence {kinds}")
+    n_layers = len(first.weights)
+
+    def stack(name: str, l: int, shape_of) -> torch.Tensor | None:
+        parts = [getattr(w, name) for w in sets]
+        if all(p is None or p[l] is None for p in parts):
+            return None
+        return torch.cat([p[l] if (p is not None and p[l] is not None)
+                          else torch.zeros(shape_of(w, l), dtype=first.dtype, device=first.device)
+                          for p, w in zip(parts, sets)], dim=0)
+
+    weights = [torch.cat([w.weights[l] for w in sets], dim=0) for l in range(n_layers)]
+    biases = [stack("biases", l, lambda w, l: (w.n_branches, w.hidden_widths[l]))
+              for l in range(n_layers)]
+    kind = next(iter(kinds), None)
+    recurrent = [stack("recurrent", l, lambda w, l: (w.n_branches,) + (
+        (w.hidden_widths[l],) * (2 if kind == "dense" else 1))) for l in range(n_layers)]
+    desc = {"kind": "concat", "seed": None,
+            "parts": [{"n_branches": w.n_branches, **w.description} for w in sets]}
+    return Witnesses(weights, biases, recurrent, first.beta, first.theta, first.reset, desc)
 
 
 def branching_ratio(spikes: torch.Tensor, sample_weight: torch.Tensor | None = None) -> float:
