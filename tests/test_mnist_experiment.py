@@ -103,7 +103,11 @@ def test_quick_reservoir_finetune_and_recurrent_methods():
     assert ft["training"]["kept_finetuned"] == (ft["training"]["val_after"]
                                                  >= ft["training"]["val_before"])
     rec = {r["method"]: r for r in mnist.run_config(
-        "full-rec", quick=True, methods=["SG", "SG-CVX"], data_dir=str(DATA))}
+        "full-rec", quick=True, methods=["SG", "SG-CVX", "SG-CVX-ens"], data_dir=str(DATA))}
+    ens = rec["SG-CVX-ens"]
+    assert ens["n_branches"] == 2 and ens["chosen"]["witnesses"] == "2 SG networks"
+    assert ens["reconstruction_check"]["prediction_agreement"] == 1.0
+    assert ens["dictionary"]["n_columns"] > rec["SG-CVX"]["dictionary"]["n_columns"]
     assert rec["SG"]["test_accuracy"] > 0.3
     assert rec["SG-CVX"]["reconstruction_check"]["prediction_agreement"] == 1.0
     assert mnist.config_for("full-rec")["sg"]["recurrent"] == "dense"

@@ -28,7 +28,10 @@ scale and :math:`\beta` chosen on validation; softmax cross-entropy with :math:`
 :math:`\ell_{2,1}`), ``SG-CVX`` (the SG network's hidden layers as witnesses, convex readout),
 ``R-CVX`` (as CVX with reservoir witnesses, leak and input scale tuned to a branching ratio
 near 1), ``CVX->SG`` (the reconstructed CVX network fine-tuned with SG; kept only if validation
-does not drop) and ``SG->SG`` (its control: the SG network trained for the same extra epochs). Every convex row carries its duality-gap certificate, and its test accuracy is that of the
+does not drop), ``SG->SG`` (its control: the SG network trained for the same extra epochs) and
+``SG-CVX-ens`` (one certified readout over the hidden layers of ``ensemble`` SG networks trained on
+the same split from different initialisations, as the branches of one parallel network: the
+readout picks neurons from all of them). Every convex row carries its duality-gap certificate, and its test accuracy is that of the
 *reconstructed network's own forward pass*, checked against :math:`DW` on the validation rows.
 
 The convex solves run in float32 (the dictionary is binary, so only the solver arithmetic is
@@ -59,7 +62,8 @@ from ..network import ParallelSNN
 from ..reconstruct import check_reconstruction, reconstruct
 from ..tasks import sequential_mnist
 from ..train import train_surrogate
-from ..witnesses import gaussian_witnesses, reservoir_witnesses, witnesses_from_network
+from ..witnesses import (concat_witnesses, gaussian_witnesses, reservoir_witnesses,
+                          witnesses_from_network)
 from .base import Cell, fmt_mean_std, mean_std
 
 __all__ = ["NAME", "DESCRIPTION", "ANCHORS", "CONFIGS", "METHODS", "QUICK", "DEFAULT_DATA_DIR",
@@ -75,8 +79,10 @@ DESCRIPTION = (
     "configuration (T=4, L=3, 6k training images, leak "
     "0.99, threshold 1). Hyper-parameters chosen on validation; test reported once.")
 
-#: every method this module runs (the six of :mod:`convexsnn.pipelines`)
-METHODS = ("SG", "CVX", "SG-CVX", "R-CVX", "CVX->SG", "SG->SG")
+#: every method this module runs: the six of :mod:`convexsnn.pipelines`, and ``SG-CVX-ens`` (the
+#: convex readout over the hidden layers of ``ensemble`` SG networks trained on the same split,
+#: as the branches of one parallel network)
+METHODS = ("SG", "CVX", "SG-CVX", "R-CVX", "CVX->SG", "SG->SG", "SG-CVX-ens")
 
 #: published numbers (percent); ``key`` = (config, method) or config-wide "best"
 ANCHORS = {
@@ -98,7 +104,7 @@ _COMMON = {"leak": 0.99, "theta": 1.0, "reset": "subtract", "readout": "spike",
 #: full-size configurations
 CONFIGS: dict[str, dict] = {
     "paper": {**_COMMON, "T": 4, "n_train": 6000,
-              "methods": list(METHODS),
+              "methods": list(METHODS[:6]),
               "sg": {"widths": [1024, 1024], "n_branches": 1, "bias": False, "init_scale": 1.0,
                      "epochs": 20, "batch_size": 256, "lr": 3e-3},
               "cvx": {"n_branches": 16, "widths": [64, 64], "scales": [[0.3, 0.3], [1.0, 0.3]],
@@ -367,23 +373,27 @@ def run_config(name: str, *, seed: int = 0, quick: bool = False,
     out: dict[str, dict] = {}
     models: dict[str, ParallelSNN] = {}
 
-    def sg_model() -> ParallelSNN:
-        if "SG" in models:
-            return models["SG"]
+    def sg_model(member: int = 0) -> ParallelSNN:
+        """The SG network (member 0), or another one trained on the same split from another
+        initialisation and batch order (seed ``seed + 1000 * member``) for ``SG-CVX-ens``."""
+        key = "SG" if member == 0 else f"SG-m{member}"
+        if key in models:
+            return models[key]
         t0 = time.perf_counter()
-        path = None if cache_dir is None else Path(cache_dir) / f"{name}-seed{seed}-SG"
+        path = None if cache_dir is None else Path(cache_dir) / f"{name}-seed{seed}-{key}"
         if path is not None and (path / "config.json").exists():
             model = ParallelSNN.load(path)
             info = {"loaded_from": str(path)}
         else:
-            model = _sg_network(task, cfg, seed)
+            s = seed + 1000 * member
+            model = _sg_network(task, cfg, s)
             info = _train(model, task, cfg, epochs=cfg["sg"]["epochs"], lr=cfg["sg"]["lr"],
-                          seed=seed)
+                          seed=s)
             if path is not None:
                 model.save(path)
-        models["SG"] = model
-        models["SG_info"] = info                        # type: ignore[assignment]
-        models["SG_seconds"] = time.perf_counter() - t0  # type: ignore[assignment]
+        models[key] = model
+        models[key + "_info"] = info                        # type: ignore[assignment]
+        models[key + "_seconds"] = time.perf_counter() - t0  # type: ignore[assignment]
         return model
 
     def cvx_model() -> tuple[ParallelSNN, dict, float]:
@@ -419,6 +429,14 @@ def run_config(name: str, *, seed: int = 0, quick: bool = False,
             out[m] = _record(m, cfg, task, fit["model"], seed,
                              {"sg_train": models["SG_seconds"], **fit["timings"]},
                              **convex_extra(fit))
+        elif m == "SG-CVX-ens":
+            nets = [sg_model(i) for i in range(int(cfg.get("ensemble", 2)))]
+            w = concat_witnesses([witnesses_from_network(n) for n in nets])
+            fit = _convex([({"witnesses": f"{len(nets)} SG networks"}, w)], task, cfg)
+            sg_secs = sum(models[("SG" if i == 0 else f"SG-m{i}") + "_seconds"]
+                          for i in range(len(nets)))
+            out[m] = _record(m, cfg, task, fit["model"], seed,
+                             {"sg_train": sg_secs, **fit["timings"]}, **convex_extra(fit))
         elif m == "R-CVX":
             t0 = time.perf_counter()
             fit = _convex(_reservoir_grid(task, cfg, seed), task, cfg)
