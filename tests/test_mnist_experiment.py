@@ -33,7 +33,8 @@ def test_interface_and_cells():
     assert mnist.ANCHORS["paper/SG-CVX"]["value"] == 83.9
     assert mnist.ANCHORS["best"]["value"] == 92.5
     cs = mnist.cells(quick=True, seeds=(0, 1))
-    assert [c.id for c in cs] == ["paper-seed0", "paper-seed1", "full-seed0", "full-seed1"]
+    assert [c.id for c in cs] == ["paper-seed0", "paper-seed1", "full-seed0", "full-seed1",
+                                  "full-rec-seed0", "full-rec-seed1"]
     assert all(isinstance(c, Cell) and c.experiment == "mnist" for c in cs)
     # the paper row is like for like: T=4, L=3, 6k, leak 0.99, threshold 1
     p = mnist.config_for("paper")

@@ -169,9 +169,9 @@ def config_for(name: str, quick: bool = False) -> dict:
 
 def cells(quick: bool = False, seeds: Sequence[int] = (0,), *,
           configs: Sequence[str] | None = None) -> list[Cell]:
-    """One cell per (configuration, seed). Default configurations: ``paper`` and ``full``
-    (``t28`` only when asked for)."""
-    names = list(configs) if configs is not None else ["paper", "full"]
+    """One cell per (configuration, seed). Default configurations: ``paper``, ``full`` and
+    ``full-rec`` (``t28`` only when asked for)."""
+    names = list(configs) if configs is not None else ["paper", "full", "full-rec"]
     out = []
     for name in names:
         cfg = config_for(name, quick)
