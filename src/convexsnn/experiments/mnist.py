@@ -507,16 +507,17 @@ def rows(records: Sequence[dict]) -> list[dict]:
 
 def markdown(records: Sequence[dict]) -> str:
     """Markdown table of records (mean ± std over seeds), published anchors beside ours."""
-    lines = ["| method | config | T | L | K x widths | n_train | val acc % | test acc % | "
-             "rel gap | seconds | published % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | config | T | L | K x widths | n_train | seeds | val acc % | test acc % | "
+             "rel gap (max) | seconds (mean) | published % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows(records):
         gap = "-" if r["rel_gap"] is None else f"{r['rel_gap']:.1e}"
         anchor = "-" if r["anchor"] is None else f"{r['anchor']:.1f} ({r['anchor_what']})"
         lines.append(
             f"| {r['method']} | {r['config']} | {r['T']} | {r['depth']} | "
-            f"{r['n_branches']} x {r['widths']} | {r['n_train']} | {fmt_mean_std(r['val'])} | "
-            f"{fmt_mean_std(r['test'])} | {gap} | {r['seconds']:.0f} | {anchor} |")
+            f"{r['n_branches']} x {r['widths']} | {r['n_train']} | {r['n_seeds']} | "
+            f"{fmt_mean_std(r['val'], 2)} | "
+            f"{fmt_mean_std(r['test'], 2)} | {gap} | {r['seconds']:.0f} | {anchor} |")
     return "\n".join(lines)
 
 
