@@ -19,7 +19,7 @@ Configurations (:data:`CONFIGS`):
     of the image; one layer measured better than two on a 10k subset).
 ``full-rec``
     As ``full`` with dense recurrent weights in both LIF layers (learnt by SG, zero at
-    initialisation); ``SG`` and ``SG-CVX``.
+    initialisation); ``SG``, ``SG-CVX``, ``SG->SG`` and ``SG-CVX-ens`` over 2 SG networks.
 ``t28``
     ``T = 28`` (one row a step), recurrent ``[512, 512]``; ``SG`` and ``SG-CVX`` (slow on a CPU).
 
@@ -120,8 +120,8 @@ CONFIGS: dict[str, dict] = {
     # full-rec: as full, with dense recurrent weights s_{t-1} W_rec in both LIF layers (zero at
     # initialisation, learnt by SG); on a 10k subset, 3 epochs: 90.4% validation vs 83.7%
     # feed-forward. SG-CVX keeps the recurrent hidden layers as witnesses.
-    "full-rec": {**_COMMON, "T": 4, "n_train": None,
-                 "methods": ["SG", "SG-CVX"],
+    "full-rec": {**_COMMON, "T": 4, "n_train": None, "ensemble": 2,
+                 "methods": ["SG", "SG-CVX", "SG->SG", "SG-CVX-ens"],
                  "sg": {"widths": [1024, 1024], "n_branches": 1, "bias": True, "init_scale": 4.0,
                         "recurrent": "dense", "epochs": 20, "batch_size": 256, "lr": 3e-3},
                  "cvx": {"n_branches": 1, "widths": [4000], "scales": [[0.3]],
