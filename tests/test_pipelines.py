@@ -87,3 +87,17 @@ def test_silent_witnesses_give_an_error_record():
     recs = run_methods(["CVX", "CVX->SG"], task, config=cfg, seed=0)
     assert all(r["test_accuracy"] is None and "error" in r for r in recs)
     assert "CVX" in recs[1]["error"]
+
+
+def test_recurrent_sg_network_with_biases_carries_into_sg_cvx():
+    task = load_task("xor", T=6, n_train=120, n_val=80, n_test=80, seed=0)
+    cfg = dict(TINY, sg_recurrent="dense", sg_bias=True, sg_epochs=2)
+    (sg, sgcvx), (net, rebuilt) = run_methods(["SG", "SG-CVX"], task, config=cfg, seed=0,
+                                              return_models=True)
+    assert sg["config"]["sg_recurrent"] == "dense" and sg["config"]["sg_bias"] is True
+    assert net.config["recurrent"] == "dense" and net.biases is not None
+    assert float(net.recurrent_weights[0].abs().sum()) > 0      # learnt (zero at init)
+    assert sgcvx["reconstruction_check"]["prediction_agreement"] == 1.0
+    assert rebuilt.recurrent_weights is not None
+    with pytest.raises(ValueError, match="recurrent"):
+        run_method("SG", task, config=dict(TINY, sg_recurrent="full"))

@@ -63,7 +63,7 @@ import torch
 from ._io import json_safe as _json_safe
 from .convex import ConvergenceWarning, lambda_max, predict_from_scores, solve_path
 from .dictionary import build_dictionary
-from .network import ParallelSNN
+from .network import RECURRENT_KINDS, ParallelSNN
 from .reconstruct import check_reconstruction, reconstruct
 from .selection import default_betas
 from .tasks import TaskData, addition_metrics, addition_operands, addition_rollout
@@ -107,6 +107,9 @@ class PipelineConfig:
         Target relative duality gap and time budget (seconds) of each path solve.
     sg_epochs, sg_lr, sg_batch_size, sg_loss, sg_init_scale
         Surrogate-gradient training.
+    sg_bias, sg_recurrent
+        Per-neuron biases and recurrent weights (``None``, ``"dense"``, ``"diagonal"``,
+        ``"sparse"``) of the SG network's LIF layers; ``SG-CVX`` and ``SG->SG`` keep them.
     ft_epochs, ft_lr
         Extra budget of ``CVX->SG`` and ``SG->SG``.
     res_leaks, res_thresholds, res_input_scales
@@ -142,6 +145,8 @@ class PipelineConfig:
     sg_batch_size: int | None = 128
     sg_loss: str = "softmax"
     sg_init_scale: float = 1.0
+    sg_bias: bool = False
+    sg_recurrent: str | None = None
     ft_epochs: int = 10
     ft_lr: float = 2e-3
     res_leaks: tuple = (0.5, 0.9, 0.99)
@@ -153,6 +158,11 @@ class PipelineConfig:
         """JSON-safe dict of every option."""
         d = dataclasses.asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    def __post_init__(self) -> None:
+        if self.sg_recurrent is not None and self.sg_recurrent not in RECURRENT_KINDS:
+            raise ValueError(f"sg_recurrent must be None or one of {list(RECURRENT_KINDS)}, got "
+                             f"{self.sg_recurrent!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "PipelineConfig":
@@ -403,7 +413,8 @@ def _sg_model(task: TaskData, cfg: PipelineConfig, seed: int) -> ParallelSNN:
                        depth=cfg.sg_depth or cfg.depth, p_rec=cfg.sg_p_rec or cfg.p_rec,
                        p_last=cfg.sg_p_last or cfg.p_last, beta=cfg.beta, theta=cfg.theta,
                        reset=cfg.reset, readout=cfg.readout, output=lay.output,
-                       init_scale=cfg.sg_init_scale, seed=seed)
+                       init_scale=cfg.sg_init_scale, bias=bool(cfg.sg_bias),
+                       recurrent=cfg.sg_recurrent, seed=seed)
 
 
 def _train(model: ParallelSNN, task: TaskData, cfg: PipelineConfig, *, epochs: int, lr: float,
