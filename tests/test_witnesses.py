@@ -188,16 +188,17 @@ def test_reservoir_picks_ratio_closest_to_one():
 
 
 def test_concat_witnesses_is_the_branches_side_by_side():
-    X = torch.rand(20, 5, 3, dtype=torch.float64)
+    X = torch.rand(20, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     a = gaussian_witnesses(3, n_branches=2, hidden_widths=[4, 3], scale=2.0, seed=0)
     # b: a trained-network copy with biases and dense recurrence (a has neither)
     net = ParallelSNN(3, 2, n_branches=1, hidden_widths=[4, 3], bias=True, recurrent="dense",
                       init_scale=3.0, seed=1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)      # local: independent of other tests' RNG use
     with torch.no_grad():
         for b in net.biases:
-            b.uniform_(-0.5, 0.5)
+            b.copy_(0.3 + 0.4 * torch.rand(b.shape, generator=g, dtype=b.dtype))
         for r in net.recurrent_weights:
-            r.normal_(0.0, 0.5)
+            r.copy_(0.5 * torch.randn(r.shape, generator=g, dtype=r.dtype))
     b = witnesses_from_network(net)
     c = concat_witnesses(a, b)
     assert c.n_branches == 3 and c.hidden_widths == [4, 3] and c.recurrent_kind == "dense"
