@@ -504,3 +504,21 @@ def test_mnist_download_from_mirror(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == sorted(MNIST_FILES)
     assert arrays[0].shape == (60000, 28, 28)
     assert np.array_equal(arrays[1], load_mnist_idx(MNIST_DIR)[1])
+
+
+def test_addition_rollout_reads_scores_by_the_package_rule():
+    """Digit scores (n, base) by arg-max, a one-column carry score by its sign (> 0 is 1)."""
+    base = 3
+    data = load_task("addition", base=base, n_train=0, n_val=0, n_test=200, seed=2)
+    a, b = addition_operands(data.test.X, base)
+    truth = _oracle(base)
+
+    def scored(prefix):
+        d, c = truth(prefix)
+        digit_scores = torch.nn.functional.one_hot(d, base).double()
+        carry_score = (2.0 * c.double() - 1.0)[:, None]        # +1 / -1, one column
+        return digit_scores, carry_score
+
+    pd, pc = addition_rollout(scored, a, b, base)
+    m = addition_metrics(pd, pc, data.test.y[..., 0], data.test.y[..., 1])
+    assert m["joint_token_acc"] == 1.0 and m["sequence_acc"] == 1.0

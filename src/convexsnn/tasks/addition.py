@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .._scores import classes_from_scores
 from .base import (
     STREAM_OOD,
     STREAM_TEST,
@@ -156,10 +157,11 @@ def addition_operands(X: torch.Tensor, base: int) -> tuple[torch.Tensor, torch.T
 
 
 def _as_prediction(name: str, value: Any, n: int, n_classes: int) -> torch.Tensor:
-    """Model output -> ``(n,)`` int64 predictions (argmax if scores are given)."""
+    """Model output -> ``(n,)`` int64 predictions (scores ``(n, C)`` are read by the package's one
+    rule, :func:`convexsnn._scores.classes_from_scores`: arg-max, or ``> 0`` for one column)."""
     v = torch.as_tensor(value).detach()
     if v.ndim == 2:
-        v = v.argmax(dim=-1)
+        v = classes_from_scores(v)
     if v.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) or ({n}, classes), got {tuple(v.shape)}")
     if v.is_floating_point():
