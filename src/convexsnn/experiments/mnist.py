@@ -31,9 +31,10 @@ scale and :math:`\beta` chosen on validation; softmax cross-entropy with :math:`
 ``R-CVX`` (as CVX with reservoir witnesses, leak and input scale tuned to a branching ratio
 near 1), ``CVX->SG`` (the reconstructed CVX network fine-tuned with SG; kept only if validation
 does not drop), ``SG->SG`` (its control: the SG network trained for the same extra epochs) and
-``SG-CVX-ens`` (one certified readout over the hidden layers of ``ensemble`` SG networks trained on
-the same split from different initialisations, as the branches of one parallel network: the
-readout picks neurons from all of them). Every convex row carries its duality-gap certificate, and its test accuracy is that of the
+``SG-CVX-ens`` (one certified readout over the hidden layers of ``ensemble`` SG networks trained
+on the same split from different initialisations, as the branches of one parallel network: the
+readout picks neurons from all of them). Every convex row carries its duality-gap certificate,
+and its test accuracy is that of the
 *reconstructed network's own forward pass*, checked against :math:`DW` on the validation rows.
 
 The convex solves run in float32 (the dictionary is binary, so only the solver arithmetic is
@@ -383,10 +384,13 @@ def run_config(name: str, *, seed: int = 0, quick: bool = False,
     out: dict[str, dict] = {}
     models: dict[str, ParallelSNN] = {}
 
+    def member_key(member: int) -> str:
+        return "SG" if member == 0 else f"SG-m{member}"
+
     def sg_model(member: int = 0) -> ParallelSNN:
         """The SG network (member 0), or another one trained on the same split from another
         initialisation and batch order (seed ``seed + 1000 * member``) for ``SG-CVX-ens``."""
-        key = "SG" if member == 0 else f"SG-m{member}"
+        key = member_key(member)
         if key in models:
             return models[key]
         t0 = time.perf_counter()
@@ -443,8 +447,7 @@ def run_config(name: str, *, seed: int = 0, quick: bool = False,
             nets = [sg_model(i) for i in range(int(cfg.get("ensemble", 2)))]
             w = concat_witnesses([witnesses_from_network(n) for n in nets])
             fit = _convex([({"witnesses": f"{len(nets)} SG networks"}, w)], task, cfg)
-            sg_secs = sum(models[("SG" if i == 0 else f"SG-m{i}") + "_seconds"]
-                          for i in range(len(nets)))
+            sg_secs = sum(models[member_key(i) + "_seconds"] for i in range(len(nets)))
             out[m] = _record(m, cfg, task, fit["model"], seed,
                              {"sg_train": sg_secs, **fit["timings"]}, **convex_extra(fit))
         elif m == "R-CVX":
