@@ -7,7 +7,8 @@ Usage::
     python benchmarks/exp_mnist.py --configs full --methods CVX --json out/mnist.json
 
 Records of several invocations are merged into ``--json`` (a record replaces an earlier one with
-the same config, method, seed and quick flag), and the table printed covers all of them.
+the same config, method, seed and quick flag; each invocation's machine and command line is
+appended to its ``runs`` list), and the table printed covers all of them.
 Columns: method, configuration, T, depth L, K x widths (after pruning for convex rows), training
 images, validation and test accuracy (test evaluated once, for the validation choice), relative
 duality gap of the convex readout (certificate), seconds, published anchor.
@@ -21,29 +22,29 @@ import logging
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from convexsnn._io import atomic_write_json
 from convexsnn.experiments import mnist
 
 
 def _merge(path: Path, records: list[dict], meta: dict) -> list[dict]:
-    old = []
+    """Merge ``records`` into the JSON at ``path`` (a record replaces an earlier one with the same
+    config, method, seed and quick flag) and append ``meta`` to its ``runs`` list."""
+    old, runs = [], []
     if path.exists():
         with open(path) as f:
-            old = json.load(f).get("records", [])
+            data = json.load(f)
+        old = data.get("records", [])
+        runs = data.get("runs", [data["meta"]] if "meta" in data else [])
     key = lambda r: (r["config"], r["method"], r["seed"], r.get("quick"))  # noqa: E731
     new_keys = {key(r) for r in records}
     merged = [r for r in old if key(r) not in new_keys] + records
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"experiment": mnist.NAME, "anchors": mnist.ANCHORS, "meta": meta,
-                   "records": merged}, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_json(path, {"experiment": mnist.NAME, "anchors": mnist.ANCHORS,
+                             "runs": runs + [meta], "records": merged})
     return merged
 
 
