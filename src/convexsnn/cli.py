@@ -770,16 +770,18 @@ def _demo_xor(args: argparse.Namespace, bar) -> list[dict]:
     records = run_methods(["SG", "CVX"], task, config=config, seed=args.seed)
     logger.info("demo xor done in %.1fs", time.perf_counter() - t0)
     bar.update(1)
-    rows = []
-    for r in records:
-        rows.append({"task": "xor", "setting": f"T=6, L={config['depth']}, "
-                                               f"n={task.train.n}",
-                     "method": r["method"], "val_accuracy": r["val_accuracy"],
-                     "test_accuracy": r["test_accuracy"],
-                     "seconds": (r.get("seconds") or {}).get("total"),
-                     "kept_neurons": r.get("kept_neurons"),
-                     "certificate": _certificate_of(r)})
-    return rows
+    return [_demo_row("xor", f"T=6, L={config['depth']}, n={task.train.n}", r,
+                      kept_neurons=r.get("kept_neurons"), certificate=_certificate_of(r))
+            for r in records]
+
+
+def _demo_row(task: str, setting: str, record: dict, *, kept_neurons: Any,
+              certificate: dict | None) -> dict:
+    """One row of the demo table from a pipeline / experiment record."""
+    return {"task": task, "setting": setting, "method": record["method"],
+            "val_accuracy": record["val_accuracy"], "test_accuracy": record["test_accuracy"],
+            "seconds": (record.get("seconds") or {}).get("total"),
+            "kept_neurons": kept_neurons, "certificate": certificate}
 
 
 def _demo_mnist(args: argparse.Namespace, bar) -> list[dict]:
@@ -796,15 +798,9 @@ def _demo_mnist(args: argparse.Namespace, bar) -> list[dict]:
     records = mnist_exp.run_config("paper", seed=args.seed, quick=quick, methods=["SG", "CVX"],
                                    data_dir=str(args.mnist_dir_resolved), overrides=overrides)
     bar.update(1)
-    rows = []
-    for r in records:
-        rows.append({"task": "mnist", "setting": f"T={r['T']}, L={r['depth']}, "
-                                                 f"n={r['n_train']}",
-                     "method": r["method"], "val_accuracy": r["val_accuracy"],
-                     "test_accuracy": r["test_accuracy"],
-                     "seconds": (r.get("seconds") or {}).get("total"),
-                     "kept_neurons": None, "certificate": r.get("certificate")})
-    return rows
+    return [_demo_row("mnist", f"T={r['T']}, L={r['depth']}, n={r['n_train']}", r,
+                      kept_neurons=None, certificate=r.get("certificate"))
+            for r in records]
 
 
 def demo_table(rows: Sequence[dict]) -> str:
