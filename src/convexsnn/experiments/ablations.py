@@ -16,9 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..pipelines import PipelineConfig, run_methods
-from ..tasks import load_task
 from .base import Cell, fmt_mean_std, group_records, mean_std
+from .xor import run_xor_methods
 
 NAME = "ablations"
 DESCRIPTION = ("Ablations on FIRST-LAST-XOR (leak 0.99, threshold 1): training-set size (CVX and "
@@ -68,10 +67,7 @@ def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
 def run_cell(cell: Cell) -> dict:
     """Run the cell's methods on XOR with the swept setting."""
     p = cell.params
-    n_tr, n_va, n_te = p["sizes"]
-    task = load_task("xor", T=p["T"], n_train=n_tr, n_val=n_va, n_test=n_te, seed=cell.seed)
-    cfg = PipelineConfig.from_dict(p["config"])
-    records = run_methods(p["methods"], task, config=cfg, seed=cell.seed)
+    records = run_xor_methods(p["T"], p["sizes"], p["methods"], p["config"], cell.seed)
     return {"records": records, "sweep": p["sweep"], "param": p["param"], "value": p["value"]}
 
 

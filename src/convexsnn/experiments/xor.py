@@ -82,13 +82,20 @@ def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
     return out
 
 
+def run_xor_methods(T: int, sizes: Sequence[int], methods: Sequence[str], config: dict,
+                    seed: int) -> list[dict]:
+    """FIRST-LAST-XOR of length ``T`` with ``sizes`` = (train, val, test) drawn with ``seed``,
+    and ``methods`` run on it with the pipeline options ``config`` (:func:`run_methods`)."""
+    n_tr, n_va, n_te = sizes
+    task = load_task("xor", T=T, n_train=n_tr, n_val=n_va, n_test=n_te, seed=seed)
+    return run_methods(list(methods), task, config=PipelineConfig.from_dict(config), seed=seed)
+
+
 def run_cell(cell: Cell) -> dict:
-    """Generate the task for the cell's seed and run its methods (:func:`run_methods`)."""
+    """Generate the task for the cell's seed and run its methods."""
     p = cell.params
-    n_tr, n_va, n_te = p["sizes"]
-    task = load_task("xor", T=p["T"], n_train=n_tr, n_val=n_va, n_test=n_te, seed=cell.seed)
-    cfg = PipelineConfig.from_dict({**p["config"], "depth": p["L"]})
-    records = run_methods(p["methods"], task, config=cfg, seed=cell.seed)
+    records = run_xor_methods(p["T"], p["sizes"], p["methods"],
+                              {**p["config"], "depth": p["L"]}, cell.seed)
     return {"records": records, "T": p["T"], "L": p["L"]}
 
 
