@@ -82,6 +82,18 @@ def _x_fingerprint(x: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over the named arrays of a dictionary save (name, dtype, shape and bytes of each,
+    in name order): written by ``save``, checked by ``load``."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(k.encode())
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _unique_columns(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group equal columns of a row-packed matrix.
 
@@ -683,12 +695,6 @@ class SpikeDictionary:
                   "neuron_ids": self.neuron_ids, "assignment": self.assignment,
                   "branches": self.branches}
         arrays.update({f"witness.{k}": v for k, v in self.witnesses.state_arrays().items()})
-        h = hashlib.sha256()
-        for k in sorted(arrays):
-            a = np.ascontiguousarray(arrays[k])
-            h.update(k.encode())
-            h.update(f"{a.dtype.str}{a.shape}".encode())
-            h.update(a.tobytes())
         meta = {"format": "convexsnn.SpikeDictionary",
                 "format_version": DICTIONARY_FORMAT_VERSION,
                 "readout": self.readout, "readout_bias": self.readout_bias, "steps": self.steps,
@@ -696,7 +702,7 @@ class SpikeDictionary:
                 "n_unique": self.n_unique, "deduplicated": self.deduplicated,
                 "storage": self.storage, "x_fingerprints": self.x_fingerprints,
                 "chunk_size": self.chunk_size, "witnesses": self.witnesses.meta(),
-                "arrays_sha256": h.hexdigest(), "summary": self.summary()}
+                "arrays_sha256": _arrays_sha256(arrays), "summary": self.summary()}
         buf = io.BytesIO()
         np.savez(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(),
                                              dtype=np.uint8), **arrays)
@@ -724,13 +730,7 @@ class SpikeDictionary:
             raise ValueError(f"{path}: not a SpikeDictionary save")
         if meta.get("format_version") != DICTIONARY_FORMAT_VERSION:
             raise ValueError(f"{path}: format version {meta.get('format_version')} not supported")
-        h = hashlib.sha256()
-        for k in sorted(files):
-            a = np.ascontiguousarray(files[k])
-            h.update(k.encode())
-            h.update(f"{a.dtype.str}{a.shape}".encode())
-            h.update(a.tobytes())
-        if h.hexdigest() != meta.get("arrays_sha256"):
+        if _arrays_sha256(files) != meta.get("arrays_sha256"):
             raise ValueError(f"{path}: checksum mismatch; the file is corrupt")
         wit = Witnesses.from_arrays(meta["witnesses"], {k[len("witness."):]: v for k, v in
                                                         files.items() if k.startswith("witness.")})
