@@ -68,6 +68,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._checks import (check_choice, check_labels, check_positive_float, check_positive_int)
+from ._io import json_safe
+from .convex import labels_to_targets
 from ._scores import classes_from_scores
 from .network import ParallelSNN
 
@@ -82,6 +84,8 @@ __all__ = [
     "train_surrogate",
     "evaluate",
     "evaluate_accuracy",
+    "FinetuneResult",
+    "finetune",
 ]
 
 logger = logging.getLogger("convexsnn")
@@ -92,12 +96,10 @@ _EVAL_BATCH = 1024
 
 # ---------------------------------------------------------------------------------------- losses
 def _pm1_targets(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    r"""One-vs-rest :math:`\pm 1` targets of shape ``z.shape`` (one column: :math:`2y - 1`)."""
-    if z.shape[-1] == 1:
-        return (2 * y - 1).to(z.dtype).unsqueeze(-1)
-    t = torch.full_like(z, -1.0)
-    t.scatter_(-1, y.unsqueeze(-1), 1.0)
-    return t
+    r"""One-vs-rest :math:`\pm 1` targets of shape ``z.shape`` (one column: :math:`2y - 1`), the
+    convex side's :func:`~convexsnn.convex.labels_to_targets`."""
+    C = z.shape[-1]
+    return labels_to_targets(y, max(C, 2), binary_single_column=C == 1, dtype=z.dtype)
 
 
 def softmax_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -378,13 +380,6 @@ def evaluate_accuracy(model: ParallelSNN, X: Any, y: Any, *, batch_size: int = _
 
 
 # ------------------------------------------------------------------------------------- result
-def _json_float(v: Any) -> Any:
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 @dataclass
 class TrainResult:
     """Outcome of :func:`train_surrogate` (the model itself is trained in place).
@@ -425,10 +420,10 @@ class TrainResult:
     def to_dict(self) -> dict:
         """JSON-safe dict (non-finite floats become ``None``)."""
         return {
-            "history": {k: [_json_float(v) for v in vals] for k, vals in self.history.items()},
+            "history": json_safe(self.history),
             "best_epoch": self.best_epoch,
-            "best_val_acc": _json_float(self.best_val_acc),
-            "best_val_loss": _json_float(self.best_val_loss),
+            "best_val_acc": json_safe(self.best_val_acc),
+            "best_val_loss": json_safe(self.best_val_loss),
             "epochs_run": int(self.epochs_run),
             "stopped_early": bool(self.stopped_early),
             "stop_reason": self.stop_reason,
@@ -700,3 +695,60 @@ def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any =
     logger.info("SG training done: %d epochs (%s), best epoch %s, best val acc %s",
                 epochs_run, stop_reason, result.best_epoch, result.best_val_acc)
     return result
+
+
+# ---------------------------------------------------------------------------------- fine-tuning
+@dataclass
+class FinetuneResult:
+    """Outcome of :func:`finetune`.
+
+    Attributes
+    ----------
+    model : ParallelSNN
+        The kept network: the fine-tuned copy, or the untouched starting network.
+    result : TrainResult
+        The fine-tuning run.
+    val_before, val_after : float
+        Joint validation accuracy of the starting and of the fine-tuned network.
+    kept_finetuned : bool
+        ``val_after >= val_before``.
+    """
+
+    model: ParallelSNN
+    result: TrainResult
+    val_before: float
+    val_after: float
+    kept_finetuned: bool
+
+
+def finetune(start: ParallelSNN, X_train: Any, y_train: Any, X_val: Any, y_val: Any, *,
+             epochs: int, lr: float, seed: int = 0, label_mode: str = "sequence",
+             heads: Sequence[int] | None = None, eval_batch_size: int = _EVAL_BATCH,
+             **train_options: Any) -> FinetuneResult:
+    """Fine-tune a copy of ``start`` with surrogate gradients; keep it only if its validation
+    accuracy is at least the starting network's (a validation choice between 0 and ``epochs``
+    extra epochs).
+
+    Every parameter of the copy is trained (``requires_grad`` is switched on, e.g. for a
+    reconstructed network); ``start`` itself is never modified. ``train_options`` go to
+    :func:`train_surrogate` (``loss``, ``batch_size``, ``lr_patience``, ...), which restores the
+    best validation epoch.
+    """
+    def val_acc(m: ParallelSNN) -> float:
+        return float(evaluate_accuracy(m, X_val, y_val, batch_size=eval_batch_size,
+                                       label_mode=label_mode, heads=heads))
+
+    before = val_acc(start)
+    model = copy.deepcopy(start)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    train_options.setdefault("progress", False)
+    res = train_surrogate(model, X_train, y_train, X_val, y_val, epochs=epochs, lr=lr, seed=seed,
+                          label_mode=label_mode, heads=heads, eval_batch_size=eval_batch_size,
+                          **train_options)
+    after = val_acc(model)
+    kept = after >= before
+    logger.info("fine-tuning: val %.4f -> %.4f (%s)", before, after,
+                "kept" if kept else "discarded")
+    return FinetuneResult(model=model if kept else start, result=res, val_before=before,
+                          val_after=after, kept_finetuned=bool(kept))
