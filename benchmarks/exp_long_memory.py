@@ -39,11 +39,11 @@ import time
 
 import torch
 
-from convexsnn.reconstruct import check_reconstruction
+from convexsnn.reconstruct import check_reconstruction, kept_neurons
 from convexsnn.selection import fit_convex
 from convexsnn.structured import gaussian_recurrent_witnesses, structured_witnesses
 from convexsnn.tasks import load_task
-from convexsnn.witnesses import gaussian_witnesses
+from convexsnn.witnesses import gaussian_witnesses, resolve_widths
 
 METHODS = ("gaussian", "gaussian-rec", "structured", "structured-diag")
 
@@ -54,7 +54,7 @@ PUBLISHED = {(6, 5): "100% (CVX)", (8, 5): "100% (CVX)", (11, 5): "76.0% (SG-CVX
 
 def make_witnesses(method: str, L: int, args: argparse.Namespace, seed: int):
     K = args.branches
-    widths = [args.width] * (L - 2) + [args.last]
+    widths = resolve_widths(n_branches=K, depth=L, p_rec=K * args.width, p_last=K * args.last)
     lif = dict(beta=args.beta, theta=args.theta, reset=args.reset)
     if method == "gaussian":
         return gaussian_witnesses(2, n_branches=K, hidden_widths=widths, scale=args.scale,
@@ -74,12 +74,6 @@ def make_witnesses(method: str, L: int, args: argparse.Namespace, seed: int):
     raise ValueError(method)
 
 
-def accuracy(model, split) -> float:
-    with torch.no_grad():
-        pred = model.predict(split.X.to(model.dtype))
-    return float((pred.cpu() == split.y).to(torch.float64).mean())
-
-
 def run_cell(T: int, L: int, method: str, args: argparse.Namespace) -> dict | None:
     task = load_task("xor", T=T, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
                      n_ood=args.n_ood, ood_lengths=(2 * T, 5 * T), seed=args.seed)
@@ -92,7 +86,7 @@ def run_cell(T: int, L: int, method: str, args: argparse.Namespace) -> dict | No
     seconds = time.perf_counter() - t0
     row = {"T": T, "L": L, "method": method, "witness_neurons": w.n_witness_neurons,
            "dictionary_columns": fit.dictionary.n_columns,
-           "support": int((fit.solution.W != 0).any(dim=1).sum()),
+           "support": kept_neurons(fit.solution),
            "branches_kept": fit.model.saved_extra.get("n_branches_kept"),
            "beta_reg": fit.beta, "train_acc": fit.train_accuracy, "val_acc": fit.val_accuracy,
            "test_acc": fit.test_accuracy, "rel_gap": fit.solution.certificate.rel_gap,

@@ -17,8 +17,10 @@ Methods
     along a :math:`\beta` path (:func:`~convexsnn.convex.solve_path`, :math:`\lambda =
     \beta/\sqrt P`) -> the (leak, scale, :math:`\beta`) with the best validation accuracy ->
     :func:`~convexsnn.reconstruct.reconstruct` into a pruned network, whose forward pass is checked
-    against the convex scores (:func:`~convexsnn.reconstruct.check_reconstruction`; any changed
-    prediction raises).
+    against the convex scores on validation (:func:`~convexsnn.reconstruct.check_reconstruction`;
+    a changed prediction raises unless it is a rounding tie). All of it is
+    :func:`~convexsnn.selection.fit_convex` (ties in validation accuracy go to the larger
+    :math:`\beta`).
 ``SG-CVX``
     As ``CVX`` with the hidden weights of the ``SG`` network as witnesses.
 ``R-CVX``
@@ -49,10 +51,8 @@ back) on the test set and every OOD length, scored by
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -61,13 +61,12 @@ from typing import Any, Sequence
 import torch
 
 from ._io import json_safe as _json_safe
-from .convex import ConvergenceWarning, lambda_max, predict_from_scores, solve_path
-from .dictionary import build_dictionary
+from .convex import ConvergenceWarning
 from .network import RECURRENT_KINDS, ParallelSNN
-from .reconstruct import check_reconstruction, reconstruct
-from .selection import default_betas
+from .reconstruct import kept_neurons
+from .selection import ConvexFit, fit_convex
 from .tasks import TaskData, addition_metrics, addition_operands, addition_rollout
-from .train import evaluate_accuracy, train_surrogate
+from .train import TrainResult, evaluate_accuracy, finetune, train_surrogate
 from .witnesses import Witnesses, gaussian_witnesses, reservoir_witnesses, witnesses_from_network
 
 __all__ = ["METHODS", "PipelineConfig", "run_method", "run_methods", "evaluate_model"]
@@ -272,124 +271,33 @@ def evaluate_model(model: ParallelSNN, task: TaskData, *, batch_size: int = 1024
     return out
 
 
-def _kept_neurons(model: ParallelSNN) -> int:
-    return int((model.output_weight.detach() != 0).any(dim=1).sum())
-
-
 def _model_info(model: ParallelSNN) -> dict:
     return {"n_branches": int(model.n_branches), "hidden_widths": list(model.hidden_widths),
-            "n_features": int(model.n_features), "kept_neurons": _kept_neurons(model),
+            "n_features": int(model.n_features), "kept_neurons": kept_neurons(model),
             "beta": float(model.config["beta"]), "theta": float(model.config["theta"]),
             "reset": model.config["reset"], "readout": model.config["readout"],
             "n_parameters": int(sum(p.numel() for p in model.parameters()))}
 
 
 # ------------------------------------------------------------------------------ convex fit
-def _convex_fit(witness_grid: list[tuple[dict, Witnesses]], task: TaskData, cfg: PipelineConfig
-                ) -> dict:
-    """Dictionary + certified readout path for every witness set; pick on validation.
+_DICTIONARY_FIELDS = ("n_rows", "n_columns", "n_witness_neurons", "n_unique", "n_zero",
+                      "n_duplicates", "density")
 
-    Returns a dict with the reconstructed ``model``, the chosen settings, the certificate(s),
-    the dictionary summary, the grid of validation scores and stage timings.
-    """
+
+def _convex_fit(witness_grid: list[tuple[dict, Witnesses]], task: TaskData, cfg: PipelineConfig
+                ) -> ConvexFit:
+    """:func:`~convexsnn.selection.fit_convex` over the witness grid with the pipeline's options:
+    per head the :math:`\beta` of best validation accuracy (ties: the larger, sparser one),
+    witness settings by joint validation accuracy, the reconstruction checked on validation."""
     lay = _layout(task)
-    classes = _head_classes(task, lay)
-    ytr = _head_labels(task.train.y, lay)
-    yva = _head_labels(task.val.y, lay)
-    timings = {"dictionary": 0.0, "solve": 0.0, "select": 0.0}
-    grid_records: list[dict] = []
-    best = None
-    for wsettings, wit in witness_grid:
-        t0 = time.perf_counter()
-        try:
-            D = build_dictionary(wit, task.train.X, readout=cfg.readout, steps=lay.steps)
-        except ValueError as exc:   # e.g. every column all-zero: a silent witness set
-            logger.info("convex fit: witness setting %s gives no dictionary (%s)", wsettings, exc)
-            grid_records.append({**wsettings, "error": str(exc)})
-            continue
-        Dva = D.transform(task.val.X, dtype=torch.float64)
-        op = D.operator(torch.float64)
-        timings["dictionary"] += time.perf_counter() - t0
-        heads = []
-        for h, C in enumerate(classes):
-            t1 = time.perf_counter()
-            single = C > 2 or lay.heads is None   # token heads keep 2 columns for binary carry
-            if cfg.reg_betas is None:
-                lmax = lambda_max(op, ytr[h], loss=cfg.loss, penalty=cfg.penalty, n_classes=C,
-                                  binary_single_column=single)
-                betas = default_betas(math.sqrt(D.n_columns) * float(lmax), cfg.n_betas,
-                                      cfg.beta_ratio)
-            else:
-                betas = [float(b) for b in cfg.reg_betas]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                sols = solve_path(op, ytr[h], betas, loss=cfg.loss, penalty=cfg.penalty,
-                                  n_classes=C, tol=cfg.tol, max_time=cfg.max_time,
-                                  binary_single_column=single)
-            timings["solve"] += time.perf_counter() - t1
-            t2 = time.perf_counter()
-            hbest = None
-            for b, sol in zip(betas, sols):
-                W = sol.W.to(torch.float64)
-                acc = float((predict_from_scores(Dva @ W) == yva[h]).double().mean())
-                rec = {**wsettings, "head": h, "reg_beta": float(b), "val_accuracy": acc,
-                       "support": int((W != 0).any(dim=1).sum()),
-                       "rel_gap": float(sol.certificate.rel_gap)}
-                grid_records.append(rec)
-                key = (-acc, -float(b))   # ties: larger beta (sparser)
-                if hbest is None or key < hbest[0]:
-                    hbest = (key, b, sol)
-            heads.append(hbest)
-            timings["select"] += time.perf_counter() - t2
-        # joint validation accuracy of this witness setting
-        W_cat = torch.cat([hb[2].W.to(torch.float64) for hb in heads], dim=1)
-        Zva = Dva @ W_cat
-        ok = torch.ones(Zva.shape[0], dtype=torch.bool)
-        c0 = 0
-        for h, hb in enumerate(heads):
-            Ch = hb[2].W.shape[1]
-            ok &= predict_from_scores(Zva[:, c0:c0 + Ch]) == yva[h]
-            c0 += Ch
-        joint = float(ok.double().mean())
-        key = (-joint,)
-        logger.info("convex fit %s: val=%.4f (P=%d)", wsettings, joint, D.n_columns)
-        if best is None or key < best[0]:
-            best = (key, wsettings, wit, D, heads, W_cat, joint)
-        del Dva
-    if best is None:
-        raise RuntimeError("no witness setting produced a dictionary (all neurons silent)")
-    _, wsettings, wit, D, heads, W_cat, joint = best
-    t3 = time.perf_counter()
-    certs = [hb[2].certificate.to_dict() for hb in heads]
-    model = reconstruct(D, W_cat, certificate=certs[0] if len(certs) == 1 else None,
-                        extra={"certificates": certs})
-    ycat = task.val.y.reshape(-1) if lay.heads is None else None
-    check = check_reconstruction(model, D, W_cat, task.val.X,
-                                 ycat if lay.heads is None else None)
-    if lay.heads is not None:
-        # multi-head scores: check_reconstruction compares the flat argmax; the per-head
-        # predictions are checked here
-        zn = model(task.val.X.to(model.dtype)).reshape(-1, W_cat.shape[1]).to(torch.float64)
-        zd = D.transform(task.val.X, dtype=torch.float64) @ W_cat
-        c0, agree = 0, torch.ones(zn.shape[0], dtype=torch.bool)
-        for hb in heads:
-            Ch = hb[2].W.shape[1]
-            agree &= predict_from_scores(zn[:, c0:c0 + Ch]) == predict_from_scores(
-                zd[:, c0:c0 + Ch])
-            c0 += Ch
-        check["head_prediction_agreement"] = float(agree.double().mean())
-        if not bool(agree.all()):
-            raise RuntimeError("reconstructed network does not reproduce the convex predictions")
-    timings["reconstruct"] = time.perf_counter() - t3
-    return {
-        "model": model, "witness_settings": wsettings, "reg_betas": [float(hb[1]) for hb in heads],
-        "val_accuracy_convex": joint, "certificates": certs,
-        "dictionary": {k: D.summary()[k] for k in ("n_rows", "n_columns", "n_witness_neurons",
-                                                   "n_unique", "n_zero", "n_duplicates",
-                                                   "density")},
-        "n_witness_neurons": int(wit.n_witness_neurons), "reconstruction_check": check,
-        "grid": grid_records, "timings": timings,
-    }
+    with warnings.catch_warnings():   # the certificate's gap is recorded instead
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fit_convex(witness_grid, (task.train.X, task.train.y, task.val.X, task.val.y),
+                          readout=cfg.readout, steps=lay.steps,
+                          n_classes=list(lay.heads) if lay.heads else int(task.n_classes),
+                          betas=cfg.reg_betas, n_betas=cfg.n_betas, beta_ratio=cfg.beta_ratio,
+                          loss=cfg.loss, penalty=cfg.penalty, criterion="accuracy",
+                          ties="sparsity", tol=cfg.tol, max_time=cfg.max_time, check=("val",))
 
 
 def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple[dict, Witnesses]]:
@@ -424,23 +332,26 @@ def _train(model: ParallelSNN, task: TaskData, cfg: PipelineConfig, *, epochs: i
                           loss=cfg.sg_loss, epochs=epochs, batch_size=cfg.sg_batch_size, lr=lr,
                           seed=seed, progress=False, label_mode=lay.label_mode, heads=lay.heads,
                           restore_best=True, eval_batch_size=cfg.eval_batch_size)
+    return _train_info(res)
+
+
+def _train_info(res: TrainResult) -> dict:
     return {"epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
             "best_val_acc": res.best_val_acc, "stop_reason": res.stop_reason}
 
 
 def _finetune(start: ParallelSNN, task: TaskData, cfg: PipelineConfig, seed: int
               ) -> tuple[ParallelSNN, dict]:
-    """Fine-tune a copy of ``start``; keep it only if validation accuracy does not drop."""
+    """:func:`~convexsnn.train.finetune` for ``ft_epochs`` at ``ft_lr`` (seed ``seed + 1``)."""
     lay = _layout(task)
-    before = _accuracy(start, task.val.X, task.val.y, lay, cfg.eval_batch_size)
-    model = copy.deepcopy(start)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    info = _train(model, task, cfg, epochs=cfg.ft_epochs, lr=cfg.ft_lr, seed=seed + 1)
-    after = _accuracy(model, task.val.X, task.val.y, lay, cfg.eval_batch_size)
-    kept = after >= before
-    info.update({"val_before": before, "val_after": after, "kept_finetuned": bool(kept)})
-    return (model if kept else start), info
+    ft = finetune(start, task.train.X, task.train.y, task.val.X, task.val.y,
+                  epochs=cfg.ft_epochs, lr=cfg.ft_lr, seed=seed + 1, label_mode=lay.label_mode,
+                  heads=lay.heads, eval_batch_size=cfg.eval_batch_size, loss=cfg.sg_loss,
+                  batch_size=cfg.sg_batch_size, restore_best=True)
+    info = _train_info(ft.result)
+    info.update({"val_before": ft.val_before, "val_after": ft.val_after,
+                 "kept_finetuned": ft.kept_finetuned})
+    return ft.model, info
 
 
 # ------------------------------------------------------------------------------ public API
@@ -451,7 +362,7 @@ def _record(method: str, seed: int, task: TaskData, model: ParallelSNN, cfg: Pip
     seconds = {**seconds, "evaluate": time.perf_counter() - t0}
     rec = {"method": method, "seed": int(seed), "task": task.name,
            "task_meta": {k: v for k, v in task.meta.items() if not isinstance(v, (list, dict))},
-           **ev, "model": _model_info(model), "kept_neurons": _kept_neurons(model),
+           **ev, "model": _model_info(model), "kept_neurons": kept_neurons(model),
            "chosen": {}, "certificate": None, "certificates": None, "dictionary": None,
            "n_witness_neurons": None, "reconstruction_check": None, "training": None,
            "seconds": seconds}
@@ -460,13 +371,15 @@ def _record(method: str, seed: int, task: TaskData, model: ParallelSNN, cfg: Pip
     return _json_safe(rec)
 
 
-def _convex_extra(fit: dict) -> dict:
-    chosen = {**fit["witness_settings"], "reg_beta": fit["reg_betas"]}
-    return {"chosen": chosen, "certificate": fit["certificates"][0],
-            "certificates": fit["certificates"], "dictionary": fit["dictionary"],
-            "n_witness_neurons": fit["n_witness_neurons"],
-            "reconstruction_check": fit["reconstruction_check"],
-            "val_accuracy_convex": fit["val_accuracy_convex"], "selection_grid": fit["grid"]}
+def _convex_extra(fit: ConvexFit) -> dict:
+    chosen = {**fit.witness_settings, "reg_beta": fit.betas}
+    summary = fit.dictionary.summary()
+    return {"chosen": chosen, "certificate": fit.certificates[0],
+            "certificates": fit.certificates,
+            "dictionary": {k: summary[k] for k in _DICTIONARY_FIELDS},
+            "n_witness_neurons": int(fit.witnesses.n_witness_neurons),
+            "reconstruction_check": fit.checks["val"],
+            "val_accuracy_convex": fit.val_accuracy, "selection_grid": fit.grid}
 
 
 def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfig | dict | None
@@ -556,8 +469,8 @@ def _run_stage(m: str, task: TaskData, cfg: PipelineConfig, seed: int, models: d
                       "branching_ratio": w.description["chosen"]["branching_ratio"]}, w)]
         t_w = time.perf_counter() - t0
         fit = _convex_fit(grid, task, cfg)
-        model = fit["model"]
-        secs = {"witnesses": t_w, **fit["timings"]}
+        model = fit.model
+        secs = {"witnesses": t_w, **fit.timings}
         extra = _convex_extra(fit)
     else:   # fine-tuning methods
         start = models["CVX" if m == "CVX->SG" else "SG"][0]

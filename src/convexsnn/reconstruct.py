@@ -40,11 +40,12 @@ import torch
 from ._checks import check_labels, check_positive_float
 from ._io import json_safe
 from .convex import predict_from_scores
+from .convex.penalties import Penalty
 from .dictionary import SpikeDictionary, _unique_sequences
 from .network import ParallelSNN
 
 __all__ = ["reconstruct", "check_reconstruction", "ReconstructionError", "predict_from_scores",
-           "readout_weights"]
+           "readout_weights", "kept_neurons", "joint_correct"]
 
 logger = logging.getLogger("convexsnn")
 
@@ -93,6 +94,41 @@ def readout_weights(W: Any, n_columns: int, *, tol: float = 0.0
     W = W.clone()
     W[W.abs().amax(dim=1) <= tol] = 0.0
     return W, cert
+
+
+def kept_neurons(W: Any) -> int:
+    """Neurons kept by a readout: rows :math:`j` with :math:`W_{j,:} \\ne 0`
+    (:meth:`~convexsnn.convex.penalties.Penalty.support_rows`).
+
+    ``W`` is a ``(P, C)`` tensor or array, a ``ReadoutSolution`` (its ``.W``) or a
+    :class:`~convexsnn.network.ParallelSNN` (its output weights: the features with a non-zero
+    output weight).
+    """
+    if isinstance(W, ParallelSNN):
+        W = W.output_weight
+    elif hasattr(W, "W") and not isinstance(W, (torch.Tensor, np.ndarray)):
+        W = W.W
+    W = torch.as_tensor(W).detach()
+    return int(Penalty().support_rows(W.reshape(W.shape[0], -1)).sum())
+
+
+def joint_correct(Z: torch.Tensor, ys: Any, widths: Any = None) -> torch.Tensor:
+    """Rows on which every label head is predicted right.
+
+    ``Z`` ``(rows, sum C_h)`` holds the heads' score columns side by side (``widths``: columns
+    per head; ``None``: one head), ``ys`` the row labels of every head (a sequence of ``(rows,)``
+    tensors, or one ``(rows,)`` tensor for one head); a head's prediction is
+    :func:`~convexsnn.convex.predict_from_scores` of its columns.
+    """
+    if isinstance(ys, torch.Tensor):
+        ys = [ys]
+    widths = [Z.shape[1]] if widths is None else list(widths)
+    ok = torch.ones(Z.shape[0], dtype=torch.bool)
+    c0 = 0
+    for y, c in zip(ys, widths):
+        ok &= predict_from_scores(Z[:, c0:c0 + c]).cpu() == y.cpu()
+        c0 += c
+    return ok
 
 
 def _recurrent_closure(rec_last: torch.Tensor | None, needed: np.ndarray) -> np.ndarray:
@@ -314,13 +350,17 @@ def _top2_margin(z: torch.Tensor) -> torch.Tensor:
 
 def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any, X: Any,
                          y: Any = None, *, tol: float | None = None, raise_on_mismatch: bool = True,
-                         allow_other_T: bool = False, unique_inputs: bool = False) -> dict:
+                         allow_other_T: bool = False, unique_inputs: bool = False,
+                         heads: Any = None) -> dict:
     r"""Compare the network's scores on ``X`` with :math:`D_X W` from the dictionary.
 
     :math:`D_X` = ``dictionary.transform(X)``; scores of the network are flattened to rows as in
     the dictionary (``(n, C)`` or ``(n T, C)``). With ``unique_inputs`` the network is run once
     per distinct sequence of ``X`` and its scores copied to the repeats (faster when sequences
-    repeat; the forward pass treats samples independently).
+    repeat; the forward pass treats samples independently). With ``heads`` (score columns per
+    label head, e.g. ``[base, 2]`` for addition) each head's block of columns is predicted on its
+    own, a row agrees when every head agrees, and ``y`` holds one label per head
+    (``(..., H)``); accuracies are then joint (every head right).
 
     Returns
     -------
@@ -358,25 +398,42 @@ def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any
     diff = (z_net - z_dict).abs()
     max_abs = float(diff.max()) if diff.numel() else 0.0
     scale = float(z_dict.abs().max()) if z_dict.numel() else 0.0
-    p_net, p_dict = predict_from_scores(z_net), predict_from_scores(z_dict)
-    differ = p_net != p_dict
-    mismatch = int(differ.sum())
+    widths = [z_dict.shape[1]] if heads is None else [int(c) for c in heads]
+    if sum(widths) != z_dict.shape[1]:
+        raise ValueError(f"heads {widths} add up to {sum(widths)} score columns, the readout "
+                         f"has {z_dict.shape[1]}")
     # A row whose two best dictionary scores are closer than the rounding of the network's own
     # dtype is a tie: the network (a float32 matmul, say) may break it the other way even with
     # identical spikes. Ties are counted, not treated as a broken reconstruction.
     eps = torch.finfo(model.dtype).eps
     tie_tol = 64 * eps * max(scale, 1.0) * max(1, dictionary.n_columns) ** 0.5
-    n_ties = int((differ & (_top2_margin(z_dict) <= tie_tol)).sum()) if mismatch else 0
+    differ = torch.zeros(z_dict.shape[0], dtype=torch.bool)
+    beyond_tie = torch.zeros(z_dict.shape[0], dtype=torch.bool)
+    p_net, p_dict, c0 = [], [], 0
+    for c in widths:
+        pn, pd = predict_from_scores(z_net[:, c0:c0 + c]), predict_from_scores(z_dict[:, c0:c0 + c])
+        d_h = pn != pd
+        differ |= d_h
+        beyond_tie |= d_h & (_top2_margin(z_dict[:, c0:c0 + c]) > tie_tol)
+        p_net.append(pn)
+        p_dict.append(pd)
+        c0 += c
+    mismatch = int(differ.sum())
+    n_ties = int((differ & ~beyond_tie).sum())
     out = {"n_rows": int(z_dict.shape[0]), "max_abs_diff": max_abs,
            "max_rel_diff": max_abs / scale if scale > 0 else max_abs,
            "prediction_agreement": 1.0 - mismatch / max(1, z_dict.shape[0]),
            "n_mismatch": mismatch, "n_mismatch_at_ties": n_ties, "tie_tolerance": tie_tol}
     if y is not None:
-        yt = check_labels(y, "y").reshape(-1)
-        if yt.shape[0] != p_net.shape[0]:
-            raise ValueError(f"y has {yt.shape[0]} labels, the scores have {p_net.shape[0]} rows")
-        out["accuracy_network"] = float((p_net == yt).double().mean())
-        out["accuracy_dictionary"] = float((p_dict == yt).double().mean())
+        yt = check_labels(y, "y").reshape(-1, len(widths))
+        if yt.shape[0] != z_dict.shape[0]:
+            raise ValueError(f"y has {yt.shape[0]} rows of labels, the scores have "
+                             f"{z_dict.shape[0]} rows")
+        for name, preds in (("accuracy_network", p_net), ("accuracy_dictionary", p_dict)):
+            ok = torch.ones(yt.shape[0], dtype=torch.bool)
+            for h, p in enumerate(preds):
+                ok &= p == yt[:, h]
+            out[name] = float(ok.double().mean())
     if mismatch > n_ties and raise_on_mismatch:
         raise ReconstructionError(
             f"reconstructed network disagrees with the convex readout on {mismatch - n_ties} of "

@@ -36,11 +36,12 @@ import torch
 from .._io import json_safe
 from ..convex import ConvergenceWarning
 from ..network import ParallelSNN
-from ..selection import fit_convex
+from ..reconstruct import kept_neurons
+from ..selection import NoDictionaryError, fit_convex
 from ..structured import gaussian_recurrent_witnesses, structured_witnesses
 from ..tasks import load_task
 from ..train import evaluate_accuracy, train_surrogate
-from ..witnesses import gaussian_witnesses, witnesses_from_network
+from ..witnesses import gaussian_witnesses, resolve_widths, witnesses_from_network
 from .base import Cell, fmt_mean_std, group_records, mean_std
 
 NAME = "long_memory"
@@ -115,8 +116,11 @@ def _cell(task: str, T: int, L: int, kind: str, seed: int, config: dict, sizes: 
 
 # ------------------------------------------------------------------------------ helpers
 def _widths(L: int, cfg: dict) -> list[int]:
-    """Per-branch LIF widths of an ``L``-layer network (``L - 1`` LIF layers)."""
-    return [int(cfg["width"])] * (L - 2) + [int(cfg["last"])]
+    """Per-branch LIF widths of an ``L``-layer network (``L - 1`` LIF layers: ``width`` then
+    ``last``), by :func:`~convexsnn.witnesses.resolve_widths`."""
+    K = int(cfg["n_branches"])
+    return resolve_widths(n_branches=K, depth=L, p_rec=K * int(cfg["width"]),
+                          p_last=K * int(cfg["last"]))
 
 
 def _witness_grid(kind: str, n_inputs: int, L: int, cfg: dict, seed: int) -> list:
@@ -151,35 +155,26 @@ def _ood(model: ParallelSNN, task, batch: int) -> dict:
 
 
 def _convex(method: str, grid: list, task, cfg: dict, seed: int) -> dict:
-    """Fit every witness set of ``grid``; keep the best on validation; evaluate it."""
+    """:func:`~convexsnn.selection.fit_convex` over the witness grid; evaluate the chosen fit."""
     t0 = time.perf_counter()
-    best, tried = None, []
-    for settings, w in grid:
-        try:
-            with warnings.catch_warnings():   # the certificate gap is recorded instead
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                fit = fit_convex(w, task, loss=cfg["loss"], penalty=cfg["penalty"],
-                                 n_betas=int(cfg["n_betas"]),
-                                 beta_ratio=float(cfg["beta_ratio"]), tol=float(cfg["tol"]),
-                                 max_time=float(cfg["max_time"]))
-        except (RuntimeError, ValueError) as exc:   # e.g. a silent witness set
-            tried.append({**settings, "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        tried.append({**settings, "val_accuracy": float(fit.val_accuracy)})
-        if best is None or fit.val_accuracy > best[1].val_accuracy:
-            best = (settings, fit, w)
-    if best is None:
-        return _failed(method, seed, task, "no witness setting gave a dictionary", tried,
-                       time.perf_counter() - t0)
-    settings, fit, w = best
+    try:
+        with warnings.catch_warnings():   # the certificate gap is recorded instead
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit = fit_convex(grid, task, loss=cfg["loss"], penalty=cfg["penalty"],
+                             n_betas=int(cfg["n_betas"]), beta_ratio=float(cfg["beta_ratio"]),
+                             tol=float(cfg["tol"]), max_time=float(cfg["max_time"]))
+    except NoDictionaryError as exc:   # every witness set silent
+        return _failed(method, seed, task, "no witness setting gave a dictionary",
+                       exc.witness_grid, time.perf_counter() - t0)
     ood = _ood(fit.model, task, int(cfg["eval_batch_size"]))
     return _record(method, seed, task, val=fit.val_accuracy, test=fit.test_accuracy, ood=ood,
                    dictionary_columns=int(fit.dictionary.n_columns),
-                   witness_neurons=int(w.n_witness_neurons),
-                   kept_neurons=int((fit.solution.W != 0).any(dim=1).sum()),
-                   rel_gap=float(fit.solution.certificate.rel_gap),
-                   chosen={**settings, "reg_beta": float(fit.beta)}, grid=tried,
-                   exact_train_test=_exact(fit.checks), seconds=time.perf_counter() - t0)
+                   witness_neurons=int(fit.witnesses.n_witness_neurons),
+                   kept_neurons=kept_neurons(fit.solution),
+                   rel_gap=float(fit.certificate.rel_gap),
+                   chosen={**fit.witness_settings, "reg_beta": float(fit.beta)},
+                   grid=fit.witness_grid, exact_train_test=_exact(fit.checks),
+                   seconds=time.perf_counter() - t0)
 
 
 def _exact(checks: dict) -> bool | None:
@@ -209,7 +204,7 @@ def _sg(task, L: int, cfg: dict, seed: int, recurrent: str | None) -> tuple[dict
                   test=float(evaluate_accuracy(model, task.test.X, task.test.y, batch_size=b)),
                   ood=_ood(model, task, b), dictionary_columns=None,
                   witness_neurons=int(witnesses_from_network(model).n_witness_neurons),
-                  kept_neurons=int((model.output_weight.detach() != 0).any(dim=1).sum()),
+                  kept_neurons=kept_neurons(model),
                   rel_gap=None, chosen={"best_epoch": res.best_epoch, "recurrent": recurrent,
                                         "epochs": int(cfg["sg_epochs"]), "branches": K,
                                         "width": int(cfg["sg_width"])},

@@ -59,12 +59,11 @@ from typing import Any, Sequence
 import torch
 
 from .._io import json_safe as _json_safe
-from ..convex import ConvergenceWarning, predict_from_scores, solve_path
-from ..dictionary import build_dictionary
+from ..convex import ConvergenceWarning
 from ..network import ParallelSNN
-from ..reconstruct import check_reconstruction, reconstruct
+from ..selection import fit_convex
 from ..tasks import sequential_mnist
-from ..train import train_surrogate
+from ..train import TrainResult, evaluate_accuracy, finetune, train_surrogate
 from ..witnesses import (concat_witnesses, gaussian_witnesses, reservoir_witnesses,
                           witnesses_from_network)
 from .base import Cell, fmt_mean_std, mean_std
@@ -193,14 +192,6 @@ def cells(quick: bool = False, seeds: Sequence[int] = (0,), *,
 
 
 # ------------------------------------------------------------------------------ helpers
-@torch.no_grad()
-def _accuracy(model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> float:
-    correct = 0
-    for s in range(0, X.shape[0], batch):
-        correct += int((model.predict(X[s:s + batch].to(model.dtype)) == y[s:s + batch]).sum())
-    return correct / max(int(X.shape[0]), 1)
-
-
 def _anchor(config: str, method: str) -> dict | None:
     a = ANCHORS.get(f"{config}/{method}")
     if a is None and config != "paper":
@@ -223,75 +214,46 @@ def _sg_network(task, cfg: dict, seed: int) -> ParallelSNN:
                        recurrent=sg.get("recurrent"), seed=seed)
 
 
+def _train_options(cfg: dict) -> dict:
+    return {"loss": "softmax", "batch_size": cfg["sg"]["batch_size"], "lr_patience": 1,
+            "progress": False, "restore_best": True}
+
+
 def _train(model: ParallelSNN, task, cfg: dict, *, epochs: int, lr: float, seed: int) -> dict:
-    sg = cfg["sg"]
     res = train_surrogate(model, task.train.X, task.train.y, task.val.X, task.val.y,
-                          loss="softmax", epochs=epochs, batch_size=sg["batch_size"], lr=lr,
-                          lr_patience=1, seed=seed, progress=False, restore_best=True)
+                          epochs=epochs, lr=lr, seed=seed, **_train_options(cfg))
+    return _train_info(res)
+
+
+def _train_info(res: TrainResult) -> dict:
     return {"epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
             "best_val_acc": res.best_val_acc, "stop_reason": res.stop_reason,
             "val_acc_history": res.history["val_acc"]}
 
 
+_DICTIONARY_FIELDS = ("n_rows", "n_columns", "n_witness_neurons", "n_zero", "n_duplicates",
+                      "density")
+
+
 def _convex(grid: list[tuple[dict, Any]], task, cfg: dict) -> dict:
-    """Dictionary + certified softmax readout path for every witness set; choose on validation;
-    reconstruct the chosen one and check the network against :math:`DW`."""
+    """:func:`~convexsnn.selection.fit_convex` over ``grid`` with the configuration's softmax
+    readout path in ``cvx_dtype``: the :math:`\beta` of best validation accuracy (ties: the
+    larger), the reconstruction checked against :math:`DW` on the validation rows."""
     cc = cfg["cvx"]
-    dt = _DTYPES[cfg["cvx_dtype"]]
-    timings = {"dictionary": 0.0, "solve": 0.0, "select": 0.0}
-    records, best = [], None
-    for settings, wit in grid:
-        t0 = time.perf_counter()
-        try:
-            D = build_dictionary(wit, task.train.X, readout=cfg["readout"])
-        except ValueError as exc:
-            records.append({**settings, "error": str(exc)})
-            continue
-        Dva = D.transform(task.val.X, dtype=dt)
-        op = D.operator(dt)
-        timings["dictionary"] += time.perf_counter() - t0
-        t1 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            sols = solve_path(op, task.train.y, [float(b) for b in cc["betas"]], loss=cfg["loss"],
-                              penalty=cc["penalty"], n_classes=10, tol=cfg["tol"],
-                              max_time=cc.get("max_time"), max_iter=cc.get("max_iter"),
-                              dtype=dt)
-        timings["solve"] += time.perf_counter() - t1
-        t2 = time.perf_counter()
-        for b, sol in zip(cc["betas"], sols):
-            acc = float((predict_from_scores(Dva @ sol.W.to(dt)) == task.val.y).double().mean())
-            cert = sol.certificate
-            rec = {**settings, "reg_beta": float(b), "val_accuracy": acc,
-                   "support": int(sol.support.numel()), "rel_gap": float(cert.rel_gap),
-                   "iterations": int(cert.iterations), "solve_seconds": float(cert.seconds),
-                   "n_columns": D.n_columns, "density": D.density}
-            records.append(rec)
-            logger.info("mnist convex %s beta=%g: val=%.4f gap=%.2e support=%d", settings, b, acc,
-                        cert.rel_gap, rec["support"])
-            key = (acc, float(b))      # ties: larger beta (sparser readout)
-            if best is None or key > best[0]:
-                best = (key, settings, D, sol, b)
-        timings["select"] += time.perf_counter() - t2
-        del Dva, op
-    if best is None:
-        raise RuntimeError("no witness setting produced a spike dictionary")
-    _, settings, D, sol, b = best
-    t3 = time.perf_counter()
-    model = reconstruct(D, sol)
-    # float32 network scores r @ W against float64 D @ W: a near-tie may flip an arg-max without
-    # any spike differing, so a mismatch is accepted only at rounding level
-    check = check_reconstruction(model, D, sol.W, task.val.X, task.val.y,
-                                 raise_on_mismatch=False)
-    if check["n_mismatch"] and check["max_rel_diff"] > 1e-4:
-        raise RuntimeError(f"reconstructed network disagrees with the convex readout beyond "
-                           f"rounding: {check}")
-    timings["reconstruct"] = time.perf_counter() - t3
-    return {"model": model, "chosen": {**settings, "reg_beta": float(b)},
-            "certificate": sol.certificate.to_dict(),
-            "dictionary": {k: D.summary()[k] for k in ("n_rows", "n_columns", "n_witness_neurons",
-                                                       "n_zero", "n_duplicates", "density")},
-            "reconstruction_check": check, "grid": records, "timings": timings}
+    with warnings.catch_warnings():   # the certificate's gap is recorded instead
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = fit_convex(grid, (task.train.X, task.train.y, task.val.X, task.val.y),
+                         readout=cfg["readout"], betas=[float(b) for b in cc["betas"]],
+                         loss=cfg["loss"], penalty=cc["penalty"], n_classes=10,
+                         criterion="accuracy", ties="sparsity", tol=cfg["tol"],
+                         max_time=cc.get("max_time"), max_iter=cc.get("max_iter"),
+                         dtype=_DTYPES[cfg["cvx_dtype"]], check=("val",))
+    summary = fit.dictionary.summary()
+    return {"model": fit.model, "chosen": {**fit.witness_settings, "reg_beta": fit.beta},
+            "certificate": fit.certificate.to_dict(),
+            "dictionary": {k: summary[k] for k in _DICTIONARY_FIELDS},
+            "reconstruction_check": fit.checks["val"], "grid": fit.grid,
+            "timings": fit.timings}
 
 
 def _gaussian_grid(task, cfg: dict, seed: int) -> list[tuple[dict, Any]]:
@@ -323,24 +285,22 @@ def _reservoir_grid(task, cfg: dict, seed: int) -> list[tuple[dict, Any]]:
 
 
 def _finetune(start: ParallelSNN, task, cfg: dict, seed: int) -> tuple[ParallelSNN, dict]:
-    """``ft_epochs`` more SG epochs at ``ft_lr`` from ``start`` (a copy); the fine-tuned network
-    is kept only if its validation accuracy is at least the starting one's."""
-    before = _accuracy(start, task.val.X, task.val.y)
-    model = copy.deepcopy(start)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    info = _train(model, task, cfg, epochs=cfg["ft_epochs"], lr=cfg["ft_lr"], seed=seed + 1)
-    after = _accuracy(model, task.val.X, task.val.y)
-    kept = after >= before
-    info.update({"val_before": before, "val_after": after, "kept_finetuned": kept})
-    return (model if kept else start), info
+    """:func:`~convexsnn.train.finetune`: ``ft_epochs`` more SG epochs at ``ft_lr`` from a copy
+    of ``start``, kept only if its validation accuracy is at least the starting one's."""
+    ft = finetune(start, task.train.X, task.train.y, task.val.X, task.val.y,
+                  epochs=cfg["ft_epochs"], lr=cfg["ft_lr"], seed=seed + 1,
+                  **_train_options(cfg))
+    info = _train_info(ft.result)
+    info.update({"val_before": ft.val_before, "val_after": ft.val_after,
+                 "kept_finetuned": ft.kept_finetuned})
+    return ft.model, info
 
 
 def _record(method: str, cfg: dict, task, model: ParallelSNN, seed: int, seconds: dict,
             **extra: Any) -> dict:
     t0 = time.perf_counter()
-    val = _accuracy(model, task.val.X, task.val.y)
-    test = _accuracy(model, task.test.X, task.test.y)
+    val = float(evaluate_accuracy(model, task.val.X, task.val.y, batch_size=2048))
+    test = float(evaluate_accuracy(model, task.test.X, task.test.y, batch_size=2048))
     seconds = {**seconds, "evaluate": time.perf_counter() - t0}
     seconds["total"] = float(sum(v for k, v in seconds.items() if k != "total"))
     a = _anchor(cfg["name"], method)
