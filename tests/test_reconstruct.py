@@ -264,3 +264,107 @@ def test_check_reconstruction_tolerates_rounding_ties_only():
     W_bad[:, 1] = 2.0
     with pytest.raises(ReconstructionError):
         check_reconstruction(model, d, W_bad, X)
+
+
+# ---------------------------------------------------------------------- fit_convex: grid, heads
+def _xor_split(n, T=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = (torch.rand(n, T, 2, generator=g) < 0.5).double()
+    y = ((X[:, 0, 0] + X[:, -1, 0]) == 1).long()
+    return X, y
+
+
+def test_fit_convex_witness_grid_skips_silent_sets_and_prefers_earlier_on_ties():
+    """A witness grid: a silent set is recorded with its error; sets are compared on validation
+    accuracy alone, the earlier one winning a tie; within a set, ties="sparsity" takes the
+    largest beta among the best validation accuracies."""
+    from convexsnn.selection import NoDictionaryError
+
+    X, y = _xor_split(300, T=2)   # T = 2: every witness set and beta reaches 100% validation
+    data = (X[:150], y[:150], X[150:225], y[150:225], X[225:], y[225:])
+    silent = gaussian_witnesses(2, n_branches=2, hidden_widths=[4], scale=1e-9, seed=0)
+    a = gaussian_witnesses(2, n_branches=4, hidden_widths=[8, 16], seed=0)
+    b = gaussian_witnesses(2, n_branches=4, hidden_widths=[8, 16], seed=1)
+    grid = [({"name": "silent"}, silent), ({"name": "a"}, a), ({"name": "b"}, b)]
+    betas = [0.3, 0.1, 0.03, 0.01]
+    fit = fit_convex(grid, data, loss="squared", betas=betas, ties="sparsity")
+    assert "error" in fit.witness_grid[0] and fit.witness_grid[0]["name"] == "silent"
+    assert [r["val_accuracy"] for r in fit.witness_grid[1:]] == [1.0, 1.0]
+    assert fit.witness_settings == {"name": "a"} and fit.witnesses is a   # tie: the earlier set
+    rows = [r for r in fit.grid if r.get("name") == "a"]
+    assert [r["val_accuracy"] for r in rows] == [1.0] * 4
+    assert fit.beta == 0.3 and fit.val_accuracy == 1.0          # tie: the largest beta
+    assert fit.checks["train"]["n_mismatch"] == 0 and fit.checks["test"]["n_mismatch"] == 0
+    json.dumps(fit.summary())
+    # the default rule breaks the same tie by the lower validation loss
+    fit2 = fit_convex(grid[1:2], data, loss="squared", betas=betas)
+    best = min(fit2.grid, key=lambda r: (-r["val_accuracy"], r["val_loss"], -r["beta"]))
+    assert fit2.beta == best["beta"] != 0.3
+    assert fit2.witness_settings == {"name": "a"}
+    with pytest.raises(NoDictionaryError, match="silent") as err:
+        fit_convex([({"name": "silent"}, silent)], data, loss="squared", betas=[0.1])
+    assert "error" in err.value.witness_grid[0]
+    with pytest.raises(ValueError):   # a single witness set raises the dictionary's error
+        fit_convex(silent, data, loss="squared", betas=[0.1])
+    with pytest.raises(TypeError, match="witnesses"):
+        fit_convex([("a", a)], data)
+
+
+def test_fit_convex_two_label_heads_are_solved_per_head_and_scored_jointly():
+    """Token labels with two heads (a 3-class head and a 2-class head kept at two columns):
+    one path per head on the same dictionary, beta chosen per head, the joint accuracy is the
+    fraction of rows with both heads right, and the reconstructed network reproduces both."""
+    from convexsnn.reconstruct import joint_correct
+
+    g = torch.Generator().manual_seed(3)
+    X = (torch.rand(240, 5, 2, generator=g) < 0.5).double()
+    h0 = (X[..., 0] + X[..., 1]).long()                    # 0, 1, 2: count of active inputs
+    h1 = (torch.cumsum(X[..., 0], dim=1) > 1).long()       # memory of the first input
+    y = torch.stack([h0, h1], dim=-1)                      # (n, T, 2)
+    w = gaussian_witnesses(2, n_branches=4, hidden_widths=[16], scale=2.0, seed=0)
+    data = (X[:120], y[:120], X[120:180], y[120:180], X[180:], y[180:])
+    fit = fit_convex(w, data, steps="all", n_classes=[3, 2], loss="squared",
+                     betas=[0.1, 0.01], check=("train", "val", "test"))
+    assert fit.W.shape == (fit.dictionary.n_columns, 5) and len(fit.heads) == 2
+    assert fit.heads[1].solution.W.shape[1] == 2          # binary head keeps two columns
+    for h, hf in enumerate(fit.heads):
+        rows = [r for r in fit.grid if r["head"] == h]
+        assert len(rows) == 2
+        assert hf.val_accuracy == max(r["val_accuracy"] for r in rows)
+    Dva = fit.dictionary.transform(X[120:180])
+    yva = [y[120:180, :, h].reshape(-1) for h in range(2)]
+    joint = joint_correct(Dva @ fit.W, yva, [3, 2]).double().mean().item()
+    assert fit.val_accuracy == pytest.approx(joint)
+    assert joint <= min(hf.val_accuracy for hf in fit.heads)
+    for split in ("train", "val", "test"):
+        assert fit.checks[split]["prediction_agreement"] == 1.0
+    assert fit.test_accuracy == fit.checks["test"]["accuracy_network"]
+    assert fit.model.config["output"] == "all" and fit.model.output_weight.shape[1] == 5
+    assert len(fit.model.saved_extra["extra"]["certificates"]) == 2
+    with pytest.raises(ValueError, match=r"\(120, 5, 2\)"):
+        fit_convex(w, (X[:120], y[:120, :, :1], X[120:180], y[120:180]), steps="all",
+                   n_classes=[3, 2], betas=[0.1])
+
+
+def test_check_reconstruction_per_head_and_kept_neurons():
+    from convexsnn.convex import solve_readout
+    from convexsnn.reconstruct import kept_neurons
+
+    X = _data(0, 60)
+    w = gaussian_witnesses(3, n_branches=2, hidden_widths=[12], scale=2.0, seed=0)
+    d = build_dictionary(w, X)
+    W = _sparse_W(d.n_columns, 5, "l1", 0)
+    model = reconstruct(d, W)
+    y = torch.stack([torch.randint(0, 3, (60,)), torch.randint(0, 2, (60,))], dim=1)
+    rep = check_reconstruction(model, d, W, X, y, heads=[3, 2])
+    z = d.transform(X) @ W
+    p0, p1 = z[:, :3].argmax(1), z[:, 3:].argmax(1)
+    assert rep["prediction_agreement"] == 1.0
+    assert rep["accuracy_dictionary"] == pytest.approx(
+        ((p0 == y[:, 0]) & (p1 == y[:, 1])).double().mean().item())
+    with pytest.raises(ValueError, match="heads"):
+        check_reconstruction(model, d, W, X, heads=[3, 3])
+    n_rows = int((W != 0).any(dim=1).sum())
+    sol = solve_readout(d.operator(), torch.randint(0, 2, (60,)), beta=0.01)
+    assert kept_neurons(W) == n_rows == kept_neurons(model)
+    assert kept_neurons(sol) == int(sol.support.numel())

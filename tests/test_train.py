@@ -318,3 +318,38 @@ def test_bad_inputs_raise_named_errors():
         train_surrogate(torch.nn.Linear(2, 2), X, y, **kw)
     with pytest.raises(TypeError, match="callback"):
         train_surrogate(net, X, y, callback=3, **kw)
+
+
+# ---------------------------------------------------------------------------------- fine-tuning
+def test_finetune_keeps_the_copy_only_if_validation_does_not_drop():
+    from convexsnn.train import finetune
+
+    X, y = _data(n=32, seed=0)
+    Xv, yv = _data(n=32, seed=1)
+    start = _net(hidden_widths=[8])
+    for p in start.parameters():          # like a reconstructed network: frozen parameters
+        p.requires_grad_(False)
+    w0 = _weights(start)
+    ft = finetune(start, X, y, Xv, yv, epochs=2, lr=2e-2, seed=0)
+    assert all(torch.equal(w0[k], v) for k, v in start.state_dict().items())   # untouched
+    assert ft.val_before == evaluate_accuracy(start, Xv, yv)
+    assert ft.kept_finetuned == (ft.val_after >= ft.val_before)
+    assert (ft.model is not start) == ft.kept_finetuned
+    if ft.kept_finetuned:
+        assert evaluate_accuracy(ft.model, Xv, yv) == ft.val_after
+        assert all(p.requires_grad for p in ft.model.parameters())
+    assert ft.result.epochs_run == 2
+    # a negligible learning rate changes no spike: validation equal, so the copy is kept
+    same = finetune(start, X, y, Xv, yv, epochs=1, lr=1e-12, seed=0)
+    assert same.val_after == same.val_before and same.kept_finetuned and same.model is not start
+
+
+def test_pm1_targets_are_the_convex_side_targets():
+    from convexsnn.convex import labels_to_targets
+
+    y = torch.tensor([0, 2, 1, 2])
+    z3 = torch.zeros(4, 3)
+    assert torch.equal(squared_loss(z3, y), 0.5 * labels_to_targets(y, 3).pow(2).sum(1).float())
+    z1 = torch.zeros(2, 1, dtype=torch.float64)
+    yb = torch.tensor([0, 1])
+    assert torch.equal(hinge_loss(z1 + 0.5, yb), torch.tensor([1.5, 0.5], dtype=torch.float64))

@@ -47,9 +47,9 @@ from .convex import ConvergenceWarning as _CvxConvergenceWarning
 from .convex import predict_from_scores, solve_readout
 from .dictionary import build_dictionary
 from .network import ParallelSNN
-from .reconstruct import reconstruct
+from .reconstruct import kept_neurons, reconstruct
 from .train import train_surrogate
-from .witnesses import gaussian_witnesses
+from .witnesses import gaussian_witnesses, resolve_widths
 
 __all__ = ["ConvexSNNClassifier", "SurrogateSNNClassifier", "SNNConvergenceWarning",
            "expected_failed_checks"]
@@ -68,24 +68,16 @@ class SNNConvergenceWarning(_CvxConvergenceWarning, _SkConvergenceWarning):
 
 # ------------------------------------------------------------------------------------ helpers
 def _widths(width: Any, depth: Any) -> list[int]:
-    """Per-branch widths of the ``depth - 1`` LIF layers from ``width`` (int or sequence)."""
+    """Per-branch widths of the ``depth - 1`` LIF layers from ``width`` (int or sequence), by
+    :func:`~convexsnn.witnesses.resolve_widths`."""
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
         raise TypeError(f"depth must be an integer, got {depth!r}")
-    if depth < 2:
-        raise ValueError(f"depth must be >= 2 (it counts the output layer), got {depth}")
+    ws = list(width) if isinstance(width, (list, tuple, np.ndarray)) else [width]
+    if any(isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 for w in ws):
+        raise ValueError(f"width must be a positive integer or a list of them, got {width!r}")
     if isinstance(width, (list, tuple, np.ndarray)):
-        ws = list(width)
-        if len(ws) != depth - 1:
-            raise ValueError(f"width lists {len(ws)} layer widths but depth={depth} needs "
-                             f"{depth - 1} (depth counts the output layer)")
-    else:
-        ws = [width] * (depth - 1)
-    out = []
-    for w in ws:
-        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
-            raise ValueError(f"width must be a positive integer or a list of them, got {width!r}")
-        out.append(int(w))
-    return out
+        return resolve_widths(n_branches=1, hidden_widths=[int(w) for w in ws], depth=int(depth))
+    return resolve_widths(n_branches=1, depth=int(depth), p_rec=int(width), p_last=int(width))
 
 
 def _softmax_loss(est: Any) -> bool:
@@ -405,7 +397,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
     def n_neurons_(self) -> int:
         """Last-layer neurons with a non-zero output weight in the reconstructed network."""
         check_is_fitted(self, "network_")
-        return int((self.network_.output_weight.detach().abs().amax(dim=1) > 0).sum())
+        return kept_neurons(self.network_)
 
 
 # ------------------------------------------------------------------------- surrogate classifier

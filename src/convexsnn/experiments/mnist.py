@@ -56,7 +56,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 
 from .._io import json_safe as _json_safe
 from ..convex import ConvergenceWarning
@@ -64,6 +63,7 @@ from ..network import ParallelSNN
 from ..selection import fit_convex
 from ..tasks import sequential_mnist
 from ..train import TrainResult, evaluate_accuracy, finetune, train_surrogate
+from ..witnesses import _DTYPES  # the one name -> dtype map of the witnesses' files
 from ..witnesses import (concat_witnesses, gaussian_witnesses, reservoir_witnesses,
                           witnesses_from_network)
 from .base import Cell, fmt_mean_std, mean_std
@@ -152,7 +152,6 @@ QUICK = {"n_train": 1000, "n_val": 500, "n_test": 1000, "tol": 1e-3,
                  "max_time": None, "max_iter": 200},
          "ft_epochs": 1}
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 # ------------------------------------------------------------------------------ configuration
