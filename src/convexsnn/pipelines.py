@@ -204,19 +204,6 @@ def _layout(task: TaskData) -> _Layout:
     return _Layout("sequence", None, int(nc), "last", "last", None)
 
 
-def _head_labels(y: torch.Tensor, lay: _Layout) -> list[torch.Tensor]:
-    """Per-head row labels (rows = samples, or samples x steps for token tasks)."""
-    if lay.label_mode == "sequence":
-        return [y.reshape(-1)]
-    if lay.heads is None:
-        return [y.reshape(-1)]
-    return [y[..., h].reshape(-1) for h in range(len(lay.heads))]
-
-
-def _head_classes(task: TaskData, lay: _Layout) -> list[int]:
-    return list(lay.heads) if lay.heads else [int(task.n_classes)]
-
-
 # ------------------------------------------------------------------------------ evaluation
 def _accuracy(model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, lay: _Layout,
               batch: int) -> float:
