@@ -396,7 +396,7 @@ def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfi
 
     for m in methods:
         need(m)
-    models: dict[str, tuple[ParallelSNN, dict]] = {}
+    models: dict[str, ParallelSNN] = {}
     records: dict[str, dict] = {}
     for m in needed:
         t0 = time.perf_counter()
@@ -415,7 +415,7 @@ def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfi
             records[m] = _failed_record(m, seed, task, cfg, err, time.perf_counter() - t0)
     out = [records[m] for m in methods]
     if return_models:
-        return out, [models[m][0] if m in models else None for m in methods]
+        return out, [models.get(m) for m in methods]
     return out
 
 
@@ -443,7 +443,7 @@ def _run_stage(m: str, task: TaskData, cfg: PipelineConfig, seed: int, models: d
         if m == "CVX":
             grid = _gaussian_grid(task, cfg, seed)
         elif m == "SG-CVX":
-            w = witnesses_from_network(models["SG"][0], dtype=torch.float64)
+            w = witnesses_from_network(models["SG"], dtype=torch.float64)
             grid = [({"witnesses": "SG network"}, w)]
         else:
             w = reservoir_witnesses(task.train.X, n_branches=cfg.n_branches, depth=cfg.depth,
@@ -460,12 +460,12 @@ def _run_stage(m: str, task: TaskData, cfg: PipelineConfig, seed: int, models: d
         secs = {"witnesses": t_w, **fit.timings}
         extra = _convex_extra(fit)
     else:   # fine-tuning methods
-        start = models["CVX" if m == "CVX->SG" else "SG"][0]
+        start = models["CVX" if m == "CVX->SG" else "SG"]
         model, info = _finetune(start, task, cfg, seed)
         secs = {"finetune": time.perf_counter() - t0}
         extra = {"training": info, "chosen": {"kept_finetuned": info["kept_finetuned"],
                                               "ft_epochs": cfg.ft_epochs}}
-    models[m] = (model, extra)
+    models[m] = model
     if m in methods:
         records[m] = _record(m, seed, task, model, cfg, secs, config=cfg.to_dict(), **extra)
         logger.info("pipeline %s: val=%.4f test=%.4f", m, records[m]["val_accuracy"],

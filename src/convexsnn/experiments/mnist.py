@@ -53,6 +53,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,7 +61,7 @@ from typing import Any, Sequence
 from .._io import json_safe as _json_safe
 from ..convex import ConvergenceWarning
 from ..network import ParallelSNN
-from ..selection import fit_convex
+from ..selection import ConvexFit, fit_convex
 from ..tasks import sequential_mnist
 from ..train import TrainResult, evaluate_accuracy, finetune, train_surrogate
 from ..witnesses import _DTYPES  # the one name -> dtype map of the witnesses' files
@@ -234,25 +235,31 @@ _DICTIONARY_FIELDS = ("n_rows", "n_columns", "n_witness_neurons", "n_zero", "n_d
                       "density")
 
 
-def _convex(grid: list[tuple[dict, Any]], task, cfg: dict) -> dict:
+def _convex(grid: list[tuple[dict, Any]], task, cfg: dict) -> ConvexFit:
     """:func:`~convexsnn.selection.fit_convex` over ``grid`` with the configuration's softmax
     readout path in ``cvx_dtype``: the :math:`\beta` of best validation accuracy (ties: the
     larger), the reconstruction checked against :math:`DW` on the validation rows."""
     cc = cfg["cvx"]
     with warnings.catch_warnings():   # the certificate's gap is recorded instead
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fit = fit_convex(grid, (task.train.X, task.train.y, task.val.X, task.val.y),
-                         readout=cfg["readout"], betas=[float(b) for b in cc["betas"]],
-                         loss=cfg["loss"], penalty=cc["penalty"], n_classes=10,
-                         criterion="accuracy", ties="sparsity", tol=cfg["tol"],
-                         max_time=cc.get("max_time"), max_iter=cc.get("max_iter"),
-                         dtype=_DTYPES[cfg["cvx_dtype"]], check=("val",))
+        return fit_convex(grid, (task.train.X, task.train.y, task.val.X, task.val.y),
+                          readout=cfg["readout"], betas=[float(b) for b in cc["betas"]],
+                          loss=cfg["loss"], penalty=cc["penalty"], n_classes=10,
+                          criterion="accuracy", ties="sparsity", tol=cfg["tol"],
+                          max_time=cc.get("max_time"), max_iter=cc.get("max_iter"),
+                          dtype=_DTYPES[cfg["cvx_dtype"]], check=("val",))
+
+
+def _chosen(fit: ConvexFit) -> dict:
+    return {**fit.witness_settings, "reg_beta": fit.beta}
+
+
+def _convex_extra(fit: ConvexFit) -> dict:
+    """The record fields of a convex method."""
     summary = fit.dictionary.summary()
-    return {"model": fit.model, "chosen": {**fit.witness_settings, "reg_beta": fit.beta},
-            "certificate": fit.certificate.to_dict(),
+    return {"certificate": fit.certificate.to_dict(), "chosen": _chosen(fit),
             "dictionary": {k: summary[k] for k in _DICTIONARY_FIELDS},
-            "reconstruction_check": fit.checks["val"], "grid": fit.grid,
-            "timings": fit.timings}
+            "reconstruction_check": fit.checks["val"], "selection_grid": fit.grid}
 
 
 def _gaussian_grid(task, cfg: dict, seed: int) -> list[tuple[dict, Any]]:
@@ -321,6 +328,16 @@ def _record(method: str, cfg: dict, task, model: ParallelSNN, seed: int, seconds
     return _json_safe(rec)
 
 
+@dataclass
+class _Trained:
+    """A network computed once per cell and shared by the methods that start from it."""
+
+    model: ParallelSNN
+    seconds: float
+    info: dict = field(default_factory=dict)
+    fit: ConvexFit | None = None
+
+
 def run_config(name: str, *, seed: int = 0, quick: bool = False,
                methods: Sequence[str] | None = None, data_dir: str | None = None,
                cache_dir: str | os.PathLike | None = None, overrides: dict | None = None
@@ -341,12 +358,12 @@ def run_config(name: str, *, seed: int = 0, quick: bool = False,
             raise ValueError(f"unknown method {m!r}; valid: {valid}")
     task = _load_task(cfg, seed, data_dir or DEFAULT_DATA_DIR)
     out: dict[str, dict] = {}
-    models: dict[str, ParallelSNN] = {}
+    models: dict[str, _Trained] = {}
 
     def member_key(member: int) -> str:
         return "SG" if member == 0 else f"SG-m{member}"
 
-    def sg_model(member: int = 0) -> ParallelSNN:
+    def sg_model(member: int = 0) -> _Trained:
         """The SG network (member 0), or another one trained on the same split from another
         initialisation and batch order (seed ``seed + 1000 * member``) for ``SG-CVX-ens``."""
         key = member_key(member)
@@ -364,73 +381,61 @@ def run_config(name: str, *, seed: int = 0, quick: bool = False,
                           seed=s)
             if path is not None:
                 model.save(path)
-        models[key] = model
-        models[key + "_info"] = info                        # type: ignore[assignment]
-        models[key + "_seconds"] = time.perf_counter() - t0  # type: ignore[assignment]
-        return model
+        models[key] = _Trained(model, time.perf_counter() - t0, info=info)
+        return models[key]
 
-    def cvx_model() -> tuple[ParallelSNN, dict, float]:
+    def cvx_model() -> _Trained:
         if "CVX" not in models:
             t0 = time.perf_counter()
             fit = _convex(_gaussian_grid(task, cfg, seed), task, cfg)
-            models["CVX"] = fit["model"]
-            models["CVX_fit"] = fit                          # type: ignore[assignment]
-            models["CVX_seconds"] = time.perf_counter() - t0  # type: ignore[assignment]
-        return models["CVX"], models["CVX_fit"], models["CVX_seconds"]  # type: ignore[return-value]
-
-    def convex_extra(fit: dict) -> dict:
-        return {"certificate": fit["certificate"], "chosen": fit["chosen"],
-                "dictionary": fit["dictionary"],
-                "reconstruction_check": fit["reconstruction_check"],
-                "selection_grid": fit["grid"]}
+            models["CVX"] = _Trained(fit.model, time.perf_counter() - t0, fit=fit)
+        return models["CVX"]
 
     for m in methods:
         logger.info("mnist %s: %s (seed %d)", name, m, seed)
         if m == "SG":
-            model = sg_model()
-            out[m] = _record(m, cfg, task, model, seed, {"train": models["SG_seconds"]},
-                             training=models["SG_info"],
-                             chosen={"best_epoch": models["SG_info"].get("best_epoch")})
+            sg = sg_model()
+            out[m] = _record(m, cfg, task, sg.model, seed, {"train": sg.seconds},
+                             training=sg.info, chosen={"best_epoch": sg.info.get("best_epoch")})
         elif m == "CVX":
-            model, fit, secs = cvx_model()
-            out[m] = _record(m, cfg, task, model, seed, {**fit["timings"]}, **convex_extra(fit))
+            fit = cvx_model().fit
+            out[m] = _record(m, cfg, task, fit.model, seed, {**fit.timings},
+                             **_convex_extra(fit))
         elif m == "SG-CVX":
             sg = sg_model()
-            t0 = time.perf_counter()
-            w = witnesses_from_network(sg)
-            fit = _convex([({"witnesses": "SG network"}, w)], task, cfg)
-            out[m] = _record(m, cfg, task, fit["model"], seed,
-                             {"sg_train": models["SG_seconds"], **fit["timings"]},
-                             **convex_extra(fit))
+            fit = _convex([({"witnesses": "SG network"}, witnesses_from_network(sg.model))],
+                          task, cfg)
+            out[m] = _record(m, cfg, task, fit.model, seed,
+                             {"sg_train": sg.seconds, **fit.timings}, **_convex_extra(fit))
         elif m == "SG-CVX-ens":
             nets = [sg_model(i) for i in range(int(cfg.get("ensemble", 2)))]
-            w = concat_witnesses([witnesses_from_network(n) for n in nets])
+            w = concat_witnesses([witnesses_from_network(n.model) for n in nets])
             fit = _convex([({"witnesses": f"{len(nets)} SG networks"}, w)], task, cfg)
-            sg_secs = sum(models[member_key(i) + "_seconds"] for i in range(len(nets)))
-            out[m] = _record(m, cfg, task, fit["model"], seed,
-                             {"sg_train": sg_secs, **fit["timings"]}, **convex_extra(fit))
+            out[m] = _record(m, cfg, task, fit.model, seed,
+                             {"sg_train": sum(n.seconds for n in nets), **fit.timings},
+                             **_convex_extra(fit))
         elif m == "R-CVX":
             t0 = time.perf_counter()
             fit = _convex(_reservoir_grid(task, cfg, seed), task, cfg)
-            out[m] = _record(m, cfg, task, fit["model"], seed,
-                             {"total_fit": time.perf_counter() - t0}, **convex_extra(fit))
+            out[m] = _record(m, cfg, task, fit.model, seed,
+                             {"total_fit": time.perf_counter() - t0}, **_convex_extra(fit))
         elif m == "CVX->SG":
-            start, fit, secs = cvx_model()
+            cvx = cvx_model()
             t0 = time.perf_counter()
-            model, info = _finetune(start, task, cfg, seed)
+            model, info = _finetune(cvx.model, task, cfg, seed)
             out[m] = _record(m, cfg, task, model, seed,
-                             {"cvx": secs, "finetune": time.perf_counter() - t0}, training=info,
-                             chosen={"kept_finetuned": info["kept_finetuned"],
-                                     "ft_epochs": cfg["ft_epochs"], **fit["chosen"]})
+                             {"cvx": cvx.seconds, "finetune": time.perf_counter() - t0},
+                             training=info, chosen={"kept_finetuned": info["kept_finetuned"],
+                                                    "ft_epochs": cfg["ft_epochs"],
+                                                    **_chosen(cvx.fit)})
         else:   # SG->SG: the control of CVX->SG, the same extra budget from the SG network
-            start = sg_model()
+            sg = sg_model()
             t0 = time.perf_counter()
-            model, info = _finetune(start, task, cfg, seed)
+            model, info = _finetune(sg.model, task, cfg, seed)
             out[m] = _record(m, cfg, task, model, seed,
-                             {"sg_train": models["SG_seconds"],
-                              "finetune": time.perf_counter() - t0}, training=info,
-                             chosen={"kept_finetuned": info["kept_finetuned"],
-                                     "ft_epochs": cfg["ft_epochs"]})
+                             {"sg_train": sg.seconds, "finetune": time.perf_counter() - t0},
+                             training=info, chosen={"kept_finetuned": info["kept_finetuned"],
+                                                    "ft_epochs": cfg["ft_epochs"]})
         logger.info("mnist %s %s: val=%.4f test=%.4f", name, m, out[m]["val_accuracy"],
                     out[m]["test_accuracy"])
     return [out[m] for m in methods]
