@@ -419,23 +419,16 @@ def run_config(name: str, *, seed: int = 0, quick: bool = False,
             fit = _convex(_reservoir_grid(task, cfg, seed), task, cfg)
             out[m] = _record(m, cfg, task, fit.model, seed,
                              {"total_fit": time.perf_counter() - t0}, **_convex_extra(fit))
-        elif m == "CVX->SG":
-            cvx = cvx_model()
+        else:   # CVX->SG, and its control SG->SG: the same extra budget from the SG network
+            start = cvx_model() if m == "CVX->SG" else sg_model()
             t0 = time.perf_counter()
-            model, info = _finetune(cvx.model, task, cfg, seed)
+            model, info = _finetune(start.model, task, cfg, seed)
+            first = "cvx" if m == "CVX->SG" else "sg_train"
             out[m] = _record(m, cfg, task, model, seed,
-                             {"cvx": cvx.seconds, "finetune": time.perf_counter() - t0},
+                             {first: start.seconds, "finetune": time.perf_counter() - t0},
                              training=info, chosen={"kept_finetuned": info["kept_finetuned"],
                                                     "ft_epochs": cfg["ft_epochs"],
-                                                    **_chosen(cvx.fit)})
-        else:   # SG->SG: the control of CVX->SG, the same extra budget from the SG network
-            sg = sg_model()
-            t0 = time.perf_counter()
-            model, info = _finetune(sg.model, task, cfg, seed)
-            out[m] = _record(m, cfg, task, model, seed,
-                             {"sg_train": sg.seconds, "finetune": time.perf_counter() - t0},
-                             training=info, chosen={"kept_finetuned": info["kept_finetuned"],
-                                                    "ft_epochs": cfg["ft_epochs"]})
+                                                    **(_chosen(start.fit) if start.fit else {})})
         logger.info("mnist %s %s: val=%.4f test=%.4f", name, m, out[m]["val_accuracy"],
                     out[m]["test_accuracy"])
     return [out[m] for m in methods]
