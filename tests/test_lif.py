@@ -128,3 +128,83 @@ def test_bias_adds_to_current():
 def test_bad_reset_name():
     with pytest.raises(ValueError, match="reset"):
         lif_scan(torch.zeros(1, 2, 1, 1), reset="hard")
+
+
+# ------------------------------------------------------------------ parameters and state
+def test_lif_params_validates_once():
+    from convexsnn.lif import LIFParams
+    p = LIFParams(leak=0.5, threshold=2, reset="zero")
+    assert (p.leak, p.threshold, p.reset) == (0.5, 2.0, "zero")
+    for bad, msg in [({"leak": 1.5}, "leak"), ({"leak": -0.1}, "leak"),
+                     ({"leak": float("nan")}, "leak"), ({"threshold": 0.0}, "threshold"),
+                     ({"threshold": float("inf")}, "threshold"), ({"reset": "hard"}, "reset"),
+                     ({"leak": True}, "leak")]:
+        with pytest.raises(ValueError, match=msg):
+            LIFParams(**bad)
+    with pytest.raises(Exception):
+        p.leak = 0.1   # frozen
+
+
+def test_params_replace_keywords():
+    from convexsnn.lif import LIFParams
+    g = torch.Generator().manual_seed(3)
+    cur = torch.randn(4, 7, 2, 5, generator=g, dtype=torch.float64)
+    a = lif_scan(cur, beta=0.7, theta=0.8, reset="zero", return_membrane=True)
+    b = lif_scan(cur, params=LIFParams(0.7, 0.8, "zero"), return_membrane=True)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("rec", [None, "dense", "diagonal"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_streaming_in_pieces_is_bit_identical(reset, rec, grad):
+    # one scan over T steps == scans over pieces with the state passed on (spikes, membranes,
+    # final state), with and without recurrence, on the gradient-free and autograd paths
+    g = torch.Generator().manual_seed(0)
+    B, T, K, n = 3, 11, 2, 6
+    cur = 1.2 * torch.randn(B, T, K, n, generator=g, dtype=torch.float64)
+    w_rec = None
+    if rec == "dense":
+        w_rec = 0.5 * torch.randn(K, n, n, generator=g, dtype=torch.float64)
+    elif rec == "diagonal":
+        w_rec = 0.5 * torch.randn(K, n, generator=g, dtype=torch.float64)
+    fn = get_surrogate("atan") if grad else None
+    if grad:
+        cur.requires_grad_(True)
+    kw = dict(beta=0.9, theta=1.0, reset=reset, spike_fn=fn, recurrent=w_rec,
+              return_membrane=True)
+    s_all, m_all, st_all = lif_scan(cur, return_state=True, **kw)
+    state, pieces_s, pieces_m = None, [], []
+    for lo, hi in [(0, 4), (4, 5), (5, 11)]:
+        s, m, state = lif_scan(cur[:, lo:hi], state=state, return_state=True, **kw)
+        pieces_s.append(s)
+        pieces_m.append(m)
+    assert torch.equal(torch.cat(pieces_s, 1), s_all)
+    assert torch.equal(torch.cat(pieces_m, 1), m_all)
+    assert torch.equal(state.membrane, st_all.membrane)
+    assert torch.equal(state.spikes, st_all.spikes)
+    assert torch.equal(st_all.membrane, m_all[:, -1]) and torch.equal(st_all.spikes, s_all[:, -1])
+
+
+def test_detached_state_truncates_bptt():
+    from convexsnn.lif import LIFState
+    g = torch.Generator().manual_seed(1)
+    cur = torch.randn(2, 6, 1, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    fn = get_surrogate("atan")
+    _, _, st = lif_scan(cur[:, :3], beta=0.9, spike_fn=fn, return_state=True)
+    s2, _ = lif_scan(cur[:, 3:], beta=0.9, spike_fn=fn, state=st.detach())
+    (grad,) = torch.autograd.grad(s2.sum(), cur, allow_unused=True)
+    assert grad[:, :3].abs().sum() == 0 and grad[:, 3:].abs().sum() > 0
+    assert isinstance(st.detach(), LIFState)
+    # without detaching, the gradient reaches the first piece through the membrane
+    s2b, _ = lif_scan(cur[:, 3:], beta=0.9, spike_fn=fn, state=st)
+    (grad_b,) = torch.autograd.grad(s2b.sum(), cur)
+    assert grad_b[:, :3].abs().sum() > 0
+
+
+def test_state_shape_is_checked():
+    from convexsnn.lif import LIFState
+    cur = torch.zeros(2, 4, 1, 3)
+    bad = LIFState(torch.zeros(2, 1, 4), torch.zeros(2, 1, 4))
+    with pytest.raises(ValueError, match="per-step shape"):
+        lif_scan(cur, state=bad)

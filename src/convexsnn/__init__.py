@@ -10,7 +10,7 @@ import logging
 
 from .convex import Certificate, ConvergenceWarning, ReadoutSolution, solve_path, solve_readout
 from .dictionary import SpikeDictionary, build_dictionary
-from .lif import lif_scan, lif_step, simulate
+from .lif import LIFParams, LIFState, lif_scan, lif_step, simulate
 from .network import ParallelSNN
 from .reconstruct import ReconstructionError, check_reconstruction, reconstruct
 from .selection import ConvexFit, fit_convex
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 logging.getLogger("convexsnn").addHandler(logging.NullHandler())
 
 __all__ = [
-    "ParallelSNN", "simulate", "lif_step", "lif_scan", "get_surrogate",
+    "ParallelSNN", "simulate", "lif_step", "lif_scan", "LIFParams", "LIFState", "get_surrogate",
     "Witnesses", "gaussian_witnesses", "witnesses_from_network", "reservoir_witnesses",
     "concat_witnesses",
     "SpikeDictionary", "build_dictionary",

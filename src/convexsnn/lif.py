@@ -26,18 +26,68 @@ gradual underflow, ``fl(u - theta) >= 0`` if and only if ``u >= theta``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
 from ._checks import check_choice
 
-__all__ = ["RESETS", "lif_step", "lif_scan", "layer_current", "simulate", "Trace"]
+__all__ = ["RESETS", "LIFParams", "LIFState", "lif_step", "lif_scan", "layer_current",
+           "simulate", "Trace"]
 
 RESETS = ("subtract", "zero")
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LIFParams:
+    r"""Parameters of a LIF neuron, validated once: the one home of the rules they obey.
+
+    Parameters
+    ----------
+    leak : float
+        :math:`\beta \in [0, 1]` in :math:`u_t = \beta m_{t-1} + I_t` (1: no leak, 0: no memory).
+    threshold : float
+        :math:`\theta > 0` in :math:`s_t = 1[u_t \ge \theta]`.
+    reset : {"subtract", "zero"}
+        :math:`m_t = u_t - \theta s_t` or :math:`m_t = u_t (1 - s_t)`.
+    """
+
+    leak: float = 0.99
+    threshold: float = 1.0
+    reset: str = "subtract"
+
+    def __post_init__(self) -> None:
+        for name in ("leak", "threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        if not 0.0 <= self.leak <= 1.0:
+            raise ValueError(f"leak (beta) must be in [0, 1], got {self.leak}")
+        if self.threshold <= 0.0:
+            raise ValueError(f"threshold must be > 0, got {self.threshold}")
+        check_choice(self.reset, "reset", RESETS)
+
+
+class LIFState(NamedTuple):
+    r"""State carried between calls of :func:`lif_scan`: the post-reset membrane
+    :math:`m_{t}` and the spikes :math:`s_{t}` of the last step, each ``(B, K, n)``.
+
+    Passing the state returned by one call into the next makes two scans over consecutive pieces
+    of a sequence bit-identical to one scan over the whole (streaming); detaching it
+    (:meth:`detach`) between pieces gives truncated back-propagation through time.
+    """
+
+    membrane: torch.Tensor
+    spikes: torch.Tensor
+
+    def detach(self) -> "LIFState":
+        """The same state cut from the autograd graph (truncated BPTT)."""
+        return LIFState(self.membrane.detach(), self.spikes.detach())
 
 
 def lif_step(m_prev: torch.Tensor, current: torch.Tensor, *, beta: float = 0.99,
@@ -86,7 +136,8 @@ def _recurrent_input(s_prev: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
 def lif_scan(current: torch.Tensor, *, beta: float = 0.99, theta: float = 1.0,
              reset: str = "subtract", spike_fn: SpikeFn | None = None,
              recurrent: torch.Tensor | None = None, return_membrane: bool = False,
-             time_major: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+             time_major: bool = False, state: LIFState | None = None,
+             return_state: bool = False, params: LIFParams | None = None):
     r"""Run one LIF layer over all steps of a precomputed current ``(B, T, K, n)``.
 
     With ``recurrent`` weights the current at step :math:`t` also receives
@@ -96,31 +147,66 @@ def lif_scan(current: torch.Tensor, *, beta: float = 0.99, theta: float = 1.0,
     ``time_major=True`` takes and returns ``(T, B, K, n)`` tensors (the internal layout of
     :func:`simulate`, which keeps every per-step slice contiguous).
 
+    ``state`` (a :class:`LIFState`, default: :math:`m_0 = 0` and no previous spikes) starts the
+    scan where an earlier one stopped; ``return_state=True`` also returns the state after the
+    last step, so a long sequence can be fed in pieces (streaming) with spikes bit-identical to
+    one scan, or with the state detached in between (truncated BPTT). ``params`` (a
+    :class:`LIFParams`) replaces ``beta``, ``theta`` and ``reset`` when given.
+
     Returns
     -------
     spikes : Tensor ``(B, T, K, n)``
     membranes : Tensor ``(B, T, K, n)`` of post-reset :math:`m_t`, or ``None``.
+    state : LIFState
+        Only with ``return_state=True``.
     """
+    if params is not None:
+        beta, theta, reset = params.leak, params.threshold, params.reset
     check_choice(reset, "reset", RESETS)
     cur = current if time_major else current.transpose(0, 1)
+    if state is not None:
+        _check_state(state, cur.shape[1:])
     needs_grad = torch.is_grad_enabled() and (
-        cur.requires_grad or (recurrent is not None and recurrent.requires_grad))
+        cur.requires_grad or (recurrent is not None and recurrent.requires_grad)
+        or (state is not None and state.membrane.requires_grad))
     if needs_grad:
-        out_s, out_m = _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent,
-                                      return_membrane)
+        out_s, out_m, m_last = _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent,
+                                              return_membrane, state)
     else:
         with torch.no_grad():
-            out_s, out_m = _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane)
+            out_s, out_m, m_last = _scan_inplace(cur, beta, theta, reset, recurrent,
+                                                 return_membrane, state)
+    if return_state:
+        last_s = out_s[-1] if out_s.shape[0] else (
+            state.spikes if state is not None else torch.zeros_like(m_last))
+        new_state = LIFState(m_last, last_s)
     if not time_major:
         out_s = out_s.transpose(0, 1)
         out_m = out_m.transpose(0, 1) if out_m is not None else None
+    if return_state:
+        return out_s, out_m, new_state
     return out_s, out_m
 
 
-def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane):
+def _check_state(state: LIFState, shape: torch.Size) -> None:
+    """A state must match the per-step shape ``(B, K, n)`` of the current it continues."""
+    if not isinstance(state, LIFState):
+        raise TypeError(f"state must be a LIFState, got {type(state).__name__}")
+    for name, t in zip(("membrane", "spikes"), state):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape):
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"state.{name} must have the per-step shape {tuple(shape)} "
+                             f"(batch, branches, neurons) of the current, got {got}")
+
+
+def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane, state=None):
     """Differentiable scan over a time-major current, one :func:`lif_step` per step."""
-    m = torch.zeros_like(cur[0])
-    s = None
+    if state is None:
+        m = torch.zeros_like(cur[0])
+        s = None
+    else:
+        m = state.membrane.to(cur.dtype)
+        s = state.spikes.to(cur.dtype)
     spikes, membranes = [], []
     # unbind (not cur[t]): indexing would make every step's backward build and sum a zero-filled
     # gradient of the whole (T, ...) current, which costs O(T^2)
@@ -132,10 +218,11 @@ def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane
         if return_membrane:
             membranes.append(m)
     out_m = torch.stack(membranes, 0) if return_membrane else None
-    return torch.stack(spikes, 0), out_m
+    out_s = torch.stack(spikes, 0) if spikes else torch.empty_like(cur)
+    return out_s, out_m, m
 
 
-def _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane):
+def _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane, state=None):
     """Gradient-free scan writing into preallocated buffers.
 
     Performs exactly the floating-point operations of :func:`lif_step` in the same order
@@ -145,12 +232,18 @@ def _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane):
     T = cur.shape[0]
     out_s = torch.empty_like(cur)
     out_m = torch.empty_like(cur) if return_membrane else None
-    m = torch.zeros_like(cur[0])
+    if state is None:
+        m = torch.zeros(cur.shape[1:], dtype=cur.dtype, device=cur.device)
+        s_prev = None
+    else:
+        m = state.membrane.to(dtype=cur.dtype, copy=True)
+        s_prev = state.spikes.to(cur.dtype)
     u = torch.empty_like(m)
     for t in range(T):
         torch.mul(m, beta, out=u)
-        if recurrent is not None and t > 0:
-            u.add_(cur[t] + _recurrent_input(out_s[t - 1], recurrent))
+        prev = out_s[t - 1] if t > 0 else s_prev
+        if recurrent is not None and prev is not None:
+            u.add_(cur[t] + _recurrent_input(prev, recurrent))
         else:
             u.add_(cur[t])
         s = out_s[t]
@@ -162,7 +255,7 @@ def _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane):
             torch.mul(u, 1 - s, out=m)
         if out_m is not None:
             out_m[t].copy_(m)
-    return out_s, out_m
+    return out_s, out_m, m
 
 
 def layer_current(inputs: torch.Tensor, weight: torch.Tensor,
