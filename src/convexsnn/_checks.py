@@ -21,6 +21,8 @@ __all__ = [
     "check_finite",
     "check_memory",
     "check_array_size",
+    "check_layer_weights",
+    "check_dictionary_size",
     "memory_limit_bytes",
     "format_bytes",
     "MAX_CLASSES",
@@ -226,3 +228,21 @@ def check_array_size(shape: Iterable[int], what: str, *, itemsize: int = 4) -> N
     for s in shape:
         n *= max(0, int(s))
     check_memory(n, f"{what} {tuple(int(s) for s in shape)}")
+
+
+def check_layer_weights(n_branches: int, sizes: Iterable[int], what: str, *, itemsize: int = 8,
+                        copies: int = 1) -> None:
+    """:func:`check_memory` for the weight matrices ``(K, sizes[l], sizes[l+1])`` of a layer
+    stack (``copies`` of each alive at once), before they are drawn."""
+    sizes = [int(s) for s in sizes]
+    n = sum(int(n_branches) * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    check_memory(float(n) * itemsize * copies,
+                 f"{what} ({n_branches} branch(es) of widths {sizes[1:]}, {n:.3g} weights)")
+
+
+def check_dictionary_size(n_rows: int, n_columns: int, *, bits: bool = False) -> None:
+    """:func:`check_memory` for a spike dictionary of ``n_rows x n_columns`` binary entries
+    (one byte each, or one bit when packed), before it is built."""
+    n = float(n_rows) * float(n_columns) / (8 if bits else 1)
+    check_memory(n, f"the spike dictionary ({int(n_rows)} rows x {int(n_columns)} witness "
+                    "neurons)")
