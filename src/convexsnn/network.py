@@ -417,7 +417,13 @@ class ParallelSNN(nn.Module):
         warning that their config is unverified; saving them again upgrades them.
         """
         meta, weights_bytes = _read_saved(Path(path))
-        net = cls.from_config(meta["config"])
+        try:
+            net = cls.from_config(meta["config"])
+        except (ValueError, TypeError, OverflowError) as exc:
+            text = _short(exc)
+            if not text.startswith("config does not describe"):
+                text = f"config does not describe a ParallelSNN: {text}"
+            raise ValueError(f"{path}: {text[:300]}") from None
         try:
             with np.load(io.BytesIO(weights_bytes), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
@@ -565,7 +571,7 @@ def _read_saved(path: Path) -> tuple[dict, bytes]:
         raise ValueError(f"{path}: not a convexsnn ParallelSNN save")
     version = meta.get("format_version")
     if isinstance(version, bool) or version not in _READABLE_VERSIONS:
-        raise ValueError(f"{path}: format version {version!r} is not supported "
+        raise ValueError(f"{path}: format version {repr(version)[:40]} is not supported "
                          f"(this convexsnn reads versions {list(_READABLE_VERSIONS)})")
     if version >= 2:
         if meta.get("meta_sha256") != _meta_sha256(meta):
