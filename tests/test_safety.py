@@ -313,3 +313,33 @@ def test_killed_parent_leaves_no_worker(tmp_path):
     for p in left:  # do not leave them running if the test fails
         os.kill(p, signal.SIGKILL)
     assert not left
+
+
+def test_reproduce_refuses_committed_results(tmp_path):
+    import shutil
+    from convexsnn.experiments import reproduce
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    out = tmp_path / "results"
+    (out / "xor").mkdir(parents=True)
+    (out / "xor" / "table.md").write_text("recorded")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["add", "results"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "r"], cwd=tmp_path, check=True)
+    with pytest.raises(FileExistsError, match="committed to git.*--overwrite"):
+        reproduce(["addition"], out, quick=True, seeds=(0,), run=False)
+    assert sorted(p.name for p in out.iterdir()) == ["xor"]
+    reproduce(["addition"], out, quick=True, seeds=(0,), run=False, overwrite=True)
+    assert (out / "addition" / "table.md").is_file()
+
+
+def test_reproduce_logs_each_cell_with_an_eta(tmp_path, monkeypatch, caplog):
+    from convexsnn.experiments import EXPERIMENTS, reproduce
+    _fake_env(tmp_path, FAKE_SLEEP="0.01")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(EXPERIMENTS, "fake", "fake_experiment")
+    with caplog.at_level("INFO", logger="convexsnn"):
+        reproduce(["fake"], tmp_path / "out", seeds=(1, 2), threads=1)
+    lines = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
+    assert len(lines) == 2 and "(1/2, ETA" in lines[0] and "(2/2, ETA 0s)" in lines[1]

@@ -706,7 +706,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     names = args.names or ["all"]
     summary = reproduce(names if names != ["all"] else None, args.out, quick=args.quick,
                         jobs=args.jobs, seeds=args.seeds, force=args.force,
-                        overwrite=args.overwrite, progress=not (args.quiet or args.no_progress))
+                        overwrite=args.overwrite, threads=args.threads,
+                        progress=not (args.quiet or args.no_progress))
     failed = 0
     for name, s in summary.items():
         failed += len(s.get("failed", []))
@@ -1010,7 +1011,8 @@ def _common_parent() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=argparse.SUPPRESS, metavar="S",
                    help="seed of everything random (default 0)")
     g.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
-                   help="torch CPU threads (default: torch's choice)")
+                   help="torch CPU threads (default: torch's choice; reproduce: the idle "
+                        "cores shared among --jobs, at least 1)")
     g.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,
                    help="no progress bars")
     return p

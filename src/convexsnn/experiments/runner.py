@@ -260,6 +260,12 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
     out = Path(out_dir)
     check_output_path(out, "output folder", directory=True)
     threads = int(threads) if threads else default_threads(jobs)
+    if not (overwrite or force):
+        n_committed = _committed_files(out)
+        if n_committed:
+            raise FileExistsError(
+                f"{out} holds {n_committed} file(s) committed to git (recorded results of the "
+                "repository); choose another --out, or pass --overwrite to update them")
     plans = []
     for name in names:
         mod = load_experiment(name)
@@ -390,6 +396,20 @@ def _merge_cells(mod, exp_dir: Path, cells: list[Cell], quick: bool, seeds: list
                 by_id[c.id] = c
                 seeds_all.add(s)
     return list(by_id.values()), sorted(seeds_all)
+
+
+def _committed_files(out: Path) -> int:
+    """Number of files under ``out`` tracked by git (0 when git is absent or ``out`` is new)."""
+    if not out.is_dir():
+        return 0
+    import subprocess
+
+    try:
+        proc = subprocess.run(["git", "ls-files", "--", "."], cwd=out, capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
 
 
 def _refuse_other_config(exp_dir: Path, cells: list[Cell], quick: bool) -> None:
