@@ -604,6 +604,25 @@ def _check_train_out(out: Path, overwrite: bool) -> None:
                                   "train report (pass --overwrite to replace it)")
 
 
+def _check_model_sizes(method: str, task, config: dict) -> None:
+    """Refuse, before any work, networks and spike dictionaries that cannot fit in memory."""
+    from ._checks import check_dictionary_size, check_layer_weights
+    from .witnesses import resolve_widths
+    for prefix in ("", "sg_"):
+        K = config.get(f"{prefix}n_branches") or config["n_branches"]
+        try:
+            widths = resolve_widths(n_branches=K, depth=config.get(f"{prefix}depth")
+                                    or config["depth"],
+                                    p_rec=config.get(f"{prefix}p_rec") or config["p_rec"],
+                                    p_last=config.get(f"{prefix}p_last") or config["p_last"])
+        except (TypeError, ValueError):
+            continue   # the pipeline reports bad widths itself
+        check_layer_weights(K, [task.input_size] + widths, f"the {prefix or 'witness '}network")
+        if not prefix and method in ("CVX", "R-CVX", "CVX->SG"):
+            rows = task.train.n * (task.train.T if task.label_mode == "token" else 1)
+            check_dictionary_size(rows, K * widths[-1])
+
+
 def _check_out_file(path: str | None, what: str) -> None:
     if path:
         from ._io import check_output_path
@@ -633,6 +652,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_train_out(out, args.overwrite)   # before any work: a result is never lost
     task = _load_task(spec)
     logger.info("task %s", _describe_task(task))
+    _check_model_sizes(method, task, config)
     t0 = time.perf_counter()
     record, model = _run_pipeline(method, task, config, args.seed)
     seconds = time.perf_counter() - t0

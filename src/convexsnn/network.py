@@ -73,7 +73,7 @@ class ParallelSNN(nn.Module):
     hidden_widths : list of int, optional
         Per-branch widths of the LIF layers (overrides ``depth``/``p_rec``/``p_last``).
     beta, theta, reset
-        Leak, threshold and reset of every LIF layer (DESIGN.md section 2).
+        Leak, threshold and reset of every LIF layer (docs/method.md section 1).
     readout : {"spike", "membrane"}
         Last-layer readout: spikes, or the membrane indicator :math:`1[m_t \ge b]`.
     readout_bias : float
