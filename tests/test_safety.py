@@ -157,6 +157,11 @@ def test_data_labels_are_mapped_to_their_distinct_values(tmp_path, capsys):
     assert main(["evaluate", str(out), "--data", str(tmp_path / "d.npz"), "--split",
                  "train", "-q"]) == 0
     assert json.loads(capsys.readouterr().out)["value"] >= 0.5
+    # evaluating on data of one class uses the model's mapping (no single-class refusal)
+    keep = y == 1000000
+    np.savez(tmp_path / "ones.npz", X=X[keep], y=y[keep], X_val=X[keep], y_val=y[keep])
+    assert main(["evaluate", str(out), "--data", str(tmp_path / "ones.npz"), "-q"]) == 0
+    capsys.readouterr()
     # single class: refused like the estimator does
     np.savez(tmp_path / "one.npz", X=X, y=np.full(60, 3))
     assert main(["train", "--data", str(tmp_path / "one.npz"), "--out",

@@ -344,7 +344,7 @@ def _split_from(arrs: dict, xk: str, yk: str, source: str):
                  torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)))
 
 
-def _data_task(spec: dict, label_values: list | None = None):
+def _data_task(spec: dict, label_values: list | None = None, for_model: bool = False):
     import numpy as np
     import torch
     from .tasks import Split, TaskData
@@ -380,7 +380,8 @@ def _data_task(spec: dict, label_values: list | None = None):
         if s.y.ndim != train.y.ndim:
             raise CLIError(f"{name} labels have shape {tuple(s.y.shape)}, training labels "
                            f"{tuple(train.y.shape)}")
-    values = _label_values(train, val, test, spec, label_values)
+    values = (label_values if for_model else
+              _label_values(train, val, test, spec, label_values))
     if values is not None:
         lookup = {int(v): i for i, v in enumerate(values)}
         def remap(s):
@@ -429,10 +430,12 @@ def _label_values(train, val, test, spec: dict, given: list | None) -> list[int]
     return [int(v) for v in uniq]
 
 
-def _load_task(spec: dict, label_values: list | None = None):
-    """The :class:`~convexsnn.tasks.TaskData` described by ``spec`` (see :func:`_task_spec`)."""
+def _load_task(spec: dict, label_values: list | None = None, for_model: bool = False):
+    """The :class:`~convexsnn.tasks.TaskData` described by ``spec`` (see :func:`_task_spec`);
+    ``for_model``: data for a trained model, whose label mapping ``label_values`` is used as is
+    (``None``: labels are already its classes)."""
     if spec.get("kind") == "data":
-        return _data_task(spec, label_values)
+        return _data_task(spec, label_values, for_model)
     if spec.get("kind") != "task":
         raise CLIError(f"unknown task description {spec!r}")
     from .tasks import load_task
@@ -686,7 +689,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = _check_device(args.device)
     model = _load_model(args.model, device)
     spec = _task_spec(args) or _saved_task_spec(model, args)
-    task = _load_task(spec, _model_label_values(model))
+    task = _load_task(spec, _model_label_values(model), for_model=True)
     heads = task.n_classes if isinstance(task.n_classes, list) else None
     splits = task.splits()
     if args.split == "all":
@@ -834,7 +837,7 @@ def cmd_plot_raster(args: argparse.Namespace) -> int:
     _check_out_file(args.out, "plot")
     model = _load_model(args.model)
     spec = _task_spec(args) or _saved_task_spec(model, args)
-    task = _load_task(spec, _model_label_values(model))
+    task = _load_task(spec, _model_label_values(model), for_model=True)
     splits = task.splits()
     if args.split not in splits:
         raise CLIError(f"unknown split {args.split!r}; this task has {', '.join(splits)}")
@@ -961,6 +964,33 @@ def _demo_mnist(args: argparse.Namespace, bar) -> list[dict]:
             for r in records]
 
 
+class _ticking:
+    """Refresh a tqdm bar every second while its step runs, so its clock never stands still
+    (the demo's steps take minutes); ``None``: do nothing (log lines mark the steps)."""
+
+    def __init__(self, bar):
+        import threading
+        self.bar, self.stop = bar, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True) if bar is not None else None
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            try:
+                self.bar.refresh()
+            except Exception:  # pragma: no cover - a closed bar
+                return
+
+    def __enter__(self):
+        if self.thread is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(2.0)
+
+
 def demo_table(rows: Sequence[dict]) -> str:
     """The demo's comparison table (plain text)."""
     head = ["task", "setting", "method", "val %", "test %", "published %", "seconds",
@@ -1000,8 +1030,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.mnist_dir_resolved = mnist_dir.resolve()
     t0 = time.perf_counter()
     rows: list[dict] = []
-    with tqdm(total=1 + int(run_mnist), desc="demo", disable=args.quiet or args.no_progress,
-              leave=False, file=sys.stderr) as bar:
+    show = not (args.quiet or args.no_progress) and sys.stderr.isatty()
+    with tqdm(total=1 + int(run_mnist), desc="demo", disable=not show,
+              leave=False, file=sys.stderr) as bar, _ticking(bar if show else None):
         rows += _demo_xor(args, bar)
         if run_mnist:
             rows += _demo_mnist(args, bar)
