@@ -348,3 +348,14 @@ def test_reproduce_logs_each_cell_with_an_eta(tmp_path, monkeypatch, caplog):
         reproduce(["fake"], tmp_path / "out", seeds=(1, 2), threads=1)
     lines = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
     assert len(lines) == 2 and "(1/2, ETA" in lines[0] and "(2/2, ETA 0s)" in lines[1]
+
+
+def test_sg_training_prints_each_epoch_with_an_eta(tmp_path, capsys):
+    assert main(["train", "--task", "xor", "-T", "3", "--n-train", "40", "--n-val", "20",
+                 "--n-test", "20", "--method", "sg", "--sg-epochs", "3", "--out",
+                 str(tmp_path / "o"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    for k in (1, 2, 3):
+        assert f"SG epoch {k}/3 (ETA" in err
+    import logging
+    assert logging.getLogger("convexsnn").level == logging.NOTSET   # restored
