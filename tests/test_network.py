@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -319,3 +320,13 @@ def test_one_prediction_rule_for_network_training_and_convex_readout():
     assert torch.equal(net.predict(x), classes_from_scores(net(x)))
     assert net.predict(x).tolist() == [0] * 5       # output weights start at zero
     assert classes_from_scores(net(x)).dtype == torch.int64
+
+
+def test_save_into_a_model_folder_that_is_the_working_folder(tmp_path, monkeypatch):
+    d = tmp_path / "m"
+    _net(seed=1).save(d)
+    monkeypatch.chdir(d)
+    net = _net(seed=2)
+    net.save(".")
+    assert Path.cwd() == d and sorted(os.listdir(d)) == ["config.json", "weights.npz"]
+    assert torch.equal(ParallelSNN.load(d).weights[0], net.weights[0])

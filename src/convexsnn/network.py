@@ -389,8 +389,10 @@ class ParallelSNN(nn.Module):
                      __weights__=np.frombuffer(weights_bytes, dtype=np.uint8))
             atomic_write_bytes(path, buf2.getvalue())
         elif path.is_dir() and (not any(path.iterdir())
-                                or not set(os.listdir(path)) <= set(_MODEL_FILES)):
-            # an empty folder, or one holding other files too: write our two files into it
+                                or not set(os.listdir(path)) <= set(_MODEL_FILES)
+                                or Path.cwd().resolve().is_relative_to(path.resolve())):
+            # an empty folder, one holding other files too, or the working folder (which is
+            # never renamed): write our two files into it
             # (each atomically; weights first, so a reader never pairs a new config with old
             # weights without the checksum noticing) and leave everything else alone
             atomic_write_bytes(path / _WEIGHTS_NAME, weights_bytes)
