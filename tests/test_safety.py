@@ -209,11 +209,15 @@ def test_demo_text_cites_no_missing_file():
 def test_non_zip_files_get_no_pickle_advice(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"hello, not a zip archive at all" * 10)
-    for argv in (["info", str(bad)], ["train", "--data", str(bad), "--out",
-                                       str(tmp_path / "o")]):
-        assert main(argv + ["-q"]) == 1
-        err = _err(capsys)
-        assert "pickle" not in err and str(bad) in err
+    npy = tmp_path / "array.npz"
+    with open(npy, "wb") as f:
+        np.save(f, np.arange(3))     # a .npy array under a .npz name
+    for path in (bad, npy):
+        for argv in (["info", str(path)], ["train", "--data", str(path), "--out",
+                                            str(tmp_path / "o")]):
+            assert main(argv + ["-q"]) == 1
+            err = _err(capsys)
+            assert "pickle" not in err and "context manager" not in err and str(path) in err
 
 
 # ------------------------------------------------------------------ crafted model files

@@ -336,10 +336,11 @@ def _load_npz(path: str, what: str) -> dict:
     if p.is_dir():
         raise CLIError(f"{what} file {p} is a folder, not a .npz file")
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise CLIError(f"{what} file {p} is a single .npy array, not a .npz archive "
-                               "with arrays X and y")
+        z = np.load(p, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise CLIError(f"{what} file {p} is a single .npy array, not a .npz archive with "
+                           "arrays X and y")
+        with z:
             return {k: z[k] for k in z.files}
     except CLIError:
         raise

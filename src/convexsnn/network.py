@@ -547,7 +547,10 @@ def _read_saved(path: Path) -> tuple[dict, bytes]:
             meta = json.loads(cfg.read_text())
             weights_bytes = wts.read_bytes()
         else:
-            with np.load(path, allow_pickle=False) as z:
+            z = np.load(path, allow_pickle=False)
+            if not hasattr(z, "files"):
+                raise ValueError(f"{path}: a single .npy array, not a convexsnn model file")
+            with z:
                 if "__meta__" not in z.files or "__weights__" not in z.files:
                     raise ValueError(f"{path}: not a convexsnn model file")
                 meta = json.loads(z["__meta__"].tobytes().decode())
