@@ -142,6 +142,7 @@ def test_oom_class_inputs_refused_within_seconds_under_a_4gib_cap(args, fragment
     assert seconds < 5, (seconds, wall)
 
 
+@pytest.mark.slow
 def test_data_labels_are_mapped_to_their_distinct_values(tmp_path, capsys):
     rng = np.random.default_rng(0)
     X = rng.random((60, 2, 3)).astype(np.float32)
@@ -380,6 +381,7 @@ def test_reproduce_logs_each_cell_with_an_eta(tmp_path, monkeypatch, caplog):
     assert len(lines) == 2 and "(1/2, ETA" in lines[0] and "(2/2, ETA 0s)" in lines[1]
 
 
+@pytest.mark.slow
 def test_sg_training_prints_each_epoch_with_an_eta(tmp_path, capsys):
     assert main(["train", "--task", "xor", "-T", "3", "--n-train", "40", "--n-val", "20",
                  "--n-test", "20", "--method", "sg", "--sg-epochs", "3", "--out",
