@@ -130,8 +130,10 @@ def test_train_on_npz_data(tmp_path, monkeypatch, capsys):
 def test_reproduce_passes_options(monkeypatch, tmp_path, capsys):
     calls = {}
 
-    def fake_reproduce(names, out_dir, *, quick, jobs, seeds, force):
-        calls.update(names=names, out=out_dir, quick=quick, jobs=jobs, seeds=seeds, force=force)
+    def fake_reproduce(names, out_dir, *, quick, jobs, seeds, force, overwrite, threads,
+                       progress):
+        calls.update(names=names, out=out_dir, quick=quick, jobs=jobs, seeds=seeds, force=force,
+                     overwrite=overwrite, threads=threads, progress=progress)
         return {"xor": {"n_cells": 2, "n_run": 2, "n_skipped": 0, "failed": [],
                         "seconds": 1.0, "table": str(tmp_path / "xor" / "table.md")}}
 
@@ -141,7 +143,8 @@ def test_reproduce_passes_options(monkeypatch, tmp_path, capsys):
     assert main(["reproduce", "xor", "mnist", "--out", str(tmp_path), "--quick", "--jobs", "2",
                  "--seeds", "4", "5", "--force", "-q"]) == 0
     assert calls == {"names": ["xor", "mnist"], "out": str(tmp_path), "quick": True,
-                     "jobs": 2, "seeds": [4, 5], "force": True}
+                     "jobs": 2, "seeds": [4, 5], "force": True, "overwrite": False,
+                     "threads": None, "progress": False}
     assert "xor: 2 cells" in capsys.readouterr().out
     calls.clear()
     assert main(["reproduce", "-q"]) == 0 and calls["names"] is None

@@ -1,6 +1,8 @@
 """ParallelSNN: structure, readouts, persistence and input checks."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,13 +135,112 @@ def test_load_refuses_truncated_single_file(tmp_path):
         ParallelSNN.load(path)
 
 
+def _reseal(meta):
+    """Recompute the whole-config checksum the way save() does (sha256 of canonical JSON)."""
+    import hashlib
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    meta["meta_sha256"] = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return meta
+
+
 def test_load_refuses_mismatched_config(tmp_path):
     path = _net().save(tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
     meta["config"]["hidden_widths"] = [8, 8]
-    (path / "config.json").write_text(json.dumps(meta))
+    (path / "config.json").write_text(json.dumps(_reseal(meta)))
     with pytest.raises(ValueError, match="shape"):
         ParallelSNN.load(path)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["config"].__setitem__("beta", 0.5),
+    lambda m: m["extra"].__setitem__("task_spec", {"kind": "task", "name": "mnist",
+                                                   "options": {"download": True,
+                                                               "directory": "/tmp/x"}}),
+    lambda m: m.__setitem__("shapes", {}),
+])
+def test_load_refuses_edited_config(tmp_path, edit):
+    path = _net().save(tmp_path / "m", extra={"task_spec": {"kind": "task", "name": "xor"}})
+    meta = json.loads((path / "config.json").read_text())
+    edit(meta)
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="config checksum mismatch"):
+        ParallelSNN.load(path)
+
+
+def test_load_reads_format_version_1_with_a_warning(tmp_path, caplog):
+    """Models saved by the previous version (weights-only checksum) still load."""
+    net = _net()
+    path = net.save(tmp_path / "m")
+    meta = json.loads((path / "config.json").read_text())
+    meta["format_version"] = 1
+    del meta["meta_sha256"]
+    (path / "config.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="convexsnn"):
+        loaded = ParallelSNN.load(path)
+    assert torch.equal(loaded.weights[0], net.weights[0])
+    assert "format version 1" in caplog.text and "save it again" in caplog.text
+    loaded.save(path)  # re-saving upgrades it
+    assert json.loads((path / "config.json").read_text())["format_version"] == 2
+
+
+# ---------------------------------------------------------------- saving never deletes (issue 14)
+def test_save_keeps_a_file_next_to_the_target(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    _net(seed=1).save(tmp_path / "m")
+    _net(seed=2).save(tmp_path / "m")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "notes.txt"]
+
+
+def test_save_refuses_a_folder_that_is_not_a_model(tmp_path):
+    d = tmp_path / "thesis"
+    (d / "sub").mkdir(parents=True)
+    (d / "notes.txt").write_text("mine")
+    (d / "sub" / "thesis.tex").write_text("tex")
+    with pytest.raises(FileExistsError, match="not a convexsnn model.*overwrite"):
+        _net().save(d)
+    assert sorted(p.name for p in d.iterdir()) == ["notes.txt", "sub"]
+    # asked explicitly: the model is written beside the user's files, which are kept
+    net = _net(seed=3)
+    net.save(d, overwrite=True)
+    assert (d / "notes.txt").read_text() == "mine" and (d / "sub" / "thesis.tex").exists()
+    assert torch.equal(ParallelSNN.load(d).weights[0], net.weights[0])
+    # a model folder holding a user's file: replaced, the file kept
+    _net(seed=4).save(d)
+    assert (d / "notes.txt").exists() and (d / "sub" / "thesis.tex").exists()
+
+
+def test_save_to_cwd_is_refused_clearly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="refusing to save into .*non-empty folder"):
+        _net().save(".")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_save_refuses_bad_targets_and_foreign_npz(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(OSError, match="is a file"):
+        _net().save(f)
+    with pytest.raises(OSError, match="lies under .*which is a file"):
+        _net().save(f / "m")
+    other = tmp_path / "data.npz"
+    np.savez(other, a=np.arange(3))
+    with pytest.raises(FileExistsError, match="not a convexsnn model file"):
+        _net().save(other)
+    assert np.load(other)["a"].tolist() == [0, 1, 2]
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not os.access(ro, os.W_OK):  # root may write anywhere
+            with pytest.raises(OSError, match="not writable"):
+                _net().save(ro / "m")
+    finally:
+        ro.chmod(0o700)
 
 
 def test_load_refuses_garbage_and_missing(tmp_path):
@@ -219,3 +320,13 @@ def test_one_prediction_rule_for_network_training_and_convex_readout():
     assert torch.equal(net.predict(x), classes_from_scores(net(x)))
     assert net.predict(x).tolist() == [0] * 5       # output weights start at zero
     assert classes_from_scores(net(x)).dtype == torch.int64
+
+
+def test_save_into_a_model_folder_that_is_the_working_folder(tmp_path, monkeypatch):
+    d = tmp_path / "m"
+    _net(seed=1).save(d)
+    monkeypatch.chdir(d)
+    net = _net(seed=2)
+    net.save(".")
+    assert Path.cwd() == d and sorted(os.listdir(d)) == ["config.json", "weights.npz"]
+    assert torch.equal(ParallelSNN.load(d).weights[0], net.weights[0])

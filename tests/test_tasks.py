@@ -27,6 +27,7 @@ from convexsnn.tasks import (
     TASK_NAMES,
     Split,
     TaskData,
+    addition,
     addition_metrics,
     addition_operands,
     addition_rollout,
@@ -338,7 +339,7 @@ def _oracle(base, *, stateful=False, wrong=False):
 
 @pytest.mark.parametrize("base", [2, 3, 5, 7, 10])
 def test_addition_rollout_oracle(base):
-    data = load_task("addition", base=base, n_train=0, n_val=0, n_test=300, seed=1)
+    data = addition(base=base, n_train=0, n_val=0, n_test=300, seed=1)  # test-only data
     for key in ("test", "ood:n_digits=10", "ood:n_digits=25", "ood:n_digits=50"):
         split = data.splits()[key]
         a, b = addition_operands(split.X, base)
@@ -509,7 +510,7 @@ def test_mnist_download_from_mirror(tmp_path):
 def test_addition_rollout_reads_scores_by_the_package_rule():
     """Digit scores (n, base) by arg-max, a one-column carry score by its sign (> 0 is 1)."""
     base = 3
-    data = load_task("addition", base=base, n_train=0, n_val=0, n_test=200, seed=2)
+    data = addition(base=base, n_train=0, n_val=0, n_test=200, seed=2)  # test-only data
     a, b = addition_operands(data.test.X, base)
     truth = _oracle(base)
 

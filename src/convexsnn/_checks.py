@@ -19,6 +19,13 @@ __all__ = [
     "check_positive_float",
     "check_choice",
     "check_finite",
+    "check_memory",
+    "check_array_size",
+    "check_layer_weights",
+    "check_dictionary_size",
+    "memory_limit_bytes",
+    "format_bytes",
+    "MAX_CLASSES",
 ]
 
 
@@ -152,3 +159,90 @@ def check_labels(y: Any, name: str = "y", *, n_classes: int | None = None,
     if device is not None:
         t = t.to(device)
     return t
+
+
+# ---------------------------------------------------------------------- memory guards
+#: most distinct class labels accepted from a data file (an output weight column per class)
+MAX_CLASSES = 10_000
+
+_GIB = 1024 ** 3
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as a short human-readable string (``"12.3 GiB"``)."""
+    n = float(n)
+    for unit, size in (("TiB", 1024 ** 4), ("GiB", _GIB), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def memory_limit_bytes() -> int:
+    """Bytes one array may take: the physical memory, or less when the process runs under an
+    address-space limit (``RLIMIT_AS``); ``CONVEXSNN_MAX_BYTES`` (bytes) overrides both."""
+    import os
+
+    env = os.environ.get("CONVEXSNN_MAX_BYTES")
+    if env:
+        try:
+            return max(1, int(float(env)))
+        except ValueError:
+            raise ValueError(f"CONVEXSNN_MAX_BYTES must be a number of bytes, got {env!r}"
+                             ) from None
+    limit = None
+    try:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        import resource
+
+        for which in (resource.RLIMIT_AS, getattr(resource, "RLIMIT_DATA", None)):
+            if which is None:
+                continue
+            soft = resource.getrlimit(which)[0]
+            if soft != resource.RLIM_INFINITY and soft > 0:
+                limit = soft if limit is None else min(limit, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return int(limit) if limit else 1 << 62
+
+
+def check_memory(n_bytes: float, what: str) -> None:
+    """Raise ``ValueError`` when one allocation of ``n_bytes`` cannot fit in memory.
+
+    Called before large arrays are made, so that a size typo (``--p-last 20000000``,
+    ``-T 100000000``) is refused within seconds with its size in the message instead of
+    running into the allocator or the kernel's OOM killer.
+    """
+    limit = memory_limit_bytes()
+    if n_bytes > limit:
+        raise ValueError(f"{what} needs {format_bytes(n_bytes)}, more than the "
+                         f"{format_bytes(limit)} of memory this process may use; choose "
+                         "smaller sizes (CONVEXSNN_MAX_BYTES overrides the limit)")
+
+
+def check_array_size(shape: Iterable[int], what: str, *, itemsize: int = 4) -> None:
+    """:func:`check_memory` for an array of ``shape`` with ``itemsize`` bytes per element."""
+    n = float(itemsize)
+    for s in shape:
+        n *= max(0, int(s))
+    check_memory(n, f"{what} {tuple(int(s) for s in shape)}")
+
+
+def check_layer_weights(n_branches: int, sizes: Iterable[int], what: str, *, itemsize: int = 8,
+                        copies: int = 1) -> None:
+    """:func:`check_memory` for the weight matrices ``(K, sizes[l], sizes[l+1])`` of a layer
+    stack (``copies`` of each alive at once), before they are drawn."""
+    sizes = [int(s) for s in sizes]
+    n = sum(int(n_branches) * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    check_memory(float(n) * itemsize * copies,
+                 f"{what} ({n_branches} branch(es) of widths {sizes[1:]}, {n:.3g} weights)")
+
+
+def check_dictionary_size(n_rows: int, n_columns: int, *, bits: bool = False) -> None:
+    """:func:`check_memory` for a spike dictionary of ``n_rows x n_columns`` binary entries
+    (one byte each, or one bit when packed), before it is built."""
+    n = float(n_rows) * float(n_columns) / (8 if bits else 1)
+    check_memory(n, f"the spike dictionary ({int(n_rows)} rows x {int(n_columns)} witness "
+                    "neurons)")

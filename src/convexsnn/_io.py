@@ -9,14 +9,18 @@ the ``0o600`` of :func:`tempfile.mkstemp`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_with",
-           "atomic_replace_dir", "make_temp_dir"]
+           "atomic_replace_dir", "make_temp_dir", "output_path_problem", "check_output_path",
+           "locked"]
+
+logger = logging.getLogger("convexsnn")
 
 
 def _umask() -> int:
@@ -83,8 +87,15 @@ def make_temp_dir(path: str | os.PathLike) -> Path:
     return tmp
 
 
-def atomic_replace_dir(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Move the finished directory ``tmp`` to ``path``; an old ``path`` is removed only after."""
+def atomic_replace_dir(tmp: str | os.PathLike, path: str | os.PathLike, *,
+                       owned: Iterable[str] | None = None) -> Path:
+    """Move the finished directory ``tmp`` to ``path``.
+
+    An old ``path`` is moved aside first and removed only after the new one is in place. With
+    ``owned`` (file names) only those files of the old directory are deleted; if anything else
+    is found there (another program wrote into it meanwhile) the old directory is kept, renamed,
+    and a warning names it, so nothing a user saved is ever removed.
+    """
     tmp, path = Path(tmp), Path(path)
     if path.exists():
         if not path.is_dir():
@@ -92,10 +103,88 @@ def atomic_replace_dir(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         os.replace(path, old)
         os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        if owned is None:
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            for name in owned:
+                try:
+                    (old / name).unlink()
+                except FileNotFoundError:
+                    pass
+            try:
+                old.rmdir()
+            except OSError:
+                logger.warning("%s held files convexsnn did not write; they were kept in %s",
+                               path, old)
     else:
         os.replace(tmp, path)
     return path
+
+
+def output_path_problem(path: str | os.PathLike, *, directory: bool = False) -> str | None:
+    """Why ``path`` cannot be written (``None`` when it can), checked without writing anything.
+
+    A file path must not be a folder; a folder path must not be a file; the first existing
+    ancestor must be a folder (not a file) that this process may write into.
+    """
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            return f"{path} exists and is a file, not a folder"
+        if not directory and path.is_dir():
+            return f"{path} is a folder, not a file"
+        target = path if directory else path.parent
+        if not os.access(target if str(target) else ".", os.W_OK):
+            return f"{target} is not writable"
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    check = parent if str(parent) else Path(".")
+    if not check.is_dir():
+        return f"{path} lies under {check}, which is a file, not a folder"
+    if not os.access(check, os.W_OK | os.X_OK):
+        return f"{path} cannot be created: {check} is not writable"
+    return None
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output", *,
+                      directory: bool = False) -> Path:
+    """Raise ``OSError`` naming the problem if ``path`` cannot be written (see
+    :func:`output_path_problem`); call it before long work so that no result is lost."""
+    problem = output_path_problem(path, directory=directory)
+    if problem is not None:
+        raise NotADirectoryError(f"cannot write the {what}: {problem}")
+    return Path(path)
+
+
+class locked:
+    """Exclusive advisory lock on ``path`` (created if needed) while the ``with`` block runs.
+
+    Uses ``fcntl.flock`` where available (POSIX), so concurrent processes that write the same
+    summary files take turns; elsewhere it does nothing. The lock dies with its process.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "locked":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            import fcntl
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def json_safe(obj: Any, *, strict: bool = False, name: str = "value") -> Any:

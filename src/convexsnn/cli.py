@@ -99,6 +99,33 @@ class _TqdmHandler(logging.StreamHandler):
             self.handleError(record)
 
 
+class _EpochProgress(logging.Handler):
+    """One line per SG training epoch, ``SG epoch 3/20 (ETA 41s)``, built from the training
+    loop's own log records (its start line gives the number of epochs, its per-epoch debug line
+    marks each epoch) and written through ``out`` at INFO, so ``--quiet`` hides it."""
+
+    def __init__(self, out: logging.Handler):
+        super().__init__(logging.DEBUG)
+        self.out, self.total, self.t0 = out, 0, 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg, args = str(record.msg), record.args
+        try:
+            if msg.startswith("SG training: ") and isinstance(args, tuple) and len(args) > 3:
+                self.total, self.t0 = int(args[3]), time.perf_counter()
+            elif (msg.startswith("epoch %d: ") and self.total and isinstance(args, tuple)
+                  and args):
+                done = int(args[0]) + 1
+                eta = (time.perf_counter() - self.t0) / done * max(0, self.total - done)
+                line = logging.LogRecord(record.name, logging.INFO, record.pathname,
+                                         record.lineno, "SG epoch %d/%d (ETA %.0fs)",
+                                         (done, self.total, eta), None)
+                if line.levelno >= self.out.level:
+                    self.out.handle(line)
+        except Exception:  # pragma: no cover - progress must never break a run
+            pass
+
+
 def _setup_logging(quiet: bool, debug: bool) -> list[logging.Handler]:
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     handler = _TqdmHandler(sys.stderr)
@@ -108,7 +135,10 @@ def _setup_logging(quiet: bool, debug: bool) -> list[logging.Handler]:
     pkg = logging.getLogger("convexsnn")
     handler._previous_level = pkg.level  # type: ignore[attr-defined]
     pkg.addHandler(handler)
-    pkg.setLevel(level)
+    epochs = _EpochProgress(handler)
+    pkg.addHandler(epochs)
+    # DEBUG records reach the epoch-progress handler; the output handler keeps ``level``
+    pkg.setLevel(logging.DEBUG if level <= logging.INFO else level)
     previous = warnings.showwarning
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
@@ -117,7 +147,7 @@ def _setup_logging(quiet: bool, debug: bool) -> list[logging.Handler]:
 
     warnings.showwarning = showwarning
     handler._previous_showwarning = previous  # type: ignore[attr-defined]
-    return [handler]
+    return [handler, epochs]
 
 
 def _teardown_logging(handlers: list[logging.Handler]) -> None:
@@ -126,7 +156,8 @@ def _teardown_logging(handlers: list[logging.Handler]) -> None:
         if prev is not None:
             warnings.showwarning = prev
         logging.getLogger("convexsnn").removeHandler(h)
-        logging.getLogger("convexsnn").setLevel(getattr(h, "_previous_level", logging.NOTSET))
+        if hasattr(h, "_previous_level"):
+            logging.getLogger("convexsnn").setLevel(h._previous_level)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -140,7 +171,9 @@ def _one_line(exc: BaseException) -> str:
             msg += f" (install it with: pip install 'convexsnn[{extra[top]}]')"
     if not msg:
         msg = type(exc).__name__
-    elif not isinstance(exc, (CLIError, ValueError, TypeError, FileNotFoundError, ImportError)):
+    elif not isinstance(exc, (CLIError, ValueError, TypeError, FileNotFoundError, ImportError,
+                              FileExistsError, NotADirectoryError, IsADirectoryError,
+                              PermissionError)):
         msg = f"{type(exc).__name__}: {msg}"
     return msg
 
@@ -300,12 +333,20 @@ def _load_npz(path: str, what: str) -> dict:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{what} file {p} does not exist")
+    if p.is_dir():
+        raise CLIError(f"{what} file {p} is a folder, not a .npz file")
     try:
-        with np.load(p, allow_pickle=False) as z:
+        z = np.load(p, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise CLIError(f"{what} file {p} is a single .npy array, not a .npz archive with "
+                           "arrays X and y")
+        with z:
             return {k: z[k] for k in z.files}
+    except CLIError:
+        raise
     except Exception as exc:  # BadZipFile, ValueError on object arrays, OSError ...
-        raise CLIError(f"{what} file {p} could not be read as .npz ({' '.join(str(exc).split())})"
-                       ) from None
+        from .network import _short
+        raise CLIError(f"{what} file {p} could not be read as .npz ({_short(exc)})") from None
 
 
 def _split_from(arrs: dict, xk: str, yk: str, source: str):
@@ -335,7 +376,7 @@ def _split_from(arrs: dict, xk: str, yk: str, source: str):
                  torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)))
 
 
-def _data_task(spec: dict):
+def _data_task(spec: dict, label_values: list | None = None, for_model: bool = False):
     import numpy as np
     import torch
     from .tasks import Split, TaskData
@@ -371,20 +412,62 @@ def _data_task(spec: dict):
         if s.y.ndim != train.y.ndim:
             raise CLIError(f"{name} labels have shape {tuple(s.y.shape)}, training labels "
                            f"{tuple(train.y.shape)}")
-    n_classes = max(2, int(max(int(s.y.max()) for s in (train, val, test) if s.n)) + 1)
+    values = (label_values if for_model else
+              _label_values(train, val, test, spec, label_values))
+    if values is not None:
+        lookup = {int(v): i for i, v in enumerate(values)}
+        def remap(s):
+            flat = s.y.reshape(-1).tolist()
+            unknown = sorted({v for v in flat if v not in lookup})
+            if unknown:
+                raise CLIError(f"labels {unknown[:5]} do not occur in the model's training "
+                               f"labels {values[:10]}")
+            return Split(s.X, torch.tensor([lookup[v] for v in flat],
+                                           dtype=torch.int64).reshape(s.y.shape))
+        train, val, test = remap(train), remap(val), remap(test)
+    n_classes = max(2, len(values) if values is not None else
+                    int(max(int(s.y.max()) for s in (train, val, test) if s.n)) + 1)
     label_mode = "sequence" if train.y.ndim == 1 else "token"
     for n in notes:
         logger.info("%s", n)
     return TaskData(train=train, val=val, test=test, n_classes=n_classes, label_mode=label_mode,
                     name=f"data:{Path(spec['train']).stem}",
                     meta={"source": spec, "T": int(train.T), "n_train": train.n,
-                          "n_val": val.n, "n_test": test.n, "notes": notes})
+                          "n_val": val.n, "n_test": test.n, "notes": notes,
+                          "label_values": values})
 
 
-def _load_task(spec: dict):
-    """The :class:`~convexsnn.tasks.TaskData` described by ``spec`` (see :func:`_task_spec`)."""
+def _label_values(train, val, test, spec: dict, given: list | None) -> list[int] | None:
+    """The distinct labels of a data file, mapped to classes ``0..C-1`` in increasing order
+    (``None`` when they already are ``0..C-1``); ``given``: the mapping a model was trained with.
+    Refuses a single class and more than :data:`~convexsnn._checks.MAX_CLASSES` classes."""
+    import numpy as np
+    from ._checks import MAX_CLASSES
+    if given is not None:
+        return [int(v) for v in given]
+    uniq = np.unique(np.concatenate([s.y.reshape(-1).numpy() for s in (train, val, test)
+                                     if s.n]))
+    if uniq.size > MAX_CLASSES:
+        raise CLIError(f"{spec['train']}: the labels hold {uniq.size} distinct values, more "
+                       f"than the {MAX_CLASSES} classes convexsnn accepts from a data file (one "
+                       "output per class)")
+    train_classes = np.unique(train.y.reshape(-1).numpy())
+    if train_classes.size < 2:
+        raise CLIError(f"{spec['train']}: training labels hold only one class "
+                       f"({int(train_classes[0]) if train_classes.size else 'none'}); a "
+                       "classifier needs samples of at least 2 classes")
+    if np.array_equal(uniq, np.arange(uniq.size)):
+        return None
+    logger.info("labels %s mapped to classes 0..%d", uniq[:10].tolist(), uniq.size - 1)
+    return [int(v) for v in uniq]
+
+
+def _load_task(spec: dict, label_values: list | None = None, for_model: bool = False):
+    """The :class:`~convexsnn.tasks.TaskData` described by ``spec`` (see :func:`_task_spec`);
+    ``for_model``: data for a trained model, whose label mapping ``label_values`` is used as is
+    (``None``: labels are already its classes)."""
     if spec.get("kind") == "data":
-        return _data_task(spec)
+        return _data_task(spec, label_values, for_model)
     if spec.get("kind") != "task":
         raise CLIError(f"unknown task description {spec!r}")
     from .tasks import load_task
@@ -392,6 +475,44 @@ def _load_task(spec: dict):
         return load_task(spec["name"], **spec.get("options", {}))
     except TypeError as exc:
         raise CLIError(f"task {spec['name']!r}: {' '.join(str(exc).split())}") from None
+
+
+def _saved_task_spec(model, args: argparse.Namespace) -> dict:
+    """The task a saved model records, checked against an allow-list: a model file never makes
+    convexsnn read a path it names, create folders or download anything."""
+    from .tasks.loader import safe_task_options
+    spec = _model_task_spec(model)
+    if spec is None:
+        raise CLIError(f"{args.model} records no task; give --task NAME or --data FILE.npz")
+    if not isinstance(spec, dict) or spec.get("kind") not in ("task", "data"):
+        raise CLIError(f"{args.model}: the recorded task is not a task description; give "
+                       "--task NAME or --data FILE.npz")
+    if spec["kind"] == "data":
+        raise CLIError(f"{args.model} was trained on data files ({spec.get('train')!r}); "
+                       "convexsnn does not read files named inside a model: pass --data "
+                       "FILE.npz to evaluate on them")
+    try:
+        options = safe_task_options(spec.get("name"), spec.get("options"))
+    except ValueError as exc:
+        raise CLIError(f"{args.model}: recorded task refused: {exc}") from None
+    name = spec["name"].strip().lower()
+    if name == "mnist":
+        d = Path(args.mnist_dir) if getattr(args, "mnist_dir", None) else _default_mnist_dir()
+        if not d.is_dir():
+            raise FileNotFoundError(f"{args.model} was trained on MNIST: pass --mnist-dir DIR "
+                                    "(the folder with the four IDX .gz files)")
+        options["directory"] = str(d.resolve())
+    return {"kind": "task", "name": name, "options": options}
+
+
+def _model_label_values(model) -> list | None:
+    values = (getattr(model, "saved_extra", None) or {}).get("label_values")
+    if values is None:
+        return None
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                               for v in values):
+        raise CLIError("the model's recorded label_values are not a list of integers")
+    return values
 
 
 def _describe_task(task) -> str:
@@ -451,11 +572,24 @@ def _pipeline_config(args: argparse.Namespace) -> dict:
 def _run_pipeline(method: str, task, config: dict, seed: int):
     """Run one pipeline method; return ``(record, model)``."""
     from . import pipelines
-    record, model = pipelines.run_method(method, task, config=config, seed=seed,
-                                         return_model=True)
+    pkg = logging.getLogger("convexsnn")
+    drop = _DropPipelineFailure()
+    pkg.addFilter(drop)  # the error below says it once
+    try:
+        record, model = pipelines.run_method(method, task, config=config, seed=seed,
+                                             return_model=True)
+    finally:
+        pkg.removeFilter(drop)
     if model is None:
         raise ValueError(f"method {method} failed: {record.get('error')}")
     return record, model
+
+
+class _DropPipelineFailure(logging.Filter):
+    """Drop the pipelines' 'pipeline X failed' warning (the CLI reports the failure itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("pipeline %s failed")
 
 
 def _certificate_of(record: dict | None) -> dict | None:
@@ -481,6 +615,55 @@ def _pct(x: Any) -> str:
 
 
 # ===================================================================================== commands
+def _canonical_task_name(name: str) -> str:
+    key = name.strip().lower()
+    return "xor" if key in ("first-last-xor", "first_last_xor") else key
+
+
+def _check_train_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder ``train`` cannot fill, before training starts."""
+    from ._io import check_output_path
+    from .network import check_save_target
+    check_output_path(out, "output folder", directory=True)
+    check_save_target(out / "model", overwrite=overwrite)
+    report = out / "report.json"
+    check_output_path(report, "report")
+    if report.exists() and not overwrite:
+        try:
+            data = json.loads(report.read_text())
+            ours = isinstance(data, dict) and {"method", "task_spec", "record"} <= set(data)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise FileExistsError(f"refusing to overwrite {report}: it is not a convexsnn "
+                                  "train report (pass --overwrite to replace it)")
+
+
+def _check_model_sizes(method: str, task, config: dict) -> None:
+    """Refuse, before any work, networks and spike dictionaries that cannot fit in memory."""
+    from ._checks import check_dictionary_size, check_layer_weights
+    from .witnesses import resolve_widths
+    for prefix in ("", "sg_"):
+        K = config.get(f"{prefix}n_branches") or config["n_branches"]
+        try:
+            widths = resolve_widths(n_branches=K, depth=config.get(f"{prefix}depth")
+                                    or config["depth"],
+                                    p_rec=config.get(f"{prefix}p_rec") or config["p_rec"],
+                                    p_last=config.get(f"{prefix}p_last") or config["p_last"])
+        except (TypeError, ValueError):
+            continue   # the pipeline reports bad widths itself
+        check_layer_weights(K, [task.input_size] + widths, f"the {prefix or 'witness '}network")
+        if not prefix and method in ("CVX", "R-CVX", "CVX->SG"):
+            rows = task.train.n * (task.train.T if task.label_mode == "token" else 1)
+            check_dictionary_size(rows, K * widths[-1])
+
+
+def _check_out_file(path: str | None, what: str) -> None:
+    if path:
+        from ._io import check_output_path
+        check_output_path(Path(path), what)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``convexsnn train``."""
     method = METHOD_NAMES[args.method]
@@ -495,20 +678,28 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(f"--device {device}: the training pipelines run on the CPU in this "
                            "version (evaluate, info and plot accept --device)")
         config["device"] = device
+    if args.out:
+        out = Path(args.out)
+    else:
+        name = (f"data-{Path(spec['train']).stem}" if spec["kind"] == "data" else
+                _canonical_task_name(spec["name"]))
+        out = Path("runs") / f"{name}-{args.method}-seed{args.seed}"
+    _check_train_out(out, args.overwrite)   # before any work: a result is never lost
     task = _load_task(spec)
     logger.info("task %s", _describe_task(task))
+    _check_model_sizes(method, task, config)
     t0 = time.perf_counter()
     record, model = _run_pipeline(method, task, config, args.seed)
     seconds = time.perf_counter() - t0
-    out = Path(args.out) if args.out else Path("runs") / (
-        f"{task.name.replace(':', '-')}-{args.method}-seed{args.seed}")
     cert = _certificate_of(record)
     extra = dict(getattr(model, "saved_extra", None) or {})
     extra.update({"method": method, "task_spec": spec, "certificate": cert,
                   "certificates": record.get("certificates"), "report": record,
                   "label_mode": task.label_mode,
+                  "label_values": task.meta.get("label_values"),
                   "heads": task.n_classes if isinstance(task.n_classes, list) else None})
-    model_path = model.save(out / "model", extra=json.loads(_dumps(extra)))
+    model_path = model.save(out / "model", extra=json.loads(_dumps(extra)),
+                            overwrite=args.overwrite)
     report = {"method": method, "cli_method": args.method, "task_spec": spec,
               "model_path": str(model_path), "seconds": seconds, "certificate": cert,
               "record": record}
@@ -526,12 +717,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``convexsnn evaluate``."""
     from .train import evaluate_accuracy
+    _check_out_file(args.out, "output file")
     device = _check_device(args.device)
     model = _load_model(args.model, device)
-    spec = _task_spec(args) or _model_task_spec(model)
-    if spec is None:
-        raise CLIError(f"{args.model} records no task; give --task NAME or --data FILE.npz")
-    task = _load_task(spec)
+    spec = _task_spec(args) or _saved_task_spec(model, args)
+    task = _load_task(spec, _model_label_values(model), for_model=True)
     heads = task.n_classes if isinstance(task.n_classes, list) else None
     splits = task.splits()
     if args.split == "all":
@@ -570,7 +760,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import reproduce
     names = args.names or ["all"]
     summary = reproduce(names if names != ["all"] else None, args.out, quick=args.quick,
-                        jobs=args.jobs, seeds=args.seeds, force=args.force)
+                        jobs=args.jobs, seeds=args.seeds, force=args.force,
+                        overwrite=args.overwrite, threads=args.threads,
+                        progress=not (args.quiet or args.no_progress))
     failed = 0
     for name, s in summary.items():
         failed += len(s.get("failed", []))
@@ -585,11 +777,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``convexsnn export``."""
-    model = _load_model(args.model)
-    from .export import export_nir
     out = Path(args.output)
     if out.suffix == "":
         out = out.with_suffix(".nir")
+    _check_out_file(str(out), "NIR file")
+    model = _load_model(args.model)
+    from .export import export_nir
     path = export_nir(model, out, dt=args.dt, exact_reset=args.exact_reset, strict=args.strict)
     _print(args, f"wrote {path}")
     return 0
@@ -673,11 +866,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_plot_raster(args: argparse.Namespace) -> int:
     """``convexsnn plot raster``."""
     from .plots import plot_raster
+    _check_out_file(args.out, "plot")
     model = _load_model(args.model)
-    spec = _task_spec(args) or _model_task_spec(model)
-    if spec is None:
-        raise CLIError(f"{args.model} records no task; give --task NAME or --data FILE.npz")
-    task = _load_task(spec)
+    spec = _task_spec(args) or _saved_task_spec(model, args)
+    task = _load_task(spec, _model_label_values(model), for_model=True)
     splits = task.splits()
     if args.split not in splits:
         raise CLIError(f"unknown split {args.split!r}; this task has {', '.join(splits)}")
@@ -742,6 +934,7 @@ def accuracy_vs_size_records(paths: Sequence[str], metric: str = "test_accuracy"
 def cmd_plot_accuracy(args: argparse.Namespace) -> int:
     """``convexsnn plot accuracy``."""
     from .plots import plot_accuracy_vs_size
+    _check_out_file(args.out, "plot")
     records = accuracy_vs_size_records(args.results, args.metric)
     path = plot_accuracy_vs_size(records, args.out, title=args.title,
                                  ylabel=args.metric.replace("_", " "))
@@ -803,6 +996,33 @@ def _demo_mnist(args: argparse.Namespace, bar) -> list[dict]:
             for r in records]
 
 
+class _ticking:
+    """Refresh a tqdm bar every second while its step runs, so its clock never stands still
+    (the demo's steps take minutes); ``None``: do nothing (log lines mark the steps)."""
+
+    def __init__(self, bar):
+        import threading
+        self.bar, self.stop = bar, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True) if bar is not None else None
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            try:
+                self.bar.refresh()
+            except Exception:  # pragma: no cover - a closed bar
+                return
+
+    def __enter__(self):
+        if self.thread is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(2.0)
+
+
 def demo_table(rows: Sequence[dict]) -> str:
     """The demo's comparison table (plain text)."""
     head = ["task", "setting", "method", "val %", "test %", "published %", "seconds",
@@ -829,6 +1049,7 @@ def demo_table(rows: Sequence[dict]) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     """``convexsnn demo``: CVX versus SG on FIRST-LAST-XOR and sequential MNIST."""
     from tqdm.auto import tqdm
+    _check_out_file(args.out, "output file")
     mnist_dir = Path(args.mnist_dir) if args.mnist_dir else _default_mnist_dir()
     run_mnist = not args.skip_mnist
     if run_mnist and not mnist_dir.is_dir():
@@ -841,8 +1062,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.mnist_dir_resolved = mnist_dir.resolve()
     t0 = time.perf_counter()
     rows: list[dict] = []
-    with tqdm(total=1 + int(run_mnist), desc="demo", disable=args.quiet or args.no_progress,
-              leave=False, file=sys.stderr) as bar:
+    show = not (args.quiet or args.no_progress) and sys.stderr.isatty()
+    with tqdm(total=1 + int(run_mnist), desc="demo", disable=not show,
+              leave=False, file=sys.stderr) as bar, _ticking(bar if show else None):
         rows += _demo_xor(args, bar)
         if run_mnist:
             rows += _demo_mnist(args, bar)
@@ -851,7 +1073,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print(args, "CVX (certified convex parameter reconstruction) versus SG (surrogate gradients)")
     _print(args, demo_table(rows))
     _print(args, f"total {total:.0f}s; 'published' = the paper's best numbers for that setting "
-                 "(DESIGN.md section 3).")
+                 "(see RESULTS.md).")
     if args.out:
         path = _write_json(Path(args.out), {"rows": rows, "seconds": total,
                                             "seed": args.seed, "quick": bool(args.quick)})
@@ -872,7 +1094,8 @@ def _common_parent() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=argparse.SUPPRESS, metavar="S",
                    help="seed of everything random (default 0)")
     g.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
-                   help="torch CPU threads (default: torch's choice)")
+                   help="torch CPU threads (default: torch's choice; reproduce: the idle "
+                        "cores shared among --jobs, at least 1)")
     g.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,
                    help="no progress bars")
     return p
@@ -936,6 +1159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="DIR",
                    help="output folder: DIR/model and DIR/report.json (default "
                         "runs/<task>-<method>-seed<S>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into DIR even if DIR/model or DIR/report.json is not a convexsnn "
+                        "output (other files there are kept; a previous model is always "
+                        "replaced atomically)")
 
     # evaluate
     p = add("evaluate", "accuracy of a saved model (JSON)", cmd_evaluate)
@@ -957,6 +1184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S",
                    help="seeds (default 0 1 2)")
     p.add_argument("--force", action="store_true", help="recompute finished cells")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into DIR even if it holds cell files of another run "
+                        "configuration (e.g. the committed results/ of the repository)")
 
     # export
     p = add("export", "export a saved model as a NIR graph", cmd_export)

@@ -866,6 +866,9 @@ def build_dictionary(witnesses: Witnesses, X: Any, *, readout: str = "spike",
     if device is not None:
         wb = wb.to(device)
     n, T = int(x.shape[0]), int(x.shape[1])
+    from ._checks import check_dictionary_size  # refuse sizes that cannot fit, before simulating
+    check_dictionary_size(n * (T if steps == "all" else 1), wb.n_witness_neurons,
+                          bits=storage == "packed")
     chunk = (check_positive_int(chunk_size, "chunk_size") if chunk_size is not None
              else _auto_chunk(wb, T, readout))
     n_last = witnesses.n_last

@@ -27,20 +27,24 @@ import torch
 from torch import nn
 
 from ._scores import classes_from_scores
-from ._io import atomic_replace_dir, atomic_write_bytes, make_temp_dir
-from ._checks import (check_choice, check_positive_float, check_positive_int,
+from ._io import atomic_replace_dir, atomic_write_bytes, check_output_path, make_temp_dir
+from ._checks import (check_choice, check_memory, check_positive_float, check_positive_int,
                       check_sequence_input)
 from .lif import RESETS, Trace, simulate
 from .surrogate import SURROGATES, Surrogate, get_surrogate
 
-__all__ = ["ParallelSNN", "READOUTS", "OUTPUTS", "RECURRENT_KINDS", "FORMAT_VERSION"]
+__all__ = ["ParallelSNN", "READOUTS", "OUTPUTS", "RECURRENT_KINDS", "FORMAT_VERSION",
+           "check_save_target"]
 
 logger = logging.getLogger("convexsnn")
 
 READOUTS = ("spike", "membrane")
 OUTPUTS = ("last", "all")
 RECURRENT_KINDS = ("dense", "diagonal", "sparse")
-FORMAT_VERSION = 1
+#: 2: ``meta_sha256`` covers the whole ``config.json`` (config, shapes, extra, weights checksum);
+#: 1 (read with a warning): only the weights were checksummed
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _CONFIG_NAME = "config.json"
 _WEIGHTS_NAME = "weights.npz"
 
@@ -69,7 +73,7 @@ class ParallelSNN(nn.Module):
     hidden_widths : list of int, optional
         Per-branch widths of the LIF layers (overrides ``depth``/``p_rec``/``p_last``).
     beta, theta, reset
-        Leak, threshold and reset of every LIF layer (DESIGN.md section 2).
+        Leak, threshold and reset of every LIF layer (docs/method.md section 1).
     readout : {"spike", "membrane"}
         Last-layer readout: spikes, or the membrane indicator :math:`1[m_t \ge b]`.
     readout_bias : float
@@ -159,6 +163,14 @@ class ParallelSNN(nn.Module):
 
         K = n_branches
         sizes = [n_inputs] + list(hidden_widths)
+        n_params = sum(K * sizes[i] * sizes[i + 1] for i in range(len(hidden_widths)))
+        if recurrent in ("dense", "sparse"):
+            n_params += sum(K * w * w * (2 if recurrent == "sparse" else 1)
+                            for w in hidden_widths)
+        n_params += K * hidden_widths[-1] * n_outputs
+        check_memory(n_params * (8 if dtype == torch.float64 else 4),
+                     f"a ParallelSNN with {K} branches of widths {list(hidden_widths)} "
+                     f"({n_params:.3g} parameters)")
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.empty(K, sizes[i], sizes[i + 1], dtype=dtype))
              for i in range(len(hidden_widths))])
@@ -342,12 +354,21 @@ class ParallelSNN(nn.Module):
         """All weights as numpy arrays keyed by parameter name."""
         return {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    def save(self, path: str | os.PathLike, extra: dict | None = None, *,
+             overwrite: bool = False) -> Path:
         """Save to a directory (``config.json`` + ``weights.npz``) or, for a path ending in
-        ``.npz``, to a single file. No pickle; written atomically; weights carry a sha256 checked
-        on load. ``extra`` (JSON-safe) is stored beside the config (e.g. a certificate); by default
-        the network's own ``saved_extra`` (set by :meth:`load` and by reconstruction) is kept."""
-        path = Path(path)
+        ``.npz``, to a single file. No pickle; written atomically; ``config.json`` carries a
+        sha256 of the weights and one of itself (``meta_sha256``), both checked on load.
+        ``extra`` (JSON-safe) is stored beside the config (e.g. a certificate); by default the
+        network's own ``saved_extra`` (set by :meth:`load` and by reconstruction) is kept.
+
+        Nothing that :meth:`save` did not write is ever deleted. A previous model at ``path`` is
+        replaced atomically (the new one is written to a temporary sibling and renamed over it);
+        a non-empty folder or a file that is not a convexsnn model is refused unless
+        ``overwrite=True``, which writes ``config.json`` and ``weights.npz`` into the folder
+        beside the files already there (see :func:`check_save_target`).
+        """
+        path = check_save_target(path, overwrite=overwrite)
         arrays = self.state_arrays()
         buf = io.BytesIO()
         np.savez(buf, **arrays)
@@ -359,19 +380,29 @@ class ParallelSNN(nn.Module):
             "weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
             "extra": extra if extra is not None else getattr(self, "saved_extra", {}),
         }
+        meta["meta_sha256"] = _meta_sha256(meta)
         meta_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".npz":
+            path.parent.mkdir(parents=True, exist_ok=True)
             buf2 = io.BytesIO()
             np.savez(buf2, __meta__=np.frombuffer(meta_bytes, dtype=np.uint8),
                      __weights__=np.frombuffer(weights_bytes, dtype=np.uint8))
             atomic_write_bytes(path, buf2.getvalue())
+        elif path.is_dir() and (not any(path.iterdir())
+                                or not set(os.listdir(path)) <= set(_MODEL_FILES)
+                                or Path.cwd().resolve().is_relative_to(path.resolve())):
+            # an empty folder, one holding other files too, or the working folder (which is
+            # never renamed): write our two files into it
+            # (each atomically; weights first, so a reader never pairs a new config with old
+            # weights without the checksum noticing) and leave everything else alone
+            atomic_write_bytes(path / _WEIGHTS_NAME, weights_bytes)
+            atomic_write_bytes(path / _CONFIG_NAME, meta_bytes)
         else:
             tmp = make_temp_dir(path)
             try:
                 (tmp / _WEIGHTS_NAME).write_bytes(weights_bytes)
                 (tmp / _CONFIG_NAME).write_bytes(meta_bytes)
-                atomic_replace_dir(tmp, path)
+                atomic_replace_dir(tmp, path, owned=_MODEL_FILES)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -381,14 +412,25 @@ class ParallelSNN(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device | None = None
              ) -> "ParallelSNN":
-        """Load a network saved by :meth:`save`, refusing corrupt or mismatched files."""
+        """Load a network saved by :meth:`save`, refusing corrupt or mismatched files.
+
+        Loading only reads ``path``: nothing is downloaded or written. Files of format version
+        1 (earlier convexsnn, whose checksum covered the weights only) still load, with a
+        warning that their config is unverified; saving them again upgrades them.
+        """
         meta, weights_bytes = _read_saved(Path(path))
-        net = cls.from_config(meta["config"])
+        try:
+            net = cls.from_config(meta["config"])
+        except (ValueError, TypeError, OverflowError) as exc:
+            text = _short(exc)
+            if not text.startswith("config does not describe"):
+                text = f"config does not describe a ParallelSNN: {text}"
+            raise ValueError(f"{path}: {text[:300]}") from None
         try:
             with np.load(io.BytesIO(weights_bytes), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except Exception as exc:  # np.load raises several types on corrupt data
-            raise ValueError(f"{path}: weights could not be read ({exc})") from None
+            raise ValueError(f"{path}: weights could not be read ({_short(exc)})") from None
         expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in arrays.items()}
         if set(expected) != set(got):
@@ -398,9 +440,13 @@ class ParallelSNN(nn.Module):
             if expected[k] != got[k]:
                 raise ValueError(f"{path}: weight {k!r} has shape {got[k]}, the config needs "
                                  f"{expected[k]}")
+        for k, v in arrays.items():
+            if v.dtype.kind not in "fiub":
+                raise ValueError(f"{path}: weight {k!r} has dtype {v.dtype}, not a number")
         net.load_state_dict({k: torch.from_numpy(np.array(v)).to(net.dtype)
                              for k, v in arrays.items()})
-        net.saved_extra = meta.get("extra", {})
+        extra = meta.get("extra", {})
+        net.saved_extra = extra if isinstance(extra, dict) else {}
         if map_location is not None:
             net.to(map_location)
         return net
@@ -425,6 +471,70 @@ class ParallelSNN(nn.Module):
 
 
 # ---------------------------------------------------------------------- file helpers
+_MODEL_FILES = (_CONFIG_NAME, _WEIGHTS_NAME)
+
+
+def _short(exc: BaseException) -> str:
+    """One line of an exception's text, without numpy's ``allow_pickle`` advice (a model or data
+    file holding pickled objects is refused, never unpickled)."""
+    text = " ".join(str(exc).split())
+    if "allow_pickle" in text or "pickle" in text.lower():
+        return "not a zip (.npz) archive of plain arrays"
+    return text or type(exc).__name__
+
+
+def _meta_sha256(meta: dict) -> str:
+    """sha256 of ``meta`` (less its own ``meta_sha256``) as canonical JSON."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def _is_model_dir(path: Path) -> bool:
+    try:
+        meta = json.loads((path / _CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == "convexsnn.ParallelSNN"
+
+
+def _is_model_file(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "__meta__" in z.files and "__weights__" in z.files
+    except Exception:
+        return False
+
+
+def check_save_target(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check, without writing anything, that :meth:`ParallelSNN.save` may write ``path``.
+
+    Refused: a path that lies under a file or in a folder that is not writable; a folder path
+    that is a file; a ``.npz`` path that is a folder; and, unless ``overwrite``, a non-empty
+    folder or an existing file that is not a convexsnn model (saving never deletes what it did
+    not write). ``"."`` and other paths without a name are resolved first. Returns the path
+    :meth:`~ParallelSNN.save` will write.
+    """
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        path = path.resolve()
+    single = path.suffix == ".npz"
+    check_output_path(path, "model", directory=not single)
+    if single:
+        if path.exists() and not overwrite and not _is_model_file(path):
+            raise FileExistsError(f"refusing to overwrite {path}: it is not a convexsnn model "
+                                  "file (pass overwrite=True / --overwrite to replace it)")
+        return path
+    if path.is_dir() and any(path.iterdir()) and not overwrite and not _is_model_dir(path):
+        n = sum(1 for _ in path.iterdir())
+        raise FileExistsError(
+            f"refusing to save into {path}: it is a non-empty folder ({n} entries) that is not "
+            "a convexsnn model; choose a new or empty folder, or pass overwrite=True / "
+            "--overwrite to write config.json and weights.npz beside the files there (nothing "
+            "else is touched)")
+    return path
+
+
 def _read_saved(path: Path) -> tuple[dict, bytes]:
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {path}")
@@ -437,28 +547,49 @@ def _read_saved(path: Path) -> tuple[dict, bytes]:
             meta = json.loads(cfg.read_text())
             weights_bytes = wts.read_bytes()
         else:
-            with np.load(path, allow_pickle=False) as z:
+            z = np.load(path, allow_pickle=False)
+            if not hasattr(z, "files"):
+                raise ValueError(f"{path}: a single .npy array, not a convexsnn model file")
+            with z:
                 if "__meta__" not in z.files or "__weights__" not in z.files:
                     raise ValueError(f"{path}: not a convexsnn model file")
                 meta = json.loads(z["__meta__"].tobytes().decode())
                 weights_bytes = z["__weights__"].tobytes()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: config is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: config is nested too deeply to be a convexsnn model") from None
     except (OSError, EOFError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: file could not be read, it may be corrupt ({exc})") from None
-    except ValueError:
-        raise
+        raise ValueError(f"{path}: file could not be read, it may be corrupt "
+                         f"({_short(exc)})") from None
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: file could not be read, it is corrupt or not a convexsnn "
+                         f"model ({_short(exc)})") from None
     except Exception as exc:  # zipfile.BadZipFile and friends
-        raise ValueError(f"{path}: file could not be read, it may be corrupt ({exc})") from None
+        raise ValueError(f"{path}: file could not be read, it is corrupt or not a convexsnn "
+                         f"model ({_short(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != "convexsnn.ParallelSNN":
         raise ValueError(f"{path}: not a convexsnn ParallelSNN save")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format version {meta.get('format_version')} is not supported "
-                         f"(this convexsnn reads version {FORMAT_VERSION})")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or version not in _READABLE_VERSIONS:
+        raise ValueError(f"{path}: format version {repr(version)[:40]} is not supported "
+                         f"(this convexsnn reads versions {list(_READABLE_VERSIONS)})")
+    if version >= 2:
+        if meta.get("meta_sha256") != _meta_sha256(meta):
+            raise ValueError(f"{path}: config checksum mismatch: config.json was changed after "
+                             "it was saved (or is corrupt); refusing to load it")
+    else:
+        logger.warning("%s was saved by an earlier convexsnn (format version 1) whose checksum "
+                       "covers only the weights, so its config is unverified; save it again "
+                       "(ParallelSNN.load(p).save(p)) to protect it", path)
     digest = hashlib.sha256(weights_bytes).hexdigest()
     if digest != meta.get("weights_sha256"):
         raise ValueError(f"{path}: weights checksum mismatch (expected "
                          f"{meta.get('weights_sha256')}, got {digest}); the file is corrupt")
+    if not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{path}: config.json has no 'config' object")
     return meta, weights_bytes

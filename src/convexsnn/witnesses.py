@@ -485,6 +485,8 @@ def gaussian_witnesses(n_inputs: int, *, n_branches: int = 1,
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     _dtype_name(dtype)
+    from ._checks import check_layer_weights  # refuse sizes that cannot fit, before drawing
+    check_layer_weights(n_branches, [n_inputs] + widths, "Gaussian witness weights", copies=2)
     gen = torch.Generator().manual_seed(int(seed))
     weights = _draw_gaussian(gen, n_branches, [n_inputs] + widths, scales, bool(normalized), dtype)
     if device is not None:

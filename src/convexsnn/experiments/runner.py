@@ -13,6 +13,14 @@ Resume: a cell whose file exists, parses, and holds the same cell definition is 
 definition, e.g. after a config change) is **recomputed** and overwritten; a warning names it.
 A cell that raises is logged, listed under ``failed`` in ``results.json`` and left without a file,
 so the next call retries it.
+
+Safety. ``results.json`` and ``table.md`` are written under a lock file (``<experiment>/.lock``,
+``fcntl.flock``) from every valid cell file present, so two runs sharing ``out_dir`` (e.g. seeds
+0 and seeds 0 1) never drop each other's cells. A folder holding results of another run
+configuration (``quick`` versus full, or cell files whose definition differs, e.g. the committed
+``results/`` of the repository) is refused before anything runs unless ``overwrite=True`` (or
+``force=True``). Worker processes die with their parent (``PR_SET_PDEATHSIG`` on Linux, and a
+parent-pid watchdog everywhere).
 """
 
 from __future__ import annotations
@@ -25,15 +33,18 @@ import math
 import multiprocessing
 import os
 import platform
+import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .._io import atomic_write_json, atomic_write_text
+from .._io import atomic_write_json, atomic_write_text, check_output_path, locked
 from .base import REQUIRED_ATTRIBUTES, Cell
 
-__all__ = ["reproduce", "load_experiment", "machine_info", "cell_path", "CELL_FORMAT"]
+__all__ = ["reproduce", "load_experiment", "machine_info", "cell_path", "CELL_FORMAT",
+           "default_threads"]
 
 logger = logging.getLogger("convexsnn")
 
@@ -76,8 +87,59 @@ def cell_path(out_dir: Path, cell: Cell) -> Path:
     return Path(out_dir) / cell.experiment / "cells" / f"{cell.id}.json"
 
 
-def _read_cell_file(path: Path, cell: Cell) -> dict | None:
+def default_threads(jobs: int = 1) -> int:
+    """Torch threads per cell: the idle cores (cores less the 1-minute load average) shared
+    among ``jobs`` workers, at least 1 and at most ``cores // jobs``. On a busy machine more
+    threads than idle cores only add contention (measured in ``changelog.d/reliability.md``)."""
+    cores = os.cpu_count() or 1
+    try:
+        idle = cores - os.getloadavg()[0]
+    except (AttributeError, OSError):
+        idle = cores
+    return max(1, min(cores // max(1, jobs), int(idle) // max(1, jobs)))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end when ``parent_pid`` does: ``PR_SET_PDEATHSIG`` (Linux),
+    plus a daemon thread that polls the parent pid (any POSIX)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="convexsnn-parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent_pid: int, threads: int) -> None:
+    _die_with_parent(parent_pid)
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
+def _read_cell_file(path: Path, cell: Cell, *, quiet: bool = False) -> dict | None:
     """The stored record if ``path`` holds a valid result of exactly ``cell``, else ``None``."""
+    if quiet:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        ok = (isinstance(data, dict) and data.get("format") == CELL_FORMAT
+              and "result" in data and data.get("cell") == json.loads(json.dumps(cell.to_dict())))
+        return data if ok else None
     try:
         with open(path, "r", encoding="utf-8") as f:
             data = json.load(f)
@@ -94,12 +156,12 @@ def _read_cell_file(path: Path, cell: Cell) -> dict | None:
     return data
 
 
-def _run_one(module_name: str, cell_dict: dict, path: str, single_thread: bool) -> dict:
+def _run_one(module_name: str, cell_dict: dict, path: str, threads: int | None) -> dict:
     """Run one cell (in this process or a worker), write its file atomically, return it."""
     import torch
 
-    if single_thread:
-        torch.set_num_threads(1)
+    if threads:
+        torch.set_num_threads(int(threads))
     mod = importlib.import_module(module_name)
     cell = Cell.from_dict(cell_dict)
     t0 = time.perf_counter()
@@ -152,7 +214,8 @@ def _plots(mod, cells: list[dict], exp_dir: Path) -> list[str]:
 
 def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
               quick: bool = False, jobs: int = 1, seeds: Sequence[int] = (0, 1, 2),
-              force: bool = False, run: bool = True) -> dict:
+              force: bool = False, run: bool = True, overwrite: bool = False,
+              threads: int | None = None, progress: bool = False) -> dict:
     """Run the cells of the named experiments and write their reports.
 
     Parameters
@@ -175,6 +238,14 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
     run : bool
         ``False`` runs nothing: the reports are (re)written from the cell files already present
         (e.g. after an interrupted run); missing cells are listed as ``missing``.
+    overwrite : bool
+        Write into an experiment folder that holds results of another run configuration
+        (otherwise refused before anything runs; see the module docstring).
+    threads : int, optional
+        Torch threads per cell (default :func:`default_threads`).
+    progress : bool
+        Show a progress bar of the cells (with an ETA) on a terminal; every finished cell is
+        also logged with its count and an ETA, which is what a log file gets.
 
     Returns
     -------
@@ -185,18 +256,33 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     seeds = [int(s) for s in seeds]
+    names = _resolve_names(names)          # before anything is created
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary: dict = {}
-    for name in _resolve_names(names):
-        t_exp = time.perf_counter()
+    check_output_path(out, "output folder", directory=True)
+    threads = int(threads) if threads else default_threads(jobs)
+    if not (overwrite or force):
+        n_committed = _committed_files(out)
+        if n_committed:
+            raise FileExistsError(
+                f"{out} holds {n_committed} file(s) committed to git (recorded results of the "
+                "repository); choose another --out, or pass --overwrite to update them")
+    plans = []
+    for name in names:
         mod = load_experiment(name)
-        from . import EXPERIMENTS
-
         cells = list(mod.cells(bool(quick), seeds))
         ids = [c.id for c in cells]
         if len(set(ids)) != len(ids):
             raise ValueError(f"experiment {name} has duplicate cell ids")
+        if not (overwrite or force):
+            _refuse_other_config(out / name, cells, bool(quick))
+        plans.append((name, mod, cells))
+    out.mkdir(parents=True, exist_ok=True)
+    logger.info("reproduce: %d torch thread(s) per cell, %d job(s)", threads, jobs)
+    summary: dict = {}
+    for name, mod, cells in plans:
+        t_exp = time.perf_counter()
+        from . import EXPERIMENTS
+
         exp_dir = out / name
         (exp_dir / "cells").mkdir(parents=True, exist_ok=True)
         done: dict[str, dict] = {}
@@ -214,53 +300,185 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
         missing = [c.id for c in pending] if not run else []
         if not run:
             pending = []
-        if jobs == 1 or len(pending) <= 1:
-            for c in pending:
+        bar = _Progress(name, len(pending), progress)
+        try:
+            if jobs == 1 or len(pending) <= 1:
+                import torch
+
+                previous = torch.get_num_threads()
                 try:
-                    done[c.id] = _run_one(module_name, c.to_dict(), str(cell_path(out, c)), False)
-                    logger.info("%s/%s done in %.1fs", name, c.id, done[c.id]["seconds"])
-                except Exception as exc:
-                    logger.error("%s/%s failed: %s", name, c.id, exc)
-                    failed[c.id] = traceback.format_exc()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                futs = {pool.submit(_run_one, module_name, c.to_dict(), str(cell_path(out, c)),
-                                    True): c for c in pending}
-                for fut in cf.as_completed(futs):
-                    c = futs[fut]
-                    try:
-                        done[c.id] = fut.result()
-                        logger.info("%s/%s done in %.1fs", name, c.id, done[c.id]["seconds"])
-                    except Exception as exc:
-                        logger.error("%s/%s failed: %s", name, c.id, exc)
-                        failed[c.id] = "".join(traceback.format_exception(exc))
-        finished = [done[c.id] for c in cells if c.id in done]
-        table = mod.table(finished) if finished else "(no finished cells)\n"
-        header = (f"# {name}\n\n{mod.DESCRIPTION}\n\n"
-                  f"Mode: {'quick' if quick else 'full'}; seeds {seeds}; cells {len(finished)}/"
-                  f"{len(cells)}; compute {sum(d['seconds'] for d in finished):.0f} s "
-                  f"(sum over cells).\n\n")
-        table_path = atomic_write_text(exp_dir / "table.md", header + table)
-        plot_files = _plots(mod, finished, exp_dir)
-        seconds = time.perf_counter() - t_exp
-        results = {
-            "format": "convexsnn.experiment-results", "format_version": 1,
-            "experiment": name, "description": mod.DESCRIPTION, "anchors": mod.ANCHORS,
-            "quick": bool(quick), "seeds": seeds, "jobs": jobs,
-            "machine": machine_info(),
-            "timings": {"wall_seconds_this_call": seconds,
-                        "cell_seconds_total": sum(d["seconds"] for d in finished),
-                        "cell_seconds": {d["cell"]["id"]: d["seconds"] for d in finished}},
-            "n_cells": len(cells), "n_run": len(pending) - len(failed),
-            "n_skipped": len(done) - (len(pending) - len(failed)), "failed": failed,
-            "missing": missing, "cells": finished, "table_markdown": table, "plots": plot_files,
-        }
-        res_path = atomic_write_json(exp_dir / "results.json", _json_clean(results))
+                    for c in pending:
+                        try:
+                            done[c.id] = _run_one(module_name, c.to_dict(),
+                                                  str(cell_path(out, c)), threads)
+                            bar.done(c.id, done[c.id]["seconds"])
+                        except Exception as exc:
+                            bar.failed(c.id, exc)
+                            failed[c.id] = traceback.format_exc()
+                finally:
+                    torch.set_num_threads(previous)
+            else:
+                ctx = multiprocessing.get_context("spawn")
+                with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                            initializer=_worker_init,
+                                            initargs=(os.getpid(), threads)) as pool:
+                    futs = {pool.submit(_run_one, module_name, c.to_dict(),
+                                        str(cell_path(out, c)), threads): c for c in pending}
+                    for fut in cf.as_completed(futs):
+                        c = futs[fut]
+                        try:
+                            done[c.id] = fut.result()
+                            bar.done(c.id, done[c.id]["seconds"])
+                        except Exception as exc:
+                            bar.failed(c.id, exc)
+                            failed[c.id] = "".join(traceback.format_exception(exc))
+        finally:
+            bar.close()
+        with locked(exp_dir / ".lock"):
+            # every valid cell file, also those another run wrote meanwhile: never drop a cell
+            all_cells, all_seeds = _merge_cells(mod, exp_dir, cells, bool(quick), seeds)
+            for c in all_cells:
+                if c.id not in done and c.id not in failed:
+                    data = _read_cell_file(cell_path(out, c), c, quiet=True)
+                    if data is not None:
+                        done[c.id] = data
+            finished = [done[c.id] for c in all_cells if c.id in done]
+            table = mod.table(finished) if finished else "(no finished cells)\n"
+            header = (f"# {name}\n\n{mod.DESCRIPTION}\n\n"
+                      f"Mode: {'quick' if quick else 'full'}; seeds {all_seeds}; cells "
+                      f"{len(finished)}/{len(all_cells)}; compute "
+                      f"{sum(d['seconds'] for d in finished):.0f} s (sum over cells).\n\n")
+            table_path = atomic_write_text(exp_dir / "table.md", header + table)
+            plot_files = _plots(mod, finished, exp_dir)
+            seconds = time.perf_counter() - t_exp
+            n_run = len(pending) - len(failed)
+            results = {
+                "format": "convexsnn.experiment-results", "format_version": 1,
+                "experiment": name, "description": mod.DESCRIPTION, "anchors": mod.ANCHORS,
+                "quick": bool(quick), "seeds": all_seeds, "jobs": jobs, "threads": threads,
+                "machine": machine_info(),
+                "timings": {"wall_seconds_this_call": seconds,
+                            "cell_seconds_total": sum(d["seconds"] for d in finished),
+                            "cell_seconds": {d["cell"]["id"]: d["seconds"] for d in finished}},
+                "n_cells": len(all_cells), "n_run": n_run,
+                "n_skipped": len(done) - n_run, "failed": failed,
+                "missing": missing, "cells": finished, "table_markdown": table,
+                "plots": plot_files,
+            }
+            res_path = atomic_write_json(exp_dir / "results.json", _json_clean(results))
         summary[name] = {"dir": str(exp_dir), "results": str(res_path), "table": str(table_path),
-                         "plots": plot_files, "n_cells": len(cells),
-                         "n_run": len(pending) - len(failed),
-                         "n_skipped": len(done) - (len(pending) - len(failed)),
-                         "failed": sorted(failed), "missing": missing,
-                         "seconds": seconds}
+                         "plots": plot_files, "n_cells": len(all_cells), "n_run": n_run,
+                         "n_skipped": len(done) - n_run, "failed": sorted(failed),
+                         "missing": missing, "seconds": seconds}
     return summary
+
+
+def _merge_cells(mod, exp_dir: Path, cells: list[Cell], quick: bool, seeds: list[int]
+                 ) -> tuple[list[Cell], list[int]]:
+    """This run's cells plus those of the other seeds whose cell files are in ``exp_dir``."""
+    found: set[int] = set()
+    for f in (exp_dir / "cells").glob("*.json"):
+        try:
+            cd = json.loads(f.read_text(encoding="utf-8")).get("cell") or {}
+            found.add(int(cd.get("seed")))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    by_id = {c.id: c for c in cells}
+    seeds_all = set(seeds)
+    for s in sorted(found - set(seeds)):
+        try:
+            extra = mod.cells(quick, [s])
+        except Exception:  # pragma: no cover - an experiment that rejects this seed
+            continue
+        for c in extra:
+            if c.id not in by_id and _read_cell_file(exp_dir / "cells" / f"{c.id}.json", c,
+                                                     quiet=True) is not None:
+                by_id[c.id] = c
+                seeds_all.add(s)
+    return list(by_id.values()), sorted(seeds_all)
+
+
+def _committed_files(out: Path) -> int:
+    """Number of files under ``out`` tracked by git (0 when git is absent or ``out`` is new)."""
+    if not out.is_dir():
+        return 0
+    import subprocess
+
+    try:
+        proc = subprocess.run(["git", "ls-files", "--", "."], cwd=out, capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
+
+
+def _refuse_other_config(exp_dir: Path, cells: list[Cell], quick: bool) -> None:
+    """Raise if ``exp_dir`` holds results of another run configuration (see module doc)."""
+    res = exp_dir / "results.json"
+    if res.is_file():
+        try:
+            old = json.loads(res.read_text(encoding="utf-8"))
+            old_quick = old.get("quick") if isinstance(old, dict) else None
+        except (OSError, ValueError):
+            old_quick = None
+        if isinstance(old_quick, bool) and old_quick != quick:
+            raise FileExistsError(
+                f"{exp_dir} holds {'quick' if old_quick else 'full'} results; this "
+                f"{'quick' if quick else 'full'} run would mix with them: choose another --out, "
+                "or pass --overwrite")
+    differ = []
+    for c in cells:
+        p = exp_dir / "cells" / f"{c.id}.json"
+        if not p.is_file():
+            continue
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue    # corrupt: recomputed, as always
+        if (isinstance(data, dict) and data.get("format") == CELL_FORMAT
+                and isinstance(data.get("cell"), dict)
+                and data["cell"] != json.loads(json.dumps(c.to_dict()))):
+            differ.append(c.id)
+    if differ:
+        raise FileExistsError(
+            f"{exp_dir} holds {len(differ)} cell file(s) of another run configuration (e.g. "
+            f"{differ[0]}); this run would overwrite them: choose another --out, or pass "
+            "--overwrite (or --force) to recompute them")
+
+
+class _Progress:
+    """Cells finished of one experiment: a tqdm bar on a terminal, and one log line per cell
+    with its count and an ETA (what a log file or a pipe gets)."""
+
+    def __init__(self, name: str, total: int, show: bool):
+        self.name, self.total, self.n = name, total, 0
+        self.t0 = time.perf_counter()
+        self.bar = None
+        if show and total and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=f"{name} cells", unit="cell", file=sys.stderr,
+                            leave=False)
+
+    def _eta(self) -> str:
+        if not self.n:
+            return "?"
+        left = (time.perf_counter() - self.t0) / self.n * (self.total - self.n)
+        return f"{left:.0f}s"
+
+    def done(self, cell_id: str, seconds: float) -> None:
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        logger.info("%s/%s done in %.1fs (%d/%d, ETA %s)", self.name, cell_id, seconds, self.n,
+                    self.total, self._eta())
+
+    def failed(self, cell_id: str, exc: BaseException) -> None:
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        logger.error("%s/%s failed: %s (%d/%d)", self.name, cell_id, exc, self.n, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .._checks import check_memory
 from .addition import addition
 from .automata import first_last_xor, parity, random_dfa_task, tomita
 from .base import TaskData
@@ -22,6 +23,90 @@ TASK_NAMES: tuple[str, ...] = (
 )
 
 _XOR_ALIASES = ("xor", "first-last-xor", "first_last_xor")
+
+_AUTOMATA_OPTIONS = ("T", "n_train", "n_val", "n_test", "n_ood", "ood_lengths", "balanced", "seed")
+#: options a task description read from a file (a saved model's ``task_spec``) may carry: no
+#: paths and no ``download`` (MNIST's ``directory`` is supplied by the caller)
+SAFE_TASK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "xor": _AUTOMATA_OPTIONS,
+    "parity": _AUTOMATA_OPTIONS + ("k",),
+    "tomita": _AUTOMATA_OPTIONS,
+    "dfa": _AUTOMATA_OPTIONS + ("n_states", "alphabet_size", "min_fraction", "dfa_seed"),
+    "mnist": ("T", "n_train", "n_val", "n_test", "permute", "seed"),
+    "addition": ("base", "n_digits", "n_train", "n_val", "n_test", "n_ood", "ood_n_digits",
+                 "seed"),
+}
+
+
+def _family(name: str) -> str | None:
+    key = name.strip().lower()
+    if key in _XOR_ALIASES:
+        return "xor"
+    if key == "parity" or re.fullmatch(r"parity-(\d+)", key):
+        return "parity"
+    if re.fullmatch(r"tomita([1-7])", key):
+        return "tomita"
+    return key if key in ("dfa", "mnist", "addition") else None
+
+
+def safe_task_options(name: Any, options: Any) -> dict:
+    """Check a task description read from a file against an allow-list; return its options.
+
+    ``name`` must be one of :data:`TASK_NAMES` and ``options`` a dict whose keys are in
+    :data:`SAFE_TASK_OPTIONS` for that task and whose values are numbers, booleans, short
+    strings or lists of numbers. Paths and ``download`` are refused, so a crafted file can
+    neither make :func:`load_task` read or create folders nor contact the network.
+    """
+    if not isinstance(name, str) or _family(name) is None:
+        raise ValueError(f"task name {name!r} is not one of {', '.join(TASK_NAMES)}")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise ValueError(f"task options must be a JSON object, got {type(options).__name__}")
+    allowed = SAFE_TASK_OPTIONS[_family(name)]
+    bad = sorted(str(k) for k in options if k not in allowed)
+    if bad:
+        raise ValueError(f"task {name!r}: options {bad} are not accepted from a file (allowed: "
+                         f"{', '.join(allowed)})")
+
+    def plain(v: Any) -> bool:
+        if v is None or isinstance(v, (bool, int, float)):
+            return True
+        if isinstance(v, str):
+            return len(v) <= 64
+        return isinstance(v, list) and len(v) <= 64 and all(
+            isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)
+
+    for k, v in options.items():
+        if not plain(v):
+            raise ValueError(f"task {name!r}: option {k}={v!r} is not a plain number or flag")
+    return dict(options)
+
+
+def _check_task_size(family: str, options: dict) -> None:
+    """Refuse sizes whose arrays cannot fit in memory, before generating anything."""
+    def num(key: str, default: Any) -> Any:
+        v = options.get(key, default)
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else default
+
+    for key in ("n_train",):
+        if key in options and isinstance(options[key], (int, float)) \
+                and not isinstance(options[key], bool) and options[key] == 0:
+            raise ValueError(f"{key} must be >= 1: a task needs training samples, got 0")
+    if family == "mnist":
+        return  # at most 70000 images of 784 pixels: bounded by the files
+    if family == "addition":
+        steps, width = num("n_digits", 5) + 1, 2 * num("base", 2) + 1
+        ood = [10 * num("n_digits", 5)]
+    else:
+        steps, width = num("T", 8), max(2, num("alphabet_size", 2))
+        ood = options.get("ood_lengths") or [5 * steps]
+        ood = [v for v in ood if isinstance(v, (int, float))] if isinstance(ood, list) else []
+    n = num("n_train", 2000) + num("n_val", 2000) + num("n_test", 4000)
+    n_ood = num("n_ood", num("n_test", 4000))
+    elements = float(n) * steps * width + sum(float(n_ood) * L * width for L in ood)
+    check_memory(4 * elements, f"task {family} with {n:.4g} samples of {steps:.4g} steps "
+                 "(float32 inputs)")
 
 
 def load_task(name: str, **options: Any) -> TaskData:
@@ -51,12 +136,15 @@ def load_task(name: str, **options: Any) -> TaskData:
     Raises
     ------
     ValueError
-        For an unknown name (the message lists the valid ones) or bad option
-        values.
+        For an unknown name (the message lists the valid ones), bad option
+        values, ``n_train=0``, or sizes whose arrays cannot fit in memory
+        (refused before anything is generated; the message gives the size).
     """
     if not isinstance(name, str):
         raise ValueError(f"name must be a string, one of {list(TASK_NAMES)}; got {name!r}")
     key = name.strip().lower()
+    if _family(key) is not None:
+        _check_task_size(_family(key), options)
     if key in _XOR_ALIASES:
         return first_last_xor(**options)
     if key == "parity":
@@ -78,4 +166,4 @@ def load_task(name: str, **options: Any) -> TaskData:
     raise ValueError(f"unknown task name {name!r}; valid names: {', '.join(TASK_NAMES)}")
 
 
-__all__ = ["TASK_NAMES", "load_task"]
+__all__ = ["TASK_NAMES", "SAFE_TASK_OPTIONS", "load_task", "safe_task_options"]
