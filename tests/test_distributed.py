@@ -1,0 +1,207 @@
+"""Sharded solves on torch.distributed (2 gloo processes on loopback) against one process.
+
+The sharded operator and solve are checked against the in-memory dictionary: products, column
+restriction, densification, the sharded dual norm (``all_reduce(MAX)``) and top-k (``all_gather``)
+from their definitions; the sharded solve of every (loss, penalty) pair against the
+single-process solve (same optimum within the certified gaps, and the sharded certificate
+recomputed on the whole dictionary in one process).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from convexsnn.convex import lambda_max, make_penalty, solve_readout
+from convexsnn.convex.solver import prepare_problem
+from convexsnn.dictionary import build_dictionary
+from convexsnn.distributed import (ShardedSpikeOperator, column_blocks, run_local, shard_columns,
+                                   solve_readout_sharded)
+from convexsnn.tasks import load_task
+from convexsnn.witnesses import gaussian_witnesses
+
+COMBOS = [(loss, pen) for loss in ("squared", "hinge", "softmax") for pen in ("l1", "l21")]
+TOL = 1e-9  # both certified gaps <= 1e-9 relative, so the primal values agree to 1e-9
+
+
+def _problem():
+    """A small real spike dictionary on FIRST-LAST-XOR (T = 6), the same on every rank."""
+    torch.set_num_threads(1)
+    task = load_task("xor", T=6, n_train=300, n_val=20, n_test=20, seed=0)
+    X, y = task.train.X, task.train.y
+    w = gaussian_witnesses(X.shape[2], n_branches=48, hidden_widths=[8, 8], seed=0, scale=2.0)
+    return build_dictionary(w, X).matrix(torch.float64), y
+
+
+def _beta(D, y, loss, pen):
+    """0.8 beta_max: a non-zero solution that every solver certifies to 1e-9 in ~1000 steps."""
+    return 0.8 * lambda_max(D, y, loss=loss, penalty=pen) * math.sqrt(D.shape[1])
+
+
+def _rank_body(rank: int, world: int) -> dict:
+    D, y = _problem()
+    P = D.shape[1]
+    out: dict = {"rank": rank}
+    # -- the operator on uneven blocks, one rank holding nothing --------------------------
+    op0 = shard_columns(D, blocks=[(0, 0), (0, P)])
+    gen = torch.Generator().manual_seed(1)
+    W = torch.randn(P, 3, generator=gen, dtype=torch.float64)
+    R = torch.randn(D.shape[0], 3, generator=gen, dtype=torch.float64)
+    idx = torch.tensor([P - 1, 0, 5, P // 2, 7])
+    op = shard_columns(D)
+    sub = op.columns(idx)
+    pen = make_penalty("l21")
+    out["ops"] = {
+        "matmul": op.matmul(W).numpy(), "rmatmul": op.rmatmul(R).numpy(),
+        "matmul_empty_rank": op0.matmul(W).numpy(), "rmatmul_empty_rank": op0.rmatmul(R).numpy(),
+        "sub_dense": sub.dense().numpy(), "sub_matmul": sub.matmul(W[:5]).numpy(),
+        "sub_rmatmul": sub.rmatmul(R).numpy(), "dense": op.dense().numpy(),
+        "sub_counts": sub.counts, "counts": op.counts,
+        "dual_norm": op.dual_norm(R, pen), "top": [t.numpy() for t in op.top_columns(R, pen, 6)],
+    }
+    # -- inputs that differ between ranks: one clear error on every rank ------------------
+    y_bad = y.clone()
+    if rank == 1:
+        y_bad[0] = 1 - y_bad[0]
+    try:
+        solve_readout_sharded(op, y_bad, loss="squared", beta=0.5)
+        out["mismatch_error"] = None
+    except ValueError as exc:
+        out["mismatch_error"] = str(exc)
+    # -- the solves ----------------------------------------------------------------------
+    sols = {}
+    for loss, pen_name in COMBOS:
+        s = solve_readout_sharded(op, y, loss=loss, penalty=pen_name,
+                                  beta=_beta(D, y, loss, pen_name), tol=TOL)
+        sols[(loss, pen_name)] = {"cert": s.certificate.to_dict(), "W": s.W.numpy(),
+                                  "U": s.dual.numpy(), "lam": s.lam}
+    out["solves"] = sols
+    out["initialized"] = dist.is_initialized()
+    return out
+
+
+@pytest.fixture(scope="module")
+def ranks():
+    return run_local(_rank_body, 2)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return _problem()
+
+
+def test_column_blocks_cover_every_column_once():
+    for P, k in [(10, 3), (2, 4), (7, 1)]:
+        blocks = column_blocks(P, k)
+        assert len(blocks) == k and blocks[0][0] == 0 and blocks[-1][1] == P
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        sizes = [b - a for a, b in blocks]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_operator_without_process_group_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="not initialised"):
+        shard_columns(np.ones((3, 2), dtype=bool))
+
+
+@pytest.mark.slow
+def test_sharded_products_equal_the_dense_ones(ranks, problem):
+    D, _ = problem
+    P = D.shape[1]
+    gen = torch.Generator().manual_seed(1)
+    W = torch.randn(P, 3, generator=gen, dtype=torch.float64)
+    R = torch.randn(D.shape[0], 3, generator=gen, dtype=torch.float64)
+    idx = torch.tensor([P - 1, 0, 5, P // 2, 7])
+    Dn = D.numpy()
+    for r in ranks:
+        o = r["ops"]
+        # the same numbers on every rank, equal to one gemm up to summation order
+        np.testing.assert_allclose(o["matmul"], (D @ W).numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(o["matmul"], ranks[0]["ops"]["matmul"])
+        np.testing.assert_allclose(o["rmatmul"], (D.T @ R).numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(o["matmul_empty_rank"], (D @ W).numpy(), rtol=1e-12,
+                                   atol=1e-12)
+        np.testing.assert_allclose(o["rmatmul_empty_rank"], (D.T @ R).numpy(), rtol=1e-12,
+                                   atol=1e-12)
+        np.testing.assert_array_equal(o["dense"], Dn)
+        np.testing.assert_array_equal(o["sub_dense"], Dn[:, idx.numpy()])
+        np.testing.assert_allclose(o["sub_matmul"], (D[:, idx] @ W[:5]).numpy(), atol=1e-12)
+        np.testing.assert_allclose(o["sub_rmatmul"], (D[:, idx].T @ R).numpy(), atol=1e-12)
+        assert o["counts"] == [P - P // 2, P // 2]
+        # idx = [P-1, 0, 5, P//2, 7]: rank 0 owns 0, 5, 7 (and P//2 when P is odd), rank 1 the rest
+        assert sum(o["sub_counts"]) == 5 and o["sub_counts"][0] >= 3
+        scores = torch.linalg.vector_norm(D.T @ R, dim=1)
+        assert o["dual_norm"] == pytest.approx(float(scores.max()), rel=1e-13)
+        top_idx, top_val = o["top"]
+        ref = torch.sort(scores, descending=True, stable=True)
+        np.testing.assert_array_equal(top_idx, ref.indices[:6].numpy())
+        np.testing.assert_allclose(top_val, ref.values[:6].numpy(), rtol=1e-13)
+
+
+@pytest.mark.slow
+def test_inputs_differing_between_ranks_are_refused_on_every_rank(ranks):
+    for r in ranks:
+        assert r["mismatch_error"] is not None
+        assert "y differs between ranks" in r["mismatch_error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss,pen", COMBOS)
+def test_sharded_solve_gives_the_single_process_optimum_and_certificate(ranks, problem, loss,
+                                                                        pen):
+    D, y = problem
+    beta = _beta(D, y, loss, pen)
+    ref = solve_readout(D, y, loss=loss, penalty=pen, beta=beta, tol=TOL)
+    c1 = ref.certificate
+    got = ranks[0]["solves"][(loss, pen)]
+    c2 = got["cert"]
+    assert c1.converged and c2["converged"]
+    assert c2["info"]["world_size"] == 2 and c2["info"]["sharding"] == "columns"
+    assert int((np.abs(got["W"]).sum(axis=1) > 0).sum()) > 0  # a non-trivial readout
+    # every rank returns the same readout and certificate
+    other = ranks[1]["solves"][(loss, pen)]
+    np.testing.assert_array_equal(got["W"], other["W"])
+    assert other["cert"]["primal"] == c2["primal"] and other["cert"]["dual"] == c2["dual"]
+    # both primal values lie in [p*, p* + gap]: they differ by at most the larger gap
+    bound = max(c1.gap, c2["gap"])
+    assert abs(c1.primal - c2["primal"]) <= bound * (1 + 1e-9) + 1e-15 * abs(c1.primal)
+    assert abs(c1.primal - c2["primal"]) <= 1e-9 * abs(c1.primal)
+    assert abs(c1.dual - c2["dual"]) <= 1e-9 * abs(c1.primal)
+    # the sharded certificate, recomputed in one process on the whole dictionary
+    prep = prepare_problem(D, y, loss=loss, penalty=pen)
+    W = torch.from_numpy(got["W"])
+    U = torch.from_numpy(got["U"])
+    lam = got["lam"]
+    primal = float(prep.datafit.value(D @ W) + lam * prep.penalty.value(W))
+    dual = float(prep.datafit.dual_value(U, 1.0))
+    assert primal == pytest.approx(c2["primal"], rel=1e-12, abs=1e-15)
+    assert dual == pytest.approx(c2["dual"], rel=1e-12, abs=1e-15)
+    dn = prep.penalty.dual_norm(D.T @ U)
+    assert dn <= lam * (1 + 1e-12)
+    assert c2["info"]["dual_norm_sharded"] == pytest.approx(dn, rel=1e-13)
+
+
+def test_solve_readout_sharded_refuses_a_plain_operator():
+    with pytest.raises(TypeError, match="ShardedSpikeOperator"):
+        solve_readout_sharded(np.ones((3, 2), dtype=bool), np.zeros(3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 1,
+                    reason="needs CUDA (nccl)")
+def test_sharded_solve_on_cuda_with_nccl():  # pragma: no cover - run by benchmarks/gpu_check.sh
+    res = run_local(_cuda_body, 1, backend="nccl")
+    assert res[0]["converged"] and res[0]["rel"] <= 1e-5
+
+
+def _cuda_body(rank: int, world: int) -> dict:
+    D, y = _problem()
+    torch.cuda.set_device(rank)
+    op = ShardedSpikeOperator.from_local(D, dtype=torch.float64, device=f"cuda:{rank}")
+    s = solve_readout_sharded(op, y, loss="softmax", penalty="l1", beta=0.5, tol=1e-8)
+    ref = solve_readout(D, y, loss="softmax", penalty="l1", beta=0.5, tol=1e-8)
+    rel = abs(s.certificate.primal - ref.certificate.primal) / abs(ref.certificate.primal)
+    return {"converged": s.certificate.converged, "rel": rel}
