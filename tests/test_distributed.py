@@ -19,8 +19,13 @@ import torch.distributed as dist
 from convexsnn.convex import lambda_max, make_penalty, solve_readout
 from convexsnn.convex.solver import prepare_problem
 from convexsnn.dictionary import build_dictionary
-from convexsnn.distributed import (ShardedSpikeOperator, column_blocks, run_local, shard_columns,
-                                   solve_readout_sharded)
+from convexsnn.distributed import (
+    ShardedSpikeOperator,
+    column_blocks,
+    run_local,
+    shard_columns,
+    solve_readout_sharded,
+)
 from convexsnn.tasks import load_task
 from convexsnn.witnesses import gaussian_witnesses
 
@@ -28,13 +33,28 @@ COMBOS = [(loss, pen) for loss in ("squared", "hinge", "softmax") for pen in ("l
 TOL = 1e-9  # both certified gaps <= 1e-9 relative, so the primal values agree to 1e-9
 
 
-def _problem():
-    """A small real spike dictionary on FIRST-LAST-XOR (T = 6), the same on every rank."""
+def _data():
+    """FIRST-LAST-XOR (T = 6) and 48 Gaussian witness branches, the same on every rank."""
     torch.set_num_threads(1)
     task = load_task("xor", T=6, n_train=300, n_val=20, n_test=20, seed=0)
     X, y = task.train.X, task.train.y
     w = gaussian_witnesses(X.shape[2], n_branches=48, hidden_widths=[8, 8], seed=0, scale=2.0)
+    return X, y, w
+
+
+def _problem():
+    """A small real spike dictionary (deduplicated) and its labels."""
+    X, y, w = _data()
     return build_dictionary(w, X).matrix(torch.float64), y
+
+
+BLOCKS = [list(range(30)), list(range(30, 48))]  # witness branches built by each rank
+
+
+def _block_products(P: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(2)
+    return (torch.randn(P, 2, generator=gen, dtype=torch.float64),
+            torch.randn(300, 2, generator=gen, dtype=torch.float64))
 
 
 def _beta(D, y, loss, pen):
@@ -63,6 +83,13 @@ def _rank_body(rank: int, world: int) -> dict:
         "sub_counts": sub.counts, "counts": op.counts,
         "dual_norm": op.dual_norm(R, pen), "top": [t.numpy() for t in op.top_columns(R, pen, 6)],
     }
+    # -- each rank builds the dictionary of its witness block (packed bits) -------------
+    X, _, w = _data()
+    blk = build_dictionary(w, X, branches=BLOCKS[rank], storage="packed", allow_empty=True)
+    opb = ShardedSpikeOperator.from_local(blk)
+    Wb, Rb = _block_products(opb.shape[1])
+    out["blocks"] = {"counts": opb.counts, "matmul": opb.matmul(Wb).numpy(),
+                     "rmatmul": opb.rmatmul(Rb).numpy()}
     # -- inputs that differ between ranks: one clear error on every rank ------------------
     y_bad = y.clone()
     if rank == 1:
@@ -98,7 +125,7 @@ def test_column_blocks_cover_every_column_once():
     for P, k in [(10, 3), (2, 4), (7, 1)]:
         blocks = column_blocks(P, k)
         assert len(blocks) == k and blocks[0][0] == 0 and blocks[-1][1] == P
-        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        assert all(blocks[i][1] == blocks[i + 1][0] for i in range(k - 1))
         sizes = [b - a for a, b in blocks]
         assert max(sizes) - min(sizes) <= 1
 
@@ -140,6 +167,20 @@ def test_sharded_products_equal_the_dense_ones(ranks, problem):
         ref = torch.sort(scores, descending=True, stable=True)
         np.testing.assert_array_equal(top_idx, ref.indices[:6].numpy())
         np.testing.assert_allclose(top_val, ref.values[:6].numpy(), rtol=1e-13)
+
+
+@pytest.mark.slow
+def test_witness_blocks_built_per_rank_form_the_concatenated_dictionary(ranks):
+    X, _, w = _data()
+    parts = [build_dictionary(w, X, branches=b).matrix(torch.float64) for b in BLOCKS]
+    D = torch.cat(parts, dim=1)
+    Wb, Rb = _block_products(D.shape[1])
+    for r in ranks:
+        assert r["blocks"]["counts"] == [p.shape[1] for p in parts]
+        np.testing.assert_allclose(r["blocks"]["matmul"], (D @ Wb).numpy(), rtol=1e-12,
+                                   atol=1e-12)
+        np.testing.assert_allclose(r["blocks"]["rmatmul"], (D.T @ Rb).numpy(), rtol=1e-12,
+                                   atol=1e-12)
 
 
 @pytest.mark.slow

@@ -7,9 +7,17 @@ unchanged on every rank with :math:`DW` a sum of local products (``all_reduce``)
 layout and ``docs/cluster.md`` for the ``torchrun`` and Ray recipes.
 """
 
-from .launch import free_port, init_from_env, run_local
+from ._group import free_port, init_from_env, run_local
 from .operator import ShardedSpikeOperator, column_blocks, shard_columns
 from .solve import check_replicated, solve_readout_sharded
 
-__all__ = ["ShardedSpikeOperator", "shard_columns", "column_blocks", "solve_readout_sharded",
-           "check_replicated", "init_from_env", "run_local", "free_port"]
+__all__ = [
+           "ShardedSpikeOperator",
+           "check_replicated",
+           "column_blocks",
+           "free_port",
+           "init_from_env",
+           "run_local",
+           "shard_columns",
+           "solve_readout_sharded",
+]

@@ -36,16 +36,17 @@ the same (replicated) arguments.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ..convex.linear_operator import as_operator
+from ..convex.linear_operator import as_operator, is_operator
 
 logger = logging.getLogger("convexsnn")
 
-__all__ = ["ShardedSpikeOperator", "shard_columns", "column_blocks"]
+__all__ = ["ShardedSpikeOperator", "column_blocks", "shard_columns"]
 
 
 def column_blocks(n_columns: int, world_size: int) -> list[tuple[int, int]]:
@@ -131,18 +132,25 @@ class ShardedSpikeOperator:
     @classmethod
     def from_local(cls, D_local: Any, *, dtype: torch.dtype = torch.float64,
                    device: torch.device | str | None = None, group=None,
-                   check_binary: bool = True) -> "ShardedSpikeOperator":
+                   check_binary: bool = True) -> ShardedSpikeOperator:
         """Assemble the sharded operator from each rank's own columns (a collective).
 
-        ``D_local`` is this rank's ``(n, P_r)`` block: a tensor, an array or an operator (e.g.
-        ``SpikeDictionary.operator()`` of the dictionary built on this rank's witness block).
+        ``D_local`` is this rank's ``(n, P_r)`` block: a tensor, an array, an operator, or the
+        :class:`~convexsnn.dictionary.SpikeDictionary` built on this rank's witness block (its
+        :meth:`~convexsnn.dictionary.SpikeDictionary.operator`, packed bits stay packed).
         Every rank must hold the same rows; ``P_r`` may differ between ranks (and be 0).
         """
         rank, world = _world(group)
-        empty = (isinstance(D_local, torch.Tensor) or hasattr(D_local, "ndim")) and \
-            len(D_local.shape) == 2 and D_local.shape[1] == 0
-        local = None if empty else as_operator(D_local, dtype=dtype, device=device,
-                                               name=f"D (rank {rank})", check_binary=check_binary)
+        shape = tuple(D_local.shape)
+        if len(shape) != 2:
+            raise ValueError(f"D_local must be 2-D (n_rows, n_columns), got shape {shape}")
+        if shape[1] == 0:
+            local = None
+        elif callable(getattr(D_local, "operator", None)) and not is_operator(D_local):
+            local = D_local.operator(dtype=dtype, device=device)  # a SpikeDictionary block
+        else:
+            local = as_operator(D_local, dtype=dtype, device=device, name=f"D (rank {rank})",
+                                check_binary=check_binary)
         n = int(D_local.shape[0])
         dev = torch.device(local.device if local is not None else
                            (device if device is not None else "cpu"))
@@ -186,7 +194,7 @@ class ShardedSpikeOperator:
                 out.index_copy_(0, self._positions[r].to(R.device), blk[:self._counts[r]])
         return out
 
-    def columns(self, idx: Any) -> "ShardedSpikeOperator":
+    def columns(self, idx: Any) -> ShardedSpikeOperator:
         """Sub-operator of the columns ``idx`` (positions in this operator), still sharded.
 
         Every rank keeps its own columns among ``idx``; nothing is communicated.

@@ -37,7 +37,7 @@ from .operator import ShardedSpikeOperator
 
 logger = logging.getLogger("convexsnn")
 
-__all__ = ["solve_readout_sharded", "check_replicated"]
+__all__ = ["check_replicated", "solve_readout_sharded"]
 
 
 def _digest(x: Any) -> int:

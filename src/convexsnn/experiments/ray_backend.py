@@ -19,14 +19,22 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .._io import atomic_write_json
-from .runner import _json_clean, _read_cell_file, _resolve_names, _run_one, cell_path
-from .runner import load_experiment, reproduce
+from .runner import (
+    _json_clean,
+    _read_cell_file,
+    _resolve_names,
+    _run_one,
+    cell_path,
+    load_experiment,
+    reproduce,
+)
 
-__all__ = ["reproduce_ray", "import_ray"]
+__all__ = ["import_ray", "reproduce_ray"]
 
 logger = logging.getLogger("convexsnn")
 
@@ -126,7 +134,7 @@ def _run_experiment(ray, task, name: str, out: Path, quick: bool, seeds: list[in
         c = refs[ready[0]]
         try:
             data = ray.get(ready[0])
-        except Exception as exc:  # a failing cell must not lose the others
+        except Exception as exc:  # noqa: BLE001 - a failing cell must not lose the others
             logger.error("%s/%s failed on Ray: %s", name, c.id, exc)
             failed[c.id] = str(exc)
             continue
