@@ -246,3 +246,50 @@ def _cuda_body(rank: int, world: int) -> dict:
     ref = solve_readout(D, y, loss="softmax", penalty="l1", beta=0.5, tol=1e-8)
     rel = abs(s.certificate.primal - ref.certificate.primal) / abs(ref.certificate.primal)
     return {"converged": s.certificate.converged, "rel": rel}
+
+
+# -- memory: a dictionary over one process's cap fits when split ---------------------------
+
+CAP_N, CAP_P, CAP_CHUNK = 2000, 16384, 1024   # 262 MB as float64
+CAP_MB = 200                                  # address space allowed beyond the start-up
+
+
+def _address_space() -> int:
+    import resource
+
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+
+def _capped_body(rank: int, world: int) -> dict:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (_address_space() + CAP_MB * 2**20,
+                                            resource.RLIM_INFINITY))
+    lo, hi = column_blocks(CAP_P // CAP_CHUNK, world)[rank]  # this rank's chunks of columns
+    try:
+        D_r = torch.empty(CAP_N, (hi - lo) * CAP_CHUNK, dtype=torch.float64)
+    except RuntimeError as exc:  # the allocator's "can't allocate memory"
+        return {"fits": False, "error": str(exc)[:200]}
+    for k, c in enumerate(range(lo, hi)):  # chunk c is the same whichever rank builds it
+        gen = torch.Generator().manual_seed(c)
+        D_r[:, k * CAP_CHUNK:(k + 1) * CAP_CHUNK] = (
+            torch.rand(CAP_N, CAP_CHUNK, generator=gen) < 0.2).to(torch.float64)
+    y = (torch.arange(CAP_N) % 2).to(torch.int64)
+    op = ShardedSpikeOperator.from_local(D_r, check_binary=False)
+    # lam_max = ||D^T (a * Y)||_inf from the shards (all_reduce(MAX)); solve at 0.7 lam_max
+    lam_max = op.dual_norm((2.0 * y - 1.0).to(torch.float64)[:, None] / CAP_N, make_penalty("l1"))
+    sol = solve_readout_sharded(op, y, loss="squared", penalty="l1", lam=0.7 * lam_max, tol=1e-6)
+    return {"fits": True, "converged": sol.certificate.converged,
+            "support": int(sol.support.numel()), "local_columns": op.counts[rank]}
+
+
+@pytest.mark.slow
+def test_dictionary_over_one_process_memory_cap_is_solved_on_two():
+    assert CAP_N * CAP_P * 8 > CAP_MB * 2**20 > CAP_N * CAP_P * 8 / 2
+    one = run_local(_capped_body, 1)
+    assert one[0]["fits"] is False, one
+    two = run_local(_capped_body, 2)
+    for r in two:
+        assert r["fits"] and r["converged"] and r["local_columns"] == CAP_P // 2, two
+        assert r["support"] > 0
