@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,12 +38,18 @@ def _assert_same(a, b, path="") -> None:
 
 
 @pytest.mark.slow
-def test_ray_cells_equal_local_cells_and_resume(tmp_path):
+def test_ray_cells_equal_local_cells_and_resume(tmp_path, monkeypatch):
+    from convexsnn.experiments import EXPERIMENTS
     from convexsnn.experiments.ray_backend import reproduce_ray
 
     torch.set_num_threads(1)
     local = reproduce(["xor"], tmp_path / "local", quick=True, seeds=(0,))
     assert local["xor"]["failed"] == []
+    # a test experiment (importable by the workers) whose first cell kills its worker once
+    tests_dir = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", tests_dir + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("CONVEXSNN_TEST_MARKER_DIR", str(tmp_path))
+    monkeypatch.setitem(EXPERIMENTS, "ray_crash", "_ray_crash_experiment")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         first = reproduce_ray(["xor"], tmp_path / "ray", quick=True, seeds=(0,))
@@ -68,6 +76,13 @@ def test_ray_cells_equal_local_cells_and_resume(tmp_path):
         assert fixed["xor"]["n_run"] == 1
         _assert_same(json.loads(cells_local[0].read_text()), json.loads(victim.read_text()))
         assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+        # a worker killed mid-cell: Ray re-runs the cell, nothing is lost
+        crash = reproduce_ray(["ray_crash"], tmp_path / "crash", seeds=(0,), max_retries=2)
+        assert (tmp_path / "c0.started").exists()  # the first attempt did die
+        assert crash["ray_crash"]["n_run"] == 2 and crash["ray_crash"]["failed"] == []
+        got = {p.stem: json.loads(p.read_text())["result"]["value"]
+               for p in (tmp_path / "crash" / "ray_crash" / "cells").glob("*.json")}
+        assert got == {"c0": 1, "c1": 11}
     finally:
         ray.shutdown()
 
