@@ -83,6 +83,8 @@ def test_ray_cells_equal_local_cells_and_resume(tmp_path, monkeypatch):
         got = {p.stem: json.loads(p.read_text())["result"]["value"]
                for p in (tmp_path / "crash" / "ray_crash" / "cells").glob("*.json")}
         assert got == {"c0": 1, "c1": 11}
+        # dictionary building: one task per block of witness branches, data in the object store
+        _check_dictionary_blocks_on_ray()
     finally:
         ray.shutdown()
 
@@ -93,3 +95,20 @@ def test_bad_retries_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="max_retries"):
         reproduce_ray(["xor"], tmp_path, quick=True, max_retries=-1)
     assert not (tmp_path / "xor").exists()
+
+
+def _check_dictionary_blocks_on_ray() -> None:
+    from convexsnn.dictionary import build_dictionary
+    from convexsnn.distributed.ray_blocks import build_dictionary_ray
+    from convexsnn.tasks import load_task
+    from convexsnn.witnesses import gaussian_witnesses
+
+    task = load_task("xor", T=6, n_train=200, n_val=20, n_test=20, seed=0)
+    X = task.train.X
+    w = gaussian_witnesses(X.shape[2], n_branches=20, hidden_widths=[8, 8], seed=0, scale=2.0)
+    ref = build_dictionary(w, X)
+    got = build_dictionary_ray(w, X, n_blocks=3)
+    assert got.shape == ref.shape
+    assert torch.equal(got.matrix(torch.bool), ref.matrix(torch.bool))
+    with pytest.raises(TypeError, match="branches"):
+        build_dictionary_ray(w, X, n_blocks=2, branches=[0])

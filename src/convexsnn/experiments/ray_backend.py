@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_json
+from ..distributed.ray_blocks import import_ray
 from .runner import (
     _json_clean,
     _read_cell_file,
@@ -34,19 +35,9 @@ from .runner import (
     reproduce,
 )
 
-__all__ = ["import_ray", "reproduce_ray"]
+__all__ = ["reproduce_ray"]
 
 logger = logging.getLogger("convexsnn")
-
-
-def import_ray():
-    """Import ``ray`` or raise ``ImportError`` naming the extra to install."""
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the Ray backend needs the optional dependency ray: "
-                          "pip install 'convexsnn[ray]'") from exc
-    return ray
 
 
 def _cell_task(module_name: str, cell_dict: dict) -> dict:
