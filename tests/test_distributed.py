@@ -62,7 +62,7 @@ def _beta(D, y, loss, pen):
     return 0.8 * lambda_max(D, y, loss=loss, penalty=pen) * math.sqrt(D.shape[1])
 
 
-def _rank_body(rank: int, world: int) -> dict:
+def _rank_body(rank: int, world: int, tmp: str) -> dict:
     D, y = _problem()
     P = D.shape[1]
     out: dict = {"rank": rank}
@@ -107,13 +107,34 @@ def _rank_body(rank: int, world: int) -> dict:
         sols[(loss, pen_name)] = {"cert": s.certificate.to_dict(), "W": s.W.numpy(),
                                   "U": s.dual.numpy(), "lam": s.lam}
     out["solves"] = sols
-    out["initialized"] = dist.is_initialized()
+    # -- the torchrun entry point (the group is already set up; main closes it) -----------
+    from convexsnn.distributed.launch import main
+
+    args = ["--dictionary", f"{tmp}/D.npy", "--targets", f"{tmp}/y.npy", "--loss", "hinge",
+            "--penalty", "l1", "--beta", str(_beta(D, y, "hinge", "l1")), "--tol", "1e-9",
+            "--out", f"{tmp}/run"]
+    out["launch_rc"] = main(args)
+    out["initialized_after_launch"] = dist.is_initialized()
+    try:
+        main(args)
+        out["launch_again"] = None
+    except SystemExit as exc:
+        out["launch_again"] = str(exc)
     return out
 
 
 @pytest.fixture(scope="module")
-def ranks():
-    return run_local(_rank_body, 2)
+def launch_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("launch")
+    D, y = _problem()
+    np.save(tmp / "D.npy", D.numpy().astype(np.uint8))
+    np.save(tmp / "y.npy", y.numpy())
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def ranks(launch_dir):
+    return run_local(_rank_body, 2, str(launch_dir))
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +245,26 @@ def test_sharded_solve_gives_the_single_process_optimum_and_certificate(ranks, p
     dn = prep.penalty.dual_norm(D.T @ U)
     assert dn <= lam * (1 + 1e-12)
     assert c2["info"]["dual_norm_sharded"] == pytest.approx(dn, rel=1e-13)
+
+
+@pytest.mark.slow
+def test_launcher_writes_the_certified_solution_once(ranks, launch_dir, problem):
+    import json
+
+    D, y = problem
+    for r in ranks:
+        assert r["launch_rc"] == 0 and not r["initialized_after_launch"]
+        assert "already holds a solution" in r["launch_again"]
+    cert = json.loads((launch_dir / "run" / "certificate.json").read_text())
+    W = np.load(launch_dir / "run" / "solution.npz")["W"]
+    assert cert["converged"] and cert["info"]["world_size"] == 2
+    ref = solve_readout(D, y, loss="hinge", penalty="l1", beta=_beta(D, y, "hinge", "l1"),
+                        tol=1e-9).certificate
+    assert abs(cert["primal"] - ref.primal) <= 1e-9 * abs(ref.primal)
+    prep = prepare_problem(D, y, loss="hinge", penalty="l1")
+    Wt = torch.from_numpy(W)
+    primal = float(prep.datafit.value(D @ Wt) + cert["lam"] * prep.penalty.value(Wt))
+    assert primal == pytest.approx(cert["primal"], rel=1e-12)
 
 
 def test_solve_readout_sharded_refuses_a_plain_operator():

@@ -59,7 +59,8 @@ def _worker(rank: int, fn: Callable, world: int, port: int, backend: str, queue:
         out = fn(rank, world, *args)
         queue.put((rank, out))
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():  # fn may have closed the group itself
+            dist.destroy_process_group()
 
 
 def run_local(fn: Callable, nprocs: int, *args: Any, backend: str = "gloo",

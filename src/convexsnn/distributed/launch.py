@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             atomic_write_with(targets[0], write)
             atomic_write_json(targets[1], json_safe(sol.certificate.to_dict()))
             logger.info("rank 0 wrote %s", out)
+        dist.barrier()  # every rank returns once the solution is on disk
     finally:
         dist.destroy_process_group()
     return 0 if sol.certificate.converged else 1
