@@ -75,3 +75,13 @@ def test_report_only_runs_nothing(quick_run, tmp_path):
     s = reproduce(["addition"], tmp_path, quick=True, seeds=(0,), run=False)
     assert s["addition"]["missing"] == ["quick-b2-leak0-s0"]
     assert (tmp_path / "addition" / "table.md").is_file()
+
+
+def test_cli_backend_flags_are_checked_before_work(tmp_path):
+    # --address belongs to the Ray backend; --jobs to the local one: refused with one line
+    from convexsnn.cli import main
+    out = tmp_path / "r"
+    assert main(["reproduce", "xor", "--quick", "--out", str(out), "--address", "auto"]) != 0
+    assert main(["reproduce", "xor", "--quick", "--out", str(out), "--backend", "ray",
+                 "--jobs", "2"]) != 0
+    assert not out.exists()

@@ -759,10 +759,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """``convexsnn reproduce``."""
     from .experiments import reproduce
     names = args.names or ["all"]
-    summary = reproduce(names if names != ["all"] else None, args.out, quick=args.quick,
-                        jobs=args.jobs, seeds=args.seeds, force=args.force,
-                        overwrite=args.overwrite, threads=args.threads,
-                        progress=not (args.quiet or args.no_progress))
+    if args.backend == "ray":
+        if args.jobs != 1:
+            raise CLIError("--jobs is for the local backend; with --backend ray every cell is "
+                           "a Ray task (size the cluster instead)")
+        if args.overwrite:
+            raise CLIError("--overwrite is not supported with --backend ray; use a fresh --out")
+        from .experiments.ray_backend import reproduce_ray
+        summary = reproduce_ray(names if names != ["all"] else None, args.out, quick=args.quick,
+                                seeds=args.seeds, force=args.force, address=args.address)
+    else:
+        if args.address is not None:
+            raise CLIError("--address needs --backend ray")
+        summary = reproduce(names if names != ["all"] else None, args.out, quick=args.quick,
+                            jobs=args.jobs, seeds=args.seeds, force=args.force,
+                            overwrite=args.overwrite, threads=args.threads,
+                            progress=not (args.quiet or args.no_progress))
     failed = 0
     for name, s in summary.items():
         failed += len(s.get("failed", []))
@@ -1187,6 +1199,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="write into DIR even if it holds cell files of another run "
                         "configuration (e.g. the committed results/ of the repository)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local process pool (default) or Ray tasks (needs convexsnn[ray])")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --backend ray: an existing cluster ('auto', 'ray://host:10001'); "
+                        "default: start a local one")
 
     # export
     p = add("export", "export a saved model as a NIR graph", cmd_export)

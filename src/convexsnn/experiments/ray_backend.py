@@ -28,10 +28,10 @@ from ..distributed.ray_blocks import import_ray
 from .runner import (
     _json_clean,
     _read_cell_file,
-    _resolve_names,
     _run_one,
     cell_path,
     load_experiment,
+    plan_cells,
     reproduce,
 )
 
@@ -45,7 +45,7 @@ def _cell_task(module_name: str, cell_dict: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="convexsnn-cell-") as tmp:
         # _run_one writes the record to a file (here a scratch one); the driver writes the real
         # file, so cells run on other machines need no shared file system
-        return _run_one(module_name, cell_dict, os.path.join(tmp, "cell.json"), True)
+        return _run_one(module_name, cell_dict, os.path.join(tmp, "cell.json"), 1)
 
 
 def reproduce_ray(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
@@ -79,8 +79,10 @@ def reproduce_ray(names: str | Iterable[str] | None, out_dir: str | os.PathLike,
     if max_retries < 0:
         raise ValueError(f"max_retries must be >= 0, got {max_retries}")
     seeds = [int(s) for s in seeds]
-    names_l = _resolve_names(names)
     out = Path(out_dir)
+    # the local runner's checks, before anything is created (committed results, other configs)
+    names_l = [name for name, _, _ in plan_cells(names, out, quick=quick, seeds=seeds,
+                                                 force=force, overwrite=False)]
     out.mkdir(parents=True, exist_ok=True)
     started = False
     if not ray.is_initialized():

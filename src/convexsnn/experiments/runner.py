@@ -212,6 +212,36 @@ def _plots(mod, cells: list[dict], exp_dir: Path) -> list[str]:
     return [str(Path(p).name) for p in paths]
 
 
+def plan_cells(names: str | Iterable[str] | None, out: Path, *, quick: bool,
+               seeds: Sequence[int], force: bool, overwrite: bool) -> list:
+    """Every check a run makes before it creates or writes anything, for every backend.
+
+    Resolves the experiment names, checks the output folder (a path under a file, a file, not
+    writable), refuses folders with files committed to git or results of another run
+    configuration (unless ``overwrite`` or ``force``), and returns ``(name, module, cells)``
+    per experiment.
+    """
+    names = _resolve_names(names)          # before anything is created
+    check_output_path(out, "output folder", directory=True)
+    if not (overwrite or force):
+        n_committed = _committed_files(out)
+        if n_committed:
+            raise FileExistsError(
+                f"{out} holds {n_committed} file(s) committed to git (recorded results of the "
+                "repository); choose another --out, or pass --overwrite to update them")
+    plans = []
+    for name in names:
+        mod = load_experiment(name)
+        cells = list(mod.cells(bool(quick), [int(s) for s in seeds]))
+        ids = [c.id for c in cells]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"experiment {name} has duplicate cell ids")
+        if not (overwrite or force):
+            _refuse_other_config(out / name, cells, bool(quick))
+        plans.append((name, mod, cells))
+    return plans
+
+
 def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
               quick: bool = False, jobs: int = 1, seeds: Sequence[int] = (0, 1, 2),
               force: bool = False, run: bool = True, overwrite: bool = False,
@@ -256,26 +286,9 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     seeds = [int(s) for s in seeds]
-    names = _resolve_names(names)          # before anything is created
     out = Path(out_dir)
-    check_output_path(out, "output folder", directory=True)
+    plans = plan_cells(names, out, quick=quick, seeds=seeds, force=force, overwrite=overwrite)
     threads = int(threads) if threads else default_threads(jobs)
-    if not (overwrite or force):
-        n_committed = _committed_files(out)
-        if n_committed:
-            raise FileExistsError(
-                f"{out} holds {n_committed} file(s) committed to git (recorded results of the "
-                "repository); choose another --out, or pass --overwrite to update them")
-    plans = []
-    for name in names:
-        mod = load_experiment(name)
-        cells = list(mod.cells(bool(quick), seeds))
-        ids = [c.id for c in cells]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"experiment {name} has duplicate cell ids")
-        if not (overwrite or force):
-            _refuse_other_config(out / name, cells, bool(quick))
-        plans.append((name, mod, cells))
     out.mkdir(parents=True, exist_ok=True)
     logger.info("reproduce: %d torch thread(s) per cell, %d job(s)", threads, jobs)
     summary: dict = {}
