@@ -591,7 +591,7 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
     :math:`U = A(DW - Y)`, scaled by :func:`~convexsnn.convex.penalties.dual_scale`), which are
     accurate for the bounded iterates of these methods. Two safeguards keep them honest:
 
-    * for elementwise penalties the support is polished by the normal equations
+    * for the l1 penalty the support is polished by the normal equations
       :math:`H_{SS} w = B_S - \lambda\,\mathrm{sign}` (conditioning guarded by
       :func:`~convexsnn.convex._polish.guarded_spd_solve`); a polished point is evaluated in
       *residual form* (:math:`DW` formed, never a difference of large Gram terms) and kept only
@@ -742,8 +742,7 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
         Hn, Bn = H.numpy() if H.device.type == "cpu" else H.cpu().numpy(), Bm.cpu().numpy()
         thr = [lam / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
         inv = [1.0 / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
-        kind = "l1" if penalty.elementwise and isinstance(penalty, L1) else \
-            "l21" if isinstance(penalty, L21) else "generic"
+        kind = "l1" if type(penalty) is L1 else "l21" if type(penalty) is L21 else "generic"
     else:
         Lh = float(torch.linalg.eigvalsh(H).max()) * (1 + 1e-10) + 1e-300
         W_prev, HW_prev, t = W, HW, 1.0
@@ -780,7 +779,7 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
         else:
             stable, next_polish = 0, wait0
         supp_prev = supp
-        if polish and penalty.elementwise and stable >= next_polish:
+        if polish and isinstance(penalty, L1) and stable >= next_polish:
             next_polish *= 3
             polish_support()
             if method == "cd":

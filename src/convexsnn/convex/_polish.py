@@ -27,6 +27,9 @@ import math
 
 import torch
 
+from .datafits import SoftmaxCrossEntropy
+from .penalties import L1, dual_scale
+
 __all__ = ["polish_squared_l1", "polish_hinge_l1", "polish_newton", "can_polish",
            "guarded_spd_solve"]
 
@@ -200,7 +203,7 @@ def polish_squared_l1(op, datafit, penalty, lam: float, W: torch.Tensor) -> list
     entries are zero at the optimum). Each column keeps the best of (current, polished, pruned and
     polished) by its part of the (column-separable) objective.
     """
-    if not can_polish(op) or penalty.name != "l1":
+    if not can_polish(op) or not isinstance(penalty, L1):
         return []
     Wc = W.clone()
     a = datafit.weights.reshape(-1, 1)
@@ -258,7 +261,7 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
     candidate per output column; the column-separable primal value and the column-wise scaled dual
     value pick the best per column (the current point included), and the columns are recombined.
     """
-    if not can_polish(op) or penalty.name != "l1":
+    if not can_polish(op) or not isinstance(penalty, L1):
         return [], []
     Y, a = datafit.Y, datafit.weights
     a64 = a.to(torch.float64)
@@ -322,8 +325,7 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
         if len(a_list) > 1:
             Al = torch.stack(a_list, dim=1)
             Gk = op.rmatmul(ya[:, None] * Al)
-            mx = Gk.abs().amax(dim=0).to(torch.float64)
-            sc = torch.where(mx > lam, lam / mx, torch.ones_like(mx))
+            sc = dual_scale(penalty, lam, Gk, per_column=True).to(torch.float64)
             dv = sc * (a64[:, None] * Al.to(torch.float64)).sum(0)
             k = int(torch.argmax(dv))
             if k > 0:
@@ -362,7 +364,7 @@ abla \phi` by conjugate gradients
             R = torch.nonzero(rows, as_tuple=False)[:, 0]
             sub = op.columns(R)
             G = sub.rmatmul(datafit.gradient(op.matmul(W)))
-            if penalty.name == "l1":
+            if penalty.elementwise:
                 slack = (G.abs() < (1 - 1e-3) * lam) & (W[R] != 0)
             else:
                 slack = (torch.linalg.vector_norm(G, dim=1) < (1 - 1e-3) * lam)[:, None] & \
@@ -382,7 +384,7 @@ def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, alwa
     R = torch.nonzero(rows, as_tuple=False)[:, 0]
     sub = op.columns(R)
     Ws = W[R].clone()
-    l1 = penalty.name == "l1"
+    l1 = penalty.elementwise
     mask = (Ws != 0).to(Ws.dtype) if l1 else torch.ones_like(Ws)
     sign = torch.sign(Ws)
 
@@ -396,7 +398,7 @@ def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, alwa
     g_first = None
     tiny = torch.finfo(Ws.dtype).tiny
     for _ in range(newton_steps):
-        probs = torch.softmax(Z, dim=1) if datafit.name == "softmax" else None
+        probs = torch.softmax(Z, dim=1) if isinstance(datafit, SoftmaxCrossEntropy) else None
         g = sub.rmatmul(datafit.gradient(Z))
         if l1:
             g = (g + lam * sign) * mask

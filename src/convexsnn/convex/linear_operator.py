@@ -195,9 +195,15 @@ def as_operator(D: Any, *, dtype: torch.dtype | None = torch.float64,
     """Wrap ``D`` (tensor, array or operator) as an operator of the requested dtype/device.
 
     Arrays and tensors become a :class:`DictionaryOperator` (validated: 2-D, 0/1 entries, at least
-    one column). Objects following the operator protocol are returned unchanged; a ``dtype`` or
+    one column). A :class:`~convexsnn.dictionary.SpikeDictionary` (any object with an
+    ``operator(dtype, device)`` view and ``n_columns``) gives its operator view, packed bits
+    included (no dense copy). Objects following the operator protocol are returned unchanged; a ``dtype`` or
     ``device`` that contradicts theirs raises ``TypeError`` / ``ValueError``.
     """
+    if not is_operator(D) and callable(getattr(D, "operator", None)) and \
+            hasattr(D, "n_columns"):
+        # a SpikeDictionary (or any object offering an operator view): use it as it is stored
+        D = D.operator(torch.float64 if dtype is None else dtype, device)
     if is_operator(D):
         shape = tuple(D.shape)
         if len(shape) != 2:

@@ -36,11 +36,14 @@ def dual_scale(penalty: "Penalty", lam: float, G: torch.Tensor, per_column: bool
 
     With ``per_column`` (an elementwise penalty and a datafit that separates over output columns)
     the feasible set is a product over the columns and each column is scaled on its own
-    (:math:`s_c = \min(1, \lambda / \max_j |G_{jc}|)`, a ``(C,)`` tensor). This is the one home
+    (:math:`s_c = \min(1, \lambda / \max_j \rho(G_{jc}))`, a ``(C,)`` tensor, :math:`\rho` the
+    penalty's dual norm of one entry: :math:`|G_{jc}|` for l1). This is the one home
     of the dual scaling: every certificate in :mod:`convexsnn.convex` goes through it.
     """
     if per_column and penalty.elementwise:
-        mx = G.abs().amax(dim=0) if G.numel() else torch.zeros(G.shape[1], dtype=G.dtype)
+        # per-entry dual norms (row scores of single entries), maximised per output column
+        mx = (penalty.row_scores(G.reshape(-1, 1)).reshape(G.shape).amax(dim=0) if G.numel()
+              else torch.zeros(G.shape[1], dtype=G.dtype, device=G.device))
         return torch.where(mx > lam, lam / torch.where(mx > 0, mx, torch.ones_like(mx)),
                            torch.ones_like(mx))
     dn = penalty.dual_norm(G)

@@ -90,7 +90,7 @@ from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_
 from .certificate import Certificate, ConvergenceWarning
 from .datafits import DATAFITS, Datafit, make_datafit
 from .linear_operator import as_operator
-from .penalties import PENALTIES, Penalty, make_penalty
+from .penalties import L1, L21, PENALTIES, Penalty, make_penalty
 
 logger = logging.getLogger("convexsnn")
 
@@ -283,19 +283,33 @@ def prepare_problem(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1
                     sample_weight: Any = None, n_classes: int | None = None,
                     binary_single_column: bool = True, dtype: torch.dtype | None = torch.float64,
                     device: torch.device | str | None = None) -> _Prepared:
-    """Validate the inputs and build (operator, datafit, penalty). Raises on bad input."""
-    if not isinstance(loss, str) or loss not in DATAFITS:
-        raise ValueError(f"loss must be one of {list(DATAFITS)}, got {loss!r}")
-    if not isinstance(penalty, str) or penalty not in PENALTIES:
-        raise ValueError(f"penalty must be one of {list(PENALTIES)}, got {penalty!r}")
+    r"""Validate the inputs and build (operator, datafit, penalty). Raises on bad input.
+
+    ``loss`` is a name of :data:`DATAFITS` or a :class:`Datafit` subclass built as
+    ``cls(Y, weights)`` on targets prepared as for the squared loss (real targets, or labels as
+    :math:`\pm 1` one-vs-rest columns); ``penalty`` a name of :data:`PENALTIES` or a
+    :class:`Penalty` instance. The solvers use them through their declared capabilities.
+    """
+    custom_df = isinstance(loss, type) and issubclass(loss, Datafit)
+    if not custom_df and (not isinstance(loss, str) or loss not in DATAFITS):
+        raise ValueError(f"loss must be one of {list(DATAFITS)} or a Datafit subclass, got "
+                         f"{loss!r}")
+    if not isinstance(penalty, Penalty) and (not isinstance(penalty, str) or
+                                             penalty not in PENALTIES):
+        raise ValueError(f"penalty must be one of {list(PENALTIES)} or a Penalty instance, got "
+                         f"{penalty!r}")
     if dtype is not None and dtype not in (torch.float64, torch.float32):
         raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
     op = as_operator(D, dtype=dtype, device=device, name="D")
     n, P = op.shape
     dt, dev = op.dtype, torch.device(op.device)
-    Y, C, kind = _prepare_targets(y, loss, n, n_classes, binary_single_column, dt, dev)
+    Y, C, kind = _prepare_targets(y, "squared" if custom_df else loss, n, n_classes,
+                                  binary_single_column, dt, dev)
     a = _prepare_weights(sample_weight, n, dt, dev)
-    df = make_datafit(loss, Y, a, n_classes=C)
+    df = loss(Y, a) if custom_df else make_datafit(loss, Y, a, n_classes=C)
+    if not (df.smooth or getattr(df, "box_dual", False)):
+        raise ValueError(f"datafit {loss.__name__} is neither smooth nor box-dual: no solver "
+                         "applies")
     return _Prepared(op=op, datafit=df, penalty=make_penalty(penalty), n_classes=C,
                      target_kind=kind)
 
@@ -416,7 +430,7 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             return "gram"
         if df.smooth:
             return "fista"
-        if box and pen.elementwise and _has(op, "columns", "dense") and \
+        if box and isinstance(pen, L1) and _has(op, "columns", "dense") and \
                 n * min(P, 4 * n) <= IPM_MAX_ENTRIES:
             return "ipm"
         if box:
@@ -435,7 +449,7 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
     if solver in ("pdhg", "ipm") and not box:
         raise ValueError(f"solver={solver!r} is for the hinge loss; use 'fista' for "
                          f"{getattr(df, 'name', type(df).__name__)}")
-    if solver == "ipm" and not (pen.elementwise and _has(op, "columns", "dense")):
+    if solver == "ipm" and not (isinstance(pen, L1) and _has(op, "columns", "dense")):
         raise ValueError("solver='ipm' needs penalty='l1' and an operator with dense()/columns()")
     return solver
 
@@ -501,11 +515,12 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
         logger.warning("working_set=True ignored: the operator has no columns() method")
     pol = None
     if polish and can_polish(op):
-        if getattr(df, "quadratic", False) and pen.elementwise:
+        # the support polishers solve the l1 (or l2,1) optimality conditions themselves
+        if getattr(df, "quadratic", False) and isinstance(pen, L1):
             pol = _polish_squared_l1_then_newton
-        elif getattr(df, "box_dual", False) and pen.elementwise:
+        elif getattr(df, "box_dual", False) and isinstance(pen, L1):
             pol = polish_hinge_l1
-        elif df.smooth:
+        elif df.smooth and isinstance(pen, (L1, L21)):
             pol = polish_newton
 
     def expand(U: torch.Tensor) -> torch.Tensor:
@@ -655,7 +670,10 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
 
 def _warn_if_not_converged(cert: Certificate, max_iter: Any) -> None:
     if not cert.converged:
-        msg = (f"readout solve stopped before reaching tol={cert.tol:g}: "
+        why = {"max_iter": "iteration budget (max_iter) used up",
+               "max_time": "time budget (max_time) used up",
+               "stalled": "no further progress (rounding)"}.get(cert.status, cert.status)
+        msg = (f"readout solve stopped before reaching tol={cert.tol:g} ({why}): "
                f"rel_gap={cert.rel_gap:.3g} "
                f"(gap={cert.gap:.3g}) after {cert.iterations} iterations, {cert.seconds:.2f}s; "
                f"returning the best point seen (raise max_iter/max_time or loosen tol)")
@@ -756,7 +774,8 @@ def solve_readout(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1",
                                         working_set=working_set, polish=polish, verbose=verbose,
                                         solver=solver, merge_rows=merge_rows)
     _warn_if_not_converged(cert, max_iter)
-    return ReadoutSolution(W=W, certificate=cert, loss=loss, penalty=penalty, lam=lam_v,
+    return ReadoutSolution(W=W, certificate=cert, loss=prep.datafit.name,
+                           penalty=prep.penalty.name, lam=lam_v,
                            beta=beta_v, n_classes=prep.n_classes, dual=U, _alpha=alpha)
 
 
@@ -801,7 +820,8 @@ def solve_path(D: Any, y: Any, betas: Sequence[float] | None = None, *,
             max_time=max_time, working_set=working_set, polish=polish, verbose=verbose,
             solver=solver, merge_rows=merge_rows, state=state if warm_start else None)
         _warn_if_not_converged(cert, max_iter)
-        out[k] = ReadoutSolution(W=W, certificate=cert, loss=loss, penalty=penalty, lam=lam_v,
+        out[k] = ReadoutSolution(W=W, certificate=cert, loss=prep.datafit.name,
+                           penalty=prep.penalty.name, lam=lam_v,
                                  beta=beta_v, n_classes=prep.n_classes, dual=U, _alpha=alpha)
         W_prev, a_prev = W, alpha
     return out  # type: ignore[return-value]
