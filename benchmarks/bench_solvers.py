@@ -6,7 +6,13 @@ inputs, :mod:`convexsnn.dictionary`), then solves the *same* problem with
 * ``convexsnn.convex.solve_readout`` (``tol`` relative duality gap, default 1e-8),
 * cvxpy + Clarabel (default Clarabel tolerances), in a subprocess killed after
   ``--cvxpy-timeout`` seconds,
-* scikit-learn ``Lasso`` (``fit_intercept=False``) for squared + l1.
+* peers on the same objective (same :math:`1/n` scaling, no intercept, ``--peer-tol``):
+  scikit-learn ``Lasso`` with ``precompute=False`` (``sklearn-cd``) and ``precompute=True``
+  (Gram form, ``sklearn-precompute``), skglm ``Lasso`` and celer ``Lasso`` (all with
+  ``alpha = lam``, one fit per one-vs-rest column) for squared + l1; scikit-learn's multinomial
+  ``LogisticRegression(solver="saga", l1_ratio=1, C = 1/(n lam))`` for softmax + l1 (more than
+  two classes). ``--repeat k`` solves every case k times with the solvers interleaved (order
+  alternating) and keeps each solver's fastest run.
 
 The objective of every returned ``W`` is re-evaluated by one numpy function, so the "rel. diff"
 column compares like with like. Cases:
@@ -48,7 +54,8 @@ ROOT = HERE.parent
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+#: MNIST IDX files (override with the environment variable CONVEXSNN_MNIST_DIR)
+MNIST_DIR = Path(os.environ.get("CONVEXSNN_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
 
 CASES = {
     "a": dict(title="XOR T=8 hinge+l1", task="xor", T=8, n=2000, P=1000, loss="hinge",
@@ -131,24 +138,87 @@ def run_ours(D: torch.Tensor, y: np.ndarray, case: dict, lam: float, tol: float)
                         n_classes=int(y.max()) + 1)
     sec = time.perf_counter() - t0
     c = sol.certificate
-    return dict(seconds=sec, W=sol.W.numpy(), gap=c.rel_gap, status="converged" if c.converged
-                else "not converged", iterations=c.iterations, algorithm=c.algorithm,
+    return dict(seconds=sec, W=sol.W.numpy(), gap=c.rel_gap, status=c.status,
+                iterations=c.iterations, algorithm=c.algorithm,
                 support=int((sol.W != 0).any(dim=1).sum()))
 
 
-def run_sklearn(D: np.ndarray, y: np.ndarray, lam: float) -> dict:
-    from sklearn.linear_model import Lasso
-
-    Y = targets("squared", y)
-    t0 = time.perf_counter()
-    m = Lasso(alpha=lam, fit_intercept=False, tol=1e-8, max_iter=100_000)
+def _fit_columns(make, D: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Fit one single-output model per target column (the problem separates over columns)."""
     import warnings
+
+    W = np.zeros((D.shape[1], Y.shape[1]))
+    t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m.fit(D, Y)
-    sec = time.perf_counter() - t0
-    W = np.asarray(m.coef_).reshape(Y.shape[1], -1).T
+        for c in range(Y.shape[1]):
+            m = make()
+            m.fit(D, Y[:, c])
+            W[:, c] = np.asarray(m.coef_).reshape(-1)
+    return time.perf_counter() - t0, W
+
+
+def run_lasso_peer(name: str, D: np.ndarray, y: np.ndarray, lam: float, tol: float) -> dict:
+    r"""Squared + l1 peers. All of them minimise :math:`\frac{1}{2n}\lVert y - Dw\rVert^2 +
+    \alpha \lVert w\rVert_1` per output column, which is our objective (:math:`a_i = 1/n`,
+    summed over the one-vs-rest columns) with :math:`\alpha = \lambda`."""
+    Y = targets("squared", y)
+    if name.startswith("sklearn"):
+        from sklearn.linear_model import Lasso
+        pre = name.endswith("precompute")
+        make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol, max_iter=100_000,  # noqa
+                             precompute=pre)
+    elif name == "skglm":
+        from skglm import Lasso
+        make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol)  # noqa: E731
+    elif name == "celer":
+        from celer import Lasso
+        make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol)  # noqa: E731
+    else:
+        raise ValueError(name)
+    sec, W = _fit_columns(make, np.ascontiguousarray(D) if name != "sklearn-cd" else
+                          np.asfortranarray(D), Y)
     return dict(seconds=sec, W=W, gap=float("nan"), status="done", iterations=None)
+
+
+def run_saga(D: np.ndarray, y: np.ndarray, lam: float, tol: float) -> dict:
+    r"""Softmax + l1 peer: scikit-learn's multinomial ``LogisticRegression`` with SAGA minimises
+    :math:`\lVert W\rVert_1 + C_{\rm sk} \sum_i \ell_i`; ours is :math:`\frac1n \sum_i
+    \ell_i + \lambda \lVert W\rVert_1`, the same minimiser with :math:`C_{\rm sk} = 1/(n
+    \lambda)` (more than two classes: sklearn's binary model has one column, not two)."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    n = D.shape[0]
+    m = LogisticRegression(C=1.0 / (n * lam), l1_ratio=1.0, solver="saga", tol=tol,
+                           max_iter=10_000, fit_intercept=False)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.fit(D, y)
+    sec = time.perf_counter() - t0
+    return dict(seconds=sec, W=np.asarray(m.coef_).T, gap=float("nan"), status="done",
+                iterations=int(np.max(m.n_iter_)))
+
+
+PEERS = ("sklearn-cd", "sklearn-precompute", "skglm", "celer", "saga")
+
+
+def run_peer(name: str, D: np.ndarray, y: np.ndarray, case: dict, lam: float, tol: float):
+    """Result dict, or ``None`` when the peer does not solve this case's objective."""
+    sq_l1 = case["loss"] == "squared" and case["penalty"] == "l1"
+    try:
+        if name == "saga":
+            if case["loss"] != "softmax" or case["penalty"] != "l1" or int(y.max()) < 2:
+                return None
+            return run_saga(D, y, lam, tol)
+        if not sq_l1:
+            return None
+        return run_lasso_peer(name, D, y, lam, tol)
+    except ImportError as exc:
+        return dict(seconds=float("nan"), W=None, gap=float("nan"),
+                    status=f"not installed ({exc.name})", iterations=None)
 
 
 def _cvxpy_worker(npz: str, out: str) -> None:
@@ -222,7 +292,13 @@ def main(argv=None) -> int:
                     help="seconds before the cvxpy+Clarabel subprocess is killed "
                          "(default 240, 60 with --quick)")
     ap.add_argument("--no-cvxpy", action="store_true", help="skip cvxpy+Clarabel")
-    ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn's Lasso")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help=f"comma-separated peers among {','.join(PEERS)} (empty: none)")
+    ap.add_argument("--peer-tol", type=float, default=1e-8,
+                    help="tol of the peers (their own stopping rules, not a duality gap)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="solve every case this many times, solvers interleaved (the table "
+                         "keeps the fastest run of each)")
     ap.add_argument("--tol", type=float, default=1e-8, help="relative duality gap of ours")
     ap.add_argument("--ratio", type=float, default=0.05, help="lam = ratio * lambda_max")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -250,9 +326,17 @@ def main(argv=None) -> int:
         n, P = D.shape
         lam = args.ratio * lambda_max(D, y, loss=case["loss"], penalty=case["penalty"])
         Dn = D.numpy()
-        res = {"ours": run_ours(D, y, case, lam, args.tol)}
-        if case["loss"] == "squared" and case["penalty"] == "l1" and not args.no_sklearn:
-            res["sklearn"] = run_sklearn(Dn, y, lam)
+        peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+        res: dict = {}
+        for rep in range(max(1, args.repeat)):
+            order = ["ours"] + peers
+            if rep % 2:
+                order = order[::-1]  # interleave: alternate the order between repetitions
+            for name in order:
+                r = (run_ours(D, y, case, lam, args.tol) if name == "ours"
+                     else run_peer(name, Dn, y, case, lam, args.peer_tol))
+                if r is not None and (name not in res or r["seconds"] < res[name]["seconds"]):
+                    res[name] = r
         if not args.no_cvxpy:
             res["cvxpy+clarabel"] = run_cvxpy(Dn, y, case, lam, timeout)
         for r in res.values():
@@ -274,8 +358,10 @@ def main(argv=None) -> int:
                     row["speedup_vs_clarabel"] = cv["seconds"] / ours_t
                 elif cv is not None and cv["status"].startswith("timeout"):
                     row["speedup_vs_clarabel"] = f"> {timeout / ours_t:.0f}"
-                if "sklearn" in res:
-                    row["speedup_vs_sklearn"] = res["sklearn"]["seconds"] / ours_t
+                fastest = min((r2["seconds"] for k2, r2 in res.items()
+                               if k2 not in ("ours", "cvxpy+clarabel")
+                               and math.isfinite(r2["seconds"])), default=float("nan"))
+                row["speedup_vs_fastest_peer"] = fastest / ours_t
             rows.append(row)
         _print_rows([r for r in rows if r["case"] == key])
     info = dict(python=platform.python_version(), torch=torch.__version__,
@@ -304,14 +390,16 @@ def _print_rows(rows):
     r0 = rows[0]
     print(f"\n== ({r0['case']}) {r0['title']}: n={r0['n']} P={r0['P']} lam={r0['lam']:.3g} "
           f"beta={r0['beta']:.3g} (dictionary built in {r0['dict_seconds']:.1f}s)")
-    print(f"{'solver':16s} {'seconds':>9s} {'objective':>18s} {'rel.gap':>9s} "
-          f"{'rel.diff':>9s} {'speedup':>9s}  status")
+    print(f"{'solver':18s} {'seconds':>9s} {'objective':>18s} {'rel.gap':>9s} "
+          f"{'rel.diff':>9s} {'x clarabel':>10s} {'x peer':>7s}  status")
     for r in rows:
         sp = r.get("speedup_vs_clarabel")
         sp = _fmt(sp, ".1f") if sp is not None else ""
-        print(f"{r['solver']:16s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
+        sq = r.get("speedup_vs_fastest_peer")
+        sq = _fmt(sq, ".2f") if sq is not None else ""
+        print(f"{r['solver']:18s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
               f"{_fmt(r['rel_gap'], '9.1e')} {_fmt(r['rel_diff_vs_clarabel'], '9.1e')} "
-              f"{sp:>9s}  {r['status']}"
+              f"{sp:>10s} {sq:>7s}  {r['status']}"
               + (f" [{r['algorithm']}, support {r['support']}]" if r.get("algorithm") else ""))
 
 

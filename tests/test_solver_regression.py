@@ -89,3 +89,47 @@ def test_tomita3_squared_l1_certifies_the_optimum(tomita3, kw):
     assert abs(primal - ref) <= 1e-6 * abs(ref)
     # no blown-up weights from a singular polish
     assert float(sol.W.abs().max()) < 1e3
+
+
+def test_guarded_solve_refuses_the_near_singular_cholesky():
+    """Two nearly collinear columns: Cholesky succeeds but its solution is ~1/eps large; the
+    guarded solve returns the (bounded) minimum-norm least-squares solution instead."""
+    from convexsnn.convex._polish import guarded_spd_solve
+
+    X = torch.tensor([[1.0, 1.0], [1.0, 1.0 + 1e-9], [0.0, 0.0]], dtype=torch.float64)
+    H = X.T @ X
+    b = torch.tensor([1.0, 1.0 + 3e-9], dtype=torch.float64)
+    L, info = torch.linalg.cholesky_ex(H)
+    naive = torch.cholesky_solve(b[:, None], L)[:, 0]
+    assert int(info) == 0 and float(naive.abs().max()) > 1e3    # what the old polish used
+    x = guarded_spd_solve(H, b)
+    assert x is not None and float(x.abs().max()) < 10.0
+    assert torch.allclose(H @ x, b, atol=1e-6)
+
+
+def test_gram_matrices_by_column_blocks_match_dense(tomita3):
+    """Forming H = D^T A D from column blocks (no n x s copy) gives the dense result."""
+    from convexsnn.convex._inner import gram_matrices
+    from convexsnn.convex.linear_operator import as_operator
+
+    D, y, *_ = tomita3
+    op = as_operator(D)
+    a = torch.rand(D.shape[0], dtype=torch.float64)
+    Y = torch.randn(D.shape[0], 2, dtype=torch.float64)
+    H1, B1 = gram_matrices(op, a, Y)
+    H2, B2 = gram_matrices(op, a, Y, block_entries=2000 * 10)
+    Dt = torch.from_numpy(D)
+    assert torch.allclose(H1, (Dt * a[:, None]).T @ Dt, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(H2, H1, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(B2, B1, rtol=1e-12, atol=1e-12)
+
+
+def test_cd_on_the_fixture_is_honest(tomita3):
+    """Coordinate descent converges slowly on this ill-conditioned case; with a small budget it
+    must say so (status max_iter, converged False) and its gap must bound the true error."""
+    D, y, lam, ref, _ = tomita3
+    with pytest.warns(ConvergenceWarning):
+        sol = solve_readout(D, y, lam=lam, tol=1e-10, solver="cd", max_iter=30)
+    cert = sol.certificate
+    assert not cert.converged and cert.status == "max_iter"
+    assert cert.dual <= ref + 1e-12 <= cert.primal + 2e-12

@@ -38,31 +38,44 @@ Certificate
 -----------
 Every solve returns the primal value of the returned point, the value of a feasible dual point
 (the datafit's natural dual candidate rescaled into :math:`R^\circ(D^\top U) \le \lambda`) and their
-gap, see :class:`~convexsnn.convex.certificate.Certificate`. The solve stops when the relative gap
-is at most ``tol``; otherwise it returns the best point seen and emits a
-:class:`~convexsnn.convex.certificate.ConvergenceWarning`.
+gap, see :class:`~convexsnn.convex.certificate.Certificate`. Every stop decision of the driver is
+made on that certificate, recomputed from the current ``W`` on the original rows and columns, in
+float64, with the dual point in residual form (:math:`U = \nabla f(DW)`, never a difference of
+large Gram-form terms). The solve stops when the relative gap is at most ``tol``
+(``status="converged"``), or when the budget ends (``"max_iter"`` / ``"max_time"``) or no progress
+is possible (``"stalled"``): then it returns the best point seen with ``converged=False`` and
+emits a :class:`~convexsnn.convex.certificate.ConvergenceWarning`.
 
 Algorithms
 ----------
-``solver="auto"`` picks, per datafit:
+``solver="auto"`` picks from the capabilities of the datafit and penalty (``quadratic``,
+``smooth``, ``box_dual``; ``elementwise``, ``row_separable``, see
+:mod:`~convexsnn.convex.datafits` and :mod:`~convexsnn.convex.penalties`), so user-defined ones
+work wherever their capabilities allow:
 
-* squared (``"gram"``): accelerated proximal gradient in *Gram form* (:math:`H = D_S^\top A D_S`
-  of the working set, so an iteration costs :math:`O(s^2 C)` whatever the number of rows), with
-  exact polishing on the support (normal equations) for l1; ``"cd"`` runs (block) coordinate
-  descent on the same Gram form; FISTA on the operator when the dictionary cannot be densified;
+* quadratic (squared loss, ``"gram"``): accelerated proximal gradient in *Gram form*
+  (:math:`H = D_S^\top A D_S` of the working set, formed once per working set in
+  :math:`O(n s^2)` from column blocks without an ``n x s`` float copy; then an iteration costs
+  :math:`O(s^2 C)` whatever the number of rows), with guarded polishing on the support (normal
+  equations) for l1; ``"cd"`` runs (block) coordinate descent on the same Gram form. Blocks of
+  more than :data:`GRAM_MAX_COLUMNS` columns use FISTA on the operator. (The former rule switched
+  to operator FISTA as soon as ``n * min(P, 4096) > 6e7``, i.e. at every ``n >= 15k``, because the
+  Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
+  the Gram form on 55k x 4k squared + l1.)
 * softmax: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
   polishing on the support (signs fixed for l1, active rows for l2,1);
 * hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
   crossover to the identified basis; hinge + l2,1 (or dictionaries too large to densify):
   restarted, preconditioned PDHG (PDLP-style restarts and primal-weight balancing) with basis
   polishing for l1;
-* all of them inside a working-set loop for large :math:`P` (solve on the support plus the most
-  violated dual constraints, check the dual constraint on all columns, add the violators), when
-  the operator supports ``columns``; and, when the dictionary can be inspected, on the problem
-  with duplicate (row, target) pairs merged (exact, weights add up).
+* all of them inside a working-set loop for large :math:`P`: the set keeps the support and adds
+  the columns whose dual constraint is violated (most violated first, at most doubling); it never
+  shrinks, and the loop stops only on the certificate, i.e. with the KKT conditions holding over
+  the whole dictionary; and, when the dictionary can be inspected, on the problem with duplicate
+  (row, target) pairs merged (exact, weights add up).
 
-Whatever the path, the returned certificate is recomputed on the original rows and columns:
-primal value of the returned ``W`` and dual value of a point checked against every column.
+A :class:`~convexsnn.dictionary.SpikeDictionary` is used as it is stored (its operator view,
+packed bits included).
 
 The product-only algorithms (FISTA, PDHG) touch the dictionary only through :math:`DW` and
 :math:`D^\top R` (:mod:`convexsnn.convex.linear_operator`); the Gram form, the interior point,
@@ -101,6 +114,9 @@ DEFAULT_MAX_ITER = {"fista": 20_000, "pdhg": 200_000, "ipm": 2_000, "cd": 20_000
                     "gram": 100_000}
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
+#: largest block solved in Gram form (its s x s float64 Gram matrix: 512 MiB at 8192); larger
+#: blocks (or whole dictionaries without working sets) use FISTA on the operator
+GRAM_MAX_COLUMNS = 8192
 SOLVERS = ("auto", "fista", "gram", "cd", "pdhg", "ipm")
 
 
@@ -426,7 +442,7 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
     quad = bool(getattr(df, "quadratic", False))
     box = bool(getattr(df, "box_dual", False))
     if solver == "auto":
-        if quad and cols_ok:
+        if quad and cols_ok and (P >= WORKING_SET_MIN_COLUMNS or P <= GRAM_MAX_COLUMNS):
             return "gram"
         if df.smooth:
             return "fista"
@@ -602,11 +618,11 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
         if algo == "ipm":
             inner = ipm_hinge(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl)
             alpha = inner.alpha
-        elif algo in ("gram", "cd"):
+        elif algo in ("gram", "cd") and int(op_s.shape[1]) <= GRAM_MAX_COLUMNS:
             inner = squared_gram(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
                                  polish=polish, method="cd" if algo == "cd" else "fista",
                                  log_level=lvl)
-        elif algo == "fista":
+        elif algo in ("fista", "gram", "cd"):
             inner = fista(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
                           lipschitz=None if use_ws else lipschitz, polish=pol,
                           log_every=500 if verbose else 0, log_level=lvl)
