@@ -30,6 +30,7 @@ Usage::
     python benchmarks/bench_solvers.py                      # all cases (~20 min)
     python benchmarks/bench_solvers.py --quick              # small versions (~2 min)
     python benchmarks/bench_solvers.py --cases b --cvxpy-timeout 1800 --json out.json
+    python benchmarks/bench_solvers.py --sweep 54 --json sweep.json  # property sweep (long)
 """
 
 from __future__ import annotations
@@ -282,6 +283,59 @@ def run_cvxpy(D: np.ndarray, y: np.ndarray, case: dict, lam: float, timeout: flo
                     wall=wall, solve_time=float(r["solve_time"]))
 
 
+# --------------------------------------------------------------------------------- sweep
+
+def sweep(n_dicts: int, out_json: str | None, max_time: float) -> int:
+    """The full property sweep of ``tests/test_solver_properties.py``: real spike dictionaries
+    (tasks x leaks x depths x seeds, duplicated columns appended) x every datafit x penalty x
+    lam in {1, 1e-1, 1e-2, 1e-3, 1e-4} lam_max, against cvxpy + Clarabel. A cell passes when the
+    solve converged with rel. objective difference <= 1e-6 and gap <= tol, or reported
+    not-converged with a gap that brackets the reference."""
+    import itertools
+    import warnings
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_solver_properties import clarabel_value, spike_dictionary
+
+    from convexsnn.convex import ConvergenceWarning, lambda_max, solve_readout
+
+    grid = list(itertools.product(("xor", "parity", "count"), (0.5, 0.9, 0.99), (3, 4),
+                                  range(3)))[:n_dicts]
+    rows, bad = [], 0
+    for task, leak, L, seed in grid:
+        _, D, y = spike_dictionary(task, T=6, L=L, leak=leak, seed=seed)
+        C = int(y.max()) + 1
+        for loss, pen, fac in itertools.product(("squared", "hinge", "softmax"), ("l1", "l21"),
+                                                (1.0, 1e-1, 1e-2, 1e-3, 1e-4)):
+            lam = fac * lambda_max(D, y, loss=loss, penalty=pen)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                t0 = time.perf_counter()
+                sol = solve_readout(D, y, loss=loss, penalty=pen, lam=lam, tol=1e-8,
+                                    max_time=max_time)
+                sec = time.perf_counter() - t0
+            c = sol.certificate
+            try:
+                ref = clarabel_value(D, y, loss, pen, lam, C)
+            except Exception as exc:  # noqa: BLE001 - a failed reference is reported, not fatal
+                ref = float("nan")
+                print(f"clarabel failed: {exc}")
+            diff = (c.primal - ref) / abs(ref) if math.isfinite(ref) and ref else float("nan")
+            ok = (c.converged and c.rel_gap <= 1e-8 and abs(diff) <= 1e-6) or (
+                not c.converged and c.dual <= ref * (1 + 1e-7) + 1e-12)
+            bad += not ok
+            rows.append(dict(task=task, leak=leak, L=L, seed=seed, n=D.shape[0], P=D.shape[1],
+                             loss=loss, penalty=pen, lam_ratio=fac, seconds=sec,
+                             status=c.status, rel_gap=c.rel_gap, rel_diff=diff, ok=bool(ok)))
+            print(f"{task:6s} leak={leak:<4} L={L} s={seed} P={D.shape[1]:4d} {loss:7s} {pen:3s} "
+                  f"lam={fac:<6g} {sec:7.2f}s {c.status:9s} gap={c.rel_gap:8.1e} "
+                  f"diff={diff:9.1e} {'ok' if ok else 'FAIL'}", flush=True)
+    print(f"\n{len(rows) - bad}/{len(rows)} cells pass")
+    if out_json:
+        Path(out_json).write_text(json.dumps({"sweep": rows}, indent=1, default=str))
+    return 1 if bad else 0
+
+
 # --------------------------------------------------------------------------------- driver
 
 def main(argv=None) -> int:
@@ -303,11 +357,18 @@ def main(argv=None) -> int:
     ap.add_argument("--ratio", type=float, default=0.05, help="lam = ratio * lambda_max")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
+    ap.add_argument("--sweep", type=int, default=0, metavar="N",
+                    help="run the property sweep on N real spike dictionaries (up to 54) x "
+                         "every datafit x penalty x 5 lam values against cvxpy + Clarabel")
     ap.add_argument("--_worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker:
         _cvxpy_worker(*args._worker)
         return 0
+    if args.sweep:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return sweep(args.sweep, args.json, max_time=60.0)
     if args.threads:
         torch.set_num_threads(args.threads)
     timeout = args.cvxpy_timeout or (60.0 if args.quick else 240.0)

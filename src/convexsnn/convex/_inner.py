@@ -708,7 +708,6 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
         Gc = HW - Bm
         supp = W != 0
         tight = supp & (Gc.abs() >= (1 - 1e-3) * lam)
-        cur_p, _ = residual_values(best_W)
         for sup in ((supp, tight) if not torch.equal(tight, supp) else (supp,)):
             Wp = torch.zeros_like(W)
             ok = True
@@ -722,14 +721,15 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
                     Wp[S, c] = x
             if not ok:
                 continue
+            pg, _ = gram_values(Wp, H @ Wp)
+            if not bool((pg < best_p).any()):
+                continue  # no improvement even by the (cheap) Gram form
             pr, dr = residual_values(Wp)
-            pg, dg = gram_values(Wp, H @ Wp)
-            # keep only an improvement whose Gram-form values agree with the residual form
+            # keep only an improvement whose Gram-form value agrees with the residual form
             agree = (pg - pr).abs() <= 1e-9 * (pr.abs() + 1.0)
-            better = (pr < cur_p) & agree
-            if bool(better.any()):
-                Wk = torch.where(better[None, :], Wp, best_W) if per_col else Wp
-                take(Wk, torch.where(better, pr, best_p), torch.where(better, dr, best_d))
+            better = (pr < best_p) & agree
+            # the primal value where it is an agreed improvement; the residual dual as it is
+            take(Wp, torch.where(better, pr, torch.full_like(pr, math.inf)), dr)
 
     it = 0
     supp_prev = None

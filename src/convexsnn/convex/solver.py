@@ -649,7 +649,8 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
         working = [inner.U_dual] if inner.U_dual is not inner.U else []
         if df.smooth:
             # residual form on the original rows first (its D^T U scores the columns)
-            G = certify(Wn, [df_full.gradient(op_full.matmul(Wn))], [inner.U] + working)
+            # (inner.U is the gradient at inner.W on the working rows: the same point)
+            G = certify(Wn, [df_full.gradient(op_full.matmul(Wn))], working)
             matvecs += 1
             if cert.W is not Wn:
                 # the certificate kept (part of) an earlier point: score from its own gradient
