@@ -25,6 +25,7 @@ import torch
 
 from ._polish import guarded_spd_solve
 from .datafits import Datafit, Hinge
+from .linear_operator import check_fits
 from .penalties import L1, L21, Penalty
 from .penalties import dual_scale as _dual_scale
 
@@ -530,6 +531,9 @@ def gram_matrices(op, weights: torch.Tensor, Y: torch.Tensor,
     """
     f64 = torch.float64
     n, s = op.shape
+    if weights.device.type == "cpu":
+        check_fits(8 * s * s + 8 * n * min(s, max(1, block_entries // max(n, 1))),
+                   f"the {s} x {s} float64 Gram matrix of the working set")
     a = weights.reshape(-1, 1).to(f64)
     if n * s <= block_entries and callable(getattr(op, "dense", None)):
         X = op.dense().to(f64)

@@ -77,6 +77,28 @@ def _to_tensor(D: Any, name: str) -> torch.Tensor:
     return t
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` of ``/proc/meminfo``), or
+    ``None`` where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_fits(n_bytes: int, what: str) -> None:
+    """Raise ``MemoryError`` naming the size when ``n_bytes`` exceeds the available memory (CPU),
+    before any work; silent where the available memory is unknown."""
+    avail = available_memory()
+    if avail is not None and n_bytes > avail:
+        raise MemoryError(f"{what} needs {n_bytes / 2**30:.2f} GiB but only "
+                          f"{avail / 2**30:.2f} GiB of memory is available")
+
+
 def _check_binary(t: torch.Tensor, name: str, block_rows: int = 65536) -> None:
     """Raise ``ValueError`` unless every entry of ``t`` is 0 or 1 (checked in row blocks)."""
     if t.dtype == torch.bool:
@@ -144,6 +166,10 @@ class DictionaryOperator:
         self.shape = (int(n), int(P))
         self.chunk_rows = None if chunk_rows is None else max(1, int(chunk_rows))
         if self.chunk_rows is None:
+            if self.device.type == "cpu" and (t.dtype != dtype or t.device != self.device):
+                check_fits(n * P * torch.empty(0, dtype=dtype).element_size(),
+                           f"the dense {n} x {P} {str(dtype).replace('torch.', '')} copy of {name} "
+                           f"(pass chunk_rows=..., float32, or a packed SpikeDictionary)")
             self._D = t.to(device=self.device, dtype=dtype).contiguous()
         else:
             self._D = t.to(device=self.device, dtype=torch.uint8).contiguous()
