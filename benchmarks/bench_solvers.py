@@ -6,7 +6,13 @@ inputs, :mod:`convexsnn.dictionary`), then solves the *same* problem with
 * ``convexsnn.convex.solve_readout`` (``tol`` relative duality gap, default 1e-8),
 * cvxpy + Clarabel (default Clarabel tolerances), in a subprocess killed after
   ``--cvxpy-timeout`` seconds,
-* scikit-learn ``Lasso`` (``fit_intercept=False``) for squared + l1.
+* peers on the same objective (same :math:`1/n` scaling, no intercept, ``--peer-tol``):
+  scikit-learn ``Lasso`` with ``precompute=False`` (``sklearn-cd``) and ``precompute=True``
+  (Gram form, ``sklearn-precompute``), skglm ``Lasso`` and celer ``Lasso`` (all with
+  ``alpha = lam``, one fit per one-vs-rest column) for squared + l1; scikit-learn's multinomial
+  ``LogisticRegression(solver="saga", l1_ratio=1, C = 1/(n lam))`` for softmax + l1 (more than
+  two classes). ``--repeat k`` solves every case k times with the solvers interleaved (order
+  alternating) and keeps each solver's fastest run.
 
 The objective of every returned ``W`` is re-evaluated by one numpy function, so the "rel. diff"
 column compares like with like. Cases:
@@ -24,6 +30,7 @@ Usage::
     python benchmarks/bench_solvers.py                      # all cases (~20 min)
     python benchmarks/bench_solvers.py --quick              # small versions (~2 min)
     python benchmarks/bench_solvers.py --cases b --cvxpy-timeout 1800 --json out.json
+    python benchmarks/bench_solvers.py --sweep 54 --json sweep.json  # property sweep (long)
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ ROOT = HERE.parent
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+#: MNIST IDX files (override with the environment variable CONVEXSNN_MNIST_DIR)
+MNIST_DIR = Path(os.environ.get("CONVEXSNN_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
 
 CASES = {
     "a": dict(title="XOR T=8 hinge+l1", task="xor", T=8, n=2000, P=1000, loss="hinge",
@@ -131,24 +139,87 @@ def run_ours(D: torch.Tensor, y: np.ndarray, case: dict, lam: float, tol: float)
                         n_classes=int(y.max()) + 1)
     sec = time.perf_counter() - t0
     c = sol.certificate
-    return dict(seconds=sec, W=sol.W.numpy(), gap=c.rel_gap, status="converged" if c.converged
-                else "not converged", iterations=c.iterations, algorithm=c.algorithm,
+    return dict(seconds=sec, W=sol.W.numpy(), gap=c.rel_gap, status=c.status,
+                iterations=c.iterations, algorithm=c.algorithm,
                 support=int((sol.W != 0).any(dim=1).sum()))
 
 
-def run_sklearn(D: np.ndarray, y: np.ndarray, lam: float) -> dict:
-    from sklearn.linear_model import Lasso
-
-    Y = targets("squared", y)
-    t0 = time.perf_counter()
-    m = Lasso(alpha=lam, fit_intercept=False, tol=1e-8, max_iter=100_000)
+def _fit_columns(make, D: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Fit one single-output model per target column (the problem separates over columns)."""
     import warnings
+
+    W = np.zeros((D.shape[1], Y.shape[1]))
+    t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m.fit(D, Y)
-    sec = time.perf_counter() - t0
-    W = np.asarray(m.coef_).reshape(Y.shape[1], -1).T
+        for c in range(Y.shape[1]):
+            m = make()
+            m.fit(D, Y[:, c])
+            W[:, c] = np.asarray(m.coef_).reshape(-1)
+    return time.perf_counter() - t0, W
+
+
+def run_lasso_peer(name: str, D: np.ndarray, y: np.ndarray, lam: float, tol: float) -> dict:
+    r"""Squared + l1 peers. All of them minimise :math:`\frac{1}{2n}\lVert y - Dw\rVert^2 +
+    \alpha \lVert w\rVert_1` per output column, which is our objective (:math:`a_i = 1/n`,
+    summed over the one-vs-rest columns) with :math:`\alpha = \lambda`."""
+    Y = targets("squared", y)
+    if name.startswith("sklearn"):
+        from sklearn.linear_model import Lasso
+        pre = name.endswith("precompute")
+        make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol, max_iter=100_000,  # noqa
+                             precompute=pre)
+    elif name == "skglm":
+        from skglm import Lasso
+        make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol)  # noqa: E731
+    elif name == "celer":
+        from celer import Lasso
+        make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol)  # noqa: E731
+    else:
+        raise ValueError(name)
+    sec, W = _fit_columns(make, np.ascontiguousarray(D) if name != "sklearn-cd" else
+                          np.asfortranarray(D), Y)
     return dict(seconds=sec, W=W, gap=float("nan"), status="done", iterations=None)
+
+
+def run_saga(D: np.ndarray, y: np.ndarray, lam: float, tol: float) -> dict:
+    r"""Softmax + l1 peer: scikit-learn's multinomial ``LogisticRegression`` with SAGA minimises
+    :math:`\lVert W\rVert_1 + C_{\rm sk} \sum_i \ell_i`; ours is :math:`\frac1n \sum_i
+    \ell_i + \lambda \lVert W\rVert_1`, the same minimiser with :math:`C_{\rm sk} = 1/(n
+    \lambda)` (more than two classes: sklearn's binary model has one column, not two)."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    n = D.shape[0]
+    m = LogisticRegression(C=1.0 / (n * lam), l1_ratio=1.0, solver="saga", tol=tol,
+                           max_iter=10_000, fit_intercept=False)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.fit(D, y)
+    sec = time.perf_counter() - t0
+    return dict(seconds=sec, W=np.asarray(m.coef_).T, gap=float("nan"), status="done",
+                iterations=int(np.max(m.n_iter_)))
+
+
+PEERS = ("sklearn-cd", "sklearn-precompute", "skglm", "celer", "saga")
+
+
+def run_peer(name: str, D: np.ndarray, y: np.ndarray, case: dict, lam: float, tol: float):
+    """Result dict, or ``None`` when the peer does not solve this case's objective."""
+    sq_l1 = case["loss"] == "squared" and case["penalty"] == "l1"
+    try:
+        if name == "saga":
+            if case["loss"] != "softmax" or case["penalty"] != "l1" or int(y.max()) < 2:
+                return None
+            return run_saga(D, y, lam, tol)
+        if not sq_l1:
+            return None
+        return run_lasso_peer(name, D, y, lam, tol)
+    except ImportError as exc:
+        return dict(seconds=float("nan"), W=None, gap=float("nan"),
+                    status=f"not installed ({exc.name})", iterations=None)
 
 
 def _cvxpy_worker(npz: str, out: str) -> None:
@@ -212,6 +283,61 @@ def run_cvxpy(D: np.ndarray, y: np.ndarray, case: dict, lam: float, timeout: flo
                     wall=wall, solve_time=float(r["solve_time"]))
 
 
+# --------------------------------------------------------------------------------- sweep
+
+def sweep(n_dicts: int, out_json: str | None, max_time: float) -> int:
+    """The full property sweep of ``tests/test_solver_properties.py``: real spike dictionaries
+    (tasks x leaks x depths x seeds, duplicated columns appended) x every datafit x penalty x
+    lam in {1, 1e-1, 1e-2, 1e-3, 1e-4} lam_max, against cvxpy + Clarabel. A cell passes when the
+    solve converged with rel. objective difference <= 1e-6 and gap <= tol, or reported
+    not-converged with a gap that brackets the reference."""
+    import itertools
+    import warnings
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_solver_properties import clarabel_value, spike_dictionary
+
+    from convexsnn.convex import ConvergenceWarning, lambda_max, solve_readout
+
+    grid = list(itertools.product(("xor", "parity", "count"), (0.5, 0.9, 0.99), (3, 4),
+                                  range(3)))[:n_dicts]
+    rows, bad = [], 0
+    for task, leak, L, seed in grid:
+        _, D, y = spike_dictionary(task, T=6, L=L, leak=leak, seed=seed)
+        C = int(y.max()) + 1
+        for loss, pen, fac in itertools.product(("squared", "hinge", "softmax"), ("l1", "l21"),
+                                                (1.0, 1e-1, 1e-2, 1e-3, 1e-4)):
+            lam = fac * lambda_max(D, y, loss=loss, penalty=pen)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                t0 = time.perf_counter()
+                sol = solve_readout(D, y, loss=loss, penalty=pen, lam=lam, tol=1e-8,
+                                    max_time=max_time)
+                sec = time.perf_counter() - t0
+            c = sol.certificate
+            try:
+                ref, exact = clarabel_value(D, y, loss, pen, lam, C)
+            except Exception as exc:  # noqa: BLE001 - a failed reference is reported, not fatal
+                ref, exact = float("nan"), False
+                print(f"clarabel failed: {exc}")
+            diff = (c.primal - ref) / abs(ref) if math.isfinite(ref) and ref else float("nan")
+            honest = c.dual <= ref + 1e-12 * abs(ref)
+            ok = honest and ((c.converged and c.rel_gap <= 1e-8 and
+                              (abs(diff) <= 1e-6 if exact else diff <= 1e-6))
+                             or not c.converged)
+            bad += not ok
+            rows.append(dict(task=task, leak=leak, L=L, seed=seed, n=D.shape[0], P=D.shape[1],
+                             loss=loss, penalty=pen, lam_ratio=fac, seconds=sec,
+                             status=c.status, rel_gap=c.rel_gap, rel_diff=diff, ok=bool(ok)))
+            print(f"{task:6s} leak={leak:<4} L={L} s={seed} P={D.shape[1]:4d} {loss:7s} {pen:3s} "
+                  f"lam={fac:<6g} {sec:7.2f}s {c.status:9s} gap={c.rel_gap:8.1e} "
+                  f"diff={diff:9.1e} {'ok' if ok else 'FAIL'}", flush=True)
+    print(f"\n{len(rows) - bad}/{len(rows)} cells pass")
+    if out_json:
+        Path(out_json).write_text(json.dumps({"sweep": rows}, indent=1, default=str))
+    return 1 if bad else 0
+
+
 # --------------------------------------------------------------------------------- driver
 
 def main(argv=None) -> int:
@@ -222,16 +348,29 @@ def main(argv=None) -> int:
                     help="seconds before the cvxpy+Clarabel subprocess is killed "
                          "(default 240, 60 with --quick)")
     ap.add_argument("--no-cvxpy", action="store_true", help="skip cvxpy+Clarabel")
-    ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn's Lasso")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help=f"comma-separated peers among {','.join(PEERS)} (empty: none)")
+    ap.add_argument("--peer-tol", type=float, default=1e-8,
+                    help="tol of the peers (their own stopping rules, not a duality gap)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="solve every case this many times, solvers interleaved (the table "
+                         "keeps the fastest run of each)")
     ap.add_argument("--tol", type=float, default=1e-8, help="relative duality gap of ours")
     ap.add_argument("--ratio", type=float, default=0.05, help="lam = ratio * lambda_max")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
+    ap.add_argument("--sweep", type=int, default=0, metavar="N",
+                    help="run the property sweep on N real spike dictionaries (up to 54) x "
+                         "every datafit x penalty x 5 lam values against cvxpy + Clarabel")
     ap.add_argument("--_worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker:
         _cvxpy_worker(*args._worker)
         return 0
+    if args.sweep:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return sweep(args.sweep, args.json, max_time=60.0)
     if args.threads:
         torch.set_num_threads(args.threads)
     timeout = args.cvxpy_timeout or (60.0 if args.quick else 240.0)
@@ -250,9 +389,17 @@ def main(argv=None) -> int:
         n, P = D.shape
         lam = args.ratio * lambda_max(D, y, loss=case["loss"], penalty=case["penalty"])
         Dn = D.numpy()
-        res = {"ours": run_ours(D, y, case, lam, args.tol)}
-        if case["loss"] == "squared" and case["penalty"] == "l1" and not args.no_sklearn:
-            res["sklearn"] = run_sklearn(Dn, y, lam)
+        peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+        res: dict = {}
+        for rep in range(max(1, args.repeat)):
+            order = ["ours"] + peers
+            if rep % 2:
+                order = order[::-1]  # interleave: alternate the order between repetitions
+            for name in order:
+                r = (run_ours(D, y, case, lam, args.tol) if name == "ours"
+                     else run_peer(name, Dn, y, case, lam, args.peer_tol))
+                if r is not None and (name not in res or r["seconds"] < res[name]["seconds"]):
+                    res[name] = r
         if not args.no_cvxpy:
             res["cvxpy+clarabel"] = run_cvxpy(Dn, y, case, lam, timeout)
         for r in res.values():
@@ -274,8 +421,10 @@ def main(argv=None) -> int:
                     row["speedup_vs_clarabel"] = cv["seconds"] / ours_t
                 elif cv is not None and cv["status"].startswith("timeout"):
                     row["speedup_vs_clarabel"] = f"> {timeout / ours_t:.0f}"
-                if "sklearn" in res:
-                    row["speedup_vs_sklearn"] = res["sklearn"]["seconds"] / ours_t
+                fastest = min((r2["seconds"] for k2, r2 in res.items()
+                               if k2 not in ("ours", "cvxpy+clarabel")
+                               and math.isfinite(r2["seconds"])), default=float("nan"))
+                row["speedup_vs_fastest_peer"] = fastest / ours_t
             rows.append(row)
         _print_rows([r for r in rows if r["case"] == key])
     info = dict(python=platform.python_version(), torch=torch.__version__,
@@ -304,14 +453,16 @@ def _print_rows(rows):
     r0 = rows[0]
     print(f"\n== ({r0['case']}) {r0['title']}: n={r0['n']} P={r0['P']} lam={r0['lam']:.3g} "
           f"beta={r0['beta']:.3g} (dictionary built in {r0['dict_seconds']:.1f}s)")
-    print(f"{'solver':16s} {'seconds':>9s} {'objective':>18s} {'rel.gap':>9s} "
-          f"{'rel.diff':>9s} {'speedup':>9s}  status")
+    print(f"{'solver':18s} {'seconds':>9s} {'objective':>18s} {'rel.gap':>9s} "
+          f"{'rel.diff':>9s} {'x clarabel':>10s} {'x peer':>7s}  status")
     for r in rows:
         sp = r.get("speedup_vs_clarabel")
         sp = _fmt(sp, ".1f") if sp is not None else ""
-        print(f"{r['solver']:16s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
+        sq = r.get("speedup_vs_fastest_peer")
+        sq = _fmt(sq, ".2f") if sq is not None else ""
+        print(f"{r['solver']:18s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
               f"{_fmt(r['rel_gap'], '9.1e')} {_fmt(r['rel_diff_vs_clarabel'], '9.1e')} "
-              f"{sp:>9s}  {r['status']}"
+              f"{sp:>10s} {sq:>7s}  {r['status']}"
               + (f" [{r['algorithm']}, support {r['support']}]" if r.get("algorithm") else ""))
 
 

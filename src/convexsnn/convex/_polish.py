@@ -27,7 +27,11 @@ import math
 
 import torch
 
-__all__ = ["polish_squared_l1", "polish_hinge_l1", "polish_newton", "can_polish"]
+from .datafits import SoftmaxCrossEntropy
+from .penalties import L1, dual_scale
+
+__all__ = ["polish_squared_l1", "polish_hinge_l1", "polish_newton", "can_polish",
+           "guarded_spd_solve"]
 
 HINGE_DELTAS = (1e-8, 1e-6, 1e-4, 1e-2)
 
@@ -41,13 +45,65 @@ def _cols(op, idx: torch.Tensor) -> torch.Tensor:
     return op.columns(idx).dense()
 
 
-def _spd_solve(Gm: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+def guarded_spd_solve(Gm: torch.Tensor, rhs: torch.Tensor, rcond: float = 1e-10,
+                      eig_max_size: int = 1024) -> torch.Tensor | None:
+    r"""Solve :math:`G x = b` for a symmetric positive semi-definite :math:`G`, guarding against
+    near-singular systems.
+
+    A Cholesky factorisation is used only when it is well conditioned: its smallest pivot and an
+    inverse-iteration estimate of :math:`\lambda_{\min}(G)` (a few solves with the factor, which
+    converge to it from above) are both at least ``rcond`` times :math:`\lambda_{\max}` (bounded by
+    the largest row sum). Otherwise (rank-deficient or nearly so, e.g. duplicate or nearly
+    collinear columns on the support) the minimum-norm least-squares solution is formed from the
+    eigendecomposition with eigenvalues below ``rcond`` :math:`\lambda_{\max}` dropped (up to
+    ``eig_max_size`` unknowns), or from the Tikhonov-regularised system
+    :math:`(G + \rho\,\lambda_{\max} I) x = b`, :math:`\rho` = ``rcond`` (larger systems).
+    Cholesky alone accepted a system with :math:`\lambda_{\min} \approx 10^{-17}` and returned
+    weights of :math:`\sim 10^{13}`. Returns ``None`` when no finite solution comes out; callers
+    still evaluate the candidate and keep it only if it lowers the objective.
+    """
+    k = Gm.shape[0]
+    if k == 0:
+        return torch.zeros(0, dtype=rhs.dtype, device=rhs.device)
+    b = rhs.reshape(-1, 1)
+    lmax = float(Gm.abs().sum(dim=1).max())
+    if not math.isfinite(lmax) or lmax <= 0.0:
+        return None
+    floor = rcond * lmax
     Lc, info = torch.linalg.cholesky_ex(Gm)
-    if int(info) == 0:
-        x = torch.cholesky_solve(rhs.reshape(-1, 1), Lc)[:, 0]
-        if bool(torch.isfinite(x).all()):
-            return x
-    return torch.linalg.pinv(Gm, hermitian=True) @ rhs
+    if int(info) == 0 and float(Lc.diagonal().min()) ** 2 >= floor:
+        v = torch.linspace(1.0, 2.0, k, dtype=Gm.dtype, device=Gm.device).reshape(-1, 1)
+        v = v * torch.where(torch.arange(k, device=Gm.device) % 2 == 0, 1.0, -1.0).to(
+            Gm.dtype).reshape(-1, 1)
+        est = math.inf
+        for _ in range(4):
+            v = v / torch.linalg.vector_norm(v)
+            z = torch.cholesky_solve(v, Lc)
+            nz = float(torch.linalg.vector_norm(z))
+            if not math.isfinite(nz) or nz == 0.0:
+                est = 0.0
+                break
+            est = 1.0 / nz
+            v = z
+        if est >= floor:
+            x = torch.cholesky_solve(b, Lc)[:, 0]
+            if bool(torch.isfinite(x).all()):
+                return x
+    if k <= eig_max_size:
+        evals, evecs = torch.linalg.eigh(Gm)
+        keep = evals > floor
+        inv = torch.where(keep, 1.0 / torch.where(keep, evals, torch.ones_like(evals)),
+                          torch.zeros_like(evals))
+        x = evecs @ (inv[:, None] * (evecs.T @ b))
+    else:
+        Gr = Gm.clone()
+        Gr.diagonal().add_(floor)
+        Lc, info = torch.linalg.cholesky_ex(Gr)
+        if int(info) != 0:
+            return None
+        x = torch.cholesky_solve(b, Lc)
+    x = x[:, 0]
+    return x if bool(torch.isfinite(x).all()) else None
 
 
 def minnorm_solve(A: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -147,7 +203,7 @@ def polish_squared_l1(op, datafit, penalty, lam: float, W: torch.Tensor) -> list
     entries are zero at the optimum). Each column keeps the best of (current, polished, pruned and
     polished) by its part of the (column-separable) objective.
     """
-    if not can_polish(op) or penalty.name != "l1":
+    if not can_polish(op) or not isinstance(penalty, L1):
         return []
     Wc = W.clone()
     a = datafit.weights.reshape(-1, 1)
@@ -174,8 +230,8 @@ def polish_squared_l1(op, datafit, penalty, lam: float, W: torch.Tensor) -> list
             Xa = X * a
             Gm = X.T @ Xa
             rhs = Xa.T @ Y[:, c] - lam * torch.sign(W[R[sup], c])
-            w = _spd_solve(Gm, rhs)
-            if bool(torch.isfinite(w).all()):
+            w = guarded_spd_solve(Gm, rhs)
+            if w is not None:
                 full = torch.zeros_like(W[R, c])
                 full[sup] = w
                 cands.append(full)
@@ -205,7 +261,7 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
     candidate per output column; the column-separable primal value and the column-wise scaled dual
     value pick the best per column (the current point included), and the columns are recombined.
     """
-    if not can_polish(op) or penalty.name != "l1":
+    if not can_polish(op) or not isinstance(penalty, L1):
         return [], []
     Y, a = datafit.Y, datafit.weights
     a64 = a.to(torch.float64)
@@ -269,8 +325,7 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
         if len(a_list) > 1:
             Al = torch.stack(a_list, dim=1)
             Gk = op.rmatmul(ya[:, None] * Al)
-            mx = Gk.abs().amax(dim=0).to(torch.float64)
-            sc = torch.where(mx > lam, lam / mx, torch.ones_like(mx))
+            sc = dual_scale(penalty, lam, Gk, per_column=True).to(torch.float64)
             dv = sc * (a64[:, None] * Al.to(torch.float64)).sum(0)
             k = int(torch.argmax(dv))
             if k > 0:
@@ -309,7 +364,7 @@ abla \phi` by conjugate gradients
             R = torch.nonzero(rows, as_tuple=False)[:, 0]
             sub = op.columns(R)
             G = sub.rmatmul(datafit.gradient(op.matmul(W)))
-            if penalty.name == "l1":
+            if penalty.elementwise:
                 slack = (G.abs() < (1 - 1e-3) * lam) & (W[R] != 0)
             else:
                 slack = (torch.linalg.vector_norm(G, dim=1) < (1 - 1e-3) * lam)[:, None] & \
@@ -329,7 +384,7 @@ def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, alwa
     R = torch.nonzero(rows, as_tuple=False)[:, 0]
     sub = op.columns(R)
     Ws = W[R].clone()
-    l1 = penalty.name == "l1"
+    l1 = penalty.elementwise
     mask = (Ws != 0).to(Ws.dtype) if l1 else torch.ones_like(Ws)
     sign = torch.sign(Ws)
 
@@ -343,7 +398,7 @@ def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, alwa
     g_first = None
     tiny = torch.finfo(Ws.dtype).tiny
     for _ in range(newton_steps):
-        probs = torch.softmax(Z, dim=1) if datafit.name == "softmax" else None
+        probs = torch.softmax(Z, dim=1) if isinstance(datafit, SoftmaxCrossEntropy) else None
         g = sub.rmatmul(datafit.gradient(Z))
         if l1:
             g = (g + lam * sign) * mask

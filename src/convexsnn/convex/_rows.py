@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .datafits import Datafit, make_datafit
+from .datafits import Datafit, Hinge, SoftmaxCrossEntropy, Squared, make_datafit
 from .linear_operator import DictionaryOperator
 
 logger = logging.getLogger("convexsnn")
@@ -46,7 +46,7 @@ class RowGroups:
 
 
 def _targets_key(datafit: Datafit) -> tuple[torch.Tensor, str]:
-    if datafit.name == "softmax":
+    if isinstance(datafit, SoftmaxCrossEntropy):
         return datafit.labels.to(torch.float64)[:, None], "labels"
     return datafit.Y.to(torch.float64), "Y"
 
@@ -63,6 +63,8 @@ def merge_duplicate_rows(op, datafit: Datafit, *, min_reduction: float = 0.05,
     n, P = op.shape
     if not callable(getattr(op, "dense", None)) or n * P > MAX_DENSE_ENTRIES or n < 2:
         return None
+    if type(datafit) not in (Squared, Hinge, SoftmaxCrossEntropy):
+        return None  # a user-defined datafit: its row-merged form is not known here
     D = op.dense()
     key_t, kind = _targets_key(datafit)
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -97,7 +99,7 @@ def merge_duplicate_rows(op, datafit: Datafit, *, min_reduction: float = 0.05,
     if kind == "labels":
         df = make_datafit("softmax", datafit.labels[first_a], gw, n_classes=datafit.n_outputs)
     else:
-        df = make_datafit(datafit.name, datafit.Y[first_a], gw)
+        df = type(datafit)(datafit.Y[first_a], gw)
     sub = DictionaryOperator(D[first], dtype=op.dtype, device=op.device, check_binary=False)
     logger.debug("merged %d duplicate rows: %d -> %d", n - n_groups, n, n_groups)
     return RowGroups(op=sub, datafit=df, inverse=inverse.to(a.device), weights=a,

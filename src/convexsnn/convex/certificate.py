@@ -14,9 +14,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Certificate", "ConvergenceWarning", "TINY"]
+__all__ = ["Certificate", "ConvergenceWarning", "TINY", "STATUSES"]
 
 TINY = 1e-300
+
+#: why a solve stopped (``Certificate.status``)
+STATUSES = ("converged", "max_iter", "max_time", "stalled")
 
 
 def _json_float(x: Any) -> Any:
@@ -44,7 +47,7 @@ class Certificate:
     seconds : float
         Wall-clock time of the solve.
     converged : bool
-        ``rel_gap <= tol``.
+        ``rel_gap <= tol`` (``status == "converged"``).
     datafit, penalty : str
         Names of the loss and of the penalty.
     lam : float
@@ -59,6 +62,10 @@ class Certificate:
         Inner algorithm (``"fista"`` or ``"pdhg"``), with ``"+ws"`` when working sets were used.
     info : dict
         Extra diagnostics (matrix products, working-set sizes, support size, ...).
+    status : str
+        Why the solve stopped: ``"converged"`` (``rel_gap <= tol``), ``"max_iter"`` or
+        ``"max_time"`` (the budget ended first), ``"stalled"`` (no further progress: rounding
+        limits the reachable gap above ``tol``); ``""`` for certificates built by hand.
     """
 
     primal: float
@@ -77,6 +84,7 @@ class Certificate:
     tol: float = float("nan")
     algorithm: str = ""
     info: dict = field(default_factory=dict)
+    status: str = ""
 
     @classmethod
     def from_values(cls, primal: float, dual: float, **kw: Any) -> "Certificate":
@@ -94,7 +102,9 @@ class Certificate:
     def __str__(self) -> str:
         return (f"{self.datafit}+{self.penalty}: primal={self.primal:.10g} dual={self.dual:.10g} "
                 f"gap={self.gap:.3g} rel_gap={self.rel_gap:.3g} iters={self.iterations} "
-                f"{self.seconds:.3f}s {'converged' if self.converged else 'NOT converged'}")
+                f"{self.seconds:.3f}s "
+                + ("converged" if self.converged else
+                   f"NOT converged ({self.status})" if self.status else "NOT converged"))
 
 
 class ConvergenceWarning(UserWarning):

@@ -40,6 +40,13 @@ def _scale(s):
 class Datafit:
     """Base class. Subclasses set ``name``, ``smooth`` and ``curvature``.
 
+    Capabilities the solvers check (instead of the name) before using a datafit, so that a
+    user-defined datafit works wherever its capabilities allow: ``smooth`` with ``gradient`` and
+    ``curvature`` (proximal gradient), ``hessian_vec`` (Newton polishing), ``separable`` (per
+    output column certificates), ``quadratic`` (the Gram-form solvers), ``box_dual`` (the hinge's
+    interior point and PDHG); every datafit provides ``value`` and ``dual_value`` (the conjugate,
+    for the certificate).
+
     Attributes
     ----------
     weights : Tensor (n,)
@@ -56,6 +63,8 @@ class Datafit:
     smooth = True
     curvature = 1.0
     separable = False  # f(Z) = sum_c f_c(Z[:, c]) (then l1 duals may be scaled per column)
+    quadratic = False  # f(Z) = 1/2 sum_i a_i ||z_i - y_i||^2 with targets Y (Gram-form solvers)
+    box_dual = False   # U = -a y alpha, alpha in [0, 1] (the hinge's LP form: IPM, PDHG)
 
     def __init__(self, weights: torch.Tensor, n_outputs: int) -> None:
         self.weights = weights
@@ -111,6 +120,7 @@ class Squared(Datafit):
     smooth = True
     curvature = 1.0
     separable = True
+    quadratic = True
 
     def __init__(self, Y: torch.Tensor, weights: torch.Tensor) -> None:
         super().__init__(weights, Y.shape[1])
@@ -174,6 +184,7 @@ class Hinge(Datafit):
     smooth = False
     curvature = 0.0
     separable = True
+    box_dual = True
 
     def __init__(self, Y: torch.Tensor, weights: torch.Tensor) -> None:
         super().__init__(weights, Y.shape[1])

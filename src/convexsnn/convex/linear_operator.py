@@ -77,6 +77,28 @@ def _to_tensor(D: Any, name: str) -> torch.Tensor:
     return t
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` of ``/proc/meminfo``), or
+    ``None`` where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_fits(n_bytes: int, what: str) -> None:
+    """Raise ``MemoryError`` naming the size when ``n_bytes`` exceeds the available memory (CPU),
+    before any work; silent where the available memory is unknown."""
+    avail = available_memory()
+    if avail is not None and n_bytes > avail:
+        raise MemoryError(f"{what} needs {n_bytes / 2**30:.2f} GiB but only "
+                          f"{avail / 2**30:.2f} GiB of memory is available")
+
+
 def _check_binary(t: torch.Tensor, name: str, block_rows: int = 65536) -> None:
     """Raise ``ValueError`` unless every entry of ``t`` is 0 or 1 (checked in row blocks)."""
     if t.dtype == torch.bool:
@@ -144,6 +166,10 @@ class DictionaryOperator:
         self.shape = (int(n), int(P))
         self.chunk_rows = None if chunk_rows is None else max(1, int(chunk_rows))
         if self.chunk_rows is None:
+            if self.device.type == "cpu" and (t.dtype != dtype or t.device != self.device):
+                check_fits(n * P * torch.empty(0, dtype=dtype).element_size(),
+                           f"the dense {n} x {P} {str(dtype).replace('torch.', '')} copy of {name} "
+                           f"(pass chunk_rows=..., float32, or a packed SpikeDictionary)")
             self._D = t.to(device=self.device, dtype=dtype).contiguous()
         else:
             self._D = t.to(device=self.device, dtype=torch.uint8).contiguous()
@@ -195,9 +221,15 @@ def as_operator(D: Any, *, dtype: torch.dtype | None = torch.float64,
     """Wrap ``D`` (tensor, array or operator) as an operator of the requested dtype/device.
 
     Arrays and tensors become a :class:`DictionaryOperator` (validated: 2-D, 0/1 entries, at least
-    one column). Objects following the operator protocol are returned unchanged; a ``dtype`` or
+    one column). A :class:`~convexsnn.dictionary.SpikeDictionary` (any object with an
+    ``operator(dtype, device)`` view and ``n_columns``) gives its operator view, packed bits
+    included (no dense copy). Objects following the operator protocol are returned unchanged; a ``dtype`` or
     ``device`` that contradicts theirs raises ``TypeError`` / ``ValueError``.
     """
+    if not is_operator(D) and callable(getattr(D, "operator", None)) and \
+            hasattr(D, "n_columns"):
+        # a SpikeDictionary (or any object offering an operator view): use it as it is stored
+        D = D.operator(torch.float64 if dtype is None else dtype, device)
     if is_operator(D):
         shape = tuple(D.shape)
         if len(shape) != 2:

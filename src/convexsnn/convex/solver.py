@@ -38,31 +38,44 @@ Certificate
 -----------
 Every solve returns the primal value of the returned point, the value of a feasible dual point
 (the datafit's natural dual candidate rescaled into :math:`R^\circ(D^\top U) \le \lambda`) and their
-gap, see :class:`~convexsnn.convex.certificate.Certificate`. The solve stops when the relative gap
-is at most ``tol``; otherwise it returns the best point seen and emits a
-:class:`~convexsnn.convex.certificate.ConvergenceWarning`.
+gap, see :class:`~convexsnn.convex.certificate.Certificate`. Every stop decision of the driver is
+made on that certificate, recomputed from the current ``W`` on the original rows and columns, in
+float64, with the dual point in residual form (:math:`U = \nabla f(DW)`, never a difference of
+large Gram-form terms). The solve stops when the relative gap is at most ``tol``
+(``status="converged"``), or when the budget ends (``"max_iter"`` / ``"max_time"``) or no progress
+is possible (``"stalled"``): then it returns the best point seen with ``converged=False`` and
+emits a :class:`~convexsnn.convex.certificate.ConvergenceWarning`.
 
 Algorithms
 ----------
-``solver="auto"`` picks, per datafit:
+``solver="auto"`` picks from the capabilities of the datafit and penalty (``quadratic``,
+``smooth``, ``box_dual``; ``elementwise``, ``row_separable``, see
+:mod:`~convexsnn.convex.datafits` and :mod:`~convexsnn.convex.penalties`), so user-defined ones
+work wherever their capabilities allow:
 
-* squared (``"gram"``): accelerated proximal gradient in *Gram form* (:math:`H = D_S^\top A D_S`
-  of the working set, so an iteration costs :math:`O(s^2 C)` whatever the number of rows), with
-  exact polishing on the support (normal equations) for l1; ``"cd"`` runs (block) coordinate
-  descent on the same Gram form; FISTA on the operator when the dictionary cannot be densified;
+* quadratic (squared loss, ``"gram"``): accelerated proximal gradient in *Gram form*
+  (:math:`H = D_S^\top A D_S` of the working set, formed once per working set in
+  :math:`O(n s^2)` from column blocks without an ``n x s`` float copy; then an iteration costs
+  :math:`O(s^2 C)` whatever the number of rows), with guarded polishing on the support (normal
+  equations) for l1; ``"cd"`` runs (block) coordinate descent on the same Gram form. Blocks of
+  more than :data:`GRAM_MAX_COLUMNS` columns use FISTA on the operator. (The former rule switched
+  to operator FISTA as soon as ``n * min(P, 4096) > 6e7``, i.e. at every ``n >= 15k``, because the
+  Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
+  the Gram form on 55k x 4k squared + l1.)
 * softmax: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
   polishing on the support (signs fixed for l1, active rows for l2,1);
 * hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
   crossover to the identified basis; hinge + l2,1 (or dictionaries too large to densify):
   restarted, preconditioned PDHG (PDLP-style restarts and primal-weight balancing) with basis
   polishing for l1;
-* all of them inside a working-set loop for large :math:`P` (solve on the support plus the most
-  violated dual constraints, check the dual constraint on all columns, add the violators), when
-  the operator supports ``columns``; and, when the dictionary can be inspected, on the problem
-  with duplicate (row, target) pairs merged (exact, weights add up).
+* all of them inside a working-set loop for large :math:`P`: the set keeps the support and adds
+  the columns whose dual constraint is violated (most violated first, at most doubling); it never
+  shrinks, and the loop stops only on the certificate, i.e. with the KKT conditions holding over
+  the whole dictionary; and, when the dictionary can be inspected, on the problem with duplicate
+  (row, target) pairs merged (exact, weights add up).
 
-Whatever the path, the returned certificate is recomputed on the original rows and columns:
-primal value of the returned ``W`` and dual value of a point checked against every column.
+A :class:`~convexsnn.dictionary.SpikeDictionary` is used as it is stored (its operator view,
+packed bits included).
 
 The product-only algorithms (FISTA, PDHG) touch the dictionary only through :math:`DW` and
 :math:`D^\top R` (:mod:`convexsnn.convex.linear_operator`); the Gram form, the interior point,
@@ -84,13 +97,13 @@ import numpy as np
 import torch
 
 from .._scores import classes_from_scores
-from ._inner import Budget, InnerResult, Tracker, cd_squared, fista, ipm_hinge, pdhg_hinge
+from ._inner import Budget, Tracker, fista, ipm_hinge, pdhg_hinge, squared_gram
 from ._rows import RowGroups, merge_duplicate_rows
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
 from .certificate import Certificate, ConvergenceWarning
 from .datafits import DATAFITS, Datafit, make_datafit
 from .linear_operator import as_operator
-from .penalties import PENALTIES, Penalty, make_penalty
+from .penalties import L1, L21, PENALTIES, Penalty, make_penalty
 
 logger = logging.getLogger("convexsnn")
 
@@ -101,6 +114,9 @@ DEFAULT_MAX_ITER = {"fista": 20_000, "pdhg": 200_000, "ipm": 2_000, "cd": 20_000
                     "gram": 100_000}
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
+#: largest block solved in Gram form (its s x s float64 Gram matrix: 512 MiB at 8192); larger
+#: blocks (or whole dictionaries without working sets) use FISTA on the operator
+GRAM_MAX_COLUMNS = 8192
 SOLVERS = ("auto", "fista", "gram", "cd", "pdhg", "ipm")
 
 
@@ -283,19 +299,33 @@ def prepare_problem(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1
                     sample_weight: Any = None, n_classes: int | None = None,
                     binary_single_column: bool = True, dtype: torch.dtype | None = torch.float64,
                     device: torch.device | str | None = None) -> _Prepared:
-    """Validate the inputs and build (operator, datafit, penalty). Raises on bad input."""
-    if not isinstance(loss, str) or loss not in DATAFITS:
-        raise ValueError(f"loss must be one of {list(DATAFITS)}, got {loss!r}")
-    if not isinstance(penalty, str) or penalty not in PENALTIES:
-        raise ValueError(f"penalty must be one of {list(PENALTIES)}, got {penalty!r}")
+    r"""Validate the inputs and build (operator, datafit, penalty). Raises on bad input.
+
+    ``loss`` is a name of :data:`DATAFITS` or a :class:`Datafit` subclass built as
+    ``cls(Y, weights)`` on targets prepared as for the squared loss (real targets, or labels as
+    :math:`\pm 1` one-vs-rest columns); ``penalty`` a name of :data:`PENALTIES` or a
+    :class:`Penalty` instance. The solvers use them through their declared capabilities.
+    """
+    custom_df = isinstance(loss, type) and issubclass(loss, Datafit)
+    if not custom_df and (not isinstance(loss, str) or loss not in DATAFITS):
+        raise ValueError(f"loss must be one of {list(DATAFITS)} or a Datafit subclass, got "
+                         f"{loss!r}")
+    if not isinstance(penalty, Penalty) and (not isinstance(penalty, str) or
+                                             penalty not in PENALTIES):
+        raise ValueError(f"penalty must be one of {list(PENALTIES)} or a Penalty instance, got "
+                         f"{penalty!r}")
     if dtype is not None and dtype not in (torch.float64, torch.float32):
         raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
     op = as_operator(D, dtype=dtype, device=device, name="D")
     n, P = op.shape
     dt, dev = op.dtype, torch.device(op.device)
-    Y, C, kind = _prepare_targets(y, loss, n, n_classes, binary_single_column, dt, dev)
+    Y, C, kind = _prepare_targets(y, "squared" if custom_df else loss, n, n_classes,
+                                  binary_single_column, dt, dev)
     a = _prepare_weights(sample_weight, n, dt, dev)
-    df = make_datafit(loss, Y, a, n_classes=C)
+    df = loss(Y, a) if custom_df else make_datafit(loss, Y, a, n_classes=C)
+    if not (df.smooth or getattr(df, "box_dual", False)):
+        raise ValueError(f"datafit {loss.__name__} is neither smooth nor box-dual: no solver "
+                         "applies")
     return _Prepared(op=op, datafit=df, penalty=make_penalty(penalty), n_classes=C,
                      target_kind=kind)
 
@@ -392,30 +422,85 @@ def _polish_squared_l1_then_newton(op, df, pen, lam, W):
                                  cg_iter=30)
 
 
+def _has(op, *names: str) -> bool:
+    return all(callable(getattr(op, nm, None)) for nm in names)
+
+
 def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
+    """Pick the inner algorithm from the capabilities of the datafit, penalty and operator.
+
+    Each algorithm needs: ``"gram"`` / ``"cd"`` a quadratic datafit and a row-separable penalty
+    (``cd``) or a proximal penalty (``gram``), plus column access on the operator; ``"fista"`` a
+    smooth datafit; ``"ipm"`` a box-dual datafit (the hinge), an elementwise penalty and column
+    access; ``"pdhg"`` a box-dual datafit. ``"auto"``: see :data:`GRAM_MAX_COLUMNS` and the module
+    docstring.
+    """
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
     n, P = op.shape
-    dense_ok = callable(getattr(op, "dense", None)) and callable(getattr(op, "columns", None))
+    cols_ok = _has(op, "columns")
+    quad = bool(getattr(df, "quadratic", False))
+    box = bool(getattr(df, "box_dual", False))
     if solver == "auto":
-        if df.name == "squared" and dense_ok and n * min(P, 4096) <= IPM_MAX_ENTRIES:
+        if quad and cols_ok and (P >= WORKING_SET_MIN_COLUMNS or P <= GRAM_MAX_COLUMNS):
             return "gram"
         if df.smooth:
             return "fista"
-        if pen.name == "l1" and dense_ok and n * min(P, 4 * n) <= IPM_MAX_ENTRIES:
+        if box and isinstance(pen, L1) and _has(op, "columns", "dense") and \
+                n * min(P, 4 * n) <= IPM_MAX_ENTRIES:
             return "ipm"
-        return "pdhg"
-    if solver in ("gram", "cd") and (df.name != "squared" or not dense_ok):
-        raise ValueError(f"solver={solver!r} needs the squared loss and an operator with "
-                         "dense()/columns()")
+        if box:
+            return "pdhg"
+        raise ValueError(f"no solver for the datafit {type(df).__name__}: it is neither smooth "
+                         "(gradient) nor box-dual (hinge form)")
+    if solver in ("gram", "cd") and not (quad and cols_ok):
+        raise ValueError(f"solver={solver!r} needs a quadratic datafit (the squared loss) and an "
+                         "operator with columns()")
+    if solver == "cd" and not pen.row_separable:
+        raise ValueError(f"solver='cd' needs a row-separable penalty; {type(pen).__name__} "
+                         "is not")
     if solver == "fista" and not df.smooth:
         raise ValueError("solver='fista' needs a smooth loss (squared or softmax); use 'pdhg' or "
                          "'ipm' for the hinge")
-    if solver in ("pdhg", "ipm") and df.name != "hinge":
-        raise ValueError(f"solver={solver!r} is for the hinge loss; use 'fista' for {df.name}")
-    if solver == "ipm" and (pen.name != "l1" or not dense_ok):
+    if solver in ("pdhg", "ipm") and not box:
+        raise ValueError(f"solver={solver!r} is for the hinge loss; use 'fista' for "
+                         f"{getattr(df, 'name', type(df).__name__)}")
+    if solver == "ipm" and not (isinstance(pen, L1) and _has(op, "columns", "dense")):
         raise ValueError("solver='ipm' needs penalty='l1' and an operator with dense()/columns()")
     return solver
+
+
+def _select_working_set(pen: Penalty, lam: float, G: torch.Tensor, W: torch.Tensor,
+                        S: torch.Tensor | None, min_size: int = 32
+                        ) -> tuple[torch.Tensor, int]:
+    r"""Next working set and the number of KKT violators outside the current one.
+
+    The set never shrinks: it keeps the previous set and the support of ``W`` and adds the
+    columns whose dual constraint is violated, :math:`\rho_j(D^\top U) > \lambda` (``G`` =
+    :math:`D^\top U` for the natural dual candidate at ``W``), the most violated first, at most
+    doubling its size (at least ``min_size`` columns). As it only grows and stops growing only
+    when no column outside it violates its constraint, the loop ends with the KKT conditions
+    checked over the whole dictionary (the certificate decides the stop).
+    """
+    P = G.shape[0]
+    dev = G.device
+    scores = pen.row_scores(G) / lam
+    base = pen.support_rows(W).clone()
+    if S is not None:
+        base[S] = True
+    viol = (scores > 1.0) & ~base
+    n_viol = int(viol.sum())
+    n_base = int(base.sum())
+    if S is not None and n_viol == 0:
+        return S, 0
+    n_add = min(n_viol, max(n_base, min_size))
+    n_add = max(n_add, min(min_size, P) - n_base)
+    n_add = min(n_add, P - n_base)
+    if n_add > 0:
+        prio = torch.where(base, torch.full_like(scores, -math.inf), scores)
+        add = torch.topk(prio, n_add).indices
+        base[add] = True
+    return torch.nonzero(base, as_tuple=False)[:, 0].to(dev), n_viol
 
 
 def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
@@ -424,6 +509,8 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
                     verbose: bool, solver: str = "auto", merge_rows: bool = True,
                     state: dict | None = None
                     ) -> tuple[torch.Tensor, Certificate, torch.Tensor, torch.Tensor | None]:
+    """The working-set driver: inner solves on column blocks, every stop decided on the
+    certificate of the original problem (all rows, all columns)."""
     t0 = time.perf_counter()
     op_full, df_full, pen = prep.op, prep.datafit, prep.penalty
     op, df, groups = prep.working(merge_rows)
@@ -433,7 +520,7 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
     algo = _choose_solver(solver, df, pen, op)
     budget = Budget(DEFAULT_MAX_ITER[algo] if max_iter is None else max_iter, max_time)
     lvl = logging.INFO if verbose else logging.DEBUG
-    has_cols = callable(getattr(op, "columns", None))
+    has_cols = _has(op, "columns")
     if working_set is None:
         use_ws = has_cols and P >= WORKING_SET_MIN_COLUMNS
         if algo == "ipm" and op.shape[0] <= 512:
@@ -444,88 +531,101 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
         logger.warning("working_set=True ignored: the operator has no columns() method")
     pol = None
     if polish and can_polish(op):
-        if df.name == "squared" and pen.name == "l1":
+        # the support polishers solve the l1 (or l2,1) optimality conditions themselves
+        if getattr(df, "quadratic", False) and isinstance(pen, L1):
             pol = _polish_squared_l1_then_newton
-        elif df.name == "hinge" and pen.name == "l1":
+        elif getattr(df, "box_dual", False) and isinstance(pen, L1):
             pol = polish_hinge_l1
-        elif df.smooth:
+        elif df.smooth and isinstance(pen, (L1, L21)):
             pol = polish_newton
 
+    def expand(U: torch.Tensor) -> torch.Tensor:
+        return groups.expand_dual(U) if groups is not None else U
+
+    # the certificate of the original problem: every stop is decided on it
+    cert = Tracker(df_full, pen, lam)
+    matvecs = 0
+
+    def certify(Wx: torch.Tensor, full: list, working: list) -> torch.Tensor:
+        """Offer ``Wx`` and dual candidates (``full``: on the original rows; ``working``: on the
+        merged rows, expanded here) to the certificate; return :math:`D^\top U` of the first
+        candidate (for the working-set scores)."""
+        nonlocal matvecs
+        DWf = op_full.matmul(Wx)
+        cert.offer_primal(Wx, DWf)
+        G0 = None
+        for Uf in list(full) + [expand(U) for U in working if U is not None]:
+            Gc = op_full.rmatmul(Uf)
+            cert.offer_dual(Uf, Gc)
+            G0 = Gc if G0 is None else G0
+        matvecs += 1 + len(full) + len(working)
+        return G0
+
     W = torch.zeros(P, C, dtype=dt, device=dev) if W0 is None else W0
-    DW = op.matmul(W)
-    matvecs = 1
     if df.smooth:
-        U = df.gradient(DW)
         alpha = None
+        G = certify(W, [df_full.gradient(op_full.matmul(W))], [])
+        matvecs += 1
     else:
+        DW = op.matmul(W)
         alpha = alpha0 if alpha0 is not None else (df.Y * DW < 1).to(dt)
-        U = df.from_alpha(alpha)
-    G = op.rmatmul(U)
-    matvecs += 1
-    tr = Tracker(df, pen, lam)
-    tr.offer_primal(W, DW)
-    tr.offer_dual(U, G)
+        G = certify(W, [], [df.from_alpha(alpha)])
+        matvecs += 1
     iterations, outer = 0, 0
-    ws_size = min(P, 32)
     ws_sizes: list[int] = []
     state = {} if state is None else state
     lipschitz, omega = state.get("lipschitz"), state.get("omega")
     supp_hint = None
     S = None
     stalled = 0
+    tol_full = 0.5 * tol
+    status = ""
     while True:
-        rel = tr.gap / max(abs(tr.primal), 1e-300)
-        if rel <= tol or budget.left <= 0 or budget.out_of_time():
+        rel = cert.gap / max(abs(cert.primal), 1e-300)
+        if rel <= tol:
+            status = "converged"
+        elif budget.left <= 0:
+            status = "max_iter"
+        elif budget.out_of_time():
+            status = "max_time"
+        elif stalled >= 3:
+            status = "stalled"
+        if status:
             break
         outer += 1
+        W = cert.W
         if use_ws:
-            scores = pen.row_scores(G) / lam
-            if supp_hint is not None:
-                supp = supp_hint
-            else:
-                rs = pen.row_scores(W)
-                supp = rs > 1e-9 * float(rs.max()) if bool((rs > 0).any()) else rs > 0
-            n_supp = int(supp.sum())
-            viol = (scores > 1.0) & ~supp
-            n_viol = int(viol.sum())
-            logger.log(lvl, "working set: %d support rows, %d violating rows", n_supp, n_viol)
-            if S is not None and n_viol == 0:
-                pass  # every column that matters is in: solve the same set more accurately
-            else:
-                # keep the support and the nearly tight columns of the last set, add violators
-                prio = scores.clone()
-                if S is not None:
-                    keep = torch.zeros(P, dtype=torch.bool, device=dev)
-                    keep[S] = True
-                    keep &= scores > 0.9
-                    prio = torch.where(keep, prio + 1e6, prio)
-                else:
-                    keep = torch.zeros(P, dtype=torch.bool, device=dev)
-                prio = torch.where(supp, torch.full_like(prio, math.inf), prio)
-                n_keep = int((keep & ~supp).sum())
-                n_add = min(n_viol, max(n_supp, 32))
-                ws_size = min(P, max(n_supp + n_keep + n_add, 32))
-                S = torch.sort(torch.topk(prio, ws_size).indices).values
+            Wsel = W if supp_hint is None else W * supp_hint[:, None].to(W.dtype)
+            S_new, n_viol = _select_working_set(pen, lam, G, Wsel, S)
+            grew = S is None or int(S_new.numel()) > int(S.numel())
+            S = S_new
+            logger.log(lvl, "working set: %d columns, %d violators outside", int(S.numel()),
+                       n_viol)
             op_s = op.columns(S)
             W_s = W.index_select(0, S)
             cap = 1e-3 if algo == "ipm" else 0.5
             if n_viol <= 0.05 * int(S.numel()):
                 tol_in = 0.5 * tol  # (nearly) complete set: solve it to the final tolerance
+                if not grew:
+                    tol_in = tol_full  # same set again: solve it more accurately
+                    tol_full = max(0.1 * tol_full, 1e-15)
             else:
                 tol_in = max(0.5 * tol, min(0.3 * rel, cap))
         else:
-            op_s, W_s, tol_in = op, W, tol
+            op_s, W_s, tol_in = op, W, tol_full
+            tol_full = max(0.1 * tol_full, 1e-15)
+            grew = False
         if algo == "ipm":
             inner = ipm_hinge(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl)
             alpha = inner.alpha
-        elif algo in ("gram", "cd"):
-            inner = cd_squared(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
-                               polish=polish, method="cd" if algo == "cd" else "fista",
-                               log_level=lvl)
-        elif algo == "fista":
-            inner: InnerResult = fista(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
-                                       lipschitz=None if use_ws else lipschitz, polish=pol,
-                                       log_every=500 if verbose else 0, log_level=lvl)
+        elif algo in ("gram", "cd") and int(op_s.shape[1]) <= GRAM_MAX_COLUMNS:
+            inner = squared_gram(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
+                                 polish=polish, method="cd" if algo == "cd" else "fista",
+                                 log_level=lvl)
+        elif algo in ("fista", "gram", "cd"):
+            inner = fista(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
+                          lipschitz=None if use_ws else lipschitz, polish=pol,
+                          log_every=500 if verbose else 0, log_level=lvl)
             lipschitz = inner.lipschitz
         else:
             inner = pdhg_hinge(op_s, df, pen, lam, W_s, alpha, tol=tol_in, budget=budget,
@@ -535,66 +635,62 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
         iterations += inner.iterations
         matvecs += inner.matvecs
         if use_ws:
-            W = torch.zeros(P, C, dtype=dt, device=dev)
-            W[S] = inner.W
+            Wn = torch.zeros(P, C, dtype=dt, device=dev)
+            Wn[S] = inner.W
             ws_sizes.append(int(S.numel()))
+            supp_hint = None
             if inner.support is not None:
                 supp_hint = torch.zeros(P, dtype=torch.bool, device=dev)
                 supp_hint[S] = inner.support
             del op_s
         else:
-            W = inner.W
-        tr.offer_primal(W, inner.DW)
-        # dual candidates, checked against all columns
-        cands = [inner.U]
-        if inner.U_dual is not None and inner.U_dual is not inner.U:
-            cands.append(inner.U_dual)
-        for k, Uc in enumerate(cands):
-            Gc = op.rmatmul(Uc)
+            Wn = inner.W
+        gap_before = cert.gap
+        working = [inner.U_dual] if inner.U_dual is not inner.U else []
+        if df.smooth:
+            # residual form on the original rows first (its D^T U scores the columns)
+            # (inner.U is the gradient at inner.W on the working rows: the same point)
+            G = certify(Wn, [df_full.gradient(op_full.matmul(Wn))], working)
             matvecs += 1
-            if k == 0:
-                G = Gc
-            tr.offer_dual(Uc, Gc)
+            if cert.W is not Wn:
+                # the certificate kept (part of) an earlier point: score from its own gradient
+                G = op_full.rmatmul(df_full.gradient(op_full.matmul(cert.W)))
+                matvecs += 2
+        else:
+            G = certify(Wn, [], [inner.U] + working)
         logger.log(lvl, "outer %d: ws=%s primal=%.12g dual=%.12g rel_gap=%.3g iters=%d", outer,
-                   int(S.numel()) if use_ws else None, tr.primal, tr.dual,
-                   tr.gap / max(abs(tr.primal), 1e-300), iterations)
-        if not use_ws:
-            break  # the full problem was solved (or its budget ran out)
-        if int(S.numel()) == P or (algo == "ipm" and working_set is None and
-                                   2 * int(S.numel()) > P):
+                   int(S.numel()) if use_ws else None, cert.primal, cert.dual,
+                   cert.gap / max(abs(cert.primal), 1e-300), iterations)
+        progress = cert.gap < gap_before * (1.0 - 1e-3)
+        stalled = 0 if (progress or grew) else stalled + 1
+        if use_ws and (int(S.numel()) == P or (algo == "ipm" and working_set is None and
+                                               2 * int(S.numel()) > P)):
             use_ws = False  # the working set is (close to) the whole dictionary: go full
-        stalled = stalled + 1 if inner.iterations == 0 else 0
-        if stalled >= 3:
-            # pragma: no cover - the restricted optimum cannot be certified better (rounding)
-            logger.debug("working sets stalled at rel_gap=%.3g", tr.gap / abs(tr.primal))
-            break
     state["lipschitz"], state["omega"] = lipschitz, omega
-    # final certificate, recomputed on the original dictionary and rows
-    best_W = tr.W
-    U_best = groups.expand_dual(tr.U) if groups is not None else tr.U
-    fin = Tracker(df_full, pen, lam)
-    fin.offer_primal(best_W, op_full.matmul(best_W))
-    fin.offer_dual(U_best, op_full.rmatmul(U_best))
-    matvecs += 2
+    best_W = cert.W
     seconds = time.perf_counter() - t0
-    cert = Certificate.from_values(
-        fin.primal, fin.dual, iterations=iterations, seconds=seconds, converged=False,
-        datafit=df.name, penalty=pen.name, lam=float(lam), n_rows=n, n_columns=P, n_outputs=C,
-        tol=float(tol), algorithm=algo + ("+ws" if ws_sizes else "") +
-        ("+merged" if groups is not None else ""),
+    out = Certificate.from_values(
+        cert.primal, cert.dual, iterations=iterations, seconds=seconds,
+        converged=status == "converged", datafit=getattr(df, "name", type(df).__name__),
+        penalty=getattr(pen, "name", type(pen).__name__), lam=float(lam), n_rows=n,
+        n_columns=P, n_outputs=C, tol=float(tol),
+        algorithm=algo + ("+ws" if ws_sizes else "") + ("+merged" if groups is not None else ""),
         info={"matvecs": int(matvecs), "outer_iterations": outer,
               "max_working_set": max(ws_sizes) if ws_sizes else P,
               "support_rows": int(pen.support_rows(best_W).sum()),
               "nonzeros": int((best_W != 0).sum()), "dtype": str(dt).replace("torch.", ""),
-              "device": str(dev), "rows_used": int(op.shape[0])})
-    cert.converged = cert.rel_gap <= tol * (1.0 + 1e-6)
-    logger.log(lvl, "%s", cert)
-    return best_W, cert, fin.U, alpha
+              "device": str(dev), "rows_used": int(op.shape[0])},
+        status=status)
+    logger.log(lvl, "%s", out)
+    return best_W, out, cert.U, alpha
 
 
 def _warn_if_not_converged(cert: Certificate, max_iter: Any) -> None:
     if not cert.converged:
-        msg = (f"readout solve stopped before reaching tol={cert.tol:g}: "
+        why = {"max_iter": "iteration budget (max_iter) used up",
+               "max_time": "time budget (max_time) used up",
+               "stalled": "no further progress (rounding)"}.get(cert.status, cert.status)
+        msg = (f"readout solve stopped before reaching tol={cert.tol:g} ({why}): "
                f"rel_gap={cert.rel_gap:.3g} "
                f"(gap={cert.gap:.3g}) after {cert.iterations} iterations, {cert.seconds:.2f}s; "
                f"returning the best point seen (raise max_iter/max_time or loosen tol)")
@@ -695,7 +791,8 @@ def solve_readout(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1",
                                         working_set=working_set, polish=polish, verbose=verbose,
                                         solver=solver, merge_rows=merge_rows)
     _warn_if_not_converged(cert, max_iter)
-    return ReadoutSolution(W=W, certificate=cert, loss=loss, penalty=penalty, lam=lam_v,
+    return ReadoutSolution(W=W, certificate=cert, loss=prep.datafit.name,
+                           penalty=prep.penalty.name, lam=lam_v,
                            beta=beta_v, n_classes=prep.n_classes, dual=U, _alpha=alpha)
 
 
@@ -740,7 +837,8 @@ def solve_path(D: Any, y: Any, betas: Sequence[float] | None = None, *,
             max_time=max_time, working_set=working_set, polish=polish, verbose=verbose,
             solver=solver, merge_rows=merge_rows, state=state if warm_start else None)
         _warn_if_not_converged(cert, max_iter)
-        out[k] = ReadoutSolution(W=W, certificate=cert, loss=loss, penalty=penalty, lam=lam_v,
+        out[k] = ReadoutSolution(W=W, certificate=cert, loss=prep.datafit.name,
+                           penalty=prep.penalty.name, lam=lam_v,
                                  beta=beta_v, n_classes=prep.n_classes, dual=U, _alpha=alpha)
         W_prev, a_prev = W, alpha
     return out  # type: ignore[return-value]
