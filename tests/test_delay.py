@@ -116,3 +116,19 @@ def test_bad_input():
         delay_line_witnesses(delay_line_witnesses(base, 3), 3)
     with pytest.raises(ValueError, match="delay_line_witnesses"):
         delay_line_map(base)
+
+
+@pytest.mark.slow
+def test_pipeline_cvx_with_delay_witnesses():
+    from convexsnn.pipelines import run_method
+    from convexsnn.tasks.automata import first_last_xor
+    task = first_last_xor(T=6, n_train=200, n_val=100, n_test=100, seed=0)
+    cfg = {"n_branches": 4, "depth": 2, "p_rec": 4, "p_last": 4, "scales": [2.0],
+           "reg_betas": [1e-2], "max_time": 5.0, "witnesses": "delay"}
+    rec, model = run_method("CVX", task, config=cfg, return_model=True)
+    assert rec["config"]["witnesses"] == "delay"
+    assert model.config["recurrent"] == "dense"
+    assert model.reconstruction["witnesses"]["kind"] == "delay_line"
+    assert model.reconstruction["witnesses"]["n_steps"] == 6
+    with pytest.raises(ValueError, match="witnesses"):
+        run_method("CVX", task, config={**cfg, "witnesses": "magic"})
