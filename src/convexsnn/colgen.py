@@ -71,7 +71,8 @@ softmax: the entropy is 1-strongly concave in :math:`\ell_1`, which dominates :m
     \rho(d^\top U) + \sqrt{2\,\mathrm{gap}} \sqrt{\textstyle\sum_i a_i d_i} < \lambda
     \;\Longrightarrow\; W^\star_{d} = 0
 
-for binary :math:`d`. A witness all of whose columns pass is dropped. When the budget is full and
+for binary :math:`d`. A witness all of whose columns pass is dropped (so is a witness that owns no
+column: silent, or a duplicate of columns other witnesses own). When the budget is full and
 more candidates violate than fit, witnesses outside the support with the lowest price are also
 retired (``n_retired``; not safe, but the next round's certificate is over the new dictionary).
 
