@@ -558,6 +558,7 @@ def _pipeline_config(args: argparse.Namespace) -> dict:
                  "p_last": "p_last", "leak": "beta", "theta": "theta", "reset": "reset",
                  "readout": "readout", "loss": "loss", "penalty": "penalty", "tol": "tol",
                  "max_time": "max_time", "scales": "scales", "reg": "reg_betas",
+                 "witnesses": "witnesses",
                  "sg_epochs": "sg_epochs", "sg_lr": "sg_lr", "sg_batch_size": "sg_batch_size",
                  "ft_epochs": "ft_epochs"}
     for attr, key in shortcuts.items():
@@ -1157,6 +1158,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "geometric grid below beta_max), chosen on validation")
     g.add_argument("--scales", type=float, nargs="+", metavar="S",
                    help="Gaussian witness scales, chosen on validation")
+    g.add_argument("--witnesses", choices=["gaussian", "delay"],
+                   help="cvx witness family: gaussian (default) or delay (a delay line behind "
+                        "every last-layer neuron: its spikes at every step become columns)")
     g.add_argument("--tol", type=float, help="relative duality gap of the convex solves")
     g.add_argument("--max-time", type=float, metavar="SEC", help="time budget per convex path")
     g.add_argument("--sg-epochs", type=int, metavar="N", help="SG training epochs")

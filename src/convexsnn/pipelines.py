@@ -62,6 +62,7 @@ import torch
 
 from ._io import json_safe as _json_safe
 from .convex import ConvergenceWarning
+from .delay import delay_line_witnesses
 from .network import RECURRENT_KINDS, ParallelSNN
 from .reconstruct import kept_neurons
 from .selection import ConvexFit, fit_convex
@@ -97,6 +98,10 @@ class PipelineConfig:
         Leak grid for ``CVX`` (chosen on validation); ``None``: only ``beta``.
     normalized : bool
         Unit-norm witness columns before scaling.
+    witnesses : {"gaussian", "delay"}
+        ``CVX`` witness family: Gaussian, or Gaussian with a delay line behind every last-layer
+        neuron (:func:`convexsnn.delay.delay_line_witnesses`, ``T`` columns per neuron: its spikes
+        at every step).
     loss, penalty : str
         Convex datafit and penalty.
     reg_betas : tuple of float or None
@@ -128,6 +133,7 @@ class PipelineConfig:
     scales: tuple = (1.0, 2.0)
     leaks: tuple | None = None
     normalized: bool = True
+    witnesses: str = "gaussian"
     loss: str = "squared"
     penalty: str = "l1"
     reg_betas: tuple | None = None
@@ -159,6 +165,8 @@ class PipelineConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
     def __post_init__(self) -> None:
+        if self.witnesses not in ("gaussian", "delay"):
+            raise ValueError(f"witnesses must be 'gaussian' or 'delay', got {self.witnesses!r}")
         if self.sg_recurrent is not None and self.sg_recurrent not in RECURRENT_KINDS:
             raise ValueError(f"sg_recurrent must be None or one of {list(RECURRENT_KINDS)}, got "
                              f"{self.sg_recurrent!r}")
@@ -296,6 +304,8 @@ def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple
                                    p_rec=cfg.p_rec, p_last=cfg.p_last, scale=float(scale),
                                    normalized=cfg.normalized, seed=seed, beta=float(leak),
                                    theta=cfg.theta, reset=cfg.reset)
+            if cfg.witnesses == "delay":
+                w = delay_line_witnesses(w, task.train.T)
             out.append(({"leak": float(leak), "scale": float(scale)}, w))
     return out
 

@@ -1,0 +1,522 @@
+r"""Column generation over the witness space, with a certificate and a pricing gap per round.
+
+The convex readout is posed over a finite dictionary, but the witness space (all input weights a
+neuron may have) is infinite. Column generation grows the dictionary where the dual says it
+helps. With :math:`\lambda` fixed, every round solves the same problem
+
+.. math::
+
+    \min_W\; f(D_{\mathcal S} W) + \lambda R(W)
+
+restricted to the columns :math:`D_{\mathcal S}` of the current witness set :math:`\mathcal S`, and
+gets a feasible dual point :math:`U` (:math:`R^\circ(D_{\mathcal S}^\top U) \le \lambda`) with a
+certified gap over :math:`\mathcal S`. A column :math:`d` outside :math:`\mathcal S` can lower the
+objective only if it violates the dual constraint: its *price*
+
+.. math::
+
+    \pi(d) = \rho(d^\top U) / \lambda, \qquad
+    \rho(g) = \max_c |g_c| \;(\ell_1), \quad \rho(g) = \lVert g\rVert_2 \;(\ell_{2,1}),
+
+exceeds 1. A round: (1) solve on :math:`\mathcal S` to a certificate; (2) *screen*: drop the
+witnesses all of whose columns pass the gap-safe test below (their weight is zero at the optimum
+over :math:`\mathcal S`); (3) *propose* a pool of candidate witnesses; (4) *price* them on the
+training rows; (5) add the most violating ones (price above :math:`1 + \epsilon`) within the
+column budget. It stops when no candidate among the pool violates the dual constraint by more than
+``pricing_tol``, or after ``rounds`` additions.
+
+Reported per round (:class:`RoundRecord`): the certificate over the current dictionary, and the
+**pricing gap** :math:`\max_{d \in \text{examined}} \pi(d) - 1`. When it is
+:math:`\epsilon \le 0`, :math:`U` is feasible for the union of the dictionary and every candidate
+examined, so the certificate holds over that union too; when :math:`\epsilon > 0`,
+:math:`U / (1 + \epsilon)` is feasible for the union and
+
+.. math::
+
+    \text{gap}_{\cup} = P(W) - \mathcal D\big(U / (1 + \epsilon)\big)
+
+bounds the suboptimality of :math:`W` over the union (``union_rel_gap``; recomputed on the
+original rows). Neither says anything about witnesses never examined.
+
+Witnesses. Every witness is one LIF neuron reading the input (its own branch; weights
+:math:`w \in \mathbb R^d`, no bias), with a delay line (:mod:`convexsnn.delay`) when ``delay``
+is set: its ``T`` last-step columns are its spikes at every step, :math:`d_{w,t} =
+(s_t(x_i; w))_i`. Pricing simulates the neuron alone; the relay chain reproduces those spikes bit
+for bit (:mod:`convexsnn.delay`), and every solve runs on the dictionary built from the delay-line
+witness set itself, so certificates and reconstruction are those of the real network.
+
+Proposals (all drawn from one seeded generator):
+
+* ``"dual"``: dual-weighted data directions, :math:`w \propto \sigma \sum_t a_t X_t^\top (m \odot
+  U_{:,c})` for a random class :math:`c`, sign :math:`\sigma`, step weights
+  :math:`a \sim \mathrm{Dirichlet}(1)` and row mask :math:`m` (one of a few random halves of the
+  rows, or all rows). :math:`X_t^\top U_{:,c}` is the direction along which the input at step
+  :math:`t` correlates with the residual of class :math:`c`, so a neuron whose current follows it
+  tends to fire on the rows where :math:`\sigma U_{:,c}` is large, which is what raises
+  :math:`|d^\top U_{:,c}|`;
+* ``"mutation"``: :math:`w_k + \mu \frac{\lVert w_k\rVert}{\sqrt d} G` for a kept witness
+  :math:`k` drawn proportionally to the norm of its readout weights;
+* ``"gaussian"``: :math:`s\, G` (as :func:`~convexsnn.witnesses.gaussian_witnesses`).
+
+Dual proposals are rescaled to norm :math:`s \sqrt d\, e^{u}`, :math:`u \sim U(-\ln 2, \ln 2)`
+(the norm of a Gaussian witness, within a factor 2).
+
+Gap-safe screening (squared and softmax losses). The dual objective is 1-strongly concave in the
+norm :math:`\lVert V\rVert_{A^{-1}}^2 = \sum_i \lVert V_i\rVert^2 / a_i` (squared: exactly;
+softmax: the entropy is 1-strongly concave in :math:`\ell_1`, which dominates :math:`\ell_2`), so
+:math:`\lVert U - U^\star\rVert_{A^{-1}} \le \sqrt{2\,\mathrm{gap}}` and, by Cauchy-Schwarz,
+
+.. math::
+
+    \rho(d^\top U) + \sqrt{2\,\mathrm{gap}} \sqrt{\textstyle\sum_i a_i d_i} < \lambda
+    \;\Longrightarrow\; W^\star_{d} = 0
+
+for binary :math:`d`. A witness all of whose columns pass is dropped (so is a witness that owns no
+column: silent, or a duplicate of columns other witnesses own). When the budget is full and
+more candidates violate than fit, witnesses outside the support with the lowest price are also
+retired (``n_retired``; not safe, but the next round's certificate is over the new dictionary).
+
+Determinism: for a seed, proposals and dictionaries are bit-identical; the solves are too when
+``max_time`` is ``None`` (a wall-clock budget makes the returned point depend on machine speed).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._checks import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_sequence_input,
+)
+from ._io import json_safe
+from .convex import predict_from_scores, solve_readout
+from .convex.solver import prepare_problem
+from .delay import delay_line_witnesses
+from .dictionary import SpikeDictionary, build_dictionary
+from .lif import RESETS, simulate
+from .witnesses import Witnesses
+
+__all__ = [
+    "PROPOSALS",
+    "ColumnGenerationResult",
+    "RoundRecord",
+    "fit_column_generation",
+    "price_witnesses",
+    "source_witnesses",
+]
+
+logger = logging.getLogger("convexsnn")
+
+PROPOSALS = ("dual", "mutation", "gaussian")
+_LOSSES = ("squared", "softmax")
+_PENALTIES = ("l1", "l21")
+
+
+@dataclass
+class RoundRecord:
+    """One round of :func:`fit_column_generation` (all values JSON-safe via :meth:`to_dict`).
+
+    ``rel_gap`` / ``converged``: certificate of the solve over the current dictionary;
+    ``pricing_gap``: :math:`\\max \\pi(d) - 1` over the ``n_candidates`` examined (``nan`` when
+    none); ``union_rel_gap``: certified relative gap over the dictionary and those candidates;
+    ``n_added`` / ``n_dropped`` (gap-safe screening) / ``n_retired`` (budget): witnesses changed
+    after this round's pricing.
+    """
+
+    round: int
+    n_witnesses: int
+    n_columns: int
+    primal: float
+    dual: float
+    rel_gap: float
+    converged: bool
+    support: int
+    train_accuracy: float
+    n_candidates: int = 0
+    pricing_gap: float = float("nan")
+    union_rel_gap: float = float("nan")
+    n_violating: int = 0
+    n_added: int = 0
+    n_dropped: int = 0
+    n_retired: int = 0
+    proposals: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return json_safe(asdict(self))
+
+
+@dataclass
+class ColumnGenerationResult:
+    """Result of :func:`fit_column_generation`.
+
+    Attributes
+    ----------
+    witnesses : Witnesses
+        Final witness set (delay-line witnesses when ``delay``).
+    dictionary : SpikeDictionary
+        Its dictionary on the training inputs.
+    solution : ReadoutSolution
+        Readout over ``dictionary`` with its certificate (the last round's solve).
+    rounds : list of RoundRecord
+    stopped : str
+        ``"pricing"`` (no candidate violates by more than ``pricing_tol``), ``"rounds"`` or
+        ``"budget"`` (nothing could be added).
+    settings : dict
+    """
+
+    witnesses: Witnesses
+    dictionary: SpikeDictionary
+    solution: Any
+    rounds: list[RoundRecord]
+    stopped: str
+    settings: dict
+
+    def scores(self, X: Any) -> torch.Tensor:
+        """Convex readout scores :math:`D(X) W` on new inputs."""
+        D = self.dictionary.transform(X, dtype=torch.float64)
+        return D @ self.solution.W.to(torch.float64)
+
+    def predict(self, X: Any) -> torch.Tensor:
+        return predict_from_scores(self.scores(X))
+
+    def accuracy(self, X: Any, y: Any) -> float:
+        y = torch.as_tensor(y).reshape(-1)
+        return float((self.predict(X) == y).to(torch.float64).mean())
+
+    def reconstruct(self, **kwargs: Any):
+        """The ``ParallelSNN`` computing the readout (:func:`convexsnn.reconstruct.reconstruct`)."""
+        from .reconstruct import reconstruct
+        return reconstruct(self.dictionary, self.solution, **kwargs)
+
+
+# ---------------------------------------------------------------------- witnesses
+def source_witnesses(weights: torch.Tensor, *, n_steps: int | None, beta: float, theta: float,
+                     reset: str, description: dict | None = None) -> Witnesses:
+    """One LIF neuron per branch with input weights ``weights`` ``(d, K)``; with ``n_steps`` its
+    delay line (:func:`convexsnn.delay.delay_line_witnesses`)."""
+    w = weights.T.contiguous()[:, :, None]
+    base = Witnesses([w], None, None, beta, theta, reset,
+                     description or {"kind": "column_generation", "seed": None})
+    return base if n_steps is None else delay_line_witnesses(base, n_steps)
+
+
+def _source_spikes(weights: torch.Tensor, x: torch.Tensor, beta: float, theta: float,
+                   reset: str) -> torch.Tensor:
+    """Spikes ``(n, T, K)`` of the neurons ``weights`` ``(d, K)`` alone (no relays)."""
+    w = weights.T.contiguous()[:, :, None]
+    with torch.no_grad():
+        return simulate(x, [w], beta=beta, theta=theta, reset=reset).spikes[0][..., 0]
+
+
+def price_witnesses(weights: torch.Tensor, X: Any, U: torch.Tensor, lam: float, *,
+                    penalty: str = "l1", delay: bool = True, beta: float = 0.99,
+                    theta: float = 1.0, reset: str = "subtract",
+                    block_entries: int = 1 << 24) -> torch.Tensor:
+    r"""Price :math:`\pi(w) = \max_{t} \rho(d_{w,t}^\top U) / \lambda` of candidate witnesses.
+
+    Parameters
+    ----------
+    weights : Tensor ``(d, K)``
+        Input weights of ``K`` one-neuron witnesses.
+    X : array ``(n, T, d)``
+        Training inputs (rows of ``U``).
+    U : Tensor ``(n, C)``
+        Dual point.
+    lam : float
+    penalty : {"l1", "l21"}
+        :math:`\rho` = max-abs over classes, or the Euclidean norm.
+    delay : bool
+        Columns are the spikes at every step (delay line) or the last step only.
+
+    Returns
+    -------
+    Tensor ``(K,)`` of prices (float64); streamed over blocks of candidates.
+    """
+    check_choice(penalty, "penalty", _PENALTIES)
+    x = check_sequence_input(X, "X", dtype=torch.float64)
+    U = torch.as_tensor(U, dtype=torch.float64)
+    if U.ndim != 2 or U.shape[0] != x.shape[0]:
+        raise ValueError(f"U must have shape ({x.shape[0]}, C), got {tuple(U.shape)}")
+    lam = check_positive_float(lam, "lam")
+    weights = weights.to(torch.float64)
+    K = weights.shape[1]
+    n, T = x.shape[:2]
+    blk = max(1, block_entries // max(1, n * T))
+    out = []
+    for k0 in range(0, K, blk):
+        s = _source_spikes(weights[:, k0:k0 + blk], x, beta, theta, reset)   # (n, T, k)
+        if not delay:
+            s = s[:, -1:]
+        G = torch.einsum("ntk,nc->tkc", s, U)
+        rho = G.abs().amax(dim=2) if penalty == "l1" else G.norm(dim=2)
+        out.append(rho.amax(dim=0) / lam)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------- proposals
+def _dual_directions(x: torch.Tensor, U: torch.Tensor, n_masks: int,
+                     gen: torch.Generator) -> torch.Tensor:
+    """``(n_masks + 1, T, d, C)``: :math:`X_t^\\top (m \\odot U_{:,c})` for random row halves
+    ``m`` and all rows."""
+    n = x.shape[0]
+    masks = [torch.ones(n, dtype=torch.float64)]
+    for _ in range(n_masks):
+        masks.append((torch.rand(n, generator=gen, dtype=torch.float64) < 0.5).to(torch.float64))
+    return torch.stack([torch.einsum("ntd,nc->tdc", x, U * m[:, None]) for m in masks])
+
+
+def _propose(kind: str, count: int, *, gen: torch.Generator, d: int, scale: float,
+             dirs: torch.Tensor | None, kept: torch.Tensor, kept_weight: torch.Tensor,
+             mutation_scale: float) -> torch.Tensor:
+    """``(d, count)`` candidate weights of one proposal kind."""
+    if count <= 0:
+        return torch.zeros(d, 0, dtype=torch.float64)
+    if kind == "gaussian" or (kind == "mutation" and kept.shape[1] == 0) or \
+            (kind == "dual" and dirs is None):
+        return scale * torch.randn(d, count, generator=gen, dtype=torch.float64)
+    if kind == "mutation":
+        p = kept_weight.clamp_min(0)
+        p = p / p.sum() if float(p.sum()) > 0 else torch.full_like(p, 1.0 / p.numel())
+        idx = torch.multinomial(p, count, replacement=True, generator=gen)
+        base = kept[:, idx]
+        noise = torch.randn(d, count, generator=gen, dtype=torch.float64)
+        return base + mutation_scale * base.norm(dim=0, keepdim=True) / math.sqrt(d) * noise
+    M, T, _, C = dirs.shape
+    m = torch.randint(M, (count,), generator=gen)
+    c = torch.randint(C, (count,), generator=gen)
+    sign = torch.randint(2, (count,), generator=gen).to(torch.float64) * 2 - 1
+    a = -torch.log(torch.rand(count, T, generator=gen, dtype=torch.float64).clamp_min(1e-300))
+    a = a / a.sum(dim=1, keepdim=True)                       # Dirichlet(1) step weights
+    sel = dirs[m, :, :, c]                                   # (count, T, d)
+    w = sign[:, None] * torch.einsum("kt,ktd->kd", a, sel)
+    u = (torch.rand(count, generator=gen, dtype=torch.float64) * 2 - 1) * math.log(2.0)
+    norm = w.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    w = w / norm * (scale * math.sqrt(d) * torch.exp(u))[:, None]
+    return w.T.contiguous()
+
+
+# ---------------------------------------------------------------------- the loop
+def _witness_owner(dic: SpikeDictionary) -> np.ndarray:
+    """Witness (branch) index of every dictionary column."""
+    return np.asarray(dic.provenance[:, 0], dtype=np.int64)
+
+
+def fit_column_generation(X: Any, y: Any, *, n_classes: int | None = None,
+                          loss: str = "squared", penalty: str = "l1",
+                          lam: float | None = None, beta: float | None = None,
+                          rounds: int = 5, pool: int = 1000, budget: int = 4096,
+                          delay: bool = True, n_steps: int | None = None,
+                          init_sources: int = 256, scale: float = 1.0,
+                          proposals: Sequence[str] = PROPOSALS,
+                          mutation_scale: float = 0.3, n_masks: int = 8,
+                          pricing_tol: float = 1e-3, screen: bool = True,
+                          tol: float = 1e-6, max_iter: int | None = None,
+                          max_time: float | None = None, solver: str = "auto",
+                          polish: bool = True, seed: int = 0, lif_beta: float = 0.99,
+                          theta: float = 1.0, reset: str = "subtract",
+                          sample_weight: Any = None) -> ColumnGenerationResult:
+    r"""Column generation over one-neuron (delay-line) witnesses (module docstring).
+
+    Parameters
+    ----------
+    X : array ``(n, T, d)``
+        Training inputs; ``y`` : ``(n,)`` integer labels (sequence labels, read at the last step).
+    n_classes : int, optional
+    loss : {"squared", "softmax"}
+        Datafit (the strongly concave duals the screening needs).
+    penalty : {"l1", "l21"}
+    lam, beta : float
+        Exactly one. :math:`\lambda` stays fixed over the rounds (so every round solves the same
+        problem on a growing dictionary); ``beta`` is converted with the paper's convention at
+        the budget, :math:`\lambda = \beta / \sqrt{\text{budget}}`.
+    rounds : int
+        Additions at most (``rounds + 1`` solves).
+    pool : int
+        Candidate witnesses proposed and priced per round, split evenly over ``proposals``.
+    budget : int
+        Most dictionary columns (witnesses x columns per witness before de-duplication).
+    delay : bool
+        Delay-line witnesses (``T`` columns each, :mod:`convexsnn.delay`) or last-step ones.
+    n_steps : int, optional
+        Delay-line length (default ``T`` of ``X``).
+    init_sources : int
+        Gaussian witnesses of the first dictionary (:math:`s\,G`, ``s = scale``).
+    mutation_scale, n_masks
+        Proposal parameters (module docstring).
+    pricing_tol : float
+        Stop when the pricing gap is at most this.
+    screen : bool
+        Drop witnesses whose columns pass the gap-safe test.
+    tol, max_iter, max_time, solver, polish
+        Passed to :func:`convexsnn.convex.solve_readout` (each round warm-started).
+    seed : int
+        Seed of every random draw.
+    lif_beta, theta, reset
+        LIF parameters of the witnesses.
+    sample_weight : array ``(n,)``, optional
+        Row weights :math:`a_i` (default :math:`1/n`).
+
+    Returns
+    -------
+    ColumnGenerationResult
+    """
+    t_all = time.perf_counter()
+    check_choice(loss, "loss", _LOSSES)
+    check_choice(penalty, "penalty", _PENALTIES)
+    check_choice(reset, "reset", RESETS)
+    for p in proposals:
+        check_choice(p, "proposals", PROPOSALS)
+    if not proposals:
+        raise ValueError("proposals must name at least one of " + ", ".join(PROPOSALS))
+    x = check_sequence_input(X, "X", dtype=torch.float64)
+    n, T, d = x.shape
+    yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+    if yt.ndim != 1 or yt.shape[0] != n:
+        raise ValueError(f"y must hold one label per sequence ({n},), got {tuple(yt.shape)}")
+    rounds = check_positive_int(rounds, "rounds", allow_zero=True)
+    pool = check_positive_int(pool, "pool", allow_zero=True)
+    budget = check_positive_int(budget, "budget")
+    init_sources = check_positive_int(init_sources, "init_sources")
+    scale = check_positive_float(scale, "scale")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    L = (check_positive_int(n_steps, "n_steps") if n_steps is not None else T) if delay else None
+    per = L if delay else 1
+    if init_sources * per > budget:
+        raise ValueError(f"init_sources={init_sources} x {per} columns exceeds budget={budget}")
+    if (lam is None) == (beta is None):
+        raise ValueError("give exactly one of lam and beta")
+    lam = check_positive_float(lam, "lam") if lam is not None else \
+        check_positive_float(beta, "beta") / math.sqrt(budget)
+    gen = torch.Generator().manual_seed(int(seed))
+    lif = {"beta": float(lif_beta), "theta": float(theta), "reset": reset}
+    settings = json_safe({"loss": loss, "penalty": penalty, "lam": lam, "beta": beta,
+                          "rounds": rounds, "pool": pool, "budget": budget, "delay": delay,
+                          "n_steps": L, "init_sources": init_sources, "scale": scale,
+                          "proposals": list(proposals), "mutation_scale": mutation_scale,
+                          "n_masks": n_masks, "pricing_tol": pricing_tol, "screen": screen,
+                          "tol": tol, "max_iter": max_iter, "max_time": max_time,
+                          "solver": solver, "polish": polish, "seed": int(seed), "lif": lif})
+    prep = prepare_problem(torch.zeros(n, 1), yt, loss=loss, penalty=penalty,
+                           sample_weight=sample_weight, n_classes=n_classes)
+    df = prep.datafit
+    a = df.weights.to(torch.float64)
+    desc = {"kind": "column_generation", "seed": int(seed), "options": settings}
+
+    sources = scale * torch.randn(d, init_sources, generator=gen, dtype=torch.float64)
+    ids = torch.arange(init_sources)                          # identity of every witness
+    next_id = init_sources
+    W_prev: dict[tuple[int, int], torch.Tensor] = {}
+    records: list[RoundRecord] = []
+    stopped = "rounds"
+    wit = dic = sol = None
+    for r in range(rounds + 1):
+        t0 = time.perf_counter()
+        wit = source_witnesses(sources, n_steps=L, description=desc, **lif)
+        dic = build_dictionary(wit, x.to(wit.dtype), steps="last")
+        owner = _witness_owner(dic)
+        W0 = None
+        if W_prev:
+            C = next(iter(W_prev.values())).shape[0]
+            W0 = torch.zeros(dic.n_columns, C, dtype=torch.float64)
+            for j in range(dic.n_columns):
+                v = W_prev.get((int(ids[owner[j]]), int(dic.provenance[j, 1])))
+                if v is not None:
+                    W0[j] = v
+        op = dic.operator(torch.float64)
+        sol = solve_readout(op, yt, loss=loss, penalty=penalty, lam=lam, n_classes=n_classes,
+                            sample_weight=sample_weight, tol=tol, max_iter=max_iter,
+                            max_time=max_time, W0=W0, solver=solver, polish=polish)
+        cert = sol.certificate
+        U = sol.dual.to(torch.float64)
+        Wt = sol.W.to(torch.float64)
+        Z = op.matmul(sol.W)
+        acc = float((predict_from_scores(Z).cpu() == yt.reshape(-1)).to(torch.float64).mean())
+        rec = RoundRecord(round=r, n_witnesses=int(sources.shape[1]), n_columns=dic.n_columns,
+                          primal=cert.primal, dual=cert.dual, rel_gap=cert.rel_gap,
+                          converged=bool(cert.converged), support=int(sol.support.numel()),
+                          train_accuracy=acc)
+        W_prev = {(int(ids[owner[j]]), int(dic.provenance[j, 1])): Wt[j]
+                  for j in range(dic.n_columns) if bool((Wt[j] != 0).any())}
+
+        # screening and per-witness statistics on the current dictionary
+        G = op.rmatmul(U.to(op.dtype)).to(torch.float64)                      # (P, C)
+        rho = G.abs().amax(dim=1) if penalty == "l1" else G.norm(dim=1)
+        colnorm = torch.sqrt(op.rmatmul(a[:, None].to(op.dtype)).to(torch.float64)[:, 0])
+        radius = math.sqrt(2.0 * max(cert.gap, 0.0))
+        safe_zero = (rho + radius * colnorm) < lam
+        K = sources.shape[1]
+        wp, ww = np.zeros(K), np.zeros(K)
+        unsafe = np.zeros(K, dtype=bool)
+        np.maximum.at(wp, owner, (rho / lam).cpu().numpy())
+        np.add.at(ww, owner, Wt.abs().sum(dim=1).cpu().numpy())
+        np.logical_or.at(unsafe, owner, ~safe_zero.cpu().numpy())
+        wit_price, wit_weight = torch.from_numpy(wp), torch.from_numpy(ww)
+
+        # proposals and pricing
+        counts = {p: pool // len(proposals) + (1 if i < pool % len(proposals) else 0)
+                  for i, p in enumerate(proposals)}
+        dirs = _dual_directions(x, U, n_masks, gen) if counts.get("dual", 0) > 0 else None
+        cands = torch.cat([_propose(p, counts[p], gen=gen, d=d, scale=scale, dirs=dirs,
+                                    kept=sources, kept_weight=wit_weight,
+                                    mutation_scale=mutation_scale) for p in proposals], dim=1)
+        prices = price_witnesses(cands, x, U, lam, penalty=penalty, delay=delay, **lif)
+        rec.n_candidates = int(cands.shape[1])
+        rec.proposals = {p: int(c) for p, c in counts.items()}
+        if prices.numel():
+            eps = float(prices.max()) - 1.0
+            rec.pricing_gap = eps
+            s = 1.0 / (1.0 + max(eps, 0.0))
+            dual_union = float(df.dual_value(U, s)) if s < 1.0 else cert.dual
+            gap_u = max(cert.primal - dual_union, 0.0)
+            rec.union_rel_gap = gap_u / max(abs(cert.primal), 1e-300)
+        violating = torch.nonzero(prices > 1.0 + pricing_tol, as_tuple=False)[:, 0]
+        rec.n_violating = int(violating.numel())
+        if r == rounds:
+            rec.seconds = time.perf_counter() - t0
+            records.append(rec)
+            break
+        if violating.numel() == 0:
+            stopped = "pricing"
+            rec.seconds = time.perf_counter() - t0
+            records.append(rec)
+            break
+        # drop screened witnesses, retire more if the budget needs it, add the most violating
+        keep = torch.from_numpy(unsafe) if screen else torch.ones(K, dtype=torch.bool)
+        rec.n_dropped = int(K - keep.sum())
+        order = violating[torch.argsort(prices[violating], descending=True, stable=True)]
+        room = budget // per - int(keep.sum())
+        if room < order.numel():
+            spare = torch.nonzero(keep & (wit_weight == 0), as_tuple=False)[:, 0]
+            spare = spare[torch.argsort(wit_price[spare], stable=True)]
+            n_ret = min(int(spare.numel()), int(order.numel()) - max(room, 0))
+            keep[spare[:n_ret]] = False
+            rec.n_retired = n_ret
+            room = budget // per - int(keep.sum())
+        add = order[:max(room, 0)]
+        rec.n_added = int(add.numel())
+        rec.seconds = time.perf_counter() - t0
+        records.append(rec)
+        logger.info("colgen round %d: %d columns, rel_gap %.2e, pricing gap %.3g, +%d -%d",
+                    r, dic.n_columns, cert.rel_gap, rec.pricing_gap, rec.n_added,
+                    rec.n_dropped + rec.n_retired)
+        if add.numel() == 0:
+            stopped = "budget"
+            break
+        sources = torch.cat([sources[:, keep], cands[:, add]], dim=1)
+        ids = torch.cat([ids[keep], torch.arange(next_id, next_id + add.numel())])
+        next_id += int(add.numel())
+    settings["seconds"] = time.perf_counter() - t_all
+    return ColumnGenerationResult(witnesses=wit, dictionary=dic, solution=sol, rounds=records,
+                                  stopped=stopped, settings=settings)

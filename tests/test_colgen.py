@@ -1,0 +1,157 @@
+"""Column generation: pricing against a direct dual computation, determinism, certificates."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from convexsnn.colgen import fit_column_generation, price_witnesses, source_witnesses
+from convexsnn.convex import solve_readout
+from convexsnn.convex.solver import prepare_problem
+from convexsnn.dictionary import build_dictionary
+from convexsnn.reconstruct import check_reconstruction
+
+LIF = {"beta": 0.99, "theta": 1.0, "reset": "subtract"}
+
+
+def _data(n=80, T=3, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, T, d, generator=g, dtype=torch.float64)
+    y = (X[:, 0, 0] + X[:, 2, 1] > 1.0).long() + (X[:, 1, 2] > 0.7).long()
+    return X, y
+
+
+def _weights(d, K, seed, scale=1.0):
+    return scale * torch.randn(d, K, generator=torch.Generator().manual_seed(seed),
+                               dtype=torch.float64)
+
+
+def _solve(D, y, lam, **kw):
+    return solve_readout(D, y, loss="squared", lam=lam, tol=1e-12, **kw)
+
+
+@pytest.mark.parametrize("delay", [True, False])
+@pytest.mark.parametrize("penalty", ["l1", "l21"])
+def test_prices_equal_a_direct_dual_computation(delay, penalty):
+    X, y = _data()
+    T = X.shape[1]
+    base = source_witnesses(_weights(4, 6, 1), n_steps=None, **LIF)
+    sol = _solve(build_dictionary(base, X).operator(), y, 2e-3, penalty=penalty)
+    U = sol.dual
+    cands = _weights(4, 9, 2)
+    got = price_witnesses(cands, X, U, sol.lam, penalty=penalty, delay=delay, **LIF)
+    # direct: the columns of the candidates' own (delay-line) witness set, no de-duplication
+    cw = source_witnesses(cands, n_steps=T if delay else None, **LIF)
+    D = build_dictionary(cw, X, dedupe=False).matrix(torch.float64)
+    G = D.T @ U.to(torch.float64)
+    rho = G.abs().amax(dim=1) if penalty == "l1" else G.norm(dim=1)
+    per = rho.reshape(9, T if delay else 1).amax(dim=1) / sol.lam
+    torch.testing.assert_close(got, per, rtol=1e-12, atol=1e-14)
+    assert got.max() > 1.0 > got.min()          # the draw has violating and feasible candidates
+
+
+def test_a_violating_candidate_lowers_the_optimum_and_a_feasible_one_does_not():
+    X, y = _data(seed=3)
+    T = X.shape[1]
+    lam = 3e-3
+    w0 = _weights(4, 5, 4)
+    D0 = build_dictionary(source_witnesses(w0, n_steps=T, **LIF), X, dedupe=False)
+    sol = _solve(D0.operator(), y, lam)
+    assert sol.certificate.rel_gap < 1e-9
+    cands = _weights(4, 40, 5)
+    prices = price_witnesses(cands, X, sol.dual, lam, delay=True, **LIF)
+    hi, lo = int(prices.argmax()), int(prices.argmin())
+    assert prices[hi] > 1.05 and prices[lo] < 0.95
+    for j, lowers in ((hi, True), (lo, False)):
+        w = torch.cat([w0, cands[:, j:j + 1]], dim=1)
+        D = build_dictionary(source_witnesses(w, n_steps=T, **LIF), X, dedupe=False)
+        s = _solve(D.operator(), y, lam)
+        if lowers:
+            assert s.certificate.primal < sol.certificate.dual - 1e-6
+        else:   # a feasible column leaves the optimum: the old dual is still a lower bound
+            assert s.certificate.primal >= sol.certificate.dual - 1e-12
+            assert s.certificate.primal <= sol.certificate.primal + 1e-9
+
+
+def test_union_certificate_is_a_valid_lower_bound():
+    """P(W) - D(U/(1+eps)) bounds the suboptimality over dictionary + candidates."""
+    X, y = _data(seed=6)
+    T = X.shape[1]
+    lam = 2e-3
+    w0 = _weights(4, 4, 7)
+    D0 = build_dictionary(source_witnesses(w0, n_steps=T, **LIF), X, dedupe=False)
+    sol = _solve(D0.operator(), y, lam)
+    cands = _weights(4, 12, 8)
+    eps = float(price_witnesses(cands, X, sol.dual, lam, delay=True, **LIF).max()) - 1
+    assert eps > 0
+    df = prepare_problem(torch.zeros(X.shape[0], 1), y, loss="squared").datafit
+    lower = float(df.dual_value(sol.dual, 1 / (1 + eps)))
+    Du = build_dictionary(source_witnesses(torch.cat([w0, cands], 1), n_steps=T, **LIF), X)
+    best = _solve(Du.operator(), y, lam).certificate
+    assert best.converged
+    assert lower <= best.primal + 1e-12
+    # and the unscaled dual is NOT a valid bound over the union here (the scaling matters)
+    assert sol.certificate.dual > best.primal
+
+
+def _run(**kw):
+    X, y = _data(n=100, seed=9)
+    opts = {"loss": "squared", "lam": 5e-3, "rounds": 2, "pool": 30, "budget": 90, "init_sources": 6,
+                "seed": 11, "max_iter": 5000}
+    opts.update(kw)
+    return X, y, fit_column_generation(X, y, **opts)
+
+
+@pytest.mark.slow
+def test_column_generation_is_deterministic_for_a_seed_and_records_rounds():
+    X, y, a = _run()
+    _, _, b = _run()
+    _, _, c = _run(seed=12, rounds=0)
+    strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "seconds"}
+    assert [strip(r) for r in a.rounds] == [strip(r) for r in b.rounds]
+    assert torch.equal(a.solution.W, b.solution.W)
+    assert a.witnesses.fingerprint() == b.witnesses.fingerprint() != c.witnesses.fingerprint()
+    assert len(a.rounds) >= 2 and a.rounds[0].n_added > 0
+    for r in a.rounds:
+        assert r.n_candidates == 30 and sum(r.proposals.values()) == 30
+        assert r.union_rel_gap >= r.rel_gap - 1e-15
+        assert (r.pricing_gap > 1e-3) == (r.n_violating > 0)
+    # same lam every round, converged solves, only safe drops: the optimum never goes up
+    for r0, r1 in zip(a.rounds, a.rounds[1:]):
+        assert r0.converged and r1.converged
+        if r0.n_retired == 0:
+            assert r1.primal <= r0.primal * (1 + 1e-6)
+    assert a.rounds[-1].primal < a.rounds[0].primal
+    # the final dual is feasible for every column of the final dictionary (price <= 1)
+    w = a.witnesses.weights[0][:, :, 0].T
+    p = price_witnesses(w, X, a.solution.dual, a.solution.lam, delay=True, **LIF)
+    assert float(p.max()) <= 1 + 1e-9
+    # the result is a real network computing the readout
+    model = a.reconstruct()
+    chk = check_reconstruction(model, a.dictionary, a.solution, X, y)
+    assert chk["prediction_agreement"] == 1.0
+    assert a.accuracy(X, y) == pytest.approx(a.rounds[-1].train_accuracy)
+
+
+def test_pricing_stop_when_nothing_violates():
+    # a huge lam: W = 0 is optimal and no candidate can violate lam
+    _, _, res = _run(lam=10.0, rounds=3)
+    assert res.stopped == "pricing" and len(res.rounds) == 1
+    assert res.rounds[0].pricing_gap < 0 and res.rounds[0].n_added == 0
+    assert math.isclose(res.rounds[0].union_rel_gap, res.rounds[0].rel_gap, abs_tol=1e-15)
+
+
+def test_bad_input():
+    X, y = _data()
+    with pytest.raises(ValueError, match="loss"):
+        fit_column_generation(X, y, loss="hinge", lam=1e-3)
+    with pytest.raises(ValueError, match="one of lam and beta"):
+        fit_column_generation(X, y)
+    with pytest.raises(ValueError, match="label"):
+        fit_column_generation(X, y[:-1], lam=1e-3)
+    with pytest.raises(ValueError, match="budget"):
+        fit_column_generation(X, y, lam=1e-3, init_sources=50, budget=10)
+    with pytest.raises(ValueError, match="proposals"):
+        fit_column_generation(X, y, lam=1e-3, proposals=("magic",))
+    assert np.isfinite(price_witnesses(_weights(4, 2, 0), X, torch.zeros(80, 3), 1.0)).all()

@@ -1,0 +1,134 @@
+"""Delay-line witnesses: relay exactness bit for bit, per-step columns, reconstruction, NIR."""
+
+import json
+
+import pytest
+import torch
+
+from convexsnn.convex import solve_readout
+from convexsnn.delay import (
+    delay_line_map,
+    delay_line_witnesses,
+    gaussian_delay_witnesses,
+    is_delay_line,
+)
+from convexsnn.dictionary import build_dictionary
+from convexsnn.lif import lif_scan
+from convexsnn.reconstruct import check_reconstruction, reconstruct
+from convexsnn.structured import gaussian_recurrent_witnesses
+from convexsnn.witnesses import gaussian_witnesses
+
+
+def _x(n=40, T=7, d=3, seed=0, scale=1.5):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, T, d, generator=g, dtype=torch.float64) * scale
+
+
+def _bases(beta=0.99, theta=1.0, reset="subtract"):
+    kw = {"beta": beta, "theta": theta, "reset": reset}
+    return {
+        "feedforward": gaussian_witnesses(3, n_branches=3, hidden_widths=[5, 2], scale=2 * theta,
+                                          seed=1, **kw),
+        "diagonal": gaussian_recurrent_witnesses(3, n_branches=2, hidden_widths=[4, 3],
+                                                 recurrent="diagonal", scale=2.0,
+                                                 recurrent_scale=0.7, seed=2, **kw),
+        "dense": gaussian_recurrent_witnesses(3, n_branches=2, hidden_widths=[3],
+                                              recurrent="dense", scale=2.0,
+                                              recurrent_scale=0.8, seed=3, **kw),
+    }
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("beta,theta", [(0.99, 1.0), (0.0, 1.0), (1.0, 0.7), (0.5, 2.3)])
+def test_relays_reproduce_every_step_bit_for_bit(reset, beta, theta):
+    X = _x(T=7)
+    T = X.shape[1]
+    for name, base in _bases(beta, theta, reset).items():
+        dw = delay_line_witnesses(base, T)
+        sb = base.simulate(X).spikes[-1]
+        tr = dw.simulate(X, return_membrane=True)
+        sd, md = tr.spikes[-1], tr.membranes[-1]
+        assert sb.any() and not sb.all(), name          # the test sees both 0s and 1s
+        for lag in range(T):
+            # relay `lag` at step t is the source at step t - lag, silent before
+            assert torch.equal(sd[:, lag:, :, lag::T], sb[:, :T - lag]), (name, lag)
+            assert not sd[:, :lag, :, lag::T].any(), (name, lag)
+            if lag:
+                assert torch.equal(md[..., lag::T], torch.zeros_like(md[..., lag::T])), name
+
+
+def test_relay_weight_above_threshold_breaks_under_subtract_reset():
+    """Why the relay weight is exactly theta: w > theta leaves a residue that fires later."""
+    s_in = torch.tensor([1, 1, 1, 0, 0, 0, 0, 0], dtype=torch.float64)
+    T = s_in.numel()
+    shifted = torch.cat([torch.zeros(1, dtype=torch.float64), s_in[:-1]])
+    for w, exact in ((1.0, True), (1.5, False)):
+        cur = (w * shifted).reshape(1, T, 1, 1)
+        s, _ = lif_scan(cur, beta=0.99, theta=1.0, reset="subtract")
+        assert torch.equal(s.reshape(-1), shifted) is exact
+    # with the zero reset any weight >= theta is exact
+    s, _ = lif_scan((1.5 * shifted).reshape(1, T, 1, 1), beta=0.99, theta=1.0, reset="zero")
+    assert torch.equal(s.reshape(-1), shifted)
+
+
+def test_last_step_columns_are_the_per_step_spikes():
+    X = _x(n=60, T=5, d=4, seed=3)
+    w = gaussian_delay_witnesses(4, 6, 5, scale=1.5, seed=4)
+    assert is_delay_line(w) and w.n_branches == 6 and w.hidden_widths == [5]
+    base = gaussian_witnesses(4, n_branches=6, hidden_widths=[1], scale=1.5, seed=4)
+    s = base.simulate(X).spikes[-1][..., 0]                       # (n, T, K)
+    d = build_dictionary(w, X, steps="last", dedupe=False)
+    D = d.matrix(torch.float64)
+    mp = delay_line_map(w)
+    for j in range(D.shape[1]):
+        k, i, lag = mp[j]
+        assert i == 0
+        assert torch.equal(D[:, j], s[:, 4 - lag, k]), j
+    json.dumps(w.description)
+    assert w.description["base"]["kind"] == "gaussian"
+
+
+def test_reconstruction_is_exact_and_prunes_chains():
+    X = _x(n=120, T=4, d=3, seed=5)
+    y = (X[:, 0, 0] + X[:, 2, 1] > 1.5).long() + (X[:, 3, 2] > 0.9).long()
+    w = delay_line_witnesses(_bases()["feedforward"], 4)
+    d = build_dictionary(w, X, steps="last")
+    sol = solve_readout(d.operator(), y, loss="squared", lam=2e-3, tol=1e-10)
+    model = reconstruct(d, sol)
+    chk = check_reconstruction(model, d, sol, X, y)
+    assert chk["prediction_agreement"] == 1.0 and chk["max_abs_diff"] < 1e-9
+    Xt = _x(n=50, T=4, d=3, seed=6)
+    chk = check_reconstruction(model, d, sol, Xt)
+    assert chk["prediction_agreement"] == 1.0
+    # every kept relay keeps its chain back to the source
+    assert model.recurrent_weights is not None
+    rec = model.reconstruction
+    assert rec["layout"] == "padded"
+
+
+def test_bad_input():
+    base = gaussian_witnesses(2, n_branches=1, hidden_widths=[2], seed=0)
+    with pytest.raises(TypeError):
+        delay_line_witnesses("nope", 3)
+    with pytest.raises(ValueError, match="n_steps"):
+        delay_line_witnesses(base, 0)
+    with pytest.raises(ValueError, match="already"):
+        delay_line_witnesses(delay_line_witnesses(base, 3), 3)
+    with pytest.raises(ValueError, match="delay_line_witnesses"):
+        delay_line_map(base)
+
+
+@pytest.mark.slow
+def test_pipeline_cvx_with_delay_witnesses():
+    from convexsnn.pipelines import run_method
+    from convexsnn.tasks.automata import first_last_xor
+    task = first_last_xor(T=6, n_train=200, n_val=100, n_test=100, seed=0)
+    cfg = {"n_branches": 4, "depth": 2, "p_rec": 4, "p_last": 4, "scales": [2.0],
+           "reg_betas": [1e-2], "max_time": 5.0, "witnesses": "delay"}
+    rec, model = run_method("CVX", task, config=cfg, return_model=True)
+    assert rec["config"]["witnesses"] == "delay"
+    assert model.config["recurrent"] == "dense"
+    assert model.reconstruction["witnesses"]["kind"] == "delay_line"
+    assert model.reconstruction["witnesses"]["n_steps"] == 6
+    with pytest.raises(ValueError, match="witnesses"):
+        run_method("CVX", task, config={**cfg, "witnesses": "magic"})
