@@ -1,21 +1,20 @@
 """Reconstruction exactness, pruning, persistence, and the end-to-end CVX pipeline."""
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import rand_inputs
 from convexsnn.dictionary import build_dictionary
 from convexsnn.network import ParallelSNN
 from convexsnn.reconstruct import ReconstructionError, check_reconstruction, reconstruct
 from convexsnn.selection import fit_convex
 from convexsnn.witnesses import Witnesses, gaussian_witnesses
 
-
-def _data(seed, n, T=5, d=3):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, T, d, generator=g, dtype=torch.float64) * 2 - 0.4
+_data = partial(rand_inputs, T=5, dtype=torch.float64, scale=2.0, shift=-0.4)
 
 
 def _sparse_W(P, C, kind, seed):
