@@ -29,16 +29,27 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--out", type=Path, help="where to write the graph (default: a temp dir)")
-    parser.add_argument("--exact-reset", action="store_true",
-                        help="write the subtract reset exactly (LI + threshold + feedback)")
+    parser.add_argument(
+        "--exact-reset",
+        action="store_true",
+        help="write the subtract reset exactly (LI + threshold + feedback)",
+    )
     args = parser.parse_args(argv)
     if args.out is not None and args.out.exists():
         parser.error(f"{args.out} exists; not overwriting it")
 
     sizes = dict(n_train=300, n_val=300, n_test=600) if args.quick else {}
     task = load_task("xor", T=6, seed=0, **sizes)
-    wit = gaussian_witnesses(task.input_size, n_branches=8, depth=3, p_rec=64, p_last=128,
-                             scale=2.0, normalized=True, seed=0)
+    wit = gaussian_witnesses(
+        task.input_size,
+        n_branches=8,
+        depth=3,
+        p_rec=64,
+        p_last=128,
+        scale=2.0,
+        normalized=True,
+        seed=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the readout's own warnings are not this example's topic
         model = fit_convex(wit, task, loss="squared", penalty="l1", betas=[0.1, 0.03]).model

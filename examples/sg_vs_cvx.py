@@ -45,11 +45,13 @@ def main(argv=None):
             status = 1
             continue
         cert = rec.get("certificate")
-        note = "-" if not cert else (f"rel_gap {cert['rel_gap']:.2g}, "
-                                     f"converged {cert['converged']}")
+        note = (
+            "-" if not cert else (f"rel_gap {cert['rel_gap']:.2g}, converged {cert['converged']}")
+        )
         seconds = rec["seconds"]["total"]
         print(f"{method:8s} {rec['test_accuracy']:8.3f} {seconds:8.1f}  {note}")
     return status
+
 
 if __name__ == "__main__":
     sys.exit(main())

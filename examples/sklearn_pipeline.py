@@ -28,20 +28,27 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     X, y = load_iris(return_X_y=True)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y,
-                                              random_state=args.seed)
-    pipe = Pipeline([("scale", StandardScaler()),
-                     ("snn", ConvexSNNClassifier(loss="softmax", seed=args.seed))])
-    grid = {"snn__reg": [1e-2, 1e-1]} if args.quick else \
-        {"snn__reg": [1e-3, 1e-2, 1e-1], "snn__width": [16, 64]}
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=args.seed
+    )
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("snn", ConvexSNNClassifier(loss="softmax", seed=args.seed))]
+    )
+    grid = (
+        {"snn__reg": [1e-2, 1e-1]}
+        if args.quick
+        else {"snn__reg": [1e-3, 1e-2, 1e-1], "snn__width": [16, 64]}
+    )
     search = GridSearchCV(pipe, grid, cv=3).fit(X_tr, y_tr)
 
     clf = search.best_estimator_.named_steps["snn"]
     cert = clf.certificate_
     print(f"best parameters: {search.best_params_} (cv accuracy {search.best_score_:.3f})")
     print(f"test accuracy: {search.score(X_te, y_te):.3f}")
-    print(f"readout certificate: gap {cert.gap:.3g} (relative {cert.rel_gap:.3g}), "
-          f"converged: {cert.converged}")
+    print(
+        f"readout certificate: gap {cert.gap:.3g} (relative {cert.rel_gap:.3g}), "
+        f"converged: {cert.converged}"
+    )
     print(f"network: {clf.network_.n_features} readout neurons kept")
 
 

@@ -26,23 +26,38 @@ def main(argv=None):
     task = load_task("xor", T=args.T, seed=args.seed, **sizes)
     # K branches of LIF layers; depth counts the output layer (p_rec neurons a hidden layer,
     # p_last in the last one, summed over branches)
-    shape = (dict(n_branches=8, depth=3, p_rec=64, p_last=128) if args.quick
-             else dict(n_branches=8, depth=5, p_rec=200, p_last=400))
+    shape = (
+        dict(n_branches=8, depth=3, p_rec=64, p_last=128)
+        if args.quick
+        else dict(n_branches=8, depth=5, p_rec=200, p_last=400)
+    )
     wit = gaussian_witnesses(task.input_size, **shape, scale=2.0, normalized=True, seed=args.seed)
     with warnings.catch_warnings(record=True) as caught:  # an unconverged solve warns: report it
         warnings.simplefilter("always")
-        fit = fit_convex(wit, task, loss="squared", penalty="l1", betas=[0.1, 0.03],
-                         max_time=20 if args.quick else None)
+        fit = fit_convex(
+            wit,
+            task,
+            loss="squared",
+            penalty="l1",
+            betas=[0.1, 0.03],
+            max_time=20 if args.quick else None,
+        )
     for w in caught:
         print(f"warning: {w.message}")
 
     c = fit.certificate
-    print(f"FIRST-LAST-XOR T={args.T}: {fit.dictionary.n_columns} dictionary columns, "
-          f"{fit.model.n_features} readout neurons kept")
-    print(f"accuracy: train {fit.train_accuracy:.3f}, val {fit.val_accuracy:.3f}, "
-          f"test {fit.test_accuracy:.3f} (beta {fit.beta:g} chosen on validation)")
-    print(f"certificate: primal {c.primal:.6g}, dual {c.dual:.6g}, gap {c.gap:.3g} "
-          f"(relative {c.rel_gap:.3g}), converged: {c.converged}")
+    print(
+        f"FIRST-LAST-XOR T={args.T}: {fit.dictionary.n_columns} dictionary columns, "
+        f"{fit.model.n_features} readout neurons kept"
+    )
+    print(
+        f"accuracy: train {fit.train_accuracy:.3f}, val {fit.val_accuracy:.3f}, "
+        f"test {fit.test_accuracy:.3f} (beta {fit.beta:g} chosen on validation)"
+    )
+    print(
+        f"certificate: primal {c.primal:.6g}, dual {c.dual:.6g}, gap {c.gap:.3g} "
+        f"(relative {c.rel_gap:.3g}), converged: {c.converged}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,16 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def rand_inputs(seed: int = 0, n: int = 8, T: int = 5, d: int = 3, *,
-                dtype: torch.dtype | None = None, scale: float = 1.0,
-                shift: float = 0.0) -> torch.Tensor:
+def rand_inputs(
+    seed: int = 0,
+    n: int = 8,
+    T: int = 5,
+    d: int = 3,
+    *,
+    dtype: torch.dtype | None = None,
+    scale: float = 1.0,
+    shift: float = 0.0,
+) -> torch.Tensor:
     """Inputs ``scale * U[0, 1) + shift`` of shape ``(n, T, d)``, drawn from a generator seeded
     with ``seed`` (the global RNG is left alone)."""
     x = torch.rand(n, T, d, generator=torch.Generator().manual_seed(seed), dtype=dtype)

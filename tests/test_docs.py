@@ -34,16 +34,23 @@ def run_blocks(blocks: list[str], cwd: Path, timeout: float) -> None:
     pasting them into a session), in ``cwd``; fail with the block that raised."""
     script = ["import sys, traceback", "ns = {'__name__': '__main__'}", "blocks = ["]
     script += [f"    {b!r}," for b in blocks]
-    script += ["]",
-               "for i, b in enumerate(blocks):",
-               "    try:",
-               "        exec(compile(b, f'<block {i}>', 'exec'), ns)",
-               "    except Exception:",
-               "        traceback.print_exc()",
-               "        sys.exit(f'block {i} failed:\\n{b}')"]
-    proc = subprocess.run([sys.executable, "-c", "\n".join(script)], cwd=cwd,
-                          env=_subprocess_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    script += [
+        "]",
+        "for i, b in enumerate(blocks):",
+        "    try:",
+        "        exec(compile(b, f'<block {i}>', 'exec'), ns)",
+        "    except Exception:",
+        "        traceback.print_exc()",
+        "        sys.exit(f'block {i} failed:\\n{b}')",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", "\n".join(script)],
+        cwd=cwd,
+        env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
 
@@ -107,11 +114,30 @@ def test_sphinx_build_has_no_warnings(tmp_path):
     pytest.importorskip("sphinx")
     pytest.importorskip("numpydoc")
     pytest.importorskip("myst_parser")
-    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b",
-                           "html", str(ROOT / "docs"), str(tmp_path / "html")],
-                          env=_subprocess_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            str(ROOT / "docs"),
+            str(tmp_path / "html"),
+        ],
+        env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     html = (tmp_path / "html" / "api.html").read_text()
-    for name in ("convexsnn.convex.solve_readout", "convexsnn.selection.fit_convex",
-                 "convexsnn.network.ParallelSNN", "convexsnn.tasks.load_task"):
+    for name in (
+        "convexsnn.convex.solve_readout",
+        "convexsnn.selection.fit_convex",
+        "convexsnn.network.ParallelSNN",
+        "convexsnn.tasks.load_task",
+    ):
         assert f'id="{name}"' in html, f"{name} missing from the API reference"

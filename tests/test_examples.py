@@ -17,8 +17,10 @@ EXPECTED = {
     "xor_cvx_certificate.py": (None, ["certificate: primal", "converged: True", "accuracy:"]),
     "sg_vs_cvx.py": (None, ["SG ", "CVX ", "SG-CVX ", "rel_gap"]),
     "sklearn_pipeline.py": ("sklearn", ["best parameters", "readout certificate"]),
-    "nir_export.py": ("nir", ["predicts the same classes: True",
-                              "gives the model's outputs: True"]),
+    "nir_export.py": (
+        "nir",
+        ["predicts the same classes: True", "gives the model's outputs: True"],
+    ),
     "sequential_mnist.py": (None, []),
 }
 
@@ -37,8 +39,14 @@ def _run(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedP
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     env.setdefault("OMP_NUM_THREADS", "1")
     env["MPLBACKEND"] = "Agg"
-    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_every_example_is_tested():

@@ -34,8 +34,11 @@ def test_version_is_defined_once():
     assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "convexsnn.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+([.-]?\w+)*", convexsnn.__version__)
     # no other file of the package spells the version out
-    spelled = [p for p in (ROOT / "src" / "convexsnn").rglob("*.py")
-               if f'"{convexsnn.__version__}"' in p.read_text() and p.name != "__init__.py"]
+    spelled = [
+        p
+        for p in (ROOT / "src" / "convexsnn").rglob("*.py")
+        if f'"{convexsnn.__version__}"' in p.read_text() and p.name != "__init__.py"
+    ]
     assert not spelled, spelled
 
 
@@ -66,8 +69,9 @@ def test_changelog_has_the_current_version():
 
 # ------------------------------------------------------------------------- mypy baseline tool
 def _baseline_tool():
-    spec = importlib.util.spec_from_file_location("mypy_baseline",
-                                                  ROOT / "tools" / "mypy_baseline.py")
+    spec = importlib.util.spec_from_file_location(
+        "mypy_baseline", ROOT / "tools" / "mypy_baseline.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -83,8 +87,7 @@ src/convexsnn/sub/b.py:1: error: Missing return statement  [return]
 
 def test_mypy_errors_are_counted_per_file():
     tool = _baseline_tool()
-    assert tool.count_errors(MYPY_OUTPUT) == {"src/convexsnn/a.py": 2,
-                                              "src/convexsnn/sub/b.py": 1}
+    assert tool.count_errors(MYPY_OUTPUT) == {"src/convexsnn/a.py": 2, "src/convexsnn/sub/b.py": 1}
     assert tool.count_errors("Success: no issues found in 44 source files\n") == {}
 
 

@@ -50,20 +50,28 @@ def compare(baseline: dict[str, int], current: dict[str, int]) -> tuple[list[str
 
 def run_mypy() -> str:
     """mypy's output on the files configured in pyproject.toml (status 0: clean, 1: errors)."""
-    proc = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "--no-pretty"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary", "--no-pretty"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode not in (0, 1):
-        sys.exit(f"mypy_baseline: mypy failed to run (status {proc.returncode}):\n"
-                 f"{proc.stdout}{proc.stderr}")
+        sys.exit(
+            f"mypy_baseline: mypy failed to run (status {proc.returncode}):\n"
+            f"{proc.stdout}{proc.stderr}"
+        )
     return proc.stdout
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--update", action="store_true",
-                        help="write the current counts to mypy-baseline.json")
-    parser.add_argument("--allow-growth", action="store_true",
-                        help="with --update: also record counts that grew")
+    parser.add_argument(
+        "--update", action="store_true", help="write the current counts to mypy-baseline.json"
+    )
+    parser.add_argument(
+        "--allow-growth", action="store_true", help="with --update: also record counts that grew"
+    )
     parser.add_argument("--report", type=Path, help="read mypy's output from this file")
     parser.add_argument("--baseline", type=Path, default=BASELINE)
     args = parser.parse_args(argv)
@@ -78,23 +86,34 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.update:
         if grown and not args.allow_growth:
-            print("mypy_baseline: refusing to record more errors (use --allow-growth):",
-                  *grown, sep="\n  ")
+            print(
+                "mypy_baseline: refusing to record more errors (use --allow-growth):",
+                *grown,
+                sep="\n  ",
+            )
             return 1
-        args.baseline.write_text(json.dumps({"total": total_new, "files": current}, indent=2)
-                                 + "\n")
-        print(f"mypy_baseline: recorded {total_new} errors in {len(current)} files "
-              f"(was {total_old})")
+        args.baseline.write_text(
+            json.dumps({"total": total_new, "files": current}, indent=2) + "\n"
+        )
+        print(
+            f"mypy_baseline: recorded {total_new} errors in {len(current)} files (was {total_old})"
+        )
         return 0
     if grown:
-        print("mypy_baseline: more mypy errors than recorded in mypy-baseline.json:",
-              *grown, sep="\n  ")
+        print(
+            "mypy_baseline: more mypy errors than recorded in mypy-baseline.json:",
+            *grown,
+            sep="\n  ",
+        )
         print(output)
         return 1
     if shrunk:
-        print("mypy_baseline: fewer errors than recorded; run "
-              "`python tools/mypy_baseline.py --update` and commit mypy-baseline.json:",
-              *shrunk, sep="\n  ")
+        print(
+            "mypy_baseline: fewer errors than recorded; run "
+            "`python tools/mypy_baseline.py --update` and commit mypy-baseline.json:",
+            *shrunk,
+            sep="\n  ",
+        )
     print(f"mypy_baseline: {total_new} errors (baseline {total_old}), no file has more")
     return 0
 
