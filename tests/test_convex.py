@@ -249,6 +249,7 @@ def test_lambda_max_and_beta_convention():
 
 # ------------------------------------------------------------------ path, budget, dtypes
 
+@pytest.mark.slow
 def test_path_warm_start():
     """Warm-started paths reach the cold-start optima with fewer iterations in total."""
     warm_total = cold_total = 0

@@ -217,6 +217,7 @@ def test_fit_convex_selection_on_validation_and_records():
     assert np.isnan(fit3.test_accuracy)
 
 
+@pytest.mark.slow
 def test_end_to_end_first_last_xor_T6_L5():
     """CVX on FIRST-LAST-XOR, T = 6, depth L = 5 (4 LIF layers), paper sizes 2000/2000/4000.
 
