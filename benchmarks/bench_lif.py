@@ -9,11 +9,11 @@ default), identical weights in both libraries. Rows:
   ``nn.Linear``, which is how that library expresses parallel branches.
 
 Spike agreement: snnTorch applies the subtract reset one step late and undecayed
-(``mem_t = beta*mem_{t-1} + I_t - theta*1[mem_{t-1} > theta]``) and fires on ``>``; convexsnn uses
-``u_t = beta*m_{t-1} + I_t``, ``m_t = u_t - theta*s_t`` and fires on ``>=``. With ``beta = 1`` the two
-definitions coincide (away from exact ties), so spikes must agree exactly there; at ``beta = 0.99``
-the benchmark reports how many spikes differ, and checks snnTorch against a direct implementation of
-its own equation, so every difference is accounted for by the definitions.
+(``mem_t = beta*mem_{t-1} + I_t - theta*1[mem_{t-1} > theta]``) and fires on ``>``; convexsnn
+uses ``u_t = beta*m_{t-1} + I_t``, ``m_t = u_t - theta*s_t`` and fires on ``>=``. With ``beta = 1``
+the two definitions coincide (away from exact ties), so spikes must agree exactly there; at
+``beta = 0.99`` the benchmark reports how many spikes differ, and checks snnTorch against a direct
+implementation of its own equation, so every difference is accounted for by the definitions.
 
 Usage::
 
@@ -113,7 +113,8 @@ def bench_forward(B, T, d, n, K, repeats, seed=0):
         with torch.no_grad():
             return _snn_run(model, x)
 
-    ours(); theirs()  # warm-up
+    ours()  # warm-up
+    theirs()
     t_ours, t_snn = [], []
     for _ in range(repeats):  # interleaved so both see the same machine load
         t_ours += _time(ours, 1)
@@ -136,8 +137,10 @@ def bench_forward(B, T, d, n, K, repeats, seed=0):
         res["spikes_total"] = int(sum(s.numel() for s in ours_flat))
         res["spike_rate_layer1"] = float(ours_flat[0].mean())
         res["spike_rate_layer2"] = float(ours_flat[1].mean())
-        res["diff_vs_snntorch_beta0.99"] = int(sum((a != b).sum() for a, b in zip(ours_flat, snn_s)))
-        res["snntorch_vs_its_equation_diff"] = int(sum((a != b).sum() for a, b in zip(snn_s, ref_s)))
+        res["diff_vs_snntorch_beta0.99"] = int(sum((a != b).sum()
+                                                    for a, b in zip(ours_flat, snn_s)))
+        res["snntorch_vs_its_equation_diff"] = int(sum((a != b).sum()
+                                                       for a, b in zip(snn_s, ref_s)))
         m1 = _snn_model(W1, W2, 1.0)
         o1 = [s.reshape(B, T, -1) for s in simulate(x, [w1, w2], beta=1.0, theta=1.0).spikes]
         s1 = _snn_run(m1, x)
@@ -180,7 +183,8 @@ def bench_training(B, T, d, n, K, n_batches, repeats, seed=0):
             loss.backward()
             opt_snn.step()
 
-    epoch_ours(); epoch_snn()
+    epoch_ours()  # warm-up
+    epoch_snn()
     t_o, t_s = [], []
     for _ in range(repeats):
         t_o += _time(epoch_ours, 1)

@@ -10,10 +10,16 @@ Usage::
 
     python benchmarks/exp_xor_deep_wide.py benchmarks/results/xor_T6_L15_wide.json
 """
-import json, sys, time, warnings
+import json
+import sys
+import time
+import warnings
+
 import torch
+
+from convexsnn import fit_convex, gaussian_witnesses, load_task
+
 torch.set_num_threads(2)
-from convexsnn import load_task, gaussian_witnesses, fit_convex
 out = []
 for s in (0, 1, 2):
     data = load_task("xor", T=6, seed=s)

@@ -208,6 +208,7 @@ def test_help_lists_commands(capsys):
         assert cmd in out
 
 
+@pytest.mark.slow
 def test_subprocess_entry_point(trained, tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     ok = subprocess.run([sys.executable, "-m", "convexsnn.cli", "info", str(trained / "cvx")],

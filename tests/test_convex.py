@@ -17,13 +17,7 @@ from convexsnn.convex import (Certificate, ConvergenceWarning, DictionaryOperato
 LOSSES = ("squared", "hinge", "softmax")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These problems are tiny: one thread avoids oversubscription on busy CI machines."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: avoid oversubscription
 
 PENALTIES = ("l1", "l21")
 
@@ -255,6 +249,7 @@ def test_lambda_max_and_beta_convention():
 
 # ------------------------------------------------------------------ path, budget, dtypes
 
+@pytest.mark.slow
 def test_path_warm_start():
     """Warm-started paths reach the cold-start optima with fewer iterations in total."""
     warm_total = cold_total = 0

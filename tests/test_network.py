@@ -2,25 +2,19 @@
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import rand_inputs, small_net
 from convexsnn import ParallelSNN
 from convexsnn.lif import simulate
 
-
-def _net(**kw):
-    base = dict(n_branches=4, depth=3, p_rec=32, p_last=16, seed=0, init_scale=3.0)
-    base.update(kw)
-    return ParallelSNN(3, 5, **base)
-
-
-def _x(seed=0, n=6, T=7, d=3):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, T, d, generator=g)
+_net = partial(small_net, 3, 5, n_branches=4, depth=3, p_rec=32, p_last=16)
+_x = partial(rand_inputs, n=6, T=7)
 
 
 def test_default_widths_follow_depth_rule():

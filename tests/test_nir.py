@@ -7,12 +7,13 @@ import os
 import sys
 import warnings
 from collections import defaultdict
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-from convexsnn import ParallelSNN
+from conftest import rand_inputs, small_net
 
 nir = pytest.importorskip("nir")
 
@@ -32,8 +33,7 @@ from convexsnn.export import (  # noqa: E402
 def _net(widths=(6, 4), K=2, seed=0, **kw):
     """A small network that spikes often enough to exercise both resets, with random (non-zero)
     biases and recurrent weights when it has them."""
-    kw.setdefault("init_scale", 3.0)
-    net = ParallelSNN(3, 4, n_branches=K, hidden_widths=list(widths), seed=seed, **kw)
+    net = small_net(3, 4, n_branches=K, hidden_widths=list(widths), seed=seed, **kw)
     g = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
         for plist, scale in ((net.biases, 0.3), (net.recurrent_weights, 0.6)):
@@ -46,8 +46,7 @@ def _net(widths=(6, 4), K=2, seed=0, **kw):
     return net
 
 
-def _x(seed=1, n=5, T=9):
-    return torch.rand(n, T, 3, generator=torch.Generator().manual_seed(seed))
+_x = partial(rand_inputs, seed=1, n=5, T=9)
 
 
 def _export_quiet(net, path, **kw):

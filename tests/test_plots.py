@@ -2,12 +2,13 @@
 
 import os
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-from convexsnn import ParallelSNN
+from conftest import rand_inputs, small_net
 
 pytest.importorskip("matplotlib")
 
@@ -32,11 +33,10 @@ def _assert_png(path):
 
 
 def _net(**kw):
-    return ParallelSNN(3, 2, n_branches=3, hidden_widths=[8, 5], seed=0, init_scale=3.0, **kw)
+    return small_net(3, 2, n_branches=3, hidden_widths=[8, 5], **kw)
 
 
-def _x():
-    return torch.rand(4, 12, 3, generator=torch.Generator().manual_seed(0))
+_x = partial(rand_inputs, n=4, T=12)
 
 
 # ---------------------------------------------------------------------------------- raster

@@ -1,21 +1,20 @@
 """Reconstruction exactness, pruning, persistence, and the end-to-end CVX pipeline."""
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import rand_inputs
 from convexsnn.dictionary import build_dictionary
 from convexsnn.network import ParallelSNN
 from convexsnn.reconstruct import ReconstructionError, check_reconstruction, reconstruct
 from convexsnn.selection import fit_convex
 from convexsnn.witnesses import Witnesses, gaussian_witnesses
 
-
-def _data(seed, n, T=5, d=3):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, T, d, generator=g, dtype=torch.float64) * 2 - 0.4
+_data = partial(rand_inputs, T=5, dtype=torch.float64, scale=2.0, shift=-0.4)
 
 
 def _sparse_W(P, C, kind, seed):
@@ -218,6 +217,7 @@ def test_fit_convex_selection_on_validation_and_records():
     assert np.isnan(fit3.test_accuracy)
 
 
+@pytest.mark.slow
 def test_end_to_end_first_last_xor_T6_L5():
     """CVX on FIRST-LAST-XOR, T = 6, depth L = 5 (4 LIF layers), paper sizes 2000/2000/4000.
 

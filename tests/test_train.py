@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import rand_inputs, small_net
 
 from convexsnn import ParallelSNN
 from convexsnn.tasks import load_task
@@ -13,20 +14,12 @@ from convexsnn.train import (LOSSES, TrainResult, datafit, evaluate, evaluate_ac
                              hinge_loss, softmax_loss, squared_loss, train_surrogate)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny; one intra-op thread is as fast and immune to the multi-second
-    OpenMP stalls seen when other processes share the two cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(n=48, T=5, d=3, n_classes=3, seed=0, token=False):
     """Random inputs; labels a (learnable) function of the inputs."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.rand(n, T, d, generator=g)
+    X = rand_inputs(seed, n, T, d)
     if token:
         y = X.argmax(-1) % n_classes
     else:
@@ -35,9 +28,8 @@ def _data(n=48, T=5, d=3, n_classes=3, seed=0, token=False):
 
 
 def _net(d=3, c=3, **kw):
-    base = dict(hidden_widths=[16, 16], init_scale=3.0, seed=0)
-    base.update(kw)
-    return ParallelSNN(d, c, **base)
+    kw.setdefault("hidden_widths", [16, 16])
+    return small_net(d, c, **kw)
 
 
 def _weights(net):
