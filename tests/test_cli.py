@@ -161,6 +161,20 @@ def test_demo_quick_xor_only(tmp_path, monkeypatch, capsys):
     assert rows[1]["certificate"]["rel_gap"] is not None
     table = demo_table(rows)
     assert table.splitlines()[0].startswith("task")
+    assert table.splitlines()[0].rstrip().endswith("certified")
+
+
+def test_demo_table_marks_an_unconverged_solve():
+    base = {"task": "xor", "setting": "T=6", "val_accuracy": 1.0, "test_accuracy": 1.0,
+            "seconds": 1.0}
+    ok = {"primal": 1.0, "dual": 1.0, "rel_gap": 0.0, "converged": True, "status": "converged"}
+    bad = {"primal": 1.0, "dual": 0.3, "rel_gap": 0.7, "converged": False, "status": "max_time"}
+    lines = demo_table([{**base, "method": "SG"},
+                        {**base, "method": "CVX", "certificate": ok},
+                        {**base, "method": "CVX", "certificate": bad}]).splitlines()
+    assert lines[2].rstrip().endswith("-")
+    assert lines[3].rstrip().endswith("certified") and "NOT" not in lines[3]
+    assert lines[4].rstrip().endswith("NOT certified (max_time, rel gap 7.0e-01)")
 
 
 @pytest.mark.parametrize("argv, fragment", [

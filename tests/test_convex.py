@@ -416,3 +416,17 @@ def test_no_warning_when_converged():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         solve_readout(D, y, lam=lam)
+
+
+def test_certified_label_is_one_rule_for_every_face():
+    from convexsnn.convex import Certificate, certified_label
+    kw = dict(iterations=3, seconds=0.1, datafit="squared", penalty="l1", lam=0.1, n_rows=4,
+              n_columns=2, tol=1e-6)
+    ok = Certificate.from_values(1.0, 1.0 - 1e-9, converged=True, status="converged", **kw)
+    bad = Certificate.from_values(1.0, 0.5, converged=False, status="max_time", **kw)
+    assert certified_label(None) == "-" and certified_label([]) == "-"
+    assert certified_label(ok) == "certified" and certified_label(ok.to_dict()) == "certified"
+    assert certified_label(bad) == "NOT certified (max_time, rel gap 5.0e-01)"
+    # several heads: certified only when every head is
+    assert certified_label([ok, bad.to_dict()]).startswith("NOT certified")
+    assert certified_label([ok, ok]) == "certified"

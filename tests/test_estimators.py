@@ -142,7 +142,8 @@ def test_convergence_warning_is_both_kinds():
     w = [r.message for r in rec if isinstance(r.message, SNNConvergenceWarning)][0]
     assert isinstance(w, SkConvergenceWarning) and isinstance(w, ConvergenceWarning)
     assert w.certificate is not None and not w.certificate.converged
-    assert not est.certificate_.converged
+    assert not est.certificate_.converged and est.converged_ is False
+    assert est.certificate_.status == "max_iter" and est.dual_gap_ == est.certificate_.gap > 0
 
 
 def test_clone_pickle_and_invalid_params():

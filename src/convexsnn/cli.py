@@ -608,7 +608,9 @@ def _fmt_cert(cert: dict | None) -> str:
     def g(k, fmt):
         v = cert.get(k)
         return "-" if v is None else format(v, fmt)
-    return f"primal {g('primal', '.6g')}, dual {g('dual', '.6g')}, rel gap {g('rel_gap', '.1e')}"
+    from .convex import certified_label
+    return (f"primal {g('primal', '.6g')}, dual {g('dual', '.6g')}, rel gap {g('rel_gap', '.1e')}"
+            f": {certified_label(cert)}")
 
 
 def _pct(x: Any) -> str:
@@ -1038,8 +1040,9 @@ class _ticking:
 
 def demo_table(rows: Sequence[dict]) -> str:
     """The demo's comparison table (plain text)."""
+    from .convex import certified_label
     head = ["task", "setting", "method", "val %", "test %", "published %", "seconds",
-            "certificate (primal / dual / rel gap)"]
+            "certificate (primal / dual / rel gap)", "certified"]
     body = []
     for r in rows:
         cert = r.get("certificate")
@@ -1051,7 +1054,7 @@ def demo_table(rows: Sequence[dict]) -> str:
         secs = r.get("seconds")
         body.append([r["task"], r["setting"], r["method"], _pct(r.get("val_accuracy")),
                      _pct(r.get("test_accuracy")), _PUBLISHED.get((r["task"], r["method"]), "-"),
-                     "-" if secs is None else f"{secs:.1f}", ctext])
+                     "-" if secs is None else f"{secs:.1f}", ctext, certified_label(cert)])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     def fmt(row):
         return "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()

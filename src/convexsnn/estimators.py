@@ -285,7 +285,12 @@ class ConvexSNNClassifier(_SNNClassifierBase):
     solution_ : ReadoutSolution
         Readout weights ``W`` ``(P, C)`` and certificate.
     certificate_ : Certificate
-        Primal, dual, gap, relative gap, iterations, seconds of the solve.
+        Primal, dual, gap, relative gap, iterations, seconds and ``status`` of the solve.
+    converged_ : bool
+        Whether the solve reached ``tol`` (``False``: :class:`SNNConvergenceWarning` was emitted
+        and ``certificate_.status`` says why: ``"max_iter"``, ``"max_time"`` or ``"stalled"``).
+    dual_gap_ : float
+        Duality gap of the returned readout (``certificate_.gap``), as scikit-learn's Lasso.
     lambda_ : float
         :math:`\lambda` used.
     network_ : ParallelSNN
@@ -372,6 +377,8 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         self.dictionary_ = D
         self.solution_ = sol
         self.certificate_ = sol.certificate
+        self.converged_ = bool(sol.certificate.converged)
+        self.dual_gap_ = float(sol.certificate.gap)
         self.lambda_ = float(sol.lam)
         self.network_ = net
         self.n_iter_ = max(1, int(sol.certificate.iterations))

@@ -9,7 +9,7 @@ default :math:`a_i = 1/n` and the paper's :math:`\lambda = \beta / \sqrt{P}`. Ev
 :class:`Certificate` (primal, feasible dual, gap). See :mod:`convexsnn.convex.solver`.
 """
 
-from .certificate import Certificate, ConvergenceWarning
+from .certificate import Certificate, ConvergenceWarning, certified_label
 from .datafits import DATAFITS, Hinge, SoftmaxCrossEntropy, Squared, make_datafit
 from .linear_operator import DictionaryOperator, as_operator
 from .penalties import L1, L21, PENALTIES, make_penalty
@@ -17,7 +17,7 @@ from .solver import (ReadoutSolution, labels_to_targets, lambda_max, predict_fro
                      solve_path, solve_readout)
 
 __all__ = [
-    "Certificate", "ConvergenceWarning", "ReadoutSolution", "solve_readout", "solve_path",
+    "Certificate", "ConvergenceWarning", "certified_label", "ReadoutSolution", "solve_readout", "solve_path",
     "lambda_max", "predict_from_scores", "labels_to_targets", "DictionaryOperator", "as_operator",
     "DATAFITS", "PENALTIES", "Squared", "Hinge", "SoftmaxCrossEntropy", "L1", "L21",
     "make_datafit", "make_penalty",

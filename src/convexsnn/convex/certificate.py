@@ -107,6 +107,30 @@ class Certificate:
                    f"NOT converged ({self.status})" if self.status else "NOT converged"))
 
 
+def certified_label(certs: Any) -> str:
+    """How every face (tables, CLI, demo, estimators) states a certificate: one rule.
+
+    ``certs`` is a :class:`Certificate`, its ``to_dict()``, a list of them (several label heads:
+    certified only when every one is), or ``None``. Returns ``"-"`` (no convex solve),
+    ``"certified"`` (every solve reached its requested gap) or ``"NOT certified (<status>, rel gap
+    <largest>)"``.
+    """
+    if certs is None:
+        return "-"
+    items = list(certs) if isinstance(certs, (list, tuple)) else [certs]
+    items = [c.to_dict() if isinstance(c, Certificate) else c for c in items if c is not None]
+    if not items:
+        return "-"
+    bad = [c for c in items if not c.get("converged")]
+    if not bad:
+        return "certified"
+    gaps = [c.get("rel_gap") for c in bad]
+    gaps = [float(g) for g in gaps if g is not None and math.isfinite(float(g))]
+    statuses = sorted({str(c.get("status") or "not converged") for c in bad})
+    gap = f", rel gap {max(gaps):.1e}" if gaps else ""
+    return f"NOT certified ({'/'.join(statuses)}{gap})"
+
+
 class ConvergenceWarning(UserWarning):
     """Raised (as a warning) when a solve stops before reaching the requested gap.
 
