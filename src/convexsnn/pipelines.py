@@ -380,6 +380,14 @@ def _convex_fit(witness_grid: list[tuple[dict, Witnesses]], task: TaskData, cfg:
         check["head_prediction_agreement"] = float(agree.double().mean())
         if not bool(agree.all()):
             raise RuntimeError("reconstructed network does not reproduce the convex predictions")
+    if lay.heads is None:
+        # test and OOD rows too: the network must reproduce the convex predictions on every row
+        # (ties broken by the one rule of convexsnn._scores on both sides), or this raises
+        check["splits"] = {}
+        for key, split in [("test", task.test), *((f"ood:{k}", v) for k, v in task.ood.items())]:
+            c = check_reconstruction(model, D, W_cat, split.X, allow_other_T=True)
+            check["splits"][key] = {k: c[k] for k in ("prediction_agreement", "n_mismatch",
+                                                      "n_mismatch_at_ties")}
     timings["reconstruct"] = time.perf_counter() - t3
     return {
         "model": model, "witness_settings": wsettings, "reg_betas": [float(hb[1]) for hb in heads],

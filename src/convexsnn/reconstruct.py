@@ -39,6 +39,7 @@ import torch
 
 from ._checks import check_labels, check_positive_float
 from ._io import json_safe
+from ._scores import classes_from_scores, tolerance_from_abs_sums
 from .convex import predict_from_scores
 from .dictionary import SpikeDictionary, _unique_sequences
 from .network import ParallelSNN
@@ -358,7 +359,11 @@ def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any
     diff = (z_net - z_dict).abs()
     max_abs = float(diff.max()) if diff.numel() else 0.0
     scale = float(z_dict.abs().max()) if z_dict.numel() else 0.0
-    p_net, p_dict = predict_from_scores(z_net), predict_from_scores(z_dict)
+    # the same prediction rule on both sides, ties included: the tolerance comes from the
+    # dictionary (D holds 0/1 spikes, so |D||W| = D|W|) with the network's precision
+    n_terms = int((W_eff != 0).any(dim=1).sum())
+    tie = tolerance_from_abs_sums(D @ W_eff.abs(), n_terms, model.dtype)
+    p_net, p_dict = classes_from_scores(z_net, tie), classes_from_scores(z_dict, tie)
     differ = p_net != p_dict
     mismatch = int(differ.sum())
     # A row whose two best dictionary scores are closer than the rounding of the network's own

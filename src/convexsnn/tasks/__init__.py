@@ -15,9 +15,9 @@ from .addition import (
 )
 from .automata import (
     DFA,
+    TOMITA_VARIANTS,
     automaton_task,
     first_last_xor,
-    TOMITA_VARIANTS,
     parity,
     parity_dfa,
     parity_k,
