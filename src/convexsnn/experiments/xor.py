@@ -15,6 +15,10 @@ epochs with early stopping on validation (:data:`SG_PATIENCE` epochs without a b
 epoch) and the best validation epoch restored (:func:`tune_sg`); ``SG-CVX`` and ``SG->SG`` of those
 cells start from the tuned network. The older cells keep their small fixed SG budget (6 epochs at
 lr 1e-2) so their recorded numbers stay reproducible; the table shows both, labelled.
+
+The paper's analog-membrane variants (``an`` cells, columns ``CVX-an``, ``SG-CVX-an``,
+``R-CVX-an``): the readout of the last LIF layer is the indicator ``1[m_t >= 0]`` of the
+post-reset membrane instead of the spikes, for the witnesses, the dictionary and the network.
 """
 
 from __future__ import annotations
@@ -65,6 +69,10 @@ SG_PATIENCE = 30
 #: published SG first, seed-major, then the others)
 SG_TUNED_METHODS = ("SG", "SG-CVX", "SG->SG")
 SG_TUNED_ORDER = ((6, 5), (8, 5), (11, 5), (14, 5), (6, 15), (8, 15), (11, 15), (14, 15))
+#: the paper's analog-membrane variants (``-an`` columns): the same methods with the readout
+#: ``1[m_t >= 0]`` of the post-reset membrane instead of the spikes (``readout="membrane"``; the
+#: SG network of ``SG-CVX-an`` is trained with that readout too)
+AN_METHODS = ("CVX", "SG-CVX", "R-CVX")
 
 #: full-size pipeline configuration (witness sizes per depth are set in :func:`cells`)
 FULL_CONFIG = dict(n_branches=16, p_rec=256, p_last=256, beta=0.99, theta=1.0,
@@ -96,8 +104,11 @@ def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
         tuned = {"T": 6, "L": 5, "sizes": [200, 200, 200], "methods": ["SG", "SG-CVX"],
                  "config": QUICK_CONFIG, "quick": True, "variant": "sg-tuned",
                  "sg_tuning": {"lrs": [1e-2, 5e-2], "max_epochs": 2, "patience": 1}}
+        an = {"T": 6, "L": 5, "sizes": [200, 200, 200], "methods": ["CVX"],
+              "config": {**QUICK_CONFIG, "readout": "membrane"}, "quick": True, "variant": "an"}
         return [Cell(NAME, f"quick-T6-L5-s{seeds[0]}", params, int(seeds[0])),
-                Cell(NAME, f"quick-T6-L5-sgtuned-s{seeds[0]}", tuned, int(seeds[0]))]
+                Cell(NAME, f"quick-T6-L5-sgtuned-s{seeds[0]}", tuned, int(seeds[0])),
+                Cell(NAME, f"quick-T6-L5-an-s{seeds[0]}", an, int(seeds[0]))]
     out = []
     for s in seeds:            # seed-major: an interrupted run still covers every (T, L)
         for T in GRID_T:
@@ -120,6 +131,12 @@ def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
                       "sg_tuning": {"lrs": list(SG_LRS), "max_epochs": SG_MAX_EPOCHS,
                                     "patience": SG_PATIENCE}}
             out.append(Cell(NAME, f"T{T}-L{L}-sgtuned-s{s}", params, int(s)))
+    # the analog-membrane variants: readout 1[m_t >= 0] of the post-reset membrane
+    for s, (T, L) in [(s, TL) for s in seeds for TL in SG_TUNED_ORDER]:
+        params = {"T": T, "L": L, "sizes": [2000, 2000, 4000], "methods": list(AN_METHODS),
+                  "config": {**FULL_CONFIG, "readout": "membrane"}, "quick": False,
+                  "variant": "an"}
+        out.append(Cell(NAME, f"T{T}-L{L}-an-s{s}", params, int(s)))
     return out
 
 
@@ -204,7 +221,8 @@ _TUNED_LABEL = {"SG": "SG (tuned)", "SG-CVX": "SG-CVX (tuned SG)", "SG->SG": "SG
 #: column label of each method of the standard cells whose SG is the small fixed budget
 _FIXED_LABEL = {"SG": "SG (6 ep.)", "SG-CVX": "SG-CVX (6-ep. SG)", "SG->SG": "SG->SG (6-ep. SG)"}
 COLUMNS = ("SG (6 ep.)", "SG (tuned)", "CVX", "SG-CVX (6-ep. SG)", "SG-CVX (tuned SG)", "R-CVX",
-           "CVX->SG", "SG->SG (6-ep. SG)", "SG->SG (tuned SG)", "CVX-wide")
+           "CVX->SG", "SG->SG (6-ep. SG)", "SG->SG (tuned SG)", "CVX-wide", "CVX-an",
+           "SG-CVX-an", "R-CVX-an")
 
 
 def _key(p: dict, r: dict) -> tuple:
@@ -215,6 +233,8 @@ def _key(p: dict, r: dict) -> tuple:
         return (p["T"], p["L"], m + "-wide")
     if variant == "sg-tuned":
         return (p["T"], p["L"], _TUNED_LABEL.get(m, m))
+    if variant == "an":
+        return (p["T"], p["L"], m + "-an")
     return (p["T"], p["L"], _FIXED_LABEL.get(m, m))
 
 
@@ -270,10 +290,12 @@ def table(cells: list[dict]) -> str:
     lines.append("Chosen on validation (CVX, per seed): witness scale and regularisation beta; "
                  "dictionary columns and kept neurons:")
     lines.append("")
-    lines.append("| T | L | seed | scale | reg beta | dictionary P | kept neurons | rel gap | "
-                 "OOD 2T / 5T (CVX) |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| T | L | seed | witness set | scale | reg beta | dictionary P | kept neurons | "
+                 "rel gap | OOD 2T / 5T (CVX) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for c in cells:
+        wset = {"wide": "CVX-wide", "an": "CVX-an (membrane)"}.get(
+            ((c.get("cell") or {}).get("params") or {}).get("variant"), "standard")
         for r in c["result"]["records"]:
             if r["method"] != "CVX":
                 continue
@@ -281,7 +303,7 @@ def table(cells: list[dict]) -> str:
             ood = r.get("ood_accuracy", {})
             ood_s = " / ".join(fmt_pct(v) for v in ood.values()) or "-"
             gap = (r.get("certificate") or {}).get("rel_gap")
-            lines.append(f"| {c['result']['T']} | {c['result']['L']} | {r['seed']} | "
+            lines.append(f"| {c['result']['T']} | {c['result']['L']} | {r['seed']} | {wset} | "
                          f"{ch.get('scale')} | {_fmt_list(ch.get('reg_beta'))} | "
                          f"{(r.get('dictionary') or {}).get('n_columns')} | {r['kept_neurons']} | "
                          f"{'-' if gap is None else f'{gap:.1e}'} | {ood_s} |")
