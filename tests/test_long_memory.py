@@ -59,7 +59,7 @@ def test_full_grid_shape(mod):
            if c.params["task"] == "xor"}
     assert {(T, L, k) for T in (11, 14, 20, 50) for L in (3, 5)
             for k in ("gaussian", "gaussian-rec", "structured")} == xor
-    assert {"parity-3", "tomita1", "tomita7"} <= {c.params["task"] for c in cells}
+    assert {"parity_k3", "tomita1", "tomita3_paper", "tomita7"} <= {c.params["task"] for c in cells}
 
 
 def test_structured_cvx_solves_xor_T14(mod):

@@ -35,6 +35,10 @@ from convexsnn.tasks import (
     load_mnist_idx,
     load_task,
     mnist_split_indices,
+    parity,
+    parity_dfa,
+    parity_k_dfa,
+    parity_odd_dfa,
     random_dfa,
     read_idx_gz,
     tomita_dfa,
@@ -71,12 +75,14 @@ def assert_data_equal(a: TaskData, b: TaskData) -> None:
     assert a.meta == b.meta
 
 
-# independent membership tests for the Tomita grammars
+# independent membership tests for the Tomita grammars; 3 has two definitions, keyed by name
 TOMITA = {
     1: lambda s: re.fullmatch(r"1*", s) is not None,
     2: lambda s: re.fullmatch(r"(?:10)*", s) is not None,
-    # reject an odd maximal run of 1s immediately followed by an odd maximal run of 0s
-    3: lambda s: re.search(r"(?:^|0)(?:11)*1(?:00)*0(?!0)", s) is None,
+    # textbook: reject an odd maximal run of 1s immediately followed by an odd maximal run of 0s
+    "3_textbook": lambda s: re.search(r"(?:^|0)(?:11)*1(?:00)*0(?!0)", s) is None,
+    # the paper's code: reject every string containing 101
+    "3_paper": lambda s: "101" not in s,
     4: lambda s: re.search(r"000", s) is None,
     5: lambda s: s.count("0") % 2 == 0 and s.count("1") % 2 == 0,
     6: lambda s: (s.count("0") - s.count("1")) % 3 == 0,
@@ -103,7 +109,8 @@ def test_split_validation():
 def test_unknown_task_name_lists_valid_names():
     with pytest.raises(ValueError) as exc:
         load_task("nope")
-    for name in ("xor", "parity", "tomita1", "tomita7", "dfa", "mnist", "addition"):
+    for name in ("xor", "parity_k", "parity_odd", "parity_prefix", "tomita1", "tomita3_paper",
+                 "tomita3_textbook", "tomita7", "dfa", "mnist", "addition"):
         assert name in str(exc.value)
         assert any(n.startswith(name) for n in TASK_NAMES)
 
@@ -118,7 +125,14 @@ def test_unknown_task_name_lists_valid_names():
         ("xor", dict(n_test=-1), "n_test"),
         ("xor", dict(seed=-1), "seed"),
         ("xor", dict(ood_lengths=(0,)), "ood_lengths"),
-        ("parity", dict(T=4, k=5), "k"),
+        ("parity_prefix", dict(T=4, k=5), "k"),
+        ("parity_k", dict(T=4, k=1), "k"),
+        ("parity_k3", dict(T=4, k=3), "given twice"),
+        ("tomita3", dict(T=8), "tomita3_paper"),
+        ("tomita3", dict(T=8), "tomita3_textbook"),
+        ("parity", dict(T=8), "parity_k"),
+        ("parity", dict(T=8), "parity_odd"),
+        ("parity-3", dict(T=8), "parity_prefix"),
         ("tomita5", dict(T=7, **SMALL), "T=7"),
         ("tomita2", dict(T=6, ood_lengths=(9,), **SMALL), "T=9"),
         ("dfa", dict(n_states=1), "n_states"),
@@ -185,39 +199,94 @@ def test_balanced_sampling_is_uniform_within_class():
 # ---------------------------------------------------------------------------
 
 
-def test_parity_and_parity_k():
-    data = load_task("parity", T=9, **SMALL)
-    for key, split in data.splits().items():
-        sym = decode(split.X)
-        assert np.array_equal(split.y.numpy(), sym.sum(1) % 2), key
-        assert int(split.y.sum()) == split.n // 2
-    data3 = load_task("parity-3", T=6, **SMALL)
-    assert data3.name == "parity-3" and data3.meta["k"] == 3
-    for key, split in data3.splits().items():
-        sym = decode(split.X)
-        assert np.array_equal(split.y.numpy(), sym[:, :3].sum(1) % 2), key
-    assert_data_equal(data3, load_task("parity", T=6, k=3, **SMALL))
+def test_parity_k_is_the_papers_ones_count_mod_k():
+    # the paper's parity_k: label 1 iff #ones mod k == 0 (independent rule: Python str.count)
+    for k, T in ((2, 9), (3, 7), (5, 11)):
+        data = load_task(f"parity_k{k}", T=T, **SMALL)
+        assert data.name == f"parity_k{k}" and data.meta["k"] == k
+        for key, split in data.splits().items():
+            strings = as_strings(decode(split.X))
+            expected = [int(s.count("1") % k == 0) for s in strings]
+            assert split.y.tolist() == expected, (k, key)
+            assert int(split.y.sum()) == split.n // 2, (k, key)
+        assert_data_equal(data, load_task("parity_k", k=k, T=T, **SMALL))
+    # every string of a small length, through the DFA alone
+    for k in (2, 3, 4):
+        for T in range(0, 10):
+            sym = np.array(list(itertools.product([0, 1], repeat=T)), dtype=np.int64).reshape(2**T, T)
+            expected = [int(s.count("1") % k == 0) for s in as_strings(sym)]
+            assert parity_k_dfa(k).accepts(sym).tolist() == expected, (k, T)
 
 
-@pytest.mark.parametrize("k", range(1, 8))
-def test_tomita_dfa_matches_regex_exhaustively(k):
-    dfa = tomita_dfa(k)
-    for T in range(0, 11):
-        sym = np.array(list(itertools.product([0, 1], repeat=T)), dtype=np.int64).reshape(2**T, T)
-        got = dfa.accepts(sym)
-        expected = np.array([TOMITA[k](s) for s in as_strings(sym)], dtype=np.int64)
-        assert np.array_equal(got, expected), (k, T)
-        n0, n1 = dfa.count(T)
-        assert (n0, n1) == (int((expected == 0).sum()), int(expected.sum()))
-
-
-@pytest.mark.parametrize("k", range(1, 8))
-def test_tomita_task_labels_and_balance(k):
-    data = load_task(f"tomita{k}", T=8, **SMALL)
-    assert set(data.ood) == {"T=16", "T=40"}
+def test_parity_odd_and_prefix_are_the_textbook_variants():
+    data = load_task("parity_odd", T=9, **SMALL)
     for key, split in data.splits().items():
         strings = as_strings(decode(split.X))
-        expected = np.array([TOMITA[k](s) for s in strings], dtype=np.int64)
+        assert split.y.tolist() == [s.count("1") % 2 for s in strings], key
+        assert int(split.y.sum()) == split.n // 2
+    # parity_k2 is the exact complement of parity_odd on every string
+    sym = np.array(list(itertools.product([0, 1], repeat=8)), dtype=np.int64)
+    assert np.array_equal(parity_k_dfa(2).accepts(sym), 1 - parity_odd_dfa().accepts(sym))
+    data3 = load_task("parity_prefix3", T=6, **SMALL)
+    assert data3.name == "parity_prefix3" and data3.meta["k"] == 3
+    for key, split in data3.splits().items():
+        strings = as_strings(decode(split.X))
+        assert split.y.tolist() == [s[:3].count("1") % 2 for s in strings], key
+    assert_data_equal(data3, load_task("parity_prefix", T=6, k=3, **SMALL))
+
+
+def test_removed_names_raise_and_point_to_the_new_ones():
+    for call in (lambda: parity(T=8), lambda: parity_dfa(), lambda: parity_dfa(3)):
+        with pytest.raises(ValueError, match="parity_k.*parity_odd.*parity_prefix"):
+            call()
+    with pytest.raises(ValueError, match="variant='paper'.*variant='textbook'"):
+        tomita_dfa(3)
+
+
+TOMITA_CASES = [(1, None), (2, None), (3, "paper"), (3, "textbook"), (4, None), (5, None),
+                (6, None), (7, None)]
+
+
+def _tomita_rule(k, variant):
+    return TOMITA[f"3_{variant}"] if k == 3 else TOMITA[k]
+
+
+@pytest.mark.parametrize("k, variant", TOMITA_CASES)
+def test_tomita_dfa_matches_regex_exhaustively(k, variant):
+    rule = _tomita_rule(k, variant)
+    for v in ((variant,) if k == 3 else (None, "paper", "textbook")):
+        dfa = tomita_dfa(k, v)
+        for T in range(0, 11):
+            sym = np.array(list(itertools.product([0, 1], repeat=T)), dtype=np.int64).reshape(2**T, T)
+            got = dfa.accepts(sym)
+            expected = np.array([rule(s) for s in as_strings(sym)], dtype=np.int64)
+            assert np.array_equal(got, expected), (k, v, T)
+            n0, n1 = dfa.count(T)
+            assert (n0, n1) == (int((expected == 0).sum()), int(expected.sum()))
+
+
+def test_tomita3_variants_disagree_on_21_8_percent_at_length_12():
+    sym = np.array(list(itertools.product([0, 1], repeat=12)), dtype=np.int64)
+    paper = tomita_dfa(3, "paper").accepts(sym)
+    textbook = tomita_dfa(3, "textbook").accepts(sym)
+    # the references themselves, to hold the DFAs to them at this length too
+    strings = as_strings(sym)
+    assert paper.tolist() == [int(TOMITA["3_paper"](s)) for s in strings]
+    assert textbook.tolist() == [int(TOMITA["3_textbook"](s)) for s in strings]
+    disagree = int((paper != textbook).sum())
+    assert disagree == 891 and round(100 * disagree / 4096, 1) == 21.8
+
+
+@pytest.mark.parametrize("k, variant", TOMITA_CASES)
+def test_tomita_task_labels_and_balance(k, variant):
+    name = f"tomita{k}" + ("" if variant is None else f"_{variant}")
+    data = load_task(name, T=8, **SMALL)
+    assert data.name == name
+    assert set(data.ood) == {"T=16", "T=40"}
+    rule = _tomita_rule(k, variant)
+    for key, split in data.splits().items():
+        strings = as_strings(decode(split.X))
+        expected = np.array([rule(s) for s in strings], dtype=np.int64)
         assert np.array_equal(split.y.numpy(), expected), key
         assert int(split.y.sum()) == split.n // 2, key
     if k == 1:  # a single positive string per length: constructed, repeated
@@ -257,7 +326,7 @@ def test_random_dfa_labels_nontrivial_and_seeded():
     assert isinstance(DFA.from_dict(dfa.to_dict()), DFA)
 
 
-@pytest.mark.parametrize("name", ["xor", "parity", "tomita3", "dfa", "addition"])
+@pytest.mark.parametrize("name", ["xor", "parity_k3", "tomita3_paper", "dfa", "addition"])
 def test_seeds_reproduce_and_differ(name):
     opts = dict(SMALL) if name != "addition" else dict(n_train=200, n_val=50, n_test=100)
     a = load_task(name, seed=11, **opts)

@@ -273,7 +273,8 @@ def _check_device(device: str | None) -> str | None:
 def _add_task_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     g = p.add_argument_group("data (a generated task or .npz files)")
     g.add_argument("--task", metavar="NAME",
-                   help="task name: xor, parity, parity-<k>, tomita1..7, dfa, mnist, addition")
+                   help="task name: xor, parity_k<k>, parity_odd, parity_prefix<k>, tomita1..7 "
+                        "(tomita3_paper or tomita3_textbook), dfa, mnist, addition")
     g.add_argument("-T", "--T", dest="T", type=int, metavar="T", help="sequence length")
     g.add_argument("--n-train", type=int, metavar="N", help="training samples")
     g.add_argument("--n-val", type=int, metavar="N", help="validation samples")

@@ -44,7 +44,8 @@ from sklearn.utils.validation import (_check_sample_weight, check_array, check_i
                                       column_or_1d, validate_data)
 
 from .convex import ConvergenceWarning as _CvxConvergenceWarning
-from .convex import predict_from_scores, solve_readout
+from ._scores import classes_from_scores
+from .convex import solve_readout
 from .dictionary import build_dictionary
 from .network import ParallelSNN
 from .reconstruct import kept_neurons, reconstruct
@@ -192,7 +193,16 @@ class _SNNClassifierBase(ClassifierMixin, BaseEstimator):
         -------
         ndarray ``(n_samples,)``
         """
-        idx = predict_from_scores(self._scores(X)).numpy()
+        check_is_fitted(self, "network_")
+        X = self._validate_X(X, reset=False)
+        net = self.network_
+        with torch.no_grad():
+            z, tol = net.scores_and_tolerance(torch.from_numpy(X).to(dtype=net.dtype,
+                                                                     device=net.device))
+        if z.ndim == 3:
+            z, tol = z[:, -1], tol[:, -1]
+        # the package's one prediction rule, ties included (convexsnn._scores)
+        idx = classes_from_scores(z, tol).cpu().numpy()
         return self.classes_[idx]
 
     def _predict_proba(self, X: Any) -> np.ndarray:

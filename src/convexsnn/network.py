@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._scores import classes_from_scores
+from ._scores import classes_from_scores, score_tolerance
 from ._io import atomic_replace_dir, atomic_write_bytes, check_output_path, make_temp_dir
 from ._checks import (check_choice, check_memory, check_positive_float, check_positive_int,
                       check_sequence_input)
@@ -331,10 +331,21 @@ class ParallelSNN(nn.Module):
             r = r[:, -1]
         return self.scores_from_features(r)
 
+    def scores_and_tolerance(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores (as :meth:`forward`) and their per-row rounding bound
+        (:func:`convexsnn._scores.score_tolerance`), the inputs of the prediction rule."""
+        r = self.features(x)
+        if self.config["output"] == "last":
+            r = r[:, -1]
+        tol = score_tolerance(r, self.output_weight, self.output_bias)
+        return self.scores_from_features(r), tol.to(device=r.device)
+
     @torch.no_grad()
     def predict(self, x: Any) -> torch.Tensor:
-        """Class predictions: argmax of the scores (sign for a single score column)."""
-        return classes_from_scores(self.forward(x))
+        """Class predictions: argmax of the scores (sign for a single score column); scores
+        within rounding of a tie are ties (:func:`convexsnn._scores.classes_from_scores`)."""
+        z, tol = self.scores_and_tolerance(x)
+        return classes_from_scores(z, tol)
 
     def path_norm(self) -> torch.Tensor:
         r"""Path norm :math:`\sum_k \sum_{paths} \prod |w|` over input -> ... -> output paths.

@@ -64,7 +64,7 @@ from ._io import json_safe as _json_safe
 from .convex import ConvergenceWarning
 from .delay import delay_line_witnesses
 from .network import RECURRENT_KINDS, ParallelSNN
-from .reconstruct import kept_neurons
+from .reconstruct import check_reconstruction, kept_neurons
 from .selection import ConvexFit, fit_convex
 from .tasks import TaskData, addition_metrics, addition_operands, addition_rollout
 from .train import TrainResult, evaluate_accuracy, finetune, train_surrogate
@@ -287,12 +287,23 @@ def _convex_fit(witness_grid: list[tuple[dict, Witnesses]], task: TaskData, cfg:
     lay = _layout(task)
     with warnings.catch_warnings():   # the certificate's gap is recorded instead
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return fit_convex(witness_grid, (task.train.X, task.train.y, task.val.X, task.val.y),
-                          readout=cfg.readout, steps=lay.steps,
-                          n_classes=list(lay.heads) if lay.heads else int(task.n_classes),
-                          betas=cfg.reg_betas, n_betas=cfg.n_betas, beta_ratio=cfg.beta_ratio,
-                          loss=cfg.loss, penalty=cfg.penalty, criterion="accuracy",
-                          ties="sparsity", tol=cfg.tol, max_time=cfg.max_time, check=("val",))
+        fit = fit_convex(witness_grid, (task.train.X, task.train.y, task.val.X, task.val.y),
+                         readout=cfg.readout, steps=lay.steps,
+                         n_classes=list(lay.heads) if lay.heads else int(task.n_classes),
+                         betas=cfg.reg_betas, n_betas=cfg.n_betas, beta_ratio=cfg.beta_ratio,
+                         loss=cfg.loss, penalty=cfg.penalty, criterion="accuracy",
+                         ties="sparsity", tol=cfg.tol, max_time=cfg.max_time, check=("val",))
+    if lay.heads is None:
+        # test and OOD rows too: the network must reproduce the convex predictions on every row
+        # (ties by the one rule of convexsnn._scores on both sides), or this raises
+        splits = {}
+        for key, split in [("test", task.test), *((f"ood:{k}", v) for k, v in task.ood.items())]:
+            c = check_reconstruction(fit.model, fit.dictionary, fit.W, split.X,
+                                     allow_other_T=True)
+            splits[key] = {k: c.get(k) for k in ("prediction_agreement", "n_mismatch",
+                                                 "n_mismatch_at_ties")}
+        fit.checks["val"]["splits"] = splits
+    return fit
 
 
 def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple[dict, Witnesses]]:

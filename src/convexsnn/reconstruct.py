@@ -39,6 +39,7 @@ import torch
 
 from ._checks import check_labels, check_positive_float
 from ._io import json_safe
+from ._scores import classes_from_scores, tolerance_from_abs_sums
 from .convex import predict_from_scores
 from .convex.penalties import Penalty
 from .dictionary import SpikeDictionary, _unique_sequences
@@ -402,6 +403,10 @@ def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any
     if sum(widths) != z_dict.shape[1]:
         raise ValueError(f"heads {widths} add up to {sum(widths)} score columns, the readout "
                          f"has {z_dict.shape[1]}")
+    # the same prediction rule on both sides, ties included: the tolerance comes from the
+    # dictionary (D holds 0/1 spikes, so |D||W| = D|W|) with the network's precision
+    n_terms = int((W_eff != 0).any(dim=1).sum())
+    abs_sums = D @ W_eff.abs()
     # A row whose two best dictionary scores are closer than the rounding of the network's own
     # dtype is a tie: the network (a float32 matmul, say) may break it the other way even with
     # identical spikes. Ties are counted, not treated as a broken reconstruction.
@@ -411,7 +416,9 @@ def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any
     beyond_tie = torch.zeros(z_dict.shape[0], dtype=torch.bool)
     p_net, p_dict, c0 = [], [], 0
     for c in widths:
-        pn, pd = predict_from_scores(z_net[:, c0:c0 + c]), predict_from_scores(z_dict[:, c0:c0 + c])
+        tie = tolerance_from_abs_sums(abs_sums[:, c0:c0 + c], n_terms, model.dtype)
+        pn = classes_from_scores(z_net[:, c0:c0 + c], tie)
+        pd = classes_from_scores(z_dict[:, c0:c0 + c], tie)
         d_h = pn != pd
         differ |= d_h
         beyond_tie |= d_h & (_top2_margin(z_dict[:, c0:c0 + c]) > tie_tol)

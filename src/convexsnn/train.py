@@ -302,11 +302,13 @@ def _batch_loss(loss: str, z: torch.Tensor, y: torch.Tensor, layout: _Layout,
     return total.mean()
 
 
-def _n_correct(z: torch.Tensor, y: torch.Tensor, layout: _Layout) -> int:
-    """Rows whose every head is predicted right."""
+def _n_correct(z: torch.Tensor, y: torch.Tensor, layout: _Layout,
+               tol: torch.Tensor | float = 0.0) -> int:
+    """Rows whose every head is predicted right (``tol``: per-row tie tolerance, see
+    :func:`convexsnn._scores.classes_from_scores`)."""
     ok = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
     for h, sl in enumerate(layout.slices()):
-        ok &= classes_from_scores(z[:, sl]) == y[:, h]
+        ok &= classes_from_scores(z[:, sl], tol) == y[:, h]
     return int(ok.sum())
 
 
@@ -321,10 +323,12 @@ def _evaluate(model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, layout: _Lay
     try:
         total_loss, correct, rows = 0.0, 0, 0
         for start in range(0, X.shape[0], batch_size):
-            z, yb = _rows(model(X[start:start + batch_size]), y[start:start + batch_size], layout)
+            zb, tol = model.scores_and_tolerance(X[start:start + batch_size])
+            z, yb = _rows(zb, y[start:start + batch_size], layout)
             if loss is not None:
                 total_loss += float(_batch_loss(loss, z, yb, layout, cw)) * z.shape[0]
-            correct += _n_correct(z, yb, layout)
+            tol = tol[:, -1] if layout.label_mode == "sequence" and tol.ndim == 2 else tol
+            correct += _n_correct(z, yb, layout, tol.reshape(-1))
             rows += z.shape[0]
     finally:
         model.train(was_training)

@@ -96,7 +96,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .._scores import classes_from_scores
+from .._scores import classes_from_scores, tolerance_from_abs_sums
 from ._inner import Budget, Tracker, fista, ipm_hinge, pdhg_hinge, squared_gram
 from ._rows import RowGroups, merge_duplicate_rows
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
@@ -388,8 +388,16 @@ class ReadoutSolution:
         return op.matmul(self.W)
 
     def predict(self, D: Any) -> torch.Tensor:
-        """Class predictions (see :func:`predict_from_scores`)."""
-        return predict_from_scores(self.scores(D))
+        """Class predictions (see :func:`predict_from_scores`); scores within rounding of a tie
+        are ties, broken as the reconstructed network breaks them
+        (:func:`convexsnn._scores.classes_from_scores`)."""
+        op = as_operator(D, dtype=self.W.dtype, device=self.W.device, name="D")
+        if op.shape[1] != self.W.shape[0]:
+            raise ValueError(f"D has {op.shape[1]} columns but W has {self.W.shape[0]} rows")
+        # D holds 0/1 spikes, so |D| |W| = D |W|
+        n_terms = int((self.W != 0).any(dim=1).sum())
+        tol = tolerance_from_abs_sums(op.matmul(self.W.abs()), n_terms, self.W.dtype)
+        return classes_from_scores(op.matmul(self.W), tol)
 
     @property
     def support(self) -> torch.Tensor:

@@ -81,7 +81,8 @@ def table(cells: list[dict]) -> str:
         P = mean_std([(r.get("dictionary") or {}).get("n_columns") for r in recs])[0]
         kept = mean_std([r["kept_neurons"] for r in recs])[0]
         pub = "76.0 (T=11, n=2000)" if (param == "n_train" and val == 2000) else "-"
-        lines.append(f"| {sweep} | {param}={val} | {m} | "
+        label = "SG (6 ep., untuned)" if m == "SG" else m
+        lines.append(f"| {sweep} | {param}={val} | {label} | "
                      f"{fmt_mean_std([r['test_accuracy'] for r in recs])} | "
                      f"{fmt_mean_std([r['val_accuracy'] for r in recs])} | {kept:.0f} | "
                      f"{'-' if P != P else f'{P:.0f}'} | {pub} |")

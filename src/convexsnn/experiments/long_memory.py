@@ -1,4 +1,4 @@
-"""Long memory: FIRST-LAST-XOR at T in {11, 14, 20, 50}, parity-3 and Tomita grammars.
+"""Long memory: FIRST-LAST-XOR at T in {11, 14, 20, 50}, parity_k and Tomita grammars.
 
 Every cell is one (task, T, depth L, witness kind, seed). The certified convex readout (``CVX``:
 witnesses -> spike dictionary on the training strings -> squared loss + l1 along a short beta
@@ -46,8 +46,9 @@ from .base import Cell, fmt_mean_std, group_records, mean_std
 
 NAME = "long_memory"
 DESCRIPTION = ("Long memory: FIRST-LAST-XOR at T in {11, 14, 20, 50} and depth L in {3, 5}, "
-               "parity-3 and Tomita 1-7 at T = 14 (L = 5); readouts trained at T, tested at T, "
-               "2T and 5T. CVX with feed-forward Gaussian, recurrent Gaussian and structured "
+               "parity_k (k = 2, 3) and Tomita 1-7 (Tomita 3 in the paper's and the textbook "
+               "definition) at T = 14 (L = 5); readouts trained at T, tested at T, 2T and 5T. "
+               "CVX with feed-forward Gaussian, recurrent Gaussian and structured "
                "(latch-bank) witnesses; small SG / SG-CVX networks with and without recurrence on "
                "FIRST-LAST-XOR for T <= 20. LIF leak 0.99 / threshold 1 / subtract reset. Test "
                "accuracy (%), mean ± std over seeds; hyper-parameters chosen on validation.")
@@ -61,8 +62,10 @@ ANCHORS = {
 WITNESS_KINDS = ("gaussian", "gaussian-rec", "structured")
 GRID_T = (11, 14, 20, 50)
 GRID_L = (3, 5)
-#: automata tasks, run at one length and depth
-AUTOMATA = ("parity-3",) + tuple(f"tomita{k}" for k in range(1, 8))
+#: automata tasks, run at one length and depth: the paper's definitions (``parity_k<k>``: label 1
+#: iff #ones mod k == 0; ``tomita3_paper``: no "101"), plus the textbook Tomita 3
+AUTOMATA = ("parity_k2", "parity_k3", "tomita1", "tomita2", "tomita3_paper", "tomita3_textbook",
+            "tomita4", "tomita5", "tomita6", "tomita7")
 AUTOMATA_T = 14
 AUTOMATA_L = 5
 #: SG / SG-CVX only up to this length (BPTT cost)

@@ -34,19 +34,39 @@ which samples iid.  Every split draws from its own seeded stream (see
 
 Definitions (alphabet ``{0, 1}`` unless stated)
 -----------------------------------------------
+Where the paper's code and the textbook disagree, the paper's definition (the one its published
+numbers were measured on) and the textbook one both exist, under names that say which; see
+``docs/method.md`` (Tasks).
+
 * ``xor`` (FIRST-LAST-XOR): label = ``s_1 XOR s_T`` (needs ``T >= 2``).
-* ``parity``: label = number of ones mod 2.  ``parity-k``: number of ones among
-  the first ``k`` symbols mod 2 (needs ``T >= k``).
+* ``parity_k<k>`` (the paper's ``parity_k``): label 1 iff ``#ones mod k == 0``
+  (``k >= 2``).  For ``k = 2`` this is *even* parity, the complement of
+  ``parity_odd``.
+* ``parity_odd`` (textbook): label 1 iff the number of ones is odd (the
+  former ``parity``).
+* ``parity_prefix<k>``: label 1 iff the number of ones among the first ``k``
+  symbols is odd (the former ``parity-<k>``; needs ``T >= k``).  Not a task
+  of the paper.
 * Tomita grammars (Tomita 1982), membership = label 1:
 
   1. ``1*``
   2. ``(10)*``
-  3. no odd-length (maximal) run of 1s immediately followed by an odd-length
-     (maximal) run of 0s
+  3. paper (``tomita3_paper``): no ``101`` substring.
+     textbook (``tomita3_textbook``): no odd-length (maximal) run of 1s
+     immediately followed by an odd-length (maximal) run of 0s.
+     The two disagree on 891 of the 4096 strings of length 12 (21.8%).
   4. no ``000`` substring
   5. even number of 0s and even number of 1s
   6. ``(#0 - #1) mod 3 == 0``
   7. ``0*1*0*1*``
+
+  Grammars 1, 2, 4-7 have one definition (``tomita<k>``, also reachable as
+  ``tomita<k>_paper`` / ``tomita<k>_textbook``); the bare name ``tomita3`` is
+  refused because it is ambiguous.
+
+The former names ``parity`` and ``parity-<k>`` (and ``tomita3``, which meant the
+textbook rule) raise ``ValueError`` naming the new ones, so no old call silently
+gets a different language.
 
 * ``dfa``: a seeded random DFA with ``n_states`` states over ``alphabet_size``
   symbols (transitions uniform, each state accepting with probability 1/2,
@@ -254,14 +274,28 @@ def xor_dfa() -> DFA:
     return DFA(trans, acc, 0)
 
 
-def parity_dfa(k: int | None = None) -> DFA:
-    """Parity of the number of ones (of the first ``k`` symbols if ``k`` is given).
+def parity_k_dfa(k: int = 2) -> DFA:
+    """The paper's ``parity_k``: accept iff the number of ones is ``0 mod k``.
+
+    States ``q = #ones mod k``; accept iff ``q == 0``.  ``k = 2`` is even parity.
+    """
+    k = check_int("k", k, minimum=2)
+    trans = np.array([[q, (q + 1) % k] for q in range(k)], dtype=np.int64)
+    acc = np.arange(k) == 0
+    return DFA(trans, acc, 0)
+
+
+def parity_odd_dfa() -> DFA:
+    """Textbook parity: accept iff the number of ones is odd (states = parity so far)."""
+    return DFA(np.array([[0, 1], [1, 0]]), np.array([False, True]), 0)
+
+
+def parity_prefix_dfa(k: int) -> DFA:
+    """Accept iff the number of ones among the first ``k`` symbols is odd.
 
     States ``(i, p)`` -> ``2 i + p`` with ``i = min(symbols read, k)`` and ``p``
     the parity so far; accept iff ``p == 1``.
     """
-    if k is None:
-        return DFA(np.array([[0, 1], [1, 0]]), np.array([False, True]), 0)
     k = check_int("k", k, minimum=1)
     trans = np.zeros((2 * (k + 1), 2), dtype=np.int64)
     for i in range(k + 1):
@@ -275,18 +309,28 @@ def parity_dfa(k: int | None = None) -> DFA:
     return DFA(trans, acc, 0)
 
 
+_PARITY_RENAMED = ("the names 'parity' and 'parity-<k>' were ambiguous and are gone: use parity_k (load_task "
+                   "'parity_k<k>', label 1 iff #ones mod k == 0, the paper's definition; k = 2 "
+                   "is even parity), parity_odd (label 1 iff #ones is odd, the former 'parity') "
+                   "or parity_prefix (label 1 iff #ones among the first k symbols is odd, the "
+                   "former 'parity-<k>')")
+
+
+def parity_dfa(*args: object, **kwargs: object) -> DFA:
+    """Removed: raises ``ValueError`` naming :func:`parity_k_dfa`, :func:`parity_odd_dfa` and
+    :func:`parity_prefix_dfa` (``parity_dfa()`` was odd parity, ``parity_dfa(k)`` the parity of
+    the first ``k`` symbols; neither is the paper's ``parity_k``)."""
+    raise ValueError(_PARITY_RENAMED.replace("parity_k (", "parity_k_dfa (")
+                     .replace("parity_odd (", "parity_odd_dfa (")
+                     .replace("parity_prefix (", "parity_prefix_dfa ("))
+
+
 # transition rows are [on 0, on 1]
 _TOMITA_TABLES: dict[int, tuple[list[list[int]], list[bool]]] = {
     # 1: 1*          0 = all ones so far, 1 = sink
     1: ([[1, 0], [1, 1]], [True, False]),
     # 2: (10)*       0 = expect 1 (accept), 1 = expect 0, 2 = sink
     2: ([[2, 1], [0, 2], [2, 2]], [True, False, False]),
-    # 3: 0 = safe, 1 = odd 1-run, 2 = even 1-run, 3 = odd 0-run after odd 1-run,
-    #    4 = even 0-run after odd 1-run, 5 = sink
-    3: (
-        [[0, 1], [3, 2], [0, 1], [4, 5], [3, 1], [5, 5]],
-        [True, True, True, False, True, False],
-    ),
     # 4: no 000      state = trailing zeros (0, 1, 2), 3 = sink
     4: ([[1, 0], [2, 0], [3, 0], [3, 3]], [True, True, True, False]),
     # 5: even #0 and even #1; state = p0 + 2 p1
@@ -298,12 +342,48 @@ _TOMITA_TABLES: dict[int, tuple[list[list[int]], list[bool]]] = {
 }
 
 
-def tomita_dfa(k: int) -> DFA:
-    """Minimal DFA of Tomita grammar ``k`` (1..7); see the module docstring."""
+#: Tomita 3, textbook: 0 = safe, 1 = odd 1-run, 2 = even 1-run, 3 = odd 0-run after odd 1-run,
+#: 4 = even 0-run after odd 1-run, 5 = sink
+_TOMITA3_TEXTBOOK = ([[0, 1], [3, 2], [0, 1], [4, 5], [3, 1], [5, 5]],
+                     [True, True, True, False, True, False])
+#: Tomita 3 as the paper's code has it, "no 101": 0 = no progress, 1 = read "1", 2 = read "10",
+#: 3 = sink ("101" seen)
+_TOMITA3_PAPER = ([[0, 1], [2, 1], [0, 3], [3, 3]], [True, True, True, False])
+
+TOMITA_VARIANTS = ("paper", "textbook")
+
+
+def _check_tomita(k: object, variant: object) -> tuple[int, str | None]:
     k = check_int("k", k, minimum=1)
-    if k not in _TOMITA_TABLES:
+    if k not in range(1, 8):
         raise ValueError(f"k must be in 1..7 for the Tomita grammars, got {k}")
-    trans, acc = _TOMITA_TABLES[k]
+    if variant is not None and variant not in TOMITA_VARIANTS:
+        raise ValueError(f"variant must be one of {TOMITA_VARIANTS} or None, got {variant!r}")
+    if k == 3 and variant is None:
+        raise ValueError(
+            "Tomita 3 has two definitions: variant='paper' (tomita3_paper, rejects every string "
+            "containing '101', the authors' code) or variant='textbook' (tomita3_textbook, no odd "
+            "run of 1s followed by an odd run of 0s; the former 'tomita3'); they disagree on "
+            "21.8% of the length-12 strings")
+    return k, variant
+
+
+def tomita_dfa(k: int, variant: str | None = None) -> DFA:
+    """Minimal DFA of Tomita grammar ``k`` (1..7); see the module docstring.
+
+    Parameters
+    ----------
+    k : int
+        Grammar number.
+    variant : {"paper", "textbook"} or None
+        Which definition of Tomita 3 (required for ``k = 3``; the other grammars have one
+        definition and accept any value).
+    """
+    k, variant = _check_tomita(k, variant)
+    if k == 3:
+        trans, acc = _TOMITA3_PAPER if variant == "paper" else _TOMITA3_TEXTBOOK
+    else:
+        trans, acc = _TOMITA_TABLES[k]
     return DFA(np.array(trans), np.array(acc), 0)
 
 
@@ -538,10 +618,10 @@ def first_last_xor(
     )
 
 
-def parity(
+def parity_k(
+    k: int = 2,
     *,
     T: int = 8,
-    k: int | None = None,
     n_train: int = 2000,
     n_val: int = 2000,
     n_test: int = 4000,
@@ -550,36 +630,36 @@ def parity(
     balanced: bool = True,
     seed: int = 0,
 ) -> TaskData:
-    """Parity: label = number of ones mod 2 (of the first ``k`` symbols if ``k`` is set).
+    """The paper's ``parity_k``: label 1 iff ``#ones mod k == 0`` (task name ``"parity_k<k>"``).
 
-    With ``k`` set the task is named ``"parity-k"``; it needs ``T >= k`` and
-    the OOD sets (longer strings) keep the same ``k``.  See
+    ``k = 2`` is even parity (the complement of :func:`parity_odd`).  See
     :func:`automaton_task` for the other arguments.
     """
-    T = check_int("T", T, minimum=1)
-    if k is not None:
-        k = check_int("k", k, minimum=1)
-        if k > T:
-            raise ValueError(f"k must be <= T, got k={k}, T={T}")
-    lengths = (2 * T, 5 * T) if ood_lengths is None else check_lengths("ood_lengths", ood_lengths)
-    if k is not None and any(L < k for L in lengths):
-        raise ValueError(f"ood_lengths must be >= k={k}, got {list(lengths)}")
-    return automaton_task(
-        parity_dfa(k),
-        name="parity" if k is None else f"parity-{k}",
-        T=T,
-        n_train=n_train,
-        n_val=n_val,
-        n_test=n_test,
-        n_ood=n_ood,
-        ood_lengths=lengths,
-        balanced=balanced,
-        seed=seed,
-        extra_meta={"k": k},
-    )
+    dfa = parity_k_dfa(k)
+    return automaton_task(dfa, name=f"parity_k{int(k)}", T=T, n_train=n_train, n_val=n_val,
+                          n_test=n_test, n_ood=n_ood, ood_lengths=ood_lengths,
+                          balanced=balanced, seed=seed,
+                          extra_meta={"k": int(k), "definition": "paper"})
 
 
-def tomita(
+def parity_odd(
+    *,
+    T: int = 8,
+    n_train: int = 2000,
+    n_val: int = 2000,
+    n_test: int = 4000,
+    n_ood: int | None = None,
+    ood_lengths: Sequence[int] | None = None,
+    balanced: bool = True,
+    seed: int = 0,
+) -> TaskData:
+    """Textbook parity: label 1 iff the number of ones is odd (task name ``"parity_odd"``)."""
+    return automaton_task(parity_odd_dfa(), name="parity_odd", T=T, n_train=n_train,
+                          n_val=n_val, n_test=n_test, n_ood=n_ood, ood_lengths=ood_lengths,
+                          balanced=balanced, seed=seed, extra_meta={"definition": "textbook"})
+
+
+def parity_prefix(
     k: int,
     *,
     T: int = 8,
@@ -591,7 +671,49 @@ def tomita(
     balanced: bool = True,
     seed: int = 0,
 ) -> TaskData:
+    """Label 1 iff the number of ones among the first ``k`` symbols is odd (``"parity_prefix<k>"``).
+
+    Needs ``T >= k``; the OOD sets (longer strings) keep the same ``k``.  Not a task of the
+    paper (the former ``"parity-<k>"``).  See :func:`automaton_task` for the other arguments.
+    """
+    T = check_int("T", T, minimum=1)
+    k = check_int("k", k, minimum=1)
+    if k > T:
+        raise ValueError(f"k must be <= T, got k={k}, T={T}")
+    lengths = (2 * T, 5 * T) if ood_lengths is None else check_lengths("ood_lengths", ood_lengths)
+    if any(L < k for L in lengths):
+        raise ValueError(f"ood_lengths must be >= k={k}, got {list(lengths)}")
+    return automaton_task(parity_prefix_dfa(k), name=f"parity_prefix{k}", T=T, n_train=n_train,
+                          n_val=n_val, n_test=n_test, n_ood=n_ood, ood_lengths=lengths,
+                          balanced=balanced, seed=seed, extra_meta={"k": k})
+
+
+def parity(*args: object, **kwargs: object) -> TaskData:
+    """Removed: raises ``ValueError`` naming :func:`parity_k`, :func:`parity_odd` and
+    :func:`parity_prefix` (``parity()`` was odd parity, ``parity(k=k)`` the parity of the first
+    ``k`` symbols; neither is the paper's ``parity_k``)."""
+    raise ValueError(_PARITY_RENAMED)
+
+
+def tomita(
+    k: int,
+    *,
+    variant: str | None = None,
+    T: int = 8,
+    n_train: int = 2000,
+    n_val: int = 2000,
+    n_test: int = 4000,
+    n_ood: int | None = None,
+    ood_lengths: Sequence[int] | None = None,
+    balanced: bool = True,
+    seed: int = 0,
+) -> TaskData:
     """Tomita grammar ``k`` (1..7): label = membership.
+
+    ``variant`` (``"paper"`` or ``"textbook"``) is required for ``k = 3``, whose two definitions
+    differ (see the module docstring); the task is then named ``"tomita3_<variant>"``.  For the
+    other grammars the task is ``"tomita<k>"`` (``"tomita<k>_<variant>"`` when a variant is
+    given; both variants are the same language).
 
     Class-balanced sets are exact (uniform within each class, see the module
     docstring); grammars 1 and 2 have a single positive string per (even, for
@@ -599,10 +721,11 @@ def tomita(
     positive string at odd lengths: an odd ``T`` or OOD length raises
     ``ValueError`` when ``balanced=True``.
     """
-    dfa = tomita_dfa(k)
+    dfa = tomita_dfa(k, variant)
+    name = f"tomita{int(k)}" + ("" if variant is None else f"_{variant}")
     return automaton_task(
         dfa,
-        name=f"tomita{int(k)}",
+        name=name,
         T=T,
         n_train=n_train,
         n_val=n_val,
@@ -611,7 +734,7 @@ def tomita(
         ood_lengths=ood_lengths,
         balanced=balanced,
         seed=seed,
-        extra_meta={"k": int(k)},
+        extra_meta={"k": int(k), "variant": variant},
     )
 
 
@@ -670,12 +793,19 @@ def random_dfa_task(
 __all__ = [
     "DFA",
     "xor_dfa",
+    "parity_k_dfa",
+    "parity_odd_dfa",
+    "parity_prefix_dfa",
     "parity_dfa",
     "tomita_dfa",
+    "TOMITA_VARIANTS",
     "random_dfa",
     "sample_strings",
     "automaton_task",
     "first_last_xor",
+    "parity_k",
+    "parity_odd",
+    "parity_prefix",
     "parity",
     "tomita",
     "random_dfa_task",
