@@ -85,3 +85,17 @@ def test_cli_backend_flags_are_checked_before_work(tmp_path):
     assert main(["reproduce", "xor", "--quick", "--out", str(out), "--backend", "ray",
                  "--jobs", "2"]) != 0
     assert not out.exists()
+
+
+def test_gap_cell_marks_unconverged_solves_in_every_table():
+    from convexsnn.experiments.base import gap_cell
+    ok = {"certificate": {"rel_gap": 1e-9, "converged": True, "status": "converged"}}
+    bad = {"certificate": {"rel_gap": 0.3, "converged": False, "status": "max_time"}}
+    heads = {"certificates": [ok["certificate"], bad["certificate"]]}
+    assert gap_cell([]) == "-" and gap_cell([{"method": "SG"}]) == "-"
+    assert gap_cell([ok, ok]) == "1.0e-09"
+    assert gap_cell([ok, bad]) == "3.0e-01 NOT certified (1/2)"
+    assert gap_cell([heads]) == "3.0e-01 NOT certified (1/2)"
+    # a bare rel_gap with converged recorded (long_memory records), and one without (old files)
+    assert gap_cell([{"rel_gap": 0.5, "converged": False}]) == "5.0e-01 NOT certified (1/1)"
+    assert gap_cell([{"rel_gap": 0.5}]) == "5.0e-01"

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from ..pipelines import PipelineConfig, run_methods
 from ..tasks import load_task
-from .base import Cell, fmt_mean_std, group_records, mean_std
+from .base import Cell, gap_cell, fmt_mean_std, group_records, mean_std
 from .report import bar_plot
 
 NAME = "addition"
@@ -123,6 +123,8 @@ def table(cells: list[dict]) -> str:
             ch = r.get("chosen", {})
             gaps = ", ".join(f"{(g or {}).get('rel_gap', float('nan')):.1e}"
                              for g in (r.get("certificates") or []))
+            if "NOT" in gap_cell([r]):
+                gaps += " NOT certified"
             rb = ", ".join(f"{b:.3g}" for b in ch.get("reg_beta", []))
             lines.append(f"| {c['result']['base']} | {c['result']['variant']} | {r['seed']} | "
                          f"{ch.get('scale')} | {rb} | {(r.get('dictionary') or {}).get('n_columns')}"

@@ -117,3 +117,36 @@ def group_records(cells: Sequence[dict], key_fn) -> dict:
         for rec in c.get("result", {}).get("records", []):
             out.setdefault(key_fn(params, rec), []).append(rec)
     return out
+
+
+def record_certificates(record: dict) -> list[dict]:
+    """The certificate dicts of one record: ``certificates`` (one per label head),
+    ``certificate``, or a bare ``rel_gap`` (with ``converged`` when recorded); ``[]`` for SG."""
+    if record.get("certificates"):
+        return [c for c in record["certificates"] if c]
+    if record.get("certificate"):
+        return [record["certificate"]]
+    if record.get("rel_gap") is not None:
+        return [{"rel_gap": record["rel_gap"], "converged": record.get("converged")}]
+    return []
+
+
+def gap_cell(records: Sequence[dict]) -> str:
+    """A table cell for the certificates of records (seeds, heads): the largest relative gap,
+    followed by ``NOT certified (k/n)`` when ``k`` of the ``n`` solves stopped before their
+    tolerance (:func:`convexsnn.convex.certified_label` decides each). Records written before
+    convergence was recorded show the gap only."""
+    from ..convex import certified_label
+
+    certs = [c for r in records for c in record_certificates(r)]
+    gaps = [float(c["rel_gap"]) for c in certs if c.get("rel_gap") is not None
+            and math.isfinite(float(c["rel_gap"]))]
+    if not gaps:
+        return "-"
+    known = [c for c in certs if c.get("converged") is not None]
+    bad = [c for c in known if certified_label(c) != "certified"]
+    text = f"{max(gaps):.1e}"
+    if bad:
+        text += f" NOT certified ({len(bad)}/{len(certs)})"
+    return text
+

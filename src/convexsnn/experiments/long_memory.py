@@ -42,7 +42,7 @@ from ..structured import gaussian_recurrent_witnesses, structured_witnesses
 from ..tasks import load_task
 from ..train import evaluate_accuracy, train_surrogate
 from ..witnesses import gaussian_witnesses, resolve_widths, witnesses_from_network
-from .base import Cell, fmt_mean_std, group_records, mean_std
+from .base import Cell, gap_cell, fmt_mean_std, group_records, mean_std
 
 NAME = "long_memory"
 DESCRIPTION = ("Long memory: FIRST-LAST-XOR at T in {11, 14, 20, 50} and depth L in {3, 5}, "
@@ -175,6 +175,7 @@ def _convex(method: str, grid: list, task, cfg: dict, seed: int) -> dict:
                    witness_neurons=int(fit.witnesses.n_witness_neurons),
                    kept_neurons=kept_neurons(fit.solution),
                    rel_gap=float(fit.certificate.rel_gap),
+                   converged=bool(fit.certificate.converged),
                    chosen={**fit.witness_settings, "reg_beta": float(fit.beta)},
                    grid=fit.witness_grid, exact_train_test=_exact(fit.checks),
                    seconds=time.perf_counter() - t0)
@@ -221,15 +222,16 @@ def _base(method: str, seed: int, task) -> dict:
 
 def _record(method: str, seed: int, task, *, val, test, ood: dict, dictionary_columns,
             witness_neurons, kept_neurons, rel_gap, chosen: dict, grid: list,
-            exact_train_test, seconds: float) -> dict:
+            exact_train_test, seconds: float, converged: bool | None = None) -> dict:
     T = int(task.test.T)
     return json_safe({**_base(method, seed, task), "val_accuracy": float(val),
                       "test_accuracy": float(test), "ood_accuracy": ood,
                       "ood_2T": ood.get(f"T={2 * T}"), "ood_5T": ood.get(f"T={5 * T}"),
                       "dictionary_columns": dictionary_columns,
                       "witness_neurons": witness_neurons, "kept_neurons": kept_neurons,
-                      "rel_gap": rel_gap, "chosen": chosen, "grid": grid,
-                      "exact_train_test": exact_train_test, "seconds": float(seconds)})
+                      "rel_gap": rel_gap, "converged": converged, "chosen": chosen,
+                      "grid": grid, "exact_train_test": exact_train_test,
+                      "seconds": float(seconds)})
 
 
 def _failed(method: str, seed: int, task, error: str, grid: list, seconds: float) -> dict:
@@ -318,8 +320,7 @@ def table(cells: list[dict]) -> str:
             recs = by.get((task, T, L, m), [])
             if not recs:
                 continue
-            gaps = [r["rel_gap"] for r in recs if r.get("rel_gap") is not None]
-            gap_s = f"{max(gaps):.1e}" if gaps else "-"
+            gap_s = gap_cell(recs)
             lines.append(
                 f"| {task} | {T} | {L} | {m} | {_pct_list(recs, 'test_accuracy')} | "
                 f"{_pct_list(recs, 'ood_2T')} | {_pct_list(recs, 'ood_5T')} | "

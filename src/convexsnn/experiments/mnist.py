@@ -67,7 +67,7 @@ from ..train import TrainResult, evaluate_accuracy, finetune, train_surrogate
 from ..witnesses import _DTYPES  # the one name -> dtype map of the witnesses' files
 from ..witnesses import (concat_witnesses, gaussian_witnesses, reservoir_witnesses,
                           witnesses_from_network)
-from .base import Cell, fmt_mean_std, mean_std
+from .base import Cell, gap_cell, fmt_mean_std, mean_std
 
 __all__ = ["NAME", "DESCRIPTION", "ANCHORS", "CONFIGS", "METHODS", "QUICK", "DEFAULT_DATA_DIR",
            "cells", "run_cell", "run_config", "table", "rows"]
@@ -463,13 +463,12 @@ def rows(records: Sequence[dict]) -> list[dict]:
     out = []
     for (config, method), rs in groups.items():
         r0 = rs[0]
-        gaps = [r.get("rel_gap") for r in rs if r.get("rel_gap") is not None]
         out.append({
             "method": method, "config": config, "T": r0["T"], "depth": r0["depth"],
             "widths": r0["hidden_widths"], "n_branches": r0["n_branches"],
             "n_train": r0["n_train"], "n_seeds": len(rs),
             "val": [r["val_accuracy"] for r in rs], "test": [r["test_accuracy"] for r in rs],
-            "rel_gap": max(gaps) if gaps else None,
+            "rel_gap": gap_cell(rs),
             "seconds": mean_std([r["seconds"]["total"] for r in rs])[0],
             "anchor": r0.get("anchor"), "anchor_what": r0.get("anchor_what")})
     return out
@@ -481,7 +480,7 @@ def markdown(records: Sequence[dict]) -> str:
              "rel gap (max) | seconds (mean) | published % |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows(records):
-        gap = "-" if r["rel_gap"] is None else f"{r['rel_gap']:.1e}"
+        gap = r["rel_gap"]
         anchor = "-" if r["anchor"] is None else f"{r['anchor']:.1f} ({r['anchor_what']})"
         lines.append(
             f"| {r['method']} | {r['config']} | {r['T']} | {r['depth']} | "

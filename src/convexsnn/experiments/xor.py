@@ -31,7 +31,7 @@ from typing import Sequence
 from ..pipelines import METHODS, PipelineConfig, _layout, _sg_model, run_methods
 from ..tasks import TaskData, load_task
 from ..train import train_surrogate
-from .base import Cell, fmt_mean_std, fmt_pct, group_records, mean_std
+from .base import Cell, gap_cell, fmt_mean_std, fmt_pct, group_records, mean_std
 from .report import bar_plot
 
 NAME = "xor"
@@ -302,11 +302,11 @@ def table(cells: list[dict]) -> str:
             ch = r.get("chosen", {})
             ood = r.get("ood_accuracy", {})
             ood_s = " / ".join(fmt_pct(v) for v in ood.values()) or "-"
-            gap = (r.get("certificate") or {}).get("rel_gap")
+            gap = gap_cell([r])
             lines.append(f"| {c['result']['T']} | {c['result']['L']} | {r['seed']} | {wset} | "
                          f"{ch.get('scale')} | {_fmt_list(ch.get('reg_beta'))} | "
                          f"{(r.get('dictionary') or {}).get('n_columns')} | {r['kept_neurons']} | "
-                         f"{'-' if gap is None else f'{gap:.1e}'} | {ood_s} |")
+                         f"{gap} | {ood_s} |")
     return "\n".join(lines) + "\n"
 
 
