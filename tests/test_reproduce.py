@@ -99,3 +99,12 @@ def test_gap_cell_marks_unconverged_solves_in_every_table():
     # a bare rel_gap with converged recorded (long_memory records), and one without (old files)
     assert gap_cell([{"rel_gap": 0.5, "converged": False}]) == "5.0e-01 NOT certified (1/1)"
     assert gap_cell([{"rel_gap": 0.5}]) == "5.0e-01"
+
+
+def test_machine_info_host_tag_is_stable_across_processes():
+    import subprocess
+    import sys
+    code = "from convexsnn.experiments.runner import machine_info; print(machine_info()['hostname_hash'])"
+    tags = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip() for _ in range(2)}
+    assert len(tags) == 1

@@ -26,6 +26,7 @@ parent-pid watchdog everywhere).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import importlib
 import json
 import logging
@@ -78,7 +79,8 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(), "numpy": numpy.__version__,
         "cuda_available": bool(torch.cuda.is_available()), "convexsnn": __version__,
-        "hostname_hash": hash(platform.node()) & 0xFFFF,
+        # a stable 16-bit tag of the host (Python's hash() is salted per process)
+        "hostname_hash": int(hashlib.sha256(platform.node().encode()).hexdigest()[:4], 16),
     }
 
 
