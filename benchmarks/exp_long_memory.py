@@ -47,7 +47,7 @@ from convexsnn.witnesses import gaussian_witnesses, resolve_widths
 
 METHODS = ("gaussian", "gaussian-rec", "structured", "structured-diag")
 
-# published best per cell (DESIGN.md section 3), for the side-by-side column
+# published best per cell (RESULTS.md), for the side-by-side column
 PUBLISHED = {(6, 5): "100% (CVX)", (8, 5): "100% (CVX)", (11, 5): "76.0% (SG-CVX)",
              (14, 5): "~50-55% (all)", (14, 3): "~50-55% (all)"}
 

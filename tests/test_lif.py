@@ -1,4 +1,4 @@
-"""Golden values and consistency of the one LIF definition (DESIGN.md section 2)."""
+"""Golden values and consistency of the one LIF definition (docs/method.md section 1)."""
 
 import pytest
 import torch
@@ -208,3 +208,17 @@ def test_state_shape_is_checked():
     bad = LIFState(torch.zeros(2, 1, 4), torch.zeros(2, 1, 4))
     with pytest.raises(ValueError, match="per-step shape"):
         lif_scan(cur, state=bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.01, float("nan"), True, "x", None])
+def test_one_leak_rule_everywhere(bad):
+    # lif.check_leak is the one home of the leak rule: the network, witnesses, structured
+    # circuits and NIR export all refuse the same values with the same message
+    from convexsnn import ParallelSNN, gaussian_witnesses
+    from convexsnn.lif import check_leak
+    with pytest.raises(ValueError, match=r"leak\) must be"):
+        check_leak(bad)
+    with pytest.raises(ValueError, match=r"leak\) must be"):
+        ParallelSNN(2, 2, n_branches=1, hidden_widths=[3], beta=bad)
+    with pytest.raises(ValueError, match=r"leak\) must be"):
+        gaussian_witnesses(2, n_branches=1, depth=2, p_rec=3, p_last=3, beta=bad, seed=0)

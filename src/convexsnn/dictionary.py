@@ -9,7 +9,7 @@ step ``t``, the binary readout
     r^{(j)}_{s,t} = s_t \quad (\text{readout}=\text{"spike"}), \qquad
     r^{(j)}_{s,t} = \mathbb 1[m_t - b \ge 0] \quad (\text{readout}=\text{"membrane"})
 
-of sample ``s`` (:mod:`convexsnn.lif`, DESIGN.md section 2). A *column* of the dictionary is one
+of sample ``s`` (:mod:`convexsnn.lif`, docs/method.md section 1). A *column* of the dictionary is one
 neuron's readout on every row:
 
 * ``steps="last"`` -- rows are samples, :math:`D_{s j} = r^{(j)}_{s,T}` (sequence labels);

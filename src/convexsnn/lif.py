@@ -34,12 +34,27 @@ import torch
 
 from ._checks import check_choice
 
-__all__ = ["RESETS", "LIFParams", "LIFState", "lif_step", "lif_scan", "layer_current",
+__all__ = ["RESETS", "check_leak", "LIFParams", "LIFState", "lif_step", "lif_scan", "layer_current",
            "simulate", "Trace"]
 
 RESETS = ("subtract", "zero")
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_leak(leak: object, name: str = "beta") -> float:
+    r"""The leak :math:`\beta` as a float in :math:`[0, 1]`, or a ``ValueError`` naming it: the
+    one home of this rule (networks, witnesses, structured circuits, NIR export, :class:`LIFParams`).
+    """
+    if isinstance(leak, bool):
+        raise ValueError(f"{name} (leak) must be a number in [0, 1], got {leak!r}")
+    try:
+        value = float(leak)   # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} (leak) must be a number in [0, 1], got {leak!r}") from None
+    if not 0.0 <= value <= 1.0:   # NaN fails too
+        raise ValueError(f"{name} (leak) must be in [0, 1], got {leak}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -61,13 +76,11 @@ class LIFParams:
     reset: str = "subtract"
 
     def __post_init__(self) -> None:
-        for name in ("leak", "threshold"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
-            object.__setattr__(self, name, float(v))
-        if not 0.0 <= self.leak <= 1.0:
-            raise ValueError(f"leak (beta) must be in [0, 1], got {self.leak}")
+        object.__setattr__(self, "leak", check_leak(self.leak, "leak"))
+        v = self.threshold
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"threshold must be a finite number, got {v!r}")
+        object.__setattr__(self, "threshold", float(v))
         if self.threshold <= 0.0:
             raise ValueError(f"threshold must be > 0, got {self.threshold}")
         check_choice(self.reset, "reset", RESETS)

@@ -30,7 +30,7 @@ from ._scores import classes_from_scores, score_tolerance
 from ._io import atomic_replace_dir, atomic_write_bytes, check_output_path, make_temp_dir
 from ._checks import (check_choice, check_memory, check_positive_float, check_positive_int,
                       check_sequence_input)
-from .lif import RESETS, Trace, simulate
+from .lif import RESETS, Trace, check_leak, simulate
 from .surrogate import SURROGATES, Surrogate, get_surrogate
 
 __all__ = ["ParallelSNN", "READOUTS", "OUTPUTS", "RECURRENT_KINDS", "FORMAT_VERSION",
@@ -127,8 +127,7 @@ class ParallelSNN(nn.Module):
                 raise ValueError("hidden_widths must name at least one LIF layer")
             hidden_widths = [check_positive_int(w, f"hidden_widths[{i}]")
                              for i, w in enumerate(hidden_widths)]
-        if not (0.0 <= float(beta) <= 1.0):
-            raise ValueError(f"beta (leak) must be in [0, 1], got {beta}")
+        beta = check_leak(beta)
         theta = check_positive_float(theta, "theta")
         check_choice(reset, "reset", RESETS)
         check_choice(readout, "readout", READOUTS)

@@ -105,7 +105,7 @@ import numpy as np
 import torch
 
 from ._checks import check_choice, check_positive_float, check_positive_int
-from .lif import RESETS
+from .lif import RESETS, check_leak
 from .witnesses import Witnesses, resolve_widths
 
 __all__ = [
@@ -143,10 +143,7 @@ def _check_dtype(dtype: torch.dtype) -> str:
 def _check_beta(beta: Any) -> float:
     if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
         raise TypeError(f"beta must be a real number, got {beta!r}")
-    beta = float(beta)
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta (leak) must be in [0, 1], got {beta}")
-    return beta
+    return check_leak(beta)
 
 
 def _per_layer(value: float | Sequence[float], n: int, name: str, allow_zero: bool) -> list[float]:

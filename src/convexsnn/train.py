@@ -19,7 +19,7 @@ norm (:meth:`~convexsnn.network.ParallelSNN.path_norm`); decoupled weight decay 
 top. A row is a sample (``label_mode="sequence"``) or a (sample, step) pair (``"token"``).
 
 Datafits :math:`\ell(y, z)` for a row with integer label :math:`y` and scores
-:math:`z \in \mathbb R^C`: the per-row losses of the convex side (DESIGN.md section 1,
+:math:`z \in \mathbb R^C`: the per-row losses of the convex side (docs/method.md section 5,
 :mod:`convexsnn.convex.datafits`), averaged over rows as in the paper's convention (row weights
 :math:`a_i = 1/N`):
 

@@ -40,7 +40,7 @@ import torch
 from ._checks import (check_choice, check_positive_float, check_positive_int,
                       check_sequence_input)
 from ._io import json_safe
-from .lif import RESETS, Trace, simulate
+from .lif import RESETS, Trace, check_leak, simulate
 from .network import ParallelSNN, READOUTS, OUTPUTS
 from .surrogate import heaviside
 
@@ -118,7 +118,7 @@ class Witnesses:
     beta, theta : float
         Leak :math:`\beta \in [0, 1]` and threshold :math:`\theta > 0`.
     reset : {"subtract", "zero"}
-        Reset rule (DESIGN.md section 2).
+        Reset rule (docs/method.md section 1).
     description : dict
         JSON-safe record of how the weights were made: ``kind``, ``seed``, ``options`` and any
         generator-specific fields.
@@ -184,10 +184,7 @@ class Witnesses:
             if len(kinds) > 1:
                 raise ValueError("recurrent weights must be all dense (K, n, n) or all diagonal "
                                  "(K, n) (a ParallelSNN has one recurrent kind)")
-        b = float(self.beta)
-        if not (0.0 <= b <= 1.0):
-            raise ValueError(f"beta (leak) must be in [0, 1], got {self.beta}")
-        self.beta = b
+        self.beta = check_leak(self.beta)
         self.theta = check_positive_float(self.theta, "theta")
         check_choice(self.reset, "reset", RESETS)
         self.description = _json_safe(dict(self.description or {}))
@@ -637,10 +634,7 @@ def reservoir_witnesses(X: Any, *, n_branches: int = 1,
                               .ravel(), return_index=True, return_inverse=True)
     counts = torch.from_numpy(np.bincount(inv.reshape(-1)).astype(np.float64))
     x = x[torch.from_numpy(first).to(x.device)]
-    leaks = [float(b) for b in leaks]
-    for b in leaks:
-        if not 0.0 <= b <= 1.0:
-            raise ValueError(f"leaks must lie in [0, 1], got {b}")
+    leaks = [check_leak(b, "leaks") for b in leaks]
     thresholds = [check_positive_float(t, "thresholds") for t in thresholds]
     input_scales = [check_positive_float(a, "input_scales") for a in input_scales]
     if not (leaks and thresholds and input_scales):

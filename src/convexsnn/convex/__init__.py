@@ -1,4 +1,4 @@
-r"""Certified convex readouts over a spike dictionary (DESIGN.md step 3).
+r"""Certified convex readouts over a spike dictionary (docs/method.md section 5).
 
 .. math::
 

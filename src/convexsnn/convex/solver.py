@@ -1,6 +1,6 @@
 r"""Certified convex readout over a spike dictionary.
 
-Problem (DESIGN.md step 3). Given a binary dictionary :math:`D \in \{0,1\}^{n \times P}`, targets
+Problem (docs/method.md section 5). Given a binary dictionary :math:`D \in \{0,1\}^{n \times P}`, targets
 and row weights :math:`a_i \ge 0`,
 
 .. math::

@@ -1,6 +1,6 @@
 r"""Sequential MNIST: SG, CVX, SG-CVX, R-CVX, CVX->SG and SG->SG against the published numbers.
 
-Task (DESIGN.md section 3): every image is flattened and cut into ``T`` chunks (``T = 4``: 196
+Task (docs/method.md, Tasks): every image is flattened and cut into ``T`` chunks (``T = 4``: 196
 pixels a step), pixels / 255, label read at the last step. Validation images (5000 by default) are
 split off the 60k training set (seeded, stratified); the 10k test set is evaluated once, for the
 model chosen on validation.

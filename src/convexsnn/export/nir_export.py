@@ -101,7 +101,7 @@ import torch
 
 from .._io import atomic_write_with
 from .._checks import check_positive_float
-from ..lif import Trace
+from ..lif import Trace, check_leak
 from ..network import ParallelSNN
 
 __all__ = [
@@ -144,9 +144,7 @@ def _import_nir():
 
 
 def _check_beta(beta: Any) -> float:
-    beta = float(beta)
-    if not (0.0 <= beta <= 1.0):
-        raise ValueError(f"beta (leak) must be in [0, 1], got {beta}")
+    beta = check_leak(beta)
     return beta
 
 
