@@ -183,34 +183,11 @@ def _print(args: argparse.Namespace, text: str = "") -> None:
     print(text, flush=True)
 
 
-def _json_default(o: Any) -> Any:
-    import numpy as np
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        v = float(o)
-        return v if math.isfinite(v) else None
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _clean(o: Any) -> Any:
-    """Strict-JSON copy: non-finite floats become ``None``."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return o
-
-
 def _dumps(obj: Any) -> str:
-    return json.dumps(_clean(json.loads(json.dumps(obj, default=_json_default,
-                                                   allow_nan=True))), indent=2, sort_keys=False)
+    """Strict JSON text (the package's one conversion, :func:`convexsnn._io.json_safe`:
+    numpy / torch values become plain numbers, non-finite floats ``None``, paths strings)."""
+    from ._io import json_safe
+    return json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
 
 
 def _write_json(path: Path, obj: Any) -> Path:
@@ -247,7 +224,7 @@ def _key_values(items: Sequence[str] | None, flag: str) -> dict:
     return out
 
 
-def _set_seed_threads(args: argparse.Namespace) -> None:
+def _set_threads(args: argparse.Namespace) -> None:
     import torch
     threads = getattr(args, "threads", None)
     if threads:
@@ -1307,7 +1284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CLIError(f"--threads must be >= 1, got {args.threads}")
         if args.seed < 0:
             raise CLIError(f"--seed must be >= 0, got {args.seed}")
-        _set_seed_threads(args)
+        _set_threads(args)
         return int(args.func(args) or 0)
     except BrokenPipeError:
         # the reader of our output went away (e.g. '| head'): stop quietly, like other tools
