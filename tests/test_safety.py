@@ -364,11 +364,24 @@ def test_reproduce_refuses_committed_results(tmp_path):
     subprocess.run(git + ["init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(git + ["add", "results"], cwd=tmp_path, check=True)
     subprocess.run(git + ["commit", "-qm", "r"], cwd=tmp_path, check=True)
-    with pytest.raises(FileExistsError, match="committed to git.*--overwrite"):
+    monkeypatch_run = {"n": 0}
+
+    def no_cell(*a, **k):   # a refused run must not compute anything
+        monkeypatch_run["n"] += 1
+        raise AssertionError("a cell ran")
+    import convexsnn.experiments.runner as runner
+    orig = runner._run_one
+    runner._run_one = no_cell
+    try:
+        with pytest.raises(FileExistsError, match="committed to git.*--overwrite"):
+            reproduce(["addition"], out, quick=True, seeds=(0,))
+        assert sorted(p.name for p in out.iterdir()) == ["xor"]
+        # rebuilding the summaries from committed cell files computes nothing: allowed
         reproduce(["addition"], out, quick=True, seeds=(0,), run=False)
-    assert sorted(p.name for p in out.iterdir()) == ["xor"]
-    reproduce(["addition"], out, quick=True, seeds=(0,), run=False, overwrite=True)
-    assert (out / "addition" / "table.md").is_file()
+        assert (out / "addition" / "table.md").is_file()
+    finally:
+        runner._run_one = orig
+    assert monkeypatch_run["n"] == 0
 
 
 def test_reproduce_logs_each_cell_with_an_eta(tmp_path, monkeypatch, caplog):

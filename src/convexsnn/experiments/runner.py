@@ -215,17 +215,18 @@ def _plots(mod, cells: list[dict], exp_dir: Path) -> list[str]:
 
 
 def plan_cells(names: str | Iterable[str] | None, out: Path, *, quick: bool,
-               seeds: Sequence[int], force: bool, overwrite: bool) -> list:
+               seeds: Sequence[int], force: bool, overwrite: bool, run: bool = True) -> list:
     """Every check a run makes before it creates or writes anything, for every backend.
 
     Resolves the experiment names, checks the output folder (a path under a file, a file, not
-    writable), refuses folders with files committed to git or results of another run
-    configuration (unless ``overwrite`` or ``force``), and returns ``(name, module, cells)``
-    per experiment.
+    writable), refuses folders with files committed to git (unless ``overwrite`` or ``force``,
+    or ``run=False``: rebuilding the summaries from the committed cell files computes nothing)
+    or results of another run configuration (unless ``overwrite`` or ``force``), and returns
+    ``(name, module, cells)`` per experiment.
     """
     names = _resolve_names(names)          # before anything is created
     check_output_path(out, "output folder", directory=True)
-    if not (overwrite or force):
+    if run and not (overwrite or force):
         n_committed = _committed_files(out)
         if n_committed:
             raise FileExistsError(
@@ -289,7 +290,8 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     seeds = [int(s) for s in seeds]
     out = Path(out_dir)
-    plans = plan_cells(names, out, quick=quick, seeds=seeds, force=force, overwrite=overwrite)
+    plans = plan_cells(names, out, quick=quick, seeds=seeds, force=force, overwrite=overwrite,
+                       run=run)
     threads = int(threads) if threads else default_threads(jobs)
     out.mkdir(parents=True, exist_ok=True)
     logger.info("reproduce: %d torch thread(s) per cell, %d job(s)", threads, jobs)
