@@ -92,7 +92,7 @@ def cell_path(out_dir: Path, cell: Cell) -> Path:
 def default_threads(jobs: int = 1) -> int:
     """Torch threads per cell: the idle cores (cores less the 1-minute load average) shared
     among ``jobs`` workers, at least 1 and at most ``cores // jobs``. On a busy machine more
-    threads than idle cores only add contention (measured in ``changelog.d/reliability.md``)."""
+    threads than idle cores only add contention (measured: see CHANGELOG.md, issue 14)."""
     cores = os.cpu_count() or 1
     try:
         idle = cores - os.getloadavg()[0]
