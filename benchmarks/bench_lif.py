@@ -37,8 +37,8 @@ from convexsnn.lif import simulate
 def _build_weights(d, n, K, seed):
     g = torch.Generator().manual_seed(seed)
     w = n // K
-    w1 = torch.randn(K, d, w, generator=g) * (2.0 / d ** 0.5)
-    w2 = torch.randn(K, w, w, generator=g) * (3.0 / w ** 0.5)
+    w1 = torch.randn(K, d, w, generator=g) * (2.0 / d**0.5)
+    w2 = torch.randn(K, w, w, generator=g) * (3.0 / w**0.5)
     return w1, w2
 
 
@@ -52,13 +52,18 @@ def _dense(w1, w2):
 
 def _snn_model(W1, W2, beta):
     import snntorch as snn
+
     fc1 = torch.nn.Linear(W1.shape[0], W1.shape[1], bias=False)
     fc2 = torch.nn.Linear(W2.shape[0], W2.shape[1], bias=False)
     with torch.no_grad():
         fc1.weight.copy_(W1.T)
         fc2.weight.copy_(W2.T)
-    return fc1, fc2, snn.Leaky(beta=beta, threshold=1.0, reset_mechanism="subtract"), \
-        snn.Leaky(beta=beta, threshold=1.0, reset_mechanism="subtract")
+    return (
+        fc1,
+        fc2,
+        snn.Leaky(beta=beta, threshold=1.0, reset_mechanism="subtract"),
+        snn.Leaky(beta=beta, threshold=1.0, reset_mechanism="subtract"),
+    )
 
 
 def _snn_run(model, x):
@@ -121,8 +126,13 @@ def bench_forward(B, T, d, n, K, repeats, seed=0):
         t_snn += _time(theirs, 1)
     neuron_steps = B * T * 2 * n
     res = {
-        "K": K, "batch": B, "steps": T, "inputs": d, "neurons_per_layer": n,
-        "ours_s": statistics.median(t_ours), "snntorch_s": statistics.median(t_snn),
+        "K": K,
+        "batch": B,
+        "steps": T,
+        "inputs": d,
+        "neurons_per_layer": n,
+        "ours_s": statistics.median(t_ours),
+        "snntorch_s": statistics.median(t_snn),
     }
     res["ours_neuron_steps_per_s"] = neuron_steps / res["ours_s"]
     res["snntorch_neuron_steps_per_s"] = neuron_steps / res["snntorch_s"]
@@ -137,10 +147,12 @@ def bench_forward(B, T, d, n, K, repeats, seed=0):
         res["spikes_total"] = int(sum(s.numel() for s in ours_flat))
         res["spike_rate_layer1"] = float(ours_flat[0].mean())
         res["spike_rate_layer2"] = float(ours_flat[1].mean())
-        res["diff_vs_snntorch_beta0.99"] = int(sum((a != b).sum()
-                                                    for a, b in zip(ours_flat, snn_s)))
-        res["snntorch_vs_its_equation_diff"] = int(sum((a != b).sum()
-                                                       for a, b in zip(snn_s, ref_s)))
+        res["diff_vs_snntorch_beta0.99"] = int(
+            sum((a != b).sum() for a, b in zip(ours_flat, snn_s))
+        )
+        res["snntorch_vs_its_equation_diff"] = int(
+            sum((a != b).sum() for a, b in zip(snn_s, ref_s))
+        )
         m1 = _snn_model(W1, W2, 1.0)
         o1 = [s.reshape(B, T, -1) for s in simulate(x, [w1, w2], beta=1.0, theta=1.0).spikes]
         s1 = _snn_run(m1, x)
@@ -164,8 +176,9 @@ def bench_training(B, T, d, n, K, n_batches, repeats, seed=0):
     with torch.no_grad():
         out.weight.copy_(net.output_weight.T)
     opt_ours = torch.optim.Adam(net.parameters(), lr=1e-3)
-    opt_snn = torch.optim.Adam(list(fc1.parameters()) + list(fc2.parameters())
-                               + list(out.parameters()), lr=1e-3)
+    opt_snn = torch.optim.Adam(
+        list(fc1.parameters()) + list(fc2.parameters()) + list(out.parameters()), lr=1e-3
+    )
     lossf = torch.nn.CrossEntropyLoss()
 
     def epoch_ours():
@@ -189,10 +202,16 @@ def bench_training(B, T, d, n, K, n_batches, repeats, seed=0):
     for _ in range(repeats):
         t_o += _time(epoch_ours, 1)
         t_s += _time(epoch_snn, 1)
-    return {"K": K, "batch": B, "batches_per_epoch": n_batches, "steps": T,
-            "neurons_per_layer": n, "ours_s_per_epoch": statistics.median(t_o),
-            "snntorch_s_per_epoch": statistics.median(t_s),
-            "speedup": statistics.median(t_s) / statistics.median(t_o)}
+    return {
+        "K": K,
+        "batch": B,
+        "batches_per_epoch": n_batches,
+        "steps": T,
+        "neurons_per_layer": n,
+        "ours_s_per_epoch": statistics.median(t_o),
+        "snntorch_s_per_epoch": statistics.median(t_s),
+        "speedup": statistics.median(t_s) / statistics.median(t_o),
+    }
 
 
 def main(argv=None):
@@ -210,29 +229,47 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.quick:
         a.batch, a.neurons, a.repeats, a.train_batches, a.train_batch = 64, 128, 2, 2, 32
-    info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.platform(), "processor": platform.processor()}
+    info = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+    }
     fwd = [bench_forward(a.batch, a.steps, a.inputs, a.neurons, K, a.repeats) for K in a.branches]
-    trn = [bench_training(a.train_batch, a.steps, a.inputs, a.neurons, K, a.train_batches,
-                          max(1, a.repeats // 2)) for K in a.branches]
-    print(f"\nNo-grad simulation, 2 layers x {a.neurons} LIF, T={a.steps}, batch {a.batch}, "
-          f"{info['threads']} threads")
-    print("| K | convexsnn neuron-steps/s | snnTorch neuron-steps/s | ratio | spike rate L1/L2 "
-          "| diff beta=1 | diff beta=0.99 | snnTorch vs its equation |")
+    trn = [
+        bench_training(
+            a.train_batch, a.steps, a.inputs, a.neurons, K, a.train_batches, max(1, a.repeats // 2)
+        )
+        for K in a.branches
+    ]
+    print(
+        f"\nNo-grad simulation, 2 layers x {a.neurons} LIF, T={a.steps}, batch {a.batch}, "
+        f"{info['threads']} threads"
+    )
+    print(
+        "| K | convexsnn neuron-steps/s | snnTorch neuron-steps/s | ratio | spike rate L1/L2 "
+        "| diff beta=1 | diff beta=0.99 | snnTorch vs its equation |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in fwd:
-        print(f"| {r['K']} | {r['ours_neuron_steps_per_s']:.3e} | "
-              f"{r['snntorch_neuron_steps_per_s']:.3e} | {r['speedup']:.2f}x | "
-              f"{r['spike_rate_layer1']:.3f}/{r['spike_rate_layer2']:.3f} | "
-              f"{r['diff_vs_snntorch_beta1']} | {r['diff_vs_snntorch_beta0.99']} of "
-              f"{r['spikes_total']} | {r['snntorch_vs_its_equation_diff']} |")
-    print(f"\nSG training (BPTT, atan surrogate, Adam), batch {a.train_batch}, "
-          f"{a.train_batches} batches/epoch")
+        print(
+            f"| {r['K']} | {r['ours_neuron_steps_per_s']:.3e} | "
+            f"{r['snntorch_neuron_steps_per_s']:.3e} | {r['speedup']:.2f}x | "
+            f"{r['spike_rate_layer1']:.3f}/{r['spike_rate_layer2']:.3f} | "
+            f"{r['diff_vs_snntorch_beta1']} | {r['diff_vs_snntorch_beta0.99']} of "
+            f"{r['spikes_total']} | {r['snntorch_vs_its_equation_diff']} |"
+        )
+    print(
+        f"\nSG training (BPTT, atan surrogate, Adam), batch {a.train_batch}, "
+        f"{a.train_batches} batches/epoch"
+    )
     print("| K | convexsnn s/epoch | snnTorch s/epoch | ratio |")
     print("|---|---|---|---|")
     for r in trn:
-        print(f"| {r['K']} | {r['ours_s_per_epoch']:.3f} | {r['snntorch_s_per_epoch']:.3f} | "
-              f"{r['speedup']:.2f}x |")
+        print(
+            f"| {r['K']} | {r['ours_s_per_epoch']:.3f} | {r['snntorch_s_per_epoch']:.3f} | "
+            f"{r['speedup']:.2f}x |"
+        )
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"info": info, "forward": fwd, "training": trn}, f, indent=2)

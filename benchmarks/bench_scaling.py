@@ -35,8 +35,13 @@ def _task(args):
 def _witnesses(args, n_inputs):
     from convexsnn.witnesses import gaussian_witnesses
 
-    return gaussian_witnesses(n_inputs, n_branches=args.branches,
-                              hidden_widths=[args.width] * args.layers, seed=0, scale=args.scale)
+    return gaussian_witnesses(
+        n_inputs,
+        n_branches=args.branches,
+        hidden_widths=[args.width] * args.layers,
+        seed=0,
+        scale=args.scale,
+    )
 
 
 def _rank(rank: int, world: int, args, lam: float) -> dict:
@@ -60,14 +65,23 @@ def _rank(rank: int, world: int, args, lam: float) -> dict:
     op = ShardedSpikeOperator.from_local(d)
     dist.barrier()
     t0 = time.perf_counter()
-    sol = solve_readout_sharded(op, y, loss=args.loss, penalty=args.penalty, lam=lam,
-                                tol=args.tol, max_iter=args.max_iter)
+    sol = solve_readout_sharded(
+        op, y, loss=args.loss, penalty=args.penalty, lam=lam, tol=args.tol, max_iter=args.max_iter
+    )
     solve = time.perf_counter() - t0
     c = sol.certificate
-    return {"build_s": build, "solve_s": solve, "P": op.shape[1], "local_P": op.counts[rank],
-            "primal": c.primal, "rel_gap": c.rel_gap, "converged": c.converged,
-            "algorithm": c.algorithm, "iterations": c.iterations,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    return {
+        "build_s": build,
+        "solve_s": solve,
+        "P": op.shape[1],
+        "local_P": op.counts[rank],
+        "primal": c.primal,
+        "rel_gap": c.rel_gap,
+        "converged": c.converged,
+        "algorithm": c.algorithm,
+        "iterations": c.iterations,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
 
 
 def main(argv=None) -> int:
@@ -99,31 +113,45 @@ def main(argv=None) -> int:
     rows = []
     for k in args.procs:
         res = run_local(_rank, k, args, lam)
-        rows.append({"procs": k, "build_s": max(r["build_s"] for r in res),
-                     "solve_s": max(r["solve_s"] for r in res), "P": res[0]["P"],
-                     "local_P": [r["local_P"] for r in res], "primal": res[0]["primal"],
-                     "rel_gap": res[0]["rel_gap"], "converged": res[0]["converged"],
-                     "algorithm": res[0]["algorithm"], "iterations": res[0]["iterations"],
-                     "peak_rss_mb": [round(r["peak_rss_mb"], 1) for r in res]})
+        rows.append(
+            {
+                "procs": k,
+                "build_s": max(r["build_s"] for r in res),
+                "solve_s": max(r["solve_s"] for r in res),
+                "P": res[0]["P"],
+                "local_P": [r["local_P"] for r in res],
+                "primal": res[0]["primal"],
+                "rel_gap": res[0]["rel_gap"],
+                "converged": res[0]["converged"],
+                "algorithm": res[0]["algorithm"],
+                "iterations": res[0]["iterations"],
+                "peak_rss_mb": [round(r["peak_rss_mb"], 1) for r in res],
+            }
+        )
     base = rows[0]
     for r in rows:
         r["build_speedup"] = base["build_s"] / r["build_s"]
         r["solve_speedup"] = base["solve_s"] / r["solve_s"]
     load = os.getloadavg()
-    print(f"xor T={args.T} n={args.n_train} branches={args.branches} x {args.layers}x{args.width}"
-          f" {args.loss}+{args.penalty} lam={lam:.4g} tol={args.tol:g}; cpus={os.cpu_count()}"
-          f" load={load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
-    print(f"{'procs':>5} {'P':>6} {'build s':>8} {'x':>5} {'solve s':>8} {'x':>5} "
-          f"{'primal':>14} {'rel_gap':>9} {'iters':>6}  peak RSS MB per rank")
+    print(
+        f"xor T={args.T} n={args.n_train} branches={args.branches} x {args.layers}x{args.width}"
+        f" {args.loss}+{args.penalty} lam={lam:.4g} tol={args.tol:g}; cpus={os.cpu_count()}"
+        f" load={load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}"
+    )
+    print(
+        f"{'procs':>5} {'P':>6} {'build s':>8} {'x':>5} {'solve s':>8} {'x':>5} "
+        f"{'primal':>14} {'rel_gap':>9} {'iters':>6}  peak RSS MB per rank"
+    )
     for r in rows:
-        print(f"{r['procs']:>5} {r['P']:>6} {r['build_s']:>8.2f} {r['build_speedup']:>5.2f} "
-              f"{r['solve_s']:>8.2f} {r['solve_speedup']:>5.2f} {r['primal']:>14.10g} "
-              f"{r['rel_gap']:>9.2e} {r['iterations']:>6}  {r['peak_rss_mb']}"
-              + ("" if r["converged"] else "  NOT converged"))
+        print(
+            f"{r['procs']:>5} {r['P']:>6} {r['build_s']:>8.2f} {r['build_speedup']:>5.2f} "
+            f"{r['solve_s']:>8.2f} {r['solve_speedup']:>5.2f} {r['primal']:>14.10g} "
+            f"{r['rel_gap']:>9.2e} {r['iterations']:>6}  {r['peak_rss_mb']}"
+            + ("" if r["converged"] else "  NOT converged")
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"args": vars(args), "lam": lam, "loadavg": load, "rows": rows}, f,
-                      indent=2)
+            json.dump({"args": vars(args), "lam": lam, "loadavg": load, "rows": rows}, f, indent=2)
     return 0
 
 

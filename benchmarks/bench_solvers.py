@@ -59,22 +59,57 @@ if str(ROOT / "src") not in sys.path:
 MNIST_DIR = Path(os.environ.get("CONVEXSNN_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
 
 CASES = {
-    "a": dict(title="XOR T=8 hinge+l1", task="xor", T=8, n=2000, P=1000, loss="hinge",
-              penalty="l1", witness=dict(n_branches=2, hidden_widths=[128, 1500], scale=2.0)),
-    "a14": dict(title="XOR T=14 hinge+l1", task="xor", T=14, n=2000, P=1000, loss="hinge",
-                penalty="l1", witness=dict(n_branches=2, hidden_widths=[128, 1500], scale=2.0)),
-    "b": dict(title="MNIST T=4 softmax+l1", task="mnist", T=4, n=6000, P=1024, loss="softmax",
-              penalty="l1", witness=dict(n_branches=4, hidden_widths=[256, 256, 512],
-                                         scale=4.0)),
-    "c": dict(title="MNIST T=4 n=20k squared+l1", task="mnist", T=4, n=20000, P=2048,
-              loss="squared", penalty="l1",
-              witness=dict(n_branches=8, hidden_widths=[256, 256, 512], scale=4.0)),
+    "a": dict(
+        title="XOR T=8 hinge+l1",
+        task="xor",
+        T=8,
+        n=2000,
+        P=1000,
+        loss="hinge",
+        penalty="l1",
+        witness=dict(n_branches=2, hidden_widths=[128, 1500], scale=2.0),
+    ),
+    "a14": dict(
+        title="XOR T=14 hinge+l1",
+        task="xor",
+        T=14,
+        n=2000,
+        P=1000,
+        loss="hinge",
+        penalty="l1",
+        witness=dict(n_branches=2, hidden_widths=[128, 1500], scale=2.0),
+    ),
+    "b": dict(
+        title="MNIST T=4 softmax+l1",
+        task="mnist",
+        T=4,
+        n=6000,
+        P=1024,
+        loss="softmax",
+        penalty="l1",
+        witness=dict(n_branches=4, hidden_widths=[256, 256, 512], scale=4.0),
+    ),
+    "c": dict(
+        title="MNIST T=4 n=20k squared+l1",
+        task="mnist",
+        T=4,
+        n=20000,
+        P=2048,
+        loss="squared",
+        penalty="l1",
+        witness=dict(n_branches=8, hidden_widths=[256, 256, 512], scale=4.0),
+    ),
 }
-QUICK = {"a": dict(n=500, P=300), "a14": dict(n=500, P=300), "b": dict(n=1000, P=256),
-         "c": dict(n=4000, P=512)}
+QUICK = {
+    "a": dict(n=500, P=300),
+    "a14": dict(n=500, P=300),
+    "b": dict(n=1000, P=256),
+    "c": dict(n=4000, P=512),
+}
 
 
 # --------------------------------------------------------------------------------- data
+
 
 def build_case(case: dict, seed: int = 0):
     """Dictionary (dense 0/1 float64 tensor), targets and labels for one case."""
@@ -87,8 +122,9 @@ def build_case(case: dict, seed: int = 0):
     else:
         task = sequential_mnist(MNIST_DIR, T=case["T"], n_train=case["n"], seed=seed)
     X, y = task.train.X, task.train.y
-    w = gaussian_witnesses(X.shape[2], normalized=True, seed=seed, dtype=torch.float64,
-                           **case["witness"])
+    w = gaussian_witnesses(
+        X.shape[2], normalized=True, seed=seed, dtype=torch.float64, **case["witness"]
+    )
     d = build_dictionary(w, X)
     op = d.operator(torch.float64)
     P = min(case["P"], d.n_columns)
@@ -105,8 +141,9 @@ def targets(loss: str, y: np.ndarray):
     return y
 
 
-def objective(D: np.ndarray, y: np.ndarray, loss: str, penalty: str, lam: float,
-              W: np.ndarray) -> float:
+def objective(
+    D: np.ndarray, y: np.ndarray, loss: str, penalty: str, lam: float, W: np.ndarray
+) -> float:
     """Primal objective with a_i = 1/n, evaluated in numpy (shared by all solvers)."""
     from convexsnn.convex import labels_to_targets
 
@@ -128,20 +165,41 @@ def objective(D: np.ndarray, y: np.ndarray, loss: str, penalty: str, lam: float,
 
 # --------------------------------------------------------------------------------- solvers
 
+
 def run_ours(D: torch.Tensor, y: np.ndarray, case: dict, lam: float, tol: float) -> dict:
     from convexsnn.convex import solve_readout
 
     # warm-up (first-call overheads of torch kernels), not timed
-    solve_readout(D[:50, :20], y[:50], loss=case["loss"], penalty=case["penalty"],
-                  lam=lam, tol=1e-3, n_classes=int(y.max()) + 1)
+    solve_readout(
+        D[:50, :20],
+        y[:50],
+        loss=case["loss"],
+        penalty=case["penalty"],
+        lam=lam,
+        tol=1e-3,
+        n_classes=int(y.max()) + 1,
+    )
     t0 = time.perf_counter()
-    sol = solve_readout(D, y, loss=case["loss"], penalty=case["penalty"], lam=lam, tol=tol,
-                        n_classes=int(y.max()) + 1)
+    sol = solve_readout(
+        D,
+        y,
+        loss=case["loss"],
+        penalty=case["penalty"],
+        lam=lam,
+        tol=tol,
+        n_classes=int(y.max()) + 1,
+    )
     sec = time.perf_counter() - t0
     c = sol.certificate
-    return dict(seconds=sec, W=sol.W.numpy(), gap=c.rel_gap, status=c.status,
-                iterations=c.iterations, algorithm=c.algorithm,
-                support=int((sol.W != 0).any(dim=1).sum()))
+    return dict(
+        seconds=sec,
+        W=sol.W.numpy(),
+        gap=c.rel_gap,
+        status=c.status,
+        iterations=c.iterations,
+        algorithm=c.algorithm,
+        support=int((sol.W != 0).any(dim=1).sum()),
+    )
 
 
 def _fit_columns(make, D: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -166,19 +224,28 @@ def run_lasso_peer(name: str, D: np.ndarray, y: np.ndarray, lam: float, tol: flo
     Y = targets("squared", y)
     if name.startswith("sklearn"):
         from sklearn.linear_model import Lasso
+
         pre = name.endswith("precompute")
-        make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol, max_iter=100_000,  # noqa
-                             precompute=pre)
+        make = lambda: Lasso(
+            alpha=lam,
+            fit_intercept=False,
+            tol=tol,
+            max_iter=100_000,  # noqa
+            precompute=pre,
+        )
     elif name == "skglm":
         from skglm import Lasso
+
         make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol)  # noqa: E731
     elif name == "celer":
         from celer import Lasso
+
         make = lambda: Lasso(alpha=lam, fit_intercept=False, tol=tol)  # noqa: E731
     else:
         raise ValueError(name)
-    sec, W = _fit_columns(make, np.ascontiguousarray(D) if name != "sklearn-cd" else
-                          np.asfortranarray(D), Y)
+    sec, W = _fit_columns(
+        make, np.ascontiguousarray(D) if name != "sklearn-cd" else np.asfortranarray(D), Y
+    )
     return dict(seconds=sec, W=W, gap=float("nan"), status="done", iterations=None)
 
 
@@ -192,15 +259,26 @@ def run_saga(D: np.ndarray, y: np.ndarray, lam: float, tol: float) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     n = D.shape[0]
-    m = LogisticRegression(C=1.0 / (n * lam), l1_ratio=1.0, solver="saga", tol=tol,
-                           max_iter=10_000, fit_intercept=False)
+    m = LogisticRegression(
+        C=1.0 / (n * lam),
+        l1_ratio=1.0,
+        solver="saga",
+        tol=tol,
+        max_iter=10_000,
+        fit_intercept=False,
+    )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m.fit(D, y)
     sec = time.perf_counter() - t0
-    return dict(seconds=sec, W=np.asarray(m.coef_).T, gap=float("nan"), status="done",
-                iterations=int(np.max(m.n_iter_)))
+    return dict(
+        seconds=sec,
+        W=np.asarray(m.coef_).T,
+        gap=float("nan"),
+        status="done",
+        iterations=int(np.max(m.n_iter_)),
+    )
 
 
 PEERS = ("sklearn-cd", "sklearn-precompute", "skglm", "celer", "saga")
@@ -218,8 +296,13 @@ def run_peer(name: str, D: np.ndarray, y: np.ndarray, case: dict, lam: float, to
             return None
         return run_lasso_peer(name, D, y, lam, tol)
     except ImportError as exc:
-        return dict(seconds=float("nan"), W=None, gap=float("nan"),
-                    status=f"not installed ({exc.name})", iterations=None)
+        return dict(
+            seconds=float("nan"),
+            W=None,
+            gap=float("nan"),
+            status=f"not installed ({exc.name})",
+            iterations=None,
+        )
 
 
 def _cvxpy_worker(npz: str, out: str) -> None:
@@ -239,6 +322,7 @@ def _cvxpy_worker(npz: str, out: str) -> None:
         fit = cp.sum(cp.log_sum_exp(Zv, axis=1)) / n - cp.sum(cp.multiply(E, Zv)) / n
     else:
         from convexsnn.convex import labels_to_targets
+
         Y = labels_to_targets(y).numpy()
         W = cp.Variable((P, Y.shape[1]))
         Zv = D @ W
@@ -250,9 +334,14 @@ def _cvxpy_worker(npz: str, out: str) -> None:
     prob = cp.Problem(cp.Minimize(fit + lam * pen))
     prob.solve(solver="CLARABEL")
     sec = time.perf_counter() - t0
-    np.savez(out, W=np.asarray(W.value), seconds=sec, status=str(prob.status),
-             solve_time=float(prob.solver_stats.solve_time or float("nan")),
-             iterations=int(prob.solver_stats.num_iters or -1))
+    np.savez(
+        out,
+        W=np.asarray(W.value),
+        seconds=sec,
+        status=str(prob.status),
+        solve_time=float(prob.solver_stats.solve_time or float("nan")),
+        iterations=int(prob.solver_stats.num_iters or -1),
+    )
 
 
 def run_cvxpy(D: np.ndarray, y: np.ndarray, case: dict, lam: float, timeout: float) -> dict:
@@ -260,30 +349,48 @@ def run_cvxpy(D: np.ndarray, y: np.ndarray, case: dict, lam: float, timeout: flo
         npz, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
         np.savez(npz, D=D, y=y, lam=lam, loss=case["loss"], penalty=case["penalty"])
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, __file__, "--_worker", npz, out],
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--_worker", npz, out], start_new_session=True
+        )
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            return dict(seconds=float("nan"), W=None, gap=float("nan"),
-                        status=f"timeout > {timeout:.0f}s", iterations=None,
-                        wall=time.perf_counter() - t0)
+            return dict(
+                seconds=float("nan"),
+                W=None,
+                gap=float("nan"),
+                status=f"timeout > {timeout:.0f}s",
+                iterations=None,
+                wall=time.perf_counter() - t0,
+            )
         wall = time.perf_counter() - t0
         if rc != 0 or not os.path.exists(out):
             why = " = SIGKILL, e.g. out of memory" if rc == -signal.SIGKILL else ""
-            return dict(seconds=float("nan"), W=None, gap=float("nan"),
-                        status=f"failed after {wall:.0f}s (rc={rc}{why})", iterations=None,
-                        wall=wall)
+            return dict(
+                seconds=float("nan"),
+                W=None,
+                gap=float("nan"),
+                status=f"failed after {wall:.0f}s (rc={rc}{why})",
+                iterations=None,
+                wall=wall,
+            )
         r = np.load(out)
         W = r["W"]
-        return dict(seconds=float(r["seconds"]), W=W if W.ndim == 2 else None,
-                    gap=float("nan"), status=str(r["status"]), iterations=int(r["iterations"]),
-                    wall=wall, solve_time=float(r["solve_time"]))
+        return dict(
+            seconds=float(r["seconds"]),
+            W=W if W.ndim == 2 else None,
+            gap=float("nan"),
+            status=str(r["status"]),
+            iterations=int(r["iterations"]),
+            wall=wall,
+            solve_time=float(r["solve_time"]),
+        )
 
 
 # --------------------------------------------------------------------------------- sweep
+
 
 def sweep(n_dicts: int, out_json: str | None, max_time: float) -> int:
     """The full property sweep of ``tests/test_solver_properties.py``: real spike dictionaries
@@ -295,24 +402,26 @@ def sweep(n_dicts: int, out_json: str | None, max_time: float) -> int:
     import warnings
 
     sys.path.insert(0, str(ROOT / "tests"))
+    from convexsnn.convex import ConvergenceWarning, lambda_max, solve_readout
     from test_solver_properties import clarabel_value, spike_dictionary
 
-    from convexsnn.convex import ConvergenceWarning, lambda_max, solve_readout
-
-    grid = list(itertools.product(("xor", "parity", "count"), (0.5, 0.9, 0.99), (3, 4),
-                                  range(3)))[:n_dicts]
+    grid = list(itertools.product(("xor", "parity", "count"), (0.5, 0.9, 0.99), (3, 4), range(3)))[
+        :n_dicts
+    ]
     rows, bad = [], 0
     for task, leak, L, seed in grid:
         _, D, y = spike_dictionary(task, T=6, L=L, leak=leak, seed=seed)
         C = int(y.max()) + 1
-        for loss, pen, fac in itertools.product(("squared", "hinge", "softmax"), ("l1", "l21"),
-                                                (1.0, 1e-1, 1e-2, 1e-3, 1e-4)):
+        for loss, pen, fac in itertools.product(
+            ("squared", "hinge", "softmax"), ("l1", "l21"), (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
+        ):
             lam = fac * lambda_max(D, y, loss=loss, penalty=pen)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 t0 = time.perf_counter()
-                sol = solve_readout(D, y, loss=loss, penalty=pen, lam=lam, tol=1e-8,
-                                    max_time=max_time)
+                sol = solve_readout(
+                    D, y, loss=loss, penalty=pen, lam=lam, tol=1e-8, max_time=max_time
+                )
                 sec = time.perf_counter() - t0
             c = sol.certificate
             try:
@@ -322,16 +431,39 @@ def sweep(n_dicts: int, out_json: str | None, max_time: float) -> int:
                 print(f"clarabel failed: {exc}")
             diff = (c.primal - ref) / abs(ref) if math.isfinite(ref) and ref else float("nan")
             honest = c.dual <= ref + 1e-12 * abs(ref)
-            ok = honest and ((c.converged and c.rel_gap <= 1e-8 and
-                              (abs(diff) <= 1e-6 if exact else diff <= 1e-6))
-                             or not c.converged)
+            ok = honest and (
+                (
+                    c.converged
+                    and c.rel_gap <= 1e-8
+                    and (abs(diff) <= 1e-6 if exact else diff <= 1e-6)
+                )
+                or not c.converged
+            )
             bad += not ok
-            rows.append(dict(task=task, leak=leak, L=L, seed=seed, n=D.shape[0], P=D.shape[1],
-                             loss=loss, penalty=pen, lam_ratio=fac, seconds=sec,
-                             status=c.status, rel_gap=c.rel_gap, rel_diff=diff, ok=bool(ok)))
-            print(f"{task:6s} leak={leak:<4} L={L} s={seed} P={D.shape[1]:4d} {loss:7s} {pen:3s} "
-                  f"lam={fac:<6g} {sec:7.2f}s {c.status:9s} gap={c.rel_gap:8.1e} "
-                  f"diff={diff:9.1e} {'ok' if ok else 'FAIL'}", flush=True)
+            rows.append(
+                dict(
+                    task=task,
+                    leak=leak,
+                    L=L,
+                    seed=seed,
+                    n=D.shape[0],
+                    P=D.shape[1],
+                    loss=loss,
+                    penalty=pen,
+                    lam_ratio=fac,
+                    seconds=sec,
+                    status=c.status,
+                    rel_gap=c.rel_gap,
+                    rel_diff=diff,
+                    ok=bool(ok),
+                )
+            )
+            print(
+                f"{task:6s} leak={leak:<4} L={L} s={seed} P={D.shape[1]:4d} {loss:7s} {pen:3s} "
+                f"lam={fac:<6g} {sec:7.2f}s {c.status:9s} gap={c.rel_gap:8.1e} "
+                f"diff={diff:9.1e} {'ok' if ok else 'FAIL'}",
+                flush=True,
+            )
     print(f"\n{len(rows) - bad}/{len(rows)} cells pass")
     if out_json:
         Path(out_json).write_text(json.dumps({"sweep": rows}, indent=1, default=str))
@@ -340,28 +472,49 @@ def sweep(n_dicts: int, out_json: str | None, max_time: float) -> int:
 
 # --------------------------------------------------------------------------------- driver
 
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default="a,a14,b,c", help="comma-separated subset of a,a14,b,c")
     ap.add_argument("--quick", action="store_true", help="small sizes, short cvxpy time-out")
-    ap.add_argument("--cvxpy-timeout", type=float, default=None,
-                    help="seconds before the cvxpy+Clarabel subprocess is killed "
-                         "(default 240, 60 with --quick)")
+    ap.add_argument(
+        "--cvxpy-timeout",
+        type=float,
+        default=None,
+        help="seconds before the cvxpy+Clarabel subprocess is killed "
+        "(default 240, 60 with --quick)",
+    )
     ap.add_argument("--no-cvxpy", action="store_true", help="skip cvxpy+Clarabel")
-    ap.add_argument("--peers", default=",".join(PEERS),
-                    help=f"comma-separated peers among {','.join(PEERS)} (empty: none)")
-    ap.add_argument("--peer-tol", type=float, default=1e-8,
-                    help="tol of the peers (their own stopping rules, not a duality gap)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="solve every case this many times, solvers interleaved (the table "
-                         "keeps the fastest run of each)")
+    ap.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"comma-separated peers among {','.join(PEERS)} (empty: none)",
+    )
+    ap.add_argument(
+        "--peer-tol",
+        type=float,
+        default=1e-8,
+        help="tol of the peers (their own stopping rules, not a duality gap)",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="solve every case this many times, solvers interleaved (the table "
+        "keeps the fastest run of each)",
+    )
     ap.add_argument("--tol", type=float, default=1e-8, help="relative duality gap of ours")
     ap.add_argument("--ratio", type=float, default=0.05, help="lam = ratio * lambda_max")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
-    ap.add_argument("--sweep", type=int, default=0, metavar="N",
-                    help="run the property sweep on N real spike dictionaries (up to 54) x "
-                         "every datafit x penalty x 5 lam values against cvxpy + Clarabel")
+    ap.add_argument(
+        "--sweep",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the property sweep on N real spike dictionaries (up to 54) x "
+        "every datafit x penalty x 5 lam values against cvxpy + Clarabel",
+    )
     ap.add_argument("--_worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker:
@@ -396,46 +549,83 @@ def main(argv=None) -> int:
             if rep % 2:
                 order = order[::-1]  # interleave: alternate the order between repetitions
             for name in order:
-                r = (run_ours(D, y, case, lam, args.tol) if name == "ours"
-                     else run_peer(name, Dn, y, case, lam, args.peer_tol))
+                r = (
+                    run_ours(D, y, case, lam, args.tol)
+                    if name == "ours"
+                    else run_peer(name, Dn, y, case, lam, args.peer_tol)
+                )
                 if r is not None and (name not in res or r["seconds"] < res[name]["seconds"]):
                     res[name] = r
         if not args.no_cvxpy:
             res["cvxpy+clarabel"] = run_cvxpy(Dn, y, case, lam, timeout)
         for r in res.values():
-            r["objective"] = (objective(Dn, y, case["loss"], case["penalty"], lam, r["W"])
-                              if r.get("W") is not None else float("nan"))
+            r["objective"] = (
+                objective(Dn, y, case["loss"], case["penalty"], lam, r["W"])
+                if r.get("W") is not None
+                else float("nan")
+            )
         ref = res.get("cvxpy+clarabel", {}).get("objective", float("nan"))
         ours_t = res["ours"]["seconds"]
         for name, r in res.items():
-            row = dict(case=key, title=case["title"], n=n, P=P, lam=lam,
-                       beta=lam * math.sqrt(P), solver=name, seconds=r["seconds"],
-                       objective=r["objective"], rel_gap=r["gap"], status=r["status"],
-                       iterations=r.get("iterations"), dict_seconds=t_dict,
-                       algorithm=r.get("algorithm"), support=r.get("support"))
-            row["rel_diff_vs_clarabel"] = ((r["objective"] - ref) / abs(ref)
-                                           if math.isfinite(ref) else float("nan"))
+            row = dict(
+                case=key,
+                title=case["title"],
+                n=n,
+                P=P,
+                lam=lam,
+                beta=lam * math.sqrt(P),
+                solver=name,
+                seconds=r["seconds"],
+                objective=r["objective"],
+                rel_gap=r["gap"],
+                status=r["status"],
+                iterations=r.get("iterations"),
+                dict_seconds=t_dict,
+                algorithm=r.get("algorithm"),
+                support=r.get("support"),
+            )
+            row["rel_diff_vs_clarabel"] = (
+                (r["objective"] - ref) / abs(ref) if math.isfinite(ref) else float("nan")
+            )
             if name == "ours":
                 cv = res.get("cvxpy+clarabel")
                 if cv is not None and math.isfinite(cv["seconds"]):
                     row["speedup_vs_clarabel"] = cv["seconds"] / ours_t
                 elif cv is not None and cv["status"].startswith("timeout"):
                     row["speedup_vs_clarabel"] = f"> {timeout / ours_t:.0f}"
-                fastest = min((r2["seconds"] for k2, r2 in res.items()
-                               if k2 not in ("ours", "cvxpy+clarabel")
-                               and math.isfinite(r2["seconds"])), default=float("nan"))
+                fastest = min(
+                    (
+                        r2["seconds"]
+                        for k2, r2 in res.items()
+                        if k2 not in ("ours", "cvxpy+clarabel") and math.isfinite(r2["seconds"])
+                    ),
+                    default=float("nan"),
+                )
                 row["speedup_vs_fastest_peer"] = fastest / ours_t
             rows.append(row)
         _print_rows([r for r in rows if r["case"] == key])
-    info = dict(python=platform.python_version(), torch=torch.__version__,
-                machine=platform.machine(), processor=platform.processor(),
-                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
-                quick=args.quick, cvxpy_timeout=timeout, tol=args.tol, ratio=args.ratio)
+    info = dict(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        machine=platform.machine(),
+        processor=platform.processor(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
+        quick=args.quick,
+        cvxpy_timeout=timeout,
+        tol=args.tol,
+        ratio=args.ratio,
+    )
     print(f"\nmachine: {info}")
     if args.json:
-        safe = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                 for k, v in r.items()} for r in rows]
+        safe = [
+            {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in r.items()
+            }
+            for r in rows
+        ]
         Path(args.json).write_text(json.dumps({"info": info, "results": safe}, indent=2))
         print(f"wrote {args.json}")
     return 0
@@ -451,19 +641,25 @@ def _print_rows(rows):
     if not rows:
         return
     r0 = rows[0]
-    print(f"\n== ({r0['case']}) {r0['title']}: n={r0['n']} P={r0['P']} lam={r0['lam']:.3g} "
-          f"beta={r0['beta']:.3g} (dictionary built in {r0['dict_seconds']:.1f}s)")
-    print(f"{'solver':18s} {'seconds':>9s} {'objective':>18s} {'rel.gap':>9s} "
-          f"{'rel.diff':>9s} {'x clarabel':>10s} {'x peer':>7s}  status")
+    print(
+        f"\n== ({r0['case']}) {r0['title']}: n={r0['n']} P={r0['P']} lam={r0['lam']:.3g} "
+        f"beta={r0['beta']:.3g} (dictionary built in {r0['dict_seconds']:.1f}s)"
+    )
+    print(
+        f"{'solver':18s} {'seconds':>9s} {'objective':>18s} {'rel.gap':>9s} "
+        f"{'rel.diff':>9s} {'x clarabel':>10s} {'x peer':>7s}  status"
+    )
     for r in rows:
         sp = r.get("speedup_vs_clarabel")
         sp = _fmt(sp, ".1f") if sp is not None else ""
         sq = r.get("speedup_vs_fastest_peer")
         sq = _fmt(sq, ".2f") if sq is not None else ""
-        print(f"{r['solver']:18s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
-              f"{_fmt(r['rel_gap'], '9.1e')} {_fmt(r['rel_diff_vs_clarabel'], '9.1e')} "
-              f"{sp:>10s} {sq:>7s}  {r['status']}"
-              + (f" [{r['algorithm']}, support {r['support']}]" if r.get("algorithm") else ""))
+        print(
+            f"{r['solver']:18s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
+            f"{_fmt(r['rel_gap'], '9.1e')} {_fmt(r['rel_diff_vs_clarabel'], '9.1e')} "
+            f"{sp:>10s} {sq:>7s}  {r['status']}"
+            + (f" [{r['algorithm']}, support {r['support']}]" if r.get("algorithm") else "")
+        )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,13 @@ from convexsnn.witnesses import gaussian_witnesses, resolve_widths
 METHODS = ("gaussian", "gaussian-rec", "structured", "structured-diag")
 
 # published best per cell (RESULTS.md), for the side-by-side column
-PUBLISHED = {(6, 5): "100% (CVX)", (8, 5): "100% (CVX)", (11, 5): "76.0% (SG-CVX)",
-             (14, 5): "~50-55% (all)", (14, 3): "~50-55% (all)"}
+PUBLISHED = {
+    (6, 5): "100% (CVX)",
+    (8, 5): "100% (CVX)",
+    (11, 5): "76.0% (SG-CVX)",
+    (14, 5): "~50-55% (all)",
+    (14, 3): "~50-55% (all)",
+}
 
 
 def make_witnesses(method: str, L: int, args: argparse.Namespace, seed: int):
@@ -57,44 +62,85 @@ def make_witnesses(method: str, L: int, args: argparse.Namespace, seed: int):
     widths = resolve_widths(n_branches=K, depth=L, p_rec=K * args.width, p_last=K * args.last)
     lif = dict(beta=args.beta, theta=args.theta, reset=args.reset)
     if method == "gaussian":
-        return gaussian_witnesses(2, n_branches=K, hidden_widths=widths, scale=args.scale,
-                                  seed=seed, **lif)
+        return gaussian_witnesses(
+            2, n_branches=K, hidden_widths=widths, scale=args.scale, seed=seed, **lif
+        )
     if method == "gaussian-rec":
-        return gaussian_recurrent_witnesses(2, n_branches=K, hidden_widths=widths,
-                                            scale=args.scale, recurrent="dense",
-                                            recurrent_scale=args.rec_scale, seed=seed, **lif)
+        return gaussian_recurrent_witnesses(
+            2,
+            n_branches=K,
+            hidden_widths=widths,
+            scale=args.scale,
+            recurrent="dense",
+            recurrent_scale=args.rec_scale,
+            seed=seed,
+            **lif,
+        )
     if method == "structured":
-        return structured_witnesses(2, n_branches=K, hidden_widths=widths, recurrent="dense",
-                                    seed=seed, **lif)
+        return structured_witnesses(
+            2, n_branches=K, hidden_widths=widths, recurrent="dense", seed=seed, **lif
+        )
     if method == "structured-diag":
         if L < 4:
             return None
-        return structured_witnesses(2, n_branches=K, hidden_widths=widths, recurrent="diagonal",
-                                    seed=seed, **lif)
+        return structured_witnesses(
+            2, n_branches=K, hidden_widths=widths, recurrent="diagonal", seed=seed, **lif
+        )
     raise ValueError(method)
 
 
 def run_cell(T: int, L: int, method: str, args: argparse.Namespace) -> dict | None:
-    task = load_task("xor", T=T, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
-                     n_ood=args.n_ood, ood_lengths=(2 * T, 5 * T), seed=args.seed)
+    task = load_task(
+        "xor",
+        T=T,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        n_ood=args.n_ood,
+        ood_lengths=(2 * T, 5 * T),
+        seed=args.seed,
+    )
     w = make_witnesses(method, L, args, args.seed)
     if w is None:
         return None
     t0 = time.perf_counter()
-    fit = fit_convex(w, task, loss=args.loss, penalty=args.penalty, n_betas=args.n_betas,
-                     beta_ratio=args.beta_ratio, max_time=args.max_time)
+    fit = fit_convex(
+        w,
+        task,
+        loss=args.loss,
+        penalty=args.penalty,
+        n_betas=args.n_betas,
+        beta_ratio=args.beta_ratio,
+        max_time=args.max_time,
+    )
     seconds = time.perf_counter() - t0
-    row = {"T": T, "L": L, "method": method, "witness_neurons": w.n_witness_neurons,
-           "dictionary_columns": fit.dictionary.n_columns,
-           "support": kept_neurons(fit.solution),
-           "branches_kept": fit.model.saved_extra.get("n_branches_kept"),
-           "beta_reg": fit.beta, "train_acc": fit.train_accuracy, "val_acc": fit.val_accuracy,
-           "test_acc": fit.test_accuracy, "rel_gap": fit.solution.certificate.rel_gap,
-           "exact": fit.checks.get("test", {}).get("n_mismatch", 0) == 0, "seconds": seconds,
-           "witnesses": {k: w.description.get(k) for k in ("kind", "seed", "counts")}}
+    row = {
+        "T": T,
+        "L": L,
+        "method": method,
+        "witness_neurons": w.n_witness_neurons,
+        "dictionary_columns": fit.dictionary.n_columns,
+        "support": kept_neurons(fit.solution),
+        "branches_kept": fit.model.saved_extra.get("n_branches_kept"),
+        "beta_reg": fit.beta,
+        "train_acc": fit.train_accuracy,
+        "val_acc": fit.val_accuracy,
+        "test_acc": fit.test_accuracy,
+        "rel_gap": fit.solution.certificate.rel_gap,
+        "exact": fit.checks.get("test", {}).get("n_mismatch", 0) == 0,
+        "seconds": seconds,
+        "witnesses": {k: w.description.get(k) for k in ("kind", "seed", "counts")},
+    }
     for key, split in task.ood.items():
-        rep = check_reconstruction(fit.model, fit.dictionary, fit.solution, split.X, split.y,
-                                   allow_other_T=True, raise_on_mismatch=False)
+        rep = check_reconstruction(
+            fit.model,
+            fit.dictionary,
+            fit.solution,
+            split.X,
+            split.y,
+            allow_other_T=True,
+            raise_on_mismatch=False,
+        )
         row[f"ood_{key}"] = rep["accuracy_network"]
         row["exact"] = row["exact"] and rep["n_mismatch"] == 0
     return row
@@ -105,8 +151,10 @@ def pct(v) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| T | L | witnesses | test acc % | 2T acc % | 5T acc % | dict. columns | witness "
-            "neurons | support | rel. gap | exact | published (best) |")
+    head = (
+        "| T | L | witnesses | test acc % | 2T acc % | 5T acc % | dict. columns | witness "
+        "neurons | support | rel. gap | exact | published (best) |"
+    )
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         T = r["T"]
@@ -115,7 +163,8 @@ def markdown(rows: list[dict]) -> str:
             f"{pct(r.get(f'ood_T={2 * T}'))} | {pct(r.get(f'ood_T={5 * T}'))} | "
             f"{r['dictionary_columns']} | {r['witness_neurons']} | {r['support']} | "
             f"{r['rel_gap']:.1e} | {'yes' if r['exact'] else 'NO'} | "
-            f"{PUBLISHED.get((T, r['L']), '-')} |")
+            f"{PUBLISHED.get((T, r['L']), '-')} |"
+        )
     return "\n".join(lines)
 
 
@@ -135,17 +184,25 @@ def main(argv=None) -> int:
     p.add_argument("--loss", default="squared", choices=["squared", "hinge", "softmax"])
     p.add_argument("--penalty", default="l1", choices=["l1", "l21"])
     p.add_argument("--n-betas", type=int, default=5)
-    p.add_argument("--beta-ratio", type=float, default=1e-3,
-                   help="smallest beta of the path / beta_max")
-    p.add_argument("--max-time", type=float, default=20.0,
-                   help="seconds per convex solve (the certificate gap is reported)")
+    p.add_argument(
+        "--beta-ratio", type=float, default=1e-3, help="smallest beta of the path / beta_max"
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=20.0,
+        help="seconds per convex solve (the certificate gap is reported)",
+    )
     p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--n-val", type=int, default=2000)
     p.add_argument("--n-test", type=int, default=4000)
     p.add_argument("--n-ood", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes (500/500/1000, 3 betas, 5 s per solve) for a smoke run")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (500/500/1000, 3 betas, 5 s per solve) for a smoke run",
+    )
     p.add_argument("--json", default=None, help="write all rows and settings to this file")
     args = p.parse_args(argv)
     if args.quick:
@@ -159,15 +216,25 @@ def main(argv=None) -> int:
                 if row is None:
                     continue
                 rows.append(row)
-                print(f"T={T} L={L} {method}: test {pct(row['test_acc'])}% "
-                      f"2T {pct(row.get(f'ood_T={2 * T}'))}% 5T {pct(row.get(f'ood_T={5 * T}'))}% "
-                      f"cols {row['dictionary_columns']} ({row['seconds']:.1f}s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"T={T} L={L} {method}: test {pct(row['test_acc'])}% "
+                    f"2T {pct(row.get(f'ood_T={2 * T}'))}% 5T {pct(row.get(f'ood_T={5 * T}'))}% "
+                    f"cols {row['dictionary_columns']} ({row['seconds']:.1f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(markdown(rows))
     if args.json:
-        out = {"settings": vars(args), "rows": rows,
-               "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                               "machine": platform.machine(), "threads": torch.get_num_threads()}}
+        out = {
+            "settings": vars(args),
+            "rows": rows,
+            "environment": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "machine": platform.machine(),
+                "threads": torch.get_num_threads(),
+            },
+        }
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
             json.dump(out, f, indent=2, default=str)

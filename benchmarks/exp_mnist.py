@@ -43,47 +43,81 @@ def _merge(path: Path, records: list[dict], meta: dict) -> list[dict]:
     key = lambda r: (r["config"], r["method"], r["seed"], r.get("quick"))  # noqa: E731
     new_keys = {key(r) for r in records}
     merged = [r for r in old if key(r) not in new_keys] + records
-    atomic_write_json(path, {"experiment": mnist.NAME, "anchors": mnist.ANCHORS,
-                             "runs": runs + [meta], "records": merged})
+    atomic_write_json(
+        path,
+        {
+            "experiment": mnist.NAME,
+            "anchors": mnist.ANCHORS,
+            "runs": runs + [meta],
+            "records": merged,
+        },
+    )
     return merged
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny subsets (CI smoke run)")
-    ap.add_argument("--configs", nargs="+", default=["paper", "full"],
-                    choices=sorted(mnist.CONFIGS))
-    ap.add_argument("--methods", nargs="+", default=None,
-                    help="subset of SG CVX SG-CVX CVX->SG (default: the configuration's list)")
+    ap.add_argument(
+        "--configs", nargs="+", default=["paper", "full"], choices=sorted(mnist.CONFIGS)
+    )
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="subset of SG CVX SG-CVX CVX->SG (default: the configuration's list)",
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--json", type=Path, default=None, help="write/merge records here")
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="directory where SG networks are saved and reused (for SG-CVX)")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="directory where SG networks are saved and reused (for SG-CVX)",
+    )
     ap.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
-    ap.add_argument("--override", default=None,
-                    help='JSON changes to the configuration, e.g. \'{"cvx": {"widths": [4000]}}\'')
+    ap.add_argument(
+        "--override",
+        default=None,
+        help='JSON changes to the configuration, e.g. \'{"cvx": {"widths": [4000]}}\'',
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = json.loads(args.override) if args.override else None
-    meta = {"machine": platform.machine(), "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "command": " ".join(sys.argv)}
+    meta = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "command": " ".join(sys.argv),
+    }
     records = []
     t0 = time.perf_counter()
     for name in args.configs:
         for seed in args.seeds:
-            recs = mnist.run_config(name, seed=seed, quick=args.quick, methods=args.methods,
-                                    data_dir=args.data_dir, cache_dir=args.cache,
-                                    overrides=overrides)
+            recs = mnist.run_config(
+                name,
+                seed=seed,
+                quick=args.quick,
+                methods=args.methods,
+                data_dir=args.data_dir,
+                cache_dir=args.cache,
+                overrides=overrides,
+            )
             for r in recs:
-                print(f"[{time.perf_counter() - t0:7.0f}s] {r['config']} {r['method']} seed "
-                      f"{r['seed']}: val {100 * r['val_accuracy']:.2f}% test "
-                      f"{100 * r['test_accuracy']:.2f}% gap {r['rel_gap']}", flush=True)
+                print(
+                    f"[{time.perf_counter() - t0:7.0f}s] {r['config']} {r['method']} seed "
+                    f"{r['seed']}: val {100 * r['val_accuracy']:.2f}% test "
+                    f"{100 * r['test_accuracy']:.2f}% gap {r['rel_gap']}",
+                    flush=True,
+                )
             records += recs
     if args.json is not None:
         records = _merge(args.json, records, meta)

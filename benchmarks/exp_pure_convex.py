@@ -47,8 +47,14 @@ def _append(path: Path | None, records: list[dict], meta: dict) -> None:
     if path.exists():
         with open(path) as f:
             old = json.load(f)
-    atomic_write_json(path, {"experiment": "pure_convex", "runs": old["runs"] + [meta],
-                             "records": old["records"] + records})
+    atomic_write_json(
+        path,
+        {
+            "experiment": "pure_convex",
+            "runs": old["runs"] + [meta],
+            "records": old["records"] + records,
+        },
+    )
 
 
 def _solver_options(args) -> dict:
@@ -62,56 +68,104 @@ def _fit_record(name: str, w, task, args) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fit = fit_convex(w, task, loss=args.loss, penalty="l1", betas=args.betas,
-                         max_time=args.max_time, check=True,
-                         solver_options=_solver_options(args))
+        fit = fit_convex(
+            w,
+            task,
+            loss=args.loss,
+            penalty="l1",
+            betas=args.betas,
+            max_time=args.max_time,
+            check=True,
+            solver_options=_solver_options(args),
+        )
     cert = fit.solution.certificate
-    rec = {"method": name, "n_train": task.train.n, "T": args.T, "seed": args.seed,
-           "sources": args.neurons, "scale": args.scale, "loss": args.loss,
-           "n_columns": fit.dictionary.n_columns, "beta": fit.beta,
-           "support": int(fit.solution.support.numel()),
-           "train_accuracy": fit.train_accuracy, "val_accuracy": fit.val_accuracy,
-           "test_accuracy": fit.test_accuracy,
-           "rel_gap": cert.rel_gap, "converged": bool(cert.converged),
-           "solve_seconds": cert.seconds,
-           "prediction_agreement_test": fit.checks.get("test", {}).get("prediction_agreement"),
-           "network_widths": fit.model.hidden_widths, "network_branches": fit.model.n_branches,
-           "grid": [{k: g[k] for k in ("beta", "val_accuracy", "support")} |
-                    {"rel_gap": g["certificate"]["rel_gap"],
-                     "converged": g["certificate"]["converged"]} for g in fit.grid],
-           "seconds": time.perf_counter() - t0}
+    rec = {
+        "method": name,
+        "n_train": task.train.n,
+        "T": args.T,
+        "seed": args.seed,
+        "sources": args.neurons,
+        "scale": args.scale,
+        "loss": args.loss,
+        "n_columns": fit.dictionary.n_columns,
+        "beta": fit.beta,
+        "support": int(fit.solution.support.numel()),
+        "train_accuracy": fit.train_accuracy,
+        "val_accuracy": fit.val_accuracy,
+        "test_accuracy": fit.test_accuracy,
+        "rel_gap": cert.rel_gap,
+        "converged": bool(cert.converged),
+        "solve_seconds": cert.seconds,
+        "prediction_agreement_test": fit.checks.get("test", {}).get("prediction_agreement"),
+        "network_widths": fit.model.hidden_widths,
+        "network_branches": fit.model.n_branches,
+        "grid": [
+            {k: g[k] for k in ("beta", "val_accuracy", "support")}
+            | {"rel_gap": g["certificate"]["rel_gap"], "converged": g["certificate"]["converged"]}
+            for g in fit.grid
+        ],
+        "seconds": time.perf_counter() - t0,
+    }
     print(json.dumps({k: v for k, v in rec.items() if k != "grid"}), flush=True)
     return rec
 
 
 def run_delay(args, task) -> list[dict]:
-    wd = gaussian_delay_witnesses(task.train.X.shape[2], args.neurons, args.T, scale=args.scale,
-                                  seed=args.seed)
+    wd = gaussian_delay_witnesses(
+        task.train.X.shape[2], args.neurons, args.T, scale=args.scale, seed=args.seed
+    )
     out = [_fit_record("CVX-delay", wd, task, args)]
     if args.control:
-        wl = gaussian_witnesses(task.train.X.shape[2], n_branches=args.neurons, hidden_widths=[1],
-                                scale=args.scale, seed=args.seed)
+        wl = gaussian_witnesses(
+            task.train.X.shape[2],
+            n_branches=args.neurons,
+            hidden_widths=[1],
+            scale=args.scale,
+            seed=args.seed,
+        )
         out.append(_fit_record("CVX-last-step (same sources)", wl, task, args))
     return out
 
 
 def run_colgen(args, task) -> list[dict]:
     from convexsnn.colgen import fit_column_generation
+
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         res = fit_column_generation(
-            task.train.X, task.train.y, n_classes=10, loss=args.loss, beta=args.betas[0],
-            rounds=args.rounds, pool=args.pool, budget=args.budget, n_steps=args.T,
-            init_sources=args.neurons, scale=args.scale, seed=args.seed,
-            max_time=args.max_time, solver=args.solver or "auto", polish=not args.no_polish)
+            task.train.X,
+            task.train.y,
+            n_classes=10,
+            loss=args.loss,
+            beta=args.betas[0],
+            rounds=args.rounds,
+            pool=args.pool,
+            budget=args.budget,
+            n_steps=args.T,
+            init_sources=args.neurons,
+            scale=args.scale,
+            seed=args.seed,
+            max_time=args.max_time,
+            solver=args.solver or "auto",
+            polish=not args.no_polish,
+        )
     val = res.accuracy(task.val.X, task.val.y)
     test = res.accuracy(task.test.X, task.test.y)
-    rec = {"method": "CVX-CG (delay)", "n_train": task.train.n, "T": args.T, "seed": args.seed,
-           "beta": args.betas[0], "budget": args.budget, "pool": args.pool, "loss": args.loss,
-           "val_accuracy": val, "test_accuracy": test,
-           "rounds": [r.to_dict() for r in res.rounds],
-           "seconds": time.perf_counter() - t0}
+    rec = {
+        "method": "CVX-CG (delay)",
+        "n_train": task.train.n,
+        "T": args.T,
+        "seed": args.seed,
+        "beta": args.betas[0],
+        "budget": args.budget,
+        "pool": args.pool,
+        "loss": args.loss,
+        "val_accuracy": val,
+        "test_accuracy": test,
+        "rounds": [r.to_dict() for r in res.rounds],
+        "seconds": time.perf_counter() - t0,
+    }
     rec["witnesses"] = res.witnesses.n_branches
     rec["n_columns"] = res.dictionary.n_columns
     rec["stopped"] = res.stopped
@@ -123,26 +177,45 @@ def run_colgen(args, task) -> list[dict]:
         # the same lam and solver budget on a random delay-line dictionary of the budget's size
         t0 = time.perf_counter()
         lam = args.betas[0] / math.sqrt(args.budget)
-        wd = gaussian_delay_witnesses(task.train.X.shape[2], args.budget // args.T, args.T,
-                                      scale=args.scale, seed=args.seed)
+        wd = gaussian_delay_witnesses(
+            task.train.X.shape[2], args.budget // args.T, args.T, scale=args.scale, seed=args.seed
+        )
         d = build_dictionary(wd, task.train.X.to(torch.float64))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            sol = solve_readout(d.operator(), task.train.y, loss=args.loss, lam=lam,
-                                n_classes=10, max_time=args.max_time,
-                                solver=args.solver or "auto", polish=not args.no_polish)
+            sol = solve_readout(
+                d.operator(),
+                task.train.y,
+                loss=args.loss,
+                lam=lam,
+                n_classes=10,
+                max_time=args.max_time,
+                solver=args.solver or "auto",
+                polish=not args.no_polish,
+            )
         acc = {}
         for split in ("val", "test"):
             sp = getattr(task, split)
             z = d.transform(sp.X) @ sol.W.to(torch.float64)
             acc[split] = float((predict_from_scores(z) == sp.y).to(torch.float64).mean())
         cert = sol.certificate
-        ctrl = {"method": "CVX-delay random (same lam, budget)", "n_train": task.train.n,
-                "T": args.T, "seed": args.seed, "beta": args.betas[0], "lam": lam,
-                "budget": args.budget, "loss": args.loss, "n_columns": d.n_columns,
-                "val_accuracy": acc["val"], "test_accuracy": acc["test"],
-                "primal": cert.primal, "rel_gap": cert.rel_gap,
-                "converged": bool(cert.converged), "seconds": time.perf_counter() - t0}
+        ctrl = {
+            "method": "CVX-delay random (same lam, budget)",
+            "n_train": task.train.n,
+            "T": args.T,
+            "seed": args.seed,
+            "beta": args.betas[0],
+            "lam": lam,
+            "budget": args.budget,
+            "loss": args.loss,
+            "n_columns": d.n_columns,
+            "val_accuracy": acc["val"],
+            "test_accuracy": acc["test"],
+            "primal": cert.primal,
+            "rel_gap": cert.rel_gap,
+            "converged": bool(cert.converged),
+            "seconds": time.perf_counter() - t0,
+        }
         print(json.dumps(ctrl), flush=True)
         out.append(ctrl)
     return out
@@ -161,8 +234,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-polish", action="store_true", help="solve_path(polish=False)")
     ap.add_argument("--betas", type=float, nargs="+", default=[1e-2, 3e-3, 1e-3])
     ap.add_argument("--max-time", type=float, default=120.0, help="seconds per solve")
-    ap.add_argument("--control", action="store_true",
-                    help="also fit the same sources read at the last step only")
+    ap.add_argument(
+        "--control",
+        action="store_true",
+        help="also fit the same sources read at the last step only",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pool", type=int, default=2000)
     ap.add_argument("--budget", type=int, default=2048)
@@ -171,14 +247,20 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
+    )
     torch.set_num_threads(args.threads)
-    meta = {"machine": platform.machine(), "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "load": os.getloadavg(), "command": " ".join(sys.argv)}
-    task = sequential_mnist(DATA, T=args.T, n_train=args.n_train, n_val=args.n_val,
-                            seed=args.seed)
+    meta = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load": os.getloadavg(),
+        "command": " ".join(sys.argv),
+    }
+    task = sequential_mnist(DATA, T=args.T, n_train=args.n_train, n_val=args.n_val, seed=args.seed)
     records = run_delay(args, task) if args.what == "delay" else run_colgen(args, task)
     for r in records:
         r["command"] = meta["command"]

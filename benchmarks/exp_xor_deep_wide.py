@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/exp_xor_deep_wide.py benchmarks/results/xor_T6_L15_wide.json
 """
+
 import json
 import sys
 import time
@@ -24,15 +25,24 @@ out = []
 for s in (0, 1, 2):
     data = load_task("xor", T=6, seed=s)
     t0 = time.time()
-    w = gaussian_witnesses(2, n_branches=128, depth=15, p_rec=2048, p_last=2048, scale=2.0,
-                           normalized=True, seed=s)
+    w = gaussian_witnesses(
+        2, n_branches=128, depth=15, p_rec=2048, p_last=2048, scale=2.0, normalized=True, seed=s
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = fit_convex(w, data, loss="squared", penalty="l1", n_betas=4, max_time=30)
     c = fit.certificate
-    rec = {"seed": s, "val": fit.val_accuracy, "test": fit.test_accuracy,
-           "P": fit.dictionary.n_columns, "rel_gap": c.rel_gap, "converged": c.converged,
-           "beta": fit.beta, "kept": int(fit.model.n_features), "seconds": time.time() - t0}
+    rec = {
+        "seed": s,
+        "val": fit.val_accuracy,
+        "test": fit.test_accuracy,
+        "P": fit.dictionary.n_columns,
+        "rel_gap": c.rel_gap,
+        "converged": c.converged,
+        "beta": fit.beta,
+        "kept": int(fit.model.n_features),
+        "seconds": time.time() - t0,
+    }
     print(rec, flush=True)
     out.append(rec)
 if len(sys.argv) > 1:

@@ -14,8 +14,20 @@ import pytest
 from convexsnn.cli import accuracy_vs_size_records, build_parser, demo_table, main
 from convexsnn.network import ParallelSNN
 
-XOR = ["--task", "xor", "-T", "4", "--n-train", "200", "--n-val", "100", "--n-test", "200",
-       "--task-option", "ood_lengths=[8]"]
+XOR = [
+    "--task",
+    "xor",
+    "-T",
+    "4",
+    "--n-train",
+    "200",
+    "--n-val",
+    "100",
+    "--n-test",
+    "200",
+    "--task-option",
+    "ood_lengths=[8]",
+]
 CVX = ["--n-branches", "4", "--depth", "2", "--p-last", "64", "--reg", "0.1", "0.01"]
 SG = ["--depth", "2", "--sg-epochs", "2", "--set", "sg_n_branches=2", "--set", "sg_p_last=16"]
 
@@ -91,15 +103,18 @@ def test_export_nir(trained, tmp_path, capsys):
 def test_plot_raster_and_accuracy(trained, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "raster.png"
-    assert main(["plot", "raster", str(trained / "cvx"), "--sample", "3", "--out", str(png),
-                 "-q"]) == 0
+    assert (
+        main(["plot", "raster", str(trained / "cvx"), "--sample", "3", "--out", str(png), "-q"])
+        == 0
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # accuracy vs training-set size from a reproduce-style results.json
     cells = []
     for seed in (0, 1):
-        recs = [{"method": m, "test_accuracy": 0.5 + 0.1 * k + 0.01 * seed,
-                 "task_meta": {"n_train": n}} for k, (m, n) in
-                enumerate([("CVX", 100), ("CVX", 1000), ("SG", 100), ("SG", 1000)])]
+        recs = [
+            {"method": m, "test_accuracy": 0.5 + 0.1 * k + 0.01 * seed, "task_meta": {"n_train": n}}
+            for k, (m, n) in enumerate([("CVX", 100), ("CVX", 1000), ("SG", 100), ("SG", 1000)])
+        ]
         cells.append({"cell": {"params": {}}, "result": {"records": recs}})
     res_dir = tmp_path / "results" / "exp"
     res_dir.mkdir(parents=True)
@@ -113,10 +128,16 @@ def test_plot_raster_and_accuracy(trained, tmp_path):
 
 def test_train_on_npz_data(tmp_path, monkeypatch, capsys):
     from convexsnn.tasks import load_task
+
     monkeypatch.chdir(tmp_path)
     task = load_task("xor", T=4, n_train=160, n_val=80, n_test=80, ood_lengths=(), seed=3)
-    np.savez(tmp_path / "train.npz", X=task.train.X.numpy(), y=task.train.y.numpy(),
-             X_test=task.test.X.numpy(), y_test=task.test.y.numpy())
+    np.savez(
+        tmp_path / "train.npz",
+        X=task.train.X.numpy(),
+        y=task.train.y.numpy(),
+        X_test=task.test.X.numpy(),
+        y_test=task.test.y.numpy(),
+    )
     assert main(["train", "--data", "train.npz", *CVX, "--out", "d", "-q"]) == 0
     rep = json.loads((tmp_path / "d" / "report.json").read_text())
     assert rep["task_spec"]["kind"] == "data"
@@ -130,21 +151,63 @@ def test_train_on_npz_data(tmp_path, monkeypatch, capsys):
 def test_reproduce_passes_options(monkeypatch, tmp_path, capsys):
     calls = {}
 
-    def fake_reproduce(names, out_dir, *, quick, jobs, seeds, force, overwrite, threads,
-                       progress):
-        calls.update(names=names, out=out_dir, quick=quick, jobs=jobs, seeds=seeds, force=force,
-                     overwrite=overwrite, threads=threads, progress=progress)
-        return {"xor": {"n_cells": 2, "n_run": 2, "n_skipped": 0, "failed": [],
-                        "seconds": 1.0, "table": str(tmp_path / "xor" / "table.md")}}
+    def fake_reproduce(names, out_dir, *, quick, jobs, seeds, force, overwrite, threads, progress):
+        calls.update(
+            names=names,
+            out=out_dir,
+            quick=quick,
+            jobs=jobs,
+            seeds=seeds,
+            force=force,
+            overwrite=overwrite,
+            threads=threads,
+            progress=progress,
+        )
+        return {
+            "xor": {
+                "n_cells": 2,
+                "n_run": 2,
+                "n_skipped": 0,
+                "failed": [],
+                "seconds": 1.0,
+                "table": str(tmp_path / "xor" / "table.md"),
+            }
+        }
 
     fake = types.ModuleType("convexsnn.experiments")
     fake.reproduce = fake_reproduce
     monkeypatch.setitem(sys.modules, "convexsnn.experiments", fake)
-    assert main(["reproduce", "xor", "mnist", "--out", str(tmp_path), "--quick", "--jobs", "2",
-                 "--seeds", "4", "5", "--force", "-q"]) == 0
-    assert calls == {"names": ["xor", "mnist"], "out": str(tmp_path), "quick": True,
-                     "jobs": 2, "seeds": [4, 5], "force": True, "overwrite": False,
-                     "threads": None, "progress": False}
+    assert (
+        main(
+            [
+                "reproduce",
+                "xor",
+                "mnist",
+                "--out",
+                str(tmp_path),
+                "--quick",
+                "--jobs",
+                "2",
+                "--seeds",
+                "4",
+                "5",
+                "--force",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert calls == {
+        "names": ["xor", "mnist"],
+        "out": str(tmp_path),
+        "quick": True,
+        "jobs": 2,
+        "seeds": [4, 5],
+        "force": True,
+        "overwrite": False,
+        "threads": None,
+        "progress": False,
+    }
     assert "xor: 2 cells" in capsys.readouterr().out
     calls.clear()
     assert main(["reproduce", "-q"]) == 0 and calls["names"] is None
@@ -165,27 +228,39 @@ def test_demo_quick_xor_only(tmp_path, monkeypatch, capsys):
 
 
 def test_demo_table_marks_an_unconverged_solve():
-    base = {"task": "xor", "setting": "T=6", "val_accuracy": 1.0, "test_accuracy": 1.0,
-            "seconds": 1.0}
+    base = {
+        "task": "xor",
+        "setting": "T=6",
+        "val_accuracy": 1.0,
+        "test_accuracy": 1.0,
+        "seconds": 1.0,
+    }
     ok = {"primal": 1.0, "dual": 1.0, "rel_gap": 0.0, "converged": True, "status": "converged"}
     bad = {"primal": 1.0, "dual": 0.3, "rel_gap": 0.7, "converged": False, "status": "max_time"}
-    lines = demo_table([{**base, "method": "SG"},
-                        {**base, "method": "CVX", "certificate": ok},
-                        {**base, "method": "CVX", "certificate": bad}]).splitlines()
+    lines = demo_table(
+        [
+            {**base, "method": "SG"},
+            {**base, "method": "CVX", "certificate": ok},
+            {**base, "method": "CVX", "certificate": bad},
+        ]
+    ).splitlines()
     assert lines[2].rstrip().endswith("-")
     assert lines[3].rstrip().endswith("certified") and "NOT" not in lines[3]
     assert lines[4].rstrip().endswith("NOT certified (max_time, rel gap 7.0e-01)")
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["info", "does/not/exist"], "no saved model"),
-    (["train", "--task", "no-such-task", "-q"], "unknown task name"),
-    (["train", "--data", "missing.npz", "-q"], "does not exist"),
-    (["train", "-q"], "needs --task"),
-    (["train", "--task", "xor", "--set", "nonsense=1", "-q"], "unknown pipeline options"),
-    (["demo", "--mnist-dir", "no/such/dir", "-q"], "does not exist"),
-    (["plot", "-q"], "needs a kind"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["info", "does/not/exist"], "no saved model"),
+        (["train", "--task", "no-such-task", "-q"], "unknown task name"),
+        (["train", "--data", "missing.npz", "-q"], "does not exist"),
+        (["train", "-q"], "needs --task"),
+        (["train", "--task", "xor", "--set", "nonsense=1", "-q"], "unknown pipeline options"),
+        (["demo", "--mnist-dir", "no/such/dir", "-q"], "does not exist"),
+        (["plot", "-q"], "needs a kind"),
+    ],
+)
 def test_errors_are_one_line(argv, fragment, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 1
@@ -194,6 +269,7 @@ def test_errors_are_one_line(argv, fragment, tmp_path, monkeypatch, capsys):
 
 def test_corrupt_model_and_bad_arguments(trained, tmp_path, capsys):
     import shutil
+
     bad = tmp_path / "bad"
     shutil.copytree(trained / "cvx" / "model", bad)
     (bad / "weights.npz").write_bytes(b"not a zip file")
@@ -225,16 +301,30 @@ def test_help_lists_commands(capsys):
 @pytest.mark.slow
 def test_subprocess_entry_point(trained, tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    ok = subprocess.run([sys.executable, "-m", "convexsnn.cli", "info", str(trained / "cvx")],
-                        capture_output=True, text=True, env=env, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "convexsnn.cli", "info", str(trained / "cvx")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "ParallelSNN" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "convexsnn.cli", "evaluate",
-                          str(tmp_path / "missing-model")],
-                         capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "convexsnn.cli", "evaluate", str(tmp_path / "missing-model")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 1
     assert "no saved model" in _error_line(bad.stderr)
-    wrong = subprocess.run([sys.executable, "-m", "convexsnn.cli", "train", "--task", "nope"],
-                           capture_output=True, text=True, env=env, timeout=120)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "convexsnn.cli", "train", "--task", "nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert wrong.returncode == 1
     assert "unknown task name 'nope'" in _error_line(wrong.stderr)

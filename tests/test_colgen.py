@@ -23,8 +23,9 @@ def _data(n=80, T=3, d=4, seed=0):
 
 
 def _weights(d, K, seed, scale=1.0):
-    return scale * torch.randn(d, K, generator=torch.Generator().manual_seed(seed),
-                               dtype=torch.float64)
+    return scale * torch.randn(
+        d, K, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
 
 
 def _solve(D, y, lam, **kw):
@@ -48,7 +49,7 @@ def test_prices_equal_a_direct_dual_computation(delay, penalty):
     rho = G.abs().amax(dim=1) if penalty == "l1" else G.norm(dim=1)
     per = rho.reshape(9, T if delay else 1).amax(dim=1) / sol.lam
     torch.testing.assert_close(got, per, rtol=1e-12, atol=1e-14)
-    assert got.max() > 1.0 > got.min()          # the draw has violating and feasible candidates
+    assert got.max() > 1.0 > got.min()  # the draw has violating and feasible candidates
 
 
 def test_a_violating_candidate_lowers_the_optimum_and_a_feasible_one_does_not():
@@ -64,12 +65,12 @@ def test_a_violating_candidate_lowers_the_optimum_and_a_feasible_one_does_not():
     hi, lo = int(prices.argmax()), int(prices.argmin())
     assert prices[hi] > 1.05 and prices[lo] < 0.95
     for j, lowers in ((hi, True), (lo, False)):
-        w = torch.cat([w0, cands[:, j:j + 1]], dim=1)
+        w = torch.cat([w0, cands[:, j : j + 1]], dim=1)
         D = build_dictionary(source_witnesses(w, n_steps=T, **LIF), X, dedupe=False)
         s = _solve(D.operator(), y, lam)
         if lowers:
             assert s.certificate.primal < sol.certificate.dual - 1e-6
-        else:   # a feasible column leaves the optimum: the old dual is still a lower bound
+        else:  # a feasible column leaves the optimum: the old dual is still a lower bound
             assert s.certificate.primal >= sol.certificate.dual - 1e-12
             assert s.certificate.primal <= sol.certificate.primal + 1e-9
 
@@ -97,8 +98,16 @@ def test_union_certificate_is_a_valid_lower_bound():
 
 def _run(**kw):
     X, y = _data(n=100, seed=9)
-    opts = {"loss": "squared", "lam": 5e-3, "rounds": 2, "pool": 30, "budget": 90, "init_sources": 6,
-                "seed": 11, "max_iter": 5000}
+    opts = {
+        "loss": "squared",
+        "lam": 5e-3,
+        "rounds": 2,
+        "pool": 30,
+        "budget": 90,
+        "init_sources": 6,
+        "seed": 11,
+        "max_iter": 5000,
+    }
     opts.update(kw)
     return X, y, fit_column_generation(X, y, **opts)
 

@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from convexsnn.convex import (Certificate, ConvergenceWarning, DictionaryOperator,
-                              labels_to_targets, lambda_max, predict_from_scores, solve_path,
-                              solve_readout)
+from convexsnn.convex import (
+    Certificate,
+    ConvergenceWarning,
+    DictionaryOperator,
+    labels_to_targets,
+    lambda_max,
+    predict_from_scores,
+    solve_path,
+    solve_readout,
+)
 
 LOSSES = ("squared", "hinge", "softmax")
 
@@ -24,8 +31,10 @@ PENALTIES = ("l1", "l21")
 
 # ------------------------------------------------------------------ problem factory / reference
 
-def make_problem(loss: str, *, n: int = 120, P: int = 50, C: int = 3, density: float = 0.3,
-                 seed: int = 0):
+
+def make_problem(
+    loss: str, *, n: int = 120, P: int = 50, C: int = 3, density: float = 0.3, seed: int = 0
+):
     """Random binary dictionary, targets for ``loss`` and a lam of ~ lam_max / 8."""
     rng = np.random.default_rng(seed)
     D = (rng.random((n, P)) < density).astype(np.float64)
@@ -67,8 +76,9 @@ def cvxpy_objective(D, y, loss, penalty, lam):
         W = cp.Variable((P, C))
         Z = D @ W
         E = np.eye(C)[y]
-        fit = (cp.sum(cp.multiply(a, cp.log_sum_exp(Z, axis=1)))
-               - cp.sum(cp.multiply(a[:, None] * E, Z)))
+        fit = cp.sum(cp.multiply(a, cp.log_sum_exp(Z, axis=1))) - cp.sum(
+            cp.multiply(a[:, None] * E, Z)
+        )
     else:
         Y = y.reshape(n, -1) if loss == "squared" else labels_to_targets(y).numpy()
         W = cp.Variable((P, Y.shape[1]))
@@ -84,6 +94,7 @@ def cvxpy_objective(D, y, loss, penalty, lam):
 
 
 # ------------------------------------------------------------------ convergence and references
+
 
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("penalty", PENALTIES)
@@ -114,11 +125,14 @@ def test_single_output_and_binary(loss, C):
     assert abs(sol.certificate.primal - ref) <= 1e-5 * abs(ref)
 
 
-@pytest.mark.parametrize("loss,penalty,solvers", [
-    ("squared", "l1", ("gram", "cd", "fista")),
-    ("squared", "l21", ("gram", "cd", "fista")),
-    ("hinge", "l1", ("ipm", "pdhg")),
-])
+@pytest.mark.parametrize(
+    "loss,penalty,solvers",
+    [
+        ("squared", "l1", ("gram", "cd", "fista")),
+        ("squared", "l21", ("gram", "cd", "fista")),
+        ("hinge", "l1", ("ipm", "pdhg")),
+    ],
+)
 def test_inner_solvers_agree(loss, penalty, solvers):
     D, y, lam = make_problem(loss, n=100, P=40, C=3, seed=18)
     vals = []
@@ -129,8 +143,9 @@ def test_inner_solvers_agree(loss, penalty, solvers):
         vals.append(sol.certificate.primal)
     assert max(vals) - min(vals) <= 2e-8 * abs(min(vals))
     with pytest.raises(ValueError, match="solver"):
-        solve_readout(D, y, loss=loss, penalty=penalty, lam=lam,
-                      solver="ipm" if loss == "squared" else "gram")
+        solve_readout(
+            D, y, loss=loss, penalty=penalty, lam=lam, solver="ipm" if loss == "squared" else "gram"
+        )
 
 
 def test_hinge_pdhg_converges():
@@ -157,6 +172,7 @@ def test_matches_sklearn_lasso():
 
 # ------------------------------------------------------------------ optimality conditions
 
+
 @pytest.mark.parametrize("loss", ["squared", "softmax"])
 @pytest.mark.parametrize("penalty", PENALTIES)
 def test_kkt_conditions(loss, penalty):
@@ -169,8 +185,10 @@ def test_kkt_conditions(loss, penalty):
     if loss == "squared":
         grad = (Z - torch.as_tensor(y).reshape(n, -1)) / n
     else:
-        grad = (torch.softmax(Z, dim=1) - torch.nn.functional.one_hot(
-            torch.as_tensor(y), Z.shape[1]).double()) / n
+        grad = (
+            torch.softmax(Z, dim=1)
+            - torch.nn.functional.one_hot(torch.as_tensor(y), Z.shape[1]).double()
+        ) / n
     G = Dt.T @ grad
     W = sol.W
     eps = 1e-4
@@ -189,6 +207,7 @@ def test_kkt_conditions(loss, penalty):
 
 
 # ------------------------------------------------------------------ structure of the problem
+
 
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("penalty", PENALTIES)
@@ -249,6 +268,7 @@ def test_lambda_max_and_beta_convention():
 
 # ------------------------------------------------------------------ path, budget, dtypes
 
+
 @pytest.mark.slow
 def test_path_warm_start():
     """Warm-started paths reach the cold-start optima with fewer iterations in total."""
@@ -259,8 +279,9 @@ def test_path_warm_start():
             P = D.shape[1]
             betas = [x * math.sqrt(P) * lam for x in (4.0, 2.0, 1.0, 0.5, 0.25)]
             path = solve_path(D, y, betas, loss=loss, penalty=penalty, tol=1e-8)
-            cold = [solve_readout(D, y, loss=loss, penalty=penalty, beta=b, tol=1e-8)
-                    for b in betas]
+            cold = [
+                solve_readout(D, y, loss=loss, penalty=penalty, beta=b, tol=1e-8) for b in betas
+            ]
             for p, c in zip(path, cold):
                 assert p.certificate.converged
                 assert p.certificate.primal == pytest.approx(c.certificate.primal, rel=2e-8)
@@ -290,7 +311,8 @@ def test_max_iter_warning_returns_best_point():
     f0 = math.log(3.0)
     assert sol.certificate.primal <= f0
     assert sol.certificate.primal == pytest.approx(
-        _objective(D, y, "softmax", "l1", lam / 4, sol.W.numpy()), rel=1e-10)
+        _objective(D, y, "softmax", "l1", lam / 4, sol.W.numpy()), rel=1e-10
+    )
     ref = solve_readout(D, y, loss="softmax", lam=lam / 4, tol=1e-10).certificate.primal
     assert sol.certificate.dual <= ref <= sol.certificate.primal
 
@@ -346,8 +368,9 @@ def test_solution_helpers_and_json():
     d = sol.certificate.to_dict()
     json.dumps(d)
     assert d["datafit"] == "hinge" and d["n_columns"] == D.shape[1]
-    assert torch.equal(predict_from_scores(torch.tensor([[0.5], [-0.1], [0.0]])),
-                       torch.tensor([1, 0, 0]))
+    assert torch.equal(
+        predict_from_scores(torch.tensor([[0.5], [-0.1], [0.0]])), torch.tensor([1, 0, 0])
+    )
     Y = labels_to_targets(np.array([0, 1, 1]))
     assert Y.shape == (3, 1) and Y[:, 0].tolist() == [-1.0, 1.0, 1.0]
     Y3 = labels_to_targets(np.array([0, 2, 1]))
@@ -355,6 +378,7 @@ def test_solution_helpers_and_json():
 
 
 # ------------------------------------------------------------------ input validation
+
 
 def _base():
     rng = np.random.default_rng(0)
@@ -366,39 +390,74 @@ def _base():
 BAD = [
     ("D 3-D", lambda D, y: dict(D=D[None], y=y, lam=0.1), ValueError, "2-D"),
     ("D non-binary", lambda D, y: dict(D=D * 2, y=y, lam=0.1), ValueError, "binary"),
-    ("D NaN", lambda D, y: dict(D=np.where(D > 0, np.nan, 0.0), y=y, lam=0.1), ValueError,
-     "binary"),
+    (
+        "D NaN",
+        lambda D, y: dict(D=np.where(D > 0, np.nan, 0.0), y=y, lam=0.1),
+        ValueError,
+        "binary",
+    ),
     ("D no columns", lambda D, y: dict(D=D[:, :0], y=y, lam=0.1), ValueError, "dropped"),
     ("D wrong type", lambda D, y: dict(D="abc", y=y, lam=0.1), TypeError, "D"),
-    ("y NaN", lambda D, y: dict(D=D, y=np.where(y > 0, np.nan, 1.0), lam=0.1, loss="squared"),
-     ValueError, "y contains non-finite"),
+    (
+        "y NaN",
+        lambda D, y: dict(D=D, y=np.where(y > 0, np.nan, 1.0), lam=0.1, loss="squared"),
+        ValueError,
+        "y contains non-finite",
+    ),
     ("y rows", lambda D, y: dict(D=D, y=y[:-1], lam=0.1, loss="softmax"), ValueError, "rows"),
-    ("label range", lambda D, y: dict(D=D, y=y, lam=0.1, loss="softmax", n_classes=2),
-     ValueError, "out of range"),
-    ("label negative", lambda D, y: dict(D=D, y=y - 5, lam=0.1, loss="softmax"), ValueError,
-     "negative"),
-    ("label non-integer", lambda D, y: dict(D=D, y=y + 0.5, lam=0.1, loss="softmax"),
-     ValueError, "integer"),
-    ("weights inf", lambda D, y: dict(D=D, y=y, lam=0.1, loss="softmax",
-                                      sample_weight=np.r_[np.inf, np.ones(19)]),
-     ValueError, "sample_weight"),
-    ("weights shape", lambda D, y: dict(D=D, y=y, lam=0.1, loss="softmax",
-                                        sample_weight=np.ones(3)), ValueError, "sample_weight"),
-    ("weights negative", lambda D, y: dict(D=D, y=y, lam=0.1, loss="softmax",
-                                           sample_weight=-np.ones(20)), ValueError,
-     "sample_weight"),
+    (
+        "label range",
+        lambda D, y: dict(D=D, y=y, lam=0.1, loss="softmax", n_classes=2),
+        ValueError,
+        "out of range",
+    ),
+    (
+        "label negative",
+        lambda D, y: dict(D=D, y=y - 5, lam=0.1, loss="softmax"),
+        ValueError,
+        "negative",
+    ),
+    (
+        "label non-integer",
+        lambda D, y: dict(D=D, y=y + 0.5, lam=0.1, loss="softmax"),
+        ValueError,
+        "integer",
+    ),
+    (
+        "weights inf",
+        lambda D, y: dict(
+            D=D, y=y, lam=0.1, loss="softmax", sample_weight=np.r_[np.inf, np.ones(19)]
+        ),
+        ValueError,
+        "sample_weight",
+    ),
+    (
+        "weights shape",
+        lambda D, y: dict(D=D, y=y, lam=0.1, loss="softmax", sample_weight=np.ones(3)),
+        ValueError,
+        "sample_weight",
+    ),
+    (
+        "weights negative",
+        lambda D, y: dict(D=D, y=y, lam=0.1, loss="softmax", sample_weight=-np.ones(20)),
+        ValueError,
+        "sample_weight",
+    ),
     ("lam zero", lambda D, y: dict(D=D, y=y, lam=0.0), ValueError, "lam"),
     ("lam negative", lambda D, y: dict(D=D, y=y, lam=-1.0), ValueError, "lam"),
     ("beta zero", lambda D, y: dict(D=D, y=y, beta=0.0), ValueError, "beta"),
     ("lam and beta", lambda D, y: dict(D=D, y=y, lam=0.1, beta=0.1), ValueError, "exactly one"),
     ("neither", lambda D, y: dict(D=D, y=y), ValueError, "exactly one"),
-    ("unknown loss", lambda D, y: dict(D=D, y=y, lam=0.1, loss="logistic"), ValueError,
-     "squared"),
+    ("unknown loss", lambda D, y: dict(D=D, y=y, lam=0.1, loss="logistic"), ValueError, "squared"),
     ("unknown penalty", lambda D, y: dict(D=D, y=y, lam=0.1, penalty="l2"), ValueError, "l21"),
     ("bad dtype", lambda D, y: dict(D=D, y=y, lam=0.1, dtype=torch.float16), TypeError, "dtype"),
     ("bad tol", lambda D, y: dict(D=D, y=y, lam=0.1, tol=0.0), ValueError, "tol"),
-    ("hinge 2-D not pm1", lambda D, y: dict(D=D, y=np.zeros((20, 2)), lam=0.1, loss="hinge"),
-     ValueError, r"\+-1"),
+    (
+        "hinge 2-D not pm1",
+        lambda D, y: dict(D=D, y=np.zeros((20, 2)), lam=0.1, loss="hinge"),
+        ValueError,
+        r"\+-1",
+    ),
     ("W0 shape", lambda D, y: dict(D=D, y=y, lam=0.1, W0=np.zeros((3, 3))), ValueError, "W0"),
     ("bad solver", lambda D, y: dict(D=D, y=y, lam=0.1, solver="newton"), ValueError, "solver"),
 ]
@@ -429,8 +488,17 @@ def test_no_warning_when_converged():
 
 def test_certified_label_is_one_rule_for_every_face():
     from convexsnn.convex import Certificate, certified_label
-    kw = dict(iterations=3, seconds=0.1, datafit="squared", penalty="l1", lam=0.1, n_rows=4,
-              n_columns=2, tol=1e-6)
+
+    kw = dict(
+        iterations=3,
+        seconds=0.1,
+        datafit="squared",
+        penalty="l1",
+        lam=0.1,
+        n_rows=4,
+        n_columns=2,
+        tol=1e-6,
+    )
     ok = Certificate.from_values(1.0, 1.0 - 1e-9, converged=True, status="converged", **kw)
     bad = Certificate.from_values(1.0, 0.5, converged=False, status="max_time", **kw)
     assert certified_label(None) == "-" and certified_label([]) == "-"

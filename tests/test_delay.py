@@ -27,14 +27,29 @@ def _x(n=40, T=7, d=3, seed=0, scale=1.5):
 def _bases(beta=0.99, theta=1.0, reset="subtract"):
     kw = {"beta": beta, "theta": theta, "reset": reset}
     return {
-        "feedforward": gaussian_witnesses(3, n_branches=3, hidden_widths=[5, 2], scale=2 * theta,
-                                          seed=1, **kw),
-        "diagonal": gaussian_recurrent_witnesses(3, n_branches=2, hidden_widths=[4, 3],
-                                                 recurrent="diagonal", scale=2.0,
-                                                 recurrent_scale=0.7, seed=2, **kw),
-        "dense": gaussian_recurrent_witnesses(3, n_branches=2, hidden_widths=[3],
-                                              recurrent="dense", scale=2.0,
-                                              recurrent_scale=0.8, seed=3, **kw),
+        "feedforward": gaussian_witnesses(
+            3, n_branches=3, hidden_widths=[5, 2], scale=2 * theta, seed=1, **kw
+        ),
+        "diagonal": gaussian_recurrent_witnesses(
+            3,
+            n_branches=2,
+            hidden_widths=[4, 3],
+            recurrent="diagonal",
+            scale=2.0,
+            recurrent_scale=0.7,
+            seed=2,
+            **kw,
+        ),
+        "dense": gaussian_recurrent_witnesses(
+            3,
+            n_branches=2,
+            hidden_widths=[3],
+            recurrent="dense",
+            scale=2.0,
+            recurrent_scale=0.8,
+            seed=3,
+            **kw,
+        ),
     }
 
 
@@ -48,10 +63,10 @@ def test_relays_reproduce_every_step_bit_for_bit(reset, beta, theta):
         sb = base.simulate(X).spikes[-1]
         tr = dw.simulate(X, return_membrane=True)
         sd, md = tr.spikes[-1], tr.membranes[-1]
-        assert sb.any() and not sb.all(), name          # the test sees both 0s and 1s
+        assert sb.any() and not sb.all(), name  # the test sees both 0s and 1s
         for lag in range(T):
             # relay `lag` at step t is the source at step t - lag, silent before
-            assert torch.equal(sd[:, lag:, :, lag::T], sb[:, :T - lag]), (name, lag)
+            assert torch.equal(sd[:, lag:, :, lag::T], sb[:, : T - lag]), (name, lag)
             assert not sd[:, :lag, :, lag::T].any(), (name, lag)
             if lag:
                 assert torch.equal(md[..., lag::T], torch.zeros_like(md[..., lag::T])), name
@@ -76,7 +91,7 @@ def test_last_step_columns_are_the_per_step_spikes():
     w = gaussian_delay_witnesses(4, 6, 5, scale=1.5, seed=4)
     assert is_delay_line(w) and w.n_branches == 6 and w.hidden_widths == [5]
     base = gaussian_witnesses(4, n_branches=6, hidden_widths=[1], scale=1.5, seed=4)
-    s = base.simulate(X).spikes[-1][..., 0]                       # (n, T, K)
+    s = base.simulate(X).spikes[-1][..., 0]  # (n, T, K)
     d = build_dictionary(w, X, steps="last", dedupe=False)
     D = d.matrix(torch.float64)
     mp = delay_line_map(w)
@@ -122,9 +137,18 @@ def test_bad_input():
 def test_pipeline_cvx_with_delay_witnesses():
     from convexsnn.pipelines import run_method
     from convexsnn.tasks.automata import first_last_xor
+
     task = first_last_xor(T=6, n_train=200, n_val=100, n_test=100, seed=0)
-    cfg = {"n_branches": 4, "depth": 2, "p_rec": 4, "p_last": 4, "scales": [2.0],
-           "reg_betas": [1e-2], "max_time": 5.0, "witnesses": "delay"}
+    cfg = {
+        "n_branches": 4,
+        "depth": 2,
+        "p_rec": 4,
+        "p_last": 4,
+        "scales": [2.0],
+        "reg_betas": [1e-2],
+        "max_time": 5.0,
+        "witnesses": "delay",
+    }
     rec, model = run_method("CVX", task, config=cfg, return_model=True)
     assert rec["config"]["witnesses"] == "delay"
     assert model.config["recurrent"] == "dense"

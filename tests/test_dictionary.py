@@ -13,8 +13,9 @@ from convexsnn.witnesses import Witnesses, gaussian_witnesses
 
 def _one_neuron(reset="subtract"):
     # dyadic numbers: every LIF operation below is exact in floating point
-    return Witnesses([torch.tensor([[[0.625]]], dtype=torch.float64)], beta=0.5, theta=1.0,
-                     reset=reset)
+    return Witnesses(
+        [torch.tensor([[[0.625]]], dtype=torch.float64)], beta=0.5, theta=1.0, reset=reset
+    )
 
 
 # x_a = 1,1,1,0   u = .625, .9375, 1.09375 (spike, m = .09375), .046875
@@ -35,8 +36,9 @@ def test_hand_checked_single_neuron():
     assert d_m.matrix()[4:8].flatten().tolist() == [0, 1, 1, 0]
     # zero reset: after the spike of x_d, m = 0 and u_4 = .625 (no spike); same readout here,
     # but the membrane differs: m_4 = .625 instead of .671875
-    d_z = build_dictionary(_one_neuron("zero"), _X_HAND, steps="all", readout="membrane",
-                           readout_bias=0.65)
+    d_z = build_dictionary(
+        _one_neuron("zero"), _X_HAND, steps="all", readout="membrane", readout_bias=0.65
+    )
     assert d_z.matrix()[8:12].flatten().tolist() == [0, 1, 0, 0]
     d_s = build_dictionary(w, _X_HAND, steps="all", readout="membrane", readout_bias=0.65)
     assert d_s.matrix()[8:12].flatten().tolist() == [0, 1, 0, 1]
@@ -46,14 +48,14 @@ def test_dedupe_drops_zero_and_duplicate_columns_with_provenance():
     # one LIF layer, 2 branches x 4 neurons; neuron weights on a single input:
     # branch 0: [0.625 (A), 0 (silent), 0.625 (= A), 2.0 (B)]
     # branch 1: [2.0 (= B), 0.625 (= A), -1 (silent), 0.75 (C)]
-    w0 = torch.tensor([[[0.625, 0.0, 0.625, 2.0]], [[2.0, 0.625, -1.0, 0.75]]],
-                      dtype=torch.float64)
+    w0 = torch.tensor([[[0.625, 0.0, 0.625, 2.0]], [[2.0, 0.625, -1.0, 0.75]]], dtype=torch.float64)
     w = Witnesses([w0], beta=0.5, theta=1.0)
-    X = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]],
-                     dtype=torch.float64)[..., None]
+    X = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=torch.float64)[
+        ..., None
+    ]
     d = build_dictionary(w, X, steps="all")
     assert d.n_witness_neurons == 8
-    assert d.provenance.tolist() == [[0, 0], [0, 3], [1, 3]]          # A, B, C
+    assert d.provenance.tolist() == [[0, 0], [0, 3], [1, 3]]  # A, B, C
     assert d.n_columns == d.n_unique == 3
     assert d.n_zero == 2 and d.n_duplicates == 3
     assert d.assignment.tolist() == [0, -1, 0, 1, 1, 0, -1, 2]
@@ -77,8 +79,9 @@ def test_dedupe_drops_zero_and_duplicate_columns_with_provenance():
 def _random_case(seed=0, n=37, T=5, d=3, widths=(6, 7, 9), K=3):
     g = torch.Generator().manual_seed(seed)
     X = torch.rand(n, T, d, generator=g) * 2 - 0.5
-    w = gaussian_witnesses(d, n_branches=K, hidden_widths=list(widths), scale=1.5, seed=seed,
-                           beta=0.9)
+    w = gaussian_witnesses(
+        d, n_branches=K, hidden_widths=list(widths), scale=1.5, seed=seed, beta=0.9
+    )
     return w, X
 
 
@@ -86,12 +89,14 @@ def _random_case(seed=0, n=37, T=5, d=3, widths=(6, 7, 9), K=3):
 @pytest.mark.parametrize("steps", ["last", "all"])
 def test_chunked_packed_unique_equal_reference(readout, steps):
     w, X = _random_case()
-    X = torch.cat([X, X[:9]])            # repeated sequences exercise unique_inputs
+    X = torch.cat([X, X[:9]])  # repeated sequences exercise unique_inputs
     kw = dict(readout=readout, readout_bias=0.2, steps=steps)
     ref = build_dictionary(w, X, chunk_size=1000, unique_inputs=False, **kw)
-    for other in (build_dictionary(w, X, chunk_size=5, **kw),
-                  build_dictionary(w, X, chunk_size=3, storage="packed", unique_inputs=False, **kw),
-                  build_dictionary(w, X, storage="packed", **kw)):
+    for other in (
+        build_dictionary(w, X, chunk_size=5, **kw),
+        build_dictionary(w, X, chunk_size=3, storage="packed", unique_inputs=False, **kw),
+        build_dictionary(w, X, storage="packed", **kw),
+    ):
         assert torch.equal(other.matrix(), ref.matrix())
         assert np.array_equal(other.provenance, ref.provenance)
         assert np.array_equal(other.assignment, ref.assignment)
@@ -100,7 +105,7 @@ def test_chunked_packed_unique_equal_reference(readout, steps):
     idx = ref.provenance[:, 0] * w.n_last + ref.provenance[:, 1]
     expect = r[:, -1][:, idx] if steps == "last" else r.reshape(-1, r.shape[2])[:, idx]
     assert torch.equal(ref.matrix(torch.bool), expect)
-    if steps == "all":       # row i*T + t is sample i at step t
+    if steps == "all":  # row i*T + t is sample i at step t
         T = X.shape[1]
         i, t = 7, 2
         assert torch.equal(ref.matrix(torch.bool)[i * T + t], r[i, t][idx])
@@ -154,10 +159,13 @@ def test_transform_reproduces_training_matrix_and_validates():
     for steps in ("last", "all"):
         d = build_dictionary(w, X, steps=steps, readout="membrane", readout_bias=-0.1)
         assert torch.equal(d.transform(X), d.matrix())
-        assert torch.equal(d.transform(X, unique_inputs=False, chunk_size=4,
-                                       dtype=torch.bool), d.matrix(torch.bool))
-        assert torch.equal(d.transform(X[5:9]), d.matrix()[5:9] if steps == "last" else
-                           d.matrix()[5 * 5:9 * 5])
+        assert torch.equal(
+            d.transform(X, unique_inputs=False, chunk_size=4, dtype=torch.bool),
+            d.matrix(torch.bool),
+        )
+        assert torch.equal(
+            d.transform(X[5:9]), d.matrix()[5:9] if steps == "last" else d.matrix()[5 * 5 : 9 * 5]
+        )
     with pytest.raises(ValueError, match="features"):
         d.transform(torch.rand(4, 5, 2))
     with pytest.raises(ValueError, match="T=7"):
@@ -200,8 +208,10 @@ def test_blocks_concatenated_equal_built_at_once():
     assert c.n_unique == ref.n_unique and c.n_duplicates == ref.n_duplicates
     assert torch.equal(c.transform(X), ref.matrix())
     # rows: shards built without dedupe, concatenated, then deduplicated
-    shards = [build_dictionary(w, X[a:b], steps="all", dedupe=False)
-              for a, b in ((0, 13), (13, 14), (14, 37))]
+    shards = [
+        build_dictionary(w, X[a:b], steps="all", dedupe=False)
+        for a, b in ((0, 13), (13, 14), (14, 37))
+    ]
     r = SpikeDictionary.concat(shards, axis="rows")
     assert torch.equal(r.matrix(), ref.matrix())
     assert np.array_equal(r.provenance, ref.provenance)
@@ -217,8 +227,7 @@ def test_blocks_concatenated_equal_built_at_once():
 @pytest.mark.parametrize("storage", ["bool", "packed"])
 def test_save_load_round_trip(tmp_path, storage):
     w, X = _random_case(6)
-    d = build_dictionary(w, X, steps="all", readout="membrane", readout_bias=0.3,
-                         storage=storage)
+    d = build_dictionary(w, X, steps="all", readout="membrane", readout_bias=0.3, storage=storage)
     p = d.save(tmp_path / "dict")
     assert p.suffix == ".npz"
     e = SpikeDictionary.load(p)

@@ -53,8 +53,10 @@ BLOCKS = [list(range(30)), list(range(30, 48))]  # witness branches built by eac
 
 def _block_products(P: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(2)
-    return (torch.randn(P, 2, generator=gen, dtype=torch.float64),
-            torch.randn(300, 2, generator=gen, dtype=torch.float64))
+    return (
+        torch.randn(P, 2, generator=gen, dtype=torch.float64),
+        torch.randn(300, 2, generator=gen, dtype=torch.float64),
+    )
 
 
 def _beta(D, y, loss, pen):
@@ -76,20 +78,29 @@ def _rank_body(rank: int, world: int, tmp: str) -> dict:
     sub = op.columns(idx)
     pen = make_penalty("l21")
     out["ops"] = {
-        "matmul": op.matmul(W).numpy(), "rmatmul": op.rmatmul(R).numpy(),
-        "matmul_empty_rank": op0.matmul(W).numpy(), "rmatmul_empty_rank": op0.rmatmul(R).numpy(),
-        "sub_dense": sub.dense().numpy(), "sub_matmul": sub.matmul(W[:5]).numpy(),
-        "sub_rmatmul": sub.rmatmul(R).numpy(), "dense": op.dense().numpy(),
-        "sub_counts": sub.counts, "counts": op.counts,
-        "dual_norm": op.dual_norm(R, pen), "top": [t.numpy() for t in op.top_columns(R, pen, 6)],
+        "matmul": op.matmul(W).numpy(),
+        "rmatmul": op.rmatmul(R).numpy(),
+        "matmul_empty_rank": op0.matmul(W).numpy(),
+        "rmatmul_empty_rank": op0.rmatmul(R).numpy(),
+        "sub_dense": sub.dense().numpy(),
+        "sub_matmul": sub.matmul(W[:5]).numpy(),
+        "sub_rmatmul": sub.rmatmul(R).numpy(),
+        "dense": op.dense().numpy(),
+        "sub_counts": sub.counts,
+        "counts": op.counts,
+        "dual_norm": op.dual_norm(R, pen),
+        "top": [t.numpy() for t in op.top_columns(R, pen, 6)],
     }
     # -- each rank builds the dictionary of its witness block (packed bits) -------------
     X, _, w = _data()
     blk = build_dictionary(w, X, branches=BLOCKS[rank], storage="packed", allow_empty=True)
     opb = ShardedSpikeOperator.from_local(blk)
     Wb, Rb = _block_products(opb.shape[1])
-    out["blocks"] = {"counts": opb.counts, "matmul": opb.matmul(Wb).numpy(),
-                     "rmatmul": opb.rmatmul(Rb).numpy()}
+    out["blocks"] = {
+        "counts": opb.counts,
+        "matmul": opb.matmul(Wb).numpy(),
+        "rmatmul": opb.rmatmul(Rb).numpy(),
+    }
     # -- inputs that differ between ranks: one clear error on every rank ------------------
     y_bad = y.clone()
     if rank == 1:
@@ -102,17 +113,35 @@ def _rank_body(rank: int, world: int, tmp: str) -> dict:
     # -- the solves ----------------------------------------------------------------------
     sols = {}
     for loss, pen_name in COMBOS:
-        s = solve_readout_sharded(op, y, loss=loss, penalty=pen_name,
-                                  beta=_beta(D, y, loss, pen_name), tol=TOL)
-        sols[(loss, pen_name)] = {"cert": s.certificate.to_dict(), "W": s.W.numpy(),
-                                  "U": s.dual.numpy(), "lam": s.lam}
+        s = solve_readout_sharded(
+            op, y, loss=loss, penalty=pen_name, beta=_beta(D, y, loss, pen_name), tol=TOL
+        )
+        sols[(loss, pen_name)] = {
+            "cert": s.certificate.to_dict(),
+            "W": s.W.numpy(),
+            "U": s.dual.numpy(),
+            "lam": s.lam,
+        }
     out["solves"] = sols
     # -- the torchrun entry point (the group is already set up; main closes it) -----------
     from convexsnn.distributed.launch import main
 
-    args = ["--dictionary", f"{tmp}/D.npy", "--targets", f"{tmp}/y.npy", "--loss", "hinge",
-            "--penalty", "l1", "--beta", str(_beta(D, y, "hinge", "l1")), "--tol", "1e-9",
-            "--out", f"{tmp}/run"]
+    args = [
+        "--dictionary",
+        f"{tmp}/D.npy",
+        "--targets",
+        f"{tmp}/y.npy",
+        "--loss",
+        "hinge",
+        "--penalty",
+        "l1",
+        "--beta",
+        str(_beta(D, y, "hinge", "l1")),
+        "--tol",
+        "1e-9",
+        "--out",
+        f"{tmp}/run",
+    ]
     out["launch_rc"] = main(args)
     out["initialized_after_launch"] = dist.is_initialized()
     try:
@@ -171,10 +200,10 @@ def test_sharded_products_equal_the_dense_ones(ranks, problem):
         np.testing.assert_allclose(o["matmul"], (D @ W).numpy(), rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(o["matmul"], ranks[0]["ops"]["matmul"])
         np.testing.assert_allclose(o["rmatmul"], (D.T @ R).numpy(), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(o["matmul_empty_rank"], (D @ W).numpy(), rtol=1e-12,
-                                   atol=1e-12)
-        np.testing.assert_allclose(o["rmatmul_empty_rank"], (D.T @ R).numpy(), rtol=1e-12,
-                                   atol=1e-12)
+        np.testing.assert_allclose(o["matmul_empty_rank"], (D @ W).numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            o["rmatmul_empty_rank"], (D.T @ R).numpy(), rtol=1e-12, atol=1e-12
+        )
         np.testing.assert_array_equal(o["dense"], Dn)
         np.testing.assert_array_equal(o["sub_dense"], Dn[:, idx.numpy()])
         np.testing.assert_allclose(o["sub_matmul"], (D[:, idx] @ W[:5]).numpy(), atol=1e-12)
@@ -198,10 +227,10 @@ def test_witness_blocks_built_per_rank_form_the_concatenated_dictionary(ranks):
     Wb, Rb = _block_products(D.shape[1])
     for r in ranks:
         assert r["blocks"]["counts"] == [p.shape[1] for p in parts]
-        np.testing.assert_allclose(r["blocks"]["matmul"], (D @ Wb).numpy(), rtol=1e-12,
-                                   atol=1e-12)
-        np.testing.assert_allclose(r["blocks"]["rmatmul"], (D.T @ Rb).numpy(), rtol=1e-12,
-                                   atol=1e-12)
+        np.testing.assert_allclose(r["blocks"]["matmul"], (D @ Wb).numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            r["blocks"]["rmatmul"], (D.T @ Rb).numpy(), rtol=1e-12, atol=1e-12
+        )
 
 
 @pytest.mark.slow
@@ -213,8 +242,7 @@ def test_inputs_differing_between_ranks_are_refused_on_every_rank(ranks):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loss,pen", COMBOS)
-def test_sharded_solve_gives_the_single_process_optimum_and_certificate(ranks, problem, loss,
-                                                                        pen):
+def test_sharded_solve_gives_the_single_process_optimum_and_certificate(ranks, problem, loss, pen):
     D, y = problem
     beta = _beta(D, y, loss, pen)
     ref = solve_readout(D, y, loss=loss, penalty=pen, beta=beta, tol=TOL)
@@ -258,8 +286,9 @@ def test_launcher_writes_the_certified_solution_once(ranks, launch_dir, problem)
     cert = json.loads((launch_dir / "run" / "certificate.json").read_text())
     W = np.load(launch_dir / "run" / "solution.npz")["W"]
     assert cert["converged"] and cert["info"]["world_size"] == 2
-    ref = solve_readout(D, y, loss="hinge", penalty="l1", beta=_beta(D, y, "hinge", "l1"),
-                        tol=1e-9).certificate
+    ref = solve_readout(
+        D, y, loss="hinge", penalty="l1", beta=_beta(D, y, "hinge", "l1"), tol=1e-9
+    ).certificate
     assert abs(cert["primal"] - ref.primal) <= 1e-9 * abs(ref.primal)
     prep = prepare_problem(D, y, loss="hinge", penalty="l1")
     Wt = torch.from_numpy(W)
@@ -272,8 +301,9 @@ def test_solve_readout_sharded_refuses_a_plain_operator():
         solve_readout_sharded(np.ones((3, 2), dtype=bool), np.zeros(3))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 1,
-                    reason="needs CUDA (nccl)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < 1, reason="needs CUDA (nccl)"
+)
 def test_sharded_solve_on_cuda_with_nccl():  # pragma: no cover - run by benchmarks/gpu_check.sh
     res = run_local(_cuda_body, 1, backend="nccl")
     assert res[0]["converged"] and res[0]["rel"] <= 1e-5
@@ -291,8 +321,8 @@ def _cuda_body(rank: int, world: int) -> dict:
 
 # -- memory: a dictionary over one process's cap fits when split ---------------------------
 
-CAP_N, CAP_P, CAP_CHUNK = 2000, 16384, 1024   # 262 MB as float64
-CAP_MB = 200                                  # address space allowed beyond the start-up
+CAP_N, CAP_P, CAP_CHUNK = 2000, 16384, 1024  # 262 MB as float64
+CAP_MB = 200  # address space allowed beyond the start-up
 
 
 def _address_space() -> int:
@@ -305,8 +335,9 @@ def _address_space() -> int:
 def _capped_body(rank: int, world: int) -> dict:
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (_address_space() + CAP_MB * 2**20,
-                                            resource.RLIM_INFINITY))
+    resource.setrlimit(
+        resource.RLIMIT_AS, (_address_space() + CAP_MB * 2**20, resource.RLIM_INFINITY)
+    )
     lo, hi = column_blocks(CAP_P // CAP_CHUNK, world)[rank]  # this rank's chunks of columns
     try:
         D_r = torch.empty(CAP_N, (hi - lo) * CAP_CHUNK, dtype=torch.float64)
@@ -314,15 +345,20 @@ def _capped_body(rank: int, world: int) -> dict:
         return {"fits": False, "error": str(exc)[:200]}
     for k, c in enumerate(range(lo, hi)):  # chunk c is the same whichever rank builds it
         gen = torch.Generator().manual_seed(c)
-        D_r[:, k * CAP_CHUNK:(k + 1) * CAP_CHUNK] = (
-            torch.rand(CAP_N, CAP_CHUNK, generator=gen) < 0.2).to(torch.float64)
+        D_r[:, k * CAP_CHUNK : (k + 1) * CAP_CHUNK] = (
+            torch.rand(CAP_N, CAP_CHUNK, generator=gen) < 0.2
+        ).to(torch.float64)
     y = (torch.arange(CAP_N) % 2).to(torch.int64)
     op = ShardedSpikeOperator.from_local(D_r, check_binary=False)
     # lam_max = ||D^T (a * Y)||_inf from the shards (all_reduce(MAX)); solve at 0.7 lam_max
     lam_max = op.dual_norm((2.0 * y - 1.0).to(torch.float64)[:, None] / CAP_N, make_penalty("l1"))
     sol = solve_readout_sharded(op, y, loss="squared", penalty="l1", lam=0.7 * lam_max, tol=1e-6)
-    return {"fits": True, "converged": sol.certificate.converged,
-            "support": int(sol.support.numel()), "local_columns": op.counts[rank]}
+    return {
+        "fits": True,
+        "converged": sol.certificate.converged,
+        "support": int(sol.support.numel()),
+        "local_columns": op.counts[rank],
+    }
 
 
 @pytest.mark.slow

@@ -20,8 +20,12 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler  # noqa: E
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from convexsnn.convex import ConvergenceWarning  # noqa: E402
-from convexsnn.estimators import (ConvexSNNClassifier, SNNConvergenceWarning,  # noqa: E402
-                                  SurrogateSNNClassifier, expected_failed_checks)
+from convexsnn.estimators import (
+    ConvexSNNClassifier,
+    SNNConvergenceWarning,  # noqa: E402
+    SurrogateSNNClassifier,
+    expected_failed_checks,
+)
 from convexsnn.network import ParallelSNN  # noqa: E402
 from convexsnn.tasks import load_task  # noqa: E402
 
@@ -42,8 +46,7 @@ def test_sklearn_common_checks(estimator, check):
 @pytest.fixture(scope="module")
 def xor4():
     task = load_task("xor", T=4, n_train=256, n_val=64, n_test=512, ood_lengths=(), seed=0)
-    return (task.train.X.numpy(), task.train.y.numpy(), task.test.X.numpy(),
-            task.test.y.numpy())
+    return (task.train.X.numpy(), task.train.y.numpy(), task.test.X.numpy(), task.test.y.numpy())
 
 
 def test_convex_learns_xor_T4_with_certificate(xor4):
@@ -64,8 +67,9 @@ def test_convex_learns_xor_T4_with_certificate(xor4):
 
 def test_surrogate_learns_xor_T4(xor4):
     X, y, Xt, yt = xor4
-    est = SurrogateSNNClassifier(depth=3, width=32, epochs=40, batch_size=64,
-                                 init_scale=2.0, seed=0).fit(X, y)
+    est = SurrogateSNNClassifier(
+        depth=3, width=32, epochs=40, batch_size=64, init_scale=2.0, seed=0
+    ).fit(X, y)
     assert est.score(Xt, yt) > 0.9
     assert est.n_iter_ == 40 and len(est.history_["history"]["train_loss"]) == 40
 
@@ -116,13 +120,15 @@ def test_pipeline_and_gridsearch(xor4):
     rng = np.random.default_rng(2)
     X2 = rng.normal(size=(150, 2)) * [5.0, 0.1]
     y2 = (X2[:, 0] * X2[:, 1] > 0).astype(int)
-    pipe = Pipeline([("scale", StandardScaler()),
-                     ("snn", ConvexSNNClassifier(n_branches=8, width=16, seed=1))])
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("snn", ConvexSNNClassifier(n_branches=8, width=16, seed=1))]
+    )
     pipe.fit(X2, y2)
     assert pipe.score(X2, y2) > 0.85
     # GridSearchCV over convex options on sequences (3-D X)
-    grid = GridSearchCV(ConvexSNNClassifier(n_branches=8, width=16, loss="hinge"),
-                        {"reg": [1e-2, 3.0]}, cv=2)
+    grid = GridSearchCV(
+        ConvexSNNClassifier(n_branches=8, width=16, loss="hinge"), {"reg": [1e-2, 3.0]}, cv=2
+    )
     grid.fit(X, y)
     assert grid.best_params_["reg"] == 1e-2
     assert grid.best_estimator_.score(Xt, yt) > 0.9
@@ -135,8 +141,9 @@ def test_convergence_warning_is_both_kinds():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(100, 3))
     y = (X.sum(axis=1) > 0).astype(int)
-    est = ConvexSNNClassifier(n_branches=8, width=16, loss="softmax", reg=1e-4, tol=1e-14,
-                              max_iter=3)
+    est = ConvexSNNClassifier(
+        n_branches=8, width=16, loss="softmax", reg=1e-4, tol=1e-14, max_iter=3
+    )
     with pytest.warns(SNNConvergenceWarning) as rec:
         est.fit(X, y)
     w = [r.message for r in rec if isinstance(r.message, SNNConvergenceWarning)][0]
@@ -172,6 +179,7 @@ def test_network_save_load_roundtrip(tmp_path):
     path = est.network_.save(tmp_path / "m", extra=est.network_.saved_extra)
     net = ParallelSNN.load(path)
     import torch
+
     with torch.no_grad():
         z = net(torch.from_numpy(X)).numpy()[:, 0]
     np.testing.assert_allclose(z, est.decision_function(X), rtol=1e-12, atol=1e-12)

@@ -8,9 +8,23 @@ from convexsnn.experiments import EXPERIMENTS
 from convexsnn.experiments.base import Cell
 from convexsnn.experiments.runner import load_experiment
 
-FIELDS = ("method", "seed", "task", "T", "val_accuracy", "test_accuracy", "ood_accuracy",
-          "ood_2T", "ood_5T", "dictionary_columns", "witness_neurons", "kept_neurons", "rel_gap",
-          "chosen", "seconds")
+FIELDS = (
+    "method",
+    "seed",
+    "task",
+    "T",
+    "val_accuracy",
+    "test_accuracy",
+    "ood_accuracy",
+    "ood_2T",
+    "ood_5T",
+    "dictionary_columns",
+    "witness_neurons",
+    "kept_neurons",
+    "rel_gap",
+    "chosen",
+    "seconds",
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +69,31 @@ def test_full_grid_shape(mod):
     cells = mod.cells(False, (0, 1))
     ids = [c.id for c in cells]
     assert len(ids) == len(set(ids))
-    xor = {(c.params["T"], c.params["L"], c.params["witnesses"]) for c in cells
-           if c.params["task"] == "xor"}
-    assert {(T, L, k) for T in (11, 14, 20, 50) for L in (3, 5)
-            for k in ("gaussian", "gaussian-rec", "structured")} == xor
+    xor = {
+        (c.params["T"], c.params["L"], c.params["witnesses"])
+        for c in cells
+        if c.params["task"] == "xor"
+    }
+    assert {
+        (T, L, k)
+        for T in (11, 14, 20, 50)
+        for L in (3, 5)
+        for k in ("gaussian", "gaussian-rec", "structured")
+    } == xor
     assert {"parity_k3", "tomita1", "tomita3_paper", "tomita7"} <= {c.params["task"] for c in cells}
 
 
 def test_structured_cvx_solves_xor_T14(mod):
-    params = {"task": "xor", "T": 14, "L": 3, "witnesses": "structured", "sg": False,
-              "config": {**mod.QUICK_CONFIG, "n_branches": 2, "width": 16, "last": 16},
-              "sizes": [300, 300, 500, 200], "quick": True}
+    params = {
+        "task": "xor",
+        "T": 14,
+        "L": 3,
+        "witnesses": "structured",
+        "sg": False,
+        "config": {**mod.QUICK_CONFIG, "n_branches": 2, "width": 16, "last": 16},
+        "sizes": [300, 300, 500, 200],
+        "quick": True,
+    }
     res = mod.run_cell(Cell("long_memory", "t14-structured", params, 0))
     (rec,) = res["records"]
     assert rec["method"] == "CVX"

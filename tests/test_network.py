@@ -80,7 +80,13 @@ def test_path_norm_matches_explicit_sum():
     for k in range(2):
         a = net.weights[0][k].detach().abs()
         b = net.weights[1][k].detach().abs()
-        total += float(torch.ones(2, dtype=torch.float64) @ a @ b @ w_out[k] @ torch.ones(3, dtype=torch.float64))
+        total += float(
+            torch.ones(2, dtype=torch.float64)
+            @ a
+            @ b
+            @ w_out[k]
+            @ torch.ones(3, dtype=torch.float64)
+        )
     assert net.path_norm().item() == pytest.approx(total, rel=1e-12)
 
 
@@ -92,8 +98,14 @@ def test_seed_gives_identical_weights():
 
 
 @pytest.mark.parametrize("suffix", ["model_dir", "model.npz"])
-@pytest.mark.parametrize("kw", [{}, {"readout": "membrane", "bias": True, "output_bias": True},
-                                {"recurrent": "diagonal", "dtype": torch.float64}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"readout": "membrane", "bias": True, "output_bias": True},
+        {"recurrent": "diagonal", "dtype": torch.float64},
+    ],
+)
 def test_save_load_round_trip(tmp_path, suffix, kw):
     net = _net(**kw)
     x = _x(3)
@@ -132,9 +144,11 @@ def test_load_refuses_truncated_single_file(tmp_path):
 def _reseal(meta):
     """Recompute the whole-config checksum the way save() does (sha256 of canonical JSON)."""
     import hashlib
+
     body = {k: v for k, v in meta.items() if k != "meta_sha256"}
     meta["meta_sha256"] = hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
     return meta
 
 
@@ -147,13 +161,17 @@ def test_load_refuses_mismatched_config(tmp_path):
         ParallelSNN.load(path)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda m: m["config"].__setitem__("beta", 0.5),
-    lambda m: m["extra"].__setitem__("task_spec", {"kind": "task", "name": "mnist",
-                                                   "options": {"download": True,
-                                                               "directory": "/tmp/x"}}),
-    lambda m: m.__setitem__("shapes", {}),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["config"].__setitem__("beta", 0.5),
+        lambda m: m["extra"].__setitem__(
+            "task_spec",
+            {"kind": "task", "name": "mnist", "options": {"download": True, "directory": "/tmp/x"}},
+        ),
+        lambda m: m.__setitem__("shapes", {}),
+    ],
+)
 def test_load_refuses_edited_config(tmp_path, edit):
     path = _net().save(tmp_path / "m", extra={"task_spec": {"kind": "task", "name": "xor"}})
     meta = json.loads((path / "config.json").read_text())
@@ -252,14 +270,17 @@ def test_load_refuses_garbage_and_missing(tmp_path):
 
 
 # ---------------------------------------------------------------- bad input (issue point 5)
-@pytest.mark.parametrize("x, match", [
-    (torch.zeros(4, 3), "shape \\(batch, T, features\\)"),
-    (torch.zeros(2, 3, 4, 5), "shape \\(batch, T, features\\)"),
-    (torch.zeros(2, 5, 4), "features"),
-    (torch.full((2, 5, 3), float("nan")), "NaN"),
-    (torch.full((2, 5, 3), float("inf")), "inf"),
-    (torch.zeros(0, 5, 3), "at least one sample"),
-])
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (torch.zeros(4, 3), "shape \\(batch, T, features\\)"),
+        (torch.zeros(2, 3, 4, 5), "shape \\(batch, T, features\\)"),
+        (torch.zeros(2, 5, 4), "features"),
+        (torch.full((2, 5, 3), float("nan")), "NaN"),
+        (torch.full((2, 5, 3), float("inf")), "inf"),
+        (torch.zeros(0, 5, 3), "at least one sample"),
+    ],
+)
 def test_bad_inputs_raise_value_error(x, match):
     with pytest.raises(ValueError, match=match):
         _net()(x)
@@ -272,21 +293,24 @@ def test_non_numeric_input_raises_type_error():
         _net()("not an array")
 
 
-@pytest.mark.parametrize("kw, exc, match", [
-    ({"p_rec": 0}, ValueError, "p_rec"),
-    ({"p_last": -4}, ValueError, "p_last"),
-    ({"hidden_widths": [4, 0]}, ValueError, "hidden_widths\\[1\\]"),
-    ({"p_rec": 30}, ValueError, "not divisible by n_branches"),
-    ({"n_branches": 0}, ValueError, "n_branches"),
-    ({"depth": 1}, ValueError, "depth"),
-    ({"surrogate": "tanh"}, ValueError, "surrogate"),
-    ({"reset": "hard"}, ValueError, "reset"),
-    ({"readout": "rate"}, ValueError, "readout"),
-    ({"recurrent": "full"}, ValueError, "recurrent"),
-    ({"beta": 1.5}, ValueError, "beta"),
-    ({"theta": 0.0}, ValueError, "theta"),
-    ({"p_rec": 2.5}, TypeError, "p_rec"),
-])
+@pytest.mark.parametrize(
+    "kw, exc, match",
+    [
+        ({"p_rec": 0}, ValueError, "p_rec"),
+        ({"p_last": -4}, ValueError, "p_last"),
+        ({"hidden_widths": [4, 0]}, ValueError, "hidden_widths\\[1\\]"),
+        ({"p_rec": 30}, ValueError, "not divisible by n_branches"),
+        ({"n_branches": 0}, ValueError, "n_branches"),
+        ({"depth": 1}, ValueError, "depth"),
+        ({"surrogate": "tanh"}, ValueError, "surrogate"),
+        ({"reset": "hard"}, ValueError, "reset"),
+        ({"readout": "rate"}, ValueError, "readout"),
+        ({"recurrent": "full"}, ValueError, "recurrent"),
+        ({"beta": 1.5}, ValueError, "beta"),
+        ({"theta": 0.0}, ValueError, "theta"),
+        ({"p_rec": 2.5}, TypeError, "p_rec"),
+    ],
+)
 def test_bad_constructor_arguments(kw, exc, match):
     with pytest.raises(exc, match=match):
         _net(**kw)
@@ -307,12 +331,12 @@ def test_one_prediction_rule_for_network_training_and_convex_readout():
     assert torch.equal(predict_from_scores(one[:, 0]), classes_from_scores(one))
     layout = _Layout(label_mode="sequence", heads=(3,), explicit_heads=False)
     assert _n_correct(many, torch.tensor([[1], [0]]), layout) == 2
-    assert _n_correct(many, torch.tensor([[2], [0]]), layout) == 1     # tie goes to class 1
+    assert _n_correct(many, torch.tensor([[2], [0]]), layout) == 1  # tie goes to class 1
     # the network's own predict: a 1-output network whose score is exactly 0 predicts class 0
     net = ParallelSNN(3, 1, hidden_widths=[4], seed=0)
     x = torch.rand(5, 2, 3)
     assert torch.equal(net.predict(x), classes_from_scores(net(x)))
-    assert net.predict(x).tolist() == [0] * 5       # output weights start at zero
+    assert net.predict(x).tolist() == [0] * 5  # output weights start at zero
     assert classes_from_scores(net(x)).dtype == torch.int64
 
 

@@ -41,8 +41,9 @@ def _net(widths=(6, 4), K=2, seed=0, **kw):
                 for p in plist:
                     p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * scale)
         if net.output_bias is not None:
-            net.output_bias.copy_(torch.randn(net.output_bias.shape, generator=g,
-                                              dtype=torch.float64))
+            net.output_bias.copy_(
+                torch.randn(net.output_bias.shape, generator=g, dtype=torch.float64)
+            )
     return net
 
 
@@ -162,8 +163,11 @@ def _reference_spikes(rec, K, n_layers):
 def test_missing_nir_gives_clear_import_error(monkeypatch, tmp_path):
     net = _net(reset="zero")
     monkeypatch.setitem(sys.modules, "nir", None)  # makes `import nir` raise ImportError
-    for call in (lambda: to_nir(net), lambda: export_nir(net, tmp_path / "n.nir"),
-                 lambda: simulate_nir(tmp_path / "n.nir", _x())):
+    for call in (
+        lambda: to_nir(net),
+        lambda: export_nir(net, tmp_path / "n.nir"),
+        lambda: simulate_nir(tmp_path / "n.nir", _x()),
+    ):
         with pytest.raises(ImportError, match=r"pip install convexsnn\[nir\]"):
             call()
     assert not list(tmp_path.iterdir())
@@ -184,12 +188,19 @@ def test_export_package_imports_without_nir(monkeypatch):
 ROUND_TRIP_CASES = {
     "zero_K3_depth2": dict(widths=(6,), K=3, reset="zero"),
     "subtract_K2_depth3": dict(widths=(6, 4), K=2, reset="subtract"),
-    "zero_K2_depth4_bias_f64": dict(widths=(5, 4, 3), K=2, reset="zero", bias=True,
-                                    output_bias=True, dtype=torch.float64),
+    "zero_K2_depth4_bias_f64": dict(
+        widths=(5, 4, 3), K=2, reset="zero", bias=True, output_bias=True, dtype=torch.float64
+    ),
     "subtract_dense_recurrent": dict(widths=(5, 4), K=2, reset="subtract", recurrent="dense"),
-    "zero_diag_recurrent_membrane_all": dict(widths=(5, 4), K=3, reset="zero",
-                                             recurrent="diagonal", readout="membrane",
-                                             readout_bias=0.25, output="all"),
+    "zero_diag_recurrent_membrane_all": dict(
+        widths=(5, 4),
+        K=3,
+        reset="zero",
+        recurrent="diagonal",
+        readout="membrane",
+        readout_bias=0.25,
+        output="all",
+    ),
     "subtract_no_leak": dict(widths=(4, 4), K=2, reset="subtract", beta=1.0, theta=1.5),
     "zero_no_memory": dict(widths=(6, 4), K=2, reset="zero", beta=0.0, theta=0.5),
 }
@@ -261,7 +272,7 @@ def test_lif_node_values_follow_documented_formulas(tmp_path, beta, theta, dt, d
             np.testing.assert_array_equal(w.weight, net.weights[l][k].detach().numpy().T)
         ro = graph.nodes[f"b{k}_readout"].weight
         assert ro.shape == (4, 3)  # (C, n_last): NIR's (out, in)
-        np.testing.assert_array_equal(ro, net.output_weight[3 * k:3 * (k + 1)].detach().numpy().T)
+        np.testing.assert_array_equal(ro, net.output_weight[3 * k : 3 * (k + 1)].detach().numpy().T)
     meta = graph.metadata
     assert float(meta["dt"]) == dt and float(meta["beta"]) == beta
     assert float(meta["theta"]) == theta and meta["reset"] == "zero"
@@ -333,12 +344,16 @@ def test_membrane_readout_warns_and_strict_refuses():
 # ------------------------------------------------------------- NIR semantics (no metadata used)
 NIR_SEMANTICS_CASES = {
     "zero_feedforward": (dict(widths=(5, 4), K=2, reset="zero"), False),
-    "zero_dense_recurrent_bias": (dict(widths=(5, 4), K=2, reset="zero", recurrent="dense",
-                                       bias=True, output_bias=True), False),
+    "zero_dense_recurrent_bias": (
+        dict(widths=(5, 4), K=2, reset="zero", recurrent="dense", bias=True, output_bias=True),
+        False,
+    ),
     "zero_no_leak_IF": (dict(widths=(5, 4), K=2, reset="zero", beta=1.0), False),
     "subtract_exact_reset": (dict(widths=(5, 4, 3), K=2, reset="subtract"), True),
-    "subtract_exact_reset_diag_recurrent": (dict(widths=(5, 4), K=2, reset="subtract",
-                                                 recurrent="diagonal"), True),
+    "subtract_exact_reset_diag_recurrent": (
+        dict(widths=(5, 4), K=2, reset="subtract", recurrent="diagonal"),
+        True,
+    ),
     "subtract_exact_reset_no_leak": (dict(widths=(5, 4), K=2, reset="subtract", beta=1.0), True),
 }
 
@@ -386,8 +401,9 @@ def _strip_metadata(graph):
 
 def test_graph_without_metadata_is_read_from_its_nodes(tmp_path):
     dt = 1e-3
-    net = _net(widths=(5, 4), K=2, reset="zero", recurrent="dense", dtype=torch.float64,
-               output="all")
+    net = _net(
+        widths=(5, 4), K=2, reset="zero", recurrent="dense", dtype=torch.float64, output="all"
+    )
     x = _x()
     path = tmp_path / "foreign.nir"
     nir.write(path, _strip_metadata(to_nir(net, dt=dt)))
@@ -437,8 +453,9 @@ def test_bad_arguments():
         to_nir(net, dt=0.0)
     with pytest.raises(TypeError, match="NIRGraph"):
         from_nir_graph({"nodes": {}})
-    other = nir.NIRGraph.from_list(nir.Linear(np.ones((2, 3))), nir.LI(np.ones(2), np.ones(2),
-                                                                       np.zeros(2)))
+    other = nir.NIRGraph.from_list(
+        nir.Linear(np.ones((2, 3))), nir.LI(np.ones(2), np.ones(2), np.zeros(2))
+    )
     with pytest.raises(ValueError):
         from_nir_graph(other, dt=1e-3)
 

@@ -65,8 +65,11 @@ def test_raster_rejects_bad_input(tmp_path):
 def _stats(seed=0, label=None):
     rng = np.random.default_rng(seed)
     n_w = np.array([16, 64, 256, 1024])
-    d = {"density": rng.beta(2, 5, size=300), "n_witness": n_w,
-         "n_unique": np.minimum(n_w, (n_w ** 0.8).astype(int))}
+    d = {
+        "density": rng.beta(2, 5, size=300),
+        "n_witness": n_w,
+        "n_unique": np.minimum(n_w, (n_w**0.8).astype(int)),
+    }
     if label:
         d["label"] = label
     return d
@@ -85,16 +88,19 @@ def test_dictionary_stats_writes_png(tmp_path, form):
     _assert_png(path)
 
 
-@pytest.mark.parametrize("bad,match", [
-    ([], "empty"),
-    ({"density": [0.5], "colour": "red"}, "unknown keys"),
-    ({"label": "x"}, "needs 'density'"),
-    ({"n_witness": [1, 2]}, "both"),
-    ({"density": [0.5, 1.5]}, r"\[0, 1\]"),
-    ({"density": [0.5, np.nan]}, "NaN"),
-    ({"density": []}, "non-empty"),
-    ({"n_witness": [1, 2, 3], "n_unique": [1, 2]}, "pair up"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ([], "empty"),
+        ({"density": [0.5], "colour": "red"}, "unknown keys"),
+        ({"label": "x"}, "needs 'density'"),
+        ({"n_witness": [1, 2]}, "both"),
+        ({"density": [0.5, 1.5]}, r"\[0, 1\]"),
+        ({"density": [0.5, np.nan]}, "NaN"),
+        ({"density": []}, "non-empty"),
+        ({"n_witness": [1, 2, 3], "n_unique": [1, 2]}, "pair up"),
+    ],
+)
 def test_dictionary_stats_rejects_bad_input(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
         plot_dictionary_stats(bad, tmp_path / "d.png")
@@ -111,8 +117,14 @@ def _records():
     recs = []
     for method, base in (("SG", 0.80), ("CVX", 0.70), ("SG-CVX", 0.83)):
         for n in (500, 1000, 2000, 6000):
-            recs.append({"method": method, "n_train": n,
-                         "accuracy": base + 0.02 * np.log2(n / 500), "std": 0.01})
+            recs.append(
+                {
+                    "method": method,
+                    "n_train": n,
+                    "accuracy": base + 0.02 * np.log2(n / 500),
+                    "std": 0.01,
+                }
+            )
     recs.append({"method": "chance", "n_train": 500, "accuracy": 0.1})  # no std, one point
     return recs
 
@@ -127,15 +139,18 @@ def test_accuracy_vs_size_writes_png(tmp_path):
     _assert_png(path)
 
 
-@pytest.mark.parametrize("bad,match", [
-    ([], "empty"),
-    ([{"method": "SG", "n_train": 10, "accuracy": 0.5, "seed": 1}], "unknown keys"),
-    ([{"method": "SG", "accuracy": 0.5}], "missing"),
-    ([{"method": "SG", "n_train": 0, "accuracy": 0.5}], "positive"),
-    ([{"method": "SG", "n_train": 10, "accuracy": float("nan")}], "finite"),
-    ([{"method": "SG", "n_train": 10, "accuracy": 0.5, "std": -1}], "std"),
-    ([{"method": "SG", "n_train": 10, "accuracy": 0.5}] * 2, "two records"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ([], "empty"),
+        ([{"method": "SG", "n_train": 10, "accuracy": 0.5, "seed": 1}], "unknown keys"),
+        ([{"method": "SG", "accuracy": 0.5}], "missing"),
+        ([{"method": "SG", "n_train": 0, "accuracy": 0.5}], "positive"),
+        ([{"method": "SG", "n_train": 10, "accuracy": float("nan")}], "finite"),
+        ([{"method": "SG", "n_train": 10, "accuracy": 0.5, "std": -1}], "std"),
+        ([{"method": "SG", "n_train": 10, "accuracy": 0.5}] * 2, "two records"),
+    ],
+)
 def test_accuracy_vs_size_rejects_bad_input(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
         plot_accuracy_vs_size(bad, tmp_path / "a.png")

@@ -80,8 +80,10 @@ def test_ray_cells_equal_local_cells_and_resume(tmp_path, monkeypatch):
         crash = reproduce_ray(["ray_crash"], tmp_path / "crash", seeds=(0,), max_retries=2)
         assert (tmp_path / "c0.started").exists()  # the first attempt did die
         assert crash["ray_crash"]["n_run"] == 2 and crash["ray_crash"]["failed"] == []
-        got = {p.stem: json.loads(p.read_text())["result"]["value"]
-               for p in (tmp_path / "crash" / "ray_crash" / "cells").glob("*.json")}
+        got = {
+            p.stem: json.loads(p.read_text())["result"]["value"]
+            for p in (tmp_path / "crash" / "ray_crash" / "cells").glob("*.json")
+        }
         assert got == {"c0": 1, "c1": 11}
         # dictionary building: one task per block of witness branches, data in the object store
         _check_dictionary_blocks_on_ray()

@@ -20,11 +20,11 @@ _data = partial(rand_inputs, T=5, dtype=torch.float64, scale=2.0, shift=-0.4)
 def _sparse_W(P, C, kind, seed):
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(P, C, generator=g, dtype=torch.float64)
-    if kind == "l1":          # elementwise sparsity: a neuron stays while any entry is non-zero
+    if kind == "l1":  # elementwise sparsity: a neuron stays while any entry is non-zero
         W[torch.rand(P, C, generator=g) < 0.75] = 0
-    else:                     # l21: whole rows vanish
+    else:  # l21: whole rows vanish
         W[torch.rand(P, generator=g) < 0.8] = 0
-    W[P // 2, 0] = 1.5        # at least one active neuron
+    W[P // 2, 0] = 1.5  # at least one active neuron
     return W
 
 
@@ -43,8 +43,9 @@ def _assert_exact(model, d, W, X):
 @pytest.mark.parametrize("readout", ["spike", "membrane"])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_reconstruction_reproduces_scores(widths, K, readout, reset):
-    w = gaussian_witnesses(3, n_branches=K, hidden_widths=widths, scale=1.5, seed=len(widths),
-                           beta=0.85, reset=reset)
+    w = gaussian_witnesses(
+        3, n_branches=K, hidden_widths=widths, scale=1.5, seed=len(widths), beta=0.85, reset=reset
+    )
     Xtr, Xte = _data(0, 60), _data(1, 40)
     for steps in ("last", "all"):
         d = build_dictionary(w, Xtr, readout=readout, readout_bias=0.2, steps=steps)
@@ -59,8 +60,10 @@ def test_reconstruction_reproduces_scores(widths, K, readout, reset):
             rec = model.saved_extra
             n_active = int((W != 0).any(dim=1).sum())
             assert rec["n_active_columns"] == n_active
-            assert sorted(c for c in rec["feature_columns"] if c >= 0) == \
-                torch.nonzero((W != 0).any(dim=1))[:, 0].tolist()
+            assert (
+                sorted(c for c in rec["feature_columns"] if c >= 0)
+                == torch.nonzero((W != 0).any(dim=1))[:, 0].tolist()
+            )
             if len(widths) == 1:
                 assert rec["layout"] == "regrouped" and model.n_branches == 1
                 assert model.hidden_widths == [n_active]
@@ -76,7 +79,7 @@ def test_unused_branches_dropped_and_duplicates_get_no_weight():
     d = build_dictionary(w, X)
     W = torch.zeros(d.n_columns, 2, dtype=torch.float64)
     cols = np.flatnonzero(d.provenance[:, 0] == 2)[:3]
-    W[cols, 0] = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)[:len(cols)]
+    W[cols, 0] = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)[: len(cols)]
     W[cols, 1] = 0.25
     model = reconstruct(d, W)
     assert model.n_branches == 1 and model.saved_extra["branches_kept"] == [2]
@@ -115,13 +118,20 @@ def test_recurrent_and_bias_witnesses():
     K = 3
     w0 = torch.randn(K, 3, 7, generator=g, dtype=torch.float64) * 1.5
     w1 = torch.randn(K, 7, 6, generator=g, dtype=torch.float64)
-    b = [torch.randn(K, 7, generator=g, dtype=torch.float64) * 0.2,
-         torch.randn(K, 6, generator=g, dtype=torch.float64) * 0.2]
+    b = [
+        torch.randn(K, 7, generator=g, dtype=torch.float64) * 0.2,
+        torch.randn(K, 6, generator=g, dtype=torch.float64) * 0.2,
+    ]
     rec = torch.randn(K, 6, 6, generator=g, dtype=torch.float64) * 0.6
-    rec[rec.abs() < 0.5] = 0           # sparse: the closure keeps only the needed feeders
+    rec[rec.abs() < 0.5] = 0  # sparse: the closure keeps only the needed feeders
     X, Xte = _data(3, 50), _data(4, 30)
-    for recurrent in ([None, rec], [torch.randn(K, 7, generator=g, dtype=torch.float64) * 0.3,
-                                    torch.randn(K, 6, generator=g, dtype=torch.float64) * 0.3]):
+    for recurrent in (
+        [None, rec],
+        [
+            torch.randn(K, 7, generator=g, dtype=torch.float64) * 0.3,
+            torch.randn(K, 6, generator=g, dtype=torch.float64) * 0.3,
+        ],
+    ):
         w = Witnesses([w0, w1], biases=b, recurrent=recurrent, beta=0.9)
         d = build_dictionary(w, X, steps="all")
         W = _sparse_W(d.n_columns, 2, "l21", seed=1)
@@ -142,8 +152,10 @@ def test_recurrent_and_bias_witnesses():
 
 def test_single_layer_diagonal_recurrence_regrouped():
     g = torch.Generator().manual_seed(6)
-    w = Witnesses([torch.randn(4, 3, 5, generator=g, dtype=torch.float64) * 1.5],
-                  recurrent=[torch.randn(4, 5, generator=g, dtype=torch.float64) * 0.5])
+    w = Witnesses(
+        [torch.randn(4, 3, 5, generator=g, dtype=torch.float64) * 1.5],
+        recurrent=[torch.randn(4, 5, generator=g, dtype=torch.float64) * 0.5],
+    )
     X = _data(5, 40)
     d = build_dictionary(w, X, steps="all", readout="membrane", readout_bias=0.1)
     W = _sparse_W(d.n_columns, 2, "l1", seed=2)
@@ -153,8 +165,9 @@ def test_single_layer_diagonal_recurrence_regrouped():
 
 
 def test_save_load_keeps_exactness_and_provenance(tmp_path):
-    w = gaussian_witnesses(3, n_branches=4, hidden_widths=[7, 9, 8], scale=1.5, seed=9,
-                           reset="zero")
+    w = gaussian_witnesses(
+        3, n_branches=4, hidden_widths=[7, 9, 8], scale=1.5, seed=9, reset="zero"
+    )
     X, Xte = _data(6, 50), _data(7, 30)
     d = build_dictionary(w, X, readout="membrane", readout_bias=0.1)
     W = _sparse_W(d.n_columns, 3, "l1", seed=3)
@@ -195,9 +208,15 @@ def test_fit_convex_selection_on_validation_and_records():
     X = (torch.rand(300, 4, 2, generator=g) < 0.5).double()
     y = ((X[:, 0, 0] + X[:, -1, 0]) == 1).long()
     w = gaussian_witnesses(2, n_branches=4, hidden_widths=[8, 16], seed=0)
-    fit = fit_convex(w, (X[:150], y[:150], X[150:225], y[150:225], X[225:], y[225:]),
-                     readout="membrane", readout_biases=[0.0, 0.5], loss="squared",
-                     betas=[0.3, 0.03], criterion="objective")
+    fit = fit_convex(
+        w,
+        (X[:150], y[:150], X[150:225], y[150:225], X[225:], y[225:]),
+        readout="membrane",
+        readout_biases=[0.0, 0.5],
+        loss="squared",
+        betas=[0.3, 0.03],
+        criterion="objective",
+    )
     assert len(fit.grid) == 4
     json.dumps(fit.grid)
     json.dumps(fit.summary())
@@ -208,10 +227,22 @@ def test_fit_convex_selection_on_validation_and_records():
     assert fit.test_accuracy == fit.checks["test"]["accuracy_dictionary"]
     assert fit.model.saved_extra["certificate"]["primal"] == fit.certificate.primal
     # collapsing repeated (row, label) pairs does not change the solution
-    fit2 = fit_convex(w, (X[:150], y[:150], X[150:225], y[150:225]), loss="squared",
-                      betas=[0.03], collapse_rows=False, tol=1e-10)
-    fit3 = fit_convex(w, (X[:150], y[:150], X[150:225], y[150:225]), loss="squared",
-                      betas=[0.03], collapse_rows=True, tol=1e-10)
+    fit2 = fit_convex(
+        w,
+        (X[:150], y[:150], X[150:225], y[150:225]),
+        loss="squared",
+        betas=[0.03],
+        collapse_rows=False,
+        tol=1e-10,
+    )
+    fit3 = fit_convex(
+        w,
+        (X[:150], y[:150], X[150:225], y[150:225]),
+        loss="squared",
+        betas=[0.03],
+        collapse_rows=True,
+        tol=1e-10,
+    )
     torch.testing.assert_close(fit2.solution.W, fit3.solution.W, rtol=1e-5, atol=1e-6)
     assert fit2.certificate.primal == pytest.approx(fit3.certificate.primal, rel=1e-8)
     assert np.isnan(fit3.test_accuracy)
@@ -227,6 +258,7 @@ def test_end_to_end_first_last_xor_T6_L5():
     readout at the last step, squared loss + L1, beta in {0.1, 0.03} chosen on validation.
     """
     from convexsnn.tasks import load_task
+
     data = load_task("xor", T=6, seed=0)
     w = gaussian_witnesses(2, n_branches=8, depth=5, p_rec=200, p_last=400, seed=0)
     assert w.hidden_widths == [25, 25, 25, 50]
@@ -280,7 +312,7 @@ def test_fit_convex_witness_grid_skips_silent_sets_and_prefers_earlier_on_ties()
     largest beta among the best validation accuracies."""
     from convexsnn.selection import NoDictionaryError
 
-    X, y = _xor_split(300, T=2)   # T = 2: every witness set and beta reaches 100% validation
+    X, y = _xor_split(300, T=2)  # T = 2: every witness set and beta reaches 100% validation
     data = (X[:150], y[:150], X[150:225], y[150:225], X[225:], y[225:])
     silent = gaussian_witnesses(2, n_branches=2, hidden_widths=[4], scale=1e-9, seed=0)
     a = gaussian_witnesses(2, n_branches=4, hidden_widths=[8, 16], seed=0)
@@ -290,10 +322,10 @@ def test_fit_convex_witness_grid_skips_silent_sets_and_prefers_earlier_on_ties()
     fit = fit_convex(grid, data, loss="squared", betas=betas, ties="sparsity")
     assert "error" in fit.witness_grid[0] and fit.witness_grid[0]["name"] == "silent"
     assert [r["val_accuracy"] for r in fit.witness_grid[1:]] == [1.0, 1.0]
-    assert fit.witness_settings == {"name": "a"} and fit.witnesses is a   # tie: the earlier set
+    assert fit.witness_settings == {"name": "a"} and fit.witnesses is a  # tie: the earlier set
     rows = [r for r in fit.grid if r.get("name") == "a"]
     assert [r["val_accuracy"] for r in rows] == [1.0] * 4
-    assert fit.beta == 0.3 and fit.val_accuracy == 1.0          # tie: the largest beta
+    assert fit.beta == 0.3 and fit.val_accuracy == 1.0  # tie: the largest beta
     assert fit.checks["train"]["n_mismatch"] == 0 and fit.checks["test"]["n_mismatch"] == 0
     json.dumps(fit.summary())
     # the default rule breaks the same tie by the lower validation loss
@@ -304,7 +336,7 @@ def test_fit_convex_witness_grid_skips_silent_sets_and_prefers_earlier_on_ties()
     with pytest.raises(NoDictionaryError, match="silent") as err:
         fit_convex([({"name": "silent"}, silent)], data, loss="squared", betas=[0.1])
     assert "error" in err.value.witness_grid[0]
-    with pytest.raises(ValueError):   # a single witness set raises the dictionary's error
+    with pytest.raises(ValueError):  # a single witness set raises the dictionary's error
         fit_convex(silent, data, loss="squared", betas=[0.1])
     with pytest.raises(TypeError, match="witnesses"):
         fit_convex([("a", a)], data)
@@ -318,15 +350,22 @@ def test_fit_convex_two_label_heads_are_solved_per_head_and_scored_jointly():
 
     g = torch.Generator().manual_seed(3)
     X = (torch.rand(240, 5, 2, generator=g) < 0.5).double()
-    h0 = (X[..., 0] + X[..., 1]).long()                    # 0, 1, 2: count of active inputs
-    h1 = (torch.cumsum(X[..., 0], dim=1) > 1).long()       # memory of the first input
-    y = torch.stack([h0, h1], dim=-1)                      # (n, T, 2)
+    h0 = (X[..., 0] + X[..., 1]).long()  # 0, 1, 2: count of active inputs
+    h1 = (torch.cumsum(X[..., 0], dim=1) > 1).long()  # memory of the first input
+    y = torch.stack([h0, h1], dim=-1)  # (n, T, 2)
     w = gaussian_witnesses(2, n_branches=4, hidden_widths=[16], scale=2.0, seed=0)
     data = (X[:120], y[:120], X[120:180], y[120:180], X[180:], y[180:])
-    fit = fit_convex(w, data, steps="all", n_classes=[3, 2], loss="squared",
-                     betas=[0.1, 0.01], check=("train", "val", "test"))
+    fit = fit_convex(
+        w,
+        data,
+        steps="all",
+        n_classes=[3, 2],
+        loss="squared",
+        betas=[0.1, 0.01],
+        check=("train", "val", "test"),
+    )
     assert fit.W.shape == (fit.dictionary.n_columns, 5) and len(fit.heads) == 2
-    assert fit.heads[1].solution.W.shape[1] == 2          # binary head keeps two columns
+    assert fit.heads[1].solution.W.shape[1] == 2  # binary head keeps two columns
     for h, hf in enumerate(fit.heads):
         rows = [r for r in fit.grid if r["head"] == h]
         assert len(rows) == 2
@@ -342,8 +381,13 @@ def test_fit_convex_two_label_heads_are_solved_per_head_and_scored_jointly():
     assert fit.model.config["output"] == "all" and fit.model.output_weight.shape[1] == 5
     assert len(fit.model.saved_extra["extra"]["certificates"]) == 2
     with pytest.raises(ValueError, match=r"\(120, 5, 2\)"):
-        fit_convex(w, (X[:120], y[:120, :, :1], X[120:180], y[120:180]), steps="all",
-                   n_classes=[3, 2], betas=[0.1])
+        fit_convex(
+            w,
+            (X[:120], y[:120, :, :1], X[120:180], y[120:180]),
+            steps="all",
+            n_classes=[3, 2],
+            betas=[0.1],
+        )
 
 
 def test_check_reconstruction_per_head_and_kept_neurons():
@@ -361,7 +405,8 @@ def test_check_reconstruction_per_head_and_kept_neurons():
     p0, p1 = z[:, :3].argmax(1), z[:, 3:].argmax(1)
     assert rep["prediction_agreement"] == 1.0
     assert rep["accuracy_dictionary"] == pytest.approx(
-        ((p0 == y[:, 0]) & (p1 == y[:, 1])).double().mean().item())
+        ((p0 == y[:, 0]) & (p1 == y[:, 1])).double().mean().item()
+    )
     with pytest.raises(ValueError, match="heads"):
         check_reconstruction(model, d, W, X, heads=[3, 3])
     n_rows = int((W != 0).any(dim=1).sum())

@@ -16,8 +16,14 @@ import torch
 
 from convexsnn.lif import lif_scan, simulate
 from convexsnn.network import ParallelSNN
-from convexsnn.structured import (MOTIFS, gaussian_recurrent_witnesses, mix_witnesses,
-                                  neuron_roles, recurrent_masks, structured_witnesses)
+from convexsnn.structured import (
+    MOTIFS,
+    gaussian_recurrent_witnesses,
+    mix_witnesses,
+    neuron_roles,
+    recurrent_masks,
+    structured_witnesses,
+)
 from convexsnn.surrogate import get_surrogate
 from convexsnn.tasks import load_task
 from convexsnn.witnesses import gaussian_witnesses
@@ -28,8 +34,10 @@ F64 = torch.float64
 def _stack(seed, K=2, d=3, widths=(5, 4), B=3, T=12, scale=1.5, dtype=F64):
     g = torch.Generator().manual_seed(seed)
     sizes = (d,) + tuple(widths)
-    ws = [(torch.randn(K, sizes[i], sizes[i + 1], generator=g, dtype=F64) * scale).to(dtype)
-          for i in range(len(widths))]
+    ws = [
+        (torch.randn(K, sizes[i], sizes[i + 1], generator=g, dtype=F64) * scale).to(dtype)
+        for i in range(len(widths))
+    ]
     x = (torch.rand(B, T, d, generator=g, dtype=F64) * 2).to(dtype)
     return x, ws, g
 
@@ -55,15 +63,19 @@ def _xor_strings(T, n, seed):
 def test_zero_recurrence_equals_feed_forward(kind, reset, grad):
     x, ws, _ = _stack(0)
     widths = [w.shape[2] for w in ws]
-    zeros = ([torch.zeros(2, n, n, dtype=F64) for n in widths] if kind == "dense"
-             else [torch.zeros(2, n, dtype=F64) for n in widths])
+    zeros = (
+        [torch.zeros(2, n, n, dtype=F64) for n in widths]
+        if kind == "dense"
+        else [torch.zeros(2, n, dtype=F64) for n in widths]
+    )
     sf = get_surrogate("atan")
     if grad:
         ws = [w.clone().requires_grad_(True) for w in ws]
         zeros = [z.requires_grad_(True) for z in zeros]
     ff = simulate(x, ws, beta=0.9, theta=1.0, reset=reset, spike_fn=sf, return_membrane=True)
-    rc = simulate(x, ws, recurrent=zeros, beta=0.9, theta=1.0, reset=reset, spike_fn=sf,
-                  return_membrane=True)
+    rc = simulate(
+        x, ws, recurrent=zeros, beta=0.9, theta=1.0, reset=reset, spike_fn=sf, return_membrane=True
+    )
     for a, b in zip(ff.spikes + ff.membranes, rc.spikes + rc.membranes):
         assert torch.equal(a, b)
     assert any(bool(s.any()) for s in ff.spikes)  # not a vacuous comparison
@@ -72,8 +84,7 @@ def test_zero_recurrence_equals_feed_forward(kind, reset, grad):
 @pytest.mark.parametrize("kind", ["dense", "sparse", "diagonal"])
 def test_network_zero_recurrence_equals_feed_forward(kind):
     x, _, _ = _stack(1, d=3)
-    common = dict(n_branches=2, hidden_widths=[5, 4], seed=3, dtype=F64, beta=0.9,
-                  init_scale=3.0)
+    common = dict(n_branches=2, hidden_widths=[5, 4], seed=3, dtype=F64, beta=0.9, init_scale=3.0)
     ff = ParallelSNN(3, 2, **common)
     rc = ParallelSNN(3, 2, recurrent=kind, recurrent_density=0.5, **common)
     for p, q in zip(ff.weights, rc.weights):  # same seed, recurrence drawn separately
@@ -95,10 +106,11 @@ def test_latch_holds_a_bit_for_50_steps(reset, beta):
     pulse = torch.zeros(2, T, 1, 1, dtype=F64)
     pulse[0, 0] = theta  # sample 0: one pulse at step 1; sample 1: no input at all
     self_exc = torch.full((1, 1), theta, dtype=F64)  # diagonal recurrent weight = theta
-    s, m = lif_scan(pulse, beta=beta, theta=theta, reset=reset, recurrent=self_exc,
-                    return_membrane=True)
-    assert bool(s[0].all())            # spikes at every one of the 51 steps
-    assert not bool(s[1].any())        # never without the pulse
+    s, m = lif_scan(
+        pulse, beta=beta, theta=theta, reset=reset, recurrent=self_exc, return_membrane=True
+    )
+    assert bool(s[0].all())  # spikes at every one of the 51 steps
+    assert not bool(s[1].any())  # never without the pulse
     assert bool((m[0] >= 0).all())
     # without recurrence the same pulse gives a single spike
     s_ff, _ = lif_scan(pulse, beta=beta, theta=theta, reset=reset)
@@ -106,8 +118,9 @@ def test_latch_holds_a_bit_for_50_steps(reset, beta):
 
     # the same latch as a ParallelSNN with diagonal recurrence, and with dense recurrence
     for kind in ("diagonal", "dense"):
-        net = ParallelSNN(1, 1, hidden_widths=[1], recurrent=kind, beta=beta, reset=reset,
-                          dtype=F64, seed=0)
+        net = ParallelSNN(
+            1, 1, hidden_widths=[1], recurrent=kind, beta=beta, reset=reset, dtype=F64, seed=0
+        )
         with torch.no_grad():
             net.weights[0].fill_(theta)
             net.recurrent_weights[0].fill_(theta)
@@ -135,8 +148,16 @@ def test_bptt_through_recurrence_matches_finite_differences(kind, reset):
     sur = get_surrogate("atan", alpha=1.0)
 
     def run(x, w1, r1, w2, r2):
-        tr = simulate(x, [w1, w2], recurrent=[r1, r2], beta=0.8, theta=1.0, reset=reset,
-                      spike_fn=sur.smooth_proxy, return_membrane=True)
+        tr = simulate(
+            x,
+            [w1, w2],
+            recurrent=[r1, r2],
+            beta=0.8,
+            theta=1.0,
+            reset=reset,
+            spike_fn=sur.smooth_proxy,
+            return_membrane=True,
+        )
         return tr.spikes[-1], tr.membranes[-1], tr.membranes[0]
 
     args = tuple(t.clone().requires_grad_(True) for t in (x, w1, r1, w2, r2))
@@ -165,8 +186,15 @@ def test_inplace_path_equals_autograd_path_with_recurrence(kind, reset, dtype):
         a = simulate(x, ws, recurrent=rec, beta=0.95, reset=reset, return_membrane=True)
     wg = [w.clone().requires_grad_(True) for w in ws]
     rg = [r.clone().requires_grad_(True) for r in rec]
-    b = simulate(x, wg, recurrent=rg, beta=0.95, reset=reset, spike_fn=get_surrogate("atan"),
-                 return_membrane=True)
+    b = simulate(
+        x,
+        wg,
+        recurrent=rg,
+        beta=0.95,
+        reset=reset,
+        spike_fn=get_surrogate("atan"),
+        return_membrane=True,
+    )
     assert b.spikes[-1].requires_grad
     for s, t in zip(a.spikes + a.membranes, b.spikes + b.membranes):
         assert torch.equal(s, t.detach())
@@ -175,25 +203,50 @@ def test_inplace_path_equals_autograd_path_with_recurrence(kind, reset, dtype):
 
 # ---------------------------------------------------------------------- sparse recurrent kind
 def test_sparse_network_masks_gradients_and_round_trips(tmp_path):
-    net = ParallelSNN(3, 2, n_branches=2, hidden_widths=[6, 5], recurrent="sparse",
-                      recurrent_density=0.3, seed=4, dtype=F64, init_scale=2.0)
+    net = ParallelSNN(
+        3,
+        2,
+        n_branches=2,
+        hidden_widths=[6, 5],
+        recurrent="sparse",
+        recurrent_density=0.3,
+        seed=4,
+        dtype=F64,
+        init_scale=2.0,
+    )
     assert net.config["recurrent_density"] == 0.3
     masks = net.recurrent_masks
     assert [tuple(m.shape) for m in masks] == [(2, 6, 6), (2, 5, 5)]
     assert all(bool(((m == 0) | (m == 1)).all()) for m in masks)
     assert 0 < float(sum(m.sum() for m in masks)) < sum(m.numel() for m in masks)
     # the same seed gives the same masks
-    again = ParallelSNN(3, 2, n_branches=2, hidden_widths=[6, 5], recurrent="sparse",
-                        recurrent_density=0.3, seed=4, dtype=F64, init_scale=2.0)
+    again = ParallelSNN(
+        3,
+        2,
+        n_branches=2,
+        hidden_widths=[6, 5],
+        recurrent="sparse",
+        recurrent_density=0.3,
+        seed=4,
+        dtype=F64,
+        init_scale=2.0,
+    )
     assert all(torch.equal(a, b) for a, b in zip(masks, again.recurrent_masks))
     with torch.no_grad():
         for r in net.recurrent_weights:
-            r.copy_(torch.randn(r.shape, generator=torch.Generator().manual_seed(1),
-                                dtype=F64))
+            r.copy_(torch.randn(r.shape, generator=torch.Generator().manual_seed(1), dtype=F64))
     x = _stack(5, d=3)[0]
     # the layers see W * M: equal to a dense network holding the masked weights
-    dense = ParallelSNN(3, 2, n_branches=2, hidden_widths=[6, 5], recurrent="dense", seed=4,
-                        dtype=F64, init_scale=2.0)
+    dense = ParallelSNN(
+        3,
+        2,
+        n_branches=2,
+        hidden_widths=[6, 5],
+        recurrent="dense",
+        seed=4,
+        dtype=F64,
+        init_scale=2.0,
+    )
     with torch.no_grad():
         dense.output_weight.copy_(net.output_weight)
         for p, q in zip(dense.recurrent_weights, net.effective_recurrent_weights()):
@@ -230,19 +283,38 @@ def test_sparse_network_masks_gradients_and_round_trips(tmp_path):
 def test_sg_training_of_sparse_network_keeps_the_mask():
     train = pytest.importorskip("convexsnn.train")
     task = load_task("xor", T=6, n_train=200, n_val=100, n_test=100, seed=0)
-    net = ParallelSNN(2, 2, n_branches=2, hidden_widths=[8, 8], recurrent="sparse",
-                      recurrent_density=0.3, seed=0, init_scale=3.0)
+    net = ParallelSNN(
+        2,
+        2,
+        n_branches=2,
+        hidden_widths=[8, 8],
+        recurrent="sparse",
+        recurrent_density=0.3,
+        seed=0,
+        init_scale=3.0,
+    )
     masks = [m.clone() for m in net.recurrent_masks]
     with torch.no_grad():
         for r, m in zip(net.recurrent_weights, masks):
             r.copy_(0.3 * m)
-    train.train_surrogate(net, task.train.X, task.train.y, task.val.X, task.val.y, epochs=3,
-                          lr=1e-2, weight_decay=1e-3, progress=False)
+    train.train_surrogate(
+        net,
+        task.train.X,
+        task.train.y,
+        task.val.X,
+        task.val.y,
+        epochs=3,
+        lr=1e-2,
+        weight_decay=1e-3,
+        progress=False,
+    )
     for r, m, m0 in zip(net.recurrent_weights, net.recurrent_masks, masks):
-        assert torch.equal(m, m0)                           # masks are buffers, not trained
-        assert float((r.detach() * (1 - m)).abs().sum()) == 0.0   # off-mask stays zero
-    assert any(float((r.detach() - 0.3 * m).abs().sum()) > 0      # on-mask weights trained
-               for r, m in zip(net.recurrent_weights, masks))
+        assert torch.equal(m, m0)  # masks are buffers, not trained
+        assert float((r.detach() * (1 - m)).abs().sum()) == 0.0  # off-mask stays zero
+    assert any(
+        float((r.detach() - 0.3 * m).abs().sum()) > 0  # on-mask weights trained
+        for r, m in zip(net.recurrent_weights, masks)
+    )
 
 
 # ---------------------------------------------------------------------- structured witnesses
@@ -252,13 +324,15 @@ def _bank_and_gates(w, X):
     return tr, roles
 
 
-@pytest.mark.parametrize("recurrent,widths", [("dense", [12, 16]), ("dense", [9, 10, 9, 16]),
-                                              ("diagonal", [8, 9, 16])])
+@pytest.mark.parametrize(
+    "recurrent,widths", [("dense", [12, 16]), ("dense", [9, 10, 9, 16]), ("diagonal", [8, 9, 16])]
+)
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("beta", [0.5, 0.99, 1.0])
 def test_structured_motifs_are_exact_at_any_length(recurrent, widths, reset, beta):
-    w = structured_witnesses(2, n_branches=6, hidden_widths=widths, recurrent=recurrent,
-                             seed=2, beta=beta, reset=reset)
+    w = structured_witnesses(
+        2, n_branches=6, hidden_widths=widths, recurrent=recurrent, seed=2, beta=beta, reset=reset
+    )
     roles = neuron_roles(w)
     for T in (14, 70):
         X, first, last = _xor_strings(T, 64, seed=T)
@@ -280,8 +354,12 @@ def test_structured_motifs_are_exact_at_any_length(recurrent, widths, reset, bet
         for a in range(2):
             for b in range(2):
                 name = f"relay[{b}] & !first[{1 - a}]"
-                where = [(k, j) for k in range(w.n_branches) for j in range(widths[-1])
-                         if roles[-1][k][j] == name]
+                where = [
+                    (k, j)
+                    for k in range(w.n_branches)
+                    for j in range(widths[-1])
+                    if roles[-1][k][j] == name
+                ]
                 assert where, name
                 for k, j in where:
                     assert torch.equal(out[:, k, j], ((first == a) & (last == b)).to(F64))
@@ -302,17 +380,26 @@ def test_structured_witnesses_bit_identical_for_same_seed():
     assert d["n_enumerated_gates"] == 9 + 9 * 8
     assert d["counts"]["gates"] == 80 and len(d["gates"]) == 80  # capped at K * n_last
     # the Gaussian fill is random and seeded; the bank is not
-    g1 = gaussian_recurrent_witnesses(2, n_branches=3, hidden_widths=[6, 5], recurrent="sparse",
-                                      seed=3)
-    g2 = gaussian_recurrent_witnesses(2, n_branches=3, hidden_widths=[6, 5], recurrent="sparse",
-                                      seed=3)
+    g1 = gaussian_recurrent_witnesses(
+        2, n_branches=3, hidden_widths=[6, 5], recurrent="sparse", seed=3
+    )
+    g2 = gaussian_recurrent_witnesses(
+        2, n_branches=3, hidden_widths=[6, 5], recurrent="sparse", seed=3
+    )
     assert g1.fingerprint() == g2.fingerprint()
     assert g1.description["counts"]["recurrent_connections"][0] < 3 * 36
 
 
 def test_structured_options_and_errors():
-    w = structured_witnesses(2, n_branches=2, hidden_widths=[9, 8], constant="inputs",
-                             motifs=("first", "relay"), max_vetoes=0, seed=0)
+    w = structured_witnesses(
+        2,
+        n_branches=2,
+        hidden_widths=[9, 8],
+        constant="inputs",
+        motifs=("first", "relay"),
+        max_vetoes=0,
+        seed=0,
+    )
     assert w.biases is None  # constant currents from the one-hot inputs
     assert w.description["banks"][0] == ["relay[0]", "relay[1]", "first[0]", "first[1]"]
     assert w.description["n_enumerated_gates"] == 4
@@ -336,8 +423,9 @@ def test_structured_options_and_errors():
 
 def test_mixture_branches_simulate_as_alone():
     s = structured_witnesses(2, n_branches=2, hidden_widths=[10, 6], seed=0)
-    gr = gaussian_recurrent_witnesses(2, n_branches=2, hidden_widths=[10, 6],
-                                      recurrent="diagonal", seed=1)
+    gr = gaussian_recurrent_witnesses(
+        2, n_branches=2, hidden_widths=[10, 6], recurrent="diagonal", seed=1
+    )
     ga = gaussian_witnesses(2, n_branches=3, hidden_widths=[10, 6], seed=2)
     m = mix_witnesses([s, gr, ga])
     assert m.n_branches == 7 and m.recurrent_kind == "dense"
@@ -361,15 +449,17 @@ def test_mixture_branches_simulate_as_alone():
 
 
 def test_structured_witnesses_to_sparse_network_is_exact():
-    w = structured_witnesses(2, n_branches=3, hidden_widths=[11, 9], fill_recurrent_scale=0.4,
-                             seed=5)
+    w = structured_witnesses(
+        2, n_branches=3, hidden_widths=[11, 9], fill_recurrent_scale=0.4, seed=5
+    )
     X, _, _ = _xor_strings(25, 30, 2)
     net = w.to_network(n_outputs=2)
     with torch.no_grad():
         assert torch.equal(net.simulate(X).spikes[-1], w.simulate(X).spikes[-1])
     # the same connections as a sparse network (mask = non-zero pattern)
-    sp = ParallelSNN(2, 2, n_branches=3, hidden_widths=[11, 9], recurrent="sparse", bias=True,
-                     dtype=F64)
+    sp = ParallelSNN(
+        2, 2, n_branches=3, hidden_widths=[11, 9], recurrent="sparse", bias=True, dtype=F64
+    )
     sp.set_recurrent_masks(recurrent_masks(w))
     with torch.no_grad():
         for p, q in zip(sp.weights, net.weights):
@@ -396,8 +486,9 @@ def test_cvx_with_structured_witnesses_solves_first_last_xor_T14():
     # the reconstructed recurrent network reproduces the convex predictions at 2T and 5T too
     for key in ("T=28", "T=70"):
         split = task.ood[key]
-        rep = reconstruct.check_reconstruction(model, fit.dictionary, fit.solution, split.X,
-                                               split.y, allow_other_T=True)
+        rep = reconstruct.check_reconstruction(
+            model, fit.dictionary, fit.solution, split.X, split.y, allow_other_T=True
+        )
         assert rep["n_mismatch"] == 0
         assert rep["accuracy_network"] >= 0.99
 
@@ -407,7 +498,14 @@ def test_reconstruct_keeps_recurrent_closure_in_last_layer():
     selection = pytest.importorskip("convexsnn.selection")
     task = load_task("xor", T=11, n_train=300, n_val=300, n_test=300, seed=1)
     # a single LIF layer with dense Gaussian recurrence: every neuron depends on others
-    w = gaussian_recurrent_witnesses(2, n_branches=4, hidden_widths=[24], recurrent="dense",
-                                     recurrent_scale=1.5, scale=2.0, seed=0)
+    w = gaussian_recurrent_witnesses(
+        2,
+        n_branches=4,
+        hidden_widths=[24],
+        recurrent="dense",
+        recurrent_scale=1.5,
+        scale=2.0,
+        seed=0,
+    )
     fit = selection.fit_convex(w, task, betas=[1e-3], loss="squared")
     assert fit.checks["train"]["n_mismatch"] == 0 and fit.checks["test"]["n_mismatch"] == 0

@@ -10,8 +10,20 @@ from convexsnn.experiments.runner import load_experiment
 
 MNIST_PRESENT = (Path(mnist.DEFAULT_DATA_DIR) / "train-images-idx3-ubyte.gz").is_file()
 
-RESULT_FIELDS = ("experiment", "description", "anchors", "quick", "seeds", "machine", "timings",
-                 "n_cells", "cells", "table_markdown", "plots", "failed")
+RESULT_FIELDS = (
+    "experiment",
+    "description",
+    "anchors",
+    "quick",
+    "seeds",
+    "machine",
+    "timings",
+    "n_cells",
+    "cells",
+    "table_markdown",
+    "plots",
+    "failed",
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +92,19 @@ def test_report_only_runs_nothing(quick_run, tmp_path):
 def test_cli_backend_flags_are_checked_before_work(tmp_path):
     # --address belongs to the Ray backend; --jobs to the local one: refused with one line
     from convexsnn.cli import main
+
     out = tmp_path / "r"
     assert main(["reproduce", "xor", "--quick", "--out", str(out), "--address", "auto"]) != 0
-    assert main(["reproduce", "xor", "--quick", "--out", str(out), "--backend", "ray",
-                 "--jobs", "2"]) != 0
+    assert (
+        main(["reproduce", "xor", "--quick", "--out", str(out), "--backend", "ray", "--jobs", "2"])
+        != 0
+    )
     assert not out.exists()
 
 
 def test_gap_cell_marks_unconverged_solves_in_every_table():
     from convexsnn.experiments.base import gap_cell
+
     ok = {"certificate": {"rel_gap": 1e-9, "converged": True, "status": "converged"}}
     bad = {"certificate": {"rel_gap": 0.3, "converged": False, "status": "max_time"}}
     heads = {"certificates": [ok["certificate"], bad["certificate"]]}
@@ -104,7 +120,12 @@ def test_gap_cell_marks_unconverged_solves_in_every_table():
 def test_machine_info_host_tag_is_stable_across_processes():
     import subprocess
     import sys
+
     code = "from convexsnn.experiments.runner import machine_info; print(machine_info()['hostname_hash'])"
-    tags = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True).stdout.strip() for _ in range(2)}
+    tags = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
     assert len(tags) == 1

@@ -23,8 +23,11 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        OMP_NUM_THREADS="1",
+    )
     env.update(extra)
     return env
 
@@ -32,7 +35,8 @@ def _env(**extra):
 def _reseal(meta: dict) -> dict:
     body = {k: v for k, v in meta.items() if k != "meta_sha256"}
     meta["meta_sha256"] = hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
     return meta
 
 
@@ -54,22 +58,44 @@ def test_train_refuses_a_foreign_folder_and_keeps_its_files(tmp_path, capsys):
     (out / "model" / "notes.txt").write_text("mine")
     (out / "model" / "sub" / "thesis.tex").write_text("tex")
     t0 = time.perf_counter()
-    assert main(["train", "--task", "xor", "-T", "3", "--n-train", "40", "--n-val", "20",
-                 "--n-test", "20", "--out", str(out), "-q"]) == 1
-    assert time.perf_counter() - t0 < 10          # refused before training
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "xor",
+                "-T",
+                "3",
+                "--n-train",
+                "40",
+                "--n-val",
+                "20",
+                "--n-test",
+                "20",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 1
+    )
+    assert time.perf_counter() - t0 < 10  # refused before training
     assert "not a convexsnn model" in _err(capsys)
     assert (out / "model" / "notes.txt").read_text() == "mine"
     assert (out / "model" / "sub" / "thesis.tex").read_text() == "tex"
 
 
-@pytest.mark.parametrize("argv", [
-    ["train", "--task", "xor", "-T", "3", "--n-train", "40", "--out", "{f}/sub"],
-    ["train", "--task", "xor", "-T", "3", "--n-train", "40", "--out", "{f}"],
-    ["reproduce", "xor", "--quick", "--out", "{f}/r"],
-    ["demo", "--quick", "--skip-mnist", "--out", "{f}/d.json"],
-    ["plot", "accuracy", "{d}", "--out", "{f}/a.png"],
-    ["export", "{d}", "{f}/m.nir"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--task", "xor", "-T", "3", "--n-train", "40", "--out", "{f}/sub"],
+        ["train", "--task", "xor", "-T", "3", "--n-train", "40", "--out", "{f}"],
+        ["reproduce", "xor", "--quick", "--out", "{f}/r"],
+        ["demo", "--quick", "--skip-mnist", "--out", "{f}/d.json"],
+        ["plot", "accuracy", "{d}", "--out", "{f}/a.png"],
+        ["export", "{d}", "{f}/m.nir"],
+    ],
+)
 def test_output_under_a_file_is_refused_before_work(argv, tmp_path, capsys):
     f = tmp_path / "afile"
     f.write_text("x")
@@ -90,6 +116,7 @@ def test_reproduce_unknown_name_creates_nothing(tmp_path, capsys):
 
 def test_reproduce_refuses_results_of_another_configuration(tmp_path):
     from convexsnn.experiments import reproduce
+
     exp = tmp_path / "xor"
     exp.mkdir()
     (exp / "results.json").write_text(json.dumps({"quick": False, "cells": []}))
@@ -98,8 +125,11 @@ def test_reproduce_refuses_results_of_another_configuration(tmp_path):
     assert sorted(p.name for p in exp.iterdir()) == ["results.json"]
     (exp / "results.json").unlink()
     (exp / "cells").mkdir()
-    cell = {"format": "convexsnn.experiment-cell", "cell": {"experiment": "xor",
-            "id": "quick-T6-L5-s0", "params": {"other": 1}, "seed": 0}, "result": {}}
+    cell = {
+        "format": "convexsnn.experiment-cell",
+        "cell": {"experiment": "xor", "id": "quick-T6-L5-s0", "params": {"other": 1}, "seed": 0},
+        "result": {},
+    }
     (exp / "cells" / "quick-T6-L5-s0.json").write_text(json.dumps(cell))
     with pytest.raises(FileExistsError, match="another run configuration"):
         reproduce(["xor"], tmp_path, quick=True, seeds=(0,), run=False)
@@ -118,22 +148,35 @@ _CAPPED = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, fragment", [
-    (["train", "--task", "xor", "--p-last", "20000000"], "GiB"),
-    (["train", "--task", "xor", "--n-train", "100000000"], "GiB"),
-    (["train", "--task", "xor", "-T", "100000000"], "TiB"),
-    (["info", "{crafted}"], "GiB"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--task", "xor", "--p-last", "20000000"], "GiB"),
+        (["train", "--task", "xor", "--n-train", "100000000"], "GiB"),
+        (["train", "--task", "xor", "-T", "100000000"], "TiB"),
+        (["info", "{crafted}"], "GiB"),
+    ],
+)
 def test_oom_class_inputs_refused_within_seconds_under_a_4gib_cap(args, fragment, tmp_path):
     path = _small_model(tmp_path)
     meta = json.loads((path / "config.json").read_text())
     meta["config"]["hidden_widths"] = [200000, 200000]
     (path / "config.json").write_text(json.dumps(_reseal(meta)))
-    args = [a.format(crafted=path) for a in args] + ["--out", str(tmp_path / "o")] * (
-        args[0] == "train") + ["-q"]
+    args = (
+        [a.format(crafted=path) for a in args]
+        + ["--out", str(tmp_path / "o")] * (args[0] == "train")
+        + ["-q"]
+    )
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CAPPED, *args], capture_output=True,
-                          text=True, env=_env(), timeout=120, cwd=tmp_path, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CAPPED, *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     assert "rc=1" in proc.stdout, (proc.stdout, proc.stderr)
     err = proc.stderr.strip().splitlines()
@@ -149,14 +192,33 @@ def test_data_labels_are_mapped_to_their_distinct_values(tmp_path, capsys):
     y = np.where(X[:, -1, 0] > 0.5, 1000000, 0)
     np.savez(tmp_path / "d.npz", X=X, y=y)
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "d.npz"), "--out", str(out), "--p-last",
-                 "64", "--n-branches", "2", "--depth", "2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "d.npz"),
+                "--out",
+                str(out),
+                "--p-last",
+                "64",
+                "--n-branches",
+                "2",
+                "--depth",
+                "2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     model = ParallelSNN.load(out / "model")
-    assert model.config["n_outputs"] <= 2        # not 1000001 classes
+    assert model.config["n_outputs"] <= 2  # not 1000001 classes
     assert model.saved_extra["label_values"] == [0, 1000000]
-    assert main(["evaluate", str(out), "--data", str(tmp_path / "d.npz"), "--split",
-                 "train", "-q"]) == 0
+    assert (
+        main(["evaluate", str(out), "--data", str(tmp_path / "d.npz"), "--split", "train", "-q"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["value"] >= 0.5
     # evaluating on data of one class uses the model's mapping (no single-class refusal)
     keep = y == 1000000
@@ -165,22 +227,45 @@ def test_data_labels_are_mapped_to_their_distinct_values(tmp_path, capsys):
     capsys.readouterr()
     # single class: refused like the estimator does
     np.savez(tmp_path / "one.npz", X=X, y=np.full(60, 3))
-    assert main(["train", "--data", str(tmp_path / "one.npz"), "--out",
-                 str(tmp_path / "r1"), "-q"]) == 1
+    assert (
+        main(["train", "--data", str(tmp_path / "one.npz"), "--out", str(tmp_path / "r1"), "-q"])
+        == 1
+    )
     assert "only one class" in _err(capsys)
     # too many classes: refused with the count
     np.savez(tmp_path / "many.npz", X=rng.random((20001, 1, 1)), y=np.arange(20001))
-    assert main(["train", "--data", str(tmp_path / "many.npz"), "--out",
-                 str(tmp_path / "r2"), "-q"]) == 1
+    assert (
+        main(["train", "--data", str(tmp_path / "many.npz"), "--out", str(tmp_path / "r2"), "-q"])
+        == 1
+    )
     assert "20001 distinct values" in _err(capsys)
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["train", "--task", "xor", "--n-train", "0"], "n_train must be >= 1"),
-    # a failed pipeline: one line (not also the pipelines' warning)
-    (["train", "--task", "xor", "-T", "3", "--n-train", "40", "--n-val", "20", "--n-test", "20",
-      "--scales", "1e-9"], "method CVX failed"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--task", "xor", "--n-train", "0"], "n_train must be >= 1"),
+        # a failed pipeline: one line (not also the pipelines' warning)
+        (
+            [
+                "train",
+                "--task",
+                "xor",
+                "-T",
+                "3",
+                "--n-train",
+                "40",
+                "--n-val",
+                "20",
+                "--n-test",
+                "20",
+                "--scales",
+                "1e-9",
+            ],
+            "method CVX failed",
+        ),
+    ],
+)
 def test_clear_messages(argv, fragment, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path / "o"), "-q"]) == 1
     assert fragment in _err(capsys)
@@ -188,12 +273,14 @@ def test_clear_messages(argv, fragment, tmp_path, capsys):
 
 def test_load_task_refuses_no_training_samples():
     from convexsnn.tasks import load_task
+
     with pytest.raises(ValueError, match="n_train must be >= 1"):
         load_task("xor", n_train=0)
 
 
 def test_unknown_experiment_leaves_no_folder(tmp_path, monkeypatch):
     from convexsnn.experiments import reproduce
+
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="unknown experiment"):
         reproduce(["nope"], "unused", quick=True)
@@ -204,6 +291,7 @@ def test_demo_text_cites_no_missing_file():
     import inspect
 
     from convexsnn import cli
+
     assert "DESIGN.md" not in inspect.getsource(cli)
 
 
@@ -212,10 +300,12 @@ def test_non_zip_files_get_no_pickle_advice(tmp_path, capsys):
     bad.write_bytes(b"hello, not a zip archive at all" * 10)
     npy = tmp_path / "array.npz"
     with open(npy, "wb") as f:
-        np.save(f, np.arange(3))     # a .npy array under a .npz name
+        np.save(f, np.arange(3))  # a .npy array under a .npz name
     for path in (bad, npy):
-        for argv in (["info", str(path)], ["train", "--data", str(path), "--out",
-                                            str(tmp_path / "o")]):
+        for argv in (
+            ["info", str(path)],
+            ["train", "--data", str(path), "--out", str(tmp_path / "o")],
+        ):
             assert main(argv + ["-q"]) == 1
             err = _err(capsys)
             assert "pickle" not in err and "context manager" not in err and str(path) in err
@@ -233,8 +323,11 @@ def test_crafted_task_spec_is_refused_and_touches_nothing(tmp_path, capsys, monk
     monkeypatch.setattr(socket.socket, "connect", no_network)
     elsewhere = tmp_path / "elsewhere"
     specs = [
-        {"kind": "task", "name": "mnist", "options": {"directory": str(elsewhere / "m"),
-                                                      "download": True}},
+        {
+            "kind": "task",
+            "name": "mnist",
+            "options": {"directory": str(elsewhere / "m"), "download": True},
+        },
         {"kind": "task", "name": "xor", "options": {"directory": str(elsewhere)}},
         {"kind": "data", "train": str(tmp_path / "secret.npz")},
         {"kind": "task", "name": "../../etc", "options": {}},
@@ -243,10 +336,18 @@ def test_crafted_task_spec_is_refused_and_touches_nothing(tmp_path, capsys, monk
     np.savez(tmp_path / "secret.npz", X=np.zeros((10, 1, 2)), y=np.arange(10) % 2)
     for spec in specs:
         path = _small_model(tmp_path / "x", extra={"task_spec": spec})
-        for argv in (["evaluate", str(path)], ["plot", "raster", str(path), "--out",
-                                                 str(tmp_path / "r.png")]):
-            assert main(argv + ["-q", "--mnist-dir", str(tmp_path / "nomnist")]
-                        if argv[0] == "plot" else argv + ["-q"]) == 1, spec
+        for argv in (
+            ["evaluate", str(path)],
+            ["plot", "raster", str(path), "--out", str(tmp_path / "r.png")],
+        ):
+            assert (
+                main(
+                    argv + ["-q", "--mnist-dir", str(tmp_path / "nomnist")]
+                    if argv[0] == "plot"
+                    else argv + ["-q"]
+                )
+                == 1
+            ), spec
             err = _err(capsys)
             assert "refused" in err or "does not read files" in err or "--mnist-dir" in err, err
         assert not elsewhere.exists()
@@ -323,10 +424,11 @@ def test_killed_parent_leaves_no_worker(tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
     env = _fake_env(tmp_path, FAKE_SLEEP="60", FAKE_PIDS=str(pids))
-    parent = subprocess.Popen([sys.executable, "-c", _RUN, str(tmp_path / "out"), "1,2", "2"],
-                              env=env)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _RUN, str(tmp_path / "out"), "1,2", "2"], env=env
+    )
     try:
-        deadline = time.time() + 240    # spawned workers import torch: slow on a busy machine
+        deadline = time.time() + 240  # spawned workers import torch: slow on a busy machine
         while len(list(pids.iterdir())) < 2 and time.time() < deadline:
             time.sleep(0.2)
         workers = [int(p.name) for p in pids.iterdir()]
@@ -355,6 +457,7 @@ def test_reproduce_refuses_committed_results(tmp_path):
     import shutil
 
     from convexsnn.experiments import reproduce
+
     if shutil.which("git") is None:
         pytest.skip("git not installed")
     out = tmp_path / "results"
@@ -366,10 +469,12 @@ def test_reproduce_refuses_committed_results(tmp_path):
     subprocess.run(git + ["commit", "-qm", "r"], cwd=tmp_path, check=True)
     monkeypatch_run = {"n": 0}
 
-    def no_cell(*a, **k):   # a refused run must not compute anything
+    def no_cell(*a, **k):  # a refused run must not compute anything
         monkeypatch_run["n"] += 1
         raise AssertionError("a cell ran")
+
     import convexsnn.experiments.runner as runner
+
     orig = runner._run_one
     runner._run_one = no_cell
     try:
@@ -386,6 +491,7 @@ def test_reproduce_refuses_committed_results(tmp_path):
 
 def test_reproduce_logs_each_cell_with_an_eta(tmp_path, monkeypatch, caplog):
     from convexsnn.experiments import EXPERIMENTS, reproduce
+
     _fake_env(tmp_path, FAKE_SLEEP="0.01")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(EXPERIMENTS, "fake", "fake_experiment")
@@ -397,11 +503,34 @@ def test_reproduce_logs_each_cell_with_an_eta(tmp_path, monkeypatch, caplog):
 
 @pytest.mark.slow
 def test_sg_training_prints_each_epoch_with_an_eta(tmp_path, capsys):
-    assert main(["train", "--task", "xor", "-T", "3", "--n-train", "40", "--n-val", "20",
-                 "--n-test", "20", "--method", "sg", "--sg-epochs", "3", "--out",
-                 str(tmp_path / "o"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "xor",
+                "-T",
+                "3",
+                "--n-train",
+                "40",
+                "--n-val",
+                "20",
+                "--n-test",
+                "20",
+                "--method",
+                "sg",
+                "--sg-epochs",
+                "3",
+                "--out",
+                str(tmp_path / "o"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     for k in (1, 2, 3):
         assert f"SG epoch {k}/3 (ETA" in err
     import logging
-    assert logging.getLogger("convexsnn").level == logging.NOTSET   # restored
+
+    assert logging.getLogger("convexsnn").level == logging.NOTSET  # restored

@@ -31,7 +31,9 @@ def test_the_constructed_tie_rounds_to_opposite_signs():
     # the premise of the other tests: the plain "> 0" rule disagrees between the two orders
     za, zb = _seq_sum(ORDER_A), _seq_sum(ORDER_B)
     assert za > 0 > zb
-    plain = [int(classes_from_scores(torch.tensor([[z]], dtype=torch.float64))[0]) for z in (za, zb)]
+    plain = [
+        int(classes_from_scores(torch.tensor([[z]], dtype=torch.float64))[0]) for z in (za, zb)
+    ]
     assert plain == [1, 0]
 
 
@@ -60,7 +62,7 @@ def test_two_way_tie_goes_to_the_lower_class_in_either_order():
         z = torch.tensor([[-3.0, _seq_sum(ws), 0.0]], dtype=torch.float64)
         plain.append(int(classes_from_scores(z)[0]))
         assert int(classes_from_scores(z, score_tolerance(r, W))[0]) == 1
-    assert plain == [1, 2]          # the plain arg-max follows the rounding
+    assert plain == [1, 2]  # the plain arg-max follows the rounding
     # a real gap above 2 tol still wins
     z = torch.tensor([[0.0, 1.0, 1.0 + 1e-9]], dtype=torch.float64)
     assert int(classes_from_scores(z)[0]) == 2
@@ -70,10 +72,11 @@ def test_two_way_tie_goes_to_the_lower_class_in_either_order():
 
 def test_network_and_convex_readout_agree_on_a_constructed_tie():
     torch.manual_seed(0)
-    net = ParallelSNN(2, 1, n_branches=1, depth=2, p_rec=6, p_last=6, seed=0,
-                      dtype=torch.float64, init_scale=4.0)
+    net = ParallelSNN(
+        2, 1, n_branches=1, depth=2, p_rec=6, p_last=6, seed=0, dtype=torch.float64, init_scale=4.0
+    )
     x = torch.ones(4, 5, 2, dtype=torch.float64)
-    r = net.features(x)[:, -1]                       # (4, 6) spikes at the last step
+    r = net.features(x)[:, -1]  # (4, 6) spikes at the last step
     active = torch.nonzero(r[0] > 0)[:, 0]
     assert active.numel() >= 3, "test premise: three last-layer neurons spike on the input"
     a = active[:3]
@@ -83,7 +86,7 @@ def test_network_and_convex_readout_agree_on_a_constructed_tie():
     # the network's own arithmetic, whatever its sign, and the convex readout over the same
     # columns in the other order both predict class 0
     assert int(net.predict(x)[0]) == 0
-    D = r[:, a.flip(0)]                              # columns in another order
+    D = r[:, a.flip(0)]  # columns in another order
     W = net.output_weight[a.flip(0)].detach().clone()
     sol = ReadoutSolution(W=W, certificate=None)
     assert sol.predict(D).tolist() == net.predict(x).tolist()

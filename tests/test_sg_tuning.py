@@ -14,8 +14,14 @@ from convexsnn.experiments.xor import FULL_CONFIG, tune_sg
 from convexsnn.pipelines import run_methods
 from convexsnn.tasks import load_task
 
-CONFIG = {**FULL_CONFIG, "depth": 3, "sg_n_branches": 1, "sg_p_rec": 8, "sg_p_last": 8,
-          "eval_batch_size": 256}
+CONFIG = {
+    **FULL_CONFIG,
+    "depth": 3,
+    "sg_n_branches": 1,
+    "sg_p_rec": 8,
+    "sg_p_last": 8,
+    "eval_batch_size": 256,
+}
 
 
 @pytest.mark.slow
@@ -32,6 +38,7 @@ def test_tune_sg_picks_the_best_validation_lr_and_retraining_reproduces_it():
         assert g["stop_reason"] in ("completed", "early_stopping")
         if g["stop_reason"] == "early_stopping":
             assert g["epochs_run"] == g["best_epoch"] + 1 + 2
-    rec = run_methods(["SG"], task, config={**CONFIG, "sg_lr": t["lr"],
-                                            "sg_epochs": t["epochs"]}, seed=0)[0]
+    rec = run_methods(
+        ["SG"], task, config={**CONFIG, "sg_lr": t["lr"], "sg_epochs": t["epochs"]}, seed=0
+    )[0]
     assert rec["val_accuracy"] == t["best_val_acc"]

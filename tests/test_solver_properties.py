@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from convexsnn.convex import (ConvergenceWarning, L1, Squared, lambda_max, solve_path,
-                              solve_readout)
+from convexsnn.convex import L1, ConvergenceWarning, Squared, lambda_max, solve_path, solve_readout
 from convexsnn.convex.penalties import Penalty, soft_threshold
 
 cp = pytest.importorskip("cvxpy")
@@ -32,8 +31,17 @@ def _single_thread():
     torch.set_num_threads(n)
 
 
-def spike_dictionary(task: str, *, T: int = 6, L: int = 3, leak: float = 0.9, seed: int = 0,
-                     n: int = 300, duplicate: int = 3, storage: str = "bool"):
+def spike_dictionary(
+    task: str,
+    *,
+    T: int = 6,
+    L: int = 3,
+    leak: float = 0.9,
+    seed: int = 0,
+    n: int = 300,
+    duplicate: int = 3,
+    storage: str = "bool",
+):
     """A real spike dictionary (plus ``duplicate`` repeated columns) and its labels."""
     from convexsnn.dictionary import build_dictionary
     from convexsnn.witnesses import gaussian_witnesses
@@ -47,8 +55,9 @@ def spike_dictionary(task: str, *, T: int = 6, L: int = 3, leak: float = 0.9, se
     else:  # three classes: number of ones in the first three steps, capped at 2
         y = np.minimum(bits[:, :3].sum(axis=1), 2)
     X = np.stack([bits, 1 - bits], axis=2).astype(np.float64)
-    w = gaussian_witnesses(2, n_branches=4, hidden_widths=[16] * (L - 1), scale=1.5, seed=seed,
-                           beta=leak)
+    w = gaussian_witnesses(
+        2, n_branches=4, hidden_widths=[16] * (L - 1), scale=1.5, seed=seed, beta=leak
+    )
     d = build_dictionary(w, X, storage=storage)
     D = d.matrix(torch.float64).numpy()
     if duplicate:
@@ -66,8 +75,11 @@ def objective(D, y, loss, penalty, lam, W) -> float:
         fit = np.mean(lse - Z[np.arange(n), y])
     else:
         Y = _pm1(y, W.shape[1])
-        fit = (0.5 * np.mean(np.sum((Z - Y) ** 2, axis=1)) if loss == "squared"
-               else np.mean(np.sum(np.maximum(0.0, 1.0 - Y * Z), axis=1)))
+        fit = (
+            0.5 * np.mean(np.sum((Z - Y) ** 2, axis=1))
+            if loss == "squared"
+            else np.mean(np.sum(np.maximum(0.0, 1.0 - Y * Z), axis=1))
+        )
     reg = np.abs(W).sum() if penalty == "l1" else np.linalg.norm(W, axis=1).sum()
     return float(fit + lam * reg)
 
@@ -93,25 +105,35 @@ def clarabel_value(D, y, loss, penalty, lam, C) -> tuple[float, bool]:
         Y = _pm1(y, 1 if C == 2 else C)
         Wv = cp.Variable((P, Y.shape[1]))
         Z = D @ Wv
-        fit = (0.5 * cp.sum_squares(Z - Y) / n if loss == "squared"
-               else cp.sum(cp.pos(1 - cp.multiply(Y, Z))) / n)
+        fit = (
+            0.5 * cp.sum_squares(Z - Y) / n
+            if loss == "squared"
+            else cp.sum(cp.pos(1 - cp.multiply(Y, Z))) / n
+        )
     reg = cp.sum(cp.abs(Wv)) if penalty == "l1" else cp.sum(cp.norm(Wv, 2, axis=1))
     prob = cp.Problem(cp.Minimize(fit + lam * reg))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11,
-                   max_iter=500)
+        prob.solve(
+            solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11, max_iter=500
+        )
     return objective(D, y, loss, penalty, lam, np.asarray(Wv.value)), prob.status == "optimal"
 
 
 #: (task, options, lam / lam_max): one lam per dictionary in the suite, kept moderate so the
 #: suite stays fast (tiny lam: test_ci_subset_matches_clarabel; the full grid of
 #: 5 lam values x 54 dictionaries is ``benchmarks/bench_solvers.py --sweep``)
-CASES = [("xor", dict(T=6, L=3, leak=0.9, seed=0), 1e-1),
-         ("parity", dict(T=5, L=4, leak=0.5, seed=1), 1e-2),
-         ("count", dict(T=6, L=3, leak=0.99, seed=2), 1e-2)]
-GRID = [(k % len(CASES), loss, pen) for k, (loss, pen) in
-        enumerate((loss, pen) for loss in ("squared", "hinge", "softmax") for pen in ("l1", "l21"))]
+CASES = [
+    ("xor", dict(T=6, L=3, leak=0.9, seed=0), 1e-1),
+    ("parity", dict(T=5, L=4, leak=0.5, seed=1), 1e-2),
+    ("count", dict(T=6, L=3, leak=0.99, seed=2), 1e-2),
+]
+GRID = [
+    (k % len(CASES), loss, pen)
+    for k, (loss, pen) in enumerate(
+        (loss, pen) for loss in ("squared", "hinge", "softmax") for pen in ("l1", "l21")
+    )
+]
 _DICTS: dict = {}
 
 
@@ -137,8 +159,9 @@ def test_matches_clarabel_on_spike_dictionaries(k, loss, penalty):
     ref, exact = clarabel_value(D, y, loss, penalty, lam, C)
     # the certificate is honest: its dual bound is below a feasible point's objective
     assert cert.dual <= ref + 1e-12 * abs(ref)
-    assert cert.primal == pytest.approx(objective(D, y, loss, penalty, lam, sol.W.numpy()),
-                                        rel=1e-10)
+    assert cert.primal == pytest.approx(
+        objective(D, y, loss, penalty, lam, sol.W.numpy()), rel=1e-10
+    )
     if cert.converged:
         assert cert.rel_gap <= tol
         assert cert.primal <= ref * (1 + 1e-6)
@@ -151,8 +174,12 @@ def test_matches_clarabel_on_spike_dictionaries(k, loss, penalty):
 def test_ci_subset_matches_clarabel():
     """A fast slice of the property grid (tiny lam, duplicated columns)."""
     d, D, y = spike_dictionary("xor", T=6, L=3, leak=0.9, seed=0, duplicate=5)
-    for loss, penalty, fac in [("squared", "l1", 1e-4), ("squared", "l21", 1e-2),
-                               ("hinge", "l1", 1e-2), ("softmax", "l1", 1e-2)]:
+    for loss, penalty, fac in [
+        ("squared", "l1", 1e-4),
+        ("squared", "l21", 1e-2),
+        ("hinge", "l1", 1e-2),
+        ("softmax", "l1", 1e-2),
+    ]:
         lam = fac * lambda_max(D, y, loss=loss, penalty=penalty)
         sol = solve_readout(D, y, loss=loss, penalty=penalty, lam=lam, tol=1e-8, max_time=30)
         ref, _ = clarabel_value(D, y, loss, penalty, lam, 2)
@@ -198,7 +225,7 @@ def test_working_set_grows_until_kkt_holds_everywhere():
         assert cert.converged and "+ws" in cert.algorithm
         Dt = torch.from_numpy(D)
         G = Dt.T @ sol.dual
-        assert float(G.abs().max()) <= lam * (1 + 1e-9)   # dual feasible on all P columns
+        assert float(G.abs().max()) <= lam * (1 + 1e-9)  # dual feasible on all P columns
 
 
 class ScaledL1(Penalty):

@@ -70,8 +70,7 @@ def test_fixture_is_the_rank_deficient_case(tomita3):
     assert lam == pytest.approx(meta["lam"], rel=1e-12)
 
 
-@pytest.mark.parametrize("kw", [{}, {"merge_rows": False},
-                                {"solver": "gram"}, {"polish": False}])
+@pytest.mark.parametrize("kw", [{}, {"merge_rows": False}, {"solver": "gram"}, {"polish": False}])
 def test_tomita3_squared_l1_certifies_the_optimum(tomita3, kw):
     """The default solve (and every Gram variant) reaches the requested gap at the optimum."""
     D, y, lam, ref, _ = tomita3
@@ -101,7 +100,7 @@ def test_guarded_solve_refuses_the_near_singular_cholesky():
     b = torch.tensor([1.0, 1.0 + 3e-9], dtype=torch.float64)
     L, info = torch.linalg.cholesky_ex(H)
     naive = torch.cholesky_solve(b[:, None], L)[:, 0]
-    assert int(info) == 0 and float(naive.abs().max()) > 1e3    # what the old polish used
+    assert int(info) == 0 and float(naive.abs().max()) > 1e3  # what the old polish used
     x = guarded_spd_solve(H, b)
     assert x is not None and float(x.abs().max()) < 10.0
     assert torch.allclose(H @ x, b, atol=1e-6)

@@ -28,7 +28,9 @@ def test_derivative_matches_primitive_gradcheck(name):
     """The hand-written derivative is the derivative of the documented smooth primitive."""
     sg = get_surrogate(name)
     # stay off the kinks of the triangular surrogate (|x| = 0, width) where it is not differentiable
-    x = torch.tensor([-0.83, -0.41, -0.17, 0.09, 0.33, 0.71], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor(
+        [-0.83, -0.41, -0.17, 0.09, 0.33, 0.71], dtype=torch.float64, requires_grad=True
+    )
     assert torch.autograd.gradcheck(sg.smooth_proxy, (x,), eps=1e-6, atol=1e-7)
     (auto,) = torch.autograd.grad(sg.primitive(x).sum(), x)
     assert torch.allclose(auto, sg.derivative(x.detach()), rtol=1e-10, atol=1e-12)
@@ -37,7 +39,7 @@ def test_derivative_matches_primitive_gradcheck(name):
 def test_atan_known_values():
     sg = get_surrogate("atan", alpha=2.0)
     assert sg.derivative(torch.tensor(0.0)).item() == pytest.approx(1.0)
-    assert sg.derivative(torch.tensor(1.0)).item() == pytest.approx(1 / (1 + torch.pi ** 2))
+    assert sg.derivative(torch.tensor(1.0)).item() == pytest.approx(1 / (1 + torch.pi**2))
 
 
 def test_fast_sigmoid_default_slope():

@@ -45,10 +45,14 @@ from convexsnn.tasks import (
 )
 
 MNIST_DIR = Path(
-    os.environ.get("CONVEXSNN_MNIST_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist")
+    os.environ.get(
+        "CONVEXSNN_MNIST_DIR",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist",
+    )
 )
 needs_mnist = pytest.mark.skipif(
-    not all((MNIST_DIR / f).is_file() for f in MNIST_FILES), reason=f"MNIST files not found in {MNIST_DIR}"
+    not all((MNIST_DIR / f).is_file() for f in MNIST_FILES),
+    reason=f"MNIST files not found in {MNIST_DIR}",
 )
 
 SMALL = dict(n_train=300, n_val=100, n_test=400)
@@ -109,8 +113,19 @@ def test_split_validation():
 def test_unknown_task_name_lists_valid_names():
     with pytest.raises(ValueError) as exc:
         load_task("nope")
-    for name in ("xor", "parity_k", "parity_odd", "parity_prefix", "tomita1", "tomita3_paper",
-                 "tomita3_textbook", "tomita7", "dfa", "mnist", "addition"):
+    for name in (
+        "xor",
+        "parity_k",
+        "parity_odd",
+        "parity_prefix",
+        "tomita1",
+        "tomita3_paper",
+        "tomita3_textbook",
+        "tomita7",
+        "dfa",
+        "mnist",
+        "addition",
+    ):
         assert name in str(exc.value)
         assert any(n.startswith(name) for n in TASK_NAMES)
 
@@ -213,7 +228,9 @@ def test_parity_k_is_the_papers_ones_count_mod_k():
     # every string of a small length, through the DFA alone
     for k in (2, 3, 4):
         for T in range(0, 10):
-            sym = np.array(list(itertools.product([0, 1], repeat=T)), dtype=np.int64).reshape(2**T, T)
+            sym = np.array(list(itertools.product([0, 1], repeat=T)), dtype=np.int64).reshape(
+                2**T, T
+            )
             expected = [int(s.count("1") % k == 0) for s in as_strings(sym)]
             assert parity_k_dfa(k).accepts(sym).tolist() == expected, (k, T)
 
@@ -243,8 +260,16 @@ def test_removed_names_raise_and_point_to_the_new_ones():
         tomita_dfa(3)
 
 
-TOMITA_CASES = [(1, None), (2, None), (3, "paper"), (3, "textbook"), (4, None), (5, None),
-                (6, None), (7, None)]
+TOMITA_CASES = [
+    (1, None),
+    (2, None),
+    (3, "paper"),
+    (3, "textbook"),
+    (4, None),
+    (5, None),
+    (6, None),
+    (7, None),
+]
 
 
 def _tomita_rule(k, variant):
@@ -254,10 +279,12 @@ def _tomita_rule(k, variant):
 @pytest.mark.parametrize("k, variant", TOMITA_CASES)
 def test_tomita_dfa_matches_regex_exhaustively(k, variant):
     rule = _tomita_rule(k, variant)
-    for v in ((variant,) if k == 3 else (None, "paper", "textbook")):
+    for v in (variant,) if k == 3 else (None, "paper", "textbook"):
         dfa = tomita_dfa(k, v)
         for T in range(0, 11):
-            sym = np.array(list(itertools.product([0, 1], repeat=T)), dtype=np.int64).reshape(2**T, T)
+            sym = np.array(list(itertools.product([0, 1], repeat=T)), dtype=np.int64).reshape(
+                2**T, T
+            )
             got = dfa.accepts(sym)
             expected = np.array([rule(s) for s in as_strings(sym)], dtype=np.int64)
             assert np.array_equal(got, expected), (k, v, T)
@@ -413,7 +440,9 @@ def test_addition_rollout_oracle(base):
         split = data.splits()[key]
         a, b = addition_operands(split.X, base)
         for stateful in (False, True):
-            pd, pc = addition_rollout(_oracle(base, stateful=stateful), a, b, base, stateful=stateful)
+            pd, pc = addition_rollout(
+                _oracle(base, stateful=stateful), a, b, base, stateful=stateful
+            )
             m = addition_metrics(pd, pc, split.y[..., 0], split.y[..., 1])
             assert m["joint_token_acc"] == 1.0 and m["sequence_acc"] == 1.0, key
             assert m["first_error_position"] is None and sum(m["first_error_histogram"]) == 0
@@ -469,9 +498,22 @@ def test_mnist_loader_counts_and_statistics():
     tr_x, tr_y, te_x, te_y = load_mnist_idx(MNIST_DIR)
     assert tr_x.shape == (60000, 28, 28) and te_x.shape == (10000, 28, 28)
     assert tr_x.dtype == np.uint8 and tr_y.shape == (60000,) and te_y.shape == (10000,)
-    assert np.bincount(tr_y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(tr_y).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
     assert np.bincount(te_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-    hist = np.bincount(tr_x.ravel(), minlength=256).astype(np.float64)  # exact moments, no big copies
+    hist = np.bincount(tr_x.ravel(), minlength=256).astype(
+        np.float64
+    )  # exact moments, no big copies
     v = np.arange(256) / 255.0
     mean = (hist * v).sum() / hist.sum()
     std = np.sqrt((hist * v**2).sum() / hist.sum() - mean**2)
@@ -499,20 +541,31 @@ def test_sequential_mnist_shapes_and_splits():
     train_idx, val_idx = mnist_split_indices(tr_y, n_train=6000, n_val=1000, seed=0)
     assert len(set(train_idx.tolist()) & set(val_idx.tolist())) == 0
     assert torch.equal(d4.train.y, torch.from_numpy(tr_y[train_idx].astype(np.int64)))
-    assert torch.equal(d4.val.X[:5].reshape(5, 28, 28) * 255, torch.from_numpy(tr_x[val_idx[:5]].astype(np.float32)))
+    assert torch.equal(
+        d4.val.X[:5].reshape(5, 28, 28) * 255,
+        torch.from_numpy(tr_x[val_idx[:5]].astype(np.float32)),
+    )
     # T=28: one row a step
     d28 = load_task("mnist", directory=MNIST_DIR, T=28, n_train=500, n_val=100, n_test=200, seed=0)
     assert d28.train.X.shape == (500, 28, 28) and d28.test.X.shape == (200, 28, 28)
     assert torch.equal(d28.train.X[:, 3, :], d28.train.X.reshape(500, 784)[:, 84:112])
     # seeds reproduce / differ; permutation is a fixed permutation of the pixels
-    again = load_task("mnist", directory=MNIST_DIR, T=28, n_train=500, n_val=100, n_test=200, seed=0)
+    again = load_task(
+        "mnist", directory=MNIST_DIR, T=28, n_train=500, n_val=100, n_test=200, seed=0
+    )
     assert_data_equal(d28, again)
-    other = load_task("mnist", directory=MNIST_DIR, T=28, n_train=500, n_val=100, n_test=200, seed=1)
+    other = load_task(
+        "mnist", directory=MNIST_DIR, T=28, n_train=500, n_val=100, n_test=200, seed=1
+    )
     assert not torch.equal(d28.train.y, other.train.y)
-    perm = load_task("mnist", directory=MNIST_DIR, T=28, n_train=500, n_val=100, n_test=200, permute=True)
+    perm = load_task(
+        "mnist", directory=MNIST_DIR, T=28, n_train=500, n_val=100, n_test=200, permute=True
+    )
     assert torch.equal(perm.train.y, d28.train.y)
     assert not torch.equal(perm.train.X, d28.train.X)
-    assert torch.equal(perm.train.X.reshape(500, -1).sort(1).values, d28.train.X.reshape(500, -1).sort(1).values)
+    assert torch.equal(
+        perm.train.X.reshape(500, -1).sort(1).values, d28.train.X.reshape(500, -1).sort(1).values
+    )
 
 
 def _copy_mnist(dst: Path) -> Path:
@@ -570,7 +623,9 @@ def test_mnist_download_from_mirror(tmp_path):
         load_mnist_idx(target, download=True, mirrors=[(tmp_path / "nowhere").as_uri()])
     assert not any(p.name.endswith(".part") for p in target.iterdir())
     # a file:// mirror stands in for the network
-    arrays = load_mnist_idx(target, download=True, mirrors=["file:///nonexistent/", MNIST_DIR.as_uri()])
+    arrays = load_mnist_idx(
+        target, download=True, mirrors=["file:///nonexistent/", MNIST_DIR.as_uri()]
+    )
     assert sorted(p.name for p in target.iterdir()) == sorted(MNIST_FILES)
     assert arrays[0].shape == (60000, 28, 28)
     assert np.array_equal(arrays[1], load_mnist_idx(MNIST_DIR)[1])
@@ -586,7 +641,7 @@ def test_addition_rollout_reads_scores_by_the_package_rule():
     def scored(prefix):
         d, c = truth(prefix)
         digit_scores = torch.nn.functional.one_hot(d, base).double()
-        carry_score = (2.0 * c.double() - 1.0)[:, None]        # +1 / -1, one column
+        carry_score = (2.0 * c.double() - 1.0)[:, None]  # +1 / -1, one column
         return digit_scores, carry_score
 
     pd, pc = addition_rollout(scored, a, b, base)

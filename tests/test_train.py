@@ -6,13 +6,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import rand_inputs, small_net
 
+from conftest import rand_inputs, small_net
 from convexsnn import ParallelSNN
 from convexsnn.tasks import load_task
-from convexsnn.train import (LOSSES, TrainResult, datafit, evaluate, evaluate_accuracy,
-                             hinge_loss, softmax_loss, squared_loss, train_surrogate)
-
+from convexsnn.train import (
+    LOSSES,
+    TrainResult,
+    datafit,
+    evaluate,
+    evaluate_accuracy,
+    hinge_loss,
+    softmax_loss,
+    squared_loss,
+    train_surrogate,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,8 +54,9 @@ def test_sg_learns_first_last_xor_T4(seed):
     # Checked on 10 seeds: 100% test accuracy on all, typically reached after 30-90 epochs.
     d = load_task("xor", T=4, seed=seed, n_train=500, n_val=500, n_test=2000, ood_lengths=())
     net = ParallelSNN(2, 2, depth=3, p_rec=32, p_last=32, init_scale=2.0, seed=seed)
-    res = train_surrogate(net, d.train.X, d.train.y, d.val.X, d.val.y, epochs=150, lr=1e-2,
-                          seed=seed, progress=False)
+    res = train_surrogate(
+        net, d.train.X, d.train.y, d.val.X, d.val.y, epochs=150, lr=1e-2, seed=seed, progress=False
+    )
     assert evaluate_accuracy(net, d.test.X, d.test.y) >= 0.95
     assert res.best_val_acc >= 0.95
 
@@ -80,6 +89,7 @@ def _scramble_at(epoch_to_hit):
             with torch.no_grad():
                 for w in model.weights:
                     w.zero_()
+
     return cb
 
 
@@ -88,8 +98,18 @@ def test_best_validation_state_is_restored(restore):
     X, y = _data(n=64, seed=0)
     Xv, yv = _data(n=64, seed=1)
     net = _net()
-    res = train_surrogate(net, X, y, Xv, yv, epochs=12, lr=2e-2, restore_best=restore,
-                          callback=_scramble_at(9), progress=False)
+    res = train_surrogate(
+        net,
+        X,
+        y,
+        Xv,
+        yv,
+        epochs=12,
+        lr=2e-2,
+        restore_best=restore,
+        callback=_scramble_at(9),
+        progress=False,
+    )
     va = res.history["val_acc"]
     assert res.best_epoch <= 9 and va[-1] < res.best_val_acc
     assert res.best_val_acc == max(va)
@@ -181,8 +201,7 @@ def test_class_weight_and_path_norm():
 def test_token_mode_runs_and_learns():
     X, y = _data(n=32, T=6, token=True)
     net = _net(output="all")
-    res = train_surrogate(net, X, y, X, y, label_mode="token", epochs=20, lr=2e-2,
-                          progress=False)
+    res = train_surrogate(net, X, y, X, y, label_mode="token", epochs=20, lr=2e-2, progress=False)
     assert res.history["train_loss"][-1] < res.history["train_loss"][0]
     with torch.no_grad():
         pred = net(X).argmax(-1)
@@ -200,15 +219,23 @@ def test_sequence_labels_on_all_step_model_read_last_step():
 
 
 def test_multi_head_addition():
-    d = load_task("addition", base=3, n_digits=3, n_train=64, n_val=32, n_test=32,
-                  ood_n_digits=())
+    d = load_task("addition", base=3, n_digits=3, n_train=64, n_val=32, n_test=32, ood_n_digits=())
     heads = list(d.n_classes)
     assert d.train.y.ndim == 3 and heads == [3, 2]
-    net = ParallelSNN(3, sum(heads), hidden_widths=[16, 16], init_scale=3.0, output="all",
-                      seed=0)
-    res = train_surrogate(net, d.train.X, d.train.y, d.val.X, d.val.y, label_mode="token",
-                          heads=heads, epochs=15, lr=2e-2, class_weight="balanced",
-                          progress=False)
+    net = ParallelSNN(3, sum(heads), hidden_widths=[16, 16], init_scale=3.0, output="all", seed=0)
+    res = train_surrogate(
+        net,
+        d.train.X,
+        d.train.y,
+        d.val.X,
+        d.val.y,
+        label_mode="token",
+        heads=heads,
+        epochs=15,
+        lr=2e-2,
+        class_weight="balanced",
+        progress=False,
+    )
     assert res.history["train_loss"][-1] < res.history["train_loss"][0]
     with torch.no_grad():
         z = net(d.test.X)
@@ -226,8 +253,9 @@ def test_multi_head_addition():
 def test_early_stopping():
     X, y = _data(n=32)
     # lr so small that the weights cannot move: no epoch ever improves on the first
-    res = train_surrogate(_net(), X, y, X, y, epochs=50, lr=1e-30,
-                          early_stopping_patience=3, progress=False)
+    res = train_surrogate(
+        _net(), X, y, X, y, epochs=50, lr=1e-30, early_stopping_patience=3, progress=False
+    )
     assert res.stopped_early and res.stop_reason == "early_stopping"
     assert res.epochs_run == 4 and res.best_epoch == 0
 
@@ -235,8 +263,9 @@ def test_early_stopping():
 def test_lr_decays_on_plateau():
     X, y = _data(n=32)
     # steps of 1e-6 change the loss by far less than the plateau threshold (1e-4 relative)
-    res = train_surrogate(_net(), X, y, epochs=6, lr=1e-6, lr_patience=1, lr_decay_factor=0.1,
-                          progress=False)
+    res = train_surrogate(
+        _net(), X, y, epochs=6, lr=1e-6, lr_patience=1, lr_decay_factor=0.1, progress=False
+    )
     assert res.history["lr"][0] == 1e-6
     assert res.history["lr"][-1] == pytest.approx(1e-8)
     fixed = train_surrogate(_net(), X, y, epochs=6, lr=1e-6, lr_patience=None, progress=False)
@@ -319,11 +348,11 @@ def test_finetune_keeps_the_copy_only_if_validation_does_not_drop():
     X, y = _data(n=32, seed=0)
     Xv, yv = _data(n=32, seed=1)
     start = _net(hidden_widths=[8])
-    for p in start.parameters():          # like a reconstructed network: frozen parameters
+    for p in start.parameters():  # like a reconstructed network: frozen parameters
         p.requires_grad_(False)
     w0 = _weights(start)
     ft = finetune(start, X, y, Xv, yv, epochs=2, lr=2e-2, seed=0)
-    assert all(torch.equal(w0[k], v) for k, v in start.state_dict().items())   # untouched
+    assert all(torch.equal(w0[k], v) for k, v in start.state_dict().items())  # untouched
     assert ft.val_before == evaluate_accuracy(start, Xv, yv)
     assert ft.kept_finetuned == (ft.val_after >= ft.val_before)
     assert (ft.model is not start) == ft.kept_finetuned

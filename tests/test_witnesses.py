@@ -9,9 +9,15 @@ import torch
 
 from convexsnn.lif import simulate
 from convexsnn.network import ParallelSNN
-from convexsnn.witnesses import (Witnesses, branching_ratio, concat_witnesses, gaussian_witnesses,
-                                 resolve_widths,
-                                 reservoir_witnesses, witnesses_from_network)
+from convexsnn.witnesses import (
+    Witnesses,
+    branching_ratio,
+    concat_witnesses,
+    gaussian_witnesses,
+    reservoir_witnesses,
+    resolve_widths,
+    witnesses_from_network,
+)
 
 
 def _arrays_equal(a: Witnesses, b: Witnesses) -> bool:
@@ -49,12 +55,15 @@ def test_gaussian_scale_and_float32_cast_of_the_same_draw():
 
 
 def test_normalized_columns_have_unit_norm_times_scale():
-    w = gaussian_witnesses(5, n_branches=2, hidden_widths=[7, 3], scale=[1.0, 3.0],
-                           normalized=True, seed=1)
-    torch.testing.assert_close(w.weights[0].norm(dim=1), torch.ones(2, 7, dtype=torch.float64),
-                               rtol=0, atol=1e-12)
-    torch.testing.assert_close(w.weights[1].norm(dim=1),
-                               torch.full((2, 3), 3.0, dtype=torch.float64), rtol=0, atol=1e-12)
+    w = gaussian_witnesses(
+        5, n_branches=2, hidden_widths=[7, 3], scale=[1.0, 3.0], normalized=True, seed=1
+    )
+    torch.testing.assert_close(
+        w.weights[0].norm(dim=1), torch.ones(2, 7, dtype=torch.float64), rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(
+        w.weights[1].norm(dim=1), torch.full((2, 3), 3.0, dtype=torch.float64), rtol=0, atol=1e-12
+    )
 
 
 def test_widths_follow_parallel_snn_convention():
@@ -69,9 +78,21 @@ def test_widths_follow_parallel_snn_convention():
 
 
 def test_from_network_copies_exactly_and_round_trips():
-    net = ParallelSNN(3, 2, n_branches=2, hidden_widths=[5, 4], bias=True, recurrent="diagonal",
-                      readout="membrane", readout_bias=0.25, beta=0.9, theta=0.8, reset="zero",
-                      seed=3, dtype=torch.float64)
+    net = ParallelSNN(
+        3,
+        2,
+        n_branches=2,
+        hidden_widths=[5, 4],
+        bias=True,
+        recurrent="diagonal",
+        readout="membrane",
+        readout_bias=0.25,
+        beta=0.9,
+        theta=0.8,
+        reset="zero",
+        seed=3,
+        dtype=torch.float64,
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in list(net.biases) + list(net.recurrent_weights):
@@ -170,30 +191,48 @@ def test_reservoir_picks_ratio_closest_to_one():
     d = w.description
     assert d["kind"] == "reservoir" and len(d["grid"]) == 8
     json.dumps(d)
-    dist = [abs(r["branching_ratio"] - 1) if r["branching_ratio"] is not None else math.inf
-            for r in d["grid"]]
+    dist = [
+        abs(r["branching_ratio"] - 1) if r["branching_ratio"] is not None else math.inf
+        for r in d["grid"]
+    ]
     best = d["grid"][int(np.argmin(dist))]
     assert (w.beta, w.theta) == (best["beta"], best["theta"])
-    assert d["chosen"] == {k: best[k] for k in ("beta", "theta", "input_scale",
-                                                  "branching_ratio")}
+    assert d["chosen"] == {k: best[k] for k in ("beta", "theta", "input_scale", "branching_ratio")}
     # the returned witnesses reproduce the recorded ratio
     assert branching_ratio(w.simulate(X).spikes[-1]) == pytest.approx(best["branching_ratio"])
     # same seed, same result; first layer = input scale x the common draw
     w2 = reservoir_witnesses(X, n_branches=2, hidden_widths=[10, 8], seed=4, **grid)
     assert _arrays_equal(w, w2)
-    base = reservoir_witnesses(X, n_branches=2, hidden_widths=[10, 8], seed=4,
-                               leaks=(w.beta,), thresholds=(w.theta,), input_scales=(1.0,))
-    torch.testing.assert_close(w.weights[0], base.weights[0] * best["input_scale"], rtol=1e-15,
-                               atol=0)
+    base = reservoir_witnesses(
+        X,
+        n_branches=2,
+        hidden_widths=[10, 8],
+        seed=4,
+        leaks=(w.beta,),
+        thresholds=(w.theta,),
+        input_scales=(1.0,),
+    )
+    torch.testing.assert_close(
+        w.weights[0], base.weights[0] * best["input_scale"], rtol=1e-15, atol=0
+    )
 
 
 def test_concat_witnesses_is_the_branches_side_by_side():
     X = torch.rand(20, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     a = gaussian_witnesses(3, n_branches=2, hidden_widths=[4, 3], scale=2.0, seed=0)
     # b: a trained-network copy with biases and dense recurrence (a has neither)
-    net = ParallelSNN(3, 2, n_branches=1, hidden_widths=[4, 3], bias=True, recurrent="dense",
-                      init_scale=3.0, seed=1, dtype=torch.float64)
-    g = torch.Generator().manual_seed(0)      # local: independent of other tests' RNG use
+    net = ParallelSNN(
+        3,
+        2,
+        n_branches=1,
+        hidden_widths=[4, 3],
+        bias=True,
+        recurrent="dense",
+        init_scale=3.0,
+        seed=1,
+        dtype=torch.float64,
+    )
+    g = torch.Generator().manual_seed(0)  # local: independent of other tests' RNG use
     with torch.no_grad():
         for b in net.biases:
             b.copy_(0.3 + 0.4 * torch.rand(b.shape, generator=g, dtype=b.dtype))

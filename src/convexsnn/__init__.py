@@ -17,19 +17,45 @@ from .selection import ConvexFit, fit_convex
 from .surrogate import get_surrogate
 from .tasks import load_task
 from .train import TrainResult, train_surrogate
-from .witnesses import (Witnesses, concat_witnesses, gaussian_witnesses, reservoir_witnesses,
-                        witnesses_from_network)
+from .witnesses import (
+    Witnesses,
+    concat_witnesses,
+    gaussian_witnesses,
+    reservoir_witnesses,
+    witnesses_from_network,
+)
 
 __version__ = "0.1.0"
 
 logging.getLogger("convexsnn").addHandler(logging.NullHandler())
 
 __all__ = [
-    "ParallelSNN", "simulate", "lif_step", "lif_scan", "LIFParams", "LIFState", "get_surrogate",
-    "Witnesses", "gaussian_witnesses", "witnesses_from_network", "reservoir_witnesses",
+    "ParallelSNN",
+    "simulate",
+    "lif_step",
+    "lif_scan",
+    "LIFParams",
+    "LIFState",
+    "get_surrogate",
+    "Witnesses",
+    "gaussian_witnesses",
+    "witnesses_from_network",
+    "reservoir_witnesses",
     "concat_witnesses",
-    "SpikeDictionary", "build_dictionary",
-    "solve_readout", "solve_path", "Certificate", "ReadoutSolution", "ConvergenceWarning",
-    "reconstruct", "check_reconstruction", "ReconstructionError", "fit_convex", "ConvexFit",
-    "train_surrogate", "TrainResult", "load_task", "__version__",
+    "SpikeDictionary",
+    "build_dictionary",
+    "solve_readout",
+    "solve_path",
+    "Certificate",
+    "ReadoutSolution",
+    "ConvergenceWarning",
+    "reconstruct",
+    "check_reconstruction",
+    "ReconstructionError",
+    "fit_convex",
+    "ConvexFit",
+    "train_surrogate",
+    "TrainResult",
+    "load_task",
+    "__version__",
 ]

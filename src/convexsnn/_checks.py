@@ -6,7 +6,8 @@ and says what was expected, so that bad input never surfaces as a traceback from
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,8 +69,9 @@ def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
-def as_float_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None,
-                    device: torch.device | str | None = None) -> torch.Tensor:
+def as_float_tensor(
+    x: Any, name: str, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Convert array-like ``x`` to a floating torch tensor, refusing non-numeric data.
 
     Integer and boolean inputs are converted to ``float32`` (or ``dtype``); floating inputs keep
@@ -95,9 +97,15 @@ def as_float_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None,
     return t
 
 
-def check_sequence_input(x: Any, name: str = "x", *, n_features: int | None = None,
-                         n_steps: int | None = None, dtype: torch.dtype | None = None,
-                         device: torch.device | str | None = None) -> torch.Tensor:
+def check_sequence_input(
+    x: Any,
+    name: str = "x",
+    *,
+    n_features: int | None = None,
+    n_steps: int | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Validate a batch of input sequences of shape ``(batch, T, features)``.
 
     Raises
@@ -111,22 +119,31 @@ def check_sequence_input(x: Any, name: str = "x", *, n_features: int | None = No
     if t.ndim != 3:
         raise ValueError(
             f"{name} must have shape (batch, T, features), got a {t.ndim}-D tensor of shape "
-            f"{tuple(t.shape)}")
+            f"{tuple(t.shape)}"
+        )
     if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one sample and one time step, got shape "
-                         f"{tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have at least one sample and one time step, got shape {tuple(t.shape)}"
+        )
     if n_features is not None and t.shape[2] != n_features:
-        raise ValueError(f"{name} has {t.shape[2]} features per step, expected {n_features} "
-                         f"(shape {tuple(t.shape)})")
+        raise ValueError(
+            f"{name} has {t.shape[2]} features per step, expected {n_features} "
+            f"(shape {tuple(t.shape)})"
+        )
     if n_steps is not None and t.shape[1] != n_steps:
         raise ValueError(f"{name} has T={t.shape[1]} time steps, expected T={n_steps}")
     check_finite(t, name)
     return t
 
 
-def check_labels(y: Any, name: str = "y", *, n_classes: int | None = None,
-                 shape: tuple[int, ...] | None = None,
-                 device: torch.device | str | None = None) -> torch.Tensor:
+def check_labels(
+    y: Any,
+    name: str = "y",
+    *,
+    n_classes: int | None = None,
+    shape: tuple[int, ...] | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Validate integer class labels in ``[0, n_classes)``; return them as an int64 tensor.
 
     Float arrays holding whole numbers are accepted; anything else raises ``TypeError``.
@@ -154,8 +171,10 @@ def check_labels(y: Any, name: str = "y", *, n_classes: int | None = None,
         if lo < 0:
             raise ValueError(f"{name} has negative label {lo}; labels must be in [0, n_classes)")
         if n_classes is not None and hi >= n_classes:
-            raise ValueError(f"{name} has label {hi} out of range: expected labels in "
-                             f"[0, {n_classes - 1}] for n_classes={n_classes}")
+            raise ValueError(
+                f"{name} has label {hi} out of range: expected labels in "
+                f"[0, {n_classes - 1}] for n_classes={n_classes}"
+            )
     if device is not None:
         t = t.to(device)
     return t
@@ -165,13 +184,13 @@ def check_labels(y: Any, name: str = "y", *, n_classes: int | None = None,
 #: most distinct class labels accepted from a data file (an output weight column per class)
 MAX_CLASSES = 10_000
 
-_GIB = 1024 ** 3
+_GIB = 1024**3
 
 
 def format_bytes(n: float) -> str:
     """``n`` bytes as a short human-readable string (``"12.3 GiB"``)."""
     n = float(n)
-    for unit, size in (("TiB", 1024 ** 4), ("GiB", _GIB), ("MiB", 1024 ** 2), ("KiB", 1024)):
+    for unit, size in (("TiB", 1024**4), ("GiB", _GIB), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= size:
             return f"{n / size:.3g} {unit}"
     return f"{int(n)} B"
@@ -187,8 +206,9 @@ def memory_limit_bytes() -> int:
         try:
             return max(1, int(float(env)))
         except ValueError:
-            raise ValueError(f"CONVEXSNN_MAX_BYTES must be a number of bytes, got {env!r}"
-                             ) from None
+            raise ValueError(
+                f"CONVEXSNN_MAX_BYTES must be a number of bytes, got {env!r}"
+            ) from None
     limit = None
     try:
         limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -217,9 +237,11 @@ def check_memory(n_bytes: float, what: str) -> None:
     """
     limit = memory_limit_bytes()
     if n_bytes > limit:
-        raise ValueError(f"{what} needs {format_bytes(n_bytes)}, more than the "
-                         f"{format_bytes(limit)} of memory this process may use; choose "
-                         "smaller sizes (CONVEXSNN_MAX_BYTES overrides the limit)")
+        raise ValueError(
+            f"{what} needs {format_bytes(n_bytes)}, more than the "
+            f"{format_bytes(limit)} of memory this process may use; choose "
+            "smaller sizes (CONVEXSNN_MAX_BYTES overrides the limit)"
+        )
 
 
 def check_array_size(shape: Iterable[int], what: str, *, itemsize: int = 4) -> None:
@@ -230,19 +252,21 @@ def check_array_size(shape: Iterable[int], what: str, *, itemsize: int = 4) -> N
     check_memory(n, f"{what} {tuple(int(s) for s in shape)}")
 
 
-def check_layer_weights(n_branches: int, sizes: Iterable[int], what: str, *, itemsize: int = 8,
-                        copies: int = 1) -> None:
+def check_layer_weights(
+    n_branches: int, sizes: Iterable[int], what: str, *, itemsize: int = 8, copies: int = 1
+) -> None:
     """:func:`check_memory` for the weight matrices ``(K, sizes[l], sizes[l+1])`` of a layer
     stack (``copies`` of each alive at once), before they are drawn."""
     sizes = [int(s) for s in sizes]
     n = sum(int(n_branches) * a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    check_memory(float(n) * itemsize * copies,
-                 f"{what} ({n_branches} branch(es) of widths {sizes[1:]}, {n:.3g} weights)")
+    check_memory(
+        float(n) * itemsize * copies,
+        f"{what} ({n_branches} branch(es) of widths {sizes[1:]}, {n:.3g} weights)",
+    )
 
 
 def check_dictionary_size(n_rows: int, n_columns: int, *, bits: bool = False) -> None:
     """:func:`check_memory` for a spike dictionary of ``n_rows x n_columns`` binary entries
     (one byte each, or one bit when packed), before it is built."""
     n = float(n_rows) * float(n_columns) / (8 if bits else 1)
-    check_memory(n, f"the spike dictionary ({int(n_rows)} rows x {int(n_columns)} witness "
-                    "neurons)")
+    check_memory(n, f"the spike dictionary ({int(n_rows)} rows x {int(n_columns)} witness neurons)")

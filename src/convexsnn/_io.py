@@ -13,12 +13,21 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_with",
-           "atomic_replace_dir", "make_temp_dir", "output_path_problem", "check_output_path",
-           "locked"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_write_with",
+    "atomic_replace_dir",
+    "make_temp_dir",
+    "output_path_problem",
+    "check_output_path",
+    "locked",
+]
 
 logger = logging.getLogger("convexsnn")
 
@@ -60,9 +69,11 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
+
     def writer(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
+
     return atomic_write_with(path, writer)
 
 
@@ -87,8 +98,9 @@ def make_temp_dir(path: str | os.PathLike) -> Path:
     return tmp
 
 
-def atomic_replace_dir(tmp: str | os.PathLike, path: str | os.PathLike, *,
-                       owned: Iterable[str] | None = None) -> Path:
+def atomic_replace_dir(
+    tmp: str | os.PathLike, path: str | os.PathLike, *, owned: Iterable[str] | None = None
+) -> Path:
     """Move the finished directory ``tmp`` to ``path``.
 
     An old ``path`` is moved aside first and removed only after the new one is in place. With
@@ -114,8 +126,9 @@ def atomic_replace_dir(tmp: str | os.PathLike, path: str | os.PathLike, *,
             try:
                 old.rmdir()
             except OSError:
-                logger.warning("%s held files convexsnn did not write; they were kept in %s",
-                               path, old)
+                logger.warning(
+                    "%s held files convexsnn did not write; they were kept in %s", path, old
+                )
     else:
         os.replace(tmp, path)
     return path
@@ -148,8 +161,9 @@ def output_path_problem(path: str | os.PathLike, *, directory: bool = False) -> 
     return None
 
 
-def check_output_path(path: str | os.PathLike, what: str = "output", *,
-                      directory: bool = False) -> Path:
+def check_output_path(
+    path: str | os.PathLike, what: str = "output", *, directory: bool = False
+) -> Path:
     """Raise ``OSError`` naming the problem if ``path`` cannot be written (see
     :func:`output_path_problem`); call it before long work so that no result is lost."""
     problem = output_path_problem(path, directory=directory)
@@ -169,7 +183,7 @@ class locked:
         self.path = Path(path)
         self._fd: int | None = None
 
-    def __enter__(self) -> "locked":
+    def __enter__(self) -> locked:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
@@ -182,6 +196,7 @@ class locked:
     def __exit__(self, *exc: Any) -> None:
         if self._fd is not None:
             import fcntl
+
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

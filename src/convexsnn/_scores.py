@@ -34,8 +34,13 @@ import torch
 __all__ = ["classes_from_scores", "score_tolerance", "tolerance_from_abs_sums"]
 
 
-def score_tolerance(r: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None = None,
-                    *, dtype: torch.dtype | None = None) -> torch.Tensor:
+def score_tolerance(
+    r: torch.Tensor,
+    W: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     r"""Per-row rounding bound :math:`\tau` of the scores :math:`z = r W (+ b)`.
 
     Parameters

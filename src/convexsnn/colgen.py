@@ -197,32 +197,57 @@ class ColumnGenerationResult:
     def reconstruct(self, **kwargs: Any):
         """The ``ParallelSNN`` computing the readout (:func:`convexsnn.reconstruct.reconstruct`)."""
         from .reconstruct import reconstruct
+
         return reconstruct(self.dictionary, self.solution, **kwargs)
 
 
 # ---------------------------------------------------------------------- witnesses
-def source_witnesses(weights: torch.Tensor, *, n_steps: int | None, beta: float, theta: float,
-                     reset: str, description: dict | None = None) -> Witnesses:
+def source_witnesses(
+    weights: torch.Tensor,
+    *,
+    n_steps: int | None,
+    beta: float,
+    theta: float,
+    reset: str,
+    description: dict | None = None,
+) -> Witnesses:
     """One LIF neuron per branch with input weights ``weights`` ``(d, K)``; with ``n_steps`` its
     delay line (:func:`convexsnn.delay.delay_line_witnesses`)."""
     w = weights.T.contiguous()[:, :, None]
-    base = Witnesses([w], None, None, beta, theta, reset,
-                     description or {"kind": "column_generation", "seed": None})
+    base = Witnesses(
+        [w],
+        None,
+        None,
+        beta,
+        theta,
+        reset,
+        description or {"kind": "column_generation", "seed": None},
+    )
     return base if n_steps is None else delay_line_witnesses(base, n_steps)
 
 
-def _source_spikes(weights: torch.Tensor, x: torch.Tensor, beta: float, theta: float,
-                   reset: str) -> torch.Tensor:
+def _source_spikes(
+    weights: torch.Tensor, x: torch.Tensor, beta: float, theta: float, reset: str
+) -> torch.Tensor:
     """Spikes ``(n, T, K)`` of the neurons ``weights`` ``(d, K)`` alone (no relays)."""
     w = weights.T.contiguous()[:, :, None]
     with torch.no_grad():
         return simulate(x, [w], beta=beta, theta=theta, reset=reset).spikes[0][..., 0]
 
 
-def price_witnesses(weights: torch.Tensor, X: Any, U: torch.Tensor, lam: float, *,
-                    penalty: str = "l1", delay: bool = True, beta: float = 0.99,
-                    theta: float = 1.0, reset: str = "subtract",
-                    block_entries: int = 1 << 24) -> torch.Tensor:
+def price_witnesses(
+    weights: torch.Tensor,
+    X: Any,
+    U: torch.Tensor,
+    lam: float,
+    *,
+    penalty: str = "l1",
+    delay: bool = True,
+    beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    block_entries: int = 1 << 24,
+) -> torch.Tensor:
     r"""Price :math:`\pi(w) = \max_{t} \rho(d_{w,t}^\top U) / \lambda` of candidate witnesses.
 
     Parameters
@@ -255,7 +280,7 @@ def price_witnesses(weights: torch.Tensor, X: Any, U: torch.Tensor, lam: float, 
     blk = max(1, block_entries // max(1, n * T))
     out = []
     for k0 in range(0, K, blk):
-        s = _source_spikes(weights[:, k0:k0 + blk], x, beta, theta, reset)   # (n, T, k)
+        s = _source_spikes(weights[:, k0 : k0 + blk], x, beta, theta, reset)  # (n, T, k)
         if not delay:
             s = s[:, -1:]
         G = torch.einsum("ntk,nc->tkc", s, U)
@@ -265,8 +290,9 @@ def price_witnesses(weights: torch.Tensor, X: Any, U: torch.Tensor, lam: float, 
 
 
 # ---------------------------------------------------------------------- proposals
-def _dual_directions(x: torch.Tensor, U: torch.Tensor, n_masks: int,
-                     gen: torch.Generator) -> torch.Tensor:
+def _dual_directions(
+    x: torch.Tensor, U: torch.Tensor, n_masks: int, gen: torch.Generator
+) -> torch.Tensor:
     """``(n_masks + 1, T, d, C)``: :math:`X_t^\\top (m \\odot U_{:,c})` for random row halves
     ``m`` and all rows."""
     n = x.shape[0]
@@ -276,14 +302,26 @@ def _dual_directions(x: torch.Tensor, U: torch.Tensor, n_masks: int,
     return torch.stack([torch.einsum("ntd,nc->tdc", x, U * m[:, None]) for m in masks])
 
 
-def _propose(kind: str, count: int, *, gen: torch.Generator, d: int, scale: float,
-             dirs: torch.Tensor | None, kept: torch.Tensor, kept_weight: torch.Tensor,
-             mutation_scale: float) -> torch.Tensor:
+def _propose(
+    kind: str,
+    count: int,
+    *,
+    gen: torch.Generator,
+    d: int,
+    scale: float,
+    dirs: torch.Tensor | None,
+    kept: torch.Tensor,
+    kept_weight: torch.Tensor,
+    mutation_scale: float,
+) -> torch.Tensor:
     """``(d, count)`` candidate weights of one proposal kind."""
     if count <= 0:
         return torch.zeros(d, 0, dtype=torch.float64)
-    if kind == "gaussian" or (kind == "mutation" and kept.shape[1] == 0) or \
-            (kind == "dual" and dirs is None):
+    if (
+        kind == "gaussian"
+        or (kind == "mutation" and kept.shape[1] == 0)
+        or (kind == "dual" and dirs is None)
+    ):
         return scale * torch.randn(d, count, generator=gen, dtype=torch.float64)
     if kind == "mutation":
         p = kept_weight.clamp_min(0)
@@ -297,8 +335,8 @@ def _propose(kind: str, count: int, *, gen: torch.Generator, d: int, scale: floa
     c = torch.randint(C, (count,), generator=gen)
     sign = torch.randint(2, (count,), generator=gen).to(torch.float64) * 2 - 1
     a = -torch.log(torch.rand(count, T, generator=gen, dtype=torch.float64).clamp_min(1e-300))
-    a = a / a.sum(dim=1, keepdim=True)                       # Dirichlet(1) step weights
-    sel = dirs[m, :, :, c]                                   # (count, T, d)
+    a = a / a.sum(dim=1, keepdim=True)  # Dirichlet(1) step weights
+    sel = dirs[m, :, :, c]  # (count, T, d)
     w = sign[:, None] * torch.einsum("kt,ktd->kd", a, sel)
     u = (torch.rand(count, generator=gen, dtype=torch.float64) * 2 - 1) * math.log(2.0)
     norm = w.norm(dim=1, keepdim=True).clamp_min(1e-300)
@@ -312,20 +350,38 @@ def _witness_owner(dic: SpikeDictionary) -> np.ndarray:
     return np.asarray(dic.provenance[:, 0], dtype=np.int64)
 
 
-def fit_column_generation(X: Any, y: Any, *, n_classes: int | None = None,
-                          loss: str = "squared", penalty: str = "l1",
-                          lam: float | None = None, beta: float | None = None,
-                          rounds: int = 5, pool: int = 1000, budget: int = 4096,
-                          delay: bool = True, n_steps: int | None = None,
-                          init_sources: int = 256, scale: float = 1.0,
-                          proposals: Sequence[str] = PROPOSALS,
-                          mutation_scale: float = 0.3, n_masks: int = 8,
-                          pricing_tol: float = 1e-3, screen: bool = True,
-                          tol: float = 1e-6, max_iter: int | None = None,
-                          max_time: float | None = None, solver: str = "auto",
-                          polish: bool = True, seed: int = 0, lif_beta: float = 0.99,
-                          theta: float = 1.0, reset: str = "subtract",
-                          sample_weight: Any = None) -> ColumnGenerationResult:
+def fit_column_generation(
+    X: Any,
+    y: Any,
+    *,
+    n_classes: int | None = None,
+    loss: str = "squared",
+    penalty: str = "l1",
+    lam: float | None = None,
+    beta: float | None = None,
+    rounds: int = 5,
+    pool: int = 1000,
+    budget: int = 4096,
+    delay: bool = True,
+    n_steps: int | None = None,
+    init_sources: int = 256,
+    scale: float = 1.0,
+    proposals: Sequence[str] = PROPOSALS,
+    mutation_scale: float = 0.3,
+    n_masks: int = 8,
+    pricing_tol: float = 1e-3,
+    screen: bool = True,
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    max_time: float | None = None,
+    solver: str = "auto",
+    polish: bool = True,
+    seed: int = 0,
+    lif_beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    sample_weight: Any = None,
+) -> ColumnGenerationResult:
     r"""Column generation over one-neuron (delay-line) witnesses (module docstring).
 
     Parameters
@@ -397,25 +453,54 @@ def fit_column_generation(X: Any, y: Any, *, n_classes: int | None = None,
         raise ValueError(f"init_sources={init_sources} x {per} columns exceeds budget={budget}")
     if (lam is None) == (beta is None):
         raise ValueError("give exactly one of lam and beta")
-    lam = check_positive_float(lam, "lam") if lam is not None else \
-        check_positive_float(beta, "beta") / math.sqrt(budget)
+    lam = (
+        check_positive_float(lam, "lam")
+        if lam is not None
+        else check_positive_float(beta, "beta") / math.sqrt(budget)
+    )
     gen = torch.Generator().manual_seed(int(seed))
     lif = {"beta": float(lif_beta), "theta": float(theta), "reset": reset}
-    settings = json_safe({"loss": loss, "penalty": penalty, "lam": lam, "beta": beta,
-                          "rounds": rounds, "pool": pool, "budget": budget, "delay": delay,
-                          "n_steps": L, "init_sources": init_sources, "scale": scale,
-                          "proposals": list(proposals), "mutation_scale": mutation_scale,
-                          "n_masks": n_masks, "pricing_tol": pricing_tol, "screen": screen,
-                          "tol": tol, "max_iter": max_iter, "max_time": max_time,
-                          "solver": solver, "polish": polish, "seed": int(seed), "lif": lif})
-    prep = prepare_problem(torch.zeros(n, 1), yt, loss=loss, penalty=penalty,
-                           sample_weight=sample_weight, n_classes=n_classes)
+    settings = json_safe(
+        {
+            "loss": loss,
+            "penalty": penalty,
+            "lam": lam,
+            "beta": beta,
+            "rounds": rounds,
+            "pool": pool,
+            "budget": budget,
+            "delay": delay,
+            "n_steps": L,
+            "init_sources": init_sources,
+            "scale": scale,
+            "proposals": list(proposals),
+            "mutation_scale": mutation_scale,
+            "n_masks": n_masks,
+            "pricing_tol": pricing_tol,
+            "screen": screen,
+            "tol": tol,
+            "max_iter": max_iter,
+            "max_time": max_time,
+            "solver": solver,
+            "polish": polish,
+            "seed": int(seed),
+            "lif": lif,
+        }
+    )
+    prep = prepare_problem(
+        torch.zeros(n, 1),
+        yt,
+        loss=loss,
+        penalty=penalty,
+        sample_weight=sample_weight,
+        n_classes=n_classes,
+    )
     df = prep.datafit
     a = df.weights.to(torch.float64)
     desc = {"kind": "column_generation", "seed": int(seed), "options": settings}
 
     sources = scale * torch.randn(d, init_sources, generator=gen, dtype=torch.float64)
-    ids = torch.arange(init_sources)                          # identity of every witness
+    ids = torch.arange(init_sources)  # identity of every witness
     next_id = init_sources
     W_prev: dict[tuple[int, int], torch.Tensor] = {}
     records: list[RoundRecord] = []
@@ -435,23 +520,45 @@ def fit_column_generation(X: Any, y: Any, *, n_classes: int | None = None,
                 if v is not None:
                     W0[j] = v
         op = dic.operator(torch.float64)
-        sol = solve_readout(op, yt, loss=loss, penalty=penalty, lam=lam, n_classes=n_classes,
-                            sample_weight=sample_weight, tol=tol, max_iter=max_iter,
-                            max_time=max_time, W0=W0, solver=solver, polish=polish)
+        sol = solve_readout(
+            op,
+            yt,
+            loss=loss,
+            penalty=penalty,
+            lam=lam,
+            n_classes=n_classes,
+            sample_weight=sample_weight,
+            tol=tol,
+            max_iter=max_iter,
+            max_time=max_time,
+            W0=W0,
+            solver=solver,
+            polish=polish,
+        )
         cert = sol.certificate
         U = sol.dual.to(torch.float64)
         Wt = sol.W.to(torch.float64)
         Z = op.matmul(sol.W)
         acc = float((predict_from_scores(Z).cpu() == yt.reshape(-1)).to(torch.float64).mean())
-        rec = RoundRecord(round=r, n_witnesses=int(sources.shape[1]), n_columns=dic.n_columns,
-                          primal=cert.primal, dual=cert.dual, rel_gap=cert.rel_gap,
-                          converged=bool(cert.converged), support=int(sol.support.numel()),
-                          train_accuracy=acc)
-        W_prev = {(int(ids[owner[j]]), int(dic.provenance[j, 1])): Wt[j]
-                  for j in range(dic.n_columns) if bool((Wt[j] != 0).any())}
+        rec = RoundRecord(
+            round=r,
+            n_witnesses=int(sources.shape[1]),
+            n_columns=dic.n_columns,
+            primal=cert.primal,
+            dual=cert.dual,
+            rel_gap=cert.rel_gap,
+            converged=bool(cert.converged),
+            support=int(sol.support.numel()),
+            train_accuracy=acc,
+        )
+        W_prev = {
+            (int(ids[owner[j]]), int(dic.provenance[j, 1])): Wt[j]
+            for j in range(dic.n_columns)
+            if bool((Wt[j] != 0).any())
+        }
 
         # screening and per-witness statistics on the current dictionary
-        G = op.rmatmul(U.to(op.dtype)).to(torch.float64)                      # (P, C)
+        G = op.rmatmul(U.to(op.dtype)).to(torch.float64)  # (P, C)
         rho = G.abs().amax(dim=1) if penalty == "l1" else G.norm(dim=1)
         colnorm = torch.sqrt(op.rmatmul(a[:, None].to(op.dtype)).to(torch.float64)[:, 0])
         radius = math.sqrt(2.0 * max(cert.gap, 0.0))
@@ -465,12 +572,28 @@ def fit_column_generation(X: Any, y: Any, *, n_classes: int | None = None,
         wit_price, wit_weight = torch.from_numpy(wp), torch.from_numpy(ww)
 
         # proposals and pricing
-        counts = {p: pool // len(proposals) + (1 if i < pool % len(proposals) else 0)
-                  for i, p in enumerate(proposals)}
+        counts = {
+            p: pool // len(proposals) + (1 if i < pool % len(proposals) else 0)
+            for i, p in enumerate(proposals)
+        }
         dirs = _dual_directions(x, U, n_masks, gen) if counts.get("dual", 0) > 0 else None
-        cands = torch.cat([_propose(p, counts[p], gen=gen, d=d, scale=scale, dirs=dirs,
-                                    kept=sources, kept_weight=wit_weight,
-                                    mutation_scale=mutation_scale) for p in proposals], dim=1)
+        cands = torch.cat(
+            [
+                _propose(
+                    p,
+                    counts[p],
+                    gen=gen,
+                    d=d,
+                    scale=scale,
+                    dirs=dirs,
+                    kept=sources,
+                    kept_weight=wit_weight,
+                    mutation_scale=mutation_scale,
+                )
+                for p in proposals
+            ],
+            dim=1,
+        )
         prices = price_witnesses(cands, x, U, lam, penalty=penalty, delay=delay, **lif)
         rec.n_candidates = int(cands.shape[1])
         rec.proposals = {p: int(c) for p, c in counts.items()}
@@ -504,13 +627,19 @@ def fit_column_generation(X: Any, y: Any, *, n_classes: int | None = None,
             keep[spare[:n_ret]] = False
             rec.n_retired = n_ret
             room = budget // per - int(keep.sum())
-        add = order[:max(room, 0)]
+        add = order[: max(room, 0)]
         rec.n_added = int(add.numel())
         rec.seconds = time.perf_counter() - t0
         records.append(rec)
-        logger.info("colgen round %d: %d columns, rel_gap %.2e, pricing gap %.3g, +%d -%d",
-                    r, dic.n_columns, cert.rel_gap, rec.pricing_gap, rec.n_added,
-                    rec.n_dropped + rec.n_retired)
+        logger.info(
+            "colgen round %d: %d columns, rel_gap %.2e, pricing gap %.3g, +%d -%d",
+            r,
+            dic.n_columns,
+            cert.rel_gap,
+            rec.pricing_gap,
+            rec.n_added,
+            rec.n_dropped + rec.n_retired,
+        )
         if add.numel() == 0:
             stopped = "budget"
             break
@@ -518,5 +647,11 @@ def fit_column_generation(X: Any, y: Any, *, n_classes: int | None = None,
         ids = torch.cat([ids[keep], torch.arange(next_id, next_id + add.numel())])
         next_id += int(add.numel())
     settings["seconds"] = time.perf_counter() - t_all
-    return ColumnGenerationResult(witnesses=wit, dictionary=dic, solution=sol, rounds=records,
-                                  stopped=stopped, settings=settings)
+    return ColumnGenerationResult(
+        witnesses=wit,
+        dictionary=dic,
+        solution=sol,
+        rounds=records,
+        stopped=stopped,
+        settings=settings,
+    )

@@ -115,7 +115,7 @@ def delay_line_witnesses(base: Witnesses, n_steps: int) -> Witnesses:
     L = len(base.weights)
     w_last = base.weights[-1]
     n_in = w_last.shape[1]
-    src = torch.arange(n, device=base.device) * T             # positions of the sources
+    src = torch.arange(n, device=base.device) * T  # positions of the sources
     W = torch.zeros(K, n_in, n * T, dtype=base.dtype, device=base.device)
     W[:, :, src] = w_last
     biases = None
@@ -134,27 +134,48 @@ def delay_line_witnesses(base: Witnesses, n_steps: int) -> Witnesses:
         R[:, src[:, None], src[None, :]] = _as_dense(r_last, K, n, w_last)
     theta = float(base.theta)
     for lag in range(1, T):
-        R[:, src + lag - 1, src + lag] = theta                   # predecessor -> relay
+        R[:, src + lag - 1, src + lag] = theta  # predecessor -> relay
     recurrent: list[torch.Tensor | None] = []
     for l in range(L - 1):
         r = base.recurrent[l] if base.recurrent is not None else None
         recurrent.append(None if r is None else _as_dense(r, K, base.hidden_widths[l], w_last))
     recurrent.append(R)
-    desc = {"kind": "delay_line", "seed": base.description.get("seed"),
-            "n_steps": T, "n_sources": n, "relay_weight": theta,
-            "layout": "last-layer neuron i*T + lag = source i delayed by lag steps",
-            "base": base.description}
-    out = Witnesses([w.clone() for w in base.weights[:-1]] + [W], biases, recurrent,
-                    base.beta, base.theta, base.reset, desc)
+    desc = {
+        "kind": "delay_line",
+        "seed": base.description.get("seed"),
+        "n_steps": T,
+        "n_sources": n,
+        "relay_weight": theta,
+        "layout": "last-layer neuron i*T + lag = source i delayed by lag steps",
+        "base": base.description,
+    }
+    out = Witnesses(
+        [w.clone() for w in base.weights[:-1]] + [W],
+        biases,
+        recurrent,
+        base.beta,
+        base.theta,
+        base.reset,
+        desc,
+    )
     logger.debug("delay_line_witnesses: %d sources x %d steps -> %r", K * n, T, out)
     return out
 
 
-def gaussian_delay_witnesses(n_inputs: int, n_neurons: int, n_steps: int, *,
-                             scale: float = 1.0, normalized: bool = False, seed: int = 0,
-                             beta: float = 0.99, theta: float = 1.0, reset: str = "subtract",
-                             dtype: torch.dtype = torch.float64,
-                             device: torch.device | str | None = None) -> Witnesses:
+def gaussian_delay_witnesses(
+    n_inputs: int,
+    n_neurons: int,
+    n_steps: int,
+    *,
+    scale: float = 1.0,
+    normalized: bool = False,
+    seed: int = 0,
+    beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
     r"""``n_neurons`` one-layer Gaussian witnesses, each in its own branch with its delay line.
 
     The sources are :func:`~convexsnn.witnesses.gaussian_witnesses` with ``n_branches =
@@ -163,16 +184,25 @@ def gaussian_delay_witnesses(n_inputs: int, n_neurons: int, n_steps: int, *,
     ``n_neurons`` branches of ``n_steps`` neurons, ``n_neurons * n_steps`` last-step columns.
     """
     n_neurons = check_positive_int(n_neurons, "n_neurons")
-    base = gaussian_witnesses(n_inputs, n_branches=n_neurons, hidden_widths=[1], scale=scale,
-                              normalized=normalized, seed=seed, beta=beta, theta=theta,
-                              reset=reset, dtype=dtype, device=device)
+    base = gaussian_witnesses(
+        n_inputs,
+        n_branches=n_neurons,
+        hidden_widths=[1],
+        scale=scale,
+        normalized=normalized,
+        seed=seed,
+        beta=beta,
+        theta=theta,
+        reset=reset,
+        dtype=dtype,
+        device=device,
+    )
     return delay_line_witnesses(base, n_steps)
 
 
 def is_delay_line(witnesses: Witnesses) -> bool:
     """Whether ``witnesses`` was made by :func:`delay_line_witnesses`."""
-    return isinstance(witnesses, Witnesses) and \
-        witnesses.description.get("kind") == "delay_line"
+    return isinstance(witnesses, Witnesses) and witnesses.description.get("kind") == "delay_line"
 
 
 def delay_line_map(witnesses: Witnesses) -> np.ndarray:

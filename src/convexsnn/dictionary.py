@@ -42,8 +42,9 @@ import io
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,8 +54,14 @@ from ._io import atomic_write_bytes
 from .network import READOUTS
 from .witnesses import Witnesses
 
-__all__ = ["SpikeDictionary", "SpikeOperator", "build_dictionary", "STEPS", "STORAGES",
-           "DICTIONARY_FORMAT_VERSION"]
+__all__ = [
+    "SpikeDictionary",
+    "SpikeOperator",
+    "build_dictionary",
+    "STEPS",
+    "STORAGES",
+    "DICTIONARY_FORMAT_VERSION",
+]
 
 logger = logging.getLogger("convexsnn")
 
@@ -110,7 +117,7 @@ def _unique_columns(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     v = cols.view(np.dtype((np.void, cols.shape[1]))).ravel()
     _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
-    order = np.argsort(first, kind="stable")          # groups by first occurrence
+    order = np.argsort(first, kind="stable")  # groups by first occurrence
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     first = first[order].astype(np.int64)
@@ -159,9 +166,16 @@ class SpikeOperator:
     storage the ``(n, P)`` matrix is held in ``dtype``.
     """
 
-    def __init__(self, *, dense: torch.Tensor | None = None, packed: torch.Tensor | None = None,
-                 n_rows: int | None = None, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str | None = None, chunk_rows: int = 8192):
+    def __init__(
+        self,
+        *,
+        dense: torch.Tensor | None = None,
+        packed: torch.Tensor | None = None,
+        n_rows: int | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+        chunk_rows: int = 8192,
+    ):
         if dtype not in _FLOAT_DTYPES:
             raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         if (dense is None) == (packed is None):
@@ -188,7 +202,7 @@ class SpikeOperator:
         for b0 in range(0, self._packed.shape[0], step_b):
             r0 = b0 * 8
             r1 = min(n, r0 + self.chunk_rows)
-            yield r0, r1, _unpack_rows(self._packed[b0:b0 + step_b], r1 - r0)
+            yield r0, r1, _unpack_rows(self._packed[b0 : b0 + step_b], r1 - r0)
 
     def _check(self, A: torch.Tensor, rows: int, name: str) -> tuple[torch.Tensor, bool]:
         vec = A.ndim == 1
@@ -222,14 +236,23 @@ class SpikeOperator:
                 out.addmm_(blk.to(R.dtype).T, R[r0:r1])
         return out[:, 0] if vec else out
 
-    def columns(self, idx: Any) -> "SpikeOperator":
+    def columns(self, idx: Any) -> SpikeOperator:
         """Operator restricted to the columns ``idx`` (a copy, same storage kind)."""
         idx = torch.as_tensor(idx, dtype=torch.long, device=self.device).reshape(-1)
         if self._dense is not None:
-            return SpikeOperator(dense=self._dense.index_select(1, idx), dtype=self.dtype,
-                                 device=self.device, chunk_rows=self.chunk_rows)
-        return SpikeOperator(packed=self._packed.index_select(1, idx), n_rows=self.shape[0],
-                             dtype=self.dtype, device=self.device, chunk_rows=self.chunk_rows)
+            return SpikeOperator(
+                dense=self._dense.index_select(1, idx),
+                dtype=self.dtype,
+                device=self.device,
+                chunk_rows=self.chunk_rows,
+            )
+        return SpikeOperator(
+            packed=self._packed.index_select(1, idx),
+            n_rows=self.shape[0],
+            dtype=self.dtype,
+            device=self.device,
+            chunk_rows=self.chunk_rows,
+        )
 
     def dense(self) -> torch.Tensor:
         """The ``(n, P)`` 0/1 matrix in :attr:`dtype`."""
@@ -241,14 +264,15 @@ class SpikeOperator:
         return self.matmul(W)
 
     @property
-    def T(self) -> "_TransposedOperator":
+    def T(self) -> _TransposedOperator:
         """Transposed view: ``op.T @ R`` is ``op.rmatmul(R)``."""
         return _TransposedOperator(self)
 
     def __repr__(self) -> str:
         kind = "dense" if self._dense is not None else f"packed, chunk_rows={self.chunk_rows}"
-        return (f"SpikeOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, "
-                f"{kind})")
+        return (
+            f"SpikeOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, {kind})"
+        )
 
 
 class _TransposedOperator:
@@ -293,11 +317,27 @@ class SpikeDictionary:
         Whether zero and duplicate columns were dropped.
     """
 
-    def __init__(self, *, witnesses: Witnesses, branches: np.ndarray, readout: str,
-                 readout_bias: float, steps: str, n_samples: int, n_steps: int, n_inputs: int,
-                 packed: np.ndarray, provenance: np.ndarray, neuron_ids: np.ndarray,
-                 assignment: np.ndarray, n_unique: int, deduplicated: bool, storage: str,
-                 x_fingerprints: list[str], chunk_size: int | None = None):
+    def __init__(
+        self,
+        *,
+        witnesses: Witnesses,
+        branches: np.ndarray,
+        readout: str,
+        readout_bias: float,
+        steps: str,
+        n_samples: int,
+        n_steps: int,
+        n_inputs: int,
+        packed: np.ndarray,
+        provenance: np.ndarray,
+        neuron_ids: np.ndarray,
+        assignment: np.ndarray,
+        n_unique: int,
+        deduplicated: bool,
+        storage: str,
+        x_fingerprints: list[str],
+        chunk_size: int | None = None,
+    ):
         check_choice(storage, "storage", STORAGES)
         self.witnesses = witnesses
         self.branches = np.asarray(branches, np.int64)
@@ -318,17 +358,23 @@ class SpikeDictionary:
         packed = np.ascontiguousarray(packed, dtype=np.uint8)
         expect_nb = (self.n_rows + 7) // 8
         if packed.shape != (expect_nb, self.provenance.shape[0]):
-            raise ValueError(f"packed bits have shape {packed.shape}, expected "
-                             f"{(expect_nb, self.provenance.shape[0])}")
-        self.column_counts = (np.unpackbits(packed, axis=0, count=self.n_rows).sum(
-            axis=0, dtype=np.int64) if packed.size else np.zeros(packed.shape[1], np.int64))
+            raise ValueError(
+                f"packed bits have shape {packed.shape}, expected "
+                f"{(expect_nb, self.provenance.shape[0])}"
+            )
+        self.column_counts = (
+            np.unpackbits(packed, axis=0, count=self.n_rows).sum(axis=0, dtype=np.int64)
+            if packed.size
+            else np.zeros(packed.shape[1], np.int64)
+        )
         if storage == "packed":
             self._packed = packed
             self._bool = None
         else:
             self._packed = None
             self._bool = torch.from_numpy(
-                np.unpackbits(packed, axis=0, count=self.n_rows).astype(bool))
+                np.unpackbits(packed, axis=0, count=self.n_rows).astype(bool)
+            )
         self._operators: dict = {}
 
     # ------------------------------------------------------------------ sizes
@@ -377,8 +423,11 @@ class SpikeDictionary:
     @property
     def nbytes(self) -> int:
         """Bytes of the stored matrix."""
-        return int(self._packed.nbytes if self._packed is not None else
-                   self._bool.numel() * self._bool.element_size())
+        return int(
+            self._packed.nbytes
+            if self._packed is not None
+            else self._bool.numel() * self._bool.element_size()
+        )
 
     def duplicate_counts(self) -> np.ndarray:
         """``(P,)``: number of other simulated neurons sharing each column's pattern."""
@@ -399,21 +448,33 @@ class SpikeDictionary:
     def summary(self) -> dict:
         """JSON-safe summary."""
         return {
-            "n_rows": self.n_rows, "n_columns": self.n_columns,
-            "n_witness_neurons": self.n_witness_neurons, "n_unique": self.n_unique,
-            "n_zero": self.n_zero, "n_duplicates": self.n_duplicates,
-            "density": self.density, "readout": self.readout, "readout_bias": self.readout_bias,
-            "steps": self.steps, "storage": self.storage, "deduplicated": self.deduplicated,
-            "n_samples": self.n_samples, "n_steps": self.n_steps, "n_inputs": self.n_inputs,
-            "n_branches_used": int(self.branches.size), "nbytes": self.nbytes,
+            "n_rows": self.n_rows,
+            "n_columns": self.n_columns,
+            "n_witness_neurons": self.n_witness_neurons,
+            "n_unique": self.n_unique,
+            "n_zero": self.n_zero,
+            "n_duplicates": self.n_duplicates,
+            "density": self.density,
+            "readout": self.readout,
+            "readout_bias": self.readout_bias,
+            "steps": self.steps,
+            "storage": self.storage,
+            "deduplicated": self.deduplicated,
+            "n_samples": self.n_samples,
+            "n_steps": self.n_steps,
+            "n_inputs": self.n_inputs,
+            "n_branches_used": int(self.branches.size),
+            "nbytes": self.nbytes,
             "witnesses": self.witnesses.description.get("kind"),
         }
 
     def __repr__(self) -> str:
         s = self.summary()
-        return (f"SpikeDictionary(rows={s['n_rows']}, columns={s['n_columns']}, "
-                f"witness_neurons={s['n_witness_neurons']}, density={s['density']:.3f}, "
-                f"readout={self.readout!r}, steps={self.steps!r}, storage={self.storage!r})")
+        return (
+            f"SpikeDictionary(rows={s['n_rows']}, columns={s['n_columns']}, "
+            f"witness_neurons={s['n_witness_neurons']}, density={s['density']:.3f}, "
+            f"readout={self.readout!r}, steps={self.steps!r}, storage={self.storage!r})"
+        )
 
     # ------------------------------------------------------------------ matrix access
     def packed_bits(self) -> np.ndarray:
@@ -422,8 +483,9 @@ class SpikeDictionary:
             return self._packed
         return np.packbits(self._bool.numpy(), axis=0)
 
-    def matrix(self, dtype: torch.dtype = torch.float64,
-               device: torch.device | str | None = None) -> torch.Tensor:
+    def matrix(
+        self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """The dense ``(n_rows, P)`` 0/1 matrix (``dtype`` may be ``torch.bool``)."""
         if self._bool is not None:
             t = self._bool
@@ -431,9 +493,13 @@ class SpikeDictionary:
             t = _unpack_rows(torch.from_numpy(self._packed), self.n_rows) != 0
         return t.to(device=device, dtype=dtype)
 
-    def operator(self, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str | None = None,
-                 chunk_rows: int = 8192, rows: Any = None) -> SpikeOperator:
+    def operator(
+        self,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+        chunk_rows: int = 8192,
+        rows: Any = None,
+    ) -> SpikeOperator:
         """Operator view for the solvers (see :class:`SpikeOperator`).
 
         ``bool`` storage gives a dense operator (the ``(n, P)`` matrix in ``dtype``); ``packed``
@@ -451,18 +517,28 @@ class SpikeDictionary:
             sub = self._row_block_bool(idx)
             if self._bool is not None:
                 return SpikeOperator(dense=sub, dtype=dtype, device=device, chunk_rows=chunk_rows)
-            return SpikeOperator(packed=torch.from_numpy(np.packbits(sub.numpy(), axis=0)),
-                                 n_rows=idx.size, dtype=dtype, device=device,
-                                 chunk_rows=chunk_rows)
+            return SpikeOperator(
+                packed=torch.from_numpy(np.packbits(sub.numpy(), axis=0)),
+                n_rows=idx.size,
+                dtype=dtype,
+                device=device,
+                chunk_rows=chunk_rows,
+            )
         key = (dtype, str(torch.device(device) if device is not None else "cpu"), chunk_rows)
         op = self._operators.get(key)
         if op is None:
             if self._bool is not None:
-                op = SpikeOperator(dense=self._bool, dtype=dtype, device=device,
-                                   chunk_rows=chunk_rows)
+                op = SpikeOperator(
+                    dense=self._bool, dtype=dtype, device=device, chunk_rows=chunk_rows
+                )
             else:
-                op = SpikeOperator(packed=torch.from_numpy(self._packed), n_rows=self.n_rows,
-                                   dtype=dtype, device=device, chunk_rows=chunk_rows)
+                op = SpikeOperator(
+                    packed=torch.from_numpy(self._packed),
+                    n_rows=self.n_rows,
+                    dtype=dtype,
+                    device=device,
+                    chunk_rows=chunk_rows,
+                )
             self._operators[key] = op
         return op
 
@@ -470,12 +546,15 @@ class SpikeDictionary:
         """Bool rows ``idx`` ``(len(idx), P)``."""
         if self._bool is not None:
             return self._bool[torch.from_numpy(idx)]
-        return torch.from_numpy(np.unpackbits(self._packed[idx // 8], axis=0)
-                                .reshape(idx.size, 8, -1)[np.arange(idx.size), idx % 8]
-                                .astype(bool))
+        return torch.from_numpy(
+            np.unpackbits(self._packed[idx // 8], axis=0)
+            .reshape(idx.size, 8, -1)[np.arange(idx.size), idx % 8]
+            .astype(bool)
+        )
 
-    def unique_rows(self, labels: Any = None, *, block_rows: int = 65536
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def unique_rows(
+        self, labels: Any = None, *, block_rows: int = 65536
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r"""Group identical rows (and, with ``labels``, identical (row, label) pairs).
 
         The convex problem :math:`\sum_i a_i \ell(y_i, d_i W) + \lambda R(W)` only depends on
@@ -528,9 +607,16 @@ class SpikeDictionary:
             w = w.select_branches(self.branches)
         return w if device is None else w.to(device)
 
-    def transform(self, X: Any, *, dtype: torch.dtype = torch.float64,
-                  chunk_size: int | None = None, device: torch.device | str | None = None,
-                  allow_other_T: bool = False, unique_inputs: bool = True) -> torch.Tensor:
+    def transform(
+        self,
+        X: Any,
+        *,
+        dtype: torch.dtype = torch.float64,
+        chunk_size: int | None = None,
+        device: torch.device | str | None = None,
+        allow_other_T: bool = False,
+        unique_inputs: bool = True,
+    ) -> torch.Tensor:
         """Readouts of exactly the kept neurons on new inputs: dense 0/1 ``(rows, P)``.
 
         The witnesses are simulated with the same code, block of branches and readout as at
@@ -556,47 +642,70 @@ class SpikeDictionary:
         """
         x = check_sequence_input(X, "X", dtype=self.witnesses.dtype)
         if x.shape[2] != self.n_inputs:
-            raise ValueError(f"X has {x.shape[2]} features per step, the dictionary was built on "
-                             f"{self.n_inputs}")
+            raise ValueError(
+                f"X has {x.shape[2]} features per step, the dictionary was built on {self.n_inputs}"
+            )
         if x.shape[1] != self.n_steps and not allow_other_T:
             raise ValueError(
                 f"X has T={x.shape[1]} steps, the dictionary was built with T={self.n_steps} "
-                f"(steps={self.steps!r}); pass allow_other_T=True to read other lengths")
+                f"(steps={self.steps!r}); pass allow_other_T=True to read other lengths"
+            )
         wb = self._block_witnesses(device)
         cols = self._local_columns()
         chunk = chunk_size or self.chunk_size or _auto_chunk(wb, x.shape[1], self.readout)
-        out = [torch.from_numpy(block)[:, cols] for block in _iter_readout_rows(
-            wb, x, self.readout, self.readout_bias, self.steps, chunk, device, unique_inputs)]
+        out = [
+            torch.from_numpy(block)[:, cols]
+            for block in _iter_readout_rows(
+                wb, x, self.readout, self.readout_bias, self.steps, chunk, device, unique_inputs
+            )
+        ]
         return torch.cat(out, 0).to(dtype)
 
     def _local_columns(self) -> torch.Tensor:
         """Index of every column's kept neuron within the simulated block."""
         n_last = self.witnesses.n_last
-        pos = np.searchsorted(self.branches, self.provenance[:, 0])   # branches are sorted
+        pos = np.searchsorted(self.branches, self.provenance[:, 0])  # branches are sorted
         return torch.from_numpy((pos * n_last + self.provenance[:, 1]).astype(np.int64))
 
     # ------------------------------------------------------------------ combination
-    def deduplicate(self) -> "SpikeDictionary":
+    def deduplicate(self) -> SpikeDictionary:
         """A copy without all-zero and duplicate columns (first occurrence kept)."""
         packed = self.packed_bits()
         first, inverse, nonzero = _unique_columns(packed)
         keep_group = np.flatnonzero(nonzero)
         new_index = -np.ones(first.size, np.int64)
         new_index[keep_group] = np.arange(keep_group.size)
-        col_map = new_index[inverse]                       # old column -> new column / -1
+        col_map = new_index[inverse]  # old column -> new column / -1
         assignment = np.where(self.assignment >= 0, col_map[np.maximum(self.assignment, 0)], -1)
         d = SpikeDictionary(
-            witnesses=self.witnesses, branches=self.branches, readout=self.readout,
-            readout_bias=self.readout_bias, steps=self.steps, n_samples=self.n_samples,
-            n_steps=self.n_steps, n_inputs=self.n_inputs, packed=packed[:, first[keep_group]],
-            provenance=self.provenance[first[keep_group]], neuron_ids=self.neuron_ids,
-            assignment=assignment, n_unique=int(keep_group.size), deduplicated=True,
-            storage=self.storage, x_fingerprints=self.x_fingerprints, chunk_size=self.chunk_size)
+            witnesses=self.witnesses,
+            branches=self.branches,
+            readout=self.readout,
+            readout_bias=self.readout_bias,
+            steps=self.steps,
+            n_samples=self.n_samples,
+            n_steps=self.n_steps,
+            n_inputs=self.n_inputs,
+            packed=packed[:, first[keep_group]],
+            provenance=self.provenance[first[keep_group]],
+            neuron_ids=self.neuron_ids,
+            assignment=assignment,
+            n_unique=int(keep_group.size),
+            deduplicated=True,
+            storage=self.storage,
+            x_fingerprints=self.x_fingerprints,
+            chunk_size=self.chunk_size,
+        )
         return d
 
     @staticmethod
-    def concat(parts: Sequence["SpikeDictionary"], axis: str = "columns", *,
-               dedupe: bool = True, storage: str | None = None) -> "SpikeDictionary":
+    def concat(
+        parts: Sequence[SpikeDictionary],
+        axis: str = "columns",
+        *,
+        dedupe: bool = True,
+        storage: str | None = None,
+    ) -> SpikeDictionary:
         """Combine dictionaries built on blocks of branches or on shards of rows.
 
         ``axis="columns"``: parts built on the same inputs and witness set over disjoint blocks of
@@ -618,9 +727,13 @@ class SpikeDictionary:
         check_choice(storage, "storage", STORAGES)
         fp = p0.witnesses.fingerprint()
         for p in parts[1:]:
-            same = (p.readout == p0.readout and p.readout_bias == p0.readout_bias
-                    and p.steps == p0.steps and p.n_steps == p0.n_steps
-                    and p.n_inputs == p0.n_inputs)
+            same = (
+                p.readout == p0.readout
+                and p.readout_bias == p0.readout_bias
+                and p.steps == p0.steps
+                and p.n_steps == p0.n_steps
+                and p.n_inputs == p0.n_inputs
+            )
             if not same:
                 raise ValueError("parts differ in readout, readout_bias, steps or input shape")
             if p.witnesses is not p0.witnesses and p.witnesses.fingerprint() != fp:
@@ -628,22 +741,34 @@ class SpikeDictionary:
         if axis == "rows":
             for p in parts:
                 if p.deduplicated:
-                    raise ValueError("row shards must be built with dedupe=False (a column that "
-                                     "is zero or duplicate on one shard may differ on another)")
+                    raise ValueError(
+                        "row shards must be built with dedupe=False (a column that "
+                        "is zero or duplicate on one shard may differ on another)"
+                    )
                 if not np.array_equal(p.branches, p0.branches):
                     raise ValueError("row shards must use the same block of branches")
             bools = [p.matrix(torch.bool).numpy() for p in parts]
             packed = np.packbits(np.concatenate(bools, 0), axis=0)
             first, _, nonzero = _unique_columns(packed)
             d = SpikeDictionary(
-                witnesses=p0.witnesses, branches=p0.branches, readout=p0.readout,
-                readout_bias=p0.readout_bias, steps=p0.steps,
-                n_samples=sum(p.n_samples for p in parts), n_steps=p0.n_steps,
-                n_inputs=p0.n_inputs, packed=packed, provenance=p0.provenance,
-                neuron_ids=p0.neuron_ids, assignment=p0.assignment,
-                n_unique=int(nonzero.sum()), deduplicated=False, storage=storage,
+                witnesses=p0.witnesses,
+                branches=p0.branches,
+                readout=p0.readout,
+                readout_bias=p0.readout_bias,
+                steps=p0.steps,
+                n_samples=sum(p.n_samples for p in parts),
+                n_steps=p0.n_steps,
+                n_inputs=p0.n_inputs,
+                packed=packed,
+                provenance=p0.provenance,
+                neuron_ids=p0.neuron_ids,
+                assignment=p0.assignment,
+                n_unique=int(nonzero.sum()),
+                deduplicated=False,
+                storage=storage,
                 x_fingerprints=[f for p in parts for f in p.x_fingerprints],
-                chunk_size=p0.chunk_size)
+                chunk_size=p0.chunk_size,
+            )
             return d.deduplicate() if dedupe else d
         # columns
         for p in parts[1:]:
@@ -657,8 +782,12 @@ class SpikeDictionary:
         gid = np.concatenate([p.provenance[:, 0] * n_last + p.provenance[:, 1] for p in parts])
         offsets = np.cumsum([0] + [p.n_columns for p in parts])
         neuron_ids = np.concatenate([p.neuron_ids for p in parts])
-        assignment = np.concatenate([np.where(p.assignment >= 0, p.assignment + offsets[i], -1)
-                                     for i, p in enumerate(parts)])
+        assignment = np.concatenate(
+            [
+                np.where(p.assignment >= 0, p.assignment + offsets[i], -1)
+                for i, p in enumerate(parts)
+            ]
+        )
         # order stored columns by global neuron id, so "first occurrence" = smallest id
         order = np.argsort(gid, kind="stable")
         inv_order = np.empty_like(order)
@@ -671,12 +800,24 @@ class SpikeDictionary:
         prov = np.stack([gid // n_last, gid % n_last], axis=1)
         first, _, nonzero = _unique_columns(packed)
         d = SpikeDictionary(
-            witnesses=p0.witnesses, branches=np.sort(branches), readout=p0.readout,
-            readout_bias=p0.readout_bias, steps=p0.steps, n_samples=p0.n_samples,
-            n_steps=p0.n_steps, n_inputs=p0.n_inputs, packed=packed, provenance=prov,
-            neuron_ids=neuron_ids, assignment=assignment, n_unique=int(nonzero.sum()),
-            deduplicated=False, storage=storage, x_fingerprints=p0.x_fingerprints,
-            chunk_size=p0.chunk_size)
+            witnesses=p0.witnesses,
+            branches=np.sort(branches),
+            readout=p0.readout,
+            readout_bias=p0.readout_bias,
+            steps=p0.steps,
+            n_samples=p0.n_samples,
+            n_steps=p0.n_steps,
+            n_inputs=p0.n_inputs,
+            packed=packed,
+            provenance=prov,
+            neuron_ids=neuron_ids,
+            assignment=assignment,
+            n_unique=int(nonzero.sum()),
+            deduplicated=False,
+            storage=storage,
+            x_fingerprints=p0.x_fingerprints,
+            chunk_size=p0.chunk_size,
+        )
         if dedupe or all_dedup:
             d = d.deduplicate()
         return d
@@ -691,28 +832,45 @@ class SpikeDictionary:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        arrays = {"bits": self.packed_bits(), "provenance": self.provenance,
-                  "neuron_ids": self.neuron_ids, "assignment": self.assignment,
-                  "branches": self.branches}
+        arrays = {
+            "bits": self.packed_bits(),
+            "provenance": self.provenance,
+            "neuron_ids": self.neuron_ids,
+            "assignment": self.assignment,
+            "branches": self.branches,
+        }
         arrays.update({f"witness.{k}": v for k, v in self.witnesses.state_arrays().items()})
-        meta = {"format": "convexsnn.SpikeDictionary",
-                "format_version": DICTIONARY_FORMAT_VERSION,
-                "readout": self.readout, "readout_bias": self.readout_bias, "steps": self.steps,
-                "n_samples": self.n_samples, "n_steps": self.n_steps, "n_inputs": self.n_inputs,
-                "n_unique": self.n_unique, "deduplicated": self.deduplicated,
-                "storage": self.storage, "x_fingerprints": self.x_fingerprints,
-                "chunk_size": self.chunk_size, "witnesses": self.witnesses.meta(),
-                "arrays_sha256": _arrays_sha256(arrays), "summary": self.summary()}
+        meta = {
+            "format": "convexsnn.SpikeDictionary",
+            "format_version": DICTIONARY_FORMAT_VERSION,
+            "readout": self.readout,
+            "readout_bias": self.readout_bias,
+            "steps": self.steps,
+            "n_samples": self.n_samples,
+            "n_steps": self.n_steps,
+            "n_inputs": self.n_inputs,
+            "n_unique": self.n_unique,
+            "deduplicated": self.deduplicated,
+            "storage": self.storage,
+            "x_fingerprints": self.x_fingerprints,
+            "chunk_size": self.chunk_size,
+            "witnesses": self.witnesses.meta(),
+            "arrays_sha256": _arrays_sha256(arrays),
+            "summary": self.summary(),
+        }
         buf = io.BytesIO()
-        np.savez(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(),
-                                             dtype=np.uint8), **arrays)
+        np.savez(
+            buf,
+            __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
+            **arrays,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
         logger.info("saved SpikeDictionary (%d x %d) to %s", self.n_rows, self.n_columns, path)
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, storage: str | None = None) -> "SpikeDictionary":
+    def load(cls, path: str | os.PathLike, *, storage: str | None = None) -> SpikeDictionary:
         """Load a dictionary written by :meth:`save` (checksums verified)."""
         path = Path(path)
         if not path.exists():
@@ -721,8 +879,14 @@ class SpikeDictionary:
             with np.load(path, allow_pickle=False) as z:
                 files = {k: np.array(z[k]) for k in z.files}
             meta = json.loads(files.pop("__meta__").tobytes().decode())
-        except (KeyError, ValueError, OSError, EOFError, json.JSONDecodeError,
-                UnicodeDecodeError) as exc:
+        except (
+            KeyError,
+            ValueError,
+            OSError,
+            EOFError,
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+        ) as exc:
             raise ValueError(f"{path}: not a readable SpikeDictionary file ({exc})") from None
         except Exception as exc:  # zipfile.BadZipFile
             raise ValueError(f"{path}: not a readable SpikeDictionary file ({exc})") from None
@@ -732,16 +896,29 @@ class SpikeDictionary:
             raise ValueError(f"{path}: format version {meta.get('format_version')} not supported")
         if _arrays_sha256(files) != meta.get("arrays_sha256"):
             raise ValueError(f"{path}: checksum mismatch; the file is corrupt")
-        wit = Witnesses.from_arrays(meta["witnesses"], {k[len("witness."):]: v for k, v in
-                                                        files.items() if k.startswith("witness.")})
-        return cls(witnesses=wit, branches=files["branches"], readout=meta["readout"],
-                   readout_bias=meta["readout_bias"], steps=meta["steps"],
-                   n_samples=meta["n_samples"], n_steps=meta["n_steps"],
-                   n_inputs=meta["n_inputs"], packed=files["bits"],
-                   provenance=files["provenance"], neuron_ids=files["neuron_ids"],
-                   assignment=files["assignment"], n_unique=meta["n_unique"],
-                   deduplicated=meta["deduplicated"], storage=storage or meta["storage"],
-                   x_fingerprints=meta["x_fingerprints"], chunk_size=meta.get("chunk_size"))
+        wit = Witnesses.from_arrays(
+            meta["witnesses"],
+            {k[len("witness.") :]: v for k, v in files.items() if k.startswith("witness.")},
+        )
+        return cls(
+            witnesses=wit,
+            branches=files["branches"],
+            readout=meta["readout"],
+            readout_bias=meta["readout_bias"],
+            steps=meta["steps"],
+            n_samples=meta["n_samples"],
+            n_steps=meta["n_steps"],
+            n_inputs=meta["n_inputs"],
+            packed=files["bits"],
+            provenance=files["provenance"],
+            neuron_ids=files["neuron_ids"],
+            assignment=files["assignment"],
+            n_unique=meta["n_unique"],
+            deduplicated=meta["deduplicated"],
+            storage=storage or meta["storage"],
+            x_fingerprints=meta["x_fingerprints"],
+            chunk_size=meta.get("chunk_size"),
+        )
 
 
 # ---------------------------------------------------------------------- building
@@ -753,8 +930,16 @@ def _auto_chunk(w: Witnesses, T: int, readout: str, budget: int = _DEFAULT_CHUNK
     return max(8, int(budget // max(per_sample, 1)))
 
 
-def _iter_readout_rows(w: Witnesses, x: torch.Tensor, readout: str, readout_bias: float,
-                       steps: str, chunk: int, device, unique_inputs: bool):
+def _iter_readout_rows(
+    w: Witnesses,
+    x: torch.Tensor,
+    readout: str,
+    readout_bias: float,
+    steps: str,
+    chunk: int,
+    device,
+    unique_inputs: bool,
+):
     """Yield the bool readout rows (numpy) of ``x`` in order, ``chunk`` samples at a time."""
     n, T = int(x.shape[0]), int(x.shape[1])
     if unique_inputs:
@@ -765,16 +950,25 @@ def _iter_readout_rows(w: Witnesses, x: torch.Tensor, readout: str, readout_bias
             logger.debug("simulating %d distinct input sequences among %d", xs.shape[0], n)
     if not unique_inputs:
         for s0 in range(0, n, chunk):
-            yield _readout_rows(w, x[s0:s0 + chunk], readout, readout_bias, steps,
-                                device).cpu().numpy()
+            yield (
+                _readout_rows(w, x[s0 : s0 + chunk], readout, readout_bias, steps, device)
+                .cpu()
+                .numpy()
+            )
         return
     P = w.n_witness_neurons
     uniq = np.concatenate(
-        [_readout_rows(w, xs[s0:s0 + chunk], readout, readout_bias, steps, device).cpu().numpy()
-         for s0 in range(0, xs.shape[0], chunk)], 0)
+        [
+            _readout_rows(w, xs[s0 : s0 + chunk], readout, readout_bias, steps, device)
+            .cpu()
+            .numpy()
+            for s0 in range(0, xs.shape[0], chunk)
+        ],
+        0,
+    )
     uniq = uniq.reshape(xs.shape[0], 1 if steps == "last" else T, P)
     for s0 in range(0, n, chunk):
-        yield uniq[inv[s0:s0 + chunk]].reshape(-1, P)
+        yield uniq[inv[s0 : s0 + chunk]].reshape(-1, P)
 
 
 def _unique_sequences(x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
@@ -788,23 +982,33 @@ def _unique_sequences(x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
     return x[torch.from_numpy(np.sort(first))], rank[inv.reshape(-1)]
 
 
-def _readout_rows(w: Witnesses, x: torch.Tensor, readout: str, readout_bias: float, steps: str,
-                  device) -> torch.Tensor:
+def _readout_rows(
+    w: Witnesses, x: torch.Tensor, readout: str, readout_bias: float, steps: str, device
+) -> torch.Tensor:
     """Bool readout rows of one chunk: ``(c, P)`` (last step) or ``(c * T, P)`` (all steps)."""
     if device is not None:
         x = x.to(device)
-    r = w.readout(x, readout=readout, readout_bias=readout_bias)   # (c, T, P) bool
+    r = w.readout(x, readout=readout, readout_bias=readout_bias)  # (c, T, P) bool
     if steps == "last":
         return r[:, -1]
     return r.reshape(-1, r.shape[2])
 
 
-def build_dictionary(witnesses: Witnesses, X: Any, *, readout: str = "spike",
-                     readout_bias: float = 0.0, steps: str = "last",
-                     branches: Sequence[int] | None = None, chunk_size: int | None = None,
-                     device: torch.device | str | None = None, dedupe: bool = True,
-                     storage: str = "bool", allow_empty: bool = False,
-                     unique_inputs: bool = True) -> SpikeDictionary:
+def build_dictionary(
+    witnesses: Witnesses,
+    X: Any,
+    *,
+    readout: str = "spike",
+    readout_bias: float = 0.0,
+    steps: str = "last",
+    branches: Sequence[int] | None = None,
+    chunk_size: int | None = None,
+    device: torch.device | str | None = None,
+    dedupe: bool = True,
+    storage: str = "bool",
+    allow_empty: bool = False,
+    unique_inputs: bool = True,
+) -> SpikeDictionary:
     r"""Simulate ``witnesses`` on ``X`` and collect the binary last-layer readouts as columns.
 
     Parameters
@@ -867,15 +1071,21 @@ def build_dictionary(witnesses: Witnesses, X: Any, *, readout: str = "spike",
         wb = wb.to(device)
     n, T = int(x.shape[0]), int(x.shape[1])
     from ._checks import check_dictionary_size  # refuse sizes that cannot fit, before simulating
-    check_dictionary_size(n * (T if steps == "all" else 1), wb.n_witness_neurons,
-                          bits=storage == "packed")
-    chunk = (check_positive_int(chunk_size, "chunk_size") if chunk_size is not None
-             else _auto_chunk(wb, T, readout))
+
+    check_dictionary_size(
+        n * (T if steps == "all" else 1), wb.n_witness_neurons, bits=storage == "packed"
+    )
+    chunk = (
+        check_positive_int(chunk_size, "chunk_size")
+        if chunk_size is not None
+        else _auto_chunk(wb, T, readout)
+    )
     n_last = witnesses.n_last
     P_all = wb.n_witness_neurons
     packer = _RowPacker(P_all)
-    for block in _iter_readout_rows(wb, x, readout, readout_bias, steps, chunk, device,
-                                    unique_inputs):
+    for block in _iter_readout_rows(
+        wb, x, readout, readout_bias, steps, chunk, device, unique_inputs
+    ):
         packer.add(block)
     raw = packer.finish()
     neuron_ids = (br[:, None] * n_last + np.arange(n_last)[None, :]).reshape(-1)
@@ -898,15 +1108,36 @@ def build_dictionary(witnesses: Witnesses, X: Any, *, readout: str = "spike",
             f"{'spike' if readout == 'spike' else 'membrane'} readouts on these {n} inputs "
             f"(steps={steps!r}); the last layer is silent. Use a larger witness scale, a lower "
             f"threshold theta, more or wider branches, or readout='membrane' with a lower "
-            f"readout_bias")
+            f"readout_bias"
+        )
     gid = neuron_ids[kept]
     d = SpikeDictionary(
-        witnesses=witnesses, branches=br, readout=readout, readout_bias=readout_bias,
-        steps=steps, n_samples=n, n_steps=T, n_inputs=int(x.shape[2]), packed=packed,
-        provenance=np.stack([gid // n_last, gid % n_last], axis=1), neuron_ids=neuron_ids,
-        assignment=assignment, n_unique=n_unique, deduplicated=bool(dedupe), storage=storage,
-        x_fingerprints=[_x_fingerprint(x)], chunk_size=chunk_size)
-    logger.info("built spike dictionary: %d rows x %d columns from %d witness neurons "
-                "(%d zero, %d duplicate), density %.3f", d.n_rows, d.n_columns, P_all,
-                d.n_zero, d.n_duplicates, d.density)
+        witnesses=witnesses,
+        branches=br,
+        readout=readout,
+        readout_bias=readout_bias,
+        steps=steps,
+        n_samples=n,
+        n_steps=T,
+        n_inputs=int(x.shape[2]),
+        packed=packed,
+        provenance=np.stack([gid // n_last, gid % n_last], axis=1),
+        neuron_ids=neuron_ids,
+        assignment=assignment,
+        n_unique=n_unique,
+        deduplicated=bool(dedupe),
+        storage=storage,
+        x_fingerprints=[_x_fingerprint(x)],
+        chunk_size=chunk_size,
+    )
+    logger.info(
+        "built spike dictionary: %d rows x %d columns from %d witness neurons "
+        "(%d zero, %d duplicate), density %.3f",
+        d.n_rows,
+        d.n_columns,
+        P_all,
+        d.n_zero,
+        d.n_duplicates,
+        d.density,
+    )
     return d

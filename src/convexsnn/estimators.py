@@ -40,11 +40,16 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning as _SkConvergenceWarning
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (_check_sample_weight, check_array, check_is_fitted,
-                                      column_or_1d, validate_data)
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
-from .convex import ConvergenceWarning as _CvxConvergenceWarning
 from ._scores import classes_from_scores
+from .convex import ConvergenceWarning as _CvxConvergenceWarning
 from .convex import solve_readout
 from .dictionary import build_dictionary
 from .network import ParallelSNN
@@ -52,8 +57,12 @@ from .reconstruct import kept_neurons, reconstruct
 from .train import train_surrogate
 from .witnesses import gaussian_witnesses, resolve_widths
 
-__all__ = ["ConvexSNNClassifier", "SurrogateSNNClassifier", "SNNConvergenceWarning",
-           "expected_failed_checks"]
+__all__ = [
+    "ConvexSNNClassifier",
+    "SurrogateSNNClassifier",
+    "SNNConvergenceWarning",
+    "expected_failed_checks",
+]
 
 logger = logging.getLogger("convexsnn")
 
@@ -105,16 +114,23 @@ class _SNNClassifierBase(ClassifierMixin, BaseEstimator):
             except (ValueError, TypeError):  # ragged nested lists: let check_array complain
                 ndim = None
         if ndim == 3:
-            X = check_array(X, allow_nd=True, dtype=[np.float64, np.float32],
-                            ensure_min_samples=1, input_name="X")
+            X = check_array(
+                X,
+                allow_nd=True,
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=1,
+                input_name="X",
+            )
             n, T, d = X.shape
             if reset:
                 self.n_features_in_ = d
                 if hasattr(self, "feature_names_in_"):
                     del self.feature_names_in_
             elif d != self.n_features_in_:
-                raise ValueError(f"X has {d} features, but {type(self).__name__} is expecting "
-                                 f"{self.n_features_in_} features as input (per step)")
+                raise ValueError(
+                    f"X has {d} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input (per step)"
+                )
             if T == 0 or d == 0:
                 raise ValueError(f"X of shape {X.shape} has no time steps or no features")
         else:
@@ -127,18 +143,23 @@ class _SNNClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _validate_fit(self, X: Any, y: Any, sample_weight: Any):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             "is None")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         X = self._validate_X(X, reset=True)
         y = column_or_1d(y, warn=True)
         if y.shape[0] != X.shape[0]:
-            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
-                             f"[{X.shape[0]}, {y.shape[0]}]")
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: "
+                f"[{X.shape[0]}, {y.shape[0]}]"
+            )
         check_classification_targets(y)
         classes, y_enc = np.unique(y, return_inverse=True)
         if classes.shape[0] < 2:
-            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in the "
-                             f"data, but the data contains only one class: {classes[0]!r}")
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the "
+                f"data, but the data contains only one class: {classes[0]!r}"
+            )
         sw = None
         if sample_weight is not None:
             sw = _check_sample_weight(sample_weight, X[:, 0, :], dtype=np.float64)
@@ -197,8 +218,9 @@ class _SNNClassifierBase(ClassifierMixin, BaseEstimator):
         X = self._validate_X(X, reset=False)
         net = self.network_
         with torch.no_grad():
-            z, tol = net.scores_and_tolerance(torch.from_numpy(X).to(dtype=net.dtype,
-                                                                     device=net.device))
+            z, tol = net.scores_and_tolerance(
+                torch.from_numpy(X).to(dtype=net.dtype, device=net.device)
+            )
         if z.ndim == 3:
             z, tol = z[:, -1], tol[:, -1]
         # the package's one prediction rule, ties included (convexsnn._scores)
@@ -309,12 +331,27 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         Iterations of the solve.
     """
 
-    def __init__(self, n_branches: int = 16, width: Any = 16, depth: int = 2, *,
-                 scale: Any = 1.0, normalized: bool = False, beta: float = 0.99,
-                 theta: float = 1.0, reset: str = "subtract", readout: str = "spike",
-                 readout_bias: float = 0.0, loss: str = "squared", penalty: str = "l1",
-                 reg: float = 1e-2, tol: float = 1e-4, max_iter: int | None = None,
-                 seed: int = 0, device: str | None = None):
+    def __init__(
+        self,
+        n_branches: int = 16,
+        width: Any = 16,
+        depth: int = 2,
+        *,
+        scale: Any = 1.0,
+        normalized: bool = False,
+        beta: float = 0.99,
+        theta: float = 1.0,
+        reset: str = "subtract",
+        readout: str = "spike",
+        readout_bias: float = 0.0,
+        loss: str = "squared",
+        penalty: str = "l1",
+        reg: float = 1e-2,
+        tol: float = 1e-4,
+        max_iter: int | None = None,
+        seed: int = 0,
+        device: str | None = None,
+    ):
         self.n_branches = n_branches
         self.width = width
         self.depth = depth
@@ -333,7 +370,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         self.seed = seed
         self.device = device
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "ConvexSNNClassifier":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ConvexSNNClassifier:
         """Build the spike dictionary on ``X``, solve the readout, reconstruct the network.
 
         Parameters
@@ -364,22 +401,49 @@ class ConvexSNNClassifier(_SNNClassifierBase):
             sw = sw / sw.sum()
         C = len(self.classes_)
         wit = gaussian_witnesses(
-            X.shape[2], n_branches=self.n_branches, hidden_widths=widths, scale=self.scale,
-            normalized=self.normalized, seed=seed, beta=self.beta, theta=self.theta,
-            reset=self.reset, dtype=torch.float64, device=self.device)
-        D = build_dictionary(wit, X, readout=self.readout, readout_bias=self.readout_bias,
-                             steps="last", device=self.device)
+            X.shape[2],
+            n_branches=self.n_branches,
+            hidden_widths=widths,
+            scale=self.scale,
+            normalized=self.normalized,
+            seed=seed,
+            beta=self.beta,
+            theta=self.theta,
+            reset=self.reset,
+            dtype=torch.float64,
+            device=self.device,
+        )
+        D = build_dictionary(
+            wit,
+            X,
+            readout=self.readout,
+            readout_bias=self.readout_bias,
+            steps="last",
+            device=self.device,
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", _CvxConvergenceWarning)
             sol = solve_readout(
-                D.operator(torch.float64, self.device), y, loss=self.loss, penalty=self.penalty,
-                beta=self.reg, sample_weight=sw, n_classes=C, tol=self.tol,
-                max_iter=self.max_iter, device=self.device)
+                D.operator(torch.float64, self.device),
+                y,
+                loss=self.loss,
+                penalty=self.penalty,
+                beta=self.reg,
+                sample_weight=sw,
+                n_classes=C,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                device=self.device,
+            )
         for w in caught:
             if issubclass(w.category, _CvxConvergenceWarning):
-                warnings.warn(SNNConvergenceWarning(
-                    f"{type(self).__name__}: {w.message} (raise max_iter or tol)",
-                    getattr(w.message, "certificate", None)), stacklevel=2)
+                warnings.warn(
+                    SNNConvergenceWarning(
+                        f"{type(self).__name__}: {w.message} (raise max_iter or tol)",
+                        getattr(w.message, "certificate", None),
+                    ),
+                    stacklevel=2,
+                )
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         net = reconstruct(D, sol)
@@ -392,8 +456,13 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         self.lambda_ = float(sol.lam)
         self.network_ = net
         self.n_iter_ = max(1, int(sol.certificate.iterations))
-        logger.info("%s fitted: %d x %d dictionary, %s", type(self).__name__, D.n_rows,
-                    D.n_columns, sol.certificate)
+        logger.info(
+            "%s fitted: %d x %d dictionary, %s",
+            type(self).__name__,
+            D.n_rows,
+            D.n_columns,
+            sol.certificate,
+        )
         return self
 
     @available_if(_softmax_loss)
@@ -480,16 +549,35 @@ class SurrogateSNNClassifier(_SNNClassifierBase):
         Epochs run.
     """
 
-    def __init__(self, n_branches: int = 1, width: Any = 64, depth: int = 2, *,
-                 beta: float = 0.99, theta: float = 1.0, reset: str = "subtract",
-                 readout: str = "spike", readout_bias: float = 0.0,
-                 recurrent: str | None = None, bias: bool = False, output_bias: bool = True,
-                 surrogate: str = "atan", init_scale: float = 1.0, loss: str = "softmax",
-                 epochs: int = 100, batch_size: int | None = 64, lr: float = 1e-2,
-                 weight_decay: float = 0.0, path_norm: float = 0.0,
-                 lr_patience: int | None = 10, validation_fraction: float | None = None,
-                 early_stopping_patience: int | None = None, seed: int = 0,
-                 device: str | None = None, progress: bool = False):
+    def __init__(
+        self,
+        n_branches: int = 1,
+        width: Any = 64,
+        depth: int = 2,
+        *,
+        beta: float = 0.99,
+        theta: float = 1.0,
+        reset: str = "subtract",
+        readout: str = "spike",
+        readout_bias: float = 0.0,
+        recurrent: str | None = None,
+        bias: bool = False,
+        output_bias: bool = True,
+        surrogate: str = "atan",
+        init_scale: float = 1.0,
+        loss: str = "softmax",
+        epochs: int = 100,
+        batch_size: int | None = 64,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        path_norm: float = 0.0,
+        lr_patience: int | None = 10,
+        validation_fraction: float | None = None,
+        early_stopping_patience: int | None = None,
+        seed: int = 0,
+        device: str | None = None,
+        progress: bool = False,
+    ):
         self.n_branches = n_branches
         self.width = width
         self.depth = depth
@@ -516,7 +604,7 @@ class SurrogateSNNClassifier(_SNNClassifierBase):
         self.device = device
         self.progress = progress
 
-    def fit(self, X: Any, y: Any) -> "SurrogateSNNClassifier":
+    def fit(self, X: Any, y: Any) -> SurrogateSNNClassifier:
         """Train the network on ``(X, y)`` with surrogate gradients.
 
         Parameters
@@ -538,31 +626,59 @@ class SurrogateSNNClassifier(_SNNClassifierBase):
         if self.validation_fraction is not None:
             vf = float(self.validation_fraction)
             if not 0.0 < vf < 1.0:
-                raise ValueError(f"validation_fraction must be in (0, 1), got "
-                                 f"{self.validation_fraction!r}")
+                raise ValueError(
+                    f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+                )
             from sklearn.model_selection import train_test_split
+
             n_val = max(C, int(round(vf * X.shape[0])))
             if X.shape[0] - n_val < C:
-                raise ValueError("too few samples for validation_fraction="
-                                 f"{self.validation_fraction}")
+                raise ValueError(
+                    f"too few samples for validation_fraction={self.validation_fraction}"
+                )
             counts = np.bincount(y, minlength=C)
             strat = y if counts.min() >= 2 else None
-            X, Xv, y, yv = train_test_split(X, y, test_size=n_val, random_state=seed,
-                                            stratify=strat)
+            X, Xv, y, yv = train_test_split(
+                X, y, test_size=n_val, random_state=seed, stratify=strat
+            )
         net = ParallelSNN(
-            X.shape[2], n_out, n_branches=self.n_branches, hidden_widths=widths,
-            beta=self.beta, theta=self.theta, reset=self.reset, readout=self.readout,
-            readout_bias=self.readout_bias, output="last", bias=self.bias,
-            output_bias=self.output_bias, recurrent=self.recurrent, surrogate=self.surrogate,
-            init_scale=self.init_scale, seed=seed)
+            X.shape[2],
+            n_out,
+            n_branches=self.n_branches,
+            hidden_widths=widths,
+            beta=self.beta,
+            theta=self.theta,
+            reset=self.reset,
+            readout=self.readout,
+            readout_bias=self.readout_bias,
+            output="last",
+            bias=self.bias,
+            output_bias=self.output_bias,
+            recurrent=self.recurrent,
+            surrogate=self.surrogate,
+            init_scale=self.init_scale,
+            seed=seed,
+        )
         if self.device is not None:
             net.to(self.device)
         res = train_surrogate(
-            net, X.astype(np.float32), y, Xv if Xv is None else Xv.astype(np.float32), yv,
-            loss=self.loss, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, path_norm=self.path_norm,
-            lr_patience=self.lr_patience, early_stopping_patience=self.early_stopping_patience,
-            restore_best=Xv is not None, seed=seed, progress=bool(self.progress))
+            net,
+            X.astype(np.float32),
+            y,
+            Xv if Xv is None else Xv.astype(np.float32),
+            yv,
+            loss=self.loss,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            path_norm=self.path_norm,
+            lr_patience=self.lr_patience,
+            early_stopping_patience=self.early_stopping_patience,
+            restore_best=Xv is not None,
+            seed=seed,
+            progress=bool(self.progress),
+        )
         self.network_ = net.eval()
         self.history_ = res.to_dict()
         self.n_iter_ = max(1, int(res.epochs_run))
@@ -586,9 +702,8 @@ class SurrogateSNNClassifier(_SNNClassifierBase):
 
 # ----------------------------------------------------------------- scikit-learn common checks
 _COMMON_XFAIL = {
-    "check_sample_weight_equivalence_on_dense_data":
-        "weights are only approximately equivalent to repeats: the readout is solved to a "
-        "relative duality gap (tol), not to machine precision",
+    "check_sample_weight_equivalence_on_dense_data": "weights are only approximately equivalent to repeats: the readout is solved to a "
+    "relative duality gap (tol), not to machine precision",
 }
 
 _SG_XFAIL: dict[str, str] = {}

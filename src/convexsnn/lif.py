@@ -27,15 +27,25 @@ gradual underflow, ``fl(u - theta) >= 0`` if and only if ``u >= theta``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 
 from ._checks import check_choice
 
-__all__ = ["RESETS", "check_leak", "LIFParams", "LIFState", "lif_step", "lif_scan", "layer_current",
-           "simulate", "Trace"]
+__all__ = [
+    "RESETS",
+    "check_leak",
+    "LIFParams",
+    "LIFState",
+    "lif_step",
+    "lif_scan",
+    "layer_current",
+    "simulate",
+    "Trace",
+]
 
 RESETS = ("subtract", "zero")
 
@@ -49,10 +59,10 @@ def check_leak(leak: object, name: str = "beta") -> float:
     if isinstance(leak, bool):
         raise ValueError(f"{name} (leak) must be a number in [0, 1], got {leak!r}")
     try:
-        value = float(leak)   # type: ignore[arg-type]
+        value = float(leak)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(f"{name} (leak) must be a number in [0, 1], got {leak!r}") from None
-    if not 0.0 <= value <= 1.0:   # NaN fails too
+    if not 0.0 <= value <= 1.0:  # NaN fails too
         raise ValueError(f"{name} (leak) must be in [0, 1], got {leak}")
     return value
 
@@ -98,14 +108,20 @@ class LIFState(NamedTuple):
     membrane: torch.Tensor
     spikes: torch.Tensor
 
-    def detach(self) -> "LIFState":
+    def detach(self) -> LIFState:
         """The same state cut from the autograd graph (truncated BPTT)."""
         return LIFState(self.membrane.detach(), self.spikes.detach())
 
 
-def lif_step(m_prev: torch.Tensor, current: torch.Tensor, *, beta: float = 0.99,
-             theta: float = 1.0, reset: str = "subtract",
-             spike_fn: SpikeFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def lif_step(
+    m_prev: torch.Tensor,
+    current: torch.Tensor,
+    *,
+    beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    spike_fn: SpikeFn | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""One LIF step: :math:`u = \beta m_{t-1} + I_t`, :math:`s = 1[u \ge \theta]`, reset.
 
     Parameters
@@ -146,11 +162,20 @@ def _recurrent_input(s_prev: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bki,kij->bkj", s_prev, w_rec)
 
 
-def lif_scan(current: torch.Tensor, *, beta: float = 0.99, theta: float = 1.0,
-             reset: str = "subtract", spike_fn: SpikeFn | None = None,
-             recurrent: torch.Tensor | None = None, return_membrane: bool = False,
-             time_major: bool = False, state: LIFState | None = None,
-             return_state: bool = False, params: LIFParams | None = None):
+def lif_scan(
+    current: torch.Tensor,
+    *,
+    beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    spike_fn: SpikeFn | None = None,
+    recurrent: torch.Tensor | None = None,
+    return_membrane: bool = False,
+    time_major: bool = False,
+    state: LIFState | None = None,
+    return_state: bool = False,
+    params: LIFParams | None = None,
+):
     r"""Run one LIF layer over all steps of a precomputed current ``(B, T, K, n)``.
 
     With ``recurrent`` weights the current at step :math:`t` also receives
@@ -180,18 +205,25 @@ def lif_scan(current: torch.Tensor, *, beta: float = 0.99, theta: float = 1.0,
     if state is not None:
         _check_state(state, cur.shape[1:])
     needs_grad = torch.is_grad_enabled() and (
-        cur.requires_grad or (recurrent is not None and recurrent.requires_grad)
-        or (state is not None and state.membrane.requires_grad))
+        cur.requires_grad
+        or (recurrent is not None and recurrent.requires_grad)
+        or (state is not None and state.membrane.requires_grad)
+    )
     if needs_grad:
-        out_s, out_m, m_last = _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent,
-                                              return_membrane, state)
+        out_s, out_m, m_last = _scan_autograd(
+            cur, beta, theta, reset, spike_fn, recurrent, return_membrane, state
+        )
     else:
         with torch.no_grad():
-            out_s, out_m, m_last = _scan_inplace(cur, beta, theta, reset, recurrent,
-                                                 return_membrane, state)
+            out_s, out_m, m_last = _scan_inplace(
+                cur, beta, theta, reset, recurrent, return_membrane, state
+            )
     if return_state:
-        last_s = out_s[-1] if out_s.shape[0] else (
-            state.spikes if state is not None else torch.zeros_like(m_last))
+        last_s = (
+            out_s[-1]
+            if out_s.shape[0]
+            else (state.spikes if state is not None else torch.zeros_like(m_last))
+        )
         new_state = LIFState(m_last, last_s)
     if not time_major:
         out_s = out_s.transpose(0, 1)
@@ -208,8 +240,10 @@ def _check_state(state: LIFState, shape: torch.Size) -> None:
     for name, t in zip(("membrane", "spikes"), state):
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape):
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"state.{name} must have the per-step shape {tuple(shape)} "
-                             f"(batch, branches, neurons) of the current, got {got}")
+            raise ValueError(
+                f"state.{name} must have the per-step shape {tuple(shape)} "
+                f"(batch, branches, neurons) of the current, got {got}"
+            )
 
 
 def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane, state=None):
@@ -271,8 +305,9 @@ def _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane, state=Non
     return out_s, out_m, m
 
 
-def layer_current(inputs: torch.Tensor, weight: torch.Tensor,
-                  bias: torch.Tensor | None = None) -> torch.Tensor:
+def layer_current(
+    inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     r"""Feed-forward current :math:`I = s^{l-1} W_l (+ b_l)` for all steps at once.
 
     ``inputs`` is ``(B, T, d)`` (the network input, shared by all branches) or ``(B, T, K, n_in)``
@@ -303,11 +338,18 @@ class Trace:
     membranes: list[torch.Tensor] | None = None
 
 
-def simulate(x: torch.Tensor, weights: Sequence[torch.Tensor], *,
-             biases: Sequence[torch.Tensor | None] | None = None,
-             recurrent: Sequence[torch.Tensor | None] | None = None,
-             beta: float = 0.99, theta: float = 1.0, reset: str = "subtract",
-             spike_fn: SpikeFn | None = None, return_membrane: bool = False) -> Trace:
+def simulate(
+    x: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    *,
+    biases: Sequence[torch.Tensor | None] | None = None,
+    recurrent: Sequence[torch.Tensor | None] | None = None,
+    beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    spike_fn: SpikeFn | None = None,
+    return_membrane: bool = False,
+) -> Trace:
     r"""Simulate a stack of parallel LIF layers on inputs ``x`` of shape ``(B, T, d)``.
 
     Layer :math:`l` receives the spikes of layer :math:`l-1` (the real-valued input for
@@ -329,8 +371,16 @@ def simulate(x: torch.Tensor, weights: Sequence[torch.Tensor], *,
     h = x.transpose(0, 1)  # time-major (T, B, d): every per-step slice is contiguous
     for w, b, r in zip(weights, biases, recurrent):
         cur = layer_current(h, w, b)
-        s, m = lif_scan(cur, beta=beta, theta=theta, reset=reset, spike_fn=spike_fn,
-                        recurrent=r, return_membrane=return_membrane, time_major=True)
+        s, m = lif_scan(
+            cur,
+            beta=beta,
+            theta=theta,
+            reset=reset,
+            spike_fn=spike_fn,
+            recurrent=r,
+            return_membrane=return_membrane,
+            time_major=True,
+        )
         spikes.append(s.transpose(0, 1))
         if return_membrane:
             membranes.append(m.transpose(0, 1))

@@ -26,15 +26,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._scores import classes_from_scores, score_tolerance
+from ._checks import (
+    check_choice,
+    check_memory,
+    check_positive_float,
+    check_positive_int,
+    check_sequence_input,
+)
 from ._io import atomic_replace_dir, atomic_write_bytes, check_output_path, make_temp_dir
-from ._checks import (check_choice, check_memory, check_positive_float, check_positive_int,
-                      check_sequence_input)
+from ._scores import classes_from_scores, score_tolerance
 from .lif import RESETS, Trace, check_leak, simulate
 from .surrogate import SURROGATES, Surrogate, get_surrogate
 
-__all__ = ["ParallelSNN", "READOUTS", "OUTPUTS", "RECURRENT_KINDS", "FORMAT_VERSION",
-           "check_save_target"]
+__all__ = [
+    "ParallelSNN",
+    "READOUTS",
+    "OUTPUTS",
+    "RECURRENT_KINDS",
+    "FORMAT_VERSION",
+    "check_save_target",
+]
 
 logger = logging.getLogger("convexsnn")
 
@@ -103,14 +114,32 @@ class ParallelSNN(nn.Module):
         Seed of the initial weights (a local generator; global RNG state untouched).
     """
 
-    def __init__(self, n_inputs: int, n_outputs: int, *, n_branches: int = 1, depth: int = 2,
-                 p_rec: int = 128, p_last: int = 128, hidden_widths: list[int] | None = None,
-                 beta: float = 0.99, theta: float = 1.0, reset: str = "subtract",
-                 readout: str = "spike", readout_bias: float = 0.0, output: str = "last",
-                 bias: bool = False, output_bias: bool = False, recurrent: str | None = None,
-                 surrogate: "str | Surrogate" = "atan", surrogate_params: dict | None = None,
-                 init_scale: float = 1.0, seed: int | None = None,
-                 recurrent_density: float = 0.1, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        *,
+        n_branches: int = 1,
+        depth: int = 2,
+        p_rec: int = 128,
+        p_last: int = 128,
+        hidden_widths: list[int] | None = None,
+        beta: float = 0.99,
+        theta: float = 1.0,
+        reset: str = "subtract",
+        readout: str = "spike",
+        readout_bias: float = 0.0,
+        output: str = "last",
+        bias: bool = False,
+        output_bias: bool = False,
+        recurrent: str | None = None,
+        surrogate: str | Surrogate = "atan",
+        surrogate_params: dict | None = None,
+        init_scale: float = 1.0,
+        seed: int | None = None,
+        recurrent_density: float = 0.1,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         n_inputs = check_positive_int(n_inputs, "n_inputs")
         n_outputs = check_positive_int(n_outputs, "n_outputs")
@@ -125,8 +154,9 @@ class ParallelSNN(nn.Module):
         else:
             if len(hidden_widths) == 0:
                 raise ValueError("hidden_widths must name at least one LIF layer")
-            hidden_widths = [check_positive_int(w, f"hidden_widths[{i}]")
-                             for i, w in enumerate(hidden_widths)]
+            hidden_widths = [
+                check_positive_int(w, f"hidden_widths[{i}]") for i, w in enumerate(hidden_widths)
+            ]
         beta = check_leak(beta)
         theta = check_positive_float(theta, "theta")
         check_choice(reset, "reset", RESETS)
@@ -134,8 +164,9 @@ class ParallelSNN(nn.Module):
         check_choice(output, "output", OUTPUTS)
         if recurrent is not None:
             check_choice(recurrent, "recurrent", RECURRENT_KINDS)
-        recurrent_density = check_positive_float(recurrent_density, "recurrent_density",
-                                                 allow_zero=True)
+        recurrent_density = check_positive_float(
+            recurrent_density, "recurrent_density", allow_zero=True
+        )
         if recurrent_density > 1.0:
             raise ValueError(f"recurrent_density must be in [0, 1], got {recurrent_density}")
         if isinstance(surrogate, Surrogate):
@@ -148,11 +179,20 @@ class ParallelSNN(nn.Module):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
 
         self.config: dict[str, Any] = {
-            "n_inputs": n_inputs, "n_outputs": n_outputs, "n_branches": n_branches,
-            "hidden_widths": list(hidden_widths), "beta": float(beta), "theta": float(theta),
-            "reset": reset, "readout": readout, "readout_bias": float(readout_bias),
-            "output": output, "bias": bool(bias), "output_bias": bool(output_bias),
-            "recurrent": recurrent, "surrogate": surrogate_name,
+            "n_inputs": n_inputs,
+            "n_outputs": n_outputs,
+            "n_branches": n_branches,
+            "hidden_widths": list(hidden_widths),
+            "beta": float(beta),
+            "theta": float(theta),
+            "reset": reset,
+            "readout": readout,
+            "readout_bias": float(readout_bias),
+            "output": output,
+            "bias": bool(bias),
+            "output_bias": bool(output_bias),
+            "recurrent": recurrent,
+            "surrogate": surrogate_name,
             "surrogate_params": surrogate_params,
             "dtype": "float64" if dtype == torch.float64 else "float32",
         }
@@ -164,36 +204,46 @@ class ParallelSNN(nn.Module):
         sizes = [n_inputs] + list(hidden_widths)
         n_params = sum(K * sizes[i] * sizes[i + 1] for i in range(len(hidden_widths)))
         if recurrent in ("dense", "sparse"):
-            n_params += sum(K * w * w * (2 if recurrent == "sparse" else 1)
-                            for w in hidden_widths)
+            n_params += sum(K * w * w * (2 if recurrent == "sparse" else 1) for w in hidden_widths)
         n_params += K * hidden_widths[-1] * n_outputs
-        check_memory(n_params * (8 if dtype == torch.float64 else 4),
-                     f"a ParallelSNN with {K} branches of widths {list(hidden_widths)} "
-                     f"({n_params:.3g} parameters)")
+        check_memory(
+            n_params * (8 if dtype == torch.float64 else 4),
+            f"a ParallelSNN with {K} branches of widths {list(hidden_widths)} "
+            f"({n_params:.3g} parameters)",
+        )
         self.weights = nn.ParameterList(
-            [nn.Parameter(torch.empty(K, sizes[i], sizes[i + 1], dtype=dtype))
-             for i in range(len(hidden_widths))])
-        self.biases = nn.ParameterList(
-            [nn.Parameter(torch.zeros(K, w, dtype=dtype)) for w in hidden_widths]) if bias else None
+            [
+                nn.Parameter(torch.empty(K, sizes[i], sizes[i + 1], dtype=dtype))
+                for i in range(len(hidden_widths))
+            ]
+        )
+        self.biases = (
+            nn.ParameterList([nn.Parameter(torch.zeros(K, w, dtype=dtype)) for w in hidden_widths])
+            if bias
+            else None
+        )
         if recurrent in ("dense", "sparse"):
             self.recurrent_weights = nn.ParameterList(
-                [nn.Parameter(torch.zeros(K, w, w, dtype=dtype)) for w in hidden_widths])
+                [nn.Parameter(torch.zeros(K, w, w, dtype=dtype)) for w in hidden_widths]
+            )
         elif recurrent == "diagonal":
             self.recurrent_weights = nn.ParameterList(
-                [nn.Parameter(torch.zeros(K, w, dtype=dtype)) for w in hidden_widths])
+                [nn.Parameter(torch.zeros(K, w, dtype=dtype)) for w in hidden_widths]
+            )
         else:
             self.recurrent_weights = None
         if recurrent == "sparse":
             # a separate generator, so the weights drawn below do not depend on the masks
-            mgen = (torch.Generator().manual_seed(int(seed) + 0x5EED) if seed is not None
-                    else None)
+            mgen = torch.Generator().manual_seed(int(seed) + 0x5EED) if seed is not None else None
             for l, w in enumerate(hidden_widths):
                 mask = torch.rand(K, w, w, generator=mgen, dtype=torch.float64) < recurrent_density
                 self.register_buffer(f"recurrent_mask_{l}", mask.to(dtype))
         self.output_weight = nn.Parameter(
-            torch.zeros(K * hidden_widths[-1], n_outputs, dtype=dtype))
-        self.output_bias = (nn.Parameter(torch.zeros(n_outputs, dtype=dtype))
-                            if output_bias else None)
+            torch.zeros(K * hidden_widths[-1], n_outputs, dtype=dtype)
+        )
+        self.output_bias = (
+            nn.Parameter(torch.zeros(n_outputs, dtype=dtype)) if output_bias else None
+        )
         self.reset_parameters(seed=seed, scale=init_scale)
 
     # ------------------------------------------------------------------ properties
@@ -280,7 +330,8 @@ class ParallelSNN(nn.Module):
         bound = 1.0 / np.sqrt(self.output_weight.shape[0])
         self.output_weight.copy_(
             (torch.rand(self.output_weight.shape, generator=gen, dtype=torch.float64) * 2 - 1)
-            * bound)
+            * bound
+        )
         for plist in (self.biases, self.recurrent_weights):
             if plist is not None:
                 for p in plist:
@@ -291,18 +342,24 @@ class ParallelSNN(nn.Module):
     # ------------------------------------------------------------------ forward
     def check_input(self, x: Any, name: str = "x") -> torch.Tensor:
         """Validate ``x`` of shape ``(batch, T, n_inputs)`` and cast it to the network's dtype."""
-        return check_sequence_input(x, name, n_features=self.config["n_inputs"],
-                                    dtype=self.dtype, device=self.device)
+        return check_sequence_input(
+            x, name, n_features=self.config["n_inputs"], dtype=self.dtype, device=self.device
+        )
 
     def simulate(self, x: Any, return_membrane: bool = False) -> Trace:
         """Spikes (and membranes) of every LIF layer, each ``(B, T, K, n_l)``."""
         x = self.check_input(x)
         return simulate(
-            x, list(self.weights),
+            x,
+            list(self.weights),
             biases=list(self.biases) if self.biases is not None else None,
             recurrent=self.effective_recurrent_weights(),
-            beta=self.config["beta"], theta=self.config["theta"], reset=self.config["reset"],
-            spike_fn=self.spike_fn, return_membrane=return_membrane)
+            beta=self.config["beta"],
+            theta=self.config["theta"],
+            reset=self.config["reset"],
+            spike_fn=self.spike_fn,
+            return_membrane=return_membrane,
+        )
 
     def features(self, x: Any) -> torch.Tensor:
         """Readout of the last LIF layer at every step, ``(B, T, K * n_last)``."""
@@ -364,8 +421,9 @@ class ParallelSNN(nn.Module):
         """All weights as numpy arrays keyed by parameter name."""
         return {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None, *,
-             overwrite: bool = False) -> Path:
+    def save(
+        self, path: str | os.PathLike, extra: dict | None = None, *, overwrite: bool = False
+    ) -> Path:
         """Save to a directory (``config.json`` + ``weights.npz``) or, for a path ending in
         ``.npz``, to a single file. No pickle; written atomically; ``config.json`` carries a
         sha256 of the weights and one of itself (``meta_sha256``), both checked on load.
@@ -384,7 +442,8 @@ class ParallelSNN(nn.Module):
         np.savez(buf, **arrays)
         weights_bytes = buf.getvalue()
         meta = {
-            "format": "convexsnn.ParallelSNN", "format_version": FORMAT_VERSION,
+            "format": "convexsnn.ParallelSNN",
+            "format_version": FORMAT_VERSION,
             "config": self.config,
             "shapes": {k: list(v.shape) for k, v in arrays.items()},
             "weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
@@ -395,12 +454,17 @@ class ParallelSNN(nn.Module):
         if path.suffix == ".npz":
             path.parent.mkdir(parents=True, exist_ok=True)
             buf2 = io.BytesIO()
-            np.savez(buf2, __meta__=np.frombuffer(meta_bytes, dtype=np.uint8),
-                     __weights__=np.frombuffer(weights_bytes, dtype=np.uint8))
+            np.savez(
+                buf2,
+                __meta__=np.frombuffer(meta_bytes, dtype=np.uint8),
+                __weights__=np.frombuffer(weights_bytes, dtype=np.uint8),
+            )
             atomic_write_bytes(path, buf2.getvalue())
-        elif path.is_dir() and (not any(path.iterdir())
-                                or not set(os.listdir(path)) <= set(_MODEL_FILES)
-                                or Path.cwd().resolve().is_relative_to(path.resolve())):
+        elif path.is_dir() and (
+            not any(path.iterdir())
+            or not set(os.listdir(path)) <= set(_MODEL_FILES)
+            or Path.cwd().resolve().is_relative_to(path.resolve())
+        ):
             # an empty folder, one holding other files too, or the working folder (which is
             # never renamed): write our two files into it
             # (each atomically; weights first, so a reader never pairs a new config with old
@@ -420,8 +484,9 @@ class ParallelSNN(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device | None = None
-             ) -> "ParallelSNN":
+    def load(
+        cls, path: str | os.PathLike, map_location: str | torch.device | None = None
+    ) -> ParallelSNN:
         """Load a network saved by :meth:`save`, refusing corrupt or mismatched files.
 
         Loading only reads ``path``: nothing is downloaded or written. Files of format version
@@ -444,17 +509,21 @@ class ParallelSNN(nn.Module):
         expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in arrays.items()}
         if set(expected) != set(got):
-            raise ValueError(f"{path}: weight names {sorted(got)} do not match the config, which "
-                             f"needs {sorted(expected)}")
+            raise ValueError(
+                f"{path}: weight names {sorted(got)} do not match the config, which "
+                f"needs {sorted(expected)}"
+            )
         for k in expected:
             if expected[k] != got[k]:
-                raise ValueError(f"{path}: weight {k!r} has shape {got[k]}, the config needs "
-                                 f"{expected[k]}")
+                raise ValueError(
+                    f"{path}: weight {k!r} has shape {got[k]}, the config needs {expected[k]}"
+                )
         for k, v in arrays.items():
             if v.dtype.kind not in "fiub":
                 raise ValueError(f"{path}: weight {k!r} has dtype {v.dtype}, not a number")
-        net.load_state_dict({k: torch.from_numpy(np.array(v)).to(net.dtype)
-                             for k, v in arrays.items()})
+        net.load_state_dict(
+            {k: torch.from_numpy(np.array(v)).to(net.dtype) for k, v in arrays.items()}
+        )
         extra = meta.get("extra", {})
         net.saved_extra = extra if isinstance(extra, dict) else {}
         if map_location is not None:
@@ -462,10 +531,12 @@ class ParallelSNN(nn.Module):
         return net
 
     @classmethod
-    def from_config(cls, config: dict) -> "ParallelSNN":
+    def from_config(cls, config: dict) -> ParallelSNN:
         """Build an (untrained) network from a config dict as stored by :meth:`save`."""
         cfg = dict(config)
-        dtype = {"float32": torch.float32, "float64": torch.float64}.get(cfg.pop("dtype", "float32"))
+        dtype = {"float32": torch.float32, "float64": torch.float64}.get(
+            cfg.pop("dtype", "float32")
+        )
         if dtype is None:
             raise ValueError(f"config has unknown dtype {config.get('dtype')!r}")
         try:
@@ -475,9 +546,11 @@ class ParallelSNN(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"n_inputs={c['n_inputs']}, n_outputs={c['n_outputs']}, K={c['n_branches']}, "
-                f"widths={c['hidden_widths']}, beta={c['beta']}, theta={c['theta']}, "
-                f"reset={c['reset']}, readout={c['readout']}, recurrent={c['recurrent']}")
+        return (
+            f"n_inputs={c['n_inputs']}, n_outputs={c['n_outputs']}, K={c['n_branches']}, "
+            f"widths={c['hidden_widths']}, beta={c['beta']}, theta={c['theta']}, "
+            f"reset={c['reset']}, readout={c['readout']}, recurrent={c['recurrent']}"
+        )
 
 
 # ---------------------------------------------------------------------- file helpers
@@ -496,8 +569,9 @@ def _short(exc: BaseException) -> str:
 def _meta_sha256(meta: dict) -> str:
     """sha256 of ``meta`` (less its own ``meta_sha256``) as canonical JSON."""
     body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
-                          .encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -532,8 +606,10 @@ def check_save_target(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
     check_output_path(path, "model", directory=not single)
     if single:
         if path.exists() and not overwrite and not _is_model_file(path):
-            raise FileExistsError(f"refusing to overwrite {path}: it is not a convexsnn model "
-                                  "file (pass overwrite=True / --overwrite to replace it)")
+            raise FileExistsError(
+                f"refusing to overwrite {path}: it is not a convexsnn model "
+                "file (pass overwrite=True / --overwrite to replace it)"
+            )
         return path
     if path.is_dir() and any(path.iterdir()) and not overwrite and not _is_model_dir(path):
         n = sum(1 for _ in path.iterdir())
@@ -541,7 +617,8 @@ def check_save_target(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
             f"refusing to save into {path}: it is a non-empty folder ({n} entries) that is not "
             "a convexsnn model; choose a new or empty folder, or pass overwrite=True / "
             "--overwrite to write config.json and weights.npz beside the files there (nothing "
-            "else is touched)")
+            "else is touched)"
+        )
     return path
 
 
@@ -572,34 +649,48 @@ def _read_saved(path: Path) -> tuple[dict, bytes]:
     except (OSError, EOFError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: file could not be read, it may be corrupt "
-                         f"({_short(exc)})") from None
+        raise ValueError(
+            f"{path}: file could not be read, it may be corrupt ({_short(exc)})"
+        ) from None
     except ValueError as exc:
         if str(exc).startswith(str(path)):
             raise
-        raise ValueError(f"{path}: file could not be read, it is corrupt or not a convexsnn "
-                         f"model ({_short(exc)})") from None
+        raise ValueError(
+            f"{path}: file could not be read, it is corrupt or not a convexsnn "
+            f"model ({_short(exc)})"
+        ) from None
     except Exception as exc:  # zipfile.BadZipFile and friends
-        raise ValueError(f"{path}: file could not be read, it is corrupt or not a convexsnn "
-                         f"model ({_short(exc)})") from None
+        raise ValueError(
+            f"{path}: file could not be read, it is corrupt or not a convexsnn "
+            f"model ({_short(exc)})"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != "convexsnn.ParallelSNN":
         raise ValueError(f"{path}: not a convexsnn ParallelSNN save")
     version = meta.get("format_version")
     if isinstance(version, bool) or version not in _READABLE_VERSIONS:
-        raise ValueError(f"{path}: format version {repr(version)[:40]} is not supported "
-                         f"(this convexsnn reads versions {list(_READABLE_VERSIONS)})")
+        raise ValueError(
+            f"{path}: format version {repr(version)[:40]} is not supported "
+            f"(this convexsnn reads versions {list(_READABLE_VERSIONS)})"
+        )
     if version >= 2:
         if meta.get("meta_sha256") != _meta_sha256(meta):
-            raise ValueError(f"{path}: config checksum mismatch: config.json was changed after "
-                             "it was saved (or is corrupt); refusing to load it")
+            raise ValueError(
+                f"{path}: config checksum mismatch: config.json was changed after "
+                "it was saved (or is corrupt); refusing to load it"
+            )
     else:
-        logger.warning("%s was saved by an earlier convexsnn (format version 1) whose checksum "
-                       "covers only the weights, so its config is unverified; save it again "
-                       "(ParallelSNN.load(p).save(p)) to protect it", path)
+        logger.warning(
+            "%s was saved by an earlier convexsnn (format version 1) whose checksum "
+            "covers only the weights, so its config is unverified; save it again "
+            "(ParallelSNN.load(p).save(p)) to protect it",
+            path,
+        )
     digest = hashlib.sha256(weights_bytes).hexdigest()
     if digest != meta.get("weights_sha256"):
-        raise ValueError(f"{path}: weights checksum mismatch (expected "
-                         f"{meta.get('weights_sha256')}, got {digest}); the file is corrupt")
+        raise ValueError(
+            f"{path}: weights checksum mismatch (expected "
+            f"{meta.get('weights_sha256')}, got {digest}); the file is corrupt"
+        )
     if not isinstance(meta.get("config"), dict):
         raise ValueError(f"{path}: config.json has no 'config' object")
     return meta, weights_bytes

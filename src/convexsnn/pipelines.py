@@ -55,8 +55,9 @@ import dataclasses
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -77,8 +78,14 @@ logger = logging.getLogger("convexsnn")
 METHODS = ("SG", "CVX", "SG-CVX", "R-CVX", "CVX->SG", "SG->SG")
 
 #: methods each method needs computed first (shared within :func:`run_methods`)
-_DEPENDS = {"SG": (), "CVX": (), "R-CVX": (), "SG-CVX": ("SG",), "CVX->SG": ("CVX",),
-            "SG->SG": ("SG",)}
+_DEPENDS = {
+    "SG": (),
+    "CVX": (),
+    "R-CVX": (),
+    "SG-CVX": ("SG",),
+    "CVX->SG": ("CVX",),
+    "SG->SG": ("SG",),
+}
 
 
 @dataclass
@@ -168,11 +175,13 @@ class PipelineConfig:
         if self.witnesses not in ("gaussian", "delay"):
             raise ValueError(f"witnesses must be 'gaussian' or 'delay', got {self.witnesses!r}")
         if self.sg_recurrent is not None and self.sg_recurrent not in RECURRENT_KINDS:
-            raise ValueError(f"sg_recurrent must be None or one of {list(RECURRENT_KINDS)}, got "
-                             f"{self.sg_recurrent!r}")
+            raise ValueError(
+                f"sg_recurrent must be None or one of {list(RECURRENT_KINDS)}, got "
+                f"{self.sg_recurrent!r}"
+            )
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "PipelineConfig":
+    def from_dict(cls, d: dict | None) -> PipelineConfig:
         """Build from a (partial) dict; unknown keys raise ``ValueError``."""
         d = dict(d or {})
         names = {f.name for f in dataclasses.fields(cls)}
@@ -184,7 +193,7 @@ class PipelineConfig:
                 d[k] = tuple(v)
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "PipelineConfig":
+    def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with some options changed."""
         return dataclasses.replace(self, **changes)
 
@@ -193,7 +202,7 @@ class PipelineConfig:
 @dataclass
 class _Layout:
     label_mode: str
-    heads: list[int] | None     # token tasks with several heads (addition: [base, 2])
+    heads: list[int] | None  # token tasks with several heads (addition: [base, 2])
     n_outputs: int
     output: str
     steps: str
@@ -213,10 +222,12 @@ def _layout(task: TaskData) -> _Layout:
 
 
 # ------------------------------------------------------------------------------ evaluation
-def _accuracy(model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, lay: _Layout,
-              batch: int) -> float:
-    return float(evaluate_accuracy(model, X, y, batch_size=batch, label_mode=lay.label_mode,
-                                   heads=lay.heads))
+def _accuracy(
+    model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, lay: _Layout, batch: int
+) -> float:
+    return float(
+        evaluate_accuracy(model, X, y, batch_size=batch, label_mode=lay.label_mode, heads=lay.heads)
+    )
 
 
 def _rollout(model: ParallelSNN, split, base: int, batch: int) -> dict:
@@ -226,11 +237,11 @@ def _rollout(model: ParallelSNN, split, base: int, batch: int) -> dict:
 
     def fn(xp: torch.Tensor):
         z = model(xp.to(dt))[:, -1, :]
-        return z[:, :base], z[:, base:base + 2]
+        return z[:, :base], z[:, base : base + 2]
 
     pds, pcs = [], []
     for s0 in range(0, a.shape[0], batch):
-        pd, pc = addition_rollout(fn, a[s0:s0 + batch], b[s0:s0 + batch], base)
+        pd, pc = addition_rollout(fn, a[s0 : s0 + batch], b[s0 : s0 + batch], base)
         pds.append(pd)
         pcs.append(pc)
     m = addition_metrics(torch.cat(pds), torch.cat(pcs), split.y[..., 0], split.y[..., 1])
@@ -238,8 +249,9 @@ def _rollout(model: ParallelSNN, split, base: int, batch: int) -> dict:
     return m
 
 
-def evaluate_model(model: ParallelSNN, task: TaskData, *, batch_size: int = 1024,
-                   ood: bool = True) -> dict:
+def evaluate_model(
+    model: ParallelSNN, task: TaskData, *, batch_size: int = 1024, ood: bool = True
+) -> dict:
     """Validation, test and OOD metrics of a trained network.
 
     Returns
@@ -251,9 +263,11 @@ def evaluate_model(model: ParallelSNN, task: TaskData, *, batch_size: int = 1024
         (:func:`~convexsnn.tasks.addition_metrics` without the histogram).
     """
     lay = _layout(task)
-    out: dict = {"val_accuracy": _accuracy(model, task.val.X, task.val.y, lay, batch_size),
-                 "test_accuracy": _accuracy(model, task.test.X, task.test.y, lay, batch_size),
-                 "ood_accuracy": {}}
+    out: dict = {
+        "val_accuracy": _accuracy(model, task.val.X, task.val.y, lay, batch_size),
+        "test_accuracy": _accuracy(model, task.test.X, task.test.y, lay, batch_size),
+        "ood_accuracy": {},
+    }
     if ood:
         for key, split in task.ood.items():
             out["ood_accuracy"][key] = _accuracy(model, split.X, split.y, lay, batch_size)
@@ -267,41 +281,66 @@ def evaluate_model(model: ParallelSNN, task: TaskData, *, batch_size: int = 1024
 
 
 def _model_info(model: ParallelSNN) -> dict:
-    return {"n_branches": int(model.n_branches), "hidden_widths": list(model.hidden_widths),
-            "n_features": int(model.n_features), "kept_neurons": kept_neurons(model),
-            "beta": float(model.config["beta"]), "theta": float(model.config["theta"]),
-            "reset": model.config["reset"], "readout": model.config["readout"],
-            "n_parameters": int(sum(p.numel() for p in model.parameters()))}
+    return {
+        "n_branches": int(model.n_branches),
+        "hidden_widths": list(model.hidden_widths),
+        "n_features": int(model.n_features),
+        "kept_neurons": kept_neurons(model),
+        "beta": float(model.config["beta"]),
+        "theta": float(model.config["theta"]),
+        "reset": model.config["reset"],
+        "readout": model.config["readout"],
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+    }
 
 
 # ------------------------------------------------------------------------------ convex fit
-_DICTIONARY_FIELDS = ("n_rows", "n_columns", "n_witness_neurons", "n_unique", "n_zero",
-                      "n_duplicates", "density")
+_DICTIONARY_FIELDS = (
+    "n_rows",
+    "n_columns",
+    "n_witness_neurons",
+    "n_unique",
+    "n_zero",
+    "n_duplicates",
+    "density",
+)
 
 
-def _convex_fit(witness_grid: list[tuple[dict, Witnesses]], task: TaskData, cfg: PipelineConfig
-                ) -> ConvexFit:
+def _convex_fit(
+    witness_grid: list[tuple[dict, Witnesses]], task: TaskData, cfg: PipelineConfig
+) -> ConvexFit:
     """:func:`~convexsnn.selection.fit_convex` over the witness grid with the pipeline's options:
     per head the :math:`\beta` of best validation accuracy (ties: the larger, sparser one),
     witness settings by joint validation accuracy, the reconstruction checked on validation."""
     lay = _layout(task)
-    with warnings.catch_warnings():   # the certificate's gap is recorded instead
+    with warnings.catch_warnings():  # the certificate's gap is recorded instead
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fit = fit_convex(witness_grid, (task.train.X, task.train.y, task.val.X, task.val.y),
-                         readout=cfg.readout, steps=lay.steps,
-                         n_classes=list(lay.heads) if lay.heads else int(task.n_classes),
-                         betas=cfg.reg_betas, n_betas=cfg.n_betas, beta_ratio=cfg.beta_ratio,
-                         loss=cfg.loss, penalty=cfg.penalty, criterion="accuracy",
-                         ties="sparsity", tol=cfg.tol, max_time=cfg.max_time, check=("val",))
+        fit = fit_convex(
+            witness_grid,
+            (task.train.X, task.train.y, task.val.X, task.val.y),
+            readout=cfg.readout,
+            steps=lay.steps,
+            n_classes=list(lay.heads) if lay.heads else int(task.n_classes),
+            betas=cfg.reg_betas,
+            n_betas=cfg.n_betas,
+            beta_ratio=cfg.beta_ratio,
+            loss=cfg.loss,
+            penalty=cfg.penalty,
+            criterion="accuracy",
+            ties="sparsity",
+            tol=cfg.tol,
+            max_time=cfg.max_time,
+            check=("val",),
+        )
     if lay.heads is None:
         # test and OOD rows too: the network must reproduce the convex predictions on every row
         # (ties by the one rule of convexsnn._scores on both sides), or this raises
         splits = {}
         for key, split in [("test", task.test), *((f"ood:{k}", v) for k, v in task.ood.items())]:
-            c = check_reconstruction(fit.model, fit.dictionary, fit.W, split.X,
-                                     allow_other_T=True)
-            splits[key] = {k: c.get(k) for k in ("prediction_agreement", "n_mismatch",
-                                                 "n_mismatch_at_ties")}
+            c = check_reconstruction(fit.model, fit.dictionary, fit.W, split.X, allow_other_T=True)
+            splits[key] = {
+                k: c.get(k) for k in ("prediction_agreement", "n_mismatch", "n_mismatch_at_ties")
+            }
         fit.checks["val"]["splits"] = splits
     return fit
 
@@ -311,10 +350,19 @@ def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple
     out = []
     for leak in leaks:
         for scale in cfg.scales:
-            w = gaussian_witnesses(task.input_size, n_branches=cfg.n_branches, depth=cfg.depth,
-                                   p_rec=cfg.p_rec, p_last=cfg.p_last, scale=float(scale),
-                                   normalized=cfg.normalized, seed=seed, beta=float(leak),
-                                   theta=cfg.theta, reset=cfg.reset)
+            w = gaussian_witnesses(
+                task.input_size,
+                n_branches=cfg.n_branches,
+                depth=cfg.depth,
+                p_rec=cfg.p_rec,
+                p_last=cfg.p_last,
+                scale=float(scale),
+                normalized=cfg.normalized,
+                seed=seed,
+                beta=float(leak),
+                theta=cfg.theta,
+                reset=cfg.reset,
+            )
             if cfg.witnesses == "delay":
                 w = delay_line_witnesses(w, task.train.T)
             out.append(({"leak": float(leak), "scale": float(scale)}, w))
@@ -325,55 +373,120 @@ def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple
 def _sg_model(task: TaskData, cfg: PipelineConfig, seed: int) -> ParallelSNN:
     lay = _layout(task)
     K = cfg.sg_n_branches or cfg.n_branches
-    return ParallelSNN(task.input_size, lay.n_outputs, n_branches=K,
-                       depth=cfg.sg_depth or cfg.depth, p_rec=cfg.sg_p_rec or cfg.p_rec,
-                       p_last=cfg.sg_p_last or cfg.p_last, beta=cfg.beta, theta=cfg.theta,
-                       reset=cfg.reset, readout=cfg.readout, output=lay.output,
-                       init_scale=cfg.sg_init_scale, bias=bool(cfg.sg_bias),
-                       recurrent=cfg.sg_recurrent, seed=seed)
+    return ParallelSNN(
+        task.input_size,
+        lay.n_outputs,
+        n_branches=K,
+        depth=cfg.sg_depth or cfg.depth,
+        p_rec=cfg.sg_p_rec or cfg.p_rec,
+        p_last=cfg.sg_p_last or cfg.p_last,
+        beta=cfg.beta,
+        theta=cfg.theta,
+        reset=cfg.reset,
+        readout=cfg.readout,
+        output=lay.output,
+        init_scale=cfg.sg_init_scale,
+        bias=bool(cfg.sg_bias),
+        recurrent=cfg.sg_recurrent,
+        seed=seed,
+    )
 
 
-def _train(model: ParallelSNN, task: TaskData, cfg: PipelineConfig, *, epochs: int, lr: float,
-           seed: int) -> dict:
+def _train(
+    model: ParallelSNN, task: TaskData, cfg: PipelineConfig, *, epochs: int, lr: float, seed: int
+) -> dict:
     lay = _layout(task)
-    res = train_surrogate(model, task.train.X, task.train.y, task.val.X, task.val.y,
-                          loss=cfg.sg_loss, epochs=epochs, batch_size=cfg.sg_batch_size, lr=lr,
-                          seed=seed, progress=False, label_mode=lay.label_mode, heads=lay.heads,
-                          restore_best=True, eval_batch_size=cfg.eval_batch_size)
+    res = train_surrogate(
+        model,
+        task.train.X,
+        task.train.y,
+        task.val.X,
+        task.val.y,
+        loss=cfg.sg_loss,
+        epochs=epochs,
+        batch_size=cfg.sg_batch_size,
+        lr=lr,
+        seed=seed,
+        progress=False,
+        label_mode=lay.label_mode,
+        heads=lay.heads,
+        restore_best=True,
+        eval_batch_size=cfg.eval_batch_size,
+    )
     return _train_info(res)
 
 
 def _train_info(res: TrainResult) -> dict:
-    return {"epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
-            "best_val_acc": res.best_val_acc, "stop_reason": res.stop_reason}
+    return {
+        "epochs_run": res.epochs_run,
+        "best_epoch": res.best_epoch,
+        "best_val_acc": res.best_val_acc,
+        "stop_reason": res.stop_reason,
+    }
 
 
-def _finetune(start: ParallelSNN, task: TaskData, cfg: PipelineConfig, seed: int
-              ) -> tuple[ParallelSNN, dict]:
+def _finetune(
+    start: ParallelSNN, task: TaskData, cfg: PipelineConfig, seed: int
+) -> tuple[ParallelSNN, dict]:
     """:func:`~convexsnn.train.finetune` for ``ft_epochs`` at ``ft_lr`` (seed ``seed + 1``)."""
     lay = _layout(task)
-    ft = finetune(start, task.train.X, task.train.y, task.val.X, task.val.y,
-                  epochs=cfg.ft_epochs, lr=cfg.ft_lr, seed=seed + 1, label_mode=lay.label_mode,
-                  heads=lay.heads, eval_batch_size=cfg.eval_batch_size, loss=cfg.sg_loss,
-                  batch_size=cfg.sg_batch_size, restore_best=True)
+    ft = finetune(
+        start,
+        task.train.X,
+        task.train.y,
+        task.val.X,
+        task.val.y,
+        epochs=cfg.ft_epochs,
+        lr=cfg.ft_lr,
+        seed=seed + 1,
+        label_mode=lay.label_mode,
+        heads=lay.heads,
+        eval_batch_size=cfg.eval_batch_size,
+        loss=cfg.sg_loss,
+        batch_size=cfg.sg_batch_size,
+        restore_best=True,
+    )
     info = _train_info(ft.result)
-    info.update({"val_before": ft.val_before, "val_after": ft.val_after,
-                 "kept_finetuned": ft.kept_finetuned})
+    info.update(
+        {
+            "val_before": ft.val_before,
+            "val_after": ft.val_after,
+            "kept_finetuned": ft.kept_finetuned,
+        }
+    )
     return ft.model, info
 
 
 # ------------------------------------------------------------------------------ public API
-def _record(method: str, seed: int, task: TaskData, model: ParallelSNN, cfg: PipelineConfig,
-            seconds: dict, **extra: Any) -> dict:
+def _record(
+    method: str,
+    seed: int,
+    task: TaskData,
+    model: ParallelSNN,
+    cfg: PipelineConfig,
+    seconds: dict,
+    **extra: Any,
+) -> dict:
     t0 = time.perf_counter()
     ev = evaluate_model(model, task, batch_size=cfg.eval_batch_size)
     seconds = {**seconds, "evaluate": time.perf_counter() - t0}
-    rec = {"method": method, "seed": int(seed), "task": task.name,
-           "task_meta": {k: v for k, v in task.meta.items() if not isinstance(v, (list, dict))},
-           **ev, "model": _model_info(model), "kept_neurons": kept_neurons(model),
-           "chosen": {}, "certificate": None, "certificates": None, "dictionary": None,
-           "n_witness_neurons": None, "reconstruction_check": None, "training": None,
-           "seconds": seconds}
+    rec = {
+        "method": method,
+        "seed": int(seed),
+        "task": task.name,
+        "task_meta": {k: v for k, v in task.meta.items() if not isinstance(v, (list, dict))},
+        **ev,
+        "model": _model_info(model),
+        "kept_neurons": kept_neurons(model),
+        "chosen": {},
+        "certificate": None,
+        "certificates": None,
+        "dictionary": None,
+        "n_witness_neurons": None,
+        "reconstruction_check": None,
+        "training": None,
+        "seconds": seconds,
+    }
     rec.update(extra)
     rec["seconds"]["total"] = float(sum(v for k, v in rec["seconds"].items() if k != "total"))
     return _json_safe(rec)
@@ -382,16 +495,26 @@ def _record(method: str, seed: int, task: TaskData, model: ParallelSNN, cfg: Pip
 def _convex_extra(fit: ConvexFit) -> dict:
     chosen = {**fit.witness_settings, "reg_beta": fit.betas}
     summary = fit.dictionary.summary()
-    return {"chosen": chosen, "certificate": fit.certificates[0],
-            "certificates": fit.certificates,
-            "dictionary": {k: summary[k] for k in _DICTIONARY_FIELDS},
-            "n_witness_neurons": int(fit.witnesses.n_witness_neurons),
-            "reconstruction_check": fit.checks["val"],
-            "val_accuracy_convex": fit.val_accuracy, "selection_grid": fit.grid}
+    return {
+        "chosen": chosen,
+        "certificate": fit.certificates[0],
+        "certificates": fit.certificates,
+        "dictionary": {k: summary[k] for k in _DICTIONARY_FIELDS},
+        "n_witness_neurons": int(fit.witnesses.n_witness_neurons),
+        "reconstruction_check": fit.checks["val"],
+        "val_accuracy_convex": fit.val_accuracy,
+        "selection_grid": fit.grid,
+    }
 
 
-def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfig | dict | None
-                = None, seed: int = 0, return_models: bool = False):
+def run_methods(
+    methods: Sequence[str],
+    task: TaskData,
+    *,
+    config: PipelineConfig | dict | None = None,
+    seed: int = 0,
+    return_models: bool = False,
+):
     """Run several methods on one task, sharing intermediate models.
 
     ``SG-CVX`` and ``SG->SG`` reuse the ``SG`` network, ``CVX->SG`` the ``CVX`` network (each is
@@ -429,7 +552,7 @@ def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfi
             try:
                 _run_stage(m, task, cfg, seed, models, records, methods, t0)
                 continue
-            except (RuntimeError, ValueError) as exc:   # e.g. a silent witness set
+            except (RuntimeError, ValueError) as exc:  # e.g. a silent witness set
                 err = f"{type(exc).__name__}: {exc}"
         logger.warning("pipeline %s failed: %s", m, err)
         if m in methods:
@@ -440,20 +563,45 @@ def run_methods(methods: Sequence[str], task: TaskData, *, config: PipelineConfi
     return out
 
 
-def _failed_record(method: str, seed: int, task: TaskData, cfg: PipelineConfig, error: str,
-                   seconds: float) -> dict:
+def _failed_record(
+    method: str, seed: int, task: TaskData, cfg: PipelineConfig, error: str, seconds: float
+) -> dict:
     """Record of a method that could not run (every field present, metrics ``None``)."""
-    return _json_safe({
-        "method": method, "seed": int(seed), "task": task.name, "error": error,
-        "task_meta": {k: v for k, v in task.meta.items() if not isinstance(v, (list, dict))},
-        "val_accuracy": None, "test_accuracy": None, "ood_accuracy": {}, "model": None,
-        "kept_neurons": None, "chosen": {}, "certificate": None, "certificates": None,
-        "dictionary": None, "n_witness_neurons": None, "reconstruction_check": None,
-        "training": None, "config": cfg.to_dict(), "seconds": {"total": seconds}})
+    return _json_safe(
+        {
+            "method": method,
+            "seed": int(seed),
+            "task": task.name,
+            "error": error,
+            "task_meta": {k: v for k, v in task.meta.items() if not isinstance(v, (list, dict))},
+            "val_accuracy": None,
+            "test_accuracy": None,
+            "ood_accuracy": {},
+            "model": None,
+            "kept_neurons": None,
+            "chosen": {},
+            "certificate": None,
+            "certificates": None,
+            "dictionary": None,
+            "n_witness_neurons": None,
+            "reconstruction_check": None,
+            "training": None,
+            "config": cfg.to_dict(),
+            "seconds": {"total": seconds},
+        }
+    )
 
 
-def _run_stage(m: str, task: TaskData, cfg: PipelineConfig, seed: int, models: dict,
-               records: dict, methods: list, t0: float) -> None:
+def _run_stage(
+    m: str,
+    task: TaskData,
+    cfg: PipelineConfig,
+    seed: int,
+    models: dict,
+    records: dict,
+    methods: list,
+    t0: float,
+) -> None:
     """Compute method ``m`` (its dependencies are in ``models``) and record it if asked."""
     if m == "SG":
         model = _sg_model(task, cfg, seed)
@@ -467,34 +615,61 @@ def _run_stage(m: str, task: TaskData, cfg: PipelineConfig, seed: int, models: d
             w = witnesses_from_network(models["SG"], dtype=torch.float64)
             grid = [({"witnesses": "SG network"}, w)]
         else:
-            w = reservoir_witnesses(task.train.X, n_branches=cfg.n_branches, depth=cfg.depth,
-                                    p_rec=cfg.p_rec, p_last=cfg.p_last,
-                                    leaks=cfg.res_leaks, thresholds=cfg.res_thresholds,
-                                    input_scales=cfg.res_input_scales, seed=seed,
-                                    reset=cfg.reset)
-            grid = [({"leak": w.beta, "theta": w.theta,
-                      "input_scale": w.description["chosen"]["input_scale"],
-                      "branching_ratio": w.description["chosen"]["branching_ratio"]}, w)]
+            w = reservoir_witnesses(
+                task.train.X,
+                n_branches=cfg.n_branches,
+                depth=cfg.depth,
+                p_rec=cfg.p_rec,
+                p_last=cfg.p_last,
+                leaks=cfg.res_leaks,
+                thresholds=cfg.res_thresholds,
+                input_scales=cfg.res_input_scales,
+                seed=seed,
+                reset=cfg.reset,
+            )
+            grid = [
+                (
+                    {
+                        "leak": w.beta,
+                        "theta": w.theta,
+                        "input_scale": w.description["chosen"]["input_scale"],
+                        "branching_ratio": w.description["chosen"]["branching_ratio"],
+                    },
+                    w,
+                )
+            ]
         t_w = time.perf_counter() - t0
         fit = _convex_fit(grid, task, cfg)
         model = fit.model
         secs = {"witnesses": t_w, **fit.timings}
         extra = _convex_extra(fit)
-    else:   # fine-tuning methods
+    else:  # fine-tuning methods
         start = models["CVX" if m == "CVX->SG" else "SG"]
         model, info = _finetune(start, task, cfg, seed)
         secs = {"finetune": time.perf_counter() - t0}
-        extra = {"training": info, "chosen": {"kept_finetuned": info["kept_finetuned"],
-                                              "ft_epochs": cfg.ft_epochs}}
+        extra = {
+            "training": info,
+            "chosen": {"kept_finetuned": info["kept_finetuned"], "ft_epochs": cfg.ft_epochs},
+        }
     models[m] = model
     if m in methods:
         records[m] = _record(m, seed, task, model, cfg, secs, config=cfg.to_dict(), **extra)
-        logger.info("pipeline %s: val=%.4f test=%.4f", m, records[m]["val_accuracy"],
-                    records[m]["test_accuracy"])
+        logger.info(
+            "pipeline %s: val=%.4f test=%.4f",
+            m,
+            records[m]["val_accuracy"],
+            records[m]["test_accuracy"],
+        )
 
 
-def run_method(method: str, task: TaskData, *, config: PipelineConfig | dict | None = None,
-               seed: int = 0, return_model: bool = False):
+def run_method(
+    method: str,
+    task: TaskData,
+    *,
+    config: PipelineConfig | dict | None = None,
+    seed: int = 0,
+    return_model: bool = False,
+):
     """Run one method end to end and return its JSON-safe record.
 
     Parameters
@@ -519,7 +694,6 @@ def run_method(method: str, task: TaskData, *, config: PipelineConfig | dict | N
         final :class:`ParallelSNN` (``None`` if the method failed).
     """
     if return_model:
-        records, models = run_methods([method], task, config=config, seed=seed,
-                                      return_models=True)
+        records, models = run_methods([method], task, config=config, seed=seed, return_models=True)
         return records[0], models[0]
     return run_methods([method], task, config=config, seed=seed)[0]

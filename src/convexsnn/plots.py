@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +57,8 @@ def _figure_class():
     except ImportError as exc:
         raise ImportError(
             "plotting needs the optional dependency 'matplotlib', which is not installed; "
-            "install it with `pip install convexsnn[plot]`") from exc
+            "install it with `pip install convexsnn[plot]`"
+        ) from exc
     return Figure, FigureCanvasAgg
 
 
@@ -107,8 +109,15 @@ def _plain_log_ticks(ax, values: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------------- raster
-def plot_raster(model: ParallelSNN, x: Any, path: str | os.PathLike, sample: int = 0, *,
-                title: str | None = None, dpi: int = 120) -> Path:
+def plot_raster(
+    model: ParallelSNN,
+    x: Any,
+    path: str | os.PathLike,
+    sample: int = 0,
+    *,
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
     r"""Spike raster of every LIF layer of ``model`` on one input sequence.
 
     One panel per layer (plus the input as a heat map on top, and the membrane readout
@@ -142,44 +151,65 @@ def plot_raster(model: ParallelSNN, x: Any, path: str | os.PathLike, sample: int
     sample = int(sample)
     membrane = model.config["readout"] == "membrane"
     with torch.no_grad():
-        xs = x[sample:sample + 1]
+        xs = x[sample : sample + 1]
         trace = model.simulate(xs)
         readout = model.features(xs)[0].cpu().numpy() if membrane else None
     inp = xs[0].cpu().numpy()  # (T, d)
     T = inp.shape[0]
     K, widths = model.n_branches, model.hidden_widths
     panels = [("input", inp)]
-    panels += [(f"layer {l + 1}", s[0].reshape(T, -1).cpu().numpy())
-               for l, s in enumerate(trace.spikes)]
+    panels += [
+        (f"layer {l + 1}", s[0].reshape(T, -1).cpu().numpy()) for l, s in enumerate(trace.spikes)
+    ]
     if membrane:
         panels.append(("readout", readout))
     heights = [float(np.clip(a.shape[1] / 16.0, 1.0, 3.0)) for _, a in panels]
     fig = _new_figure(8.0, 0.6 + 1.1 * sum(heights))
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False,
-                        gridspec_kw={"height_ratios": heights})[:, 0]
+    axes = fig.subplots(
+        len(panels), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights}
+    )[:, 0]
     ax = axes[0]
-    im = ax.imshow(inp.T, aspect="auto", origin="lower", interpolation="nearest", cmap="viridis",
-                   extent=(0.5, T + 0.5, -0.5, inp.shape[1] - 0.5))
+    im = ax.imshow(
+        inp.T,
+        aspect="auto",
+        origin="lower",
+        interpolation="nearest",
+        cmap="viridis",
+        extent=(0.5, T + 0.5, -0.5, inp.shape[1] - 0.5),
+    )
     fig.colorbar(im, cax=ax.inset_axes([1.005, 0.0, 0.012, 1.0]))  # keeps the x axes aligned
     ax.set_ylabel("input\nfeature")
     for ax, (name, a) in zip(axes[1:], panels[1:]):
         n_rows = a.shape[1]
         t_idx, n_idx = np.nonzero(a)
-        ax.scatter(t_idx + 1, n_idx, marker="|", s=max(4.0, 400.0 / max(n_rows, 1)),
-                   color="black", linewidths=1.0)
+        ax.scatter(
+            t_idx + 1,
+            n_idx,
+            marker="|",
+            s=max(4.0, 400.0 / max(n_rows, 1)),
+            color="black",
+            linewidths=1.0,
+        )
         n_per_branch = n_rows // K
         if 1 < K <= 64:
             for k in range(1, K):
                 ax.axhline(k * n_per_branch - 0.5, color="0.7", lw=0.6, ls="--")
         ax.set_ylim(-0.5, n_rows - 0.5)
-        what = (f"membrane readout 1[m >= {model.config['readout_bias']:g}]"
-                if name == "readout" else name)
+        what = (
+            f"membrane readout 1[m >= {model.config['readout_bias']:g}]"
+            if name == "readout"
+            else name
+        )
         ax.set_ylabel(f"{name}\nneuron")
-        ax.set_title(f"{what}: {K} x {n_per_branch} neurons, rate {float(a.mean()):.3f}",
-                     fontsize=8, loc="left")
+        ax.set_title(
+            f"{what}: {K} x {n_per_branch} neurons, rate {float(a.mean()):.3f}",
+            fontsize=8,
+            loc="left",
+        )
         if t_idx.size == 0:
-            ax.text(0.5, 0.5, "no spikes", transform=ax.transAxes, ha="center", va="center",
-                    color="0.5")
+            ax.text(
+                0.5, 0.5, "no spikes", transform=ax.transAxes, ha="center", va="center", color="0.5"
+            )
     axes[-1].set_xlim(0.5, T + 0.5)
     axes[-1].set_xlabel("time step")
     fig.suptitle(title or f"spike raster, sample {sample} (widths {widths}, K={K})", fontsize=10)
@@ -213,15 +243,19 @@ def _check_stats(stats: Any) -> list[dict]:
         if "density" in e:
             d = _finite_1d(e["density"], f"stats[{i}]['density']")
             if d.min() < 0 or d.max() > 1:
-                raise ValueError(f"stats[{i}]['density'] must lie in [0, 1], got values in "
-                                 f"[{d.min()}, {d.max()}]")
+                raise ValueError(
+                    f"stats[{i}]['density'] must lie in [0, 1], got values in "
+                    f"[{d.min()}, {d.max()}]"
+                )
             entry["density"] = d
         if has_curve:
             nw = _finite_1d(e["n_witness"], f"stats[{i}]['n_witness']")
             nu = _finite_1d(e["n_unique"], f"stats[{i}]['n_unique']")
             if nw.shape != nu.shape:
-                raise ValueError(f"stats[{i}]: n_witness has {nw.size} values, n_unique "
-                                 f"{nu.size}; they must pair up")
+                raise ValueError(
+                    f"stats[{i}]: n_witness has {nw.size} values, n_unique "
+                    f"{nu.size}; they must pair up"
+                )
             if nw.min() <= 0 or nu.min() < 0:
                 raise ValueError(f"stats[{i}]: n_witness must be > 0 and n_unique >= 0")
             order = np.argsort(nw, kind="stable")
@@ -230,8 +264,13 @@ def _check_stats(stats: Any) -> list[dict]:
     return out
 
 
-def plot_dictionary_stats(stats: Mapping | Sequence[Mapping], path: str | os.PathLike, *,
-                          title: str | None = None, dpi: int = 120) -> Path:
+def plot_dictionary_stats(
+    stats: Mapping | Sequence[Mapping],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
     """Spike-dictionary statistics: pattern-density histogram and dictionary growth.
 
     Left panel (entries with ``"density"``): histogram of per-column densities (fraction of
@@ -261,8 +300,14 @@ def plot_dictionary_stats(stats: Mapping | Sequence[Mapping], path: str | os.Pat
         bins = np.linspace(0.0, 1.0, 41)
         for i, e in enumerate(entries):
             if "density" in e:
-                ax.hist(e["density"], bins=bins, histtype="step" if multi else "stepfilled",
-                        alpha=1.0 if multi else 0.7, label=label(e, i), lw=1.5)
+                ax.hist(
+                    e["density"],
+                    bins=bins,
+                    histtype="step" if multi else "stepfilled",
+                    alpha=1.0 if multi else 0.7,
+                    label=label(e, i),
+                    lw=1.5,
+                )
         ax.set_xlim(0, 1)
         ax.set_xlabel("pattern density (fraction of rows with a spike)")
         ax.set_ylabel("dictionary columns")
@@ -299,8 +344,11 @@ def plot_dictionary_stats(stats: Mapping | Sequence[Mapping], path: str | os.Pat
 
 # ----------------------------------------------------------------------- accuracy vs size
 def _check_records(records: Any) -> dict[str, list[tuple[float, float, float]]]:
-    if isinstance(records, Mapping) or not isinstance(records, Sequence) or isinstance(
-            records, (str, bytes)):
+    if (
+        isinstance(records, Mapping)
+        or not isinstance(records, Sequence)
+        or isinstance(records, (str, bytes))
+    ):
         raise TypeError(f"records must be a list of dicts, got {type(records).__name__}")
     if len(records) == 0:
         raise ValueError("records is empty: give at least one {method, n_train, accuracy} dict")
@@ -310,8 +358,9 @@ def _check_records(records: Any) -> dict[str, list[tuple[float, float, float]]]:
             raise TypeError(f"records[{i}] must be a dict, got {type(r).__name__}")
         unknown = sorted(set(r) - set(_RECORD_KEYS))
         if unknown:
-            raise ValueError(f"records[{i}] has unknown keys {unknown}; allowed: "
-                             f"{list(_RECORD_KEYS)}")
+            raise ValueError(
+                f"records[{i}] has unknown keys {unknown}; allowed: {list(_RECORD_KEYS)}"
+            )
         missing = [k for k in _RECORD_REQUIRED if k not in r]
         if missing:
             raise ValueError(f"records[{i}] is missing {missing}")
@@ -335,9 +384,14 @@ def _check_records(records: Any) -> dict[str, list[tuple[float, float, float]]]:
     return {m: sorted(p) for m, p in by_method.items()}
 
 
-def plot_accuracy_vs_size(records: Sequence[Mapping], path: str | os.PathLike, *,
-                          title: str | None = None, ylabel: str = "accuracy",
-                          dpi: int = 120) -> Path:
+def plot_accuracy_vs_size(
+    records: Sequence[Mapping],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    ylabel: str = "accuracy",
+    dpi: int = 120,
+) -> Path:
     """Accuracy against training-set size, one curve per method, with a +-std band.
 
     Parameters
@@ -360,11 +414,11 @@ def plot_accuracy_vs_size(records: Sequence[Mapping], path: str | os.PathLike, *
     ax = fig.subplots()
     for method, pts in by_method.items():
         n, acc, std = (np.array(v) for v in zip(*pts))
-        line = ax.errorbar(n, acc, yerr=std if std.any() else None, marker="o", ms=4,
-                           capsize=3, label=method)
+        line = ax.errorbar(
+            n, acc, yerr=std if std.any() else None, marker="o", ms=4, capsize=3, label=method
+        )
         if std.any() and n.size > 1:
-            ax.fill_between(n, acc - std, acc + std, alpha=0.15, color=line[0].get_color(),
-                            lw=0)
+            ax.fill_between(n, acc - std, acc + std, alpha=0.15, color=line[0].get_color(), lw=0)
     all_n = np.concatenate([np.array([p[0] for p in pts]) for pts in by_method.values()])
     if all_n.max() / all_n.min() >= 10:
         ax.set_xscale("log")

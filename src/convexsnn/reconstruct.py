@@ -45,8 +45,15 @@ from .convex.penalties import Penalty
 from .dictionary import SpikeDictionary, _unique_sequences
 from .network import ParallelSNN
 
-__all__ = ["reconstruct", "check_reconstruction", "ReconstructionError", "predict_from_scores",
-           "readout_weights", "kept_neurons", "joint_correct"]
+__all__ = [
+    "reconstruct",
+    "check_reconstruction",
+    "ReconstructionError",
+    "predict_from_scores",
+    "readout_weights",
+    "kept_neurons",
+    "joint_correct",
+]
 
 logger = logging.getLogger("convexsnn")
 
@@ -69,8 +76,7 @@ def _certificate_dict(cert: Any) -> dict | None:
     return json_safe(d)
 
 
-def readout_weights(W: Any, n_columns: int, *, tol: float = 0.0
-                    ) -> tuple[torch.Tensor, Any]:
+def readout_weights(W: Any, n_columns: int, *, tol: float = 0.0) -> tuple[torch.Tensor, Any]:
     """``(W_eff, certificate)``: ``W`` as a float64 ``(P, C)`` tensor whose rows with
     :math:`\\max_c |W_{jc}| \\le` ``tol`` are set to zero; ``W`` may be a ``ReadoutSolution``
     (its ``.W`` and ``.certificate`` are used)."""
@@ -81,14 +87,17 @@ def readout_weights(W: Any, n_columns: int, *, tol: float = 0.0
     if isinstance(W, np.ndarray):
         W = torch.from_numpy(np.array(W))
     if not isinstance(W, torch.Tensor):
-        raise TypeError(f"W must be a tensor, an array or a ReadoutSolution, got "
-                        f"{type(W).__name__}")
+        raise TypeError(
+            f"W must be a tensor, an array or a ReadoutSolution, got {type(W).__name__}"
+        )
     W = W.detach().to(device="cpu", dtype=torch.float64)
     if W.ndim == 1:
         W = W[:, None]
     if W.ndim != 2 or W.shape[0] != n_columns:
-        raise ValueError(f"W must have shape ({n_columns}, C) (one row per dictionary column), "
-                         f"got {tuple(W.shape)}")
+        raise ValueError(
+            f"W must have shape ({n_columns}, C) (one row per dictionary column), "
+            f"got {tuple(W.shape)}"
+        )
     if not bool(torch.isfinite(W).all()):
         raise ValueError("W contains NaN or inf")
     tol = check_positive_float(tol, "tol", allow_zero=True)
@@ -127,7 +136,7 @@ def joint_correct(Z: torch.Tensor, ys: Any, widths: Any = None) -> torch.Tensor:
     ok = torch.ones(Z.shape[0], dtype=torch.bool)
     c0 = 0
     for y, c in zip(ys, widths):
-        ok &= predict_from_scores(Z[:, c0:c0 + c]).cpu() == y.cpu()
+        ok &= predict_from_scores(Z[:, c0 : c0 + c]).cpu() == y.cpu()
         c0 += c
     return ok
 
@@ -146,9 +155,16 @@ def _recurrent_closure(rec_last: torch.Tensor | None, needed: np.ndarray) -> np.
         keep = new
 
 
-def reconstruct(dictionary: SpikeDictionary, W: Any, *, prune: bool = True, tol: float = 0.0,
-                certificate: Any = None, extra: dict | None = None,
-                **network_options: Any) -> ParallelSNN:
+def reconstruct(
+    dictionary: SpikeDictionary,
+    W: Any,
+    *,
+    prune: bool = True,
+    tol: float = 0.0,
+    certificate: Any = None,
+    extra: dict | None = None,
+    **network_options: Any,
+) -> ParallelSNN:
     r"""Build the ``ParallelSNN`` whose forward pass computes :math:`D W` (module docstring).
 
     Parameters
@@ -201,7 +217,8 @@ def reconstruct(dictionary: SpikeDictionary, W: Any, *, prune: bool = True, tol:
         needed.setdefault(k, np.zeros(n_last, bool))[i] = True
     for k in list(needed):
         needed[k] = _recurrent_closure(
-            rec_last[k] if rec_last is not None and rec_last.ndim == 3 else None, needed[k])
+            rec_last[k] if rec_last is not None and rec_last.ndim == 3 else None, needed[k]
+        )
 
     if not prune:
         branches = [int(b) for b in dictionary.branches]
@@ -253,19 +270,26 @@ def reconstruct(dictionary: SpikeDictionary, W: Any, *, prune: bool = True, tol:
         wl = zeros(K_new, wit.weights[-1].shape[1], width)
         biases = None
         if wit.biases is not None:
-            biases = [(b.index_select(0, bidx).clone() if b is not None else
-                       zeros(K_new, wit.hidden_widths[l]))
-                      for l, b in enumerate(wit.biases[:-1])] + [zeros(K_new, width)]
+            biases = [
+                (
+                    b.index_select(0, bidx).clone()
+                    if b is not None
+                    else zeros(K_new, wit.hidden_widths[l])
+                )
+                for l, b in enumerate(wit.biases[:-1])
+            ] + [zeros(K_new, width)]
         recurrent = None
         if rec_kind is not None:
             recurrent = []
             for l, r in enumerate(wit.recurrent[:-1]):
                 n_l = wit.hidden_widths[l]
                 shape = (K_new, n_l, n_l) if rec_kind == "dense" else (K_new, n_l)
-                recurrent.append(r.index_select(0, bidx).clone() if r is not None
-                                 else zeros(*shape))
-            recurrent.append(zeros(K_new, width, width) if rec_kind == "dense"
-                             else zeros(K_new, width))
+                recurrent.append(
+                    r.index_select(0, bidx).clone() if r is not None else zeros(*shape)
+                )
+            recurrent.append(
+                zeros(K_new, width, width) if rec_kind == "dense" else zeros(K_new, width)
+            )
         feats = []
         for kk, (k, g) in enumerate(groups):
             gi = torch.as_tensor(g, dtype=torch.long, device=wit.device)
@@ -296,12 +320,22 @@ def reconstruct(dictionary: SpikeDictionary, W: Any, *, prune: bool = True, tol:
         raise RuntimeError(f"internal error: columns {sorted(missing)[:5]} lost in reconstruction")
 
     net = ParallelSNN(
-        wit.n_inputs, C, n_branches=K_new, hidden_widths=widths, beta=wit.beta,
-        theta=wit.theta, reset=wit.reset, readout=dictionary.readout,
+        wit.n_inputs,
+        C,
+        n_branches=K_new,
+        hidden_widths=widths,
+        beta=wit.beta,
+        theta=wit.theta,
+        reset=wit.reset,
+        readout=dictionary.readout,
         readout_bias=dictionary.readout_bias,
         output="last" if dictionary.steps == "last" else "all",
-        bias=wit.biases is not None, output_bias=False, recurrent=rec_kind, dtype=dtype,
-        **network_options)
+        bias=wit.biases is not None,
+        output_bias=False,
+        recurrent=rec_kind,
+        dtype=dtype,
+        **network_options,
+    )
     net.to(wit.device)
     with torch.no_grad():
         for p, w in zip(net.weights, weights):
@@ -317,14 +351,18 @@ def reconstruct(dictionary: SpikeDictionary, W: Any, *, prune: bool = True, tol:
     kept_branches = sorted({nk[0] for nk in feats if nk is not None})
     record = {
         "kind": "convexsnn.reconstruction",
-        "layout": layout, "prune": bool(prune), "tol": float(tol),
-        "n_active_columns": int(active.size), "n_columns": dictionary.n_columns,
+        "layout": layout,
+        "prune": bool(prune),
+        "tol": float(tol),
+        "n_active_columns": int(active.size),
+        "n_columns": dictionary.n_columns,
         "n_outputs": C,
         "branches_kept": kept_branches,
         "n_branches_kept": len(kept_branches),
         "n_branches_witness": wit.n_branches,
-        "feature_provenance": [[-1, -1] if nk is None else [int(nk[0]), int(nk[1])]
-                               for nk in feats],
+        "feature_provenance": [
+            [-1, -1] if nk is None else [int(nk[0]), int(nk[1])] for nk in feats
+        ],
         "feature_columns": feat_cols,
         "witnesses": wit.description,
         "witness_fingerprint": wit.fingerprint(),
@@ -336,8 +374,13 @@ def reconstruct(dictionary: SpikeDictionary, W: Any, *, prune: bool = True, tol:
         record["extra"] = extra
     net.saved_extra = record
     net.reconstruction = record
-    logger.info("reconstructed ParallelSNN: %d active columns -> %d branches x widths %s "
-                "(layout %s)", active.size, K_new, widths, layout)
+    logger.info(
+        "reconstructed ParallelSNN: %d active columns -> %d branches x widths %s (layout %s)",
+        active.size,
+        K_new,
+        widths,
+        layout,
+    )
     return net
 
 
@@ -349,10 +392,19 @@ def _top2_margin(z: torch.Tensor) -> torch.Tensor:
     return top[..., 0] - top[..., 1]
 
 
-def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any, X: Any,
-                         y: Any = None, *, tol: float | None = None, raise_on_mismatch: bool = True,
-                         allow_other_T: bool = False, unique_inputs: bool = False,
-                         heads: Any = None) -> dict:
+def check_reconstruction(
+    model: ParallelSNN,
+    dictionary: SpikeDictionary,
+    W: Any,
+    X: Any,
+    y: Any = None,
+    *,
+    tol: float | None = None,
+    raise_on_mismatch: bool = True,
+    allow_other_T: bool = False,
+    unique_inputs: bool = False,
+    heads: Any = None,
+) -> dict:
     r"""Compare the network's scores on ``X`` with :math:`D_X W` from the dictionary.
 
     :math:`D_X` = ``dictionary.transform(X)``; scores of the network are flattened to rows as in
@@ -393,16 +445,20 @@ def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any
         z_net = z_net[torch.from_numpy(inv)]
     z_net = z_net.reshape(-1, z_net.shape[-1])
     if z_net.shape != z_dict.shape:
-        raise ValueError(f"network scores {tuple(z_net.shape)} and dictionary scores "
-                         f"{tuple(z_dict.shape)} differ in shape; the model does not match the "
-                         f"dictionary's steps/outputs")
+        raise ValueError(
+            f"network scores {tuple(z_net.shape)} and dictionary scores "
+            f"{tuple(z_dict.shape)} differ in shape; the model does not match the "
+            f"dictionary's steps/outputs"
+        )
     diff = (z_net - z_dict).abs()
     max_abs = float(diff.max()) if diff.numel() else 0.0
     scale = float(z_dict.abs().max()) if z_dict.numel() else 0.0
     widths = [z_dict.shape[1]] if heads is None else [int(c) for c in heads]
     if sum(widths) != z_dict.shape[1]:
-        raise ValueError(f"heads {widths} add up to {sum(widths)} score columns, the readout "
-                         f"has {z_dict.shape[1]}")
+        raise ValueError(
+            f"heads {widths} add up to {sum(widths)} score columns, the readout "
+            f"has {z_dict.shape[1]}"
+        )
     # the same prediction rule on both sides, ties included: the tolerance comes from the
     # dictionary (D holds 0/1 spikes, so |D||W| = D|W|) with the network's precision
     n_terms = int((W_eff != 0).any(dim=1).sum())
@@ -416,26 +472,32 @@ def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any
     beyond_tie = torch.zeros(z_dict.shape[0], dtype=torch.bool)
     p_net, p_dict, c0 = [], [], 0
     for c in widths:
-        tie = tolerance_from_abs_sums(abs_sums[:, c0:c0 + c], n_terms, model.dtype)
-        pn = classes_from_scores(z_net[:, c0:c0 + c], tie)
-        pd = classes_from_scores(z_dict[:, c0:c0 + c], tie)
+        tie = tolerance_from_abs_sums(abs_sums[:, c0 : c0 + c], n_terms, model.dtype)
+        pn = classes_from_scores(z_net[:, c0 : c0 + c], tie)
+        pd = classes_from_scores(z_dict[:, c0 : c0 + c], tie)
         d_h = pn != pd
         differ |= d_h
-        beyond_tie |= d_h & (_top2_margin(z_dict[:, c0:c0 + c]) > tie_tol)
+        beyond_tie |= d_h & (_top2_margin(z_dict[:, c0 : c0 + c]) > tie_tol)
         p_net.append(pn)
         p_dict.append(pd)
         c0 += c
     mismatch = int(differ.sum())
     n_ties = int((differ & ~beyond_tie).sum())
-    out = {"n_rows": int(z_dict.shape[0]), "max_abs_diff": max_abs,
-           "max_rel_diff": max_abs / scale if scale > 0 else max_abs,
-           "prediction_agreement": 1.0 - mismatch / max(1, z_dict.shape[0]),
-           "n_mismatch": mismatch, "n_mismatch_at_ties": n_ties, "tie_tolerance": tie_tol}
+    out = {
+        "n_rows": int(z_dict.shape[0]),
+        "max_abs_diff": max_abs,
+        "max_rel_diff": max_abs / scale if scale > 0 else max_abs,
+        "prediction_agreement": 1.0 - mismatch / max(1, z_dict.shape[0]),
+        "n_mismatch": mismatch,
+        "n_mismatch_at_ties": n_ties,
+        "tie_tolerance": tie_tol,
+    }
     if y is not None:
         yt = check_labels(y, "y").reshape(-1, len(widths))
         if yt.shape[0] != z_dict.shape[0]:
-            raise ValueError(f"y has {yt.shape[0]} rows of labels, the scores have "
-                             f"{z_dict.shape[0]} rows")
+            raise ValueError(
+                f"y has {yt.shape[0]} rows of labels, the scores have {z_dict.shape[0]} rows"
+            )
         for name, preds in (("accuracy_network", p_net), ("accuracy_dictionary", p_dict)):
             ok = torch.ones(yt.shape[0], dtype=torch.bool)
             for h, p in enumerate(preds):
@@ -445,6 +507,7 @@ def check_reconstruction(model: ParallelSNN, dictionary: SpikeDictionary, W: Any
         raise ReconstructionError(
             f"reconstructed network disagrees with the convex readout on {mismatch - n_ties} of "
             f"{z_dict.shape[0]} rows beyond rounding ties (max score difference {max_abs:.3g}); "
-            f"the spikes of the network and of the dictionary differ")
+            f"the spikes of the network and of the dictionary differ"
+        )
     logger.debug("check_reconstruction: %s", out)
     return out

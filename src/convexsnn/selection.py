@@ -40,21 +40,29 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from ._io import json_safe as _json_safe
 from ._checks import check_choice, check_labels
+from ._io import json_safe as _json_safe
 from .convex import ReadoutSolution, labels_to_targets, lambda_max, make_datafit, solve_path
 from .dictionary import STORAGES, SpikeDictionary, build_dictionary
-from .network import ParallelSNN, READOUTS
+from .network import READOUTS, ParallelSNN
 from .reconstruct import check_reconstruction, joint_correct, kept_neurons, reconstruct
 from .witnesses import Witnesses
 
-__all__ = ["ConvexFit", "HeadFit", "NoDictionaryError", "fit_convex", "CRITERIA", "TIES",
-           "default_betas"]
+__all__ = [
+    "ConvexFit",
+    "HeadFit",
+    "NoDictionaryError",
+    "fit_convex",
+    "CRITERIA",
+    "TIES",
+    "default_betas",
+]
 
 logger = logging.getLogger("convexsnn")
 
@@ -180,18 +188,31 @@ class ConvexFit:
 
     def summary(self) -> dict:
         """JSON-safe summary of the chosen point (without the grid)."""
-        return _json_safe({
-            "beta": self.beta, "lam": self.lam, "readout_bias": self.readout_bias,
-            "betas": self.betas, "witness_settings": self.witness_settings,
-            "train_accuracy": self.train_accuracy, "val_accuracy": self.val_accuracy,
-            "test_accuracy": self.test_accuracy,
-            "support": kept_neurons(self.W),
-            "certificate": self.solution.certificate.to_dict(),
-            "certificates": self.certificates,
-            "dictionary": self.dictionary.summary(),
-            "model": None if self.model is None else {
-                "n_branches": self.model.n_branches, "hidden_widths": self.model.hidden_widths},
-            "checks": self.checks, "settings": self.settings, "seconds": self.seconds})
+        return _json_safe(
+            {
+                "beta": self.beta,
+                "lam": self.lam,
+                "readout_bias": self.readout_bias,
+                "betas": self.betas,
+                "witness_settings": self.witness_settings,
+                "train_accuracy": self.train_accuracy,
+                "val_accuracy": self.val_accuracy,
+                "test_accuracy": self.test_accuracy,
+                "support": kept_neurons(self.W),
+                "certificate": self.solution.certificate.to_dict(),
+                "certificates": self.certificates,
+                "dictionary": self.dictionary.summary(),
+                "model": None
+                if self.model is None
+                else {
+                    "n_branches": self.model.n_branches,
+                    "hidden_widths": self.model.hidden_widths,
+                },
+                "checks": self.checks,
+                "settings": self.settings,
+                "seconds": self.seconds,
+            }
+        )
 
 
 def default_betas(beta_max: float, n: int = 8, ratio: float = 1e-4) -> list[float]:
@@ -205,15 +226,20 @@ def _unpack_data(data: Any) -> tuple[list, Any, str | None]:
     """(splits [(X, y) train, val, test-or-None], n_classes, label_mode)."""
     if hasattr(data, "train") and hasattr(data, "val"):
         test = getattr(data, "test", None)
-        splits = [(data.train.X, data.train.y), (data.val.X, data.val.y),
-                  None if test is None else (test.X, test.y)]
+        splits = [
+            (data.train.X, data.train.y),
+            (data.val.X, data.val.y),
+            None if test is None else (test.X, test.y),
+        ]
         return splits, getattr(data, "n_classes", None), getattr(data, "label_mode", None)
     if isinstance(data, (tuple, list)) and len(data) in (4, 6):
         d = list(data)
         splits = [(d[0], d[1]), (d[2], d[3]), (d[4], d[5]) if len(d) == 6 else None]
         return splits, None, None
-    raise TypeError("data must be a TaskData (train/val/test splits) or a tuple "
-                    "(X_train, y_train, X_val, y_val[, X_test, y_test])")
+    raise TypeError(
+        "data must be a TaskData (train/val/test splits) or a tuple "
+        "(X_train, y_train, X_val, y_val[, X_test, y_test])"
+    )
 
 
 def _witness_grid(witnesses: Any) -> tuple[list[tuple[dict, Witnesses]], bool]:
@@ -225,34 +251,48 @@ def _witness_grid(witnesses: Any) -> tuple[list[tuple[dict, Witnesses]], bool]:
         for i, item in enumerate(witnesses):
             if isinstance(item, Witnesses):
                 item = ({}, item)
-            if (not isinstance(item, (list, tuple)) or len(item) != 2
-                    or not isinstance(item[0], dict) or not isinstance(item[1], Witnesses)):
-                raise TypeError(f"witnesses[{i}] must be a Witnesses or a (settings dict, "
-                                f"Witnesses) pair, got {type(item).__name__}")
+            if (
+                not isinstance(item, (list, tuple))
+                or len(item) != 2
+                or not isinstance(item[0], dict)
+                or not isinstance(item[1], Witnesses)
+            ):
+                raise TypeError(
+                    f"witnesses[{i}] must be a Witnesses or a (settings dict, "
+                    f"Witnesses) pair, got {type(item).__name__}"
+                )
             grid.append((dict(item[0]), item[1]))
         return grid, True
-    raise TypeError("witnesses must be a Witnesses or a non-empty list of (settings dict, "
-                    f"Witnesses) pairs, got {type(witnesses).__name__}")
+    raise TypeError(
+        "witnesses must be a Witnesses or a non-empty list of (settings dict, "
+        f"Witnesses) pairs, got {type(witnesses).__name__}"
+    )
 
 
-def _rows_labels(y: Any, n: int, steps: str, T: int, name: str,
-                 n_heads: int | None) -> list[torch.Tensor]:
+def _rows_labels(
+    y: Any, n: int, steps: str, T: int, name: str, n_heads: int | None
+) -> list[torch.Tensor]:
     """Row labels of every head (rows: samples, or samples x steps for ``steps="all"``)."""
     t = check_labels(y, name)
     lead = (n,) if steps == "last" else (n, T)
-    what = ("one label per sequence" if steps == "last" else "one label per step")
+    what = "one label per sequence" if steps == "last" else "one label per step"
     if n_heads is None:
         if steps == "all" and t.ndim == len(lead) + 1:
-            raise ValueError(f"{name} has {t.shape[-1]} label heads: pass n_classes as a list "
-                             "(one entry per head)")
+            raise ValueError(
+                f"{name} has {t.shape[-1]} label heads: pass n_classes as a list "
+                "(one entry per head)"
+            )
         if tuple(t.shape) != lead:
-            raise ValueError(f"{name} must have shape {lead} for steps={steps!r} ({what}), got "
-                             f"{tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have shape {lead} for steps={steps!r} ({what}), got {tuple(t.shape)}"
+            )
         return [t.reshape(-1)]
     want = lead + (n_heads,)
     if tuple(t.shape) != want:
-        raise ValueError(f"{name} must have shape {want} for steps={steps!r} ({what}, "
-                         f"{n_heads} heads), got {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have shape {want} for steps={steps!r} ({what}, "
+            f"{n_heads} heads), got {tuple(t.shape)}"
+        )
     return [t[..., h].reshape(-1) for h in range(n_heads)]
 
 
@@ -263,14 +303,14 @@ def _val_loss(loss: str, Z: torch.Tensor, y: torch.Tensor, n_classes: int) -> fl
     if loss == "softmax":
         df = make_datafit("softmax", y, a, n_classes=n_classes)
     else:
-        Y = labels_to_targets(y, n_classes, binary_single_column=Z.shape[1] == 1 and
-                              n_classes == 2)
+        Y = labels_to_targets(y, n_classes, binary_single_column=Z.shape[1] == 1 and n_classes == 2)
         df = make_datafit(loss, Y, a)
     return float(df.value(Z.to(torch.float64)))
 
 
-def _accuracy(Z: torch.Tensor, ys: Sequence[torch.Tensor],
-              widths: Sequence[int] | None = None) -> float:
+def _accuracy(
+    Z: torch.Tensor, ys: Sequence[torch.Tensor], widths: Sequence[int] | None = None
+) -> float:
     return float(joint_correct(Z, ys, widths).to(torch.float64).mean())
 
 
@@ -302,18 +342,34 @@ class _Candidate:
 
 
 # ------------------------------------------------------------------------------ the pipeline
-def fit_convex(witnesses: Any, data: Any, *, readout: str = "spike",
-               readout_biases: Sequence[float] | None = None, steps: str | None = None,
-               betas: Sequence[float] | None = None, n_betas: int = 8,
-               beta_ratio: float = 1e-4, loss: str = "softmax", penalty: str = "l1",
-               criterion: str = "accuracy", ties: str = "val_loss",
-               n_classes: int | Sequence[int] | None = None,
-               sample_weight: Any = None, tol: float = 1e-6, max_iter: int | None = None,
-               max_time: float | None = None, storage: str = "bool",
-               chunk_size: int | None = None, device: torch.device | str | None = None,
-               dtype: torch.dtype = torch.float64, prune: bool = True,
-               check: bool | Sequence[str] = True, collapse_rows: bool = True,
-               solver_options: dict | None = None) -> ConvexFit:
+def fit_convex(
+    witnesses: Any,
+    data: Any,
+    *,
+    readout: str = "spike",
+    readout_biases: Sequence[float] | None = None,
+    steps: str | None = None,
+    betas: Sequence[float] | None = None,
+    n_betas: int = 8,
+    beta_ratio: float = 1e-4,
+    loss: str = "softmax",
+    penalty: str = "l1",
+    criterion: str = "accuracy",
+    ties: str = "val_loss",
+    n_classes: int | Sequence[int] | None = None,
+    sample_weight: Any = None,
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    max_time: float | None = None,
+    storage: str = "bool",
+    chunk_size: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+    prune: bool = True,
+    check: bool | Sequence[str] = True,
+    collapse_rows: bool = True,
+    solver_options: dict | None = None,
+) -> ConvexFit:
     r"""Fit the certified convex readout with validation-based selection (module docstring).
 
     Parameters
@@ -392,18 +448,29 @@ def fit_convex(witnesses: Any, data: Any, *, readout: str = "spike",
     multi = isinstance(n_classes, (list, tuple))
     n_heads = len(n_classes) if multi else None
     wit0 = grid_in[0][1]
-    X = [None if s is None else wit0.check_input(s[0], f"X_{name}")
-         for s, name in zip(splits, _SPLITS)]
-    Y = [None if s is None else _rows_labels(s[1], X[i].shape[0], steps, X[i].shape[1],
-                                             f"y_{_SPLITS[i]}", n_heads)
-         for i, s in enumerate(splits)]
+    X = [
+        None if s is None else wit0.check_input(s[0], f"X_{name}")
+        for s, name in zip(splits, _SPLITS)
+    ]
+    Y = [
+        None
+        if s is None
+        else _rows_labels(s[1], X[i].shape[0], steps, X[i].shape[1], f"y_{_SPLITS[i]}", n_heads)
+        for i, s in enumerate(splits)
+    ]
     if "test" in check_splits and X[2] is None:
         check_splits.remove("test")
     if multi:
         classes = [max(int(c), 2) for c in n_classes]
     else:
-        classes = [max(int(n_classes) if isinstance(n_classes, int) else
-                       int(max(int(Y[0][0].max()), int(Y[1][0].max())) + 1), 2)]
+        classes = [
+            max(
+                int(n_classes)
+                if isinstance(n_classes, int)
+                else int(max(int(Y[0][0].max()), int(Y[1][0].max())) + 1),
+                2,
+            )
+        ]
     if readout == "spike":
         biases = [0.0]
     else:
@@ -415,9 +482,19 @@ def fit_convex(witnesses: Any, data: Any, *, readout: str = "spike",
         if not betas or any(not (b > 0 and math.isfinite(b)) for b in betas):
             raise ValueError(f"betas must be finite and > 0, got {betas}")
     opts = dict(solver_options or {})
-    solve_opts = dict(loss=loss, penalty=penalty, sample_weight=sample_weight, tol=tol,
-                      max_iter=max_iter, max_time=max_time, device=device, dtype=dtype,
-                      binary_single_column=not multi, merge_rows=collapse_rows, **opts)
+    solve_opts = dict(
+        loss=loss,
+        penalty=penalty,
+        sample_weight=sample_weight,
+        tol=tol,
+        max_iter=max_iter,
+        max_time=max_time,
+        device=device,
+        dtype=dtype,
+        binary_single_column=not multi,
+        merge_rows=collapse_rows,
+        **opts,
+    )
     timings = {"dictionary": 0.0, "solve": 0.0, "select": 0.0}
     grid: list[dict] = []
     witness_grid: list[dict] = []
@@ -427,25 +504,53 @@ def fit_convex(witnesses: Any, data: Any, *, readout: str = "spike",
         for b in biases:
             t0 = time.perf_counter()
             try:
-                d = build_dictionary(wit, X[0], readout=readout, readout_bias=b, steps=steps,
-                                     chunk_size=chunk_size, device=device, storage=storage)
-            except ValueError as exc:   # e.g. every column all-zero: a silent witness set
+                d = build_dictionary(
+                    wit,
+                    X[0],
+                    readout=readout,
+                    readout_bias=b,
+                    steps=steps,
+                    chunk_size=chunk_size,
+                    device=device,
+                    storage=storage,
+                )
+            except ValueError as exc:  # e.g. every column all-zero: a silent witness set
                 if not is_grid:
                     raise
                 err = f"{type(exc).__name__}: {exc}"
-                logger.info("fit_convex: witness setting %s gives no dictionary (%s)",
-                            settings, err)
+                logger.info(
+                    "fit_convex: witness setting %s gives no dictionary (%s)", settings, err
+                )
                 grid.append(_json_safe({**settings, "readout_bias": b, "error": err}))
                 continue
             op = d.operator(dtype, device)
             Dva = d.transform(X[1], dtype=dtype)
             timings["dictionary"] += time.perf_counter() - t0
-            heads = [_fit_head(h, C, d, op, Dva, Y[0][h], Y[1][h], settings, b, betas,
-                               n_betas, beta_ratio, criterion, ties, solve_opts, grid, timings,
-                               multi)
-                     for h, C in enumerate(classes)]
+            heads = [
+                _fit_head(
+                    h,
+                    C,
+                    d,
+                    op,
+                    Dva,
+                    Y[0][h],
+                    Y[1][h],
+                    settings,
+                    b,
+                    betas,
+                    n_betas,
+                    beta_ratio,
+                    criterion,
+                    ties,
+                    solve_opts,
+                    grid,
+                    timings,
+                    multi,
+                )
+                for h, C in enumerate(classes)
+            ]
             t2 = time.perf_counter()
-            if multi:   # joint metrics: a row counts when every head is right
+            if multi:  # joint metrics: a row counts when every head is right
                 sols = [hf.solution for hf in heads]
                 widths = [s.W.shape[1] for s in sols]
                 W_cat = _concat_W(sols)
@@ -454,8 +559,13 @@ def fit_convex(witnesses: Any, data: Any, *, readout: str = "spike",
             else:
                 val_acc, train_acc = heads[0].val_accuracy, heads[0].train_accuracy
             del Dva
-            key = _key(criterion, ties, val_acc, sum(hf.val_loss for hf in heads),
-                       sum(hf.beta for hf in heads))
+            key = _key(
+                criterion,
+                ties,
+                val_acc,
+                sum(hf.val_loss for hf in heads),
+                sum(hf.beta for hf in heads),
+            )
             cand = _Candidate(key, settings, wit, d, b, heads, train_acc, val_acc)
             if wbest is None or key < wbest.key:
                 wbest = cand
@@ -468,32 +578,85 @@ def fit_convex(witnesses: Any, data: Any, *, readout: str = "spike",
         if best is None or wbest.key[0] < best.key[0]:
             best = wbest
     if best is None:
-        raise NoDictionaryError("no witness setting produced a dictionary (all neurons "
-                                f"silent): {witness_grid}", witness_grid)
-    return _finish(best, X, Y, classes, multi, check_splits, prune, timings, grid,
-                   witness_grid, t_start, _json_safe({
-                       "readout": readout, "readout_biases": biases, "steps": steps,
-                       "betas": betas, "n_betas": n_betas, "beta_ratio": beta_ratio,
-                       "loss": loss, "penalty": penalty, "criterion": criterion, "ties": ties,
-                       "n_classes": classes if multi else classes[0], "tol": tol,
-                       "max_iter": max_iter, "max_time": max_time, "storage": storage,
-                       "dtype": dtype, "prune": prune, "collapse_rows": collapse_rows,
-                       "check": check_splits, "witnesses": best.witnesses.description,
-                       "witness_settings": best.settings,
-                       "solver_options": {k: repr(v) for k, v in opts.items()}}))
+        raise NoDictionaryError(
+            f"no witness setting produced a dictionary (all neurons silent): {witness_grid}",
+            witness_grid,
+        )
+    return _finish(
+        best,
+        X,
+        Y,
+        classes,
+        multi,
+        check_splits,
+        prune,
+        timings,
+        grid,
+        witness_grid,
+        t_start,
+        _json_safe(
+            {
+                "readout": readout,
+                "readout_biases": biases,
+                "steps": steps,
+                "betas": betas,
+                "n_betas": n_betas,
+                "beta_ratio": beta_ratio,
+                "loss": loss,
+                "penalty": penalty,
+                "criterion": criterion,
+                "ties": ties,
+                "n_classes": classes if multi else classes[0],
+                "tol": tol,
+                "max_iter": max_iter,
+                "max_time": max_time,
+                "storage": storage,
+                "dtype": dtype,
+                "prune": prune,
+                "collapse_rows": collapse_rows,
+                "check": check_splits,
+                "witnesses": best.witnesses.description,
+                "witness_settings": best.settings,
+                "solver_options": {k: repr(v) for k, v in opts.items()},
+            }
+        ),
+    )
 
 
-def _fit_head(h: int, C: int, d: SpikeDictionary, op: Any, Dva: torch.Tensor,
-              ytr: torch.Tensor, yva: torch.Tensor, settings: dict, b: float,
-              betas: list[float] | None, n_betas: int, beta_ratio: float, criterion: str,
-              ties: str, solve_opts: dict, grid: list, timings: dict, multi: bool) -> HeadFit:
+def _fit_head(
+    h: int,
+    C: int,
+    d: SpikeDictionary,
+    op: Any,
+    Dva: torch.Tensor,
+    ytr: torch.Tensor,
+    yva: torch.Tensor,
+    settings: dict,
+    b: float,
+    betas: list[float] | None,
+    n_betas: int,
+    beta_ratio: float,
+    criterion: str,
+    ties: str,
+    solve_opts: dict,
+    grid: list,
+    timings: dict,
+    multi: bool,
+) -> HeadFit:
     """Solve head ``h`` along its beta path on dictionary ``d``; return its chosen point."""
     t1 = time.perf_counter()
     if betas is None:
-        lmax = lambda_max(op, ytr, loss=solve_opts["loss"], penalty=solve_opts["penalty"],
-                          sample_weight=solve_opts["sample_weight"], n_classes=C,
-                          binary_single_column=solve_opts["binary_single_column"],
-                          dtype=solve_opts["dtype"], device=solve_opts["device"])
+        lmax = lambda_max(
+            op,
+            ytr,
+            loss=solve_opts["loss"],
+            penalty=solve_opts["penalty"],
+            sample_weight=solve_opts["sample_weight"],
+            n_classes=C,
+            binary_single_column=solve_opts["binary_single_column"],
+            dtype=solve_opts["dtype"],
+            device=solve_opts["device"],
+        )
         bgrid = default_betas(math.sqrt(d.n_columns) * float(lmax), n_betas, beta_ratio)
     else:
         bgrid = betas
@@ -505,42 +668,84 @@ def _fit_head(h: int, C: int, d: SpikeDictionary, op: Any, Dva: torch.Tensor,
     for beta, sol in zip(bgrid, sols):
         Ztr = op.matmul(sol.W.to(op.dtype)).cpu()
         Zva = Dva @ sol.W.to(device="cpu", dtype=Dva.dtype)
-        hf = HeadFit(beta=float(beta), lam=float(sol.lam), solution=sol, n_classes=C,
-                     train_accuracy=_accuracy(Ztr, [ytr]), val_accuracy=_accuracy(Zva, [yva]),
-                     val_loss=_val_loss(loss, Zva, yva, C))
-        rec = {**settings, "readout_bias": b, **({"head": h} if multi else {}),
-               "beta": hf.beta, "lam": hf.lam, "n_columns": d.n_columns,
-               "support": kept_neurons(sol), "train_accuracy": hf.train_accuracy,
-               "val_accuracy": hf.val_accuracy, "val_loss": hf.val_loss,
-               "certificate": sol.certificate.to_dict()}
+        hf = HeadFit(
+            beta=float(beta),
+            lam=float(sol.lam),
+            solution=sol,
+            n_classes=C,
+            train_accuracy=_accuracy(Ztr, [ytr]),
+            val_accuracy=_accuracy(Zva, [yva]),
+            val_loss=_val_loss(loss, Zva, yva, C),
+        )
+        rec = {
+            **settings,
+            "readout_bias": b,
+            **({"head": h} if multi else {}),
+            "beta": hf.beta,
+            "lam": hf.lam,
+            "n_columns": d.n_columns,
+            "support": kept_neurons(sol),
+            "train_accuracy": hf.train_accuracy,
+            "val_accuracy": hf.val_accuracy,
+            "val_loss": hf.val_loss,
+            "certificate": sol.certificate.to_dict(),
+        }
         grid.append(_json_safe(rec))
         key = _key(criterion, ties, hf.val_accuracy, hf.val_loss, hf.beta)
         if best is None or key < best[0]:
             best = (key, hf)
-        logger.info("fit_convex: %s b=%g head %d beta=%.4g support=%d train=%.4f val=%.4f "
-                    "gap=%.2e", settings, b, h, beta, rec["support"], hf.train_accuracy,
-                    hf.val_accuracy, sol.certificate.rel_gap)
+        logger.info(
+            "fit_convex: %s b=%g head %d beta=%.4g support=%d train=%.4f val=%.4f gap=%.2e",
+            settings,
+            b,
+            h,
+            beta,
+            rec["support"],
+            hf.train_accuracy,
+            hf.val_accuracy,
+            sol.certificate.rel_gap,
+        )
     timings["select"] += time.perf_counter() - t2
     return best[1]
 
 
-def _finish(best: _Candidate, X: list, Y: list, classes: list[int], multi: bool,
-            check_splits: list[str], prune: bool, timings: dict, grid: list,
-            witness_grid: list, t_start: float, settings: dict) -> ConvexFit:
+def _finish(
+    best: _Candidate,
+    X: list,
+    Y: list,
+    classes: list[int],
+    multi: bool,
+    check_splits: list[str],
+    prune: bool,
+    timings: dict,
+    grid: list,
+    witness_grid: list,
+    t_start: float,
+    settings: dict,
+) -> ConvexFit:
     """Reconstruct the chosen candidate, check it, evaluate it on test."""
     t3 = time.perf_counter()
     d, heads = best.dictionary, best.heads
     sols = [hf.solution for hf in heads]
     W_cat = _concat_W(sols)
     certs = [s.certificate.to_dict() for s in sols]
-    chosen = {**best.settings, "readout_bias": best.readout_bias,
-              "beta": heads[0].beta if not multi else [hf.beta for hf in heads],
-              "lam": heads[0].lam if not multi else [hf.lam for hf in heads],
-              "n_columns": d.n_columns, "support": kept_neurons(W_cat),
-              "train_accuracy": best.train_accuracy, "val_accuracy": best.val_accuracy}
-    model = reconstruct(d, W_cat, prune=prune, certificate=None if multi else certs[0],
-                        extra={"selection": _json_safe(chosen), "settings": settings,
-                               "certificates": certs})
+    chosen = {
+        **best.settings,
+        "readout_bias": best.readout_bias,
+        "beta": heads[0].beta if not multi else [hf.beta for hf in heads],
+        "lam": heads[0].lam if not multi else [hf.lam for hf in heads],
+        "n_columns": d.n_columns,
+        "support": kept_neurons(W_cat),
+        "train_accuracy": best.train_accuracy,
+        "val_accuracy": best.val_accuracy,
+    }
+    model = reconstruct(
+        d,
+        W_cat,
+        prune=prune,
+        certificate=None if multi else certs[0],
+        extra={"selection": _json_safe(chosen), "settings": settings, "certificates": certs},
+    )
     head_widths = [s.W.shape[1] for s in sols] if multi else None
     checks: dict = {}
     test_acc = float("nan")
@@ -548,8 +753,9 @@ def _finish(best: _Candidate, X: list, Y: list, classes: list[int], multi: bool,
         if split not in check_splits or X[i] is None:
             continue
         y = torch.stack(Y[i], dim=1) if multi else Y[i][0]
-        checks[split] = check_reconstruction(model, d, W_cat, X[i], y, unique_inputs=True,
-                                             heads=head_widths)
+        checks[split] = check_reconstruction(
+            model, d, W_cat, X[i], y, unique_inputs=True, heads=head_widths
+        )
     if "test" in checks:
         test_acc = checks["test"]["accuracy_network"]
     elif X[2] is not None:
@@ -557,17 +763,38 @@ def _finish(best: _Candidate, X: list, Y: list, classes: list[int], multi: bool,
             z = model(X[2].to(model.dtype))
         test_acc = _accuracy(z.reshape(-1, z.shape[-1]).cpu(), Y[2], head_widths)
     timings["reconstruct"] = time.perf_counter() - t3
-    fit = ConvexFit(dictionary=d, beta=heads[0].beta, lam=heads[0].lam,
-                    readout_bias=best.readout_bias, solution=sols[0], model=model,
-                    train_accuracy=best.train_accuracy, val_accuracy=best.val_accuracy,
-                    test_accuracy=test_acc, grid=grid, checks=_json_safe(checks),
-                    settings=settings, seconds=time.perf_counter() - t_start, heads=heads,
-                    witnesses=best.witnesses, witness_settings=dict(best.settings),
-                    witness_grid=witness_grid, timings=timings)
-    model.saved_extra["selection"] = {"val_accuracy": fit.val_accuracy,
-                                      "test_accuracy": _json_safe(test_acc),
-                                      "train_accuracy": fit.train_accuracy}
-    logger.info("fit_convex: chose %s b=%g beta=%s: val %.4f test %.4f (%.1fs)",
-                fit.witness_settings, fit.readout_bias, fit.betas, fit.val_accuracy, test_acc,
-                fit.seconds)
+    fit = ConvexFit(
+        dictionary=d,
+        beta=heads[0].beta,
+        lam=heads[0].lam,
+        readout_bias=best.readout_bias,
+        solution=sols[0],
+        model=model,
+        train_accuracy=best.train_accuracy,
+        val_accuracy=best.val_accuracy,
+        test_accuracy=test_acc,
+        grid=grid,
+        checks=_json_safe(checks),
+        settings=settings,
+        seconds=time.perf_counter() - t_start,
+        heads=heads,
+        witnesses=best.witnesses,
+        witness_settings=dict(best.settings),
+        witness_grid=witness_grid,
+        timings=timings,
+    )
+    model.saved_extra["selection"] = {
+        "val_accuracy": fit.val_accuracy,
+        "test_accuracy": _json_safe(test_acc),
+        "train_accuracy": fit.train_accuracy,
+    }
+    logger.info(
+        "fit_convex: chose %s b=%g beta=%s: val %.4f test %.4f (%.1fs)",
+        fit.witness_settings,
+        fit.readout_bias,
+        fit.betas,
+        fit.val_accuracy,
+        test_acc,
+        fit.seconds,
+    )
     return fit

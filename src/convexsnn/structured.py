@@ -99,7 +99,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,8 +151,9 @@ def _per_layer(value: float | Sequence[float], n: int, name: str, allow_zero: bo
     if isinstance(value, (list, tuple, np.ndarray)):
         vals = list(value)
         if len(vals) != n:
-            raise ValueError(f"{name} must be a number or one value per LIF layer ({n}), got "
-                             f"{len(vals)} values")
+            raise ValueError(
+                f"{name} must be a number or one value per LIF layer ({n}), got {len(vals)} values"
+            )
     else:
         vals = [value] * n
     return [check_positive_float(v, name, allow_zero=allow_zero) for v in vals]
@@ -205,8 +207,13 @@ class _Layer:
         self.rec: list[dict[int, float]] = []
         self.bias: list[float] = []
 
-    def add(self, name: str, ff: dict[int, float] | None = None, bias: float = 0.0,
-            rec: dict[int, float] | None = None) -> int:
+    def add(
+        self,
+        name: str,
+        ff: dict[int, float] | None = None,
+        bias: float = 0.0,
+        rec: dict[int, float] | None = None,
+    ) -> int:
         self.names.append(name)
         self.ff.append(dict(ff or {}))
         self.rec.append(dict(rec or {}))
@@ -224,8 +231,9 @@ def _constant(value: float, n_inputs: int, constant: str) -> tuple[dict, float]:
     return {c: value for c in range(n_inputs)}, 0.0
 
 
-def _first_bank_layer(d: int, motifs: list[str], recurrent: str, theta: float, h: float,
-                      beta: float, constant: str) -> _Layer:
+def _first_bank_layer(
+    d: int, motifs: list[str], recurrent: str, theta: float, h: float, beta: float, constant: str
+) -> _Layer:
     """Layer 1: motifs that read the input directly (all of them with dense recurrence)."""
     L = _Layer()
     if "relay" in motifs:
@@ -258,8 +266,15 @@ def _first_bank_layer(d: int, motifs: list[str], recurrent: str, theta: float, h
     return L
 
 
-def _next_bank_layer(prev: _Layer, d: int, motifs: list[str], recurrent: str, theta: float,
-                     h: float, build_late: bool) -> _Layer:
+def _next_bank_layer(
+    prev: _Layer,
+    d: int,
+    motifs: list[str],
+    recurrent: str,
+    theta: float,
+    h: float,
+    build_late: bool,
+) -> _Layer:
     """A later layer: exact copies (weight ``theta``) of the previous bank, plus, with diagonal
     recurrence and ``build_late``, the ``first`` latches and ``oneshot`` built from layer 1."""
     L = _Layer()
@@ -271,8 +286,11 @@ def _next_bank_layer(prev: _Layer, d: int, motifs: list[str], recurrent: str, th
         elif late and name.startswith("first["):
             c = int(name[6:-1])
             j = len(L.names)
-            L.add(name, ff={copies[f"relay[{c}]"]: theta, copies["after_first"]: -h},
-                  rec={j: h + theta})
+            L.add(
+                name,
+                ff={copies[f"relay[{c}]"]: theta, copies["after_first"]: -h},
+                rec={j: h + theta},
+            )
         elif late and name == "oneshot":
             L.add(name, ff={copies["on"]: theta, copies["after_first"]: -h})
     return L
@@ -294,17 +312,29 @@ def _gate_name(names: list[str], e: int, vetoes: Sequence[int]) -> str:
 
 
 # ---------------------------------------------------------------------- structured witnesses
-def structured_witnesses(n_inputs: int, *, n_branches: int = 1,
-                         hidden_widths: Sequence[int] | None = None, depth: int | None = None,
-                         p_rec: int | None = None, p_last: int | None = None,
-                         recurrent: str = "dense", motifs: Sequence[str] = MOTIFS,
-                         inhibition: float = 2.0, max_vetoes: int = 1,
-                         n_gates: int | None = None, constant: str = "bias",
-                         fill_scale: float | Sequence[float] = 1.0,
-                         fill_recurrent_scale: float = 0.0, seed: int = 0, beta: float = 0.99,
-                         theta: float = 1.0, reset: str = "subtract",
-                         dtype: torch.dtype = torch.float64,
-                         device: torch.device | str | None = None) -> Witnesses:
+def structured_witnesses(
+    n_inputs: int,
+    *,
+    n_branches: int = 1,
+    hidden_widths: Sequence[int] | None = None,
+    depth: int | None = None,
+    p_rec: int | None = None,
+    p_last: int | None = None,
+    recurrent: str = "dense",
+    motifs: Sequence[str] = MOTIFS,
+    inhibition: float = 2.0,
+    max_vetoes: int = 1,
+    n_gates: int | None = None,
+    constant: str = "bias",
+    fill_scale: float | Sequence[float] = 1.0,
+    fill_recurrent_scale: float = 0.0,
+    seed: int = 0,
+    beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
     r"""Witnesses built from exact temporal motifs, gates over them, and Gaussian fill neurons.
 
     Every branch holds the same *bank* of motif neurons (see the module docstring for the LIF
@@ -366,8 +396,9 @@ def structured_witnesses(n_inputs: int, *, n_branches: int = 1,
     """
     d = check_positive_int(n_inputs, "n_inputs")
     K = check_positive_int(n_branches, "n_branches")
-    widths = resolve_widths(n_branches=K, hidden_widths=hidden_widths, depth=depth, p_rec=p_rec,
-                            p_last=p_last)
+    widths = resolve_widths(
+        n_branches=K, hidden_widths=hidden_widths, depth=depth, p_rec=p_rec, p_last=p_last
+    )
     check_choice(recurrent, "recurrent", _STRUCTURED_RECURRENT)
     check_choice(reset, "reset", RESETS)
     check_choice(constant, "constant", ("bias", "inputs"))
@@ -383,27 +414,34 @@ def structured_witnesses(n_inputs: int, *, n_branches: int = 1,
     rho = check_positive_float(fill_recurrent_scale, "fill_recurrent_scale", allow_zero=True)
     motifs = _resolve_motifs(motifs, recurrent)
     if recurrent == "diagonal" and beta < 0.01:
-        raise ValueError("recurrent='diagonal' builds its t >= 2 detector from the leak and needs "
-                         f"beta >= 0.01 (got {beta}); use recurrent='dense'")
+        raise ValueError(
+            "recurrent='diagonal' builds its t >= 2 detector from the leak and needs "
+            f"beta >= 0.01 (got {beta}); use recurrent='dense'"
+        )
     h = inhibition * theta
     n_lif = len(widths)
     if recurrent == "diagonal" and n_lif < 3 and ("first" in motifs or "oneshot" in motifs):
-        logger.warning("structured_witnesses: with diagonal recurrence the first-symbol latches "
-                       "and one-shot neurons live in layer 2, so only %d LIF layer(s) leave them "
-                       "out of the gates; use depth >= 4 or recurrent='dense'", n_lif)
+        logger.warning(
+            "structured_witnesses: with diagonal recurrence the first-symbol latches "
+            "and one-shot neurons live in layer 2, so only %d LIF layer(s) leave them "
+            "out of the gates; use depth >= 4 or recurrent='dense'",
+            n_lif,
+        )
 
     # ---- banks (identical in every branch); the last layer holds gates instead
     banks: list[_Layer] = []
     if n_lif >= 2:
         banks.append(_first_bank_layer(d, motifs, recurrent, theta, h, beta, constant))
         for l in range(1, n_lif - 1):
-            banks.append(_next_bank_layer(banks[-1], d, motifs, recurrent, theta, h,
-                                          build_late=(l == 1)))
+            banks.append(
+                _next_bank_layer(banks[-1], d, motifs, recurrent, theta, h, build_late=(l == 1))
+            )
         for l, bank in enumerate(banks):
             if len(bank.names) > widths[l]:
                 raise ValueError(
                     f"layer {l} needs at least {len(bank.names)} neurons per branch for the bank "
-                    f"{bank.names}, but hidden_widths[{l}] = {widths[l]}")
+                    f"{bank.names}, but hidden_widths[{l}] = {widths[l]}"
+                )
         src_names = banks[-1].names
     else:
         # a single LIF layer: gates over the input channels themselves
@@ -414,8 +452,10 @@ def structured_witnesses(n_inputs: int, *, n_branches: int = 1,
     W = [np.zeros((K, sizes[l], sizes[l + 1])) for l in range(n_lif)]
     B = [np.zeros((K, widths[l])) for l in range(n_lif)]
     diag = recurrent == "diagonal"
-    R = [np.zeros((K, widths[l])) if diag else np.zeros((K, widths[l], widths[l]))
-         for l in range(n_lif)]
+    R = [
+        np.zeros((K, widths[l])) if diag else np.zeros((K, widths[l], widths[l]))
+        for l in range(n_lif)
+    ]
     uses_rec = [False] * n_lif
 
     # bank weights
@@ -453,8 +493,12 @@ def structured_witnesses(n_inputs: int, *, n_branches: int = 1,
             W[-1][k, v, j] = -h
         gate_list.append([k, j, _gate_name(src_names, e, vetoes)])
     if n_gates < len(all_gates):
-        logger.info("structured_witnesses: %d of %d enumerated gates fit in %d last-layer neurons",
-                    n_gates, len(all_gates), total)
+        logger.info(
+            "structured_witnesses: %d of %d enumerated gates fit in %d last-layer neurons",
+            n_gates,
+            len(all_gates),
+            total,
+        )
 
     # Gaussian fill: inner layers beyond the bank, last layer beyond the gates (per branch a
     # prefix of gate neurons, the rest fill). Drawn layer by layer in a fixed order.
@@ -484,8 +528,9 @@ def structured_witnesses(n_inputs: int, *, n_branches: int = 1,
                 g_r = torch.randn(K, widths[l], generator=gen, dtype=torch.float64).numpy()
                 R[l] = np.where(fill_mask, theta * rho * g_r, R[l])
             else:
-                g_r = torch.randn(K, widths[l], widths[l], generator=gen,
-                                  dtype=torch.float64).numpy()
+                g_r = torch.randn(
+                    K, widths[l], widths[l], generator=gen, dtype=torch.float64
+                ).numpy()
                 per_branch = np.maximum(fill_mask.sum(1), 1)[:, None, None]
                 both = fill_mask[:, :, None] & fill_mask[:, None, :]
                 R[l] = np.where(both, theta * rho * g_r / np.sqrt(per_branch), R[l])
@@ -498,22 +543,43 @@ def structured_witnesses(n_inputs: int, *, n_branches: int = 1,
     biases = [to_t(b) if np.any(b != 0) else None for b in B]
     rec = [to_t(r) if uses_rec[l] else None for l, r in enumerate(R)]
     desc = {
-        "kind": "structured", "seed": seed,
-        "options": {"n_inputs": d, "n_branches": K, "hidden_widths": widths,
-                    "recurrent": recurrent, "motifs": motifs, "inhibition": inhibition,
-                    "max_vetoes": max_vetoes, "n_gates": n_gates, "constant": constant,
-                    "fill_scale": fill_scales, "fill_recurrent_scale": rho,
-                    "dtype": dtype_name},
+        "kind": "structured",
+        "seed": seed,
+        "options": {
+            "n_inputs": d,
+            "n_branches": K,
+            "hidden_widths": widths,
+            "recurrent": recurrent,
+            "motifs": motifs,
+            "inhibition": inhibition,
+            "max_vetoes": max_vetoes,
+            "n_gates": n_gates,
+            "constant": constant,
+            "fill_scale": fill_scales,
+            "fill_recurrent_scale": rho,
+            "dtype": dtype_name,
+        },
         "banks": [b.names for b in banks],
         "gate_sources": src_names,
         "n_enumerated_gates": len(all_gates),
         "n_fill": n_fill,
         "gates": gate_list,
-        "counts": {"bank_per_branch": [len(b.names) for b in banks], "gates": n_gates,
-                   "fill": int(sum(n_fill)), "last_layer_neurons": total},
+        "counts": {
+            "bank_per_branch": [len(b.names) for b in banks],
+            "gates": n_gates,
+            "fill": int(sum(n_fill)),
+            "last_layer_neurons": total,
+        },
     }
-    w = Witnesses(weights, biases if any(b is not None for b in biases) else None,
-                  rec if any(r is not None for r in rec) else None, beta, theta, reset, desc)
+    w = Witnesses(
+        weights,
+        biases if any(b is not None for b in biases) else None,
+        rec if any(r is not None for r in rec) else None,
+        beta,
+        theta,
+        reset,
+        desc,
+    )
     logger.debug("structured_witnesses: %r, %d gates, %d fill neurons", w, n_gates, sum(n_fill))
     return w
 
@@ -567,17 +633,26 @@ class _RoleView:
 
 
 # ---------------------------------------------------------------------- Gaussian recurrent
-def gaussian_recurrent_witnesses(n_inputs: int, *, n_branches: int = 1,
-                                 hidden_widths: Sequence[int] | None = None,
-                                 depth: int | None = None, p_rec: int | None = None,
-                                 p_last: int | None = None,
-                                 scale: float | Sequence[float] = 1.0,
-                                 recurrent: str = "dense",
-                                 recurrent_scale: float | Sequence[float] = 0.5,
-                                 density: float = 0.1, self_excitation: float = 0.0,
-                                 seed: int = 0, beta: float = 0.99, theta: float = 1.0,
-                                 reset: str = "subtract", dtype: torch.dtype = torch.float64,
-                                 device: torch.device | str | None = None) -> Witnesses:
+def gaussian_recurrent_witnesses(
+    n_inputs: int,
+    *,
+    n_branches: int = 1,
+    hidden_widths: Sequence[int] | None = None,
+    depth: int | None = None,
+    p_rec: int | None = None,
+    p_last: int | None = None,
+    scale: float | Sequence[float] = 1.0,
+    recurrent: str = "dense",
+    recurrent_scale: float | Sequence[float] = 0.5,
+    density: float = 0.1,
+    self_excitation: float = 0.0,
+    seed: int = 0,
+    beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
     r"""Gaussian witnesses with Gaussian recurrent weights, scaled relative to :math:`\theta`.
 
     .. math::
@@ -601,8 +676,9 @@ def gaussian_recurrent_witnesses(n_inputs: int, *, n_branches: int = 1,
     """
     d = check_positive_int(n_inputs, "n_inputs")
     K = check_positive_int(n_branches, "n_branches")
-    widths = resolve_widths(n_branches=K, hidden_widths=hidden_widths, depth=depth, p_rec=p_rec,
-                            p_last=p_last)
+    widths = resolve_widths(
+        n_branches=K, hidden_widths=hidden_widths, depth=depth, p_rec=p_rec, p_last=p_last
+    )
     check_choice(recurrent, "recurrent", _GAUSSIAN_RECURRENT)
     check_choice(reset, "reset", RESETS)
     beta = _check_beta(beta)
@@ -628,7 +704,7 @@ def gaussian_recurrent_witnesses(n_inputs: int, *, n_branches: int = 1,
         else:
             g = torch.randn(K, n, n, generator=gen, dtype=torch.float64)
             if recurrent == "sparse":
-                m = (torch.rand(K, n, n, generator=gen, dtype=torch.float64) < density)
+                m = torch.rand(K, n, n, generator=gen, dtype=torch.float64) < density
                 r = g * m * (theta * rhos[l] / math.sqrt(density * n))
                 n_conn.append(int(m.sum()))
             else:
@@ -637,16 +713,26 @@ def gaussian_recurrent_witnesses(n_inputs: int, *, n_branches: int = 1,
             if a:
                 r = r + theta * a * torch.eye(n, dtype=torch.float64)
         rec.append(r)
-    cast = (lambda t: t.to(dtype) if device is None else t.to(dtype).to(device))
-    desc = {"kind": "gaussian_recurrent", "seed": seed,
-            "options": {"n_inputs": d, "n_branches": K, "hidden_widths": widths,
-                        "scale": scales, "recurrent": recurrent, "recurrent_scale": rhos,
-                        "density": density if recurrent == "sparse" else None,
-                        "self_excitation": a, "dtype": dtype_name},
-            "counts": {"recurrent_connections": n_conn,
-                       "last_layer_neurons": K * widths[-1]}}
-    return Witnesses([cast(w) for w in weights], None, [cast(r) for r in rec], beta, theta, reset,
-                     desc)
+    cast = lambda t: t.to(dtype) if device is None else t.to(dtype).to(device)
+    desc = {
+        "kind": "gaussian_recurrent",
+        "seed": seed,
+        "options": {
+            "n_inputs": d,
+            "n_branches": K,
+            "hidden_widths": widths,
+            "scale": scales,
+            "recurrent": recurrent,
+            "recurrent_scale": rhos,
+            "density": density if recurrent == "sparse" else None,
+            "self_excitation": a,
+            "dtype": dtype_name,
+        },
+        "counts": {"recurrent_connections": n_conn, "last_layer_neurons": K * widths[-1]},
+    }
+    return Witnesses(
+        [cast(w) for w in weights], None, [cast(r) for r in rec], beta, theta, reset, desc
+    )
 
 
 # ---------------------------------------------------------------------- mixtures
@@ -667,8 +753,10 @@ def mix_witnesses(parts: Sequence[Witnesses]) -> Witnesses:
     for i, p in enumerate(parts[1:], 1):
         for attr in ("n_inputs", "hidden_widths", "beta", "theta", "reset", "dtype", "device"):
             if getattr(p, attr) != getattr(p0, attr):
-                raise ValueError(f"parts[{i}].{attr} = {getattr(p, attr)} differs from "
-                                 f"parts[0].{attr} = {getattr(p0, attr)}")
+                raise ValueError(
+                    f"parts[{i}].{attr} = {getattr(p, attr)} differs from "
+                    f"parts[0].{attr} = {getattr(p0, attr)}"
+                )
     widths = p0.hidden_widths
     n_layers = len(widths)
     kinds = {p.recurrent_kind for p in parts} - {None}
@@ -691,8 +779,11 @@ def mix_witnesses(parts: Sequence[Witnesses]) -> Witnesses:
 
     weights = [torch.cat([p.weights[l] for p in parts], 0) for l in range(n_layers)]
     any_bias = any(p.biases is not None for p in parts)
-    biases = ([torch.cat([layer_bias(p, l) for p in parts], 0) for l in range(n_layers)]
-              if any_bias else None)
+    biases = (
+        [torch.cat([layer_bias(p, l) for p in parts], 0) for l in range(n_layers)]
+        if any_bias
+        else None
+    )
     if biases is not None:
         biases = [b if bool((b != 0).any()) else None for b in biases]
     recs = None
@@ -705,11 +796,21 @@ def mix_witnesses(parts: Sequence[Witnesses]) -> Witnesses:
                 recs.append(torch.cat([layer_rec(p, l) for p in parts], 0))
     info, k0 = [], 0
     for p in parts:
-        info.append({"branches": [k0, k0 + p.n_branches], "kind": p.description.get("kind"),
-                     "seed": p.description.get("seed"), "description": p.description})
+        info.append(
+            {
+                "branches": [k0, k0 + p.n_branches],
+                "kind": p.description.get("kind"),
+                "seed": p.description.get("seed"),
+                "description": p.description,
+            }
+        )
         k0 += p.n_branches
-    desc = {"kind": "mixture", "seed": None, "parts": info,
-            "counts": {"branches": k0, "last_layer_neurons": k0 * widths[-1]}}
+    desc = {
+        "kind": "mixture",
+        "seed": None,
+        "parts": info,
+        "counts": {"branches": k0, "last_layer_neurons": k0 * widths[-1]},
+    }
     return Witnesses(weights, biases, recs, p0.beta, p0.theta, p0.reset, desc)
 
 

@@ -19,7 +19,7 @@ Surrogates carry their hyper-parameters as plain attributes and hold no global s
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -47,7 +47,7 @@ class _SurrogateSpike(torch.autograd.Function):
     """Heaviside forward, ``surrogate.derivative`` backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, surrogate: "Surrogate") -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
         return heaviside(x)
@@ -62,7 +62,7 @@ class _SmoothProxy(torch.autograd.Function):
     """Forward ``primitive``, backward ``derivative``: lets gradcheck test the derivative formula."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, surrogate: "Surrogate") -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
         return surrogate.primitive(x)
@@ -226,7 +226,7 @@ SURROGATES: dict[str, Callable[..., Surrogate]] = {
 }
 
 
-def get_surrogate(name: "str | Surrogate" = "atan", **params) -> Surrogate:
+def get_surrogate(name: str | Surrogate = "atan", **params) -> Surrogate:
     """Build a surrogate by name (``atan``, ``fast_sigmoid``, ``sigmoid``, ``triangular``,
     ``straight_through``) with optional hyper-parameters, or return ``name`` if already one."""
     if isinstance(name, Surrogate):

@@ -59,18 +59,19 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ._checks import (check_choice, check_labels, check_positive_float, check_positive_int)
+from ._checks import check_choice, check_labels, check_positive_float, check_positive_int
 from ._io import json_safe
-from .convex import labels_to_targets
 from ._scores import classes_from_scores
+from .convex import labels_to_targets
 from .network import ParallelSNN
 
 __all__ = [
@@ -146,8 +147,9 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
-def datafit(name: str, z: torch.Tensor, y: torch.Tensor,
-            sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+def datafit(
+    name: str, z: torch.Tensor, y: torch.Tensor, sample_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     r"""Mean datafit :math:`\frac1N \sum_i a_i\, \ell(y_i, z_i)` over the rows of ``z`` ``(N, C)``.
 
     Parameters
@@ -196,21 +198,26 @@ def _make_layout(model: ParallelSNN, label_mode: str, heads: Sequence[int] | Non
     check_choice(label_mode, "label_mode", LABEL_MODES)
     n_out = model.config["n_outputs"]
     if label_mode == "token" and model.config["output"] != "all":
-        raise ValueError("label_mode='token' needs scores at every step: build the model with "
-                         "output='all' (it has output='last')")
+        raise ValueError(
+            "label_mode='token' needs scores at every step: build the model with "
+            "output='all' (it has output='last')"
+        )
     if heads is None:
         return _Layout(label_mode, (n_out,), False)
     if isinstance(heads, (str, bytes)) or not isinstance(heads, Sequence) or len(heads) == 0:
         raise TypeError(f"heads must be a non-empty list of class counts, got {heads!r}")
     hs = tuple(check_positive_int(c, f"heads[{i}]") for i, c in enumerate(heads))
     if sum(hs) != n_out:
-        raise ValueError(f"heads={list(hs)} add up to {sum(hs)} score columns, but the model has "
-                         f"n_outputs={n_out}")
+        raise ValueError(
+            f"heads={list(hs)} add up to {sum(hs)} score columns, but the model has "
+            f"n_outputs={n_out}"
+        )
     return _Layout(label_mode, hs, True)
 
 
-def _check_y(y: Any, name: str, n: int, T: int, layout: _Layout,
-             device: torch.device) -> torch.Tensor:
+def _check_y(
+    y: Any, name: str, n: int, T: int, layout: _Layout, device: torch.device
+) -> torch.Tensor:
     """Validate labels; return int64 ``(n, [T,] H)`` (the head axis always present)."""
     lab = check_labels(y, name, device=device)
     expect = (n,) + ((T,) if layout.label_mode == "token" else ())
@@ -219,36 +226,45 @@ def _check_y(y: Any, name: str, n: int, T: int, layout: _Layout,
         if tuple(lab.shape) == expect and layout.n_heads == 1:
             lab = lab.unsqueeze(-1)
         if tuple(lab.shape) != full:
-            raise ValueError(f"{name} has shape {tuple(lab.shape)}, expected {full} "
-                             f"(label_mode={layout.label_mode!r}, heads={list(layout.heads)})")
+            raise ValueError(
+                f"{name} has shape {tuple(lab.shape)}, expected {full} "
+                f"(label_mode={layout.label_mode!r}, heads={list(layout.heads)})"
+            )
     else:
         if tuple(lab.shape) != expect:
             hint = ""
             if lab.shape[:1] != (n,):
                 hint = f": {name} has {lab.shape[0] if lab.ndim else 0} labels for {n} samples"
-            raise ValueError(f"{name} has shape {tuple(lab.shape)}, expected {expect} "
-                             f"(label_mode={layout.label_mode!r}){hint}")
+            raise ValueError(
+                f"{name} has shape {tuple(lab.shape)}, expected {expect} "
+                f"(label_mode={layout.label_mode!r}){hint}"
+            )
         lab = lab.unsqueeze(-1)
     for h in range(layout.n_heads):
         k = layout.n_classes(h)
         hi = int(lab[..., h].max())
         if hi >= k:
             where = f" (head {h})" if layout.explicit_heads else ""
-            raise ValueError(f"{name}{where} has label {hi} out of range: the model's "
-                             f"{layout.heads[h]} score column(s) allow labels in [0, {k - 1}]")
+            raise ValueError(
+                f"{name}{where} has label {hi} out of range: the model's "
+                f"{layout.heads[h]} score column(s) allow labels in [0, {k - 1}]"
+            )
     return lab
 
 
-def _class_weights(class_weight: Any, y_rows: torch.Tensor, layout: _Layout,
-                   dtype: torch.dtype) -> list[torch.Tensor] | None:
+def _class_weights(
+    class_weight: Any, y_rows: torch.Tensor, layout: _Layout, dtype: torch.dtype
+) -> list[torch.Tensor] | None:
     """Per-head class-weight vectors from ``None``, ``"balanced"``, a dict or a sequence."""
     if class_weight is None:
         return None
     H = layout.n_heads
     if layout.explicit_heads and H > 1 and not isinstance(class_weight, str):
         if not isinstance(class_weight, Sequence) or len(class_weight) != H:
-            raise ValueError(f"class_weight must be None, 'balanced' or a list of {H} per-head "
-                             f"entries (heads={list(layout.heads)}), got {class_weight!r}")
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a list of {H} per-head "
+                f"entries (heads={list(layout.heads)}), got {class_weight!r}"
+            )
         specs = list(class_weight)
     else:
         specs = [class_weight] * H if isinstance(class_weight, str) else [class_weight]
@@ -271,8 +287,9 @@ def _class_weights(class_weight: Any, y_rows: torch.Tensor, layout: _Layout,
         else:
             arr = np.asarray(spec, dtype=np.float64)
             if arr.shape != (k,):
-                raise ValueError(f"{name} must have one weight per class ({k}), got shape "
-                                 f"{arr.shape}")
+                raise ValueError(
+                    f"{name} must have one weight per class ({k}), got shape {arr.shape}"
+                )
             if not np.all(np.isfinite(arr)) or np.any(arr < 0):
                 raise ValueError(f"{name} must hold finite non-negative weights")
             w = torch.as_tensor(arr, dtype=dtype)
@@ -289,8 +306,9 @@ def _rows(z: torch.Tensor, y: torch.Tensor, layout: _Layout) -> tuple[torch.Tens
     return z.reshape(-1, z.shape[-1]), y.reshape(-1, y.shape[-1])
 
 
-def _batch_loss(loss: str, z: torch.Tensor, y: torch.Tensor, layout: _Layout,
-                cw: list[torch.Tensor] | None) -> torch.Tensor:
+def _batch_loss(
+    loss: str, z: torch.Tensor, y: torch.Tensor, layout: _Layout, cw: list[torch.Tensor] | None
+) -> torch.Tensor:
     """Mean over rows of the summed per-head datafit (``z`` ``(N, C)``, ``y`` ``(N, H)``)."""
     fn = LOSSES[loss]
     total = None
@@ -302,8 +320,9 @@ def _batch_loss(loss: str, z: torch.Tensor, y: torch.Tensor, layout: _Layout,
     return total.mean()
 
 
-def _n_correct(z: torch.Tensor, y: torch.Tensor, layout: _Layout,
-               tol: torch.Tensor | float = 0.0) -> int:
+def _n_correct(
+    z: torch.Tensor, y: torch.Tensor, layout: _Layout, tol: torch.Tensor | float = 0.0
+) -> int:
     """Rows whose every head is predicted right (``tol``: per-row tie tolerance, see
     :func:`convexsnn._scores.classes_from_scores`)."""
     ok = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
@@ -314,17 +333,23 @@ def _n_correct(z: torch.Tensor, y: torch.Tensor, layout: _Layout,
 
 # ---------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def _evaluate(model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, layout: _Layout,
-              loss: str | None, cw: list[torch.Tensor] | None, batch_size: int
-              ) -> tuple[float, float]:
+def _evaluate(
+    model: ParallelSNN,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    layout: _Layout,
+    loss: str | None,
+    cw: list[torch.Tensor] | None,
+    batch_size: int,
+) -> tuple[float, float]:
     """(mean loss or nan, joint accuracy) over already-validated ``X``, ``y``."""
     was_training = model.training
     model.eval()
     try:
         total_loss, correct, rows = 0.0, 0, 0
         for start in range(0, X.shape[0], batch_size):
-            zb, tol = model.scores_and_tolerance(X[start:start + batch_size])
-            z, yb = _rows(zb, y[start:start + batch_size], layout)
+            zb, tol = model.scores_and_tolerance(X[start : start + batch_size])
+            z, yb = _rows(zb, y[start : start + batch_size], layout)
             if loss is not None:
                 total_loss += float(_batch_loss(loss, z, yb, layout, cw)) * z.shape[0]
             tol = tol[:, -1] if layout.label_mode == "sequence" and tol.ndim == 2 else tol
@@ -335,9 +360,17 @@ def _evaluate(model: ParallelSNN, X: torch.Tensor, y: torch.Tensor, layout: _Lay
     return (total_loss / rows if loss is not None else math.nan), correct / rows
 
 
-def evaluate(model: ParallelSNN, X: Any, y: Any, *, loss: str = "softmax",
-             batch_size: int = _EVAL_BATCH, label_mode: str = "sequence",
-             heads: Sequence[int] | None = None, class_weight: Any = None) -> dict[str, float]:
+def evaluate(
+    model: ParallelSNN,
+    X: Any,
+    y: Any,
+    *,
+    loss: str = "softmax",
+    batch_size: int = _EVAL_BATCH,
+    label_mode: str = "sequence",
+    heads: Sequence[int] | None = None,
+    class_weight: Any = None,
+) -> dict[str, float]:
     """Mean datafit and joint accuracy of ``model`` on ``(X, y)`` with exact spikes.
 
     Parameters
@@ -368,8 +401,15 @@ def evaluate(model: ParallelSNN, X: Any, y: Any, *, loss: str = "softmax",
     return {"loss": lv, "accuracy": acc}
 
 
-def evaluate_accuracy(model: ParallelSNN, X: Any, y: Any, *, batch_size: int = _EVAL_BATCH,
-                      label_mode: str = "sequence", heads: Sequence[int] | None = None) -> float:
+def evaluate_accuracy(
+    model: ParallelSNN,
+    X: Any,
+    y: Any,
+    *,
+    batch_size: int = _EVAL_BATCH,
+    label_mode: str = "sequence",
+    heads: Sequence[int] | None = None,
+) -> float:
     """Joint accuracy of ``model`` on ``(X, y)``: the fraction of labelled rows (samples, or
     samples x steps in token mode) on which every head is predicted right. Exact spikes
     (``torch.no_grad``), identical to inference.
@@ -448,17 +488,33 @@ def _optional_patience(value: Any, name: str) -> int | None:
     return None if value is None else check_positive_int(value, name)
 
 
-def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any = None,
-                    y_val: Any = None, *, loss: str = "softmax", epochs: int = 100,
-                    batch_size: int | None = None, lr: float = 1e-2, weight_decay: float = 0.0,
-                    path_norm: float = 0.0, lr_decay_factor: float = 0.5,
-                    lr_patience: int | None = 10, early_stopping_patience: int | None = None,
-                    restore_best: bool = True, seed: int = 0, progress: bool = True,
-                    device: str | torch.device | None = None, label_mode: str = "sequence",
-                    heads: Sequence[int] | None = None, class_weight: Any = None,
-                    callback: Callable[[int, dict, ParallelSNN], Any] | None = None,
-                    grad_clip: float | None = None,
-                    eval_batch_size: int = _EVAL_BATCH) -> TrainResult:
+def train_surrogate(
+    model: ParallelSNN,
+    X_train: Any,
+    y_train: Any,
+    X_val: Any = None,
+    y_val: Any = None,
+    *,
+    loss: str = "softmax",
+    epochs: int = 100,
+    batch_size: int | None = None,
+    lr: float = 1e-2,
+    weight_decay: float = 0.0,
+    path_norm: float = 0.0,
+    lr_decay_factor: float = 0.5,
+    lr_patience: int | None = 10,
+    early_stopping_patience: int | None = None,
+    restore_best: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    label_mode: str = "sequence",
+    heads: Sequence[int] | None = None,
+    class_weight: Any = None,
+    callback: Callable[[int, dict, ParallelSNN], Any] | None = None,
+    grad_clip: float | None = None,
+    eval_batch_size: int = _EVAL_BATCH,
+) -> TrainResult:
     r"""Train ``model`` in place with surrogate gradients (BPTT through its LIF layers).
 
     Optimiser: Adam with decoupled weight decay (``torch.optim.AdamW``); the learning rate is
@@ -551,8 +607,7 @@ def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any =
     path_norm = check_positive_float(path_norm, "path_norm", allow_zero=True)
     lr_decay_factor = _check_unit_interval(lr_decay_factor, "lr_decay_factor")
     lr_patience = _optional_patience(lr_patience, "lr_patience")
-    early_stopping_patience = _optional_patience(early_stopping_patience,
-                                                 "early_stopping_patience")
+    early_stopping_patience = _optional_patience(early_stopping_patience, "early_stopping_patience")
     seed = check_positive_int(seed, "seed", allow_zero=True)
     eval_batch_size = check_positive_int(eval_batch_size, "eval_batch_size")
     if grad_clip is not None:
@@ -583,31 +638,49 @@ def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any =
     sched = None
     if lr_patience is not None:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=lr_decay_factor, patience=lr_patience)
+            opt, mode="min", factor=lr_decay_factor, patience=lr_patience
+        )
     gen = torch.Generator().manual_seed(seed)
     bs = n if batch_size is None else min(batch_size, n)
 
     settings = {
-        "loss": loss, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "weight_decay": weight_decay, "path_norm": path_norm,
-        "lr_decay_factor": lr_decay_factor, "lr_patience": lr_patience,
-        "early_stopping_patience": early_stopping_patience, "restore_best": bool(restore_best),
-        "seed": seed, "label_mode": label_mode,
+        "loss": loss,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "path_norm": path_norm,
+        "lr_decay_factor": lr_decay_factor,
+        "lr_patience": lr_patience,
+        "early_stopping_patience": early_stopping_patience,
+        "restore_best": bool(restore_best),
+        "seed": seed,
+        "label_mode": label_mode,
         "heads": list(layout.heads) if layout.explicit_heads else None,
         "class_weight": ([w.tolist() for w in cw] if cw is not None else None),
-        "grad_clip": grad_clip, "optimizer": "AdamW", "n_train": n,
-        "n_val": int(Xv.shape[0]) if has_val else 0, "T": T,
+        "grad_clip": grad_clip,
+        "optimizer": "AdamW",
+        "n_train": n,
+        "n_val": int(Xv.shape[0]) if has_val else 0,
+        "T": T,
     }
-    history: dict[str, list] = {k: [] for k in
-                                ("train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                                 "seconds")}
+    history: dict[str, list] = {
+        k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+    }
     best_key: tuple[float, float] | None = None
     best_epoch: int | None = None
     best_state: dict[str, torch.Tensor] | None = None
     since_best = 0
     stop_reason = "completed"
-    logger.info("SG training: %d samples, T=%d, loss=%s, epochs=%d, batch=%s, lr=%g",
-                n, T, loss, epochs, batch_size, lr)
+    logger.info(
+        "SG training: %d samples, T=%d, loss=%s, epochs=%d, batch=%s, lr=%g",
+        n,
+        T,
+        loss,
+        epochs,
+        batch_size,
+        lr,
+    )
 
     was_training = model.training
     bar = tqdm(range(epochs), desc="SG training", disable=not progress, leave=False)
@@ -616,12 +689,13 @@ def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any =
             t0 = time.perf_counter()
             model.train()
             lr_now = opt.param_groups[0]["lr"]
-            order = (torch.randperm(n, generator=gen).to(X.device) if batch_size is not None
-                     else None)
+            order = (
+                torch.randperm(n, generator=gen).to(X.device) if batch_size is not None else None
+            )
             sum_loss, correct, rows = 0.0, 0, 0
             finite = True
             for start in range(0, n, bs):
-                idx = order[start:start + bs] if order is not None else slice(start, start + bs)
+                idx = order[start : start + bs] if order is not None else slice(start, start + bs)
                 z, yb = _rows(model(X[idx]), y[idx], layout)
                 data_loss = _batch_loss(loss, z, yb, layout, cw)
                 obj = data_loss + path_norm * model.path_norm() if path_norm > 0 else data_loss
@@ -639,8 +713,12 @@ def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any =
                 rows += z.shape[0]
             if not finite:
                 stop_reason = "non_finite_loss"
-                warnings.warn(f"train_surrogate: non-finite loss in epoch {epoch}; stopping "
-                              "(lower lr or init_scale)", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"train_surrogate: non-finite loss in epoch {epoch}; stopping "
+                    "(lower lr or init_scale)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 logger.warning("SG training stopped: non-finite loss in epoch %d", epoch)
                 break
             train_loss, train_acc = sum_loss / rows, correct / rows
@@ -649,9 +727,14 @@ def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any =
             else:
                 val_loss = val_acc = None
             seconds = time.perf_counter() - t0
-            for k, v in (("train_loss", train_loss), ("train_acc", train_acc),
-                         ("val_loss", val_loss), ("val_acc", val_acc), ("lr", lr_now),
-                         ("seconds", seconds)):
+            for k, v in (
+                ("train_loss", train_loss),
+                ("train_acc", train_acc),
+                ("val_loss", val_loss),
+                ("val_acc", val_acc),
+                ("lr", lr_now),
+                ("seconds", seconds),
+            ):
                 history[k].append(v)
 
             key = (val_acc, -val_loss) if has_val else (-train_loss, 0.0)
@@ -667,8 +750,16 @@ def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any =
             if has_val:
                 postfix["val_acc"] = f"{val_acc:.3f}"
             bar.set_postfix(postfix, refresh=False)
-            logger.debug("epoch %d: train loss %.5f acc %.4f, val loss %s acc %s, lr %g, %.2fs",
-                         epoch, train_loss, train_acc, val_loss, val_acc, lr_now, seconds)
+            logger.debug(
+                "epoch %d: train loss %.5f acc %.4f, val loss %s acc %s, lr %g, %.2fs",
+                epoch,
+                train_loss,
+                train_acc,
+                val_loss,
+                val_acc,
+                lr_now,
+                seconds,
+            )
             if callback is not None:
                 record = {"epoch": epoch, **{k: v[-1] for k, v in history.items()}}
                 if callback(epoch, record, model) is True:
@@ -690,14 +781,23 @@ def train_surrogate(model: ParallelSNN, X_train: Any, y_train: Any, X_val: Any =
     result = TrainResult(
         history=history,
         best_epoch=best_epoch if has_val else None,
-        best_val_acc=history["val_acc"][best_epoch] if has_val and best_epoch is not None
+        best_val_acc=history["val_acc"][best_epoch] if has_val and best_epoch is not None else None,
+        best_val_loss=history["val_loss"][best_epoch]
+        if has_val and best_epoch is not None
         else None,
-        best_val_loss=history["val_loss"][best_epoch] if has_val and best_epoch is not None
-        else None,
-        epochs_run=epochs_run, stopped_early=stop_reason != "completed",
-        stop_reason=stop_reason, restored_best=restored, settings=settings)
-    logger.info("SG training done: %d epochs (%s), best epoch %s, best val acc %s",
-                epochs_run, stop_reason, result.best_epoch, result.best_val_acc)
+        epochs_run=epochs_run,
+        stopped_early=stop_reason != "completed",
+        stop_reason=stop_reason,
+        restored_best=restored,
+        settings=settings,
+    )
+    logger.info(
+        "SG training done: %d epochs (%s), best epoch %s, best val acc %s",
+        epochs_run,
+        stop_reason,
+        result.best_epoch,
+        result.best_val_acc,
+    )
     return result
 
 
@@ -725,10 +825,21 @@ class FinetuneResult:
     kept_finetuned: bool
 
 
-def finetune(start: ParallelSNN, X_train: Any, y_train: Any, X_val: Any, y_val: Any, *,
-             epochs: int, lr: float, seed: int = 0, label_mode: str = "sequence",
-             heads: Sequence[int] | None = None, eval_batch_size: int = _EVAL_BATCH,
-             **train_options: Any) -> FinetuneResult:
+def finetune(
+    start: ParallelSNN,
+    X_train: Any,
+    y_train: Any,
+    X_val: Any,
+    y_val: Any,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int = 0,
+    label_mode: str = "sequence",
+    heads: Sequence[int] | None = None,
+    eval_batch_size: int = _EVAL_BATCH,
+    **train_options: Any,
+) -> FinetuneResult:
     """Fine-tune a copy of ``start`` with surrogate gradients; keep it only if its validation
     accuracy is at least the starting network's (a validation choice between 0 and ``epochs``
     extra epochs).
@@ -738,21 +849,42 @@ def finetune(start: ParallelSNN, X_train: Any, y_train: Any, X_val: Any, y_val: 
     :func:`train_surrogate` (``loss``, ``batch_size``, ``lr_patience``, ...), which restores the
     best validation epoch.
     """
+
     def val_acc(m: ParallelSNN) -> float:
-        return float(evaluate_accuracy(m, X_val, y_val, batch_size=eval_batch_size,
-                                       label_mode=label_mode, heads=heads))
+        return float(
+            evaluate_accuracy(
+                m, X_val, y_val, batch_size=eval_batch_size, label_mode=label_mode, heads=heads
+            )
+        )
 
     before = val_acc(start)
     model = copy.deepcopy(start)
     for p in model.parameters():
         p.requires_grad_(True)
     train_options.setdefault("progress", False)
-    res = train_surrogate(model, X_train, y_train, X_val, y_val, epochs=epochs, lr=lr, seed=seed,
-                          label_mode=label_mode, heads=heads, eval_batch_size=eval_batch_size,
-                          **train_options)
+    res = train_surrogate(
+        model,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        label_mode=label_mode,
+        heads=heads,
+        eval_batch_size=eval_batch_size,
+        **train_options,
+    )
     after = val_acc(model)
     kept = after >= before
-    logger.info("fine-tuning: val %.4f -> %.4f (%s)", before, after,
-                "kept" if kept else "discarded")
-    return FinetuneResult(model=model if kept else start, result=res, val_before=before,
-                          val_after=after, kept_finetuned=bool(kept))
+    logger.info(
+        "fine-tuning: val %.4f -> %.4f (%s)", before, after, "kept" if kept else "discarded"
+    )
+    return FinetuneResult(
+        model=model if kept else start,
+        result=res,
+        val_before=before,
+        val_after=after,
+        kept_finetuned=bool(kept),
+    )

@@ -31,17 +31,17 @@ import itertools
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ._checks import (check_choice, check_positive_float, check_positive_int,
-                      check_sequence_input)
+from ._checks import check_choice, check_positive_float, check_positive_int, check_sequence_input
 from ._io import json_safe
 from .lif import RESETS, Trace, check_leak, simulate
-from .network import ParallelSNN, READOUTS, OUTPUTS
+from .network import OUTPUTS, READOUTS, ParallelSNN
 from .surrogate import heaviside
 
 __all__ = [
@@ -71,9 +71,14 @@ def _json_safe(obj: Any, name: str = "description") -> Any:
     return json_safe(obj, strict=True, name=name)
 
 
-def resolve_widths(*, n_branches: int, hidden_widths: Sequence[int] | None = None,
-                   depth: int | None = None, p_rec: int | None = None,
-                   p_last: int | None = None) -> list[int]:
+def resolve_widths(
+    *,
+    n_branches: int,
+    hidden_widths: Sequence[int] | None = None,
+    depth: int | None = None,
+    p_rec: int | None = None,
+    p_last: int | None = None,
+) -> list[int]:
     """Per-branch LIF layer widths, following :class:`~convexsnn.network.ParallelSNN`.
 
     Either ``hidden_widths`` (per-branch widths of the LIF layers) or ``depth`` ``L`` (counting the
@@ -83,8 +88,10 @@ def resolve_widths(*, n_branches: int, hidden_widths: Sequence[int] | None = Non
     K = check_positive_int(n_branches, "n_branches")
     if hidden_widths is not None:
         if depth is not None and depth != len(hidden_widths) + 1:
-            raise ValueError(f"depth={depth} contradicts hidden_widths={list(hidden_widths)} "
-                             f"(depth counts the output layer: len(hidden_widths) + 1)")
+            raise ValueError(
+                f"depth={depth} contradicts hidden_widths={list(hidden_widths)} "
+                f"(depth counts the output layer: len(hidden_widths) + 1)"
+            )
         if len(hidden_widths) == 0:
             raise ValueError("hidden_widths must name at least one LIF layer")
         return [check_positive_int(w, f"hidden_widths[{i}]") for i, w in enumerate(hidden_widths)]
@@ -140,21 +147,27 @@ class Witnesses:
         self.weights = [w.detach() if isinstance(w, torch.Tensor) else w for w in self.weights]
         for l, w in enumerate(self.weights):
             if not isinstance(w, torch.Tensor) or w.ndim != 3:
-                raise ValueError(f"weights[{l}] must be a (K, n_in, n_out) tensor, got "
-                                 f"{getattr(w, 'shape', type(w).__name__)}")
+                raise ValueError(
+                    f"weights[{l}] must be a (K, n_in, n_out) tensor, got "
+                    f"{getattr(w, 'shape', type(w).__name__)}"
+                )
         w0 = self.weights[0]
         if w0.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"weights must be float32 or float64, got {w0.dtype}")
         K = w0.shape[0]
         for l, w in enumerate(self.weights):
             if w.dtype != w0.dtype or w.device != w0.device:
-                raise ValueError(f"weights[{l}] has dtype/device {w.dtype}/{w.device}, "
-                                 f"weights[0] has {w0.dtype}/{w0.device}")
+                raise ValueError(
+                    f"weights[{l}] has dtype/device {w.dtype}/{w.device}, "
+                    f"weights[0] has {w0.dtype}/{w0.device}"
+                )
             if w.shape[0] != K:
                 raise ValueError(f"weights[{l}] has {w.shape[0]} branches, weights[0] has {K}")
             if l and w.shape[1] != self.weights[l - 1].shape[2]:
-                raise ValueError(f"weights[{l}] expects {w.shape[1]} inputs but layer {l - 1} has "
-                                 f"{self.weights[l - 1].shape[2]} neurons")
+                raise ValueError(
+                    f"weights[{l}] expects {w.shape[1]} inputs but layer {l - 1} has "
+                    f"{self.weights[l - 1].shape[2]} neurons"
+                )
             if not bool(torch.isfinite(w).all()):
                 raise ValueError(f"weights[{l}] contains NaN or inf")
         n = len(self.weights)
@@ -169,11 +182,12 @@ class Witnesses:
                 if t is None:
                     continue
                 width = self.weights[l].shape[2]
-                ok = {"biases": [(K, width)],
-                      "recurrent": [(K, width, width), (K, width)]}[name]
+                ok = {"biases": [(K, width)], "recurrent": [(K, width, width), (K, width)]}[name]
                 if not isinstance(t, torch.Tensor) or tuple(t.shape) not in ok:
-                    raise ValueError(f"{name}[{l}] must have shape {' or '.join(map(str, ok))}, "
-                                     f"got {getattr(t, 'shape', type(t).__name__)}")
+                    raise ValueError(
+                        f"{name}[{l}] must have shape {' or '.join(map(str, ok))}, "
+                        f"got {getattr(t, 'shape', type(t).__name__)}"
+                    )
                 if t.dtype != w0.dtype or t.device != w0.device:
                     raise ValueError(f"{name}[{l}] must match the weights' dtype/device")
             if all(t is None for t in lst):
@@ -182,8 +196,10 @@ class Witnesses:
         if self.recurrent is not None:
             kinds = {t.ndim for t in self.recurrent if t is not None}
             if len(kinds) > 1:
-                raise ValueError("recurrent weights must be all dense (K, n, n) or all diagonal "
-                                 "(K, n) (a ParallelSNN has one recurrent kind)")
+                raise ValueError(
+                    "recurrent weights must be all dense (K, n, n) or all diagonal "
+                    "(K, n) (a ParallelSNN has one recurrent kind)"
+                )
         self.beta = check_leak(self.beta)
         self.theta = check_positive_float(self.theta, "theta")
         check_choice(self.reset, "reset", RESETS)
@@ -247,8 +263,11 @@ class Witnesses:
     def fingerprint(self) -> str:
         """sha256 of all weights and LIF parameters (identifies a witness set)."""
         h = hashlib.sha256()
-        h.update(json.dumps({**self.lif_params(), "dtype": _dtype_name(self.dtype)},
-                            sort_keys=True).encode())
+        h.update(
+            json.dumps(
+                {**self.lif_params(), "dtype": _dtype_name(self.dtype)}, sort_keys=True
+            ).encode()
+        )
         for name, arr in sorted(self.state_arrays().items()):
             h.update(name.encode())
             h.update(str(arr.shape).encode())
@@ -256,51 +275,72 @@ class Witnesses:
         return h.hexdigest()
 
     # ------------------------------------------------------------------ derived sets
-    def to(self, device: torch.device | str | None = None,
-           dtype: torch.dtype | None = None) -> "Witnesses":
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Witnesses:
         """A copy on another device and/or dtype."""
+
         def mv(t):
             return None if t is None else t.to(device=device, dtype=dtype)
-        return Witnesses([mv(w) for w in self.weights],
-                         None if self.biases is None else [mv(b) for b in self.biases],
-                         None if self.recurrent is None else [mv(r) for r in self.recurrent],
-                         self.beta, self.theta, self.reset, dict(self.description))
 
-    def select_branches(self, branches: Sequence[int] | np.ndarray | torch.Tensor
-                        ) -> "Witnesses":
+        return Witnesses(
+            [mv(w) for w in self.weights],
+            None if self.biases is None else [mv(b) for b in self.biases],
+            None if self.recurrent is None else [mv(r) for r in self.recurrent],
+            self.beta,
+            self.theta,
+            self.reset,
+            dict(self.description),
+        )
+
+    def select_branches(self, branches: Sequence[int] | np.ndarray | torch.Tensor) -> Witnesses:
         """The witness set restricted to ``branches`` (in the given order)."""
-        idx = torch.as_tensor(np.asarray(branches, dtype=np.int64).reshape(-1),
-                              device=self.device)
+        idx = torch.as_tensor(np.asarray(branches, dtype=np.int64).reshape(-1), device=self.device)
         if idx.numel() == 0:
             raise ValueError("select_branches needs at least one branch")
         if int(idx.min()) < 0 or int(idx.max()) >= self.n_branches:
-            raise ValueError(f"branch indices must be in [0, {self.n_branches}), got "
-                             f"{idx.tolist()[:10]}")
+            raise ValueError(
+                f"branch indices must be in [0, {self.n_branches}), got {idx.tolist()[:10]}"
+            )
+
         def sel(t):
             return None if t is None else t.index_select(0, idx).contiguous()
+
         desc = dict(self.description)
         desc["selected_branches"] = idx.tolist()
-        return Witnesses([sel(w) for w in self.weights],
-                         None if self.biases is None else [sel(b) for b in self.biases],
-                         None if self.recurrent is None else [sel(r) for r in self.recurrent],
-                         self.beta, self.theta, self.reset, desc)
+        return Witnesses(
+            [sel(w) for w in self.weights],
+            None if self.biases is None else [sel(b) for b in self.biases],
+            None if self.recurrent is None else [sel(r) for r in self.recurrent],
+            self.beta,
+            self.theta,
+            self.reset,
+            desc,
+        )
 
     # ------------------------------------------------------------------ simulation
     def check_input(self, X: Any, name: str = "X") -> torch.Tensor:
         """Validate ``X`` ``(n, T, n_inputs)`` and cast it to the witnesses' dtype/device."""
-        return check_sequence_input(X, name, n_features=self.n_inputs, dtype=self.dtype,
-                                    device=self.device)
+        return check_sequence_input(
+            X, name, n_features=self.n_inputs, dtype=self.dtype, device=self.device
+        )
 
     def simulate(self, X: Any, *, return_membrane: bool = False) -> Trace:
         """All layers' spikes (and membranes), via :func:`convexsnn.lif.simulate`, no gradient."""
         x = self.check_input(X)
         with torch.no_grad():
-            return simulate(x, self.weights, biases=self.biases, recurrent=self.recurrent,
-                            beta=self.beta, theta=self.theta, reset=self.reset,
-                            return_membrane=return_membrane)
+            return simulate(
+                x,
+                self.weights,
+                biases=self.biases,
+                recurrent=self.recurrent,
+                beta=self.beta,
+                theta=self.theta,
+                reset=self.reset,
+                return_membrane=return_membrane,
+            )
 
-    def readout(self, X: Any, *, readout: str = "spike", readout_bias: float = 0.0
-                ) -> torch.Tensor:
+    def readout(self, X: Any, *, readout: str = "spike", readout_bias: float = 0.0) -> torch.Tensor:
         r"""Binary last-layer readout ``(n, T, K * n_last)`` (bool).
 
         ``"spike"``: :math:`r_t = s_t`; ``"membrane"``: :math:`r_t = \mathbb 1[m_t - b \ge 0]` of
@@ -315,10 +355,16 @@ class Witnesses:
         return (r != 0).reshape(n, T, -1)
 
     # ------------------------------------------------------------------ conversion
-    def to_network(self, output_weight: torch.Tensor | np.ndarray | None = None, *,
-                   n_outputs: int | None = None, readout: str = "spike",
-                   readout_bias: float = 0.0, output: str = "last",
-                   **kwargs: Any) -> ParallelSNN:
+    def to_network(
+        self,
+        output_weight: torch.Tensor | np.ndarray | None = None,
+        *,
+        n_outputs: int | None = None,
+        readout: str = "spike",
+        readout_bias: float = 0.0,
+        output: str = "last",
+        **kwargs: Any,
+    ) -> ParallelSNN:
         """A :class:`ParallelSNN` with these hidden weights (exact copies).
 
         Parameters
@@ -335,29 +381,58 @@ class Witnesses:
         """
         check_choice(readout, "readout", READOUTS)
         check_choice(output, "output", OUTPUTS)
-        for k in ("hidden_widths", "beta", "theta", "reset", "bias", "recurrent", "dtype",
-                  "n_branches", "n_inputs", "n_outputs", "depth", "p_rec", "p_last"):
+        for k in (
+            "hidden_widths",
+            "beta",
+            "theta",
+            "reset",
+            "bias",
+            "recurrent",
+            "dtype",
+            "n_branches",
+            "n_inputs",
+            "n_outputs",
+            "depth",
+            "p_rec",
+            "p_last",
+        ):
             if k in kwargs:
                 raise TypeError(f"to_network() got {k!r}: it is fixed by the witnesses")
         if output_weight is not None:
-            ow = torch.as_tensor(np.asarray(output_weight) if not isinstance(
-                output_weight, torch.Tensor) else output_weight)
+            ow = torch.as_tensor(
+                np.asarray(output_weight)
+                if not isinstance(output_weight, torch.Tensor)
+                else output_weight
+            )
             if ow.ndim == 1:
                 ow = ow[:, None]
             if ow.ndim != 2 or ow.shape[0] != self.n_witness_neurons:
-                raise ValueError(f"output_weight must have shape ({self.n_witness_neurons}, C), "
-                                 f"got {tuple(ow.shape)}")
+                raise ValueError(
+                    f"output_weight must have shape ({self.n_witness_neurons}, C), "
+                    f"got {tuple(ow.shape)}"
+                )
             if n_outputs is not None and n_outputs != ow.shape[1]:
-                raise ValueError(f"n_outputs={n_outputs} contradicts output_weight with "
-                                 f"{ow.shape[1]} columns")
+                raise ValueError(
+                    f"n_outputs={n_outputs} contradicts output_weight with {ow.shape[1]} columns"
+                )
             n_outputs = int(ow.shape[1])
         n_outputs = check_positive_int(1 if n_outputs is None else n_outputs, "n_outputs")
         net = ParallelSNN(
-            self.n_inputs, n_outputs, n_branches=self.n_branches,
-            hidden_widths=self.hidden_widths, beta=self.beta, theta=self.theta, reset=self.reset,
-            readout=readout, readout_bias=float(readout_bias), output=output,
-            bias=self.biases is not None, recurrent=self.recurrent_kind, dtype=self.dtype,
-            **kwargs)
+            self.n_inputs,
+            n_outputs,
+            n_branches=self.n_branches,
+            hidden_widths=self.hidden_widths,
+            beta=self.beta,
+            theta=self.theta,
+            reset=self.reset,
+            readout=readout,
+            readout_bias=float(readout_bias),
+            output=output,
+            bias=self.biases is not None,
+            recurrent=self.recurrent_kind,
+            dtype=self.dtype,
+            **kwargs,
+        )
         net.to(self.device)
         with torch.no_grad():
             for p, w in zip(net.weights, self.weights):
@@ -388,33 +463,47 @@ class Witnesses:
 
     def meta(self) -> dict:
         """JSON-safe non-array part (LIF parameters, layer count, dtype, description)."""
-        return {"n_layers": len(self.weights), "dtype": _dtype_name(self.dtype),
-                **self.lif_params(), "description": self.description}
+        return {
+            "n_layers": len(self.weights),
+            "dtype": _dtype_name(self.dtype),
+            **self.lif_params(),
+            "description": self.description,
+        }
 
     @classmethod
-    def from_arrays(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "Witnesses":
+    def from_arrays(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Witnesses:
         """Inverse of :meth:`meta` + :meth:`state_arrays`."""
         n = int(meta["n_layers"])
         dtype = _DTYPES.get(meta.get("dtype"))
         if dtype is None:
             raise ValueError(f"unknown witness dtype {meta.get('dtype')!r}")
+
         def get(name, l):
             a = arrays.get(f"{name}.{l}")
             return None if a is None else torch.from_numpy(np.array(a)).to(dtype)
+
         weights = [get("weights", l) for l in range(n)]
         if any(w is None for w in weights):
             raise ValueError("witness arrays are missing a weight layer")
         biases = [get("biases", l) for l in range(n)]
         recurrent = [get("recurrent", l) for l in range(n)]
-        return cls(weights, biases if any(b is not None for b in biases) else None,
-                   recurrent if any(r is not None for r in recurrent) else None,
-                   meta["beta"], meta["theta"], meta["reset"], meta.get("description", {}))
+        return cls(
+            weights,
+            biases if any(b is not None for b in biases) else None,
+            recurrent if any(r is not None for r in recurrent) else None,
+            meta["beta"],
+            meta["theta"],
+            meta["reset"],
+            meta.get("description", {}),
+        )
 
     def __repr__(self) -> str:
-        return (f"Witnesses(K={self.n_branches}, n_inputs={self.n_inputs}, "
-                f"widths={self.hidden_widths}, beta={self.beta}, theta={self.theta}, "
-                f"reset={self.reset!r}, recurrent={self.recurrent_kind}, "
-                f"dtype={_dtype_name(self.dtype)}, kind={self.description.get('kind')!r})")
+        return (
+            f"Witnesses(K={self.n_branches}, n_inputs={self.n_inputs}, "
+            f"widths={self.hidden_widths}, beta={self.beta}, theta={self.theta}, "
+            f"reset={self.reset!r}, recurrent={self.recurrent_kind}, "
+            f"dtype={_dtype_name(self.dtype)}, kind={self.description.get('kind')!r})"
+        )
 
 
 # ---------------------------------------------------------------------- generators
@@ -422,15 +511,23 @@ def _per_layer(value: float | Sequence[float], n_layers: int, name: str) -> list
     if isinstance(value, (list, tuple, np.ndarray)):
         vals = list(value)
         if len(vals) != n_layers:
-            raise ValueError(f"{name} must be a number or one value per LIF layer ({n_layers}), "
-                             f"got {len(vals)} values")
+            raise ValueError(
+                f"{name} must be a number or one value per LIF layer ({n_layers}), "
+                f"got {len(vals)} values"
+            )
     else:
         vals = [value] * n_layers
     return [check_positive_float(v, f"{name}") for v in vals]
 
 
-def _draw_gaussian(gen: torch.Generator, n_branches: int, sizes: list[int],
-                   scales: list[float], normalized: bool, dtype: torch.dtype) -> list[torch.Tensor]:
+def _draw_gaussian(
+    gen: torch.Generator,
+    n_branches: int,
+    sizes: list[int],
+    scales: list[float],
+    normalized: bool,
+    dtype: torch.dtype,
+) -> list[torch.Tensor]:
     """Standard normal layers (drawn in float64 in a fixed order), column-normalised if asked,
     times the per-layer scale, then cast to ``dtype``."""
     out = []
@@ -442,13 +539,23 @@ def _draw_gaussian(gen: torch.Generator, n_branches: int, sizes: list[int],
     return out
 
 
-def gaussian_witnesses(n_inputs: int, *, n_branches: int = 1,
-                       hidden_widths: Sequence[int] | None = None, depth: int | None = None,
-                       p_rec: int | None = None, p_last: int | None = None,
-                       scale: float | Sequence[float] = 1.0, normalized: bool = False,
-                       seed: int = 0, beta: float = 0.99, theta: float = 1.0,
-                       reset: str = "subtract", dtype: torch.dtype = torch.float64,
-                       device: torch.device | str | None = None) -> Witnesses:
+def gaussian_witnesses(
+    n_inputs: int,
+    *,
+    n_branches: int = 1,
+    hidden_widths: Sequence[int] | None = None,
+    depth: int | None = None,
+    p_rec: int | None = None,
+    p_last: int | None = None,
+    scale: float | Sequence[float] = 1.0,
+    normalized: bool = False,
+    seed: int = 0,
+    beta: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
     r"""Gaussian witnesses (``CVX``): :math:`W_l = s_l\, G_l`, :math:`(G_l)_{kij} \sim N(0, 1)`.
 
     With ``normalized=True`` every column is rescaled to unit norm before scaling,
@@ -476,29 +583,38 @@ def gaussian_witnesses(n_inputs: int, *, n_branches: int = 1,
         makes a rounding-induced spike flip between them practically impossible.
     """
     n_inputs = check_positive_int(n_inputs, "n_inputs")
-    widths = resolve_widths(n_branches=n_branches, hidden_widths=hidden_widths, depth=depth,
-                            p_rec=p_rec, p_last=p_last)
+    widths = resolve_widths(
+        n_branches=n_branches, hidden_widths=hidden_widths, depth=depth, p_rec=p_rec, p_last=p_last
+    )
     scales = _per_layer(scale, len(widths), "scale")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     _dtype_name(dtype)
     from ._checks import check_layer_weights  # refuse sizes that cannot fit, before drawing
+
     check_layer_weights(n_branches, [n_inputs] + widths, "Gaussian witness weights", copies=2)
     gen = torch.Generator().manual_seed(int(seed))
     weights = _draw_gaussian(gen, n_branches, [n_inputs] + widths, scales, bool(normalized), dtype)
     if device is not None:
         weights = [w.to(device) for w in weights]
-    desc = {"kind": "gaussian", "seed": int(seed),
-            "options": {"n_inputs": n_inputs, "n_branches": n_branches, "hidden_widths": widths,
-                        "scale": scales, "normalized": bool(normalized),
-                        "dtype": _dtype_name(dtype)}}
+    desc = {
+        "kind": "gaussian",
+        "seed": int(seed),
+        "options": {
+            "n_inputs": n_inputs,
+            "n_branches": n_branches,
+            "hidden_widths": widths,
+            "scale": scales,
+            "normalized": bool(normalized),
+            "dtype": _dtype_name(dtype),
+        },
+    }
     w = Witnesses(weights, None, None, beta, theta, reset, desc)
     logger.debug("drew %r", w)
     return w
 
 
-def witnesses_from_network(model: ParallelSNN, *, dtype: torch.dtype | None = None
-                           ) -> Witnesses:
+def witnesses_from_network(model: ParallelSNN, *, dtype: torch.dtype | None = None) -> Witnesses:
     """Witnesses copied from the hidden layers of ``model`` (``SG-CVX``); the head is discarded.
 
     The copies are detached clones (exact values; cast only if ``dtype`` is given). Biases and
@@ -506,16 +622,17 @@ def witnesses_from_network(model: ParallelSNN, *, dtype: torch.dtype | None = No
     """
     if not isinstance(model, ParallelSNN):
         raise TypeError(f"model must be a ParallelSNN, got {type(model).__name__}")
+
     def cp(t):
         t = t.detach().clone()
         return t if dtype is None else t.to(dtype)
+
     cfg = model.config
     weights = [cp(w) for w in model.weights]
     biases = [cp(b) for b in model.biases] if model.biases is not None else None
     eff = model.effective_recurrent_weights()  # W_rec * mask for a sparse network
     rec = [cp(r) for r in eff] if eff is not None else None
-    desc = {"kind": "network", "seed": None,
-            "options": {"config": {k: v for k, v in cfg.items()}}}
+    desc = {"kind": "network", "seed": None, "options": {"config": {k: v for k, v in cfg.items()}}}
     return Witnesses(weights, biases, rec, cfg["beta"], cfg["theta"], cfg["reset"], desc)
 
 
@@ -537,14 +654,19 @@ def concat_witnesses(*sets: Witnesses) -> Witnesses:
             raise TypeError(f"sets[{i}] must be Witnesses, got {type(w).__name__}")
     first = sets[0]
     for i, w in enumerate(sets[1:], 1):
-        for what, a, b in (("input size", w.n_inputs, first.n_inputs),
-                           ("hidden widths", w.hidden_widths, first.hidden_widths),
-                           ("leak", w.beta, first.beta), ("threshold", w.theta, first.theta),
-                           ("reset", w.reset, first.reset), ("dtype", w.dtype, first.dtype),
-                           ("device", w.device, first.device)):
+        for what, a, b in (
+            ("input size", w.n_inputs, first.n_inputs),
+            ("hidden widths", w.hidden_widths, first.hidden_widths),
+            ("leak", w.beta, first.beta),
+            ("threshold", w.theta, first.theta),
+            ("reset", w.reset, first.reset),
+            ("dtype", w.dtype, first.dtype),
+            ("device", w.device, first.device),
+        ):
             if a != b:
-                raise ValueError(f"cannot concatenate witness sets: sets[{i}] has {what} {a}, "
-                                 f"sets[0] has {b}")
+                raise ValueError(
+                    f"cannot concatenate witness sets: sets[{i}] has {what} {a}, sets[0] has {b}"
+                )
     kinds = {w.recurrent_kind for w in sets} - {None}
     if len(kinds) > 1:
         raise ValueError(f"cannot concatenate witness sets with different recurrence {kinds}")
@@ -554,18 +676,34 @@ def concat_witnesses(*sets: Witnesses) -> Witnesses:
         parts = [getattr(w, name) for w in sets]
         if all(p is None or p[l] is None for p in parts):
             return None
-        return torch.cat([p[l] if (p is not None and p[l] is not None)
-                          else torch.zeros(shape_of(w, l), dtype=first.dtype, device=first.device)
-                          for p, w in zip(parts, sets)], dim=0)
+        return torch.cat(
+            [
+                p[l]
+                if (p is not None and p[l] is not None)
+                else torch.zeros(shape_of(w, l), dtype=first.dtype, device=first.device)
+                for p, w in zip(parts, sets)
+            ],
+            dim=0,
+        )
 
     weights = [torch.cat([w.weights[l] for w in sets], dim=0) for l in range(n_layers)]
-    biases = [stack("biases", l, lambda w, l: (w.n_branches, w.hidden_widths[l]))
-              for l in range(n_layers)]
+    biases = [
+        stack("biases", l, lambda w, l: (w.n_branches, w.hidden_widths[l])) for l in range(n_layers)
+    ]
     kind = next(iter(kinds), None)
-    recurrent = [stack("recurrent", l, lambda w, l: (w.n_branches,) + (
-        (w.hidden_widths[l],) * (2 if kind == "dense" else 1))) for l in range(n_layers)]
-    desc = {"kind": "concat", "seed": None,
-            "parts": [{"n_branches": w.n_branches, **w.description} for w in sets]}
+    recurrent = [
+        stack(
+            "recurrent",
+            l,
+            lambda w, l: (w.n_branches,) + ((w.hidden_widths[l],) * (2 if kind == "dense" else 1)),
+        )
+        for l in range(n_layers)
+    ]
+    desc = {
+        "kind": "concat",
+        "seed": None,
+        "parts": [{"n_branches": w.n_branches, **w.description} for w in sets],
+    }
     return Witnesses(weights, biases, recurrent, first.beta, first.theta, first.reset, desc)
 
 
@@ -583,8 +721,9 @@ def branching_ratio(spikes: torch.Tensor, sample_weight: torch.Tensor | None = N
     """
     per = spikes.reshape(spikes.shape[0], spikes.shape[1], -1).to(torch.float64).sum(dim=2)
     if sample_weight is not None:
-        per = per * torch.as_tensor(sample_weight, dtype=torch.float64,
-                                    device=per.device).reshape(-1, 1)
+        per = per * torch.as_tensor(sample_weight, dtype=torch.float64, device=per.device).reshape(
+            -1, 1
+        )
     A = per.sum(dim=0).cpu().numpy()
     valid = A[:-1] > 0
     if not valid.any():
@@ -592,16 +731,25 @@ def branching_ratio(spikes: torch.Tensor, sample_weight: torch.Tensor | None = N
     return float(np.mean(A[1:][valid] / A[:-1][valid]))
 
 
-def reservoir_witnesses(X: Any, *, n_branches: int = 1,
-                        hidden_widths: Sequence[int] | None = None, depth: int | None = None,
-                        p_rec: int | None = None, p_last: int | None = None,
-                        leaks: Sequence[float] = (0.5, 0.8, 0.9, 0.99),
-                        thresholds: Sequence[float] = (0.5, 1.0, 2.0),
-                        input_scales: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
-                        scale: float | Sequence[float] = 1.0, normalized: bool = True,
-                        seed: int = 0, reset: str = "subtract", max_samples: int | None = 256,
-                        dtype: torch.dtype = torch.float64,
-                        device: torch.device | str | None = None) -> Witnesses:
+def reservoir_witnesses(
+    X: Any,
+    *,
+    n_branches: int = 1,
+    hidden_widths: Sequence[int] | None = None,
+    depth: int | None = None,
+    p_rec: int | None = None,
+    p_last: int | None = None,
+    leaks: Sequence[float] = (0.5, 0.8, 0.9, 0.99),
+    thresholds: Sequence[float] = (0.5, 1.0, 2.0),
+    input_scales: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+    scale: float | Sequence[float] = 1.0,
+    normalized: bool = True,
+    seed: int = 0,
+    reset: str = "subtract",
+    max_samples: int | None = 256,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
     r"""Reservoir witnesses (``R-CVX``) tuned to criticality on a data sample.
 
     One Gaussian draw :math:`G_l` (same seed for every grid point, so the grid compares settings
@@ -621,17 +769,21 @@ def reservoir_witnesses(X: Any, *, n_branches: int = 1,
     and mean firing rate (``grid``).
     """
     n_branches = check_positive_int(n_branches, "n_branches")
-    widths = resolve_widths(n_branches=n_branches, hidden_widths=hidden_widths, depth=depth,
-                            p_rec=p_rec, p_last=p_last)
+    widths = resolve_widths(
+        n_branches=n_branches, hidden_widths=hidden_widths, depth=depth, p_rec=p_rec, p_last=p_last
+    )
     scales = _per_layer(scale, len(widths), "scale")
     x = check_sequence_input(X, "X", dtype=dtype, device=device)
     if max_samples is not None:
-        x = x[:check_positive_int(max_samples, "max_samples")]
+        x = x[: check_positive_int(max_samples, "max_samples")]
     n_used = int(x.shape[0])
     # every distinct sequence is simulated once and counted with its multiplicity
     flat = np.ascontiguousarray(x.cpu().numpy().reshape(n_used, -1))
-    _, first, inv = np.unique(flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize)))
-                              .ravel(), return_index=True, return_inverse=True)
+    _, first, inv = np.unique(
+        flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).ravel(),
+        return_index=True,
+        return_inverse=True,
+    )
     counts = torch.from_numpy(np.bincount(inv.reshape(-1)).astype(np.float64))
     x = x[torch.from_numpy(first).to(x.device)]
     leaks = [check_leak(b, "leaks") for b in leaks]
@@ -640,8 +792,9 @@ def reservoir_witnesses(X: Any, *, n_branches: int = 1,
     if not (leaks and thresholds and input_scales):
         raise ValueError("leaks, thresholds and input_scales must each hold at least one value")
     gen = torch.Generator().manual_seed(int(seed))
-    base = _draw_gaussian(gen, n_branches, [x.shape[2]] + widths, scales, bool(normalized),
-                          torch.float64)
+    base = _draw_gaussian(
+        gen, n_branches, [x.shape[2]] + widths, scales, bool(normalized), torch.float64
+    )
     grid = []
     best, best_dist = None, math.inf
     for b, th, a in itertools.product(leaks, thresholds, input_scales):
@@ -654,28 +807,62 @@ def reservoir_witnesses(X: Any, *, n_branches: int = 1,
         sigma = branching_ratio(s, counts)
         per_sample = s.reshape(s.shape[0], -1).to(torch.float64).mean(dim=1).cpu()
         rate = float((per_sample * counts).sum() / counts.sum())
-        grid.append({"beta": b, "theta": th, "input_scale": a,
-                     "branching_ratio": sigma if math.isfinite(sigma) else None, "rate": rate})
+        grid.append(
+            {
+                "beta": b,
+                "theta": th,
+                "input_scale": a,
+                "branching_ratio": sigma if math.isfinite(sigma) else None,
+                "rate": rate,
+            }
+        )
         dist = abs(sigma - 1.0) if math.isfinite(sigma) else math.inf
         if best is None or dist < best_dist:
             best, best_dist = (b, th, a, weights), dist
     b, th, a, weights = best
-    chosen = {"beta": b, "theta": th, "input_scale": a,
-              "branching_ratio": None if best_dist == math.inf else
-              next(g["branching_ratio"] for g in grid
-                   if (g["beta"], g["theta"], g["input_scale"]) == (b, th, a))}
+    chosen = {
+        "beta": b,
+        "theta": th,
+        "input_scale": a,
+        "branching_ratio": None
+        if best_dist == math.inf
+        else next(
+            g["branching_ratio"]
+            for g in grid
+            if (g["beta"], g["theta"], g["input_scale"]) == (b, th, a)
+        ),
+    }
     if best_dist == math.inf:
-        logger.warning("reservoir_witnesses: no grid point produced last-layer activity; "
-                       "returning the first grid point")
-    desc = {"kind": "reservoir", "seed": int(seed),
-            "options": {"n_inputs": int(x.shape[2]), "n_branches": n_branches,
-                        "hidden_widths": widths, "scale": scales, "normalized": bool(normalized),
-                        "leaks": leaks, "thresholds": thresholds, "input_scales": input_scales,
-                        "max_samples": max_samples, "n_samples_used": n_used,
-                        "dtype": _dtype_name(dtype)},
-            "branching_ratio_estimator": "mean over t with A_t > 0 of A_{t+1} / A_t, A_t = total "
-                                         "last-layer spikes at step t over the sample",
-            "chosen": chosen, "grid": grid}
-    logger.info("reservoir_witnesses: chose beta=%g theta=%g input_scale=%g (ratio %s)",
-                b, th, a, chosen["branching_ratio"])
+        logger.warning(
+            "reservoir_witnesses: no grid point produced last-layer activity; "
+            "returning the first grid point"
+        )
+    desc = {
+        "kind": "reservoir",
+        "seed": int(seed),
+        "options": {
+            "n_inputs": int(x.shape[2]),
+            "n_branches": n_branches,
+            "hidden_widths": widths,
+            "scale": scales,
+            "normalized": bool(normalized),
+            "leaks": leaks,
+            "thresholds": thresholds,
+            "input_scales": input_scales,
+            "max_samples": max_samples,
+            "n_samples_used": n_used,
+            "dtype": _dtype_name(dtype),
+        },
+        "branching_ratio_estimator": "mean over t with A_t > 0 of A_{t+1} / A_t, A_t = total "
+        "last-layer spikes at step t over the sample",
+        "chosen": chosen,
+        "grid": grid,
+    }
+    logger.info(
+        "reservoir_witnesses: chose beta=%g theta=%g input_scale=%g (ratio %s)",
+        b,
+        th,
+        a,
+        chosen["branching_ratio"],
+    )
     return Witnesses(weights, None, None, b, th, reset, desc)

@@ -13,12 +13,34 @@ from .certificate import Certificate, ConvergenceWarning, certified_label
 from .datafits import DATAFITS, Hinge, SoftmaxCrossEntropy, Squared, make_datafit
 from .linear_operator import DictionaryOperator, as_operator
 from .penalties import L1, L21, PENALTIES, make_penalty
-from .solver import (ReadoutSolution, labels_to_targets, lambda_max, predict_from_scores,
-                     solve_path, solve_readout)
+from .solver import (
+    ReadoutSolution,
+    labels_to_targets,
+    lambda_max,
+    predict_from_scores,
+    solve_path,
+    solve_readout,
+)
 
 __all__ = [
-    "Certificate", "ConvergenceWarning", "certified_label", "ReadoutSolution", "solve_readout", "solve_path",
-    "lambda_max", "predict_from_scores", "labels_to_targets", "DictionaryOperator", "as_operator",
-    "DATAFITS", "PENALTIES", "Squared", "Hinge", "SoftmaxCrossEntropy", "L1", "L21",
-    "make_datafit", "make_penalty",
+    "Certificate",
+    "ConvergenceWarning",
+    "certified_label",
+    "ReadoutSolution",
+    "solve_readout",
+    "solve_path",
+    "lambda_max",
+    "predict_from_scores",
+    "labels_to_targets",
+    "DictionaryOperator",
+    "as_operator",
+    "DATAFITS",
+    "PENALTIES",
+    "Squared",
+    "Hinge",
+    "SoftmaxCrossEntropy",
+    "L1",
+    "L21",
+    "make_datafit",
+    "make_penalty",
 ]

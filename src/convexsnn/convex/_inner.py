@@ -31,24 +31,33 @@ from .penalties import dual_scale as _dual_scale
 
 logger = logging.getLogger("convexsnn")
 
-__all__ = ["InnerResult", "fista", "pdhg_hinge", "ipm_hinge", "squared_gram", "gram_matrices",
-           "power_iteration", "feasible_dual", "dual_scale"]
+__all__ = [
+    "InnerResult",
+    "fista",
+    "pdhg_hinge",
+    "ipm_hinge",
+    "squared_gram",
+    "gram_matrices",
+    "power_iteration",
+    "feasible_dual",
+    "dual_scale",
+]
 
 
 @dataclass
 class InnerResult:
     """What an inner solve hands back to the working-set loop."""
 
-    W: torch.Tensor          # best primal point (s, C)
-    DW: torch.Tensor         # D @ W (n, C)
-    primal: float            # P(W)
-    U: torch.Tensor          # dual candidate (unscaled) for the global check
-    dual: float              # best dual value on this operator
+    W: torch.Tensor  # best primal point (s, C)
+    DW: torch.Tensor  # D @ W (n, C)
+    primal: float  # P(W)
+    U: torch.Tensor  # dual candidate (unscaled) for the global check
+    dual: float  # best dual value on this operator
     iterations: int
     matvecs: int
     converged: bool
     U_dual: torch.Tensor | None = None  # best dual candidate (unscaled), if different from U
-    alpha: torch.Tensor | None = None   # hinge box variables (for warm starts)
+    alpha: torch.Tensor | None = None  # hinge box variables (for warm starts)
     support: torch.Tensor | None = None  # (s,) rows in use, a hint for working sets
     lipschitz: float | None = None
     omega: float | None = None
@@ -77,8 +86,9 @@ def dual_scale(datafit: Datafit, penalty: Penalty, lam: float, G: torch.Tensor):
     return _dual_scale(penalty, lam, G, per_column=datafit.separable)
 
 
-def feasible_dual(datafit: Datafit, penalty: Penalty, lam: float, U: torch.Tensor,
-                  G: torch.Tensor) -> tuple[float, Any]:
+def feasible_dual(
+    datafit: Datafit, penalty: Penalty, lam: float, U: torch.Tensor, G: torch.Tensor
+) -> tuple[float, Any]:
     """``(dual value, s)`` of the candidate :math:`U` scaled into the feasible set."""
     s = dual_scale(datafit, penalty, lam, G)
     return float(datafit.dual_value(U, s)), s
@@ -106,8 +116,9 @@ class Tracker:
             return self.datafit.value_columns(DW) + self.lam * self.penalty.value_columns(W)
         return (self.datafit.value(DW) + self.lam * self.penalty.value(W)).reshape(1)
 
-    def offer_primal(self, W: torch.Tensor, DW: torch.Tensor,
-                     values: torch.Tensor | None = None) -> bool:
+    def offer_primal(
+        self, W: torch.Tensor, DW: torch.Tensor, values: torch.Tensor | None = None
+    ) -> bool:
         """Offer a primal point; return True if any part of the best point changed."""
         v = self.primal_values(W, DW) if values is None else values
         if self.pv is None:
@@ -164,8 +175,13 @@ class Tracker:
         return p - self.dual <= tol * abs(p)
 
 
-def power_iteration(op, weights: torch.Tensor, col_scale: torch.Tensor | None = None,
-                    max_iter: int = 100, rtol: float = 1e-4) -> tuple[float, int]:
+def power_iteration(
+    op,
+    weights: torch.Tensor,
+    col_scale: torch.Tensor | None = None,
+    max_iter: int = 100,
+    rtol: float = 1e-4,
+) -> tuple[float, int]:
     r"""Largest eigenvalue of :math:`S D^\top A D S` (:math:`A = \mathrm{diag}(a)`,
     :math:`S = \mathrm{diag}(\sqrt{d})` from ``col_scale`` = :math:`d`, or identity).
 
@@ -198,9 +214,21 @@ def power_iteration(op, weights: torch.Tensor, col_scale: torch.Tensor | None = 
 # FISTA
 # --------------------------------------------------------------------------------------------
 
-def fista(op, datafit: Datafit, penalty: Penalty, lam: float, W: torch.Tensor, *,
-          tol: float, budget: Budget, lipschitz: float | None = None, polish=None,
-          log_every: int = 0, log_level: int = logging.DEBUG) -> InnerResult:
+
+def fista(
+    op,
+    datafit: Datafit,
+    penalty: Penalty,
+    lam: float,
+    W: torch.Tensor,
+    *,
+    tol: float,
+    budget: Budget,
+    lipschitz: float | None = None,
+    polish=None,
+    log_every: int = 0,
+    log_level: int = logging.DEBUG,
+) -> InnerResult:
     r"""Accelerated proximal gradient on :math:`\min_W f(DW) + \lambda R(W)`.
 
     Iteration (FISTA with backtracking and adaptive restart):
@@ -266,9 +294,13 @@ def fista(op, datafit: Datafit, penalty: Penalty, lam: float, W: torch.Tensor, *
             if fn <= quad + 8 * eps * (abs(fV) + abs(fn)) or not math.isfinite(L):
                 break
             L *= 2.0
-        pv = (fcols + lam * penalty.value_columns(Wn)) if tr.sep else \
-            torch.tensor([fn + lam * float(penalty.value(Wn))], dtype=torch.float64,
-                         device=Wn.device)
+        pv = (
+            (fcols + lam * penalty.value_columns(Wn))
+            if tr.sep
+            else torch.tensor(
+                [fn + lam * float(penalty.value(Wn))], dtype=torch.float64, device=Wn.device
+            )
+        )
         Fn = float(pv.sum())
         it += 1
         budget.used += 1
@@ -278,8 +310,15 @@ def fista(op, datafit: Datafit, penalty: Penalty, lam: float, W: torch.Tensor, *
         momentum = not restart
         L *= 0.9
         if log_every and it % log_every == 0:
-            logger.log(log_level, "fista it=%d F=%.12g dual=%.12g rel_gap=%.3g L=%.3g", it,
-                       tr.primal, tr.dual, tr.gap / max(abs(tr.primal), 1e-300), L)
+            logger.log(
+                log_level,
+                "fista it=%d F=%.12g dual=%.12g rel_gap=%.3g L=%.3g",
+                it,
+                tr.primal,
+                tr.dual,
+                tr.gap / max(abs(tr.primal), 1e-300),
+                L,
+            )
         if polish is not None:
             supp = W != 0
             stable = stable + 1 if torch.equal(supp, supp_prev) else 0
@@ -299,20 +338,42 @@ def fista(op, datafit: Datafit, penalty: Penalty, lam: float, W: torch.Tensor, *
                         F, momentum = tr.primal, False
                 polish_wait = 10 if tr.gap < 0.5 * gap0 else min(2 * polish_wait, 160)
     U_at_W = datafit.gradient(tr.DW)
-    return InnerResult(W=tr.W, DW=tr.DW, primal=tr.primal, U=U_at_W, dual=tr.dual,
-                       iterations=it, matvecs=matvecs, converged=tr.converged(tol),
-                       U_dual=tr.U, lipschitz=L)
+    return InnerResult(
+        W=tr.W,
+        DW=tr.DW,
+        primal=tr.primal,
+        U=U_at_W,
+        dual=tr.dual,
+        iterations=it,
+        matvecs=matvecs,
+        converged=tr.converged(tol),
+        U_dual=tr.U,
+        lipschitz=L,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # PDHG for the hinge
 # --------------------------------------------------------------------------------------------
 
-def pdhg_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor,
-               alpha: torch.Tensor | None, *, tol: float, budget: Budget,
-               omega: float | None = None, polish=None, polish_every: int = 64,
-               check_every: int = 16, log_every: int = 0,
-               log_level: int = logging.DEBUG) -> InnerResult:
+
+def pdhg_hinge(
+    op,
+    datafit: Hinge,
+    penalty: Penalty,
+    lam: float,
+    W: torch.Tensor,
+    alpha: torch.Tensor | None,
+    *,
+    tol: float,
+    budget: Budget,
+    omega: float | None = None,
+    polish=None,
+    polish_every: int = 64,
+    check_every: int = 16,
+    log_every: int = 0,
+    log_level: int = logging.DEBUG,
+) -> InnerResult:
     r"""Restarted PDHG on the saddle form of the hinge problem.
 
     With :math:`\max(0, 1 - t) = \max_{\alpha \in [0,1]} \alpha (1 - t)`:
@@ -349,8 +410,9 @@ def pdhg_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor
     matvecs = 0
     colw = op.rmatmul(a.reshape(-1, 1))[:, 0]
     matvecs += 1
-    d = torch.where(colw > 0, 1.0 / torch.where(colw > 0, colw, torch.ones_like(colw)),
-                    torch.ones_like(colw))
+    d = torch.where(
+        colw > 0, 1.0 / torch.where(colw > 0, colw, torch.ones_like(colw)), torch.ones_like(colw)
+    )
     k2, mv = power_iteration(op, a, d)
     matvecs += mv
     eta = 0.99 / math.sqrt(max(k2, 1e-300))
@@ -413,13 +475,22 @@ def pdhg_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor
         g_avg = evaluate(W_avg, DW_avg, a_avg, GT_avg)
         use_avg = g_avg < g_cur
         cand_gap = min(g_cur, g_avg)
-        do_restart = (cand_gap <= 0.2 * r_gap
-                      or (cand_gap <= 0.8 * r_gap and cand_gap > prev_cand_gap)
-                      or k_since >= 0.36 * it)
+        do_restart = (
+            cand_gap <= 0.2 * r_gap
+            or (cand_gap <= 0.8 * r_gap and cand_gap > prev_cand_gap)
+            or k_since >= 0.36 * it
+        )
         prev_cand_gap = cand_gap
         if log_every and it % log_every < check_every:
-            logger.log(log_level, "pdhg it=%d primal=%.12g dual=%.12g rel_gap=%.3g omega=%.3g",
-                       it, tr.primal, tr.dual, tr.gap / max(abs(tr.primal), 1e-300), omega)
+            logger.log(
+                log_level,
+                "pdhg it=%d primal=%.12g dual=%.12g rel_gap=%.3g omega=%.3g",
+                it,
+                tr.primal,
+                tr.dual,
+                tr.gap / max(abs(tr.primal), 1e-300),
+                omega,
+            )
         if do_restart:
             if use_avg:
                 W, alpha, DW, GT = W_avg.clone(), a_avg.clone(), DW_avg.clone(), GT_avg.clone()
@@ -449,22 +520,43 @@ def pdhg_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor
                 Gp = op.rmatmul(Up)
                 matvecs += 1
                 tr.offer_dual(Up, Gp)
-            polish_wait = polish_every if tr.gap < 0.5 * gap0 else \
-                min(2 * polish_wait, 16 * polish_every)
+            polish_wait = (
+                polish_every if tr.gap < 0.5 * gap0 else min(2 * polish_wait, 16 * polish_every)
+            )
             next_polish = it + polish_wait
     evaluate(W, DW, alpha, GT)
     alpha_best = (tr.U / (-Ya)).nan_to_num(0.0).clamp(0.0, 1.0) if tr.U is not None else alpha
-    return InnerResult(W=tr.W, DW=tr.DW, primal=tr.primal, U=tr.U, dual=tr.dual,
-                       iterations=it, matvecs=matvecs, converged=tr.converged(tol),
-                       U_dual=None, alpha=alpha_best, omega=omega)
+    return InnerResult(
+        W=tr.W,
+        DW=tr.DW,
+        primal=tr.primal,
+        U=tr.U,
+        dual=tr.dual,
+        iterations=it,
+        matvecs=matvecs,
+        converged=tr.converged(tol),
+        U_dual=None,
+        alpha=alpha_best,
+        omega=omega,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # interior point for hinge + l1
 # --------------------------------------------------------------------------------------------
 
-def ipm_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor, *,
-              tol: float, budget: Budget, log_level: int = logging.DEBUG) -> InnerResult:
+
+def ipm_hinge(
+    op,
+    datafit: Hinge,
+    penalty: Penalty,
+    lam: float,
+    W: torch.Tensor,
+    *,
+    tol: float,
+    budget: Budget,
+    log_level: int = logging.DEBUG,
+) -> InnerResult:
     """Hinge + l1 by the interior-point method, one LP per output column.
 
     Needs the dense block of the operator (``op.dense()``); the per-column LPs are solved by
@@ -488,9 +580,15 @@ def ipm_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor,
     for c in range(C):
         Yd = datafit.Y.to(torch.float64)
         yc = Yd[:, c] if all_rows else Yd[rows, c]
-        w, al, it, ok, sup = ipm_hinge_l1(Xr, yc, ar, lam, tol=0.5 * tol,
-                                          max_iter=max(1, min(200, budget.left)),
-                                          deadline=deadline)
+        w, al, it, ok, sup = ipm_hinge_l1(
+            Xr,
+            yc,
+            ar,
+            lam,
+            tol=0.5 * tol,
+            max_iter=max(1, min(200, budget.left)),
+            deadline=deadline,
+        )
         support = sup if c == 0 else support | sup
         Wn[:, c] = w.to(Wn.dtype)
         if all_rows:
@@ -506,11 +604,19 @@ def ipm_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor,
     G = op.rmatmul(U)
     tr.offer_primal(Wn, DW)
     tr.offer_dual(U, G)
-    logger.log(log_level, "ipm: %d iterations, primal=%.12g dual=%.12g", iters, tr.primal,
-               tr.dual)
-    return InnerResult(W=tr.W, DW=tr.DW, primal=tr.primal, U=tr.U, dual=tr.dual,
-                       iterations=iters, matvecs=2 * iters + 2, converged=tr.converged(tol),
-                       alpha=alpha, support=support)
+    logger.log(log_level, "ipm: %d iterations, primal=%.12g dual=%.12g", iters, tr.primal, tr.dual)
+    return InnerResult(
+        W=tr.W,
+        DW=tr.DW,
+        primal=tr.primal,
+        U=tr.U,
+        dual=tr.dual,
+        iterations=iters,
+        matvecs=2 * iters + 2,
+        converged=tr.converged(tol),
+        alpha=alpha,
+        support=support,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,8 +626,9 @@ def ipm_hinge(op, datafit: Hinge, penalty: Penalty, lam: float, W: torch.Tensor,
 GRAM_DENSE_ENTRIES = 1 << 24  # densify at most this many entries at once to form the Gram matrix
 
 
-def gram_matrices(op, weights: torch.Tensor, Y: torch.Tensor,
-                  block_entries: int = GRAM_DENSE_ENTRIES) -> tuple[torch.Tensor, torch.Tensor]:
+def gram_matrices(
+    op, weights: torch.Tensor, Y: torch.Tensor, block_entries: int = GRAM_DENSE_ENTRIES
+) -> tuple[torch.Tensor, torch.Tensor]:
     r""":math:`H = D^\top A D` (``(s, s)``) and :math:`B = D^\top A Y` (``(s, C)``) in float64.
 
     Small operators are densified once (``op.dense()``); larger ones are read a block
@@ -532,8 +639,10 @@ def gram_matrices(op, weights: torch.Tensor, Y: torch.Tensor,
     f64 = torch.float64
     n, s = op.shape
     if weights.device.type == "cpu":
-        check_fits(8 * s * s + 8 * n * min(s, max(1, block_entries // max(n, 1))),
-                   f"the {s} x {s} float64 Gram matrix of the working set")
+        check_fits(
+            8 * s * s + 8 * n * min(s, max(1, block_entries // max(n, 1))),
+            f"the {s} x {s} float64 Gram matrix of the working set",
+        )
     a = weights.reshape(-1, 1).to(f64)
     if n * s <= block_entries and callable(getattr(op, "dense", None)):
         X = op.dense().to(f64)
@@ -574,9 +683,19 @@ def _cd_sweep(H, B, W, HW, rows, inv, thr, kind: str, penalty: Penalty) -> None:
             W[j] = nw
 
 
-def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, tol: float,
-                 budget: Budget, polish: bool = True, method: str = "cd",
-                 log_level: int = logging.DEBUG) -> InnerResult:
+def squared_gram(
+    op,
+    datafit,
+    penalty: Penalty,
+    lam: float,
+    W: torch.Tensor,
+    *,
+    tol: float,
+    budget: Budget,
+    polish: bool = True,
+    method: str = "cd",
+    log_level: int = logging.DEBUG,
+) -> InnerResult:
     r"""Squared loss on the Gram matrix of the columns: coordinate descent (``method="cd"``) or
     accelerated proximal gradient (``method="fista"``).
 
@@ -628,9 +747,9 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
         wHw = (Wx * HWx).sum(dim=0)
         wb = (Wx * Bm).sum(dim=0)
         fit = 0.5 * wHw - wb + 0.5 * y2
-        sc = dual_scale(datafit, penalty, lam, HWx - Bm)   # G = D^T U
+        sc = dual_scale(datafit, penalty, lam, HWx - Bm)  # G = D^T U
         sc = sc.to(f64) if isinstance(sc, torch.Tensor) else sc
-        dual = -(sc * (wb - y2) + sc * sc * fit)            # <U,Y> = wb - y2, |U|^2/2a = fit
+        dual = -(sc * (wb - y2) + sc * sc * fit)  # <U,Y> = wb - y2, |U|^2/2a = fit
         if per_col:
             return fit + lam * penalty.value_columns(Wx).to(f64), dual
         return (fit.sum() + lam * penalty.value(Wx).to(f64)).reshape(1), dual.sum().reshape(1)
@@ -684,7 +803,7 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
             best_dW.copy_(best_W)
         return pv, torch.maximum(dv1, dv2)
 
-    gram_tol = tol       # Gram-form gap that triggers a residual-form check
+    gram_tol = tol  # Gram-form gap that triggers a residual-form check
     verified = False
     checks = 0
 
@@ -701,8 +820,12 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
             best_p, best_d = pv, dv
             verified = True
             return True
-        logger.log(log_level, "gram: Gram-form gap %.3g but residual-form gap %.3g; tightening",
-                   (p_tot - d_tot) / max(abs(p_tot), 1e-300), (p_r - d_r) / max(abs(p_r), 1e-300))
+        logger.log(
+            log_level,
+            "gram: Gram-form gap %.3g but residual-form gap %.3g; tightening",
+            (p_tot - d_tot) / max(abs(p_tot), 1e-300),
+            (p_r - d_r) / max(abs(p_r), 1e-300),
+        )
         best_p, best_d = pv, dv  # trust the residual form from here on
         gram_tol *= 0.01
         return checks >= 4 and gram_tol < 1e-15
@@ -712,7 +835,7 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
         Gc = HW - Bm
         supp = W != 0
         tight = supp & (Gc.abs() >= (1 - 1e-3) * lam)
-        for sup in ((supp, tight) if not torch.equal(tight, supp) else (supp,)):
+        for sup in (supp, tight) if not torch.equal(tight, supp) else (supp,):
             Wp = torch.zeros_like(W)
             ok = True
             for c in range(C):
@@ -755,8 +878,11 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
             break
         if method == "cd":
             # one sweep (only the active rows every other sweep once a support exists)
-            rows_now = idx if (it % 2 == 0 or supp_prev is None) else \
-                [j for j in idx if bool((W[j] != 0).any())]
+            rows_now = (
+                idx
+                if (it % 2 == 0 or supp_prev is None)
+                else [j for j in idx if bool((W[j] != 0).any())]
+            )
             Wn_, HWn_ = W.cpu().numpy().copy(), HW.cpu().numpy().copy()
             _cd_sweep(Hn, Bn, Wn_, HWn_, rows_now, inv, thr, kind, penalty)
             W = torch.from_numpy(Wn_).to(W.device)
@@ -798,7 +924,17 @@ def squared_gram(op, datafit, penalty: Penalty, lam: float, W: torch.Tensor, *, 
     U_d = datafit.gradient(op.matmul(best_dW.to(op.dtype)))
     matvecs += 2
     p_tot, d_tot = float(best_p.sum()), float(best_d.sum())
-    logger.log(log_level, "gram-%s: %d iterations, primal=%.12g dual=%.12g", method, it, p_tot,
-               d_tot)
-    return InnerResult(W=best_W, DW=DW, primal=p_tot, U=U_p, dual=d_tot, iterations=it,
-                       matvecs=matvecs, converged=p_tot - d_tot <= tol * abs(p_tot), U_dual=U_d)
+    logger.log(
+        log_level, "gram-%s: %d iterations, primal=%.12g dual=%.12g", method, it, p_tot, d_tot
+    )
+    return InnerResult(
+        W=best_W,
+        DW=DW,
+        primal=p_tot,
+        U=U_p,
+        dual=d_tot,
+        iterations=it,
+        matvecs=matvecs,
+        converged=p_tot - d_tot <= tol * abs(p_tot),
+        U_dual=U_d,
+    )

@@ -57,8 +57,9 @@ def _max_step(x: torch.Tensor, dx: torch.Tensor) -> float:
 def _certificate(X, y, a, lam, w, alpha_t):
     """Primal value, dual value (rescaled), margins of ``w`` and box variables ``alpha_t``."""
     z = X @ w
-    primal = float((a * torch.relu(1.0 - y * z)).sum(dtype=torch.float64)) + \
-        lam * float(w.abs().sum(dtype=torch.float64))
+    primal = float((a * torch.relu(1.0 - y * z)).sum(dtype=torch.float64)) + lam * float(
+        w.abs().sum(dtype=torch.float64)
+    )
     g = X.T @ (a * y * alpha_t)
     mx = float(g.abs().max()) if g.numel() else 0.0
     sc = 1.0 if mx <= lam else lam / mx
@@ -131,9 +132,16 @@ def _chol(M: torch.Tensor) -> torch.Tensor:
     raise RuntimeError("normal equations are not positive definite")
 
 
-def ipm_hinge_l1(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float, *,
-                 tol: float = 1e-9, max_iter: int = 100, deadline=None
-                 ) -> tuple[torch.Tensor, torch.Tensor, int, bool, torch.Tensor]:
+def ipm_hinge_l1(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    lam: float,
+    *,
+    tol: float = 1e-9,
+    max_iter: int = 100,
+    deadline=None,
+) -> tuple[torch.Tensor, torch.Tensor, int, bool, torch.Tensor]:
     """Solve one hinge + l1 column on the dense block ``X`` (``n x s``).
 
     Parameters
@@ -181,19 +189,29 @@ def ipm_hinge_l1(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float, 
     ones_n = torch.ones(n, dtype=dt, device=X.device)
     # Mehrotra's starting point: least-norm x and least-squares dual (A A^T = 2 I + 2 B B^T),
     # shifted inside the positive orthant
-    two = [torch.ones(n, dtype=dt, device=X.device), torch.ones(s, dtype=dt, device=X.device),
-           torch.ones(s, dtype=dt, device=X.device), torch.ones(n, dtype=dt, device=X.device)]
+    two = [
+        torch.ones(n, dtype=dt, device=X.device),
+        torch.ones(s, dtype=dt, device=X.device),
+        torch.ones(s, dtype=dt, device=X.device),
+        torch.ones(n, dtype=dt, device=X.device),
+    ]
     nw = _Newton(X, y, two)
-    zero_n, zero_s = torch.zeros(n, dtype=dt, device=X.device), torch.zeros(s, dtype=dt,
-                                                                          device=X.device)
+    zero_n, zero_s = (
+        torch.zeros(n, dtype=dt, device=X.device),
+        torch.zeros(s, dtype=dt, device=X.device),
+    )
     # least-norm x: x = A^T q with (A A^T) q = b  <=>  Newton step from x = 0 with rd = 0, rc = 0
-    dxv, q, _ = nw.direction(ones_n, [zero_n, zero_s, zero_s, zero_n],
-                             [zero_n, zero_s, zero_s, zero_n], two)
+    dxv, q, _ = nw.direction(
+        ones_n, [zero_n, zero_s, zero_s, zero_n], [zero_n, zero_s, zero_s, zero_n], two
+    )
     xi, u, v, z = At_mul(q)
     # least-squares dual: (A A^T) al = A c
-    _, al0, _ = nw.direction(A_mul(an, lamn * two[1], lamn * two[2], zero_n),
-                             [zero_n, zero_s, zero_s, zero_n], [zero_n, zero_s, zero_s, zero_n],
-                             two)
+    _, al0, _ = nw.direction(
+        A_mul(an, lamn * two[1], lamn * two[2], zero_n),
+        [zero_n, zero_s, zero_s, zero_n],
+        [zero_n, zero_s, zero_s, zero_n],
+        two,
+    )
     g0 = B_T(al0)
     s_xi, s_u, s_v, s_z = an - al0, lamn - g0, lamn + g0, al0.clone()
     xs = [xi, u, v, z]
@@ -256,11 +274,13 @@ def ipm_hinge_l1(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float, 
         s_l = [s_xi, s_u, s_v, s_z]
         mu = sum(float((p_ * q_).sum()) for p_, q_ in zip(x_l, s_l)) / N
         logger.debug("ipm it=%d primal=%.12g dual=%.12g mu=%.3g", it, best_p, best_d, mu)
-        if mu < 1e-18 and max(float(rp.abs().max()), max(float(r.abs().max()) for r in rd)) \
-                < 1e-13 * (1 + bnorm + cnorm):
+        if mu < 1e-18 and max(
+            float(rp.abs().max()), max(float(r.abs().max()) for r in rd)
+        ) < 1e-13 * (1 + bnorm + cnorm):
             break
-        res = max(float(rp.abs().max()) / (1 + bnorm), max(float(r.abs().max()) for r in rd)
-                  / (1 + cnorm))
+        res = max(
+            float(rp.abs().max()) / (1 + bnorm), max(float(r.abs().max()) for r in rd) / (1 + cnorm)
+        )
         if res > 1e6 * max(best_res, 1e-14) and res > 1e-6 and it > 5:
             logger.debug("ipm: residual blow-up (%.3g), keeping the best point", res)
             break  # numerical breakdown of the normal equations: keep the best point
@@ -276,8 +296,13 @@ def ipm_hinge_l1(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float, 
         dx_a, dal_a, ds_a = nw.direction(rp, rd, rc_aff, x_l)
         ap = min(_max_step(p_, d_) for p_, d_ in zip(x_l, dx_a))
         ad = min(_max_step(q_, d_) for q_, d_ in zip(s_l, ds_a))
-        mu_aff = sum(float(((p_ + ap * dp) * (q_ + ad * dq)).sum())
-                     for p_, dp, q_, dq in zip(x_l, dx_a, s_l, ds_a)) / N
+        mu_aff = (
+            sum(
+                float(((p_ + ap * dp) * (q_ + ad * dq)).sum())
+                for p_, dp, q_, dq in zip(x_l, dx_a, s_l, ds_a)
+            )
+            / N
+        )
         sigma = min(1.0, (mu_aff / mu) ** 3)
         # corrector
         rc = [-(p_ * q_) - dp * dq + sigma * mu for p_, q_, dp, dq in zip(x_l, s_l, dx_a, ds_a)]

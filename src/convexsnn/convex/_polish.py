@@ -30,8 +30,13 @@ import torch
 from .datafits import SoftmaxCrossEntropy
 from .penalties import L1, dual_scale
 
-__all__ = ["polish_squared_l1", "polish_hinge_l1", "polish_newton", "can_polish",
-           "guarded_spd_solve"]
+__all__ = [
+    "polish_squared_l1",
+    "polish_hinge_l1",
+    "polish_newton",
+    "can_polish",
+    "guarded_spd_solve",
+]
 
 HINGE_DELTAS = (1e-8, 1e-6, 1e-4, 1e-2)
 
@@ -45,8 +50,9 @@ def _cols(op, idx: torch.Tensor) -> torch.Tensor:
     return op.columns(idx).dense()
 
 
-def guarded_spd_solve(Gm: torch.Tensor, rhs: torch.Tensor, rcond: float = 1e-10,
-                      eig_max_size: int = 1024) -> torch.Tensor | None:
+def guarded_spd_solve(
+    Gm: torch.Tensor, rhs: torch.Tensor, rcond: float = 1e-10, eig_max_size: int = 1024
+) -> torch.Tensor | None:
     r"""Solve :math:`G x = b` for a symmetric positive semi-definite :math:`G`, guarding against
     near-singular systems.
 
@@ -74,7 +80,8 @@ def guarded_spd_solve(Gm: torch.Tensor, rhs: torch.Tensor, rcond: float = 1e-10,
     if int(info) == 0 and float(Lc.diagonal().min()) ** 2 >= floor:
         v = torch.linspace(1.0, 2.0, k, dtype=Gm.dtype, device=Gm.device).reshape(-1, 1)
         v = v * torch.where(torch.arange(k, device=Gm.device) % 2 == 0, 1.0, -1.0).to(
-            Gm.dtype).reshape(-1, 1)
+            Gm.dtype
+        ).reshape(-1, 1)
         est = math.inf
         for _ in range(4):
             v = v / torch.linalg.vector_norm(v)
@@ -92,8 +99,9 @@ def guarded_spd_solve(Gm: torch.Tensor, rhs: torch.Tensor, rcond: float = 1e-10,
     if k <= eig_max_size:
         evals, evecs = torch.linalg.eigh(Gm)
         keep = evals > floor
-        inv = torch.where(keep, 1.0 / torch.where(keep, evals, torch.ones_like(evals)),
-                          torch.zeros_like(evals))
+        inv = torch.where(
+            keep, 1.0 / torch.where(keep, evals, torch.ones_like(evals)), torch.zeros_like(evals)
+        )
         x = evecs @ (inv[:, None] * (evecs.T @ b))
     else:
         Gr = Gm.clone()
@@ -120,15 +128,25 @@ def minnorm_solve(A: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
             x = torch.cholesky_solve((A.T @ r)[:, None], L)[:, 0]
         else:
             x = A.T @ torch.cholesky_solve(r[:, None], L)[:, 0]
-        if bool(torch.isfinite(x).all()) and \
-                float(torch.linalg.vector_norm(A @ x - r)) <= 1e-6 * (1 + float(r.abs().max())):
+        if bool(torch.isfinite(x).all()) and float(torch.linalg.vector_norm(A @ x - r)) <= 1e-6 * (
+            1 + float(r.abs().max())
+        ):
             return x
     return torch.linalg.pinv(A) @ r
 
 
-def basis_solve(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float,
-                w: torch.Tensor, alpha: torch.Tensor, S: torch.Tensor, sign: torch.Tensor,
-                E: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def basis_solve(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    lam: float,
+    w: torch.Tensor,
+    alpha: torch.Tensor,
+    S: torch.Tensor,
+    sign: torch.Tensor,
+    E: torch.Tensor,
+    V: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Exact hinge + l1 solution on a guessed basis, for one output column.
 
     ``X`` is the dictionary restricted to the candidate columns (``n x k``), ``S`` indexes the
@@ -160,8 +178,9 @@ def basis_solve(X: torch.Tensor, y: torch.Tensor, a: torch.Tensor, lam: float,
     return wn, an
 
 
-def _active_sets(m: torch.Tensor, k: int, deltas, alpha: torch.Tensor | None = None
-                 ) -> list[torch.Tensor]:
+def _active_sets(
+    m: torch.Tensor, k: int, deltas, alpha: torch.Tensor | None = None
+) -> list[torch.Tensor]:
     r"""Guesses of the active rows :math:`E` (margins at 1): fixed tolerances ``deltas``, the
     ``k`` = support-size rows closest to 1 (a non-degenerate basis has :math:`|E| = |S|`), the
     split at the largest jump of :math:`\log |m_i - 1|` among the closest rows, and (with the box
@@ -239,8 +258,9 @@ def polish_squared_l1(op, datafit, penalty, lam: float, W: torch.Tensor) -> list
             continue
         Wk = torch.stack(cands, dim=1)
         Z = XR @ Wk
-        vals = 0.5 * (a64 * (Z - Y[:, c:c + 1]).to(torch.float64).square()).sum(0) \
-            + lam * Wk.abs().sum(0, dtype=torch.float64)
+        vals = 0.5 * (a64 * (Z - Y[:, c : c + 1]).to(torch.float64).square()).sum(
+            0
+        ) + lam * Wk.abs().sum(0, dtype=torch.float64)
         k = int(torch.argmin(vals))
         if k > 0:
             Wc[R, c] = cands[k]
@@ -248,10 +268,18 @@ def polish_squared_l1(op, datafit, penalty, lam: float, W: torch.Tensor) -> list
     return [Wc] if changed else []
 
 
-def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch.Tensor,
-                    alpha: torch.Tensor, GT: torch.Tensor | None = None, deltas=HINGE_DELTAS,
-                    dual_tight=(1e-6, 1e-4, 1e-2)
-                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def polish_hinge_l1(
+    op,
+    datafit,
+    penalty,
+    lam: float,
+    W: torch.Tensor,
+    DW: torch.Tensor,
+    alpha: torch.Tensor,
+    GT: torch.Tensor | None = None,
+    deltas=HINGE_DELTAS,
+    dual_tight=(1e-6, 1e-4, 1e-2),
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     r"""Primal and dual candidates on the identified basis (hinge + l1).
 
     Support guesses: the support of ``W`` (signs of ``W``) and, when ``GT`` =
@@ -316,8 +344,9 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
         if len(w_list) > 1:
             Wk = torch.stack(w_list, dim=1)
             Z = op.matmul(Wk)
-            vals = (a64[:, None] * torch.relu(1.0 - y[:, None] * Z).to(torch.float64)).sum(0) \
-                + lam * Wk.abs().sum(0, dtype=torch.float64)
+            vals = (a64[:, None] * torch.relu(1.0 - y[:, None] * Z).to(torch.float64)).sum(
+                0
+            ) + lam * Wk.abs().sum(0, dtype=torch.float64)
             k = int(torch.argmin(vals))
             if k > 0:
                 Wc[:, c] = w_list[k]
@@ -334,27 +363,36 @@ def polish_hinge_l1(op, datafit, penalty, lam: float, W: torch.Tensor, DW: torch
     return ([Wc] if w_changed else []), ([ac] if a_changed else [])
 
 
-def polish_newton(op, datafit, penalty, lam: float, W: torch.Tensor, *, newton_steps: int = 6,
-                  cg_iter: int = 100, prune: bool = True) -> list[torch.Tensor]:
+def polish_newton(
+    op,
+    datafit,
+    penalty,
+    lam: float,
+    W: torch.Tensor,
+    *,
+    newton_steps: int = 6,
+    cg_iter: int = 100,
+    prune: bool = True,
+) -> list[torch.Tensor]:
     r"""Newton-CG on the support of ``W`` for the smooth datafits (squared, softmax).
 
-    On the support (the non-zero entries for l1, with their signs fixed; the non-zero rows for
-    l2,1) the objective is smooth:
+        On the support (the non-zero entries for l1, with their signs fixed; the non-zero rows for
+        l2,1) the objective is smooth:
 
-    .. math::
+        .. math::
 
-        \phi(W_S) = f(D_S W_S) + \lambda \sum_{(j,c) \in S} \sigma_{jc} W_{jc}
-        \quad	ext{or}\quad f(D_S W_S) + \lambda \sum_{j \in S} \lVert W_j 
-Vert_2 .
+            \phi(W_S) = f(D_S W_S) + \lambda \sum_{(j,c) \in S} \sigma_{jc} W_{jc}
+            \quad	ext{or}\quad f(D_S W_S) + \lambda \sum_{j \in S} \lVert W_j
+    Vert_2 .
 
-    Each Newton direction solves :math:`
-abla^2 \phi\, d = -
-abla \phi` by conjugate gradients
-    with Hessian-vector products (two products with :math:`D_S` each); the step is
-    backtracked on the true objective. With ``prune`` a second candidate first drops the entries
-    (rows for l2,1) whose dual constraint is clearly slack, :math:`\rho(D^\top \nabla f) <
-    (1 - 10^{-3}) \lambda`: they are zero at the optimum, and keeping them (tiny but non-zero) makes
-    the smooth model ill-conditioned. Returns the improved points (empty list if no progress).
+        Each Newton direction solves :math:`
+    abla^2 \phi\, d = -
+    abla \phi` by conjugate gradients
+        with Hessian-vector products (two products with :math:`D_S` each); the step is
+        backtracked on the true objective. With ``prune`` a second candidate first drops the entries
+        (rows for l2,1) whose dual constraint is clearly slack, :math:`\rho(D^\top \nabla f) <
+        (1 - 10^{-3}) \lambda`: they are zero at the optimum, and keeping them (tiny but non-zero) makes
+        the smooth model ill-conditioned. Returns the improved points (empty list if no progress).
     """
     if not callable(getattr(op, "columns", None)) or not hasattr(datafit, "hessian_vec"):
         return []
@@ -367,13 +405,15 @@ abla \phi` by conjugate gradients
             if penalty.elementwise:
                 slack = (G.abs() < (1 - 1e-3) * lam) & (W[R] != 0)
             else:
-                slack = (torch.linalg.vector_norm(G, dim=1) < (1 - 1e-3) * lam)[:, None] & \
-                    (W[R] != 0)
+                slack = (torch.linalg.vector_norm(G, dim=1) < (1 - 1e-3) * lam)[:, None] & (
+                    W[R] != 0
+                )
             if bool(slack.any()):
                 Wp = W.clone()
                 Wp[R] = torch.where(slack, torch.zeros_like(W[R]), W[R])
-                return _newton_on_support(op, datafit, penalty, lam, Wp, newton_steps, cg_iter,
-                                          always=True)
+                return _newton_on_support(
+                    op, datafit, penalty, lam, Wp, newton_steps, cg_iter, always=True
+                )
     return _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter)
 
 
@@ -408,8 +448,11 @@ def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, alwa
             g = g + lam * Ws / nrm
 
         def hv(V):
-            HV = datafit.hessian_vec(Z, sub.matmul(V), probs) if probs is not None else \
-                datafit.hessian_vec(Z, sub.matmul(V))
+            HV = (
+                datafit.hessian_vec(Z, sub.matmul(V), probs)
+                if probs is not None
+                else datafit.hessian_vec(Z, sub.matmul(V))
+            )
             out = sub.rmatmul(HV)
             if l1:
                 return out * mask
@@ -465,7 +508,8 @@ def _newton_on_support(op, datafit, penalty, lam, W, newton_steps, cg_iter, alwa
                 gt = (gt + lam * sign) * mask
             else:
                 gt = gt + lam * Wt / torch.linalg.vector_norm(Wt, dim=1, keepdim=True).clamp_min(
-                    tiny)
+                    tiny
+                )
             if float((gt * gt).sum()) < rr0:
                 Ft = objective(Wt, Zt)
                 accepted = Ft <= F + 1e-14 * abs(F)

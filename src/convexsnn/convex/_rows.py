@@ -31,17 +31,18 @@ class RowGroups:
 
     op: DictionaryOperator
     datafit: Datafit
-    inverse: torch.Tensor      # (n,) group of every original row
-    weights: torch.Tensor      # (n,) original row weights a_i
+    inverse: torch.Tensor  # (n,) group of every original row
+    weights: torch.Tensor  # (n,) original row weights a_i
     group_weights: torch.Tensor  # (n',) merged weights a'_g
 
     def expand_dual(self, U: torch.Tensor) -> torch.Tensor:
         """Map a merged dual point ``(n', C)`` back to the original rows ``(n, C)``."""
         gw = self.group_weights
-        ratio = torch.where(gw[self.inverse] > 0,
-                            self.weights / torch.where(gw > 0, gw, torch.ones_like(gw))[
-                                self.inverse],
-                            torch.zeros_like(self.weights))
+        ratio = torch.where(
+            gw[self.inverse] > 0,
+            self.weights / torch.where(gw > 0, gw, torch.ones_like(gw))[self.inverse],
+            torch.zeros_like(self.weights),
+        )
         return U[self.inverse] * ratio[:, None]
 
 
@@ -51,8 +52,9 @@ def _targets_key(datafit: Datafit) -> tuple[torch.Tensor, str]:
     return datafit.Y.to(torch.float64), "Y"
 
 
-def merge_duplicate_rows(op, datafit: Datafit, *, min_reduction: float = 0.05,
-                         seed: int = 0) -> RowGroups | None:
+def merge_duplicate_rows(
+    op, datafit: Datafit, *, min_reduction: float = 0.05, seed: int = 0
+) -> RowGroups | None:
     """Merge rows with equal dictionary row and target; ``None`` if not worth it / not possible.
 
     Needs ``op.dense()`` and at most :data:`MAX_DENSE_ENTRIES` entries. Rows are grouped by a
@@ -82,8 +84,9 @@ def merge_duplicate_rows(op, datafit: Datafit, *, min_reduction: float = 0.05,
     for r0 in range(0, n, 8192):
         blk = slice(r0, min(n, r0 + 8192))
         reps = first[inverse[blk]]
-        if not bool((D[blk] == D[reps]).all()) or \
-                not bool((key_t[blk] == key_t[reps.to(key_t.device)]).all()):
+        if not bool((D[blk] == D[reps]).all()) or not bool(
+            (key_t[blk] == key_t[reps.to(key_t.device)]).all()
+        ):
             ok = False
             break
     if not ok:  # pragma: no cover - hash collision, astronomically unlikely
@@ -102,5 +105,4 @@ def merge_duplicate_rows(op, datafit: Datafit, *, min_reduction: float = 0.05,
         df = type(datafit)(datafit.Y[first_a], gw)
     sub = DictionaryOperator(D[first], dtype=op.dtype, device=op.device, check_binary=False)
     logger.debug("merged %d duplicate rows: %d -> %d", n - n_groups, n, n_groups)
-    return RowGroups(op=sub, datafit=df, inverse=inverse.to(a.device), weights=a,
-                     group_weights=gw)
+    return RowGroups(op=sub, datafit=df, inverse=inverse.to(a.device), weights=a, group_weights=gw)

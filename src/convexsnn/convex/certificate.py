@@ -87,7 +87,7 @@ class Certificate:
     status: str = ""
 
     @classmethod
-    def from_values(cls, primal: float, dual: float, **kw: Any) -> "Certificate":
+    def from_values(cls, primal: float, dual: float, **kw: Any) -> Certificate:
         """Build from primal and dual values, computing ``gap`` and ``rel_gap``."""
         gap = max(float(primal) - float(dual), 0.0)
         rel = gap / max(abs(float(primal)), TINY)
@@ -100,11 +100,18 @@ class Certificate:
         return {k: _json_float(v) for k, v in d.items()}
 
     def __str__(self) -> str:
-        return (f"{self.datafit}+{self.penalty}: primal={self.primal:.10g} dual={self.dual:.10g} "
-                f"gap={self.gap:.3g} rel_gap={self.rel_gap:.3g} iters={self.iterations} "
-                f"{self.seconds:.3f}s "
-                + ("converged" if self.converged else
-                   f"NOT converged ({self.status})" if self.status else "NOT converged"))
+        return (
+            f"{self.datafit}+{self.penalty}: primal={self.primal:.10g} dual={self.dual:.10g} "
+            f"gap={self.gap:.3g} rel_gap={self.rel_gap:.3g} iters={self.iterations} "
+            f"{self.seconds:.3f}s "
+            + (
+                "converged"
+                if self.converged
+                else f"NOT converged ({self.status})"
+                if self.status
+                else "NOT converged"
+            )
+        )
 
 
 def certified_label(certs: Any) -> str:

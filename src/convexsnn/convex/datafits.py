@@ -64,7 +64,7 @@ class Datafit:
     curvature = 1.0
     separable = False  # f(Z) = sum_c f_c(Z[:, c]) (then l1 duals may be scaled per column)
     quadratic = False  # f(Z) = 1/2 sum_i a_i ||z_i - y_i||^2 with targets Y (Gram-form solvers)
-    box_dual = False   # U = -a y alpha, alpha in [0, 1] (the hinge's LP form: IPM, PDHG)
+    box_dual = False  # U = -a y alpha, alpha in [0, 1] (the hinge's LP form: IPM, PDHG)
 
     def __init__(self, weights: torch.Tensor, n_outputs: int) -> None:
         self.weights = weights
@@ -92,7 +92,7 @@ class Datafit:
     def dual_value(self, U: torch.Tensor, s: float) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def to(self, device: torch.device, dtype: torch.dtype) -> "Datafit":  # pragma: no cover
+    def to(self, device: torch.device, dtype: torch.dtype) -> Datafit:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -126,8 +126,11 @@ class Squared(Datafit):
         super().__init__(weights, Y.shape[1])
         self.Y = Y
         pos = weights > 0
-        self._inv2a = torch.where(pos, 0.5 / torch.where(pos, weights, torch.ones_like(weights)),
-                                  torch.zeros_like(weights))[:, None]
+        self._inv2a = torch.where(
+            pos,
+            0.5 / torch.where(pos, weights, torch.ones_like(weights)),
+            torch.zeros_like(weights),
+        )[:, None]
 
     def value(self, Z: torch.Tensor) -> torch.Tensor:
         R = Z - self.Y
@@ -155,9 +158,10 @@ class Squared(Datafit):
         s = _scale(s)
         return -(s * lin + s * s * quad)
 
-    def to(self, device, dtype) -> "Squared":
-        return Squared(self.Y.to(device=device, dtype=dtype),
-                       self.weights.to(device=device, dtype=dtype))
+    def to(self, device, dtype) -> Squared:
+        return Squared(
+            self.Y.to(device=device, dtype=dtype), self.weights.to(device=device, dtype=dtype)
+        )
 
 
 class Hinge(Datafit):
@@ -212,9 +216,10 @@ class Hinge(Datafit):
         """Per-column data loss (``(C,)``)."""
         return (_f64(self._aw) * _f64(torch.relu(1.0 - self.Y * Z))).sum(dim=0)
 
-    def to(self, device, dtype) -> "Hinge":
-        return Hinge(self.Y.to(device=device, dtype=dtype),
-                     self.weights.to(device=device, dtype=dtype))
+    def to(self, device, dtype) -> Hinge:
+        return Hinge(
+            self.Y.to(device=device, dtype=dtype), self.weights.to(device=device, dtype=dtype)
+        )
 
 
 class SoftmaxCrossEntropy(Datafit):
@@ -248,8 +253,11 @@ class SoftmaxCrossEntropy(Datafit):
         E.scatter_(1, labels[:, None], 1.0)
         self.E = E
         pos = weights > 0
-        self._inva = torch.where(pos, 1.0 / torch.where(pos, weights, torch.ones_like(weights)),
-                                 torch.zeros_like(weights))[:, None]
+        self._inva = torch.where(
+            pos,
+            1.0 / torch.where(pos, weights, torch.ones_like(weights)),
+            torch.zeros_like(weights),
+        )[:, None]
 
     @property
     def Y(self) -> torch.Tensor:
@@ -265,8 +273,9 @@ class SoftmaxCrossEntropy(Datafit):
     def gradient(self, Z: torch.Tensor) -> torch.Tensor:
         return self._aw * (torch.softmax(Z, dim=1) - self.E)
 
-    def hessian_vec(self, Z: torch.Tensor, V: torch.Tensor, probs: torch.Tensor | None = None
-                    ) -> torch.Tensor:
+    def hessian_vec(
+        self, Z: torch.Tensor, V: torch.Tensor, probs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         r""":math:`\nabla^2 f(Z)[V]_i = a_i (p_i \circ v_i - p_i \langle p_i, v_i\rangle)`."""
         p = torch.softmax(Z, dim=1) if probs is None else probs
         pv = p * V
@@ -277,16 +286,18 @@ class SoftmaxCrossEntropy(Datafit):
         ent = -torch.special.xlogy(q, q).sum(dim=1)
         return (_f64(self.weights) * ent).sum()
 
-    def to(self, device, dtype) -> "SoftmaxCrossEntropy":
-        return SoftmaxCrossEntropy(self.labels.to(device), self.n_outputs,
-                                   self.weights.to(device=device, dtype=dtype))
+    def to(self, device, dtype) -> SoftmaxCrossEntropy:
+        return SoftmaxCrossEntropy(
+            self.labels.to(device), self.n_outputs, self.weights.to(device=device, dtype=dtype)
+        )
 
 
 DATAFITS = ("squared", "hinge", "softmax")
 
 
-def make_datafit(name: str, Y: torch.Tensor, weights: torch.Tensor,
-                 n_classes: int | None = None) -> Datafit:
+def make_datafit(
+    name: str, Y: torch.Tensor, weights: torch.Tensor, n_classes: int | None = None
+) -> Datafit:
     """Build the datafit ``name`` (one of :data:`DATAFITS`) on prepared targets.
 
     ``Y`` is ``(n, C)`` real targets for ``"squared"``, ``(n, C)`` ±1 targets for ``"hinge"`` and

@@ -53,10 +53,12 @@ _FLOAT_DTYPES = (torch.float64, torch.float32)
 
 def is_operator(obj: Any) -> bool:
     """True when ``obj`` follows the operator protocol (``matmul``, ``rmatmul``, ``shape``)."""
-    return (not isinstance(obj, (torch.Tensor, np.ndarray))
-            and callable(getattr(obj, "matmul", None))
-            and callable(getattr(obj, "rmatmul", None))
-            and hasattr(obj, "shape"))
+    return (
+        not isinstance(obj, (torch.Tensor, np.ndarray))
+        and callable(getattr(obj, "matmul", None))
+        and callable(getattr(obj, "rmatmul", None))
+        and hasattr(obj, "shape")
+    )
 
 
 def _to_tensor(D: Any, name: str) -> torch.Tensor:
@@ -69,7 +71,8 @@ def _to_tensor(D: Any, name: str) -> torch.Tensor:
     else:
         raise TypeError(
             f"{name} must be a torch.Tensor, a numpy array or an operator with matmul/rmatmul/"
-            f"shape, got {type(D).__name__}")
+            f"shape, got {type(D).__name__}"
+        )
     if t.is_complex():
         raise TypeError(f"{name} must be real (0/1 entries), got complex dtype {t.dtype}")
     if t.layout != torch.strided:
@@ -95,8 +98,10 @@ def check_fits(n_bytes: int, what: str) -> None:
     before any work; silent where the available memory is unknown."""
     avail = available_memory()
     if avail is not None and n_bytes > avail:
-        raise MemoryError(f"{what} needs {n_bytes / 2**30:.2f} GiB but only "
-                          f"{avail / 2**30:.2f} GiB of memory is available")
+        raise MemoryError(
+            f"{what} needs {n_bytes / 2**30:.2f} GiB but only "
+            f"{avail / 2**30:.2f} GiB of memory is available"
+        )
 
 
 def _check_binary(t: torch.Tensor, name: str, block_rows: int = 65536) -> None:
@@ -105,7 +110,7 @@ def _check_binary(t: torch.Tensor, name: str, block_rows: int = 65536) -> None:
         return
     n = t.shape[0]
     for r0 in range(0, n, block_rows):
-        blk = t[r0:r0 + block_rows]
+        blk = t[r0 : r0 + block_rows]
         ok = (blk == 0) | (blk == 1)
         if not bool(ok.all()):
             bad = blk[~ok]
@@ -113,7 +118,8 @@ def _check_binary(t: torch.Tensor, name: str, block_rows: int = 65536) -> None:
             example = bad[0].item()
             raise ValueError(
                 f"{name} must be a binary dictionary with entries 0/1; found {int((~ok).sum())}+ "
-                f"other values (e.g. {example!r}; {n_nan} NaN in the first offending block)")
+                f"other values (e.g. {example!r}; {n_nan} NaN in the first offending block)"
+            )
 
 
 class DictionaryOperator:
@@ -142,9 +148,16 @@ class DictionaryOperator:
     ``D @ W`` and :math:`D^\top R` is computed as ``(R.T @ D).T``.
     """
 
-    def __init__(self, D: Any, *, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str | None = None, check_binary: bool = True,
-                 chunk_rows: int | None = None, name: str = "D") -> None:
+    def __init__(
+        self,
+        D: Any,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+        check_binary: bool = True,
+        chunk_rows: int | None = None,
+        name: str = "D",
+    ) -> None:
         if dtype not in _FLOAT_DTYPES:
             raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         t = _to_tensor(D, name)
@@ -154,7 +167,8 @@ class DictionaryOperator:
         if P == 0:
             raise ValueError(
                 f"{name} has no columns (P == 0): all dictionary columns were dropped (all-zero or "
-                f"duplicate); nothing to solve")
+                f"duplicate); nothing to solve"
+            )
         if n == 0:
             raise ValueError(f"{name} has no rows (n == 0)")
         if check_binary:
@@ -167,9 +181,11 @@ class DictionaryOperator:
         self.chunk_rows = None if chunk_rows is None else max(1, int(chunk_rows))
         if self.chunk_rows is None:
             if self.device.type == "cpu" and (t.dtype != dtype or t.device != self.device):
-                check_fits(n * P * torch.empty(0, dtype=dtype).element_size(),
-                           f"the dense {n} x {P} {str(dtype).replace('torch.', '')} copy of {name} "
-                           f"(pass chunk_rows=..., float32, or a packed SpikeDictionary)")
+                check_fits(
+                    n * P * torch.empty(0, dtype=dtype).element_size(),
+                    f"the dense {n} x {P} {str(dtype).replace('torch.', '')} copy of {name} "
+                    f"(pass chunk_rows=..., float32, or a packed SpikeDictionary)",
+                )
             self._D = t.to(device=self.device, dtype=dtype).contiguous()
         else:
             self._D = t.to(device=self.device, dtype=torch.uint8).contiguous()
@@ -181,8 +197,8 @@ class DictionaryOperator:
             return self._D @ W
         out = torch.empty(self.shape[0], W.shape[1], dtype=W.dtype, device=W.device)
         for r0 in range(0, self.shape[0], self.chunk_rows):
-            blk = self._D[r0:r0 + self.chunk_rows].to(W.dtype)
-            torch.matmul(blk, W, out=out[r0:r0 + blk.shape[0]])
+            blk = self._D[r0 : r0 + self.chunk_rows].to(W.dtype)
+            torch.matmul(blk, W, out=out[r0 : r0 + blk.shape[0]])
         return out
 
     def rmatmul(self, R: torch.Tensor) -> torch.Tensor:
@@ -192,11 +208,11 @@ class DictionaryOperator:
             return (R.T @ self._D).T
         out = torch.zeros(R.shape[1], self.shape[1], dtype=R.dtype, device=R.device)
         for r0 in range(0, self.shape[0], self.chunk_rows):
-            blk = self._D[r0:r0 + self.chunk_rows].to(R.dtype)
-            out.addmm_(R[r0:r0 + blk.shape[0]].T, blk)
+            blk = self._D[r0 : r0 + self.chunk_rows].to(R.dtype)
+            out.addmm_(R[r0 : r0 + blk.shape[0]].T, blk)
         return out.T
 
-    def columns(self, idx: torch.Tensor) -> "DictionaryOperator":
+    def columns(self, idx: torch.Tensor) -> DictionaryOperator:
         """Operator restricted to the columns ``idx`` (a copy)."""
         idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)
         sub = DictionaryOperator.__new__(DictionaryOperator)
@@ -211,13 +227,20 @@ class DictionaryOperator:
 
     def __repr__(self) -> str:
         store = "dense" if self.chunk_rows is None else f"uint8, chunk_rows={self.chunk_rows}"
-        return (f"DictionaryOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, "
-                f"{store})")
+        return (
+            f"DictionaryOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, "
+            f"{store})"
+        )
 
 
-def as_operator(D: Any, *, dtype: torch.dtype | None = torch.float64,
-                device: torch.device | str | None = None, name: str = "D",
-                check_binary: bool = True) -> Any:
+def as_operator(
+    D: Any,
+    *,
+    dtype: torch.dtype | None = torch.float64,
+    device: torch.device | str | None = None,
+    name: str = "D",
+    check_binary: bool = True,
+) -> Any:
     """Wrap ``D`` (tensor, array or operator) as an operator of the requested dtype/device.
 
     Arrays and tensors become a :class:`DictionaryOperator` (validated: 2-D, 0/1 entries, at least
@@ -226,8 +249,7 @@ def as_operator(D: Any, *, dtype: torch.dtype | None = torch.float64,
     included (no dense copy). Objects following the operator protocol are returned unchanged; a ``dtype`` or
     ``device`` that contradicts theirs raises ``TypeError`` / ``ValueError``.
     """
-    if not is_operator(D) and callable(getattr(D, "operator", None)) and \
-            hasattr(D, "n_columns"):
+    if not is_operator(D) and callable(getattr(D, "operator", None)) and hasattr(D, "n_columns"):
         # a SpikeDictionary (or any object offering an operator view): use it as it is stored
         D = D.operator(torch.float64 if dtype is None else dtype, device)
     if is_operator(D):
@@ -237,21 +259,30 @@ def as_operator(D: Any, *, dtype: torch.dtype | None = torch.float64,
         if shape[1] == 0:
             raise ValueError(
                 f"{name} has no columns (P == 0): all dictionary columns were dropped (all-zero or "
-                f"duplicate); nothing to solve")
+                f"duplicate); nothing to solve"
+            )
         if shape[0] == 0:
             raise ValueError(f"{name} has no rows (n == 0)")
         op_dtype = getattr(D, "dtype", torch.float64)
         if op_dtype not in _FLOAT_DTYPES:
             raise TypeError(f"{name}.dtype must be torch.float64 or torch.float32, got {op_dtype}")
         if dtype is not None and dtype != op_dtype:
-            raise TypeError(f"dtype={dtype} differs from the operator's dtype {op_dtype}; "
-                            f"build the operator in the dtype you want or pass dtype={op_dtype}")
+            raise TypeError(
+                f"dtype={dtype} differs from the operator's dtype {op_dtype}; "
+                f"build the operator in the dtype you want or pass dtype={op_dtype}"
+            )
         op_dev = torch.device(getattr(D, "device", "cpu"))
         want = None if device is None else torch.device(device)
-        if want is not None and (want.type != op_dev.type or (
-                want.index is not None and op_dev.index is not None and
-                want.index != op_dev.index)):
+        if want is not None and (
+            want.type != op_dev.type
+            or (want.index is not None and op_dev.index is not None and want.index != op_dev.index)
+        ):
             raise ValueError(f"device={device} differs from the operator's device {op_dev}")
         return D
-    return DictionaryOperator(D, dtype=torch.float64 if dtype is None else dtype, device=device,
-                              name=name, check_binary=check_binary)
+    return DictionaryOperator(
+        D,
+        dtype=torch.float64 if dtype is None else dtype,
+        device=device,
+        name=name,
+        check_binary=check_binary,
+    )

@@ -30,7 +30,7 @@ def soft_threshold(V: torch.Tensor, thresh) -> torch.Tensor:
     return torch.sign(V) * torch.clamp_min(V.abs() - thresh, 0.0)
 
 
-def dual_scale(penalty: "Penalty", lam: float, G: torch.Tensor, per_column: bool = False):
+def dual_scale(penalty: Penalty, lam: float, G: torch.Tensor, per_column: bool = False):
     r"""Scaling :math:`s` that brings a dual candidate with :math:`G = D^\top U` into the feasible
     set :math:`\{R^\circ(D^\top U) \le \lambda\}`: :math:`s = \min(1, \lambda / R^\circ(G))`.
 
@@ -42,10 +42,14 @@ def dual_scale(penalty: "Penalty", lam: float, G: torch.Tensor, per_column: bool
     """
     if per_column and penalty.elementwise:
         # per-entry dual norms (row scores of single entries), maximised per output column
-        mx = (penalty.row_scores(G.reshape(-1, 1)).reshape(G.shape).amax(dim=0) if G.numel()
-              else torch.zeros(G.shape[1], dtype=G.dtype, device=G.device))
-        return torch.where(mx > lam, lam / torch.where(mx > 0, mx, torch.ones_like(mx)),
-                           torch.ones_like(mx))
+        mx = (
+            penalty.row_scores(G.reshape(-1, 1)).reshape(G.shape).amax(dim=0)
+            if G.numel()
+            else torch.zeros(G.shape[1], dtype=G.dtype, device=G.device)
+        )
+        return torch.where(
+            mx > lam, lam / torch.where(mx > 0, mx, torch.ones_like(mx)), torch.ones_like(mx)
+        )
     dn = penalty.dual_norm(G)
     return 1.0 if dn <= lam else lam / dn
 
@@ -143,7 +147,7 @@ class L21(Penalty):
 PENALTIES = ("l1", "l21")
 
 
-def make_penalty(name: "str | Penalty") -> Penalty:
+def make_penalty(name: str | Penalty) -> Penalty:
     """Return the penalty ``name`` (one of :data:`PENALTIES`), or ``name`` itself when it is
     already a :class:`Penalty` instance (a user-defined penalty)."""
     if isinstance(name, Penalty):

@@ -90,16 +90,17 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .._scores import classes_from_scores, tolerance_from_abs_sums
 from ._inner import Budget, Tracker, fista, ipm_hinge, pdhg_hinge, squared_gram
-from ._rows import RowGroups, merge_duplicate_rows
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
+from ._rows import RowGroups, merge_duplicate_rows
 from .certificate import Certificate, ConvergenceWarning
 from .datafits import DATAFITS, Datafit, make_datafit
 from .linear_operator import as_operator
@@ -107,11 +108,17 @@ from .penalties import L1, L21, PENALTIES, Penalty, make_penalty
 
 logger = logging.getLogger("convexsnn")
 
-__all__ = ["ReadoutSolution", "solve_readout", "solve_path", "lambda_max", "predict_from_scores",
-           "labels_to_targets", "prepare_problem"]
+__all__ = [
+    "ReadoutSolution",
+    "solve_readout",
+    "solve_path",
+    "lambda_max",
+    "predict_from_scores",
+    "labels_to_targets",
+    "prepare_problem",
+]
 
-DEFAULT_MAX_ITER = {"fista": 20_000, "pdhg": 200_000, "ipm": 2_000, "cd": 20_000,
-                    "gram": 100_000}
+DEFAULT_MAX_ITER = {"fista": 20_000, "pdhg": 200_000, "ipm": 2_000, "cd": 20_000, "gram": 100_000}
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
 #: largest block solved in Gram form (its s x s float64 Gram matrix: 512 MiB at 8192); larger
@@ -124,6 +131,7 @@ SOLVERS = ("auto", "fista", "gram", "cd", "pdhg", "ipm")
 # helpers on targets and predictions
 # --------------------------------------------------------------------------------------------
 
+
 def predict_from_scores(scores: Any) -> torch.Tensor:
     """Class predictions from readout scores ``(n, C)`` (or ``(n,)``).
 
@@ -134,9 +142,13 @@ def predict_from_scores(scores: Any) -> torch.Tensor:
     return classes_from_scores(s.reshape(-1, 1) if s.ndim == 1 else s)
 
 
-def labels_to_targets(labels: Any, n_classes: int | None = None, *,
-                      binary_single_column: bool = True,
-                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def labels_to_targets(
+    labels: Any,
+    n_classes: int | None = None,
+    *,
+    binary_single_column: bool = True,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     r"""One-vs-rest :math:`\pm 1` targets from integer labels.
 
     Returns ``(n, C)`` with :math:`Y_{ic} = +1` if :math:`y_i = c` else :math:`-1`; for two classes
@@ -171,30 +183,36 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
 
 def _check_finite(t: torch.Tensor, name: str) -> None:
     if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains non-finite values ({int(torch.isnan(t).sum())} NaN, "
-                         f"{int(torch.isinf(t).sum())} inf)")
+        raise ValueError(
+            f"{name} contains non-finite values ({int(torch.isnan(t).sum())} NaN, "
+            f"{int(torch.isinf(t).sum())} inf)"
+        )
 
 
 def _check_labels(y: Any, name: str, n_rows: int | None, n_classes: int | None) -> torch.Tensor:
     t = _as_tensor(y, name)
     _check_finite(t, name)
     if t.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape "
-                         f"{tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must be a 1-D array of integer class labels, got shape {tuple(t.shape)}"
+        )
     if n_rows is not None and t.shape[0] != n_rows:
         raise ValueError(f"{name} has {t.shape[0]} rows but D has {n_rows} rows")
     if t.dtype == torch.bool:
         t = t.to(torch.int64)
     if t.is_floating_point():
         if not bool((t == t.round()).all()):
-            raise ValueError(f"{name} must hold integer class labels 0..C-1, got non-integer "
-                             f"values")
+            raise ValueError(
+                f"{name} must hold integer class labels 0..C-1, got non-integer values"
+            )
     t = t.to(torch.int64)
     if t.numel() and int(t.min()) < 0:
         raise ValueError(f"{name} has negative label {int(t.min())}; labels must be in [0, C)")
     if n_classes is not None and t.numel() and int(t.max()) >= n_classes:
-        raise ValueError(f"{name} has label {int(t.max())} out of range for n_classes={n_classes} "
-                         f"(labels must be in [0, {n_classes - 1}])")
+        raise ValueError(
+            f"{name} has label {int(t.max())} out of range for n_classes={n_classes} "
+            f"(labels must be in [0, {n_classes - 1}])"
+        )
     return t
 
 
@@ -215,13 +233,14 @@ def _n_classes(lab: torch.Tensor, n_classes: int | None, name: str) -> int:
 # problem preparation (validation)
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Prepared:
     op: Any
     datafit: Datafit
     penalty: Penalty
     n_classes: int | None
-    target_kind: str          # "targets" | "labels" | "pm1"
+    target_kind: str  # "targets" | "labels" | "pm1"
     merged: RowGroups | None = None
     merge_checked: bool = False
 
@@ -235,13 +254,21 @@ class _Prepared:
         return self.op, self.datafit, None
 
 
-def _prepare_targets(y: Any, loss: str, n: int, n_classes: int | None,
-                     binary_single_column: bool, dtype: torch.dtype, device: torch.device):
+def _prepare_targets(
+    y: Any,
+    loss: str,
+    n: int,
+    n_classes: int | None,
+    binary_single_column: bool,
+    dtype: torch.dtype,
+    device: torch.device,
+):
     t = _as_tensor(y, "y")
     _check_finite(t, "y")
     if t.ndim == 0 or t.ndim > 2:
-        raise ValueError(f"y must be 1-D or 2-D with one entry per row of D, got shape "
-                         f"{tuple(t.shape)}")
+        raise ValueError(
+            f"y must be 1-D or 2-D with one entry per row of D, got shape {tuple(t.shape)}"
+        )
     if t.shape[0] != n:
         raise ValueError(f"y has {t.shape[0]} rows but D has {n} rows (row-count mismatch)")
     if t.ndim == 2 and t.shape[1] == 0:
@@ -250,8 +277,9 @@ def _prepare_targets(y: Any, loss: str, n: int, n_classes: int | None,
     if loss == "squared":
         if t.is_floating_point():
             if n_classes is not None:
-                raise ValueError("n_classes is only used with integer labels; y is floating "
-                                 "(real targets)")
+                raise ValueError(
+                    "n_classes is only used with integer labels; y is floating (real targets)"
+                )
             Y = t.to(dtype)
             return (Y.reshape(-1, 1) if Y.ndim == 1 else Y.contiguous()), None, "targets"
         lab = _check_labels(t, "y", n, n_classes)
@@ -261,8 +289,9 @@ def _prepare_targets(y: Any, loss: str, n: int, n_classes: int | None,
         if t.ndim == 2:
             vals = t.to(torch.float64)
             if not bool(((vals == 1) | (vals == -1)).all()):
-                raise ValueError("y with 2 dimensions must hold +-1 one-vs-rest targets for the "
-                                 "hinge loss")
+                raise ValueError(
+                    "y with 2 dimensions must hold +-1 one-vs-rest targets for the hinge loss"
+                )
             return vals.to(dtype).contiguous(), None, "pm1"
         if t.dtype != torch.bool:
             vals = t.to(torch.float64)
@@ -285,8 +314,9 @@ def _prepare_weights(sample_weight: Any, n: int, dtype, device) -> torch.Tensor:
     w = _as_tensor(sample_weight, "sample_weight")
     _check_finite(w, "sample_weight")
     if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(f"sample_weight must have shape ({n},) (one weight per row of D), got "
-                         f"{tuple(w.shape)}")
+        raise ValueError(
+            f"sample_weight must have shape ({n},) (one weight per row of D), got {tuple(w.shape)}"
+        )
     w = w.to(device=device, dtype=dtype)
     if bool((w < 0).any()):
         raise ValueError("sample_weight must be >= 0")
@@ -295,10 +325,18 @@ def _prepare_weights(sample_weight: Any, n: int, dtype, device) -> torch.Tensor:
     return w
 
 
-def prepare_problem(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1",
-                    sample_weight: Any = None, n_classes: int | None = None,
-                    binary_single_column: bool = True, dtype: torch.dtype | None = torch.float64,
-                    device: torch.device | str | None = None) -> _Prepared:
+def prepare_problem(
+    D: Any,
+    y: Any,
+    *,
+    loss: str = "squared",
+    penalty: str = "l1",
+    sample_weight: Any = None,
+    n_classes: int | None = None,
+    binary_single_column: bool = True,
+    dtype: torch.dtype | None = torch.float64,
+    device: torch.device | str | None = None,
+) -> _Prepared:
     r"""Validate the inputs and build (operator, datafit, penalty). Raises on bad input.
 
     ``loss`` is a name of :data:`DATAFITS` or a :class:`Datafit` subclass built as
@@ -308,32 +346,40 @@ def prepare_problem(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1
     """
     custom_df = isinstance(loss, type) and issubclass(loss, Datafit)
     if not custom_df and (not isinstance(loss, str) or loss not in DATAFITS):
-        raise ValueError(f"loss must be one of {list(DATAFITS)} or a Datafit subclass, got "
-                         f"{loss!r}")
-    if not isinstance(penalty, Penalty) and (not isinstance(penalty, str) or
-                                             penalty not in PENALTIES):
-        raise ValueError(f"penalty must be one of {list(PENALTIES)} or a Penalty instance, got "
-                         f"{penalty!r}")
+        raise ValueError(
+            f"loss must be one of {list(DATAFITS)} or a Datafit subclass, got {loss!r}"
+        )
+    if not isinstance(penalty, Penalty) and (
+        not isinstance(penalty, str) or penalty not in PENALTIES
+    ):
+        raise ValueError(
+            f"penalty must be one of {list(PENALTIES)} or a Penalty instance, got {penalty!r}"
+        )
     if dtype is not None and dtype not in (torch.float64, torch.float32):
         raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
     op = as_operator(D, dtype=dtype, device=device, name="D")
     n, P = op.shape
     dt, dev = op.dtype, torch.device(op.device)
-    Y, C, kind = _prepare_targets(y, "squared" if custom_df else loss, n, n_classes,
-                                  binary_single_column, dt, dev)
+    Y, C, kind = _prepare_targets(
+        y, "squared" if custom_df else loss, n, n_classes, binary_single_column, dt, dev
+    )
     a = _prepare_weights(sample_weight, n, dt, dev)
     df = loss(Y, a) if custom_df else make_datafit(loss, Y, a, n_classes=C)
     if not (df.smooth or getattr(df, "box_dual", False)):
-        raise ValueError(f"datafit {loss.__name__} is neither smooth nor box-dual: no solver "
-                         "applies")
-    return _Prepared(op=op, datafit=df, penalty=make_penalty(penalty), n_classes=C,
-                     target_kind=kind)
+        raise ValueError(
+            f"datafit {loss.__name__} is neither smooth nor box-dual: no solver applies"
+        )
+    return _Prepared(
+        op=op, datafit=df, penalty=make_penalty(penalty), n_classes=C, target_kind=kind
+    )
 
 
 def _resolve_lam(lam: Any, beta: Any, P: int) -> tuple[float, float | None]:
     if (lam is None) == (beta is None):
-        raise ValueError("give exactly one of lam and beta (lam = beta / sqrt(P)); got "
-                         + ("both" if lam is not None else "neither"))
+        raise ValueError(
+            "give exactly one of lam and beta (lam = beta / sqrt(P)); got "
+            + ("both" if lam is not None else "neither")
+        )
     name, v = ("lam", lam) if lam is not None else ("beta", beta)
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
@@ -348,6 +394,7 @@ def _resolve_lam(lam: Any, beta: Any, P: int) -> tuple[float, float | None]:
 # --------------------------------------------------------------------------------------------
 # results
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ReadoutSolution:
@@ -409,6 +456,7 @@ class ReadoutSolution:
 # the working-set driver
 # --------------------------------------------------------------------------------------------
 
+
 def _as_W0(W0: Any, P: int, C: int, dtype, device) -> torch.Tensor:
     if W0 is None:
         return torch.zeros(P, C, dtype=dtype, device=device)
@@ -426,8 +474,9 @@ def _polish_squared_l1_then_newton(op, df, pen, lam, W):
     cands = polish_squared_l1(op, df, pen, lam, W)
     if cands and torch.equal(torch.sign(cands[0]), torch.sign(W)):
         return cands  # same signs: the normal equations gave the exact optimum on this support
-    return cands + polish_newton(op, df, pen, lam, cands[0] if cands else W, newton_steps=2,
-                                 cg_iter=30)
+    return cands + polish_newton(
+        op, df, pen, lam, cands[0] if cands else W, newton_steps=2, cg_iter=30
+    )
 
 
 def _has(op, *names: str) -> bool:
@@ -454,33 +503,49 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             return "gram"
         if df.smooth:
             return "fista"
-        if box and isinstance(pen, L1) and _has(op, "columns", "dense") and \
-                n * min(P, 4 * n) <= IPM_MAX_ENTRIES:
+        if (
+            box
+            and isinstance(pen, L1)
+            and _has(op, "columns", "dense")
+            and n * min(P, 4 * n) <= IPM_MAX_ENTRIES
+        ):
             return "ipm"
         if box:
             return "pdhg"
-        raise ValueError(f"no solver for the datafit {type(df).__name__}: it is neither smooth "
-                         "(gradient) nor box-dual (hinge form)")
+        raise ValueError(
+            f"no solver for the datafit {type(df).__name__}: it is neither smooth "
+            "(gradient) nor box-dual (hinge form)"
+        )
     if solver in ("gram", "cd") and not (quad and cols_ok):
-        raise ValueError(f"solver={solver!r} needs a quadratic datafit (the squared loss) and an "
-                         "operator with columns()")
+        raise ValueError(
+            f"solver={solver!r} needs a quadratic datafit (the squared loss) and an "
+            "operator with columns()"
+        )
     if solver == "cd" and not pen.row_separable:
-        raise ValueError(f"solver='cd' needs a row-separable penalty; {type(pen).__name__} "
-                         "is not")
+        raise ValueError(f"solver='cd' needs a row-separable penalty; {type(pen).__name__} is not")
     if solver == "fista" and not df.smooth:
-        raise ValueError("solver='fista' needs a smooth loss (squared or softmax); use 'pdhg' or "
-                         "'ipm' for the hinge")
+        raise ValueError(
+            "solver='fista' needs a smooth loss (squared or softmax); use 'pdhg' or "
+            "'ipm' for the hinge"
+        )
     if solver in ("pdhg", "ipm") and not box:
-        raise ValueError(f"solver={solver!r} is for the hinge loss; use 'fista' for "
-                         f"{getattr(df, 'name', type(df).__name__)}")
+        raise ValueError(
+            f"solver={solver!r} is for the hinge loss; use 'fista' for "
+            f"{getattr(df, 'name', type(df).__name__)}"
+        )
     if solver == "ipm" and not (isinstance(pen, L1) and _has(op, "columns", "dense")):
         raise ValueError("solver='ipm' needs penalty='l1' and an operator with dense()/columns()")
     return solver
 
 
-def _select_working_set(pen: Penalty, lam: float, G: torch.Tensor, W: torch.Tensor,
-                        S: torch.Tensor | None, min_size: int = 32
-                        ) -> tuple[torch.Tensor, int]:
+def _select_working_set(
+    pen: Penalty,
+    lam: float,
+    G: torch.Tensor,
+    W: torch.Tensor,
+    S: torch.Tensor | None,
+    min_size: int = 32,
+) -> tuple[torch.Tensor, int]:
     r"""Next working set and the number of KKT violators outside the current one.
 
     The set never shrinks: it keeps the previous set and the support of ``W`` and adds the
@@ -511,12 +576,22 @@ def _select_working_set(pen: Penalty, lam: float, G: torch.Tensor, W: torch.Tens
     return torch.nonzero(base, as_tuple=False)[:, 0].to(dev), n_viol
 
 
-def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
-                    alpha0: torch.Tensor | None, tol: float, max_iter: int | None,
-                    max_time: float | None, working_set: bool | None, polish: bool,
-                    verbose: bool, solver: str = "auto", merge_rows: bool = True,
-                    state: dict | None = None
-                    ) -> tuple[torch.Tensor, Certificate, torch.Tensor, torch.Tensor | None]:
+def _solve_prepared(
+    prep: _Prepared,
+    lam: float,
+    *,
+    W0: torch.Tensor | None,
+    alpha0: torch.Tensor | None,
+    tol: float,
+    max_iter: int | None,
+    max_time: float | None,
+    working_set: bool | None,
+    polish: bool,
+    verbose: bool,
+    solver: str = "auto",
+    merge_rows: bool = True,
+    state: dict | None = None,
+) -> tuple[torch.Tensor, Certificate, torch.Tensor, torch.Tensor | None]:
     """The working-set driver: inner solves on column blocks, every stop decided on the
     certificate of the original problem (all rows, all columns)."""
     t0 = time.perf_counter()
@@ -607,8 +682,7 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
             S_new, n_viol = _select_working_set(pen, lam, G, Wsel, S)
             grew = S is None or int(S_new.numel()) > int(S.numel())
             S = S_new
-            logger.log(lvl, "working set: %d columns, %d violators outside", int(S.numel()),
-                       n_viol)
+            logger.log(lvl, "working set: %d columns, %d violators outside", int(S.numel()), n_viol)
             op_s = op.columns(S)
             W_s = W.index_select(0, S)
             cap = 1e-3 if algo == "ipm" else 0.5
@@ -627,18 +701,48 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
             inner = ipm_hinge(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl)
             alpha = inner.alpha
         elif algo in ("gram", "cd") and int(op_s.shape[1]) <= GRAM_MAX_COLUMNS:
-            inner = squared_gram(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
-                                 polish=polish, method="cd" if algo == "cd" else "fista",
-                                 log_level=lvl)
+            inner = squared_gram(
+                op_s,
+                df,
+                pen,
+                lam,
+                W_s,
+                tol=tol_in,
+                budget=budget,
+                polish=polish,
+                method="cd" if algo == "cd" else "fista",
+                log_level=lvl,
+            )
         elif algo in ("fista", "gram", "cd"):
-            inner = fista(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget,
-                          lipschitz=None if use_ws else lipschitz, polish=pol,
-                          log_every=500 if verbose else 0, log_level=lvl)
+            inner = fista(
+                op_s,
+                df,
+                pen,
+                lam,
+                W_s,
+                tol=tol_in,
+                budget=budget,
+                lipschitz=None if use_ws else lipschitz,
+                polish=pol,
+                log_every=500 if verbose else 0,
+                log_level=lvl,
+            )
             lipschitz = inner.lipschitz
         else:
-            inner = pdhg_hinge(op_s, df, pen, lam, W_s, alpha, tol=tol_in, budget=budget,
-                               omega=omega, polish=pol, log_every=2000 if verbose else 0,
-                               log_level=lvl)
+            inner = pdhg_hinge(
+                op_s,
+                df,
+                pen,
+                lam,
+                W_s,
+                alpha,
+                tol=tol_in,
+                budget=budget,
+                omega=omega,
+                polish=pol,
+                log_every=2000 if verbose else 0,
+                log_level=lvl,
+            )
             omega, alpha = inner.omega, inner.alpha
         iterations += inner.iterations
         matvecs += inner.matvecs
@@ -666,52 +770,84 @@ def _solve_prepared(prep: _Prepared, lam: float, *, W0: torch.Tensor | None,
                 matvecs += 2
         else:
             G = certify(Wn, [], [inner.U] + working)
-        logger.log(lvl, "outer %d: ws=%s primal=%.12g dual=%.12g rel_gap=%.3g iters=%d", outer,
-                   int(S.numel()) if use_ws else None, cert.primal, cert.dual,
-                   cert.gap / max(abs(cert.primal), 1e-300), iterations)
+        logger.log(
+            lvl,
+            "outer %d: ws=%s primal=%.12g dual=%.12g rel_gap=%.3g iters=%d",
+            outer,
+            int(S.numel()) if use_ws else None,
+            cert.primal,
+            cert.dual,
+            cert.gap / max(abs(cert.primal), 1e-300),
+            iterations,
+        )
         progress = cert.gap < gap_before * (1.0 - 1e-3)
         stalled = 0 if (progress or grew) else stalled + 1
-        if use_ws and (int(S.numel()) == P or (algo == "ipm" and working_set is None and
-                                               2 * int(S.numel()) > P)):
+        if use_ws and (
+            int(S.numel()) == P
+            or (algo == "ipm" and working_set is None and 2 * int(S.numel()) > P)
+        ):
             use_ws = False  # the working set is (close to) the whole dictionary: go full
     state["lipschitz"], state["omega"] = lipschitz, omega
     best_W = cert.W
     seconds = time.perf_counter() - t0
     out = Certificate.from_values(
-        cert.primal, cert.dual, iterations=iterations, seconds=seconds,
-        converged=status == "converged", datafit=getattr(df, "name", type(df).__name__),
-        penalty=getattr(pen, "name", type(pen).__name__), lam=float(lam), n_rows=n,
-        n_columns=P, n_outputs=C, tol=float(tol),
+        cert.primal,
+        cert.dual,
+        iterations=iterations,
+        seconds=seconds,
+        converged=status == "converged",
+        datafit=getattr(df, "name", type(df).__name__),
+        penalty=getattr(pen, "name", type(pen).__name__),
+        lam=float(lam),
+        n_rows=n,
+        n_columns=P,
+        n_outputs=C,
+        tol=float(tol),
         algorithm=algo + ("+ws" if ws_sizes else "") + ("+merged" if groups is not None else ""),
-        info={"matvecs": int(matvecs), "outer_iterations": outer,
-              "max_working_set": max(ws_sizes) if ws_sizes else P,
-              "support_rows": int(pen.support_rows(best_W).sum()),
-              "nonzeros": int((best_W != 0).sum()), "dtype": str(dt).replace("torch.", ""),
-              "device": str(dev), "rows_used": int(op.shape[0])},
-        status=status)
+        info={
+            "matvecs": int(matvecs),
+            "outer_iterations": outer,
+            "max_working_set": max(ws_sizes) if ws_sizes else P,
+            "support_rows": int(pen.support_rows(best_W).sum()),
+            "nonzeros": int((best_W != 0).sum()),
+            "dtype": str(dt).replace("torch.", ""),
+            "device": str(dev),
+            "rows_used": int(op.shape[0]),
+        },
+        status=status,
+    )
     logger.log(lvl, "%s", out)
     return best_W, out, cert.U, alpha
 
 
 def _warn_if_not_converged(cert: Certificate, max_iter: Any) -> None:
     if not cert.converged:
-        why = {"max_iter": "iteration budget (max_iter) used up",
-               "max_time": "time budget (max_time) used up",
-               "stalled": "no further progress (rounding)"}.get(cert.status, cert.status)
-        msg = (f"readout solve stopped before reaching tol={cert.tol:g} ({why}): "
-               f"rel_gap={cert.rel_gap:.3g} "
-               f"(gap={cert.gap:.3g}) after {cert.iterations} iterations, {cert.seconds:.2f}s; "
-               f"returning the best point seen (raise max_iter/max_time or loosen tol)")
+        why = {
+            "max_iter": "iteration budget (max_iter) used up",
+            "max_time": "time budget (max_time) used up",
+            "stalled": "no further progress (rounding)",
+        }.get(cert.status, cert.status)
+        msg = (
+            f"readout solve stopped before reaching tol={cert.tol:g} ({why}): "
+            f"rel_gap={cert.rel_gap:.3g} "
+            f"(gap={cert.gap:.3g}) after {cert.iterations} iterations, {cert.seconds:.2f}s; "
+            f"returning the best point seen (raise max_iter/max_time or loosen tol)"
+        )
         logger.warning(msg)
         warnings.warn(ConvergenceWarning(msg, cert), stacklevel=3)
 
 
 def _check_run_args(tol: Any, max_iter: Any, max_time: Any) -> None:
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)) or \
-            not math.isfinite(float(tol)) or float(tol) <= 0:
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, (int, float, np.floating, np.integer))
+        or not math.isfinite(float(tol))
+        or float(tol) <= 0
+    ):
         raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
-    if max_iter is not None and (isinstance(max_iter, bool) or
-                                 not isinstance(max_iter, (int, np.integer)) or max_iter < 0):
+    if max_iter is not None and (
+        isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0
+    ):
         raise ValueError(f"max_iter must be a non-negative integer or None, got {max_iter!r}")
     if max_time is not None and (not isinstance(max_time, (int, float)) or max_time <= 0):
         raise ValueError(f"max_time must be a number of seconds > 0 or None, got {max_time!r}")
@@ -721,15 +857,30 @@ def _check_run_args(tol: Any, max_iter: Any, max_time: Any) -> None:
 # public API
 # --------------------------------------------------------------------------------------------
 
-def solve_readout(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1",
-                  lam: float | None = None, beta: float | None = None,
-                  sample_weight: Any = None, n_classes: int | None = None,
-                  tol: float = 1e-6, max_iter: int | None = None, max_time: float | None = None,
-                  W0: Any = None, device: torch.device | str | None = None,
-                  dtype: torch.dtype = torch.float64, binary_single_column: bool = True,
-                  working_set: bool | None = None, polish: bool = True,
-                  solver: str = "auto", merge_rows: bool = True,
-                  verbose: bool = False) -> ReadoutSolution:
+
+def solve_readout(
+    D: Any,
+    y: Any,
+    *,
+    loss: str = "squared",
+    penalty: str = "l1",
+    lam: float | None = None,
+    beta: float | None = None,
+    sample_weight: Any = None,
+    n_classes: int | None = None,
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    max_time: float | None = None,
+    W0: Any = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+    binary_single_column: bool = True,
+    working_set: bool | None = None,
+    polish: bool = True,
+    solver: str = "auto",
+    merge_rows: bool = True,
+    verbose: bool = False,
+) -> ReadoutSolution:
     r"""Solve :math:`\min_W \sum_i a_i \ell(y_i, (DW)_i) + \lambda R(W)` with a certificate.
 
     Parameters
@@ -787,31 +938,72 @@ def solve_readout(D: Any, y: Any, *, loss: str = "squared", penalty: str = "l1",
         When the budget ends before ``rel_gap <= tol``; the best point seen is returned.
     """
     _check_run_args(tol, max_iter, max_time)
-    prep = prepare_problem(D, y, loss=loss, penalty=penalty, sample_weight=sample_weight,
-                           n_classes=n_classes, binary_single_column=binary_single_column,
-                           dtype=dtype, device=device)
+    prep = prepare_problem(
+        D,
+        y,
+        loss=loss,
+        penalty=penalty,
+        sample_weight=sample_weight,
+        n_classes=n_classes,
+        binary_single_column=binary_single_column,
+        dtype=dtype,
+        device=device,
+    )
     P = prep.op.shape[1]
     lam_v, beta_v = _resolve_lam(lam, beta, P)
     C = prep.datafit.n_outputs
     W0t = None if W0 is None else _as_W0(W0, P, C, prep.op.dtype, prep.op.device)
-    W, cert, U, alpha = _solve_prepared(prep, lam_v, W0=W0t, alpha0=None, tol=float(tol),
-                                        max_iter=max_iter, max_time=max_time,
-                                        working_set=working_set, polish=polish, verbose=verbose,
-                                        solver=solver, merge_rows=merge_rows)
+    W, cert, U, alpha = _solve_prepared(
+        prep,
+        lam_v,
+        W0=W0t,
+        alpha0=None,
+        tol=float(tol),
+        max_iter=max_iter,
+        max_time=max_time,
+        working_set=working_set,
+        polish=polish,
+        verbose=verbose,
+        solver=solver,
+        merge_rows=merge_rows,
+    )
     _warn_if_not_converged(cert, max_iter)
-    return ReadoutSolution(W=W, certificate=cert, loss=prep.datafit.name,
-                           penalty=prep.penalty.name, lam=lam_v,
-                           beta=beta_v, n_classes=prep.n_classes, dual=U, _alpha=alpha)
+    return ReadoutSolution(
+        W=W,
+        certificate=cert,
+        loss=prep.datafit.name,
+        penalty=prep.penalty.name,
+        lam=lam_v,
+        beta=beta_v,
+        n_classes=prep.n_classes,
+        dual=U,
+        _alpha=alpha,
+    )
 
 
-def solve_path(D: Any, y: Any, betas: Sequence[float] | None = None, *,
-               lams: Sequence[float] | None = None, loss: str = "squared", penalty: str = "l1",
-               sample_weight: Any = None, n_classes: int | None = None, tol: float = 1e-6,
-               max_iter: int | None = None, max_time: float | None = None,
-               device: torch.device | str | None = None, dtype: torch.dtype = torch.float64,
-               binary_single_column: bool = True, working_set: bool | None = None,
-               polish: bool = True, warm_start: bool = True, solver: str = "auto",
-               merge_rows: bool = True, verbose: bool = False) -> list[ReadoutSolution]:
+def solve_path(
+    D: Any,
+    y: Any,
+    betas: Sequence[float] | None = None,
+    *,
+    lams: Sequence[float] | None = None,
+    loss: str = "squared",
+    penalty: str = "l1",
+    sample_weight: Any = None,
+    n_classes: int | None = None,
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    max_time: float | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+    binary_single_column: bool = True,
+    working_set: bool | None = None,
+    polish: bool = True,
+    warm_start: bool = True,
+    solver: str = "auto",
+    merge_rows: bool = True,
+    verbose: bool = False,
+) -> list[ReadoutSolution]:
     r"""Solve along a regularisation path with warm starts.
 
     The values (``betas`` with :math:`\lambda = \beta/\sqrt{P}`, or ``lams``) are solved from the
@@ -827,12 +1019,21 @@ def solve_path(D: Any, y: Any, betas: Sequence[float] | None = None, *,
     vals = list(betas if betas is not None else lams)
     if not vals:
         raise ValueError("betas/lams must hold at least one value")
-    prep = prepare_problem(D, y, loss=loss, penalty=penalty, sample_weight=sample_weight,
-                           n_classes=n_classes, binary_single_column=binary_single_column,
-                           dtype=dtype, device=device)
+    prep = prepare_problem(
+        D,
+        y,
+        loss=loss,
+        penalty=penalty,
+        sample_weight=sample_weight,
+        n_classes=n_classes,
+        binary_single_column=binary_single_column,
+        dtype=dtype,
+        device=device,
+    )
     P = prep.op.shape[1]
-    resolved = [_resolve_lam(None, v, P) if betas is not None else _resolve_lam(v, None, P)
-                for v in vals]
+    resolved = [
+        _resolve_lam(None, v, P) if betas is not None else _resolve_lam(v, None, P) for v in vals
+    ]
     order = sorted(range(len(vals)), key=lambda k: -resolved[k][0])
     out: list[ReadoutSolution | None] = [None] * len(vals)
     W_prev, a_prev = None, None
@@ -840,22 +1041,48 @@ def solve_path(D: Any, y: Any, betas: Sequence[float] | None = None, *,
     for k in order:
         lam_v, beta_v = resolved[k]
         W, cert, U, alpha = _solve_prepared(
-            prep, lam_v, W0=W_prev.clone() if (warm_start and W_prev is not None) else None,
-            alpha0=a_prev if warm_start else None, tol=float(tol), max_iter=max_iter,
-            max_time=max_time, working_set=working_set, polish=polish, verbose=verbose,
-            solver=solver, merge_rows=merge_rows, state=state if warm_start else None)
+            prep,
+            lam_v,
+            W0=W_prev.clone() if (warm_start and W_prev is not None) else None,
+            alpha0=a_prev if warm_start else None,
+            tol=float(tol),
+            max_iter=max_iter,
+            max_time=max_time,
+            working_set=working_set,
+            polish=polish,
+            verbose=verbose,
+            solver=solver,
+            merge_rows=merge_rows,
+            state=state if warm_start else None,
+        )
         _warn_if_not_converged(cert, max_iter)
-        out[k] = ReadoutSolution(W=W, certificate=cert, loss=prep.datafit.name,
-                           penalty=prep.penalty.name, lam=lam_v,
-                                 beta=beta_v, n_classes=prep.n_classes, dual=U, _alpha=alpha)
+        out[k] = ReadoutSolution(
+            W=W,
+            certificate=cert,
+            loss=prep.datafit.name,
+            penalty=prep.penalty.name,
+            lam=lam_v,
+            beta=beta_v,
+            n_classes=prep.n_classes,
+            dual=U,
+            _alpha=alpha,
+        )
         W_prev, a_prev = W, alpha
     return out  # type: ignore[return-value]
 
 
-def lambda_max(D: Any, y: Any, loss: str = "squared", penalty: str = "l1",
-               sample_weight: Any = None, *, n_classes: int | None = None,
-               binary_single_column: bool = True, dtype: torch.dtype = torch.float64,
-               device: torch.device | str | None = None) -> float:
+def lambda_max(
+    D: Any,
+    y: Any,
+    loss: str = "squared",
+    penalty: str = "l1",
+    sample_weight: Any = None,
+    *,
+    n_classes: int | None = None,
+    binary_single_column: bool = True,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> float:
     r"""Smallest :math:`\lambda` for which :math:`W = 0` is optimal.
 
     :math:`\lambda_{\max} = R^\circ\big(D^\top \nabla f(0)\big)` with
@@ -863,9 +1090,17 @@ def lambda_max(D: Any, y: Any, loss: str = "squared", penalty: str = "l1",
     :math:`a \circ (1/C - e_y)` (softmax). In the paper's convention the matching
     :math:`\beta_{\max} = \sqrt{P}\, \lambda_{\max}`.
     """
-    prep = prepare_problem(D, y, loss=loss, penalty=penalty, sample_weight=sample_weight,
-                           n_classes=n_classes, binary_single_column=binary_single_column,
-                           dtype=dtype, device=device)
+    prep = prepare_problem(
+        D,
+        y,
+        loss=loss,
+        penalty=penalty,
+        sample_weight=sample_weight,
+        n_classes=n_classes,
+        binary_single_column=binary_single_column,
+        dtype=dtype,
+        device=device,
+    )
     n, P = prep.op.shape
     Z0 = torch.zeros(n, prep.datafit.n_outputs, dtype=prep.op.dtype, device=prep.op.device)
     G = prep.op.rmatmul(prep.datafit.gradient(Z0))

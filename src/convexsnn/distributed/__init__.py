@@ -12,12 +12,12 @@ from .operator import ShardedSpikeOperator, column_blocks, shard_columns
 from .solve import check_replicated, solve_readout_sharded
 
 __all__ = [
-           "ShardedSpikeOperator",
-           "check_replicated",
-           "column_blocks",
-           "free_port",
-           "init_from_env",
-           "run_local",
-           "shard_columns",
-           "solve_readout_sharded",
+    "ShardedSpikeOperator",
+    "check_replicated",
+    "column_blocks",
+    "free_port",
+    "init_from_env",
+    "run_local",
+    "shard_columns",
+    "solve_readout_sharded",
 ]

@@ -27,11 +27,14 @@ def init_from_env(backend: str | None = None, device: str = "cpu") -> tuple[int,
     ``backend`` defaults to ``nccl`` for ``device="cuda"`` and ``gloo`` otherwise. Returns
     ``(rank, world_size, device)`` with the device of this rank (``cuda:LOCAL_RANK`` on GPUs).
     """
-    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-               if k not in os.environ]
+    missing = [
+        k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ
+    ]
     if missing:
-        raise RuntimeError(f"environment variables {missing} are not set: start this with "
-                           f"torchrun (or set them as for torch.distributed's env:// method)")
+        raise RuntimeError(
+            f"environment variables {missing} are not set: start this with "
+            f"torchrun (or set them as for torch.distributed's env:// method)"
+        )
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda":
@@ -48,10 +51,23 @@ def init_from_env(backend: str | None = None, device: str = "cpu") -> tuple[int,
     return dist.get_rank(), dist.get_world_size(), dev
 
 
-def _worker(rank: int, fn: Callable, world: int, port: int, backend: str, queue: Any,
-            args: tuple, threads: int | None) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+def _worker(
+    rank: int,
+    fn: Callable,
+    world: int,
+    port: int,
+    backend: str,
+    queue: Any,
+    args: tuple,
+    threads: int | None,
+) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     if threads is not None:
         torch.set_num_threads(threads)
     dist.init_process_group(backend=backend, rank=rank, world_size=world)
@@ -63,8 +79,9 @@ def _worker(rank: int, fn: Callable, world: int, port: int, backend: str, queue:
             dist.destroy_process_group()
 
 
-def run_local(fn: Callable, nprocs: int, *args: Any, backend: str = "gloo",
-              threads: int | None = 1) -> list:
+def run_local(
+    fn: Callable, nprocs: int, *args: Any, backend: str = "gloo", threads: int | None = 1
+) -> list:
     """Run ``fn(rank, world_size, *args)`` in ``nprocs`` spawned processes joined in a group.
 
     The group rendezvous on ``127.0.0.1`` at a free port (loopback only). ``fn`` must be
@@ -76,8 +93,13 @@ def run_local(fn: Callable, nprocs: int, *args: Any, backend: str = "gloo",
     if nprocs < 1:
         raise ValueError(f"nprocs must be >= 1, got {nprocs}")
     queue = mp.get_context("spawn").SimpleQueue()
-    procs = mp.start_processes(_worker, nprocs=nprocs, join=False, start_method="spawn",
-                               args=(fn, nprocs, free_port(), backend, queue, args, threads))
+    procs = mp.start_processes(
+        _worker,
+        nprocs=nprocs,
+        join=False,
+        start_method="spawn",
+        args=(fn, nprocs, free_port(), backend, queue, args, threads),
+    )
     out: list = [None] * nprocs
     done = False
     while not done:

@@ -33,10 +33,12 @@ __all__ = ["main"]
 # command line
 # --------------------------------------------------------------------------------------------
 
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m convexsnn.distributed.launch",
-        description="Certified readout solve on a column-sharded dictionary (run under torchrun).")
+        description="Certified readout solve on a column-sharded dictionary (run under torchrun).",
+    )
     p.add_argument("--dictionary", required=True, help="(n, P) 0/1 matrix as .npy (mmap)")
     p.add_argument("--targets", required=True, help="targets / labels as .npy (n,) or (n, C)")
     p.add_argument("--loss", default="squared", choices=("squared", "hinge", "softmax"))
@@ -82,8 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         local = torch.from_numpy(np.ascontiguousarray(D[:, lo:hi]))
         op = ShardedSpikeOperator.from_local(local, dtype=getattr(torch, a.dtype), device=dev)
         del local
-        sol = solve_readout_sharded(op, y, loss=a.loss, penalty=a.penalty, lam=a.lam,
-                                    beta=a.beta, tol=a.tol, max_iter=a.max_iter)
+        sol = solve_readout_sharded(
+            op,
+            y,
+            loss=a.loss,
+            penalty=a.penalty,
+            lam=a.lam,
+            beta=a.beta,
+            tol=a.tol,
+            max_iter=a.max_iter,
+        )
         if rank == 0:
             W = sol.W.cpu().numpy()
             U = sol.dual.cpu().numpy() if sol.dual is not None else np.zeros(0)

@@ -64,8 +64,10 @@ def column_blocks(n_columns: int, world_size: int) -> list[tuple[int, int]]:
 
 def _world(group) -> tuple[int, int]:
     if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError("torch.distributed is not initialised: call "
-                           "torch.distributed.init_process_group (or launch with torchrun) first")
+        raise RuntimeError(
+            "torch.distributed is not initialised: call "
+            "torch.distributed.init_process_group (or launch with torchrun) first"
+        )
     return dist.get_rank(group), dist.get_world_size(group)
 
 
@@ -100,13 +102,22 @@ class ShardedSpikeOperator:
     therefore switches off by default).
     """
 
-    def __init__(self, local: Any, *, n_rows: int, positions: Sequence[torch.Tensor],
-                 dtype: torch.dtype, device: torch.device | str, group=None) -> None:
+    def __init__(
+        self,
+        local: Any,
+        *,
+        n_rows: int,
+        positions: Sequence[torch.Tensor],
+        dtype: torch.dtype,
+        device: torch.device | str,
+        group=None,
+    ) -> None:
         self.group = group
         self.rank, self.world_size = _world(group)
         if len(positions) != self.world_size:
-            raise ValueError(f"positions has {len(positions)} entries for a group of "
-                             f"{self.world_size} ranks")
+            raise ValueError(
+                f"positions has {len(positions)} entries for a group of {self.world_size} ranks"
+            )
         self.dtype = dtype
         self.device = torch.device(device)
         self._positions = [torch.as_tensor(p, dtype=torch.long).cpu() for p in positions]
@@ -115,11 +126,14 @@ class ShardedSpikeOperator:
         self.shape = (int(n_rows), int(P))
         self._local = local
         if (local is None) != (self._counts[self.rank] == 0):
-            raise ValueError("the local operator must be None exactly when this rank holds no "
-                             "column")
+            raise ValueError(
+                "the local operator must be None exactly when this rank holds no column"
+            )
         if local is not None and tuple(local.shape) != (self.shape[0], self._counts[self.rank]):
-            raise ValueError(f"local operator has shape {tuple(local.shape)}, expected "
-                             f"({self.shape[0]}, {self._counts[self.rank]})")
+            raise ValueError(
+                f"local operator has shape {tuple(local.shape)}, expected "
+                f"({self.shape[0]}, {self._counts[self.rank]})"
+            )
         # owner rank and position within the owner's block of every column (replicated)
         self._owner = torch.empty(P, dtype=torch.long)
         self._local_pos = torch.empty(P, dtype=torch.long)
@@ -130,9 +144,15 @@ class ShardedSpikeOperator:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_local(cls, D_local: Any, *, dtype: torch.dtype = torch.float64,
-                   device: torch.device | str | None = None, group=None,
-                   check_binary: bool = True) -> ShardedSpikeOperator:
+    def from_local(
+        cls,
+        D_local: Any,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+        group=None,
+        check_binary: bool = True,
+    ) -> ShardedSpikeOperator:
         """Assemble the sharded operator from each rank's own columns (a collective).
 
         ``D_local`` is this rank's ``(n, P_r)`` block: a tensor, an array, an operator, or the
@@ -149,11 +169,17 @@ class ShardedSpikeOperator:
         elif callable(getattr(D_local, "operator", None)) and not is_operator(D_local):
             local = D_local.operator(dtype=dtype, device=device)  # a SpikeDictionary block
         else:
-            local = as_operator(D_local, dtype=dtype, device=device, name=f"D (rank {rank})",
-                                check_binary=check_binary)
+            local = as_operator(
+                D_local,
+                dtype=dtype,
+                device=device,
+                name=f"D (rank {rank})",
+                check_binary=check_binary,
+            )
         n = int(D_local.shape[0])
-        dev = torch.device(local.device if local is not None else
-                           (device if device is not None else "cpu"))
+        dev = torch.device(
+            local.device if local is not None else (device if device is not None else "cpu")
+        )
         p_r = 0 if local is None else int(local.shape[1])
         codes = {torch.float64: 0, torch.float32: 1}
         dt = local.dtype if local is not None else dtype
@@ -162,8 +188,10 @@ class ShardedSpikeOperator:
         dist.all_gather(got, info, group=group)
         table = torch.stack(got).cpu()
         if bool((table[:, 0] != n).any()):
-            raise ValueError(f"ranks hold different numbers of rows: {table[:, 0].tolist()}; "
-                             f"every rank must hold all rows of its column block")
+            raise ValueError(
+                f"ranks hold different numbers of rows: {table[:, 0].tolist()}; "
+                f"every rank must hold all rows of its column block"
+            )
         if bool((table[:, 2] != table[0, 2]).any()):
             raise ValueError("ranks use different dtypes for their column blocks")
         counts = table[:, 1].tolist()
@@ -191,7 +219,7 @@ class ShardedSpikeOperator:
         out = torch.empty(self.shape[1], R.shape[1], dtype=R.dtype, device=R.device)
         for r, blk in enumerate(blocks):
             if self._counts[r]:
-                out.index_copy_(0, self._positions[r].to(R.device), blk[:self._counts[r]])
+                out.index_copy_(0, self._positions[r].to(R.device), blk[: self._counts[r]])
         return out
 
     def columns(self, idx: Any) -> ShardedSpikeOperator:
@@ -203,26 +231,36 @@ class ShardedSpikeOperator:
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.shape[1]):
             raise IndexError(f"column index out of range [0, {self.shape[1]})")
         owner = self._owner[idx]
-        positions = [torch.nonzero(owner == r, as_tuple=False)[:, 0]
-                     for r in range(self.world_size)]
+        positions = [
+            torch.nonzero(owner == r, as_tuple=False)[:, 0] for r in range(self.world_size)
+        ]
         mine = positions[self.rank]
         local = None
         if mine.numel():
             sel = self._local_pos[idx[mine]].to(self._local.device)
             local = self._local.columns(sel)
-        return ShardedSpikeOperator(local, n_rows=self.shape[0], positions=positions,
-                                    dtype=self.dtype, device=self.device, group=self.group)
+        return ShardedSpikeOperator(
+            local,
+            n_rows=self.shape[0],
+            positions=positions,
+            dtype=self.dtype,
+            device=self.device,
+            group=self.group,
+        )
 
     def dense(self) -> torch.Tensor:
         """The whole ``(n, P)`` matrix on every rank (``all_gather`` of the column blocks)."""
         n = self.shape[0]
-        loc = (self._local.dense().to(self.dtype) if self._local is not None else
-               torch.zeros(n, 0, dtype=self.dtype, device=self.device))
+        loc = (
+            self._local.dense().to(self.dtype)
+            if self._local is not None
+            else torch.zeros(n, 0, dtype=self.dtype, device=self.device)
+        )
         blocks = self._gather_blocks(loc.T.contiguous(), n)
         out = torch.empty(self.shape[1], n, dtype=self.dtype, device=self.device)
         for r, blk in enumerate(blocks):
             if self._counts[r]:
-                out.index_copy_(0, self._positions[r].to(self.device), blk[:self._counts[r]])
+                out.index_copy_(0, self._positions[r].to(self.device), blk[: self._counts[r]])
         return out.T.contiguous()
 
     # -- pricing on the shards ------------------------------------------------------------
@@ -234,14 +272,18 @@ class ShardedSpikeOperator:
         r""":math:`R^\circ(D^\top U) = \max_r \max_{j \in \mathcal J_r} \rho_j` by
         ``all_reduce(MAX)``, without forming :math:`D^\top U` on any rank."""
         s = self.local_scores(U, penalty)
-        m = s.max().reshape(1) if s.numel() else torch.full((1,), -torch.inf, dtype=U.dtype,
-                                                           device=U.device)
+        m = (
+            s.max().reshape(1)
+            if s.numel()
+            else torch.full((1,), -torch.inf, dtype=U.dtype, device=U.device)
+        )
         m = m.to(torch.float64)
         dist.all_reduce(m, op=dist.ReduceOp.MAX, group=self.group)
         return float(m)
 
-    def top_columns(self, U: torch.Tensor, penalty: Any, k: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def top_columns(
+        self, U: torch.Tensor, penalty: Any, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         r"""The ``k`` columns with the largest dual scores :math:`\rho_j(D^\top U)`.
 
         Each rank takes its local top ``k``; the candidates are ``all_gather``-ed and the global
@@ -260,8 +302,9 @@ class ShardedSpikeOperator:
         dist.all_gather(got, cand, group=self.group)
         allc = torch.cat(got).cpu()
         allc = allc[torch.isfinite(allc[:, 1])]
-        order = sorted(range(allc.shape[0]), key=lambda i: (-float(allc[i, 0]),
-                                                            float(allc[i, 1])))[:k]
+        order = sorted(range(allc.shape[0]), key=lambda i: (-float(allc[i, 0]), float(allc[i, 1])))[
+            :k
+        ]
         sel = allc[order]
         return sel[:, 1].to(torch.long), sel[:, 0]
 
@@ -275,7 +318,7 @@ class ShardedSpikeOperator:
         """All-gather per-rank ``(count_r, width)`` blocks (padded to the largest count)."""
         m = max(self._counts)
         pad = torch.zeros(m, width, dtype=blk.dtype, device=blk.device)
-        pad[:blk.shape[0]] = blk
+        pad[: blk.shape[0]] = blk
         got = [torch.empty_like(pad) for _ in range(self.world_size)]
         dist.all_gather(got, pad, group=self.group)
         return got
@@ -291,15 +334,22 @@ class ShardedSpikeOperator:
         return list(self._counts)
 
     def __repr__(self) -> str:
-        return (f"ShardedSpikeOperator(shape={self.shape}, rank={self.rank}/{self.world_size}, "
-                f"local_columns={self._counts[self.rank]}, dtype={self.dtype}, "
-                f"device={self.device})")
+        return (
+            f"ShardedSpikeOperator(shape={self.shape}, rank={self.rank}/{self.world_size}, "
+            f"local_columns={self._counts[self.rank]}, dtype={self.dtype}, "
+            f"device={self.device})"
+        )
 
 
-def shard_columns(D: Any, *, dtype: torch.dtype = torch.float64,
-                  device: torch.device | str | None = None, group=None,
-                  blocks: Sequence[tuple[int, int]] | None = None,
-                  check_binary: bool = True) -> ShardedSpikeOperator:
+def shard_columns(
+    D: Any,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    group=None,
+    blocks: Sequence[tuple[int, int]] | None = None,
+    check_binary: bool = True,
+) -> ShardedSpikeOperator:
     """Keep this rank's contiguous column block of a dictionary every rank holds (a collective).
 
     ``D`` is the whole ``(n, P)`` dictionary (tensor or array; each rank copies only its block
@@ -316,5 +366,6 @@ def shard_columns(D: Any, *, dtype: torch.dtype = torch.float64,
         import numpy as np
 
         local = torch.from_numpy(np.ascontiguousarray(local))
-    return ShardedSpikeOperator.from_local(local, dtype=dtype, device=device, group=group,
-                                           check_binary=check_binary)
+    return ShardedSpikeOperator.from_local(
+        local, dtype=dtype, device=device, group=group, check_binary=check_binary
+    )

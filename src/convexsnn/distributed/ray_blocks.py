@@ -28,8 +28,9 @@ def import_ray():
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("this needs the optional dependency ray: "
-                          "pip install 'convexsnn[ray]'") from exc
+        raise ImportError(
+            "this needs the optional dependency ray: pip install 'convexsnn[ray]'"
+        ) from exc
     return ray
 
 
@@ -40,8 +41,9 @@ def _build_block(witnesses, X, branches: list[int], kwargs: dict) -> SpikeDictio
     return build_dictionary(witnesses, X, branches=branches, allow_empty=True, **kwargs)
 
 
-def build_dictionary_ray(witnesses: Any, X: Any, *, n_blocks: int,
-                         **kwargs: Any) -> SpikeDictionary:
+def build_dictionary_ray(
+    witnesses: Any, X: Any, *, n_blocks: int, **kwargs: Any
+) -> SpikeDictionary:
     """:func:`~convexsnn.dictionary.build_dictionary` with one Ray task per block of branches.
 
     Parameters

@@ -65,18 +65,33 @@ def check_replicated(x: Any, name: str, *, group=None, device: torch.device | st
     vals = [int(g) for g in got]
     if len(set(vals)) != 1:
         bad = [r for r, v in enumerate(vals) if v != vals[0]]
-        raise ValueError(f"{name} differs between ranks (ranks {bad} differ from rank 0); every "
-                         f"rank must pass the same {name}")
+        raise ValueError(
+            f"{name} differs between ranks (ranks {bad} differ from rank 0); every "
+            f"rank must pass the same {name}"
+        )
 
 
-def solve_readout_sharded(op: ShardedSpikeOperator, y: Any, *, loss: str = "squared",
-                          penalty: str = "l1", lam: float | None = None,
-                          beta: float | None = None, sample_weight: Any = None,
-                          n_classes: int | None = None, tol: float = 1e-6,
-                          max_iter: int | None = None, W0: Any = None,
-                          binary_single_column: bool = True, working_set: bool | None = None,
-                          polish: bool = True, solver: str = "auto", merge_rows: bool = False,
-                          verify: bool = True, verbose: bool = False) -> ReadoutSolution:
+def solve_readout_sharded(
+    op: ShardedSpikeOperator,
+    y: Any,
+    *,
+    loss: str = "squared",
+    penalty: str = "l1",
+    lam: float | None = None,
+    beta: float | None = None,
+    sample_weight: Any = None,
+    n_classes: int | None = None,
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    W0: Any = None,
+    binary_single_column: bool = True,
+    working_set: bool | None = None,
+    polish: bool = True,
+    solver: str = "auto",
+    merge_rows: bool = False,
+    verify: bool = True,
+    verbose: bool = False,
+) -> ReadoutSolution:
     r"""Solve :math:`\min_W \sum_i a_i \ell(y_i, (DW)_i) + \lambda R(W)` on a sharded dictionary.
 
     A collective: call it on every rank of ``op.group`` with the same arguments. Every rank
@@ -118,16 +133,34 @@ def solve_readout_sharded(op: ShardedSpikeOperator, y: Any, *, loss: str = "squa
         (with ``verify``) the ranks returned different solutions.
     """
     if not isinstance(op, ShardedSpikeOperator):
-        raise TypeError(f"op must be a ShardedSpikeOperator, got {type(op).__name__} (use "
-                        f"solve_readout for an in-memory dictionary)")
+        raise TypeError(
+            f"op must be a ShardedSpikeOperator, got {type(op).__name__} (use "
+            f"solve_readout for an in-memory dictionary)"
+        )
     dev = op.device
     for name, val in (("y", y), ("sample_weight", sample_weight), ("W0", W0)):
         check_replicated(val, name, group=op.group, device=dev)
-    sol = solve_readout(op, y, loss=loss, penalty=penalty, lam=lam, beta=beta,
-                        sample_weight=sample_weight, n_classes=n_classes, tol=tol,
-                        max_iter=max_iter, W0=W0, device=dev, dtype=op.dtype,
-                        binary_single_column=binary_single_column, working_set=working_set,
-                        polish=polish, solver=solver, merge_rows=merge_rows, verbose=verbose)
+    sol = solve_readout(
+        op,
+        y,
+        loss=loss,
+        penalty=penalty,
+        lam=lam,
+        beta=beta,
+        sample_weight=sample_weight,
+        n_classes=n_classes,
+        tol=tol,
+        max_iter=max_iter,
+        W0=W0,
+        device=dev,
+        dtype=op.dtype,
+        binary_single_column=binary_single_column,
+        working_set=working_set,
+        polish=polish,
+        solver=solver,
+        merge_rows=merge_rows,
+        verbose=verbose,
+    )
     info = sol.certificate.info
     info.update(world_size=op.world_size, sharding="columns", local_columns=op.counts)
     if verify:
@@ -138,7 +171,11 @@ def solve_readout_sharded(op: ShardedSpikeOperator, y: Any, *, loss: str = "squa
         dn = op.dual_norm(sol.dual, make_penalty(penalty))
         info["dual_norm_sharded"] = dn
         if dn > sol.lam * (1.0 + 1e-9):
-            logger.warning("sharded dual check: R°(D^T U) = %.17g exceeds lam = %.17g; the "
-                           "certificate's dual point is not feasible", dn, sol.lam)
+            logger.warning(
+                "sharded dual check: R°(D^T U) = %.17g exceeds lam = %.17g; the "
+                "certificate's dual point is not feasible",
+                dn,
+                sol.lam,
+            )
             sol.certificate.converged = False
     return sol

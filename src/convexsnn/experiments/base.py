@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -71,14 +72,22 @@ class Cell:
 
     def to_dict(self) -> dict:
         """JSON-safe dict (round-trips through :meth:`from_dict`)."""
-        return {"experiment": self.experiment, "id": self.id, "params": self.params,
-                "seed": int(self.seed)}
+        return {
+            "experiment": self.experiment,
+            "id": self.id,
+            "params": self.params,
+            "seed": int(self.seed),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Cell":
+    def from_dict(cls, d: dict) -> Cell:
         """Inverse of :meth:`to_dict`."""
-        return cls(experiment=d["experiment"], id=d["id"], params=dict(d.get("params", {})),
-                   seed=int(d.get("seed", 0)))
+        return cls(
+            experiment=d["experiment"],
+            id=d["id"],
+            params=dict(d.get("params", {})),
+            seed=int(d.get("seed", 0)),
+        )
 
 
 def mean_std(values: Iterable[Any]) -> tuple[float, float, int]:
@@ -139,8 +148,11 @@ def gap_cell(records: Sequence[dict]) -> str:
     from ..convex import certified_label
 
     certs = [c for r in records for c in record_certificates(r)]
-    gaps = [float(c["rel_gap"]) for c in certs if c.get("rel_gap") is not None
-            and math.isfinite(float(c["rel_gap"]))]
+    gaps = [
+        float(c["rel_gap"])
+        for c in certs
+        if c.get("rel_gap") is not None and math.isfinite(float(c["rel_gap"]))
+    ]
     if not gaps:
         return "-"
     known = [c for c in certs if c.get("converged") is not None]
@@ -149,4 +161,3 @@ def gap_cell(records: Sequence[dict]) -> str:
     if bad:
         text += f" NOT certified ({len(bad)}/{len(certs)})"
     return text
-

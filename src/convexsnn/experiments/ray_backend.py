@@ -48,10 +48,18 @@ def _cell_task(module_name: str, cell_dict: dict) -> dict:
         return _run_one(module_name, cell_dict, os.path.join(tmp, "cell.json"), 1)
 
 
-def reproduce_ray(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
-                  quick: bool = False, seeds: Sequence[int] = (0, 1, 2), force: bool = False,
-                  address: str | None = None, num_cpus: int | None = None,
-                  max_retries: int = 3, runtime_env: dict | None = None) -> dict:
+def reproduce_ray(
+    names: str | Iterable[str] | None,
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool = False,
+    seeds: Sequence[int] = (0, 1, 2),
+    force: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    max_retries: int = 3,
+    runtime_env: dict | None = None,
+) -> dict:
     """Like :func:`~convexsnn.experiments.runner.reproduce`, with every cell a Ray task.
 
     Parameters
@@ -81,8 +89,12 @@ def reproduce_ray(names: str | Iterable[str] | None, out_dir: str | os.PathLike,
     seeds = [int(s) for s in seeds]
     out = Path(out_dir)
     # the local runner's checks, before anything is created (committed results, other configs)
-    names_l = [name for name, _, _ in plan_cells(names, out, quick=quick, seeds=seeds,
-                                                 force=force, overwrite=False)]
+    names_l = [
+        name
+        for name, _, _ in plan_cells(
+            names, out, quick=quick, seeds=seeds, force=force, overwrite=False
+        )
+    ]
     out.mkdir(parents=True, exist_ok=True)
     started = False
     if not ray.is_initialized():
@@ -104,8 +116,9 @@ def reproduce_ray(names: str | Iterable[str] | None, out_dir: str | os.PathLike,
             ray.shutdown()
 
 
-def _run_experiment(ray, task, name: str, out: Path, quick: bool, seeds: list[int],
-                    force: bool) -> dict:
+def _run_experiment(
+    ray, task, name: str, out: Path, quick: bool, seeds: list[int], force: bool
+) -> dict:
     from . import EXPERIMENTS
 
     t0 = time.perf_counter()
@@ -114,9 +127,11 @@ def _run_experiment(ray, task, name: str, out: Path, quick: bool, seeds: list[in
     if len({c.id for c in cells}) != len(cells):
         raise ValueError(f"experiment {name} has duplicate cell ids")
     (out / name / "cells").mkdir(parents=True, exist_ok=True)
-    pending = [c for c in cells
-               if force or not cell_path(out, c).exists()
-               or _read_cell_file(cell_path(out, c), c) is None]
+    pending = [
+        c
+        for c in cells
+        if force or not cell_path(out, c).exists() or _read_cell_file(cell_path(out, c), c) is None
+    ]
     logger.info("%s: %d cells, %d to run on Ray", name, len(cells), len(pending))
     refs = {task.remote(EXPERIMENTS[name], c.to_dict()): c for c in pending}
     failed: dict[str, str] = {}
@@ -135,6 +150,11 @@ def _run_experiment(ray, task, name: str, out: Path, quick: bool, seeds: list[in
         n_run += 1
         logger.info("%s/%s done in %.1fs (Ray)", name, c.id, data["seconds"])
     report = reproduce([name], out, quick=quick, seeds=seeds, run=False)[name]
-    report.update(n_run=n_run, n_skipped=len(cells) - len(pending), failed=sorted(failed),
-                  backend="ray", seconds=time.perf_counter() - t0)
+    report.update(
+        n_run=n_run,
+        n_skipped=len(cells) - len(pending),
+        failed=sorted(failed),
+        backend="ray",
+        seconds=time.perf_counter() - t0,
+    )
     return report

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -16,9 +16,15 @@ __all__ = ["bar_plot"]
 logger = logging.getLogger("convexsnn")
 
 
-def bar_plot(groups: Sequence[str], series: Mapping[str, Sequence[tuple[float, float]]],
-             path: str | os.PathLike, *, title: str = "", ylabel: str = "accuracy (%)",
-             published: Sequence[float | None] | None = None) -> Path:
+def bar_plot(
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    ylabel: str = "accuracy (%)",
+    published: Sequence[float | None] | None = None,
+) -> Path:
     """Grouped bars (mean ± std per series and group), optional published markers.
 
     Parameters
@@ -44,8 +50,14 @@ def bar_plot(groups: Sequence[str], series: Mapping[str, Sequence[tuple[float, f
     for i, (name, vals) in enumerate(series.items()):
         m = np.array([v[0] for v in vals], float)
         s = np.array([v[1] for v in vals], float)
-        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(m), width,
-               yerr=np.nan_to_num(s), capsize=2, label=name)
+        ax.bar(
+            x - 0.4 + width * (i + 0.5),
+            np.nan_to_num(m),
+            width,
+            yerr=np.nan_to_num(s),
+            capsize=2,
+            label=name,
+        )
     if published is not None:
         px = [xi for xi, p in zip(x, published) if p is not None]
         py = [p for p in published if p is not None]

@@ -38,14 +38,21 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .._io import atomic_write_json, atomic_write_text, check_output_path, locked
 from .base import REQUIRED_ATTRIBUTES, Cell
 
-__all__ = ["reproduce", "load_experiment", "machine_info", "cell_path", "CELL_FORMAT",
-           "default_threads"]
+__all__ = [
+    "reproduce",
+    "load_experiment",
+    "machine_info",
+    "cell_path",
+    "CELL_FORMAT",
+    "default_threads",
+]
 
 logger = logging.getLogger("convexsnn")
 
@@ -74,11 +81,16 @@ def machine_info() -> dict:
     from .. import __version__
 
     return {
-        "platform": platform.platform(), "machine": platform.machine(),
-        "processor": platform.processor(), "python": platform.python_version(),
-        "cpu_count": os.cpu_count(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "numpy": numpy.__version__,
-        "cuda_available": bool(torch.cuda.is_available()), "convexsnn": __version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": numpy.__version__,
+        "cuda_available": bool(torch.cuda.is_available()),
+        "convexsnn": __version__,
         # a stable 16-bit tag of the host (Python's hash() is salted per process)
         "hostname_hash": int(hashlib.sha256(platform.node().encode()).hexdigest()[:4], 16),
     }
@@ -110,7 +122,7 @@ def _die_with_parent(parent_pid: int) -> None:
             import signal
 
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
@@ -139,17 +151,25 @@ def _read_cell_file(path: Path, cell: Cell, *, quiet: bool = False) -> dict | No
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             return None
-        ok = (isinstance(data, dict) and data.get("format") == CELL_FORMAT
-              and "result" in data and data.get("cell") == json.loads(json.dumps(cell.to_dict())))
+        ok = (
+            isinstance(data, dict)
+            and data.get("format") == CELL_FORMAT
+            and "result" in data
+            and data.get("cell") == json.loads(json.dumps(cell.to_dict()))
+        )
         return data if ok else None
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         logger.warning("cell file %s is corrupt (%s); recomputing it", path, exc)
         return None
-    if (not isinstance(data, dict) or data.get("format") != CELL_FORMAT
-            or "result" not in data or not isinstance(data.get("cell"), dict)):
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != CELL_FORMAT
+        or "result" not in data
+        or not isinstance(data.get("cell"), dict)
+    ):
         logger.warning("cell file %s is not a convexsnn cell record; recomputing it", path)
         return None
     if data["cell"] != json.loads(json.dumps(cell.to_dict())):
@@ -169,9 +189,15 @@ def _run_one(module_name: str, cell_dict: dict, path: str, threads: int | None) 
     t0 = time.perf_counter()
     result = mod.run_cell(cell)
     seconds = time.perf_counter() - t0
-    data = {"format": CELL_FORMAT, "format_version": CELL_FORMAT_VERSION,
-            "cell": cell.to_dict(), "result": result, "seconds": seconds,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info()}
+    data = {
+        "format": CELL_FORMAT,
+        "format_version": CELL_FORMAT_VERSION,
+        "cell": cell.to_dict(),
+        "result": result,
+        "seconds": seconds,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(),
+    }
     atomic_write_json(path, _json_clean(data))
     return data
 
@@ -214,8 +240,16 @@ def _plots(mod, cells: list[dict], exp_dir: Path) -> list[str]:
     return [str(Path(p).name) for p in paths]
 
 
-def plan_cells(names: str | Iterable[str] | None, out: Path, *, quick: bool,
-               seeds: Sequence[int], force: bool, overwrite: bool, run: bool = True) -> list:
+def plan_cells(
+    names: str | Iterable[str] | None,
+    out: Path,
+    *,
+    quick: bool,
+    seeds: Sequence[int],
+    force: bool,
+    overwrite: bool,
+    run: bool = True,
+) -> list:
     """Every check a run makes before it creates or writes anything, for every backend.
 
     Resolves the experiment names, checks the output folder (a path under a file, a file, not
@@ -224,14 +258,15 @@ def plan_cells(names: str | Iterable[str] | None, out: Path, *, quick: bool,
     or results of another run configuration (unless ``overwrite`` or ``force``), and returns
     ``(name, module, cells)`` per experiment.
     """
-    names = _resolve_names(names)          # before anything is created
+    names = _resolve_names(names)  # before anything is created
     check_output_path(out, "output folder", directory=True)
     if run and not (overwrite or force):
         n_committed = _committed_files(out)
         if n_committed:
             raise FileExistsError(
                 f"{out} holds {n_committed} file(s) committed to git (recorded results of the "
-                "repository); choose another --out, or pass --overwrite to update them")
+                "repository); choose another --out, or pass --overwrite to update them"
+            )
     plans = []
     for name in names:
         mod = load_experiment(name)
@@ -245,10 +280,19 @@ def plan_cells(names: str | Iterable[str] | None, out: Path, *, quick: bool,
     return plans
 
 
-def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
-              quick: bool = False, jobs: int = 1, seeds: Sequence[int] = (0, 1, 2),
-              force: bool = False, run: bool = True, overwrite: bool = False,
-              threads: int | None = None, progress: bool = False) -> dict:
+def reproduce(
+    names: str | Iterable[str] | None,
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool = False,
+    jobs: int = 1,
+    seeds: Sequence[int] = (0, 1, 2),
+    force: bool = False,
+    run: bool = True,
+    overwrite: bool = False,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict:
     """Run the cells of the named experiments and write their reports.
 
     Parameters
@@ -290,8 +334,9 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     seeds = [int(s) for s in seeds]
     out = Path(out_dir)
-    plans = plan_cells(names, out, quick=quick, seeds=seeds, force=force, overwrite=overwrite,
-                       run=run)
+    plans = plan_cells(
+        names, out, quick=quick, seeds=seeds, force=force, overwrite=overwrite, run=run
+    )
     threads = int(threads) if threads else default_threads(jobs)
     out.mkdir(parents=True, exist_ok=True)
     logger.info("reproduce: %d torch thread(s) per cell, %d job(s)", threads, jobs)
@@ -326,8 +371,9 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
                 try:
                     for c in pending:
                         try:
-                            done[c.id] = _run_one(module_name, c.to_dict(),
-                                                  str(cell_path(out, c)), threads)
+                            done[c.id] = _run_one(
+                                module_name, c.to_dict(), str(cell_path(out, c)), threads
+                            )
                             bar.done(c.id, done[c.id]["seconds"])
                         except Exception as exc:
                             bar.failed(c.id, exc)
@@ -336,11 +382,18 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
                     torch.set_num_threads(previous)
             else:
                 ctx = multiprocessing.get_context("spawn")
-                with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                                            initializer=_worker_init,
-                                            initargs=(os.getpid(), threads)) as pool:
-                    futs = {pool.submit(_run_one, module_name, c.to_dict(),
-                                        str(cell_path(out, c)), threads): c for c in pending}
+                with cf.ProcessPoolExecutor(
+                    max_workers=jobs,
+                    mp_context=ctx,
+                    initializer=_worker_init,
+                    initargs=(os.getpid(), threads),
+                ) as pool:
+                    futs = {
+                        pool.submit(
+                            _run_one, module_name, c.to_dict(), str(cell_path(out, c)), threads
+                        ): c
+                        for c in pending
+                    }
                     for fut in cf.as_completed(futs):
                         c = futs[fut]
                         try:
@@ -361,37 +414,60 @@ def reproduce(names: str | Iterable[str] | None, out_dir: str | os.PathLike, *,
                         done[c.id] = data
             finished = [done[c.id] for c in all_cells if c.id in done]
             table = mod.table(finished) if finished else "(no finished cells)\n"
-            header = (f"# {name}\n\n{mod.DESCRIPTION}\n\n"
-                      f"Mode: {'quick' if quick else 'full'}; seeds {all_seeds}; cells "
-                      f"{len(finished)}/{len(all_cells)}; compute "
-                      f"{sum(d['seconds'] for d in finished):.0f} s (sum over cells).\n\n")
+            header = (
+                f"# {name}\n\n{mod.DESCRIPTION}\n\n"
+                f"Mode: {'quick' if quick else 'full'}; seeds {all_seeds}; cells "
+                f"{len(finished)}/{len(all_cells)}; compute "
+                f"{sum(d['seconds'] for d in finished):.0f} s (sum over cells).\n\n"
+            )
             table_path = atomic_write_text(exp_dir / "table.md", header + table)
             plot_files = _plots(mod, finished, exp_dir)
             seconds = time.perf_counter() - t_exp
             n_run = len(pending) - len(failed)
             results = {
-                "format": "convexsnn.experiment-results", "format_version": 1,
-                "experiment": name, "description": mod.DESCRIPTION, "anchors": mod.ANCHORS,
-                "quick": bool(quick), "seeds": all_seeds, "jobs": jobs, "threads": threads,
+                "format": "convexsnn.experiment-results",
+                "format_version": 1,
+                "experiment": name,
+                "description": mod.DESCRIPTION,
+                "anchors": mod.ANCHORS,
+                "quick": bool(quick),
+                "seeds": all_seeds,
+                "jobs": jobs,
+                "threads": threads,
                 "machine": machine_info(),
-                "timings": {"wall_seconds_this_call": seconds,
-                            "cell_seconds_total": sum(d["seconds"] for d in finished),
-                            "cell_seconds": {d["cell"]["id"]: d["seconds"] for d in finished}},
-                "n_cells": len(all_cells), "n_run": n_run,
-                "n_skipped": len(done) - n_run, "failed": failed,
-                "missing": missing, "cells": finished, "table_markdown": table,
+                "timings": {
+                    "wall_seconds_this_call": seconds,
+                    "cell_seconds_total": sum(d["seconds"] for d in finished),
+                    "cell_seconds": {d["cell"]["id"]: d["seconds"] for d in finished},
+                },
+                "n_cells": len(all_cells),
+                "n_run": n_run,
+                "n_skipped": len(done) - n_run,
+                "failed": failed,
+                "missing": missing,
+                "cells": finished,
+                "table_markdown": table,
                 "plots": plot_files,
             }
             res_path = atomic_write_json(exp_dir / "results.json", _json_clean(results))
-        summary[name] = {"dir": str(exp_dir), "results": str(res_path), "table": str(table_path),
-                         "plots": plot_files, "n_cells": len(all_cells), "n_run": n_run,
-                         "n_skipped": len(done) - n_run, "failed": sorted(failed),
-                         "missing": missing, "seconds": seconds}
+        summary[name] = {
+            "dir": str(exp_dir),
+            "results": str(res_path),
+            "table": str(table_path),
+            "plots": plot_files,
+            "n_cells": len(all_cells),
+            "n_run": n_run,
+            "n_skipped": len(done) - n_run,
+            "failed": sorted(failed),
+            "missing": missing,
+            "seconds": seconds,
+        }
     return summary
 
 
-def _merge_cells(mod, exp_dir: Path, cells: list[Cell], quick: bool, seeds: list[int]
-                 ) -> tuple[list[Cell], list[int]]:
+def _merge_cells(
+    mod, exp_dir: Path, cells: list[Cell], quick: bool, seeds: list[int]
+) -> tuple[list[Cell], list[int]]:
     """This run's cells plus those of the other seeds whose cell files are in ``exp_dir``."""
     found: set[int] = set()
     for f in (exp_dir / "cells").glob("*.json"):
@@ -408,8 +484,10 @@ def _merge_cells(mod, exp_dir: Path, cells: list[Cell], quick: bool, seeds: list
         except Exception:  # pragma: no cover - an experiment that rejects this seed
             continue
         for c in extra:
-            if c.id not in by_id and _read_cell_file(exp_dir / "cells" / f"{c.id}.json", c,
-                                                     quiet=True) is not None:
+            if (
+                c.id not in by_id
+                and _read_cell_file(exp_dir / "cells" / f"{c.id}.json", c, quiet=True) is not None
+            ):
                 by_id[c.id] = c
                 seeds_all.add(s)
     return list(by_id.values()), sorted(seeds_all)
@@ -422,8 +500,9 @@ def _committed_files(out: Path) -> int:
     import subprocess
 
     try:
-        proc = subprocess.run(["git", "ls-files", "--", "."], cwd=out, capture_output=True,
-                              text=True, timeout=10)
+        proc = subprocess.run(
+            ["git", "ls-files", "--", "."], cwd=out, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return 0
     return len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
@@ -442,7 +521,8 @@ def _refuse_other_config(exp_dir: Path, cells: list[Cell], quick: bool) -> None:
             raise FileExistsError(
                 f"{exp_dir} holds {'quick' if old_quick else 'full'} results; this "
                 f"{'quick' if quick else 'full'} run would mix with them: choose another --out, "
-                "or pass --overwrite")
+                "or pass --overwrite"
+            )
     differ = []
     for c in cells:
         p = exp_dir / "cells" / f"{c.id}.json"
@@ -451,16 +531,20 @@ def _refuse_other_config(exp_dir: Path, cells: list[Cell], quick: bool) -> None:
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue    # corrupt: recomputed, as always
-        if (isinstance(data, dict) and data.get("format") == CELL_FORMAT
-                and isinstance(data.get("cell"), dict)
-                and data["cell"] != json.loads(json.dumps(c.to_dict()))):
+            continue  # corrupt: recomputed, as always
+        if (
+            isinstance(data, dict)
+            and data.get("format") == CELL_FORMAT
+            and isinstance(data.get("cell"), dict)
+            and data["cell"] != json.loads(json.dumps(c.to_dict()))
+        ):
             differ.append(c.id)
     if differ:
         raise FileExistsError(
             f"{exp_dir} holds {len(differ)} cell file(s) of another run configuration (e.g. "
             f"{differ[0]}); this run would overwrite them: choose another --out, or pass "
-            "--overwrite (or --force) to recompute them")
+            "--overwrite (or --force) to recompute them"
+        )
 
 
 class _Progress:
@@ -474,8 +558,9 @@ class _Progress:
         if show and total and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=f"{name} cells", unit="cell", file=sys.stderr,
-                            leave=False)
+            self.bar = tqdm(
+                total=total, desc=f"{name} cells", unit="cell", file=sys.stderr, leave=False
+            )
 
     def _eta(self) -> str:
         if not self.n:
@@ -487,8 +572,15 @@ class _Progress:
         self.n += 1
         if self.bar is not None:
             self.bar.update(1)
-        logger.info("%s/%s done in %.1fs (%d/%d, ETA %s)", self.name, cell_id, seconds, self.n,
-                    self.total, self._eta())
+        logger.info(
+            "%s/%s done in %.1fs (%d/%d, ETA %s)",
+            self.name,
+            cell_id,
+            seconds,
+            self.n,
+            self.total,
+            self._eta(),
+        )
 
     def failed(self, cell_id: str, exc: BaseException) -> None:
         self.n += 1

@@ -25,23 +25,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..pipelines import METHODS, PipelineConfig, _layout, _sg_model, run_methods
 from ..tasks import TaskData, load_task
 from ..train import train_surrogate
-from .base import Cell, gap_cell, fmt_mean_std, fmt_pct, group_records, mean_std
+from .base import Cell, fmt_mean_std, fmt_pct, gap_cell, group_records, mean_std
 from .report import bar_plot
 
 NAME = "xor"
-DESCRIPTION = ("FIRST-LAST-XOR (label = first XOR last symbol), T in {6, 8, 11, 14}, depth L in "
-               "{5, 15}, sizes 2000/2000/4000, all six methods, LIF leak 0.99 / threshold 1 / "
-               "subtract reset (the published configuration). Test accuracy (%), mean ± std over "
-               "seeds; hyper-parameters chosen on validation. 'SG (tuned)': the authors' SG "
-               "protocol (learning rate from {1e-3, 5e-3, 1e-2, 5e-2, 1e-1} on validation, up to "
-               "200 epochs, early stopping after 30 epochs without a better validation epoch); "
-               "'SG (6 ep.)': the earlier fixed small budget (6 epochs, lr 1e-2), kept labelled.")
+DESCRIPTION = (
+    "FIRST-LAST-XOR (label = first XOR last symbol), T in {6, 8, 11, 14}, depth L in "
+    "{5, 15}, sizes 2000/2000/4000, all six methods, LIF leak 0.99 / threshold 1 / "
+    "subtract reset (the published configuration). Test accuracy (%), mean ± std over "
+    "seeds; hyper-parameters chosen on validation. 'SG (tuned)': the authors' SG "
+    "protocol (learning rate from {1e-3, 5e-3, 1e-2, 5e-2, 1e-1} on validation, up to "
+    "200 epochs, early stopping after 30 epochs without a better validation epoch); "
+    "'SG (6 ep.)': the earlier fixed small budget (6 epochs, lr 1e-2), kept labelled."
+)
 
 ANCHORS = {
     "T=6,L=5": {"value": 100.0, "what": "CVX"},
@@ -75,73 +77,174 @@ SG_TUNED_ORDER = ((6, 5), (8, 5), (11, 5), (14, 5), (6, 15), (8, 15), (11, 15), 
 AN_METHODS = ("CVX", "SG-CVX", "R-CVX")
 
 #: full-size pipeline configuration (witness sizes per depth are set in :func:`cells`)
-FULL_CONFIG = dict(n_branches=16, p_rec=256, p_last=256, beta=0.99, theta=1.0,
-                   scales=(2.0, 4.0), loss="squared", n_betas=3, beta_ratio=1e-3, tol=1e-3,
-                   max_time=8.0, sg_n_branches=2, sg_p_rec=32, sg_p_last=32, sg_epochs=6,
-                   sg_lr=1e-2, sg_batch_size=128, ft_epochs=3, ft_lr=2e-3,
-                   res_leaks=(0.9, 0.99), res_input_scales=(1.0, 2.0, 4.0))
+FULL_CONFIG = dict(
+    n_branches=16,
+    p_rec=256,
+    p_last=256,
+    beta=0.99,
+    theta=1.0,
+    scales=(2.0, 4.0),
+    loss="squared",
+    n_betas=3,
+    beta_ratio=1e-3,
+    tol=1e-3,
+    max_time=8.0,
+    sg_n_branches=2,
+    sg_p_rec=32,
+    sg_p_last=32,
+    sg_epochs=6,
+    sg_lr=1e-2,
+    sg_batch_size=128,
+    ft_epochs=3,
+    ft_lr=2e-3,
+    res_leaks=(0.9, 0.99),
+    res_input_scales=(1.0, 2.0, 4.0),
+)
 
 #: wide witness set (K = 64 branches, 2048 last-layer witness neurons) for T = 8 and 11 at L = 5
-WIDE_CONFIG = {**FULL_CONFIG, "n_branches": 64, "p_rec": 512, "p_last": 2048, "scales": (2.0,),
-               "max_time": 30.0}
+WIDE_CONFIG = {
+    **FULL_CONFIG,
+    "n_branches": 64,
+    "p_rec": 512,
+    "p_last": 2048,
+    "scales": (2.0,),
+    "max_time": 30.0,
+}
 #: wide *deep* set for L = 15: 128 branches of 16 neurons in every LIF layer (2048 a layer);
 #: narrow inner layers are what lose the patterns of a 15-layer random stack
-DEEP_WIDE_CONFIG = {**FULL_CONFIG, "n_branches": 128, "p_rec": 2048, "p_last": 2048,
-                    "scales": (2.0,), "n_betas": 4, "max_time": 30.0}
+DEEP_WIDE_CONFIG = {
+    **FULL_CONFIG,
+    "n_branches": 128,
+    "p_rec": 2048,
+    "p_last": 2048,
+    "scales": (2.0,),
+    "n_betas": 4,
+    "max_time": 30.0,
+}
 #: (T, L) -> witness set of the ``CVX-wide`` cells (run for every seed)
 WIDE_CELLS = {(11, 5): WIDE_CONFIG, (8, 5): WIDE_CONFIG, (6, 15): DEEP_WIDE_CONFIG}
 
-QUICK_CONFIG = dict(n_branches=4, p_rec=32, p_last=32, beta=0.99, scales=(2.0,), n_betas=2,
-                    tol=1e-3, max_time=5.0, sg_n_branches=1, sg_p_rec=8, sg_p_last=8, sg_epochs=1,
-                    ft_epochs=1)
+QUICK_CONFIG = dict(
+    n_branches=4,
+    p_rec=32,
+    p_last=32,
+    beta=0.99,
+    scales=(2.0,),
+    n_betas=2,
+    tol=1e-3,
+    max_time=5.0,
+    sg_n_branches=1,
+    sg_p_rec=8,
+    sg_p_last=8,
+    sg_epochs=1,
+    ft_epochs=1,
+)
 
 
 def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
     """One cell per (T, L, seed); quick: T=6, L=5, one seed, CVX and SG on a small task."""
     if quick:
-        params = {"T": 6, "L": 5, "sizes": [200, 200, 200], "methods": ["SG", "CVX"],
-                  "config": QUICK_CONFIG, "quick": True}
-        tuned = {"T": 6, "L": 5, "sizes": [200, 200, 200], "methods": ["SG", "SG-CVX"],
-                 "config": QUICK_CONFIG, "quick": True, "variant": "sg-tuned",
-                 "sg_tuning": {"lrs": [1e-2, 5e-2], "max_epochs": 2, "patience": 1}}
-        an = {"T": 6, "L": 5, "sizes": [200, 200, 200], "methods": ["CVX"],
-              "config": {**QUICK_CONFIG, "readout": "membrane"}, "quick": True, "variant": "an"}
-        return [Cell(NAME, f"quick-T6-L5-s{seeds[0]}", params, int(seeds[0])),
-                Cell(NAME, f"quick-T6-L5-sgtuned-s{seeds[0]}", tuned, int(seeds[0])),
-                Cell(NAME, f"quick-T6-L5-an-s{seeds[0]}", an, int(seeds[0]))]
+        params = {
+            "T": 6,
+            "L": 5,
+            "sizes": [200, 200, 200],
+            "methods": ["SG", "CVX"],
+            "config": QUICK_CONFIG,
+            "quick": True,
+        }
+        tuned = {
+            "T": 6,
+            "L": 5,
+            "sizes": [200, 200, 200],
+            "methods": ["SG", "SG-CVX"],
+            "config": QUICK_CONFIG,
+            "quick": True,
+            "variant": "sg-tuned",
+            "sg_tuning": {"lrs": [1e-2, 5e-2], "max_epochs": 2, "patience": 1},
+        }
+        an = {
+            "T": 6,
+            "L": 5,
+            "sizes": [200, 200, 200],
+            "methods": ["CVX"],
+            "config": {**QUICK_CONFIG, "readout": "membrane"},
+            "quick": True,
+            "variant": "an",
+        }
+        return [
+            Cell(NAME, f"quick-T6-L5-s{seeds[0]}", params, int(seeds[0])),
+            Cell(NAME, f"quick-T6-L5-sgtuned-s{seeds[0]}", tuned, int(seeds[0])),
+            Cell(NAME, f"quick-T6-L5-an-s{seeds[0]}", an, int(seeds[0])),
+        ]
     out = []
-    for s in seeds:            # seed-major: an interrupted run still covers every (T, L)
+    for s in seeds:  # seed-major: an interrupted run still covers every (T, L)
         for T in GRID_T:
             for L in GRID_L:
-                params = {"T": T, "L": L, "sizes": [2000, 2000, 4000], "methods": list(METHODS),
-                          "config": FULL_CONFIG, "quick": False}
+                params = {
+                    "T": T,
+                    "L": L,
+                    "sizes": [2000, 2000, 4000],
+                    "methods": list(METHODS),
+                    "config": FULL_CONFIG,
+                    "quick": False,
+                }
                 out.append(Cell(NAME, f"T{T}-L{L}-s{s}", params, int(s)))
     # wider witness sets where the standard one is capacity-limited
     for s in seeds:
         for (T, L), wide in WIDE_CELLS.items():
-            params = {"T": T, "L": L, "sizes": [2000, 2000, 4000], "methods": ["CVX"],
-                      "config": wide, "quick": False, "variant": "wide"}
+            params = {
+                "T": T,
+                "L": L,
+                "sizes": [2000, 2000, 4000],
+                "methods": ["CVX"],
+                "config": wide,
+                "quick": False,
+                "variant": "wide",
+            }
             out.append(Cell(NAME, f"T{T}-L{L}-wide-s{s}", params, int(s)))
     # SG tuned as the authors did (learning rate on validation, early stopping)
     for s, (T, L) in [(s, TL) for s in seeds for TL in SG_TUNED_ORDER[:2]] + [
-            (s, TL) for TL in SG_TUNED_ORDER[2:] for s in seeds]:
-            params = {"T": T, "L": L, "sizes": [2000, 2000, 4000],
-                      "methods": list(SG_TUNED_METHODS), "config": FULL_CONFIG, "quick": False,
-                      "variant": "sg-tuned",
-                      "sg_tuning": {"lrs": list(SG_LRS), "max_epochs": SG_MAX_EPOCHS,
-                                    "patience": SG_PATIENCE}}
-            out.append(Cell(NAME, f"T{T}-L{L}-sgtuned-s{s}", params, int(s)))
+        (s, TL) for TL in SG_TUNED_ORDER[2:] for s in seeds
+    ]:
+        params = {
+            "T": T,
+            "L": L,
+            "sizes": [2000, 2000, 4000],
+            "methods": list(SG_TUNED_METHODS),
+            "config": FULL_CONFIG,
+            "quick": False,
+            "variant": "sg-tuned",
+            "sg_tuning": {
+                "lrs": list(SG_LRS),
+                "max_epochs": SG_MAX_EPOCHS,
+                "patience": SG_PATIENCE,
+            },
+        }
+        out.append(Cell(NAME, f"T{T}-L{L}-sgtuned-s{s}", params, int(s)))
     # the analog-membrane variants: readout 1[m_t >= 0] of the post-reset membrane
     for s, (T, L) in [(s, TL) for s in seeds for TL in SG_TUNED_ORDER]:
-        params = {"T": T, "L": L, "sizes": [2000, 2000, 4000], "methods": list(AN_METHODS),
-                  "config": {**FULL_CONFIG, "readout": "membrane"}, "quick": False,
-                  "variant": "an"}
+        params = {
+            "T": T,
+            "L": L,
+            "sizes": [2000, 2000, 4000],
+            "methods": list(AN_METHODS),
+            "config": {**FULL_CONFIG, "readout": "membrane"},
+            "quick": False,
+            "variant": "an",
+        }
         out.append(Cell(NAME, f"T{T}-L{L}-an-s{s}", params, int(s)))
     return out
 
 
-def tune_sg(task: TaskData, config: dict, seed: int, *, lrs: Sequence[float] = SG_LRS,
-            max_epochs: int = SG_MAX_EPOCHS, patience: int = SG_PATIENCE) -> dict:
+def tune_sg(
+    task: TaskData,
+    config: dict,
+    seed: int,
+    *,
+    lrs: Sequence[float] = SG_LRS,
+    max_epochs: int = SG_MAX_EPOCHS,
+    patience: int = SG_PATIENCE,
+) -> dict:
     """The authors' SG protocol: pick the learning rate on validation.
 
     For every ``lr`` in ``lrs`` the pipeline's SG network (``config``'s ``sg_*`` sizes, seed
@@ -164,25 +267,55 @@ def tune_sg(task: TaskData, config: dict, seed: int, *, lrs: Sequence[float] = S
     for lr in lrs:
         t0 = time.perf_counter()
         model = _sg_model(task, cfg, seed)
-        res = train_surrogate(model, task.train.X, task.train.y, task.val.X, task.val.y,
-                              loss=cfg.sg_loss, epochs=int(max_epochs),
-                              batch_size=cfg.sg_batch_size, lr=float(lr), seed=seed,
-                              progress=False, label_mode=lay.label_mode, heads=lay.heads,
-                              early_stopping_patience=int(patience), restore_best=True,
-                              eval_batch_size=cfg.eval_batch_size)
-        grid.append({"lr": float(lr), "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-                     "stop_reason": res.stop_reason, "best_val_acc": res.best_val_acc,
-                     "best_val_loss": res.best_val_loss,
-                     "seconds": time.perf_counter() - t0})
-        logger.info("tune_sg lr=%g: val acc %.4f at epoch %s (%d epochs, %.1f s)", lr,
-                    res.best_val_acc, res.best_epoch, res.epochs_run, grid[-1]["seconds"])
+        res = train_surrogate(
+            model,
+            task.train.X,
+            task.train.y,
+            task.val.X,
+            task.val.y,
+            loss=cfg.sg_loss,
+            epochs=int(max_epochs),
+            batch_size=cfg.sg_batch_size,
+            lr=float(lr),
+            seed=seed,
+            progress=False,
+            label_mode=lay.label_mode,
+            heads=lay.heads,
+            early_stopping_patience=int(patience),
+            restore_best=True,
+            eval_batch_size=cfg.eval_batch_size,
+        )
+        grid.append(
+            {
+                "lr": float(lr),
+                "best_epoch": res.best_epoch,
+                "epochs_run": res.epochs_run,
+                "stop_reason": res.stop_reason,
+                "best_val_acc": res.best_val_acc,
+                "best_val_loss": res.best_val_loss,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        logger.info(
+            "tune_sg lr=%g: val acc %.4f at epoch %s (%d epochs, %.1f s)",
+            lr,
+            res.best_val_acc,
+            res.best_epoch,
+            res.epochs_run,
+            grid[-1]["seconds"],
+        )
     best = max(grid, key=lambda g: (g["best_val_acc"], -g["best_val_loss"], -g["lr"]))
-    return {"lr": best["lr"], "epochs": int(best["best_epoch"]) + 1,
-            "best_val_acc": best["best_val_acc"], "grid": grid}
+    return {
+        "lr": best["lr"],
+        "epochs": int(best["best_epoch"]) + 1,
+        "best_val_acc": best["best_val_acc"],
+        "grid": grid,
+    }
 
 
-def run_xor_methods(T: int, sizes: Sequence[int], methods: Sequence[str], config: dict,
-                    seed: int) -> list[dict]:
+def run_xor_methods(
+    T: int, sizes: Sequence[int], methods: Sequence[str], config: dict, seed: int
+) -> list[dict]:
     """FIRST-LAST-XOR of length ``T`` with ``sizes`` = (train, val, test) drawn with ``seed``,
     and ``methods`` run on it with the pipeline options ``config`` (:func:`run_methods`)."""
     n_tr, n_va, n_te = sizes
@@ -201,18 +334,28 @@ def run_cell(cell: Cell) -> dict:
     n_tr, n_va, n_te = p["sizes"]
     task = load_task("xor", T=p["T"], n_train=n_tr, n_val=n_va, n_test=n_te, seed=cell.seed)
     t0 = time.perf_counter()
-    tuning = tune_sg(task, config, cell.seed, lrs=p["sg_tuning"]["lrs"],
-                     max_epochs=p["sg_tuning"]["max_epochs"], patience=p["sg_tuning"]["patience"])
+    tuning = tune_sg(
+        task,
+        config,
+        cell.seed,
+        lrs=p["sg_tuning"]["lrs"],
+        max_epochs=p["sg_tuning"]["max_epochs"],
+        patience=p["sg_tuning"]["patience"],
+    )
     tuning["seconds"] = time.perf_counter() - t0
     config = {**config, "sg_lr": tuning["lr"], "sg_epochs": tuning["epochs"]}
-    records = run_methods(list(p["methods"]), task, config=PipelineConfig.from_dict(config),
-                          seed=cell.seed)
+    records = run_methods(
+        list(p["methods"]), task, config=PipelineConfig.from_dict(config), seed=cell.seed
+    )
     for r in records:
         r["sg_tuning"] = tuning
     sg = next((r for r in records if r["method"] == "SG"), None)
     if sg is not None and sg.get("val_accuracy") != tuning["best_val_acc"]:
-        logger.warning("retrained SG (val %s) differs from the tuned one (val %s)",
-                       sg.get("val_accuracy"), tuning["best_val_acc"])
+        logger.warning(
+            "retrained SG (val %s) differs from the tuned one (val %s)",
+            sg.get("val_accuracy"),
+            tuning["best_val_acc"],
+        )
     return {"records": records, "T": p["T"], "L": p["L"]}
 
 
@@ -220,9 +363,21 @@ def run_cell(cell: Cell) -> dict:
 _TUNED_LABEL = {"SG": "SG (tuned)", "SG-CVX": "SG-CVX (tuned SG)", "SG->SG": "SG->SG (tuned SG)"}
 #: column label of each method of the standard cells whose SG is the small fixed budget
 _FIXED_LABEL = {"SG": "SG (6 ep.)", "SG-CVX": "SG-CVX (6-ep. SG)", "SG->SG": "SG->SG (6-ep. SG)"}
-COLUMNS = ("SG (6 ep.)", "SG (tuned)", "CVX", "SG-CVX (6-ep. SG)", "SG-CVX (tuned SG)", "R-CVX",
-           "CVX->SG", "SG->SG (6-ep. SG)", "SG->SG (tuned SG)", "CVX-wide", "CVX-an",
-           "SG-CVX-an", "R-CVX-an")
+COLUMNS = (
+    "SG (6 ep.)",
+    "SG (tuned)",
+    "CVX",
+    "SG-CVX (6-ep. SG)",
+    "SG-CVX (tuned SG)",
+    "R-CVX",
+    "CVX->SG",
+    "SG->SG (6-ep. SG)",
+    "SG->SG (tuned SG)",
+    "CVX-wide",
+    "CVX-an",
+    "SG-CVX-an",
+    "R-CVX-an",
+)
 
 
 def _key(p: dict, r: dict) -> tuple:
@@ -248,8 +403,10 @@ def table(cells: list[dict]) -> str:
     by = group_records(cells, _key)
     keys = sorted({(T, L) for (T, L, _) in by})
     methods = [m for m in COLUMNS if any(k[2] == m for k in by)]
-    lines = ["| T | L | published (best) | published SG | " + " | ".join(methods)
-             + " | best (ours) |", "|---|---|---|---|" + "---|" * len(methods) + "---|"]
+    lines = [
+        "| T | L | published (best) | published SG | " + " | ".join(methods) + " | best (ours) |",
+        "|---|---|---|---|" + "---|" * len(methods) + "---|",
+    ]
     for T, L in keys:
         pub = _anchor(T, L)
         pub_s = "-" if pub is None else (f"{pub:.1f}" if T != 14 else "~50-55")
@@ -264,16 +421,25 @@ def table(cells: list[dict]) -> str:
         best_s = f"{fmt_pct(best[0])} ({best[1]})" if best else "-"
         lines.append(f"| {T} | {L} | {pub_s} | " + " | ".join(cols) + f" | {best_s} |")
     lines.append("")
-    tuned = [(c["result"], r) for c in cells for r in c["result"]["records"]
-             if r["method"] == "SG" and r.get("sg_tuning")]
+    tuned = [
+        (c["result"], r)
+        for c in cells
+        for r in c["result"]["records"]
+        if r["method"] == "SG" and r.get("sg_tuning")
+    ]
     if tuned:
-        lines.append("SG tuned as the authors did (learning rate chosen on validation, early "
-                     "stopping; per cell and seed): validation accuracy (%) of each learning rate "
-                     "at its best epoch, the chosen one in bold; seconds of the whole search.")
+        lines.append(
+            "SG tuned as the authors did (learning rate chosen on validation, early "
+            "stopping; per cell and seed): validation accuracy (%) of each learning rate "
+            "at its best epoch, the chosen one in bold; seconds of the whole search."
+        )
         lines.append("")
         lrs = sorted({g["lr"] for _, r in tuned for g in r["sg_tuning"]["grid"]})
-        lines.append("| T | L | seed | " + " | ".join(f"lr {lr:g}" for lr in lrs)
-                     + " | chosen epochs | test (%) | search s |")
+        lines.append(
+            "| T | L | seed | "
+            + " | ".join(f"lr {lr:g}" for lr in lrs)
+            + " | chosen epochs | test (%) | search s |"
+        )
         lines.append("|---|---|---|" + "---|" * len(lrs) + "---|---|---|")
         for res, r in tuned:
             t = r["sg_tuning"]
@@ -283,19 +449,27 @@ def table(cells: list[dict]) -> str:
                 g = by_lr.get(lr)
                 v = "-" if g is None else fmt_pct(g["best_val_acc"])
                 cols.append(f"**{v}**" if g is not None and lr == t["lr"] else v)
-            lines.append(f"| {res['T']} | {res['L']} | {r['seed']} | " + " | ".join(cols)
-                         + f" | {t['epochs']} | {fmt_pct(r['test_accuracy'])} | "
-                         f"{t.get('seconds', float('nan')):.0f} |")
+            lines.append(
+                f"| {res['T']} | {res['L']} | {r['seed']} | "
+                + " | ".join(cols)
+                + f" | {t['epochs']} | {fmt_pct(r['test_accuracy'])} | "
+                f"{t.get('seconds', float('nan')):.0f} |"
+            )
         lines.append("")
-    lines.append("Chosen on validation (CVX, per seed): witness scale and regularisation beta; "
-                 "dictionary columns and kept neurons:")
+    lines.append(
+        "Chosen on validation (CVX, per seed): witness scale and regularisation beta; "
+        "dictionary columns and kept neurons:"
+    )
     lines.append("")
-    lines.append("| T | L | seed | witness set | scale | reg beta | dictionary P | kept neurons | "
-                 "rel gap | OOD 2T / 5T (CVX) |")
+    lines.append(
+        "| T | L | seed | witness set | scale | reg beta | dictionary P | kept neurons | "
+        "rel gap | OOD 2T / 5T (CVX) |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for c in cells:
         wset = {"wide": "CVX-wide", "an": "CVX-an (membrane)"}.get(
-            ((c.get("cell") or {}).get("params") or {}).get("variant"), "standard")
+            ((c.get("cell") or {}).get("params") or {}).get("variant"), "standard"
+        )
         for r in c["result"]["records"]:
             if r["method"] != "CVX":
                 continue
@@ -303,10 +477,12 @@ def table(cells: list[dict]) -> str:
             ood = r.get("ood_accuracy", {})
             ood_s = " / ".join(fmt_pct(v) for v in ood.values()) or "-"
             gap = gap_cell([r])
-            lines.append(f"| {c['result']['T']} | {c['result']['L']} | {r['seed']} | {wset} | "
-                         f"{ch.get('scale')} | {_fmt_list(ch.get('reg_beta'))} | "
-                         f"{(r.get('dictionary') or {}).get('n_columns')} | {r['kept_neurons']} | "
-                         f"{gap} | {ood_s} |")
+            lines.append(
+                f"| {c['result']['T']} | {c['result']['L']} | {r['seed']} | {wset} | "
+                f"{ch.get('scale')} | {_fmt_list(ch.get('reg_beta'))} | "
+                f"{(r.get('dictionary') or {}).get('n_columns')} | {r['kept_neurons']} | "
+                f"{gap} | {ood_s} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -329,5 +505,12 @@ def plots(cells: list[dict], out_dir: Path) -> list[Path]:
             vals.append((100 * mu, 100 * sd) if n else (float("nan"), 0.0))
         series[m] = vals
     pub = [_anchor(T, L) for T, L in keys]
-    return [bar_plot([f"T={T} L={L}" for T, L in keys], series, Path(out_dir) / "xor.png",
-                     title="FIRST-LAST-XOR test accuracy", published=pub)]
+    return [
+        bar_plot(
+            [f"T={T} L={L}" for T, L in keys],
+            series,
+            Path(out_dir) / "xor.png",
+            title="FIRST-LAST-XOR test accuracy",
+            published=pub,
+        )
+    ]

@@ -99,8 +99,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write_with
 from .._checks import check_positive_float
+from .._io import atomic_write_with
 from ..lif import Trace, check_leak
 from ..network import ParallelSNN
 
@@ -139,7 +139,8 @@ def _import_nir():
     except ImportError as exc:
         raise ImportError(
             "NIR export needs the optional dependency 'nir', which is not installed; install it "
-            "with `pip install convexsnn[nir]`") from exc
+            "with `pip install convexsnn[nir]`"
+        ) from exc
     return nir
 
 
@@ -148,8 +149,9 @@ def _check_beta(beta: Any) -> float:
     return beta
 
 
-def nir_neuron_parameters(beta: float, theta: float, dt: float,
-                          dtype: Any = np.float64) -> dict[str, float]:
+def nir_neuron_parameters(
+    beta: float, theta: float, dt: float, dtype: Any = np.float64
+) -> dict[str, float]:
     r"""NIR node values of one convexsnn LIF neuron (see the module docstring).
 
     Parameters
@@ -179,8 +181,14 @@ def nir_neuron_parameters(beta: float, theta: float, dt: float,
     else:
         tau, r = dt / (1.0 - beta), 1.0 / (1.0 - beta)
     v_thr = np.nextafter(typ(theta), typ(-np.inf))
-    return {"tau": float(typ(tau)), "r": float(typ(r)), "v_leak": 0.0, "v_reset": 0.0,
-            "v_threshold": float(v_thr), "reset_scale": float(typ(-beta * theta))}
+    return {
+        "tau": float(typ(tau)),
+        "r": float(typ(r)),
+        "v_leak": 0.0,
+        "v_reset": 0.0,
+        "v_threshold": float(v_thr),
+        "reset_scale": float(typ(-beta * theta)),
+    }
 
 
 # ---------------------------------------------------------------------------------------- export
@@ -191,17 +199,18 @@ def _inexpressible(cfg: dict, exact_reset: bool) -> list[str]:
             "the network uses a subtract reset (m = u - theta*s), but NIR's LIF resets to v_reset "
             "(a zero reset); the LIF nodes therefore express a zero reset and the true reset is "
             "kept in the graph metadata only (convexsnn.export.simulate_nir honours it; pass "
-            "exact_reset=True for an exact LI + Threshold + reset-feedback graph)")
+            "exact_reset=True for an exact LI + Threshold + reset-feedback graph)"
+        )
     if cfg["readout"] == "membrane":
         problems.append(
             f"the network reads out the membrane indicator 1[m >= {cfg['readout_bias']}], which "
             "no NIR node outputs; the graph reads out the last layer's spikes and the membrane "
-            "readout is kept in the graph metadata only (convexsnn.export.simulate_nir honours it)")
+            "readout is kept in the graph metadata only (convexsnn.export.simulate_nir honours it)"
+        )
     return problems
 
 
-def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool,
-                 stacklevel: int):
+def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool, stacklevel: int):
     nir = _import_nir()
     from .. import __version__
 
@@ -212,8 +221,9 @@ def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool,
     beta, theta, reset = float(cfg["beta"]), float(cfg["theta"]), cfg["reset"]
     problems = _inexpressible(cfg, exact_reset)
     if problems and strict:
-        raise NIRExportError("NIR cannot express this network (strict=True): "
-                             + "; ".join(problems))
+        raise NIRExportError(
+            "NIR cannot express this network (strict=True): " + "; ".join(problems)
+        )
     for msg in problems:
         warnings.warn(msg, NIRExportWarning, stacklevel=stacklevel)
 
@@ -245,8 +255,9 @@ def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool,
                 meta = {"branch": k, "layer": l}
                 w = arr(model.weights[l][k]).T.copy()  # NIR layout (out, in)
                 if model.biases is not None:
-                    nodes[f"{tag}_w"] = nir.Affine(weight=w, bias=arr(model.biases[l][k]),
-                                                   metadata={**meta, "role": "weight"})
+                    nodes[f"{tag}_w"] = nir.Affine(
+                        weight=w, bias=arr(model.biases[l][k]), metadata={**meta, "role": "weight"}
+                    )
                 else:
                     nodes[f"{tag}_w"] = nir.Linear(weight=w, metadata={**meta, "role": "weight"})
                 edges.append((src, f"{tag}_w"))
@@ -256,64 +267,100 @@ def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool,
                     if integrate:
                         nodes[mem] = nir.I(r=full(n, p["r"]), metadata=mmeta)
                     else:
-                        nodes[mem] = nir.LI(tau=full(n, p["tau"]), r=full(n, p["r"]),
-                                            v_leak=full(n, 0.0), metadata=mmeta)
-                    nodes[spk] = nir.Threshold(threshold=full(n, p["v_threshold"]),
-                                               metadata={**meta, **neuron_meta, "role": "spike"})
-                    nodes[f"{tag}_reset"] = nir.Scale(scale=full(n, p["reset_scale"]),
-                                                      metadata={**meta, "role": "reset"})
-                    edges += [(f"{tag}_w", mem), (mem, spk), (spk, f"{tag}_reset"),
-                              (f"{tag}_reset", mem)]
+                        nodes[mem] = nir.LI(
+                            tau=full(n, p["tau"]),
+                            r=full(n, p["r"]),
+                            v_leak=full(n, 0.0),
+                            metadata=mmeta,
+                        )
+                    nodes[spk] = nir.Threshold(
+                        threshold=full(n, p["v_threshold"]),
+                        metadata={**meta, **neuron_meta, "role": "spike"},
+                    )
+                    nodes[f"{tag}_reset"] = nir.Scale(
+                        scale=full(n, p["reset_scale"]), metadata={**meta, "role": "reset"}
+                    )
+                    edges += [
+                        (f"{tag}_w", mem),
+                        (mem, spk),
+                        (spk, f"{tag}_reset"),
+                        (f"{tag}_reset", mem),
+                    ]
                 else:
                     mem = spk = f"{tag}_neuron"
                     nmeta = {**meta, **neuron_meta, "role": "neuron"}
                     if integrate:
-                        nodes[mem] = nir.IF(r=full(n, p["r"]),
-                                            v_threshold=full(n, p["v_threshold"]),
-                                            v_reset=full(n, 0.0), metadata=nmeta)
+                        nodes[mem] = nir.IF(
+                            r=full(n, p["r"]),
+                            v_threshold=full(n, p["v_threshold"]),
+                            v_reset=full(n, 0.0),
+                            metadata=nmeta,
+                        )
                     else:
-                        nodes[mem] = nir.LIF(tau=full(n, p["tau"]), r=full(n, p["r"]),
-                                             v_leak=full(n, 0.0),
-                                             v_threshold=full(n, p["v_threshold"]),
-                                             v_reset=full(n, 0.0), metadata=nmeta)
+                        nodes[mem] = nir.LIF(
+                            tau=full(n, p["tau"]),
+                            r=full(n, p["r"]),
+                            v_leak=full(n, 0.0),
+                            v_threshold=full(n, p["v_threshold"]),
+                            v_reset=full(n, 0.0),
+                            metadata=nmeta,
+                        )
                     edges.append((f"{tag}_w", mem))
                 if model.recurrent_weights is not None:
                     wr = arr(model.recurrent_weights[l][k])
                     rmeta = {**meta, "role": "recurrent"}
-                    rec = (nir.Linear(weight=wr.T.copy(), metadata=rmeta) if wr.ndim == 2
-                           else nir.Scale(scale=wr, metadata=rmeta))
+                    rec = (
+                        nir.Linear(weight=wr.T.copy(), metadata=rmeta)
+                        if wr.ndim == 2
+                        else nir.Scale(scale=wr, metadata=rmeta)
+                    )
                     nodes[f"{tag}_rec"] = rec
                     edges += [(spk, f"{tag}_rec"), (f"{tag}_rec", mem)]
                 src = spk
-            wo = arr(model.output_weight[k * n_last:(k + 1) * n_last]).T.copy()  # (C, n_last)
+            wo = arr(model.output_weight[k * n_last : (k + 1) * n_last]).T.copy()  # (C, n_last)
             rmeta = {"branch": k, "role": "readout"}
             if model.output_bias is not None and k == 0:
-                nodes[f"b{k}_readout"] = nir.Affine(weight=wo, bias=arr(model.output_bias),
-                                                    metadata=rmeta)
+                nodes[f"b{k}_readout"] = nir.Affine(
+                    weight=wo, bias=arr(model.output_bias), metadata=rmeta
+                )
             else:
                 nodes[f"b{k}_readout"] = nir.Linear(weight=wo, metadata=rmeta)
             edges += [(src, f"b{k}_readout"), (f"b{k}_readout", "output")]
     nodes["output"] = nir.Output(output_type=np.array([n_out]))
 
     metadata = {
-        "format": NIR_METADATA_FORMAT, "format_version": _METADATA_VERSION,
-        "convexsnn_version": __version__, "dt": dt, "beta": beta, "theta": theta,
-        "reset": reset, "readout": cfg["readout"], "readout_bias": float(cfg["readout_bias"]),
-        "output": cfg["output"], "graph_reset": "subtract" if composite else "zero",
+        "format": NIR_METADATA_FORMAT,
+        "format_version": _METADATA_VERSION,
+        "convexsnn_version": __version__,
+        "dt": dt,
+        "beta": beta,
+        "theta": theta,
+        "reset": reset,
+        "readout": cfg["readout"],
+        "readout_bias": float(cfg["readout_bias"]),
+        "output": cfg["output"],
+        "graph_reset": "subtract" if composite else "zero",
         "neuron_nodes": neuron_nodes,
         "spike_rule": "s = 1[u >= theta]; stored thresholds are nextafter(theta, -inf) so that "
-                      "NIR's strict v > v_threshold agrees on the network's float grid",
+        "NIR's strict v > v_threshold agrees on the network's float grid",
         "inexpressible": "; ".join(problems) if problems else "none",
         "config": json.dumps(cfg, sort_keys=True),
     }
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
-    logger.info("built NIR graph: %d nodes, %d edges (K=%d, widths=%s, %s neurons)",
-                len(nodes), len(edges), K, widths, neuron_nodes)
+    logger.info(
+        "built NIR graph: %d nodes, %d edges (K=%d, widths=%s, %s neurons)",
+        len(nodes),
+        len(edges),
+        K,
+        widths,
+        neuron_nodes,
+    )
     return graph
 
 
-def to_nir(model: ParallelSNN, *, dt: float = 1e-3, exact_reset: bool = False,
-           strict: bool = False):
+def to_nir(
+    model: ParallelSNN, *, dt: float = 1e-3, exact_reset: bool = False, strict: bool = False
+):
     r"""Build the NIR graph of a network (see the module docstring for the mapping).
 
     Parameters
@@ -345,8 +392,14 @@ def to_nir(model: ParallelSNN, *, dt: float = 1e-3, exact_reset: bool = False,
     return _build_graph(model, dt, exact_reset, strict, stacklevel=3)
 
 
-def export_nir(model: ParallelSNN, path: str | os.PathLike, dt: float = 1e-3, *,
-               exact_reset: bool = False, strict: bool = False) -> Path:
+def export_nir(
+    model: ParallelSNN,
+    path: str | os.PathLike,
+    dt: float = 1e-3,
+    *,
+    exact_reset: bool = False,
+    strict: bool = False,
+) -> Path:
     """Write the NIR graph of ``model`` to ``path`` (HDF5, ``nir.write``), atomically.
 
     The graph is written to a temporary file in the destination directory, synced, then moved
@@ -364,18 +417,18 @@ def export_nir(model: ParallelSNN, path: str | os.PathLike, dt: float = 1e-3, *,
 @dataclass
 class _Layer:
     name: str
-    weight: np.ndarray            # NIR layout (n_out, n_in)
+    weight: np.ndarray  # NIR layout (n_out, n_in)
     bias: np.ndarray | None
-    neuron: Any                   # LIF / IF / LI / I node
-    threshold: np.ndarray         # v_threshold of LIF/IF, or the Threshold node's threshold
-    rec: np.ndarray | None        # (n, n) NIR layout, or (n,) self-weights
+    neuron: Any  # LIF / IF / LI / I node
+    threshold: np.ndarray  # v_threshold of LIF/IF, or the Threshold node's threshold
+    rec: np.ndarray | None  # (n, n) NIR layout, or (n,) self-weights
     reset_scale: np.ndarray | None
 
 
 @dataclass
 class _Branch:
     layers: list[_Layer]
-    readout_weight: np.ndarray    # (C, n_last)
+    readout_weight: np.ndarray  # (C, n_last)
     readout_bias: np.ndarray | None
     index: int | None
 
@@ -392,8 +445,9 @@ def _parse_graph(nir, graph) -> tuple[int, int, list[_Branch]]:
     inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
     outputs = [k for k, v in nodes.items() if isinstance(v, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(f"expected one Input and one Output node, found inputs {inputs} and "
-                         f"outputs {outputs}")
+        raise ValueError(
+            f"expected one Input and one Output node, found inputs {inputs} and outputs {outputs}"
+        )
     inp, out = inputs[0], outputs[0]
     succ: dict[str, list[str]] = {k: [] for k in nodes}
     pred: dict[str, list[str]] = {k: [] for k in nodes}
@@ -414,18 +468,22 @@ def _parse_graph(nir, graph) -> tuple[int, int, list[_Branch]]:
         for _ in range(len(nodes)):
             wnode = nodes[name]
             if not isinstance(wnode, weight_types):
-                raise ValueError(f"node {name!r} ({type(wnode).__name__}) after {prev!r}: expected "
-                                 "a Linear or Affine weight node")
+                raise ValueError(
+                    f"node {name!r} ({type(wnode).__name__}) after {prev!r}: expected "
+                    "a Linear or Affine weight node"
+                )
             if pred[name] != [prev]:
-                raise ValueError(f"weight node {name!r} must have exactly one input ({prev!r}), "
-                                 f"has {pred[name]}")
+                raise ValueError(
+                    f"weight node {name!r} must have exactly one input ({prev!r}), has {pred[name]}"
+                )
             weight = np.asarray(wnode.weight)
             if weight.ndim != 2:
                 raise ValueError(f"weight node {name!r} has a {weight.ndim}-D weight; expected 2-D")
             bias = np.asarray(wnode.bias) if isinstance(wnode, nir.Affine) else None
             if len(succ[name]) != 1:
-                raise ValueError(f"weight node {name!r} must feed exactly one neuron node, feeds "
-                                 f"{succ[name]}")
+                raise ValueError(
+                    f"weight node {name!r} must feed exactly one neuron node, feeds {succ[name]}"
+                )
             mem = succ[name][0]
             neuron = nodes[mem]
             if isinstance(neuron, (nir.LIF, nir.IF)):
@@ -433,12 +491,16 @@ def _parse_graph(nir, graph) -> tuple[int, int, list[_Branch]]:
             elif isinstance(neuron, (nir.LI, nir.I)):
                 s = succ[mem]
                 if len(s) != 1 or not isinstance(nodes[s[0]], nir.Threshold):
-                    raise ValueError(f"{type(neuron).__name__} node {mem!r} must feed exactly one "
-                                     "Threshold node (the spikes)")
+                    raise ValueError(
+                        f"{type(neuron).__name__} node {mem!r} must feed exactly one "
+                        "Threshold node (the spikes)"
+                    )
                 spk, thr = s[0], np.asarray(nodes[s[0]].threshold)
             else:
-                raise ValueError(f"node {mem!r} is a {type(neuron).__name__}; convexsnn reads LIF, "
-                                 "IF, or LI/I + Threshold neurons")
+                raise ValueError(
+                    f"node {mem!r} is a {type(neuron).__name__}; convexsnn reads LIF, "
+                    "IF, or LI/I + Threshold neurons"
+                )
             loops, forward, readouts = [], [], []
             for x in succ[spk]:
                 xs = succ[x]
@@ -457,8 +519,10 @@ def _parse_graph(nir, graph) -> tuple[int, int, list[_Branch]]:
                 node = nodes[x]
                 if _role(node) == "reset":
                     if not isinstance(node, nir.Scale) or reset_scale is not None:
-                        raise ValueError(f"reset feedback {x!r} must be the single Scale node "
-                                         f"with role 'reset' of {mem!r}")
+                        raise ValueError(
+                            f"reset feedback {x!r} must be the single Scale node "
+                            f"with role 'reset' of {mem!r}"
+                        )
                     reset_scale = np.asarray(node.scale)
                 elif rec is not None:
                     raise ValueError(f"neuron node {mem!r} has more than one recurrent node")
@@ -467,36 +531,52 @@ def _parse_graph(nir, graph) -> tuple[int, int, list[_Branch]]:
                 elif isinstance(node, nir.Scale):
                     rec = np.asarray(node.scale)
                 else:
-                    raise ValueError(f"recurrent node {x!r} is a {type(node).__name__}; expected "
-                                     "Linear (dense) or Scale (diagonal)")
+                    raise ValueError(
+                        f"recurrent node {x!r} is a {type(node).__name__}; expected "
+                        "Linear (dense) or Scale (diagonal)"
+                    )
             if isinstance(neuron, (nir.LI, nir.I)) and reset_scale is None:
-                raise ValueError(f"{type(neuron).__name__} node {mem!r} has no reset feedback "
-                                 "(a Scale node with metadata role 'reset' from its spikes)")
+                raise ValueError(
+                    f"{type(neuron).__name__} node {mem!r} has no reset feedback "
+                    "(a Scale node with metadata role 'reset' from its spikes)"
+                )
             if isinstance(neuron, (nir.LIF, nir.IF)) and reset_scale is not None:
-                raise ValueError(f"{type(neuron).__name__} node {mem!r} has a reset feedback node; "
-                                 "only LI/I + Threshold neurons take one")
+                raise ValueError(
+                    f"{type(neuron).__name__} node {mem!r} has a reset feedback node; "
+                    "only LI/I + Threshold neurons take one"
+                )
             n = weight.shape[0]
             shapes_ok = thr.shape == (n,) and (rec is None or rec.shape in ((n,), (n, n)))
             if not shapes_ok:
-                raise ValueError(f"layer at {mem!r}: neuron/recurrent parameters do not match the "
-                                 f"{n} outputs of {name!r}")
+                raise ValueError(
+                    f"layer at {mem!r}: neuron/recurrent parameters do not match the "
+                    f"{n} outputs of {name!r}"
+                )
             layers.append(_Layer(name, weight, bias, neuron, thr, rec, reset_scale))
             if readouts:
                 if forward or len(readouts) != 1:
-                    raise ValueError(f"spikes of {spk!r} must feed either one readout node or one "
-                                     f"next layer, feed {succ[spk]}")
+                    raise ValueError(
+                        f"spikes of {spk!r} must feed either one readout node or one "
+                        f"next layer, feed {succ[spk]}"
+                    )
                 ro = nodes[readouts[0]]
                 if not isinstance(ro, weight_types) or pred[readouts[0]] != [spk]:
-                    raise ValueError(f"readout node {readouts[0]!r} must be a Linear/Affine node "
-                                     f"fed only by {spk!r}")
+                    raise ValueError(
+                        f"readout node {readouts[0]!r} must be a Linear/Affine node "
+                        f"fed only by {spk!r}"
+                    )
                 meta = getattr(nodes[head], "metadata", None) or {}
                 idx = meta.get("branch")
-                return _Branch(layers, np.asarray(ro.weight),
-                               np.asarray(ro.bias) if isinstance(ro, nir.Affine) else None,
-                               int(idx) if idx is not None else None)
+                return _Branch(
+                    layers,
+                    np.asarray(ro.weight),
+                    np.asarray(ro.bias) if isinstance(ro, nir.Affine) else None,
+                    int(idx) if idx is not None else None,
+                )
             if len(forward) != 1:
-                raise ValueError(f"spikes of {spk!r} must feed one next-layer weight node, feed "
-                                 f"{succ[spk]}")
+                raise ValueError(
+                    f"spikes of {spk!r} must feed one next-layer weight node, feed {succ[spk]}"
+                )
             prev, name = spk, forward[0]
         raise ValueError(f"branch starting at {head!r} does not reach the Output node")
 
@@ -516,8 +596,11 @@ def _neuron_values(nir, layer: _Layer, dt: float) -> dict[str, np.ndarray | str]
         beta, gain, v_leak = 1.0 - dt / tau, r * dt / tau, v(node.v_leak)
     else:  # IF / I: dv/dt = R I
         beta, gain, v_leak = np.ones_like(v(node.r)), v(node.r) * dt, np.zeros_like(v(node.r))
-    v_reset = v(getattr(node, "v_reset", None) if getattr(node, "v_reset", None) is not None
-                else np.zeros_like(v_leak))
+    v_reset = v(
+        getattr(node, "v_reset", None)
+        if getattr(node, "v_reset", None) is not None
+        else np.zeros_like(v_leak)
+    )
     if np.any(v_leak != 0) or np.any(v_reset != 0):
         raise ValueError(f"layer {layer.name!r}: v_leak and v_reset must be 0 for a convexsnn LIF")
     thr = np.asarray(layer.threshold)
@@ -533,8 +616,10 @@ def _uniform(values: list[np.ndarray], what: str) -> float:
     if not np.all(np.isfinite(allv)):
         raise ValueError(f"{what} is not finite in every neuron")
     if not np.allclose(allv, allv[0], rtol=_RTOL, atol=1e-9):
-        raise ValueError(f"{what} differs between neurons ({allv.min()} .. {allv.max()}); a "
-                         "ParallelSNN has one value for all neurons")
+        raise ValueError(
+            f"{what} differs between neurons ({allv.min()} .. {allv.max()}); a "
+            "ParallelSNN has one value for all neurons"
+        )
     return float(allv[0])
 
 
@@ -583,15 +668,19 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
     if ours:
         version = int(_meta_get(meta, "format_version"))
         if version != _METADATA_VERSION:
-            raise ValueError(f"convexsnn NIR metadata version {version} is not supported (this "
-                             f"convexsnn reads version {_METADATA_VERSION})")
+            raise ValueError(
+                f"convexsnn NIR metadata version {version} is not supported (this "
+                f"convexsnn reads version {_METADATA_VERSION})"
+            )
         meta_dt = float(_meta_get(meta, "dt"))
         if dt is not None and not np.isclose(float(dt), meta_dt, rtol=1e-12, atol=0):
             raise ValueError(f"dt={dt} differs from the dt={meta_dt} the graph was exported with")
         dt = meta_dt
     elif dt is None:
-        raise ValueError("the graph has no convexsnn metadata; pass dt= (the forward-Euler step "
-                         "its time constants refer to)")
+        raise ValueError(
+            "the graph has no convexsnn metadata; pass dt= (the forward-Euler step "
+            "its time constants refer to)"
+        )
     dt = check_positive_float(dt, "dt")
 
     n_inputs, n_outputs, branches = _parse_graph(nir, graph)
@@ -600,16 +689,21 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
     for k, br in enumerate(branches):
         w_k = [layer.weight.shape[0] for layer in br.layers]
         if w_k != widths:
-            raise ValueError(f"branch {k} has widths {w_k}, branch 0 has {widths}; a ParallelSNN "
-                             "needs equal branches")
+            raise ValueError(
+                f"branch {k} has widths {w_k}, branch 0 has {widths}; a ParallelSNN "
+                "needs equal branches"
+            )
         sizes = [n_inputs] + widths
         for l, layer in enumerate(br.layers):
             if layer.weight.shape[1] != sizes[l]:
-                raise ValueError(f"{layer.name!r} takes {layer.weight.shape[1]} inputs, expected "
-                                 f"{sizes[l]}")
+                raise ValueError(
+                    f"{layer.name!r} takes {layer.weight.shape[1]} inputs, expected {sizes[l]}"
+                )
         if br.readout_weight.shape != (n_outputs, widths[-1]):
-            raise ValueError(f"readout of branch {k} has shape {br.readout_weight.shape}, "
-                             f"expected {(n_outputs, widths[-1])}")
+            raise ValueError(
+                f"readout of branch {k} has shape {br.readout_weight.shape}, "
+                f"expected {(n_outputs, widths[-1])}"
+            )
 
     layers = [layer for br in branches for layer in br.layers]
     vals = [_neuron_values(nir, layer, dt) for layer in layers]
@@ -627,10 +721,16 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
         fb = _uniform(scales, "reset feedback")
         if not np.isclose(fb, -beta * theta, rtol=_RTOL, atol=1e-9):
             raise ValueError(f"reset feedback {fb} is not -beta*theta = {-beta * theta}")
-    rec_kinds = {("dense" if layer.rec.ndim == 2 else "diagonal")
-                 for layer in layers if layer.rec is not None}
+    rec_kinds = {
+        ("dense" if layer.rec.ndim == 2 else "diagonal")
+        for layer in layers
+        if layer.rec is not None
+    }
     structure = {
-        "n_inputs": n_inputs, "n_outputs": n_outputs, "n_branches": K, "hidden_widths": widths,
+        "n_inputs": n_inputs,
+        "n_outputs": n_outputs,
+        "n_branches": K,
+        "hidden_widths": widths,
         "bias": any(layer.bias is not None for layer in layers),
         "output_bias": any(br.readout_bias is not None for br in branches),
         "recurrent": ("dense" if "dense" in rec_kinds else "diagonal" if rec_kinds else None),
@@ -641,28 +741,52 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
             config = json.loads(_meta_get(meta, "config"))
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(
-                f"the graph's convexsnn metadata has no valid config ({exc})") from None
-        _check_against_metadata(config, structure, beta, theta, graph_reset,
-                                str(_meta_get(meta, "graph_reset")))
+                f"the graph's convexsnn metadata has no valid config ({exc})"
+            ) from None
+        _check_against_metadata(
+            config, structure, beta, theta, graph_reset, str(_meta_get(meta, "graph_reset"))
+        )
         model = ParallelSNN.from_config(config)
     else:
         f64 = any(np.asarray(layer.weight).dtype == np.float64 for layer in layers)
         model = ParallelSNN(
-            n_inputs, n_outputs, n_branches=K, hidden_widths=widths, beta=min(max(beta, 0.0), 1.0),
-            theta=theta, reset=graph_reset, readout="spike", output="all",
-            bias=structure["bias"], output_bias=structure["output_bias"],
-            recurrent=structure["recurrent"], dtype=torch.float64 if f64 else torch.float32)
+            n_inputs,
+            n_outputs,
+            n_branches=K,
+            hidden_widths=widths,
+            beta=min(max(beta, 0.0), 1.0),
+            theta=theta,
+            reset=graph_reset,
+            readout="spike",
+            output="all",
+            bias=structure["bias"],
+            output_bias=structure["output_bias"],
+            recurrent=structure["recurrent"],
+            dtype=torch.float64 if f64 else torch.float32,
+        )
     _load_parameters(model, branches)
-    logger.info("rebuilt ParallelSNN from NIR graph (K=%d, widths=%s, %s metadata)", K, widths,
-                "convexsnn" if ours else "no")
+    logger.info(
+        "rebuilt ParallelSNN from NIR graph (K=%d, widths=%s, %s metadata)",
+        K,
+        widths,
+        "convexsnn" if ours else "no",
+    )
     return model
 
 
-def _check_against_metadata(config: dict, structure: dict, beta: float, theta: float,
-                            graph_reset: str, meta_graph_reset: str) -> None:
+def _check_against_metadata(
+    config: dict,
+    structure: dict,
+    beta: float,
+    theta: float,
+    graph_reset: str,
+    meta_graph_reset: str,
+) -> None:
     def fail(what: str) -> None:
-        raise ValueError(f"the NIR graph does not match its convexsnn metadata: {what} (was the "
-                         "graph edited after export?)")
+        raise ValueError(
+            f"the NIR graph does not match its convexsnn metadata: {what} (was the "
+            "graph edited after export?)"
+        )
 
     for key in ("n_inputs", "n_outputs", "n_branches", "hidden_widths"):
         if list(np.atleast_1d(config[key])) != list(np.atleast_1d(structure[key])):
@@ -677,8 +801,9 @@ def _check_against_metadata(config: dict, structure: dict, beta: float, theta: f
     if not np.isclose(theta, config["theta"], rtol=_RTOL, atol=0):
         fail(f"v_threshold gives theta = {theta}, the metadata says {config['theta']}")
     if graph_reset != meta_graph_reset:
-        fail(f"the neuron nodes express a {graph_reset} reset, the metadata says "
-             f"{meta_graph_reset}")
+        fail(
+            f"the neuron nodes express a {graph_reset} reset, the metadata says {meta_graph_reset}"
+        )
     if graph_reset == "subtract" and config["reset"] != "subtract":
         fail("LI + Threshold + reset feedback nodes on a zero-reset network")
 
@@ -708,9 +833,11 @@ def _load_parameters(model: ParallelSNN, branches: list[_Branch]) -> None:
                     elif layer.rec.ndim == 1:
                         target.copy_(t(layer.rec))
                     else:
-                        raise ValueError(f"dense recurrent weights at layer {l} of branch {k}, "
-                                         "but the network's recurrence is diagonal")
-            model.output_weight[k * n_last:(k + 1) * n_last].copy_(t(br.readout_weight.T))
+                        raise ValueError(
+                            f"dense recurrent weights at layer {l} of branch {k}, "
+                            "but the network's recurrence is diagonal"
+                        )
+            model.output_weight[k * n_last : (k + 1) * n_last].copy_(t(br.readout_weight.T))
             if br.readout_bias is not None:
                 out_bias = br.readout_bias if out_bias is None else out_bias + br.readout_bias
         if model.output_bias is not None:
@@ -736,8 +863,9 @@ def import_nir(graph_or_path: Any, *, dt: float | None = None) -> ParallelSNN:
     return from_nir_graph(graph, dt=dt)
 
 
-def simulate_nir(graph_or_path: Any, x: Any, *, dt: float | None = None,
-                 return_trace: bool = False) -> torch.Tensor | tuple[torch.Tensor, Trace]:
+def simulate_nir(
+    graph_or_path: Any, x: Any, *, dt: float | None = None, return_trace: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, Trace]:
     """Run a NIR graph (or file) on inputs ``x`` with convexsnn's own LIF.
 
     Parameters

@@ -26,7 +26,8 @@ m + 1`` steps).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +57,9 @@ def _check_operands(a_digits: Any, b_digits: Any, base: int) -> tuple[np.ndarray
     a = as_int_array("a_digits", a_digits, 2)
     b = as_int_array("b_digits", b_digits, 2)
     if a.shape != b.shape:
-        raise ValueError(f"a_digits and b_digits must have the same shape, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"a_digits and b_digits must have the same shape, got {a.shape} and {b.shape}"
+        )
     if a.shape[1] < 1:
         raise ValueError("a_digits must have at least one digit (n_digits >= 1)")
     for name, arr in (("a_digits", a), ("b_digits", b)):
@@ -65,7 +68,9 @@ def _check_operands(a_digits: Any, b_digits: Any, base: int) -> tuple[np.ndarray
     return a, b
 
 
-def addition_targets(a_digits: Any, b_digits: Any, base: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def addition_targets(
+    a_digits: Any, b_digits: Any, base: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True carries and sum digits for LSD-first operands.
 
     Parameters
@@ -103,7 +108,9 @@ def addition_targets(a_digits: Any, b_digits: Any, base: int) -> tuple[np.ndarra
     return carry_in, sum_digits, carry_out
 
 
-def _encode_inputs(a_ext: np.ndarray, b_ext: np.ndarray, carry_in: np.ndarray, base: int) -> torch.Tensor:
+def _encode_inputs(
+    a_ext: np.ndarray, b_ext: np.ndarray, carry_in: np.ndarray, base: int
+) -> torch.Tensor:
     feats = np.stack([a_ext, b_ext, carry_in], axis=-1).astype(np.float32)
     return torch.from_numpy(feats / np.float32(base - 1))
 
@@ -223,7 +230,9 @@ def addition_rollout(
     n, nd = a.shape
     T = nd + 1
     pad = np.zeros((n, 1), np.int64)
-    X = _encode_inputs(np.concatenate([a, pad], 1), np.concatenate([b, pad], 1), np.zeros((n, T), np.int64), base)
+    X = _encode_inputs(
+        np.concatenate([a, pad], 1), np.concatenate([b, pad], 1), np.zeros((n, T), np.int64), base
+    )
     X = X.to(device) if device is not None else X
     pred_digits = torch.zeros((n, T), dtype=torch.int64)
     pred_carry = torch.zeros((n, T), dtype=torch.int64)
@@ -233,7 +242,9 @@ def addition_rollout(
             if stateful:
                 out = model_fn(X[:, t, :], state)
                 if not isinstance(out, (tuple, list)) or len(out) != 3:
-                    raise ValueError("with stateful=True, model_fn must return (digit, carry, state)")
+                    raise ValueError(
+                        "with stateful=True, model_fn must return (digit, carry, state)"
+                    )
                 digit, carry, state = out
             else:
                 out = model_fn(X[:, : t + 1, :])
@@ -355,7 +366,8 @@ def addition(
     val = _random_split(base, n_digits, n_val, rng_for(seed, STREAM_VAL))
     test = _random_split(base, n_digits, n_test, rng_for(seed, STREAM_TEST))
     ood = {
-        f"n_digits={m}": _random_split(base, m, n_ood, rng_for(seed, STREAM_OOD, m)) for m in ood_n_digits
+        f"n_digits={m}": _random_split(base, m, n_ood, rng_for(seed, STREAM_OOD, m))
+        for m in ood_n_digits
     }
     meta = {
         "name": "addition",

@@ -77,8 +77,8 @@ gets a different language.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -249,9 +249,11 @@ class DFA:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DFA":
+    def from_dict(cls, d: dict) -> DFA:
         """Inverse of :meth:`to_dict`."""
-        return cls(np.asarray(d["transitions"]), np.asarray(d["accepting"], dtype=bool), int(d["start"]))
+        return cls(
+            np.asarray(d["transitions"]), np.asarray(d["accepting"], dtype=bool), int(d["start"])
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -309,20 +311,24 @@ def parity_prefix_dfa(k: int) -> DFA:
     return DFA(trans, acc, 0)
 
 
-_PARITY_RENAMED = ("the names 'parity' and 'parity-<k>' were ambiguous and are gone: use parity_k (load_task "
-                   "'parity_k<k>', label 1 iff #ones mod k == 0, the paper's definition; k = 2 "
-                   "is even parity), parity_odd (label 1 iff #ones is odd, the former 'parity') "
-                   "or parity_prefix (label 1 iff #ones among the first k symbols is odd, the "
-                   "former 'parity-<k>')")
+_PARITY_RENAMED = (
+    "the names 'parity' and 'parity-<k>' were ambiguous and are gone: use parity_k (load_task "
+    "'parity_k<k>', label 1 iff #ones mod k == 0, the paper's definition; k = 2 "
+    "is even parity), parity_odd (label 1 iff #ones is odd, the former 'parity') "
+    "or parity_prefix (label 1 iff #ones among the first k symbols is odd, the "
+    "former 'parity-<k>')"
+)
 
 
 def parity_dfa(*args: object, **kwargs: object) -> DFA:
     """Removed: raises ``ValueError`` naming :func:`parity_k_dfa`, :func:`parity_odd_dfa` and
     :func:`parity_prefix_dfa` (``parity_dfa()`` was odd parity, ``parity_dfa(k)`` the parity of
     the first ``k`` symbols; neither is the paper's ``parity_k``)."""
-    raise ValueError(_PARITY_RENAMED.replace("parity_k (", "parity_k_dfa (")
-                     .replace("parity_odd (", "parity_odd_dfa (")
-                     .replace("parity_prefix (", "parity_prefix_dfa ("))
+    raise ValueError(
+        _PARITY_RENAMED.replace("parity_k (", "parity_k_dfa (")
+        .replace("parity_odd (", "parity_odd_dfa (")
+        .replace("parity_prefix (", "parity_prefix_dfa (")
+    )
 
 
 # transition rows are [on 0, on 1]
@@ -344,8 +350,10 @@ _TOMITA_TABLES: dict[int, tuple[list[list[int]], list[bool]]] = {
 
 #: Tomita 3, textbook: 0 = safe, 1 = odd 1-run, 2 = even 1-run, 3 = odd 0-run after odd 1-run,
 #: 4 = even 0-run after odd 1-run, 5 = sink
-_TOMITA3_TEXTBOOK = ([[0, 1], [3, 2], [0, 1], [4, 5], [3, 1], [5, 5]],
-                     [True, True, True, False, True, False])
+_TOMITA3_TEXTBOOK = (
+    [[0, 1], [3, 2], [0, 1], [4, 5], [3, 1], [5, 5]],
+    [True, True, True, False, True, False],
+)
 #: Tomita 3 as the paper's code has it, "no 101": 0 = no progress, 1 = read "1", 2 = read "10",
 #: 3 = sink ("101" seen)
 _TOMITA3_PAPER = ([[0, 1], [2, 1], [0, 3], [3, 3]], [True, True, True, False])
@@ -364,7 +372,8 @@ def _check_tomita(k: object, variant: object) -> tuple[int, str | None]:
             "Tomita 3 has two definitions: variant='paper' (tomita3_paper, rejects every string "
             "containing '101', the authors' code) or variant='textbook' (tomita3_textbook, no odd "
             "run of 1s followed by an odd run of 0s; the former 'tomita3'); they disagree on "
-            "21.8% of the length-12 strings")
+            "21.8% of the length-12 strings"
+        )
     return k, variant
 
 
@@ -542,7 +551,9 @@ def automaton_task(
     n_val = check_int("n_val", n_val, minimum=0)
     n_test = check_int("n_test", n_test, minimum=0)
     n_ood = n_test if n_ood is None else check_int("n_ood", n_ood, minimum=0)
-    ood_lengths = (2 * T, 5 * T) if ood_lengths is None else check_lengths("ood_lengths", ood_lengths)
+    ood_lengths = (
+        (2 * T, 5 * T) if ood_lengths is None else check_lengths("ood_lengths", ood_lengths)
+    )
     seed = check_seed(seed)
     balanced = bool(balanced)
 
@@ -550,7 +561,8 @@ def automaton_task(
     val = _make_split(dfa, T, n_val, rng_for(seed, STREAM_VAL), balanced)
     test = _make_split(dfa, T, n_test, rng_for(seed, STREAM_TEST), balanced)
     ood = {
-        f"T={L}": _make_split(dfa, L, n_ood, rng_for(seed, STREAM_OOD, L), balanced) for L in ood_lengths
+        f"T={L}": _make_split(dfa, L, n_ood, rng_for(seed, STREAM_OOD, L), balanced)
+        for L in ood_lengths
     }
     n0, n1 = dfa.count(T)
     meta = {
@@ -570,7 +582,9 @@ def automaton_task(
     }
     if extra_meta:
         meta.update(extra_meta)
-    logger.debug("generated task %s: %s", name, {k: meta[k] for k in ("T", "n_train", "n_val", "n_test")})
+    logger.debug(
+        "generated task %s: %s", name, {k: meta[k] for k in ("T", "n_train", "n_val", "n_test")}
+    )
     return TaskData(
         train=train,
         val=val,
@@ -636,10 +650,19 @@ def parity_k(
     :func:`automaton_task` for the other arguments.
     """
     dfa = parity_k_dfa(k)
-    return automaton_task(dfa, name=f"parity_k{int(k)}", T=T, n_train=n_train, n_val=n_val,
-                          n_test=n_test, n_ood=n_ood, ood_lengths=ood_lengths,
-                          balanced=balanced, seed=seed,
-                          extra_meta={"k": int(k), "definition": "paper"})
+    return automaton_task(
+        dfa,
+        name=f"parity_k{int(k)}",
+        T=T,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        n_ood=n_ood,
+        ood_lengths=ood_lengths,
+        balanced=balanced,
+        seed=seed,
+        extra_meta={"k": int(k), "definition": "paper"},
+    )
 
 
 def parity_odd(
@@ -654,9 +677,19 @@ def parity_odd(
     seed: int = 0,
 ) -> TaskData:
     """Textbook parity: label 1 iff the number of ones is odd (task name ``"parity_odd"``)."""
-    return automaton_task(parity_odd_dfa(), name="parity_odd", T=T, n_train=n_train,
-                          n_val=n_val, n_test=n_test, n_ood=n_ood, ood_lengths=ood_lengths,
-                          balanced=balanced, seed=seed, extra_meta={"definition": "textbook"})
+    return automaton_task(
+        parity_odd_dfa(),
+        name="parity_odd",
+        T=T,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        n_ood=n_ood,
+        ood_lengths=ood_lengths,
+        balanced=balanced,
+        seed=seed,
+        extra_meta={"definition": "textbook"},
+    )
 
 
 def parity_prefix(
@@ -683,9 +716,19 @@ def parity_prefix(
     lengths = (2 * T, 5 * T) if ood_lengths is None else check_lengths("ood_lengths", ood_lengths)
     if any(L < k for L in lengths):
         raise ValueError(f"ood_lengths must be >= k={k}, got {list(lengths)}")
-    return automaton_task(parity_prefix_dfa(k), name=f"parity_prefix{k}", T=T, n_train=n_train,
-                          n_val=n_val, n_test=n_test, n_ood=n_ood, ood_lengths=lengths,
-                          balanced=balanced, seed=seed, extra_meta={"k": k})
+    return automaton_task(
+        parity_prefix_dfa(k),
+        name=f"parity_prefix{k}",
+        T=T,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        n_ood=n_ood,
+        ood_lengths=lengths,
+        balanced=balanced,
+        seed=seed,
+        extra_meta={"k": k},
+    )
 
 
 def parity(*args: object, **kwargs: object) -> TaskData:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -97,7 +97,7 @@ class Split:
         """Number of input features per step."""
         return int(self.X.shape[2])
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         """Return a copy of the split on ``device``."""
         return Split(self.X.to(device), self.y.to(device))
 
@@ -178,7 +178,9 @@ def check_seed(seed: object) -> int:
     return check_int("seed", seed, minimum=0)
 
 
-def check_lengths(name: str, lengths: Iterable[object] | None, *, minimum: int = 1) -> tuple[int, ...]:
+def check_lengths(
+    name: str, lengths: Iterable[object] | None, *, minimum: int = 1
+) -> tuple[int, ...]:
     """Validate a sequence of lengths; duplicates are dropped, order is kept."""
     if lengths is None:
         return ()

@@ -46,8 +46,7 @@ SAFE_TASK_OPTIONS: dict[str, tuple[str, ...]] = {
     "tomita": _AUTOMATA_OPTIONS,
     "dfa": _AUTOMATA_OPTIONS + ("n_states", "alphabet_size", "min_fraction", "dfa_seed"),
     "mnist": ("T", "n_train", "n_val", "n_test", "permute", "seed"),
-    "addition": ("base", "n_digits", "n_train", "n_val", "n_test", "n_ood", "ood_n_digits",
-                 "seed"),
+    "addition": ("base", "n_digits", "n_train", "n_val", "n_test", "n_ood", "ood_n_digits", "seed"),
 }
 
 
@@ -79,16 +78,21 @@ def safe_task_options(name: Any, options: Any) -> dict:
     allowed = SAFE_TASK_OPTIONS[_family(name)]
     bad = sorted(str(k) for k in options if k not in allowed)
     if bad:
-        raise ValueError(f"task {name!r}: options {bad} are not accepted from a file (allowed: "
-                         f"{', '.join(allowed)})")
+        raise ValueError(
+            f"task {name!r}: options {bad} are not accepted from a file (allowed: "
+            f"{', '.join(allowed)})"
+        )
 
     def plain(v: Any) -> bool:
         if v is None or isinstance(v, (bool, int, float)):
             return True
         if isinstance(v, str):
             return len(v) <= 64
-        return isinstance(v, list) and len(v) <= 64 and all(
-            isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)
+        return (
+            isinstance(v, list)
+            and len(v) <= 64
+            and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)
+        )
 
     for k, v in options.items():
         if not plain(v):
@@ -98,13 +102,18 @@ def safe_task_options(name: Any, options: Any) -> dict:
 
 def _check_task_size(family: str, options: dict) -> None:
     """Refuse sizes whose arrays cannot fit in memory, before generating anything."""
+
     def num(key: str, default: Any) -> Any:
         v = options.get(key, default)
         return v if isinstance(v, (int, float)) and not isinstance(v, bool) else default
 
     for key in ("n_train",):
-        if key in options and isinstance(options[key], (int, float)) \
-                and not isinstance(options[key], bool) and options[key] == 0:
+        if (
+            key in options
+            and isinstance(options[key], (int, float))
+            and not isinstance(options[key], bool)
+            and options[key] == 0
+        ):
             raise ValueError(f"{key} must be >= 1: a task needs training samples, got 0")
     if family == "mnist":
         return  # at most 70000 images of 784 pixels: bounded by the files
@@ -118,8 +127,9 @@ def _check_task_size(family: str, options: dict) -> None:
     n = num("n_train", 2000) + num("n_val", 2000) + num("n_test", 4000)
     n_ood = num("n_ood", num("n_test", 4000))
     elements = float(n) * steps * width + sum(float(n_ood) * L * width for L in ood)
-    check_memory(4 * elements, f"task {family} with {n:.4g} samples of {steps:.4g} steps "
-                 "(float32 inputs)")
+    check_memory(
+        4 * elements, f"task {family} with {n:.4g} samples of {steps:.4g} steps (float32 inputs)"
+    )
 
 
 def load_task(name: str, **options: Any) -> TaskData:

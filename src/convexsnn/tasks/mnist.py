@@ -26,8 +26,8 @@ import struct
 import tempfile
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -138,7 +138,9 @@ def read_idx_gz(path: str | os.PathLike, expected_ndim: int | None = None) -> np
         )
     if ndim < 1 or (expected_ndim is not None and ndim != expected_ndim):
         want = "" if expected_ndim is None else f", expected {expected_ndim}"
-        raise ValueError(f"{path}: malformed IDX header, {ndim} dimensions{want} (magic 0x{magic:08x})")
+        raise ValueError(
+            f"{path}: malformed IDX header, {ndim} dimensions{want} (magic 0x{magic:08x})"
+        )
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
         raise ValueError(f"{path}: malformed IDX header, truncated dimension list")
@@ -162,9 +164,12 @@ def _download_file(name: str, directory: Path, mirrors: Sequence[str], timeout: 
         try:
             logger.info("downloading %s", url)
             h = hashlib.sha256()
-            with urllib.request.urlopen(url, timeout=timeout) as resp, tempfile.NamedTemporaryFile(
-                dir=directory, prefix=f".{name}.", suffix=".part", delete=False
-            ) as tmp:
+            with (
+                urllib.request.urlopen(url, timeout=timeout) as resp,
+                tempfile.NamedTemporaryFile(
+                    dir=directory, prefix=f".{name}.", suffix=".part", delete=False
+                ) as tmp,
+            ):
                 tmp_name = tmp.name
                 for block in iter(lambda: resp.read(1 << 20), b""):
                     h.update(block)
@@ -173,7 +178,9 @@ def _download_file(name: str, directory: Path, mirrors: Sequence[str], timeout: 
                 os.fsync(tmp.fileno())
             got = h.hexdigest()
             if got != MNIST_SHA256[name]:
-                raise ValueError(f"checksum mismatch: expected sha256 {MNIST_SHA256[name]}, got {got}")
+                raise ValueError(
+                    f"checksum mismatch: expected sha256 {MNIST_SHA256[name]}, got {got}"
+                )
             os.replace(tmp_name, directory / name)
             tmp_name = None
             return
@@ -229,10 +236,14 @@ def _load_cached(
             got = sha256_file(path)
             expected = MNIST_SHA256[name]
             if got != expected:
-                raise ValueError(f"checksum mismatch for {path}: expected sha256 {expected}, got {got}")
+                raise ValueError(
+                    f"checksum mismatch for {path}: expected sha256 {expected}, got {got}"
+                )
         arr = read_idx_gz(path, expected_ndim=len(_EXPECTED_SHAPES[name]))
         if arr.shape != _EXPECTED_SHAPES[name]:
-            raise ValueError(f"{path}: unexpected shape {arr.shape}, expected {_EXPECTED_SHAPES[name]}")
+            raise ValueError(
+                f"{path}: unexpected shape {arr.shape}, expected {_EXPECTED_SHAPES[name]}"
+            )
         if arr.ndim == 1 and arr.size and arr.max() > 9:
             raise ValueError(f"{path}: labels must lie in 0..9, found {int(arr.max())}")
         arr = np.array(arr)  # own the memory
@@ -327,7 +338,9 @@ def stratified_subset(
     fractional parts (ties: lower class first).  Returned in random order.
     """
     labels = np.asarray(labels)
-    cand = np.arange(labels.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    cand = (
+        np.arange(labels.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    )
     m = cand.size
     if not 0 <= n <= m:
         raise ValueError(f"cannot draw {n} of {m} candidates")
@@ -340,7 +353,9 @@ def stratified_subset(
         order = np.lexsort((classes, -(exact - quota)))
         quota[order[:remainder]] += 1
     chosen = [
-        rng.choice(cand[cand_labels == c], size=int(q), replace=False) for c, q in zip(classes, quota) if q
+        rng.choice(cand[cand_labels == c], size=int(q), replace=False)
+        for c, q in zip(classes, quota)
+        if q
     ]
     out = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
     return out[rng.permutation(out.size)].astype(np.int64)
@@ -455,9 +470,15 @@ def sequential_mnist(
     seed = check_seed(seed)
     permute = bool(permute)
 
-    train_images, train_labels, test_images, test_labels = load_mnist_idx(directory, download=download)
+    train_images, train_labels, test_images, test_labels = load_mnist_idx(
+        directory, download=download
+    )
     train_idx, val_idx = mnist_split_indices(train_labels, n_train=n_train, n_val=n_val, seed=seed)
-    test_idx = None if n_test is None else stratified_subset(test_labels, n_test, rng_for(seed, STREAM_TEST))
+    test_idx = (
+        None
+        if n_test is None
+        else stratified_subset(test_labels, n_test, rng_for(seed, STREAM_TEST))
+    )
     perm = pixel_permutation(seed) if permute else None
 
     train = _to_split(train_images, train_labels, train_idx, T, perm)
