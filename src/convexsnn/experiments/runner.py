@@ -473,8 +473,8 @@ def _merge_cells(
     for f in (exp_dir / "cells").glob("*.json"):
         try:
             cd = json.loads(f.read_text(encoding="utf-8")).get("cell") or {}
-            found.add(int(cd.get("seed")))
-        except (OSError, ValueError, TypeError, AttributeError):
+            found.add(int(cd["seed"]))
+        except (OSError, ValueError, TypeError, AttributeError, KeyError):
             continue
     by_id = {c.id: c for c in cells}
     seeds_all = set(seeds)

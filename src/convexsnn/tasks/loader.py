@@ -69,13 +69,14 @@ def safe_task_options(name: Any, options: Any) -> dict:
     strings or lists of numbers. Paths and ``download`` are refused, so a crafted file can
     neither make :func:`load_task` read or create folders nor contact the network.
     """
-    if not isinstance(name, str) or _family(name) is None:
+    family = _family(name) if isinstance(name, str) else None
+    if family is None:
         raise ValueError(f"task name {name!r} is not one of {', '.join(TASK_NAMES)}")
     if options is None:
         options = {}
     if not isinstance(options, dict):
         raise ValueError(f"task options must be a JSON object, got {type(options).__name__}")
-    allowed = SAFE_TASK_OPTIONS[_family(name)]
+    allowed = SAFE_TASK_OPTIONS[family]
     bad = sorted(str(k) for k in options if k not in allowed)
     if bad:
         raise ValueError(
@@ -175,8 +176,9 @@ def load_task(name: str, **options: Any) -> TaskData:
     if not isinstance(name, str):
         raise ValueError(f"name must be a string, one of {list(TASK_NAMES)}; got {name!r}")
     key = name.strip().lower()
-    if _family(key) is not None:
-        _check_task_size(_family(key), options)
+    family = _family(key)
+    if family is not None:
+        _check_task_size(family, options)
     if key in _XOR_ALIASES:
         return first_last_xor(**options)
     if key == "parity" or re.fullmatch(r"parity-\d+", key):
