@@ -507,3 +507,20 @@ def test_certified_label_is_one_rule_for_every_face():
     # several heads: certified only when every head is
     assert certified_label([ok, bad.to_dict()]).startswith("NOT certified")
     assert certified_label([ok, ok]) == "certified"
+
+
+def test_long_solves_log_their_progress(monkeypatch, caplog):
+    # a solve longer than PROGRESS_SECONDS logs INFO lines with its certified gap and budget
+    import logging
+
+    import convexsnn.convex.solver as solver_mod
+    from convexsnn.convex import solve_readout
+
+    monkeypatch.setattr(solver_mod, "PROGRESS_SECONDS", 0.0)
+    g = torch.Generator().manual_seed(0)
+    D = (torch.rand(200, 60, generator=g) < 0.3).to(torch.float64)
+    y = (torch.rand(200, generator=g) < 0.5).long()
+    with caplog.at_level(logging.INFO, logger="convexsnn"):
+        solve_readout(D, y, loss="softmax", penalty="l1", beta=0.01, tol=1e-8, max_time=30)
+    lines = [r.getMessage() for r in caplog.records if "readout solve: round" in r.getMessage()]
+    assert lines and "rel gap" in lines[0] and "s left" in lines[0]

@@ -108,6 +108,9 @@ from .penalties import L1, L21, PENALTIES, Penalty, make_penalty
 
 logger = logging.getLogger("convexsnn")
 
+#: seconds between two progress lines of a long readout solve (INFO records)
+PROGRESS_SECONDS = 10.0
+
 __all__ = [
     "ReadoutSolution",
     "solve_readout",
@@ -663,6 +666,7 @@ def _solve_prepared(
     stalled = 0
     tol_full = 0.5 * tol
     status = ""
+    t_start = t_report = time.perf_counter()
     while True:
         rel = cert.gap / max(abs(cert.primal), 1e-300)
         if rel <= tol:
@@ -780,6 +784,21 @@ def _solve_prepared(
             cert.gap / max(abs(cert.primal), 1e-300),
             iterations,
         )
+        now = time.perf_counter()
+        if now - t_report >= PROGRESS_SECONDS:
+            # a long solve shows its progress (the CLI prints INFO records): the certified gap
+            # against its target and the budget used; no ETA (the gap's rate is not predictable)
+            t_report = now
+            left = "" if budget.deadline is None else f", {budget.deadline - now:.0f} s left"
+            logger.info(
+                "readout solve: round %d, %d iterations, rel gap %.2e (target %.1e), %.0f s%s",
+                outer,
+                iterations,
+                cert.gap / max(abs(cert.primal), 1e-300),
+                tol,
+                now - t_start,
+                left,
+            )
         progress = cert.gap < gap_before * (1.0 - 1e-3)
         stalled = 0 if (progress or grew) else stalled + 1
         if use_ws and (
