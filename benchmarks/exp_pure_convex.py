@@ -61,6 +61,8 @@ def _solver_options(args) -> dict:
     opts = {"solver": args.solver} if args.solver else {}
     if args.no_polish:
         opts["polish"] = False
+    if args.verbose:
+        opts["verbose"] = True  # the solver's per-outer-iteration log (working set, gap)
     return opts
 
 
@@ -95,13 +97,20 @@ def _fit_record(name: str, w, task, args) -> dict:
         "test_accuracy": fit.test_accuracy,
         "rel_gap": cert.rel_gap,
         "converged": bool(cert.converged),
+        "status": cert.status,
+        "iterations": cert.iterations,
+        "algorithm": cert.algorithm,
+        "solver_info": cert.to_dict()["info"],
         "solve_seconds": cert.seconds,
         "prediction_agreement_test": fit.checks.get("test", {}).get("prediction_agreement"),
         "network_widths": fit.model.hidden_widths,
         "network_branches": fit.model.n_branches,
         "grid": [
             {k: g[k] for k in ("beta", "val_accuracy", "support")}
-            | {"rel_gap": g["certificate"]["rel_gap"], "converged": g["certificate"]["converged"]}
+            | {
+                k: g["certificate"].get(k)
+                for k in ("rel_gap", "converged", "status", "iterations", "seconds")
+            }
             for g in fit.grid
         ],
         "seconds": time.perf_counter() - t0,
@@ -114,7 +123,7 @@ def run_delay(args, task) -> list[dict]:
     wd = gaussian_delay_witnesses(
         task.train.X.shape[2], args.neurons, args.T, scale=args.scale, seed=args.seed
     )
-    out = [_fit_record("CVX-delay", wd, task, args)]
+    out = [] if args.no_delay else [_fit_record("CVX-delay", wd, task, args)]
     if args.control:
         wl = gaussian_witnesses(
             task.train.X.shape[2],
@@ -239,6 +248,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="also fit the same sources read at the last step only",
     )
+    ap.add_argument(
+        "--no-delay",
+        action="store_true",
+        help="delay: skip the delay-line fit (with --control: the control alone)",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pool", type=int, default=2000)
     ap.add_argument("--budget", type=int, default=2048)
@@ -247,6 +261,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.no_delay and not (args.what == "delay" and args.control):
+        ap.error("--no-delay needs 'delay --control' (there would be nothing to fit)")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
     )
