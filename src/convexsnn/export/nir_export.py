@@ -144,11 +144,6 @@ def _import_nir():
     return nir
 
 
-def _check_beta(beta: Any) -> float:
-    beta = check_leak(beta)
-    return beta
-
-
 def nir_neuron_parameters(
     beta: float, theta: float, dt: float, dtype: Any = np.float64
 ) -> dict[str, float]:
@@ -172,7 +167,7 @@ def nir_neuron_parameters(
         ``reset_scale`` :math:`= -\beta\theta` (the feedback weight of ``exact_reset`` graphs),
         each rounded to ``dtype``.
     """
-    beta = _check_beta(beta)
+    beta = check_leak(beta)
     theta = check_positive_float(theta, "theta")
     dt = check_positive_float(dt, "dt")
     typ = np.dtype(dtype).type
