@@ -52,7 +52,7 @@ def main(argv=None):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the readout's own warnings are not this example's topic
-        model = fit_convex(wit, task, loss="squared", penalty="l1", betas=[0.1, 0.03]).model
+        model = fit_convex(wit, task, loss="squared", penalty="l1", regs=[0.1, 0.03]).model
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.out if args.out is not None else Path(tmp) / "xor.nir"

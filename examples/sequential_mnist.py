@@ -62,7 +62,7 @@ def main(argv=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_convex(
-            wit, task, loss="softmax", penalty="l1", n_betas=3, max_time=20 if args.quick else 120
+            wit, task, loss="softmax", penalty="l1", n_regs=3, max_time=20 if args.quick else 120
         )
     for w in caught:
         print(f"warning: {w.message}")

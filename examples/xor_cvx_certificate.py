@@ -39,7 +39,7 @@ def main(argv=None):
             task,
             loss="squared",
             penalty="l1",
-            betas=[0.1, 0.03],
+            regs=[0.1, 0.03],
             max_time=20 if args.quick else None,
         )
     for w in caught:
@@ -52,7 +52,7 @@ def main(argv=None):
     )
     print(
         f"accuracy: train {fit.train_accuracy:.3f}, val {fit.val_accuracy:.3f}, "
-        f"test {fit.test_accuracy:.3f} (beta {fit.beta:g} chosen on validation)"
+        f"test {fit.test_accuracy:.3f} (reg {fit.reg:g} chosen on validation)"
     )
     print(
         f"certificate: primal {c.primal:.6g}, dual {c.dual:.6g}, gap {c.gap:.3g} "

@@ -12,7 +12,7 @@ from convexsnn.convex.solver import prepare_problem
 from convexsnn.dictionary import build_dictionary
 from convexsnn.reconstruct import check_reconstruction
 
-LIF = {"beta": 0.99, "theta": 1.0, "reset": "subtract"}
+LIF = {"leak": 0.99, "theta": 1.0, "reset": "subtract"}
 
 
 def _data(n=80, T=3, d=4, seed=0):
@@ -155,7 +155,7 @@ def test_bad_input():
     X, y = _data()
     with pytest.raises(ValueError, match="loss"):
         fit_column_generation(X, y, loss="hinge", lam=1e-3)
-    with pytest.raises(ValueError, match="one of lam and beta"):
+    with pytest.raises(ValueError, match="one of lam and reg"):
         fit_column_generation(X, y)
     with pytest.raises(ValueError, match="label"):
         fit_column_generation(X, y[:-1], lam=1e-3)

@@ -261,9 +261,9 @@ def test_lambda_max_and_beta_convention():
     below = solve_readout(D, y, loss="softmax", penalty="l21", lam=lmax * 0.9)
     assert bool((below.W != 0).any())
     P = D.shape[1]
-    viab = solve_readout(D, y, loss="softmax", beta=lmax * 0.5 * math.sqrt(P))
+    viab = solve_readout(D, y, loss="softmax", reg=lmax * 0.5 * math.sqrt(P))
     assert viab.lam == pytest.approx(lmax * 0.5)
-    assert viab.beta == pytest.approx(lmax * 0.5 * math.sqrt(P))
+    assert viab.reg == pytest.approx(lmax * 0.5 * math.sqrt(P))
 
 
 # ------------------------------------------------------------------ path, budget, dtypes
@@ -279,9 +279,7 @@ def test_path_warm_start():
             P = D.shape[1]
             betas = [x * math.sqrt(P) * lam for x in (4.0, 2.0, 1.0, 0.5, 0.25)]
             path = solve_path(D, y, betas, loss=loss, penalty=penalty, tol=1e-8)
-            cold = [
-                solve_readout(D, y, loss=loss, penalty=penalty, beta=b, tol=1e-8) for b in betas
-            ]
+            cold = [solve_readout(D, y, loss=loss, penalty=penalty, reg=b, tol=1e-8) for b in betas]
             for p, c in zip(path, cold):
                 assert p.certificate.converged
                 assert p.certificate.primal == pytest.approx(c.certificate.primal, rel=2e-8)
@@ -294,9 +292,9 @@ def test_path_keeps_the_given_order():
     D, y, lam = make_problem("softmax", n=60, P=20, seed=17)
     betas = [lam * x for x in (0.5, 1.0, 2.0)]
     rev = solve_path(D, y, betas, loss="softmax", tol=1e-7)
-    assert [r.beta for r in rev] == pytest.approx(betas)
+    assert [r.reg for r in rev] == pytest.approx(betas)
     lams = solve_path(D, y, lams=[lam, 2 * lam], loss="softmax", tol=1e-7)
-    assert [r.lam for r in lams] == pytest.approx([lam, 2 * lam]) and lams[0].beta is None
+    assert [r.lam for r in lams] == pytest.approx([lam, 2 * lam]) and lams[0].reg is None
 
 
 def test_max_iter_warning_returns_best_point():
@@ -445,8 +443,8 @@ BAD = [
     ),
     ("lam zero", lambda D, y: dict(D=D, y=y, lam=0.0), ValueError, "lam"),
     ("lam negative", lambda D, y: dict(D=D, y=y, lam=-1.0), ValueError, "lam"),
-    ("beta zero", lambda D, y: dict(D=D, y=y, beta=0.0), ValueError, "beta"),
-    ("lam and beta", lambda D, y: dict(D=D, y=y, lam=0.1, beta=0.1), ValueError, "exactly one"),
+    ("reg zero", lambda D, y: dict(D=D, y=y, reg=0.0), ValueError, "reg"),
+    ("lam and reg", lambda D, y: dict(D=D, y=y, lam=0.1, reg=0.1), ValueError, "exactly one"),
     ("neither", lambda D, y: dict(D=D, y=y), ValueError, "exactly one"),
     ("unknown loss", lambda D, y: dict(D=D, y=y, lam=0.1, loss="logistic"), ValueError, "squared"),
     ("unknown penalty", lambda D, y: dict(D=D, y=y, lam=0.1, penalty="l2"), ValueError, "l21"),
@@ -474,8 +472,8 @@ def test_bad_input(name, kw, exc, msg):
 def test_bad_path_input():
     D, y = _base()
     with pytest.raises(ValueError, match="exactly one"):
-        solve_path(D, y, betas=[1.0], lams=[1.0])
-    with pytest.raises(ValueError, match="beta"):
+        solve_path(D, y, regs=[1.0], lams=[1.0])
+    with pytest.raises(ValueError, match="reg"):
         solve_path(D, y, [1.0, -1.0], loss="softmax")
 
 
@@ -521,6 +519,6 @@ def test_long_solves_log_their_progress(monkeypatch, caplog):
     D = (torch.rand(200, 60, generator=g) < 0.3).to(torch.float64)
     y = (torch.rand(200, generator=g) < 0.5).long()
     with caplog.at_level(logging.INFO, logger="convexsnn"):
-        solve_readout(D, y, loss="softmax", penalty="l1", beta=0.01, tol=1e-8, max_time=30)
+        solve_readout(D, y, loss="softmax", penalty="l1", reg=0.01, tol=1e-8, max_time=30)
     lines = [r.getMessage() for r in caplog.records if "readout solve: round" in r.getMessage()]
     assert lines and "rel gap" in lines[0] and "s left" in lines[0]

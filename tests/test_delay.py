@@ -24,8 +24,8 @@ def _x(n=40, T=7, d=3, seed=0, scale=1.5):
     return torch.rand(n, T, d, generator=g, dtype=torch.float64) * scale
 
 
-def _bases(beta=0.99, theta=1.0, reset="subtract"):
-    kw = {"beta": beta, "theta": theta, "reset": reset}
+def _bases(leak=0.99, theta=1.0, reset="subtract"):
+    kw = {"leak": leak, "theta": theta, "reset": reset}
     return {
         "feedforward": gaussian_witnesses(
             3, n_branches=3, hidden_widths=[5, 2], scale=2 * theta, seed=1, **kw
@@ -54,11 +54,11 @@ def _bases(beta=0.99, theta=1.0, reset="subtract"):
 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-@pytest.mark.parametrize("beta,theta", [(0.99, 1.0), (0.0, 1.0), (1.0, 0.7), (0.5, 2.3)])
-def test_relays_reproduce_every_step_bit_for_bit(reset, beta, theta):
+@pytest.mark.parametrize("leak,theta", [(0.99, 1.0), (0.0, 1.0), (1.0, 0.7), (0.5, 2.3)])
+def test_relays_reproduce_every_step_bit_for_bit(reset, leak, theta):
     X = _x(T=7)
     T = X.shape[1]
-    for name, base in _bases(beta, theta, reset).items():
+    for name, base in _bases(leak, theta, reset).items():
         dw = delay_line_witnesses(base, T)
         sb = base.simulate(X).spikes[-1]
         tr = dw.simulate(X, return_membrane=True)
@@ -79,10 +79,10 @@ def test_relay_weight_above_threshold_breaks_under_subtract_reset():
     shifted = torch.cat([torch.zeros(1, dtype=torch.float64), s_in[:-1]])
     for w, exact in ((1.0, True), (1.5, False)):
         cur = (w * shifted).reshape(1, T, 1, 1)
-        s, _ = lif_scan(cur, beta=0.99, theta=1.0, reset="subtract")
+        s, _ = lif_scan(cur, leak=0.99, theta=1.0, reset="subtract")
         assert torch.equal(s.reshape(-1), shifted) is exact
     # with the zero reset any weight >= theta is exact
-    s, _ = lif_scan((1.5 * shifted).reshape(1, T, 1, 1), beta=0.99, theta=1.0, reset="zero")
+    s, _ = lif_scan((1.5 * shifted).reshape(1, T, 1, 1), leak=0.99, theta=1.0, reset="zero")
     assert torch.equal(s.reshape(-1), shifted)
 
 
@@ -145,7 +145,7 @@ def test_pipeline_cvx_with_delay_witnesses():
         "p_rec": 4,
         "p_last": 4,
         "scales": [2.0],
-        "reg_betas": [1e-2],
+        "regs": [1e-2],
         "max_time": 5.0,
         "witnesses": "delay",
     }

@@ -14,7 +14,7 @@ from convexsnn.witnesses import Witnesses, gaussian_witnesses
 def _one_neuron(reset="subtract"):
     # dyadic numbers: every LIF operation below is exact in floating point
     return Witnesses(
-        [torch.tensor([[[0.625]]], dtype=torch.float64)], beta=0.5, theta=1.0, reset=reset
+        [torch.tensor([[[0.625]]], dtype=torch.float64)], leak=0.5, theta=1.0, reset=reset
     )
 
 
@@ -49,7 +49,7 @@ def test_dedupe_drops_zero_and_duplicate_columns_with_provenance():
     # branch 0: [0.625 (A), 0 (silent), 0.625 (= A), 2.0 (B)]
     # branch 1: [2.0 (= B), 0.625 (= A), -1 (silent), 0.75 (C)]
     w0 = torch.tensor([[[0.625, 0.0, 0.625, 2.0]], [[2.0, 0.625, -1.0, 0.75]]], dtype=torch.float64)
-    w = Witnesses([w0], beta=0.5, theta=1.0)
+    w = Witnesses([w0], leak=0.5, theta=1.0)
     X = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=torch.float64)[
         ..., None
     ]
@@ -80,7 +80,7 @@ def _random_case(seed=0, n=37, T=5, d=3, widths=(6, 7, 9), K=3):
     g = torch.Generator().manual_seed(seed)
     X = torch.rand(n, T, d, generator=g) * 2 - 0.5
     w = gaussian_witnesses(
-        d, n_branches=K, hidden_widths=list(widths), scale=1.5, seed=seed, beta=0.9
+        d, n_branches=K, hidden_widths=list(widths), scale=1.5, seed=seed, leak=0.9
     )
     return w, X
 
@@ -135,8 +135,8 @@ def test_packed_operator_matches_dense_and_follows_protocol():
     assert torch.equal(db.operator(rows=[5, 2, 9]).dense(), M[[5, 2, 9]])
     # the solver gives the same answer on the operator and on the dense matrix
     y = (M[:, 0] + M[:, 1] > 0).to(torch.int64)
-    a = solve_readout(dp.operator(chunk_rows=16), y, loss="squared", beta=0.1, tol=1e-10)
-    b = solve_readout(M, y, loss="squared", beta=0.1, tol=1e-10)
+    a = solve_readout(dp.operator(chunk_rows=16), y, loss="squared", reg=0.1, tol=1e-10)
+    b = solve_readout(M, y, loss="squared", reg=0.1, tol=1e-10)
     torch.testing.assert_close(a.W, b.W, rtol=1e-6, atol=1e-7)
 
 

@@ -106,7 +106,7 @@ def _rank_body(rank: int, world: int, tmp: str) -> dict:
     if rank == 1:
         y_bad[0] = 1 - y_bad[0]
     try:
-        solve_readout_sharded(op, y_bad, loss="squared", beta=0.5)
+        solve_readout_sharded(op, y_bad, loss="squared", reg=0.5)
         out["mismatch_error"] = None
     except ValueError as exc:
         out["mismatch_error"] = str(exc)
@@ -114,7 +114,7 @@ def _rank_body(rank: int, world: int, tmp: str) -> dict:
     sols = {}
     for loss, pen_name in COMBOS:
         s = solve_readout_sharded(
-            op, y, loss=loss, penalty=pen_name, beta=_beta(D, y, loss, pen_name), tol=TOL
+            op, y, loss=loss, penalty=pen_name, reg=_beta(D, y, loss, pen_name), tol=TOL
         )
         sols[(loss, pen_name)] = {
             "cert": s.certificate.to_dict(),
@@ -135,7 +135,7 @@ def _rank_body(rank: int, world: int, tmp: str) -> dict:
         "hinge",
         "--penalty",
         "l1",
-        "--beta",
+        "--reg",
         str(_beta(D, y, "hinge", "l1")),
         "--tol",
         "1e-9",
@@ -245,7 +245,7 @@ def test_inputs_differing_between_ranks_are_refused_on_every_rank(ranks):
 def test_sharded_solve_gives_the_single_process_optimum_and_certificate(ranks, problem, loss, pen):
     D, y = problem
     beta = _beta(D, y, loss, pen)
-    ref = solve_readout(D, y, loss=loss, penalty=pen, beta=beta, tol=TOL)
+    ref = solve_readout(D, y, loss=loss, penalty=pen, reg=beta, tol=TOL)
     c1 = ref.certificate
     got = ranks[0]["solves"][(loss, pen)]
     c2 = got["cert"]
@@ -287,7 +287,7 @@ def test_launcher_writes_the_certified_solution_once(ranks, launch_dir, problem)
     W = np.load(launch_dir / "run" / "solution.npz")["W"]
     assert cert["converged"] and cert["info"]["world_size"] == 2
     ref = solve_readout(
-        D, y, loss="hinge", penalty="l1", beta=_beta(D, y, "hinge", "l1"), tol=1e-9
+        D, y, loss="hinge", penalty="l1", reg=_beta(D, y, "hinge", "l1"), tol=1e-9
     ).certificate
     assert abs(cert["primal"] - ref.primal) <= 1e-9 * abs(ref.primal)
     prep = prepare_problem(D, y, loss="hinge", penalty="l1")
@@ -313,8 +313,8 @@ def _cuda_body(rank: int, world: int) -> dict:
     D, y = _problem()
     torch.cuda.set_device(rank)
     op = ShardedSpikeOperator.from_local(D, dtype=torch.float64, device=f"cuda:{rank}")
-    s = solve_readout_sharded(op, y, loss="softmax", penalty="l1", beta=0.5, tol=1e-8)
-    ref = solve_readout(D, y, loss="softmax", penalty="l1", beta=0.5, tol=1e-8)
+    s = solve_readout_sharded(op, y, loss="softmax", penalty="l1", reg=0.5, tol=1e-8)
+    ref = solve_readout(D, y, loss="softmax", penalty="l1", reg=0.5, tol=1e-8)
     rel = abs(s.certificate.primal - ref.certificate.primal) / abs(ref.certificate.primal)
     return {"converged": s.certificate.converged, "rel": rel}
 

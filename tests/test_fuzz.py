@@ -44,7 +44,7 @@ def _random_json(rng: random.Random, depth: int = 0):
         "n_inputs",
         "n_outputs",
         "hidden_widths",
-        "beta",
+        "leak",
         "dtype",
         "task_spec",
         "n_branches",

@@ -44,10 +44,8 @@ def test_cuda_solve_equals_cpu_within_the_gaps(loss, pen):  # pragma: no cover -
     w = gaussian_witnesses(X.shape[2], n_branches=32, hidden_widths=[8, 8], seed=0, scale=2.0)
     D = build_dictionary(w, X).matrix(torch.float64)
     beta = 0.5 * lambda_max(D, y, loss=loss, penalty=pen) * math.sqrt(D.shape[1])
-    cpu = solve_readout(D, y, loss=loss, penalty=pen, beta=beta, tol=1e-9).certificate
-    gpu = solve_readout(
-        D, y, loss=loss, penalty=pen, beta=beta, tol=1e-9, device="cuda"
-    ).certificate
+    cpu = solve_readout(D, y, loss=loss, penalty=pen, reg=beta, tol=1e-9).certificate
+    gpu = solve_readout(D, y, loss=loss, penalty=pen, reg=beta, tol=1e-9, device="cuda").certificate
     assert cpu.converged and gpu.converged and gpu.info["device"].startswith("cuda")
     assert abs(cpu.primal - gpu.primal) <= max(cpu.gap, gpu.gap) + 1e-12 * abs(cpu.primal)
 
@@ -56,10 +54,8 @@ def test_cuda_float32_solve_certifies_to_float32_accuracy():  # pragma: no cover
     X, y = _task()
     w = gaussian_witnesses(X.shape[2], n_branches=32, hidden_widths=[8, 8], seed=0, scale=2.0)
     D = build_dictionary(w, X).matrix(torch.float64)
-    sol = solve_readout(
-        D, y, loss="softmax", beta=0.5, tol=1e-4, device="cuda", dtype=torch.float32
-    )
-    ref = solve_readout(D, y, loss="softmax", beta=0.5, tol=1e-9).certificate
+    sol = solve_readout(D, y, loss="softmax", reg=0.5, tol=1e-4, device="cuda", dtype=torch.float32)
+    ref = solve_readout(D, y, loss="softmax", reg=0.5, tol=1e-9).certificate
     c = sol.certificate
     assert sol.W.dtype == torch.float32 and c.converged
     assert abs(c.primal - ref.primal) <= c.gap + 1e-5 * abs(ref.primal)

@@ -27,7 +27,7 @@ GOLDEN = {
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_golden_trajectories(reset, dtype):
     cur = torch.tensor(CURRENTS, dtype=dtype).reshape(1, 5, 1, 2)
-    s, m = lif_scan(cur, beta=0.5, theta=1.0, reset=reset, return_membrane=True)
+    s, m = lif_scan(cur, leak=0.5, theta=1.0, reset=reset, return_membrane=True)
     exp_s = torch.tensor(GOLDEN[reset]["spikes"], dtype=dtype).reshape(1, 5, 1, 2)
     exp_m = torch.tensor(GOLDEN[reset]["membranes"], dtype=dtype).reshape(1, 5, 1, 2)
     assert torch.equal(s, exp_s)
@@ -38,7 +38,7 @@ def test_golden_trajectories(reset, dtype):
 def test_golden_through_simulate_with_identity_weights(reset):
     x = torch.tensor(CURRENTS, dtype=torch.float64).reshape(1, 5, 2)
     w = torch.eye(2, dtype=torch.float64).reshape(1, 2, 2)
-    trace = simulate(x, [w], beta=0.5, theta=1.0, reset=reset, return_membrane=True)
+    trace = simulate(x, [w], leak=0.5, theta=1.0, reset=reset, return_membrane=True)
     assert trace.spikes[0].reshape(5, 2).tolist() == GOLDEN[reset]["spikes"]
     assert trace.membranes[0].reshape(5, 2).tolist() == GOLDEN[reset]["membranes"]
 
@@ -46,10 +46,10 @@ def test_golden_through_simulate_with_identity_weights(reset):
 def test_threshold_tie_spikes_in_both_paths():
     u = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
     s, m = lif_step(
-        torch.zeros(1, dtype=torch.float64), u, beta=0.9, theta=1.0, spike_fn=get_surrogate("atan")
+        torch.zeros(1, dtype=torch.float64), u, leak=0.9, theta=1.0, spike_fn=get_surrogate("atan")
     )
     assert s.item() == 1.0 and m.item() == 0.0
-    s2, _ = lif_step(torch.zeros(1), torch.tensor([1.0]), beta=0.9, theta=1.0)
+    s2, _ = lif_step(torch.zeros(1), torch.tensor([1.0]), leak=0.9, theta=1.0)
     assert s2.item() == 1.0
 
 
@@ -67,7 +67,7 @@ def _random_stack(seed, dtype, K=3, d=5, widths=(7, 6), scale=1.5):
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_multistep_equals_python_loop(reset):
     x, ws = _random_stack(0, torch.float64)
-    trace = simulate(x, ws, beta=0.9, theta=1.0, reset=reset, return_membrane=True)
+    trace = simulate(x, ws, leak=0.9, theta=1.0, reset=reset, return_membrane=True)
     h = x
     for layer, w in enumerate(ws):
         cur = (
@@ -78,7 +78,7 @@ def test_multistep_equals_python_loop(reset):
         m = torch.zeros_like(cur[:, 0])
         spikes = []
         for t in range(cur.shape[1]):
-            s, m = lif_step(m, cur[:, t], beta=0.9, theta=1.0, reset=reset)
+            s, m = lif_step(m, cur[:, t], leak=0.9, theta=1.0, reset=reset)
             spikes.append(s)
             assert torch.allclose(m, trace.membranes[layer][:, t], rtol=0, atol=1e-12)
         ref = torch.stack(spikes, 1)
@@ -88,7 +88,7 @@ def test_multistep_equals_python_loop(reset):
 
 def test_float32_equals_float64_away_from_ties():
     x64, ws64 = _random_stack(3, torch.float64)
-    t64 = simulate(x64, ws64, beta=0.95, theta=1.0, return_membrane=True)
+    t64 = simulate(x64, ws64, leak=0.95, theta=1.0, return_membrane=True)
     # the seeded network stays well away from ties: every pre-reset potential is > 1e-4 from theta
     margins = []
     for layer, w in enumerate(ws64):
@@ -97,7 +97,7 @@ def test_float32_equals_float64_away_from_ties():
         u = 0.95 * m_prev + cur
         margins.append((u - 1.0).abs().min().item())
     assert min(margins) > 1e-4
-    t32 = simulate(x64.float(), [w.float() for w in ws64], beta=0.95, theta=1.0)
+    t32 = simulate(x64.float(), [w.float() for w in ws64], leak=0.95, theta=1.0)
     for s32, s64 in zip(t32.spikes, t64.spikes):
         assert torch.equal(s32.double(), s64)
         assert s64.sum() > 0  # the test is not vacuous
@@ -109,9 +109,9 @@ def test_float32_equals_float64_away_from_ties():
 def test_grad_path_spikes_equal_no_grad_path(name):
     x, ws = _random_stack(1, torch.float64)
     with torch.no_grad():
-        ref = simulate(x, ws, beta=0.9, theta=1.0)
+        ref = simulate(x, ws, leak=0.9, theta=1.0)
     ws_g = [w.clone().requires_grad_(True) for w in ws]
-    out = simulate(x, ws_g, beta=0.9, theta=1.0, spike_fn=get_surrogate(name))
+    out = simulate(x, ws_g, leak=0.9, theta=1.0, spike_fn=get_surrogate(name))
     for a, b in zip(ref.spikes, out.spikes):
         assert torch.equal(a, b.detach())
     out.spikes[-1].sum().backward()
@@ -120,8 +120,8 @@ def test_grad_path_spikes_equal_no_grad_path(name):
 
 def test_no_hidden_state_repeat_calls_identical():
     x, ws = _random_stack(2, torch.float32)
-    a = simulate(x, ws, beta=0.9, theta=1.0)
-    b = simulate(x, ws, beta=0.9, theta=1.0)
+    a = simulate(x, ws, leak=0.9, theta=1.0)
+    b = simulate(x, ws, leak=0.9, theta=1.0)
     for s1, s2 in zip(a.spikes, b.spikes):
         assert torch.equal(s1, s2)
 
@@ -130,7 +130,7 @@ def test_bias_adds_to_current():
     x = torch.zeros(1, 3, 1)
     w = torch.zeros(1, 1, 1)
     b = torch.full((1, 1), 0.5)
-    s = simulate(x, [w], biases=[b], beta=1.0, theta=1.0).spikes[0].flatten().tolist()
+    s = simulate(x, [w], biases=[b], leak=1.0, theta=1.0).spikes[0].flatten().tolist()
     assert s == [0.0, 1.0, 0.0]  # u = .5, 1.0 (spike, m=0), .5
 
 
@@ -167,7 +167,7 @@ def test_params_replace_keywords():
 
     g = torch.Generator().manual_seed(3)
     cur = torch.randn(4, 7, 2, 5, generator=g, dtype=torch.float64)
-    a = lif_scan(cur, beta=0.7, theta=0.8, reset="zero", return_membrane=True)
+    a = lif_scan(cur, leak=0.7, theta=0.8, reset="zero", return_membrane=True)
     b = lif_scan(cur, params=LIFParams(0.7, 0.8, "zero"), return_membrane=True)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
@@ -189,7 +189,7 @@ def test_streaming_in_pieces_is_bit_identical(reset, rec, grad):
     fn = get_surrogate("atan") if grad else None
     if grad:
         cur.requires_grad_(True)
-    kw = dict(beta=0.9, theta=1.0, reset=reset, spike_fn=fn, recurrent=w_rec, return_membrane=True)
+    kw = dict(leak=0.9, theta=1.0, reset=reset, spike_fn=fn, recurrent=w_rec, return_membrane=True)
     s_all, m_all, st_all = lif_scan(cur, return_state=True, **kw)
     state, pieces_s, pieces_m = None, [], []
     for lo, hi in [(0, 4), (4, 5), (5, 11)]:
@@ -209,13 +209,13 @@ def test_detached_state_truncates_bptt():
     g = torch.Generator().manual_seed(1)
     cur = torch.randn(2, 6, 1, 3, generator=g, dtype=torch.float64, requires_grad=True)
     fn = get_surrogate("atan")
-    _, _, st = lif_scan(cur[:, :3], beta=0.9, spike_fn=fn, return_state=True)
-    s2, _ = lif_scan(cur[:, 3:], beta=0.9, spike_fn=fn, state=st.detach())
+    _, _, st = lif_scan(cur[:, :3], leak=0.9, spike_fn=fn, return_state=True)
+    s2, _ = lif_scan(cur[:, 3:], leak=0.9, spike_fn=fn, state=st.detach())
     (grad,) = torch.autograd.grad(s2.sum(), cur, allow_unused=True)
     assert grad[:, :3].abs().sum() == 0 and grad[:, 3:].abs().sum() > 0
     assert isinstance(st.detach(), LIFState)
     # without detaching, the gradient reaches the first piece through the membrane
-    s2b, _ = lif_scan(cur[:, 3:], beta=0.9, spike_fn=fn, state=st)
+    s2b, _ = lif_scan(cur[:, 3:], leak=0.9, spike_fn=fn, state=st)
     (grad_b,) = torch.autograd.grad(s2b.sum(), cur)
     assert grad_b[:, :3].abs().sum() > 0
 
@@ -236,9 +236,9 @@ def test_one_leak_rule_everywhere(bad):
     from convexsnn import ParallelSNN, gaussian_witnesses
     from convexsnn.lif import check_leak
 
-    with pytest.raises(ValueError, match=r"leak\) must be"):
+    with pytest.raises(ValueError, match=r"leak\)? must be"):
         check_leak(bad)
-    with pytest.raises(ValueError, match=r"leak\) must be"):
-        ParallelSNN(2, 2, n_branches=1, hidden_widths=[3], beta=bad)
-    with pytest.raises(ValueError, match=r"leak\) must be"):
-        gaussian_witnesses(2, n_branches=1, depth=2, p_rec=3, p_last=3, beta=bad, seed=0)
+    with pytest.raises(ValueError, match=r"leak\)? must be"):
+        ParallelSNN(2, 2, n_branches=1, hidden_widths=[3], leak=bad)
+    with pytest.raises(ValueError, match=r"leak\)? must be"):
+        gaussian_witnesses(2, n_branches=1, depth=2, p_rec=3, p_last=3, leak=bad, seed=0)

@@ -52,7 +52,7 @@ def test_features_equal_lif_simulate():
     net = _net(output="all")
     x = _x(1)
     with torch.no_grad():
-        trace = simulate(x, list(net.weights), beta=0.99, theta=1.0)
+        trace = simulate(x, list(net.weights), leak=0.99, theta=1.0)
         assert torch.equal(net.features(x), trace.spikes[-1].reshape(6, 7, -1))
         assert net(x).shape == (6, 7, 5)
 
@@ -164,7 +164,7 @@ def test_load_refuses_mismatched_config(tmp_path):
 @pytest.mark.parametrize(
     "edit",
     [
-        lambda m: m["config"].__setitem__("beta", 0.5),
+        lambda m: m["config"].__setitem__("leak", 0.5),
         lambda m: m["extra"].__setitem__(
             "task_spec",
             {"kind": "task", "name": "mnist", "options": {"download": True, "directory": "/tmp/x"}},
@@ -306,7 +306,7 @@ def test_non_numeric_input_raises_type_error():
         ({"reset": "hard"}, ValueError, "reset"),
         ({"readout": "rate"}, ValueError, "readout"),
         ({"recurrent": "full"}, ValueError, "recurrent"),
-        ({"beta": 1.5}, ValueError, "beta"),
+        ({"leak": 1.5}, ValueError, "leak"),
         ({"theta": 0.0}, ValueError, "theta"),
         ({"p_rec": 2.5}, TypeError, "p_rec"),
     ],

@@ -201,8 +201,8 @@ ROUND_TRIP_CASES = {
         readout_bias=0.25,
         output="all",
     ),
-    "subtract_no_leak": dict(widths=(4, 4), K=2, reset="subtract", beta=1.0, theta=1.5),
-    "zero_no_memory": dict(widths=(6, 4), K=2, reset="zero", beta=0.0, theta=0.5),
+    "subtract_no_leak": dict(widths=(4, 4), K=2, reset="subtract", leak=1.0, theta=1.5),
+    "zero_no_memory": dict(widths=(6, 4), K=2, reset="zero", leak=0.0, theta=0.5),
 }
 
 
@@ -244,15 +244,15 @@ def test_simulate_nir_accepts_graph_and_path_and_returns_scores(tmp_path):
 
 # ------------------------------------------------------------------------------- node values
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("beta,theta,dt", [(0.99, 1.0, 1e-3), (0.5, 0.7, 0.25), (0.0, 1.0, 1e-3)])
-def test_lif_node_values_follow_documented_formulas(tmp_path, beta, theta, dt, dtype):
-    net = _net(widths=(5, 3), K=2, reset="zero", beta=beta, theta=theta, dtype=dtype)
+@pytest.mark.parametrize("leak,theta,dt", [(0.99, 1.0, 1e-3), (0.5, 0.7, 0.25), (0.0, 1.0, 1e-3)])
+def test_lif_node_values_follow_documented_formulas(tmp_path, leak, theta, dt, dtype):
+    net = _net(widths=(5, 3), K=2, reset="zero", leak=leak, theta=theta, dtype=dtype)
     graph = nir.read(export_nir(net, tmp_path / "net.nir", dt=dt))
     npdt = np.float64 if dtype == torch.float64 else np.float32
-    tau, r = npdt(dt / (1 - beta)), npdt(1 / (1 - beta))
+    tau, r = npdt(dt / (1 - leak)), npdt(1 / (1 - leak))
     v_thr = np.nextafter(npdt(theta), npdt(-np.inf))
     assert v_thr < theta and np.nextafter(v_thr, npdt(np.inf)) == npdt(theta)
-    params = nir_neuron_parameters(beta, theta, dt, npdt)
+    params = nir_neuron_parameters(leak, theta, dt, npdt)
     assert params["tau"] == tau and params["r"] == r and params["v_threshold"] == v_thr
     for k in range(2):
         for l in range(2):
@@ -264,9 +264,9 @@ def test_lif_node_values_follow_documented_formulas(tmp_path, beta, theta, dt, d
             np.testing.assert_array_equal(node.v_threshold, np.full(net.hidden_widths[l], v_thr))
             assert not node.v_leak.any() and not node.v_reset.any()
             # the mapping inverts: beta = 1 - dt/tau, unit input gain R dt / tau = 1
-            np.testing.assert_allclose(1 - dt / node.tau.astype(np.float64), beta, atol=1e-6)
+            np.testing.assert_allclose(1 - dt / node.tau.astype(np.float64), leak, atol=1e-6)
             np.testing.assert_allclose(node.r * dt / node.tau.astype(np.float64), 1, rtol=1e-6)
-            assert node.metadata["reset"] == "zero" and float(node.metadata["beta"]) == beta
+            assert node.metadata["reset"] == "zero" and float(node.metadata["beta"]) == leak
             w = graph.nodes[f"b{k}_l{l}_w"]
             assert isinstance(w, nir.Linear)
             np.testing.assert_array_equal(w.weight, net.weights[l][k].detach().numpy().T)
@@ -274,7 +274,7 @@ def test_lif_node_values_follow_documented_formulas(tmp_path, beta, theta, dt, d
         assert ro.shape == (4, 3)  # (C, n_last): NIR's (out, in)
         np.testing.assert_array_equal(ro, net.output_weight[3 * k : 3 * (k + 1)].detach().numpy().T)
     meta = graph.metadata
-    assert float(meta["dt"]) == dt and float(meta["beta"]) == beta
+    assert float(meta["dt"]) == dt and float(meta["beta"]) == leak
     assert float(meta["theta"]) == theta and meta["reset"] == "zero"
     assert meta["format"] == "convexsnn.ParallelSNN" and meta["inexpressible"] == "none"
     assert json.loads(meta["config"]) == net.config
@@ -282,13 +282,13 @@ def test_lif_node_values_follow_documented_formulas(tmp_path, beta, theta, dt, d
 
 def test_no_leak_is_an_integrate_and_fire_node():
     dt = 2e-3
-    net = _net(widths=(4,), K=1, reset="zero", beta=1.0, dtype=torch.float64)
+    net = _net(widths=(4,), K=1, reset="zero", leak=1.0, dtype=torch.float64)
     graph = to_nir(net, dt=dt)
     node = graph.nodes["b0_l0_neuron"]
     assert isinstance(node, nir.IF)
     np.testing.assert_array_equal(node.r, np.full(4, 1 / dt))
     assert nir_neuron_parameters(1.0, 1.0, dt)["tau"] == np.inf
-    exact = to_nir(_net(widths=(4,), K=1, reset="subtract", beta=1.0), dt=dt, exact_reset=True)
+    exact = to_nir(_net(widths=(4,), K=1, reset="subtract", leak=1.0), dt=dt, exact_reset=True)
     assert isinstance(exact.nodes["b0_l0_membrane"], nir.I)
     assert isinstance(exact.nodes["b0_l0_spike"], nir.Threshold)
 
@@ -348,13 +348,13 @@ NIR_SEMANTICS_CASES = {
         dict(widths=(5, 4), K=2, reset="zero", recurrent="dense", bias=True, output_bias=True),
         False,
     ),
-    "zero_no_leak_IF": (dict(widths=(5, 4), K=2, reset="zero", beta=1.0), False),
+    "zero_no_leak_IF": (dict(widths=(5, 4), K=2, reset="zero", leak=1.0), False),
     "subtract_exact_reset": (dict(widths=(5, 4, 3), K=2, reset="subtract"), True),
     "subtract_exact_reset_diag_recurrent": (
         dict(widths=(5, 4), K=2, reset="subtract", recurrent="diagonal"),
         True,
     ),
-    "subtract_exact_reset_no_leak": (dict(widths=(5, 4), K=2, reset="subtract", beta=1.0), True),
+    "subtract_exact_reset_no_leak": (dict(widths=(5, 4), K=2, reset="subtract", leak=1.0), True),
 }
 
 
@@ -414,7 +414,7 @@ def test_graph_without_metadata_is_read_from_its_nodes(tmp_path):
     cfg = model.config
     assert cfg["reset"] == "zero" and cfg["readout"] == "spike" and cfg["output"] == "all"
     assert cfg["recurrent"] == "dense" and model.dtype == torch.float64
-    assert abs(cfg["beta"] - 0.99) < 1e-12 and abs(cfg["theta"] - 1.0) < 1e-12
+    assert abs(cfg["leak"] - 0.99) < 1e-12 and abs(cfg["theta"] - 1.0) < 1e-12
     with torch.no_grad():
         t_model, t_net = model.simulate(x), net.simulate(x)
         for s, s_ref in zip(t_model.spikes, t_net.spikes):
@@ -433,7 +433,7 @@ def test_graph_edited_after_export_is_refused():
     net = _net(reset="zero")
     graph = to_nir(net)
     cfg = json.loads(graph.metadata["config"])
-    cfg["beta"] = 0.5
+    cfg["leak"] = 0.5
     graph.metadata["config"] = json.dumps(cfg)
     with pytest.raises(ValueError, match="does not match its convexsnn metadata"):
         from_nir_graph(graph)

@@ -44,7 +44,7 @@ def _assert_exact(model, d, W, X):
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_reconstruction_reproduces_scores(widths, K, readout, reset):
     w = gaussian_witnesses(
-        3, n_branches=K, hidden_widths=widths, scale=1.5, seed=len(widths), beta=0.85, reset=reset
+        3, n_branches=K, hidden_widths=widths, scale=1.5, seed=len(widths), leak=0.85, reset=reset
     )
     Xtr, Xte = _data(0, 60), _data(1, 40)
     for steps in ("last", "all"):
@@ -132,7 +132,7 @@ def test_recurrent_and_bias_witnesses():
             torch.randn(K, 6, generator=g, dtype=torch.float64) * 0.3,
         ],
     ):
-        w = Witnesses([w0, w1], biases=b, recurrent=recurrent, beta=0.9)
+        w = Witnesses([w0, w1], biases=b, recurrent=recurrent, leak=0.9)
         d = build_dictionary(w, X, steps="all")
         W = _sparse_W(d.n_columns, 2, "l21", seed=1)
         model = reconstruct(d, W)
@@ -141,7 +141,7 @@ def test_recurrent_and_bias_witnesses():
         _assert_exact(model, d, W, Xte)
     # dense recurrence: a kept neuron's recurrent feeders are kept too (closure), or the
     # network's spikes would differ from the dictionary's
-    w = Witnesses([w0, w1], recurrent=[None, rec], beta=0.9)
+    w = Witnesses([w0, w1], recurrent=[None, rec], leak=0.9)
     d = build_dictionary(w, X, steps="all")
     W = torch.zeros(d.n_columns, 2, dtype=torch.float64)
     W[0, 0], W[1, 1] = 1.0, -1.0
@@ -214,14 +214,14 @@ def test_fit_convex_selection_on_validation_and_records():
         readout="membrane",
         readout_biases=[0.0, 0.5],
         loss="squared",
-        betas=[0.3, 0.03],
+        regs=[0.3, 0.03],
         criterion="objective",
     )
     assert len(fit.grid) == 4
     json.dumps(fit.grid)
     json.dumps(fit.summary())
     best = min(fit.grid, key=lambda r: (r["val_loss"], -r["beta"]))
-    assert (fit.readout_bias, fit.beta) == (best["readout_bias"], best["beta"])
+    assert (fit.readout_bias, fit.reg) == (best["readout_bias"], best["beta"])
     assert fit.val_accuracy == best["val_accuracy"]
     assert fit.checks["test"]["n_mismatch"] == 0 and fit.checks["train"]["n_mismatch"] == 0
     assert fit.test_accuracy == fit.checks["test"]["accuracy_dictionary"]
@@ -231,7 +231,7 @@ def test_fit_convex_selection_on_validation_and_records():
         w,
         (X[:150], y[:150], X[150:225], y[150:225]),
         loss="squared",
-        betas=[0.03],
+        regs=[0.03],
         collapse_rows=False,
         tol=1e-10,
     )
@@ -239,7 +239,7 @@ def test_fit_convex_selection_on_validation_and_records():
         w,
         (X[:150], y[:150], X[150:225], y[150:225]),
         loss="squared",
-        betas=[0.03],
+        regs=[0.03],
         collapse_rows=True,
         tol=1e-10,
     )
@@ -262,7 +262,7 @@ def test_end_to_end_first_last_xor_T6_L5():
     data = load_task("xor", T=6, seed=0)
     w = gaussian_witnesses(2, n_branches=8, depth=5, p_rec=200, p_last=400, seed=0)
     assert w.hidden_widths == [25, 25, 25, 50]
-    fit = fit_convex(w, data, readout="spike", loss="squared", penalty="l1", betas=[0.1, 0.03])
+    fit = fit_convex(w, data, readout="spike", loss="squared", penalty="l1", regs=[0.1, 0.03])
     assert fit.train_accuracy == 1.0 and fit.val_accuracy == 1.0
     assert fit.test_accuracy == 1.0
     assert fit.certificate.converged
@@ -319,25 +319,25 @@ def test_fit_convex_witness_grid_skips_silent_sets_and_prefers_earlier_on_ties()
     b = gaussian_witnesses(2, n_branches=4, hidden_widths=[8, 16], seed=1)
     grid = [({"name": "silent"}, silent), ({"name": "a"}, a), ({"name": "b"}, b)]
     betas = [0.3, 0.1, 0.03, 0.01]
-    fit = fit_convex(grid, data, loss="squared", betas=betas, ties="sparsity")
+    fit = fit_convex(grid, data, loss="squared", regs=betas, ties="sparsity")
     assert "error" in fit.witness_grid[0] and fit.witness_grid[0]["name"] == "silent"
     assert [r["val_accuracy"] for r in fit.witness_grid[1:]] == [1.0, 1.0]
     assert fit.witness_settings == {"name": "a"} and fit.witnesses is a  # tie: the earlier set
     rows = [r for r in fit.grid if r.get("name") == "a"]
     assert [r["val_accuracy"] for r in rows] == [1.0] * 4
-    assert fit.beta == 0.3 and fit.val_accuracy == 1.0  # tie: the largest beta
+    assert fit.reg == 0.3 and fit.val_accuracy == 1.0  # tie: the largest beta
     assert fit.checks["train"]["n_mismatch"] == 0 and fit.checks["test"]["n_mismatch"] == 0
     json.dumps(fit.summary())
     # the default rule breaks the same tie by the lower validation loss
-    fit2 = fit_convex(grid[1:2], data, loss="squared", betas=betas)
+    fit2 = fit_convex(grid[1:2], data, loss="squared", regs=betas)
     best = min(fit2.grid, key=lambda r: (-r["val_accuracy"], r["val_loss"], -r["beta"]))
-    assert fit2.beta == best["beta"] != 0.3
+    assert fit2.reg == best["beta"] != 0.3
     assert fit2.witness_settings == {"name": "a"}
     with pytest.raises(NoDictionaryError, match="silent") as err:
-        fit_convex([({"name": "silent"}, silent)], data, loss="squared", betas=[0.1])
+        fit_convex([({"name": "silent"}, silent)], data, loss="squared", regs=[0.1])
     assert "error" in err.value.witness_grid[0]
     with pytest.raises(ValueError):  # a single witness set raises the dictionary's error
-        fit_convex(silent, data, loss="squared", betas=[0.1])
+        fit_convex(silent, data, loss="squared", regs=[0.1])
     with pytest.raises(TypeError, match="witnesses"):
         fit_convex([("a", a)], data)
 
@@ -361,7 +361,7 @@ def test_fit_convex_two_label_heads_are_solved_per_head_and_scored_jointly():
         steps="all",
         n_classes=[3, 2],
         loss="squared",
-        betas=[0.1, 0.01],
+        regs=[0.1, 0.01],
         check=("train", "val", "test"),
     )
     assert fit.W.shape == (fit.dictionary.n_columns, 5) and len(fit.heads) == 2
@@ -386,7 +386,7 @@ def test_fit_convex_two_label_heads_are_solved_per_head_and_scored_jointly():
             (X[:120], y[:120, :, :1], X[120:180], y[120:180]),
             steps="all",
             n_classes=[3, 2],
-            betas=[0.1],
+            regs=[0.1],
         )
 
 
@@ -410,6 +410,6 @@ def test_check_reconstruction_per_head_and_kept_neurons():
     with pytest.raises(ValueError, match="heads"):
         check_reconstruction(model, d, W, X, heads=[3, 3])
     n_rows = int((W != 0).any(dim=1).sum())
-    sol = solve_readout(d.operator(), torch.randint(0, 2, (60,)), beta=0.01)
+    sol = solve_readout(d.operator(), torch.randint(0, 2, (60,)), reg=0.01)
     assert kept_neurons(W) == n_rows == kept_neurons(model)
     assert kept_neurons(sol) == int(sol.support.numel())

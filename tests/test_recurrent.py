@@ -72,9 +72,9 @@ def test_zero_recurrence_equals_feed_forward(kind, reset, grad):
     if grad:
         ws = [w.clone().requires_grad_(True) for w in ws]
         zeros = [z.requires_grad_(True) for z in zeros]
-    ff = simulate(x, ws, beta=0.9, theta=1.0, reset=reset, spike_fn=sf, return_membrane=True)
+    ff = simulate(x, ws, leak=0.9, theta=1.0, reset=reset, spike_fn=sf, return_membrane=True)
     rc = simulate(
-        x, ws, recurrent=zeros, beta=0.9, theta=1.0, reset=reset, spike_fn=sf, return_membrane=True
+        x, ws, recurrent=zeros, leak=0.9, theta=1.0, reset=reset, spike_fn=sf, return_membrane=True
     )
     for a, b in zip(ff.spikes + ff.membranes, rc.spikes + rc.membranes):
         assert torch.equal(a, b)
@@ -84,7 +84,7 @@ def test_zero_recurrence_equals_feed_forward(kind, reset, grad):
 @pytest.mark.parametrize("kind", ["dense", "sparse", "diagonal"])
 def test_network_zero_recurrence_equals_feed_forward(kind):
     x, _, _ = _stack(1, d=3)
-    common = dict(n_branches=2, hidden_widths=[5, 4], seed=3, dtype=F64, beta=0.9, init_scale=3.0)
+    common = dict(n_branches=2, hidden_widths=[5, 4], seed=3, dtype=F64, leak=0.9, init_scale=3.0)
     ff = ParallelSNN(3, 2, **common)
     rc = ParallelSNN(3, 2, recurrent=kind, recurrent_density=0.5, **common)
     for p, q in zip(ff.weights, rc.weights):  # same seed, recurrence drawn separately
@@ -99,27 +99,27 @@ def test_network_zero_recurrence_equals_feed_forward(kind):
 
 # ---------------------------------------------------------------------- latch
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-@pytest.mark.parametrize("beta", [0.0, 0.5, 0.99, 1.0])
-def test_latch_holds_a_bit_for_50_steps(reset, beta):
+@pytest.mark.parametrize("leak", [0.0, 0.5, 0.99, 1.0])
+def test_latch_holds_a_bit_for_50_steps(reset, leak):
     theta = 1.0
     T = 51
     pulse = torch.zeros(2, T, 1, 1, dtype=F64)
     pulse[0, 0] = theta  # sample 0: one pulse at step 1; sample 1: no input at all
     self_exc = torch.full((1, 1), theta, dtype=F64)  # diagonal recurrent weight = theta
     s, m = lif_scan(
-        pulse, beta=beta, theta=theta, reset=reset, recurrent=self_exc, return_membrane=True
+        pulse, leak=leak, theta=theta, reset=reset, recurrent=self_exc, return_membrane=True
     )
     assert bool(s[0].all())  # spikes at every one of the 51 steps
     assert not bool(s[1].any())  # never without the pulse
     assert bool((m[0] >= 0).all())
     # without recurrence the same pulse gives a single spike
-    s_ff, _ = lif_scan(pulse, beta=beta, theta=theta, reset=reset)
+    s_ff, _ = lif_scan(pulse, leak=leak, theta=theta, reset=reset)
     assert s_ff[0].sum() == 1
 
     # the same latch as a ParallelSNN with diagonal recurrence, and with dense recurrence
     for kind in ("diagonal", "dense"):
         net = ParallelSNN(
-            1, 1, hidden_widths=[1], recurrent=kind, beta=beta, reset=reset, dtype=F64, seed=0
+            1, 1, hidden_widths=[1], recurrent=kind, leak=leak, reset=reset, dtype=F64, seed=0
         )
         with torch.no_grad():
             net.weights[0].fill_(theta)
@@ -152,7 +152,7 @@ def test_bptt_through_recurrence_matches_finite_differences(kind, reset):
             x,
             [w1, w2],
             recurrent=[r1, r2],
-            beta=0.8,
+            leak=0.8,
             theta=1.0,
             reset=reset,
             spike_fn=sur.smooth_proxy,
@@ -168,7 +168,7 @@ def test_surrogate_gradient_reaches_recurrent_weights():
     x, ws, g = _stack(2)
     rec = [r.requires_grad_(True) for r in _rec("dense", g, 2, [5, 4], scale=0.5)]
     ws = [w.requires_grad_(True) for w in ws]
-    tr = simulate(x, ws, recurrent=rec, beta=0.9, spike_fn=get_surrogate("atan"))
+    tr = simulate(x, ws, recurrent=rec, leak=0.9, spike_fn=get_surrogate("atan"))
     tr.spikes[-1].sum().backward()
     for t in ws + rec:
         assert t.grad is not None and bool(torch.isfinite(t.grad).all())
@@ -183,14 +183,14 @@ def test_inplace_path_equals_autograd_path_with_recurrence(kind, reset, dtype):
     x, ws, g = _stack(3, T=20, dtype=dtype)
     rec = _rec(kind, g, 2, [5, 4], scale=0.9, dtype=dtype)
     with torch.no_grad():
-        a = simulate(x, ws, recurrent=rec, beta=0.95, reset=reset, return_membrane=True)
+        a = simulate(x, ws, recurrent=rec, leak=0.95, reset=reset, return_membrane=True)
     wg = [w.clone().requires_grad_(True) for w in ws]
     rg = [r.clone().requires_grad_(True) for r in rec]
     b = simulate(
         x,
         wg,
         recurrent=rg,
-        beta=0.95,
+        leak=0.95,
         reset=reset,
         spike_fn=get_surrogate("atan"),
         return_membrane=True,
@@ -328,10 +328,10 @@ def _bank_and_gates(w, X):
     "recurrent,widths", [("dense", [12, 16]), ("dense", [9, 10, 9, 16]), ("diagonal", [8, 9, 16])]
 )
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-@pytest.mark.parametrize("beta", [0.5, 0.99, 1.0])
-def test_structured_motifs_are_exact_at_any_length(recurrent, widths, reset, beta):
+@pytest.mark.parametrize("leak", [0.5, 0.99, 1.0])
+def test_structured_motifs_are_exact_at_any_length(recurrent, widths, reset, leak):
     w = structured_witnesses(
-        2, n_branches=6, hidden_widths=widths, recurrent=recurrent, seed=2, beta=beta, reset=reset
+        2, n_branches=6, hidden_widths=widths, recurrent=recurrent, seed=2, leak=leak, reset=reset
     )
     roles = neuron_roles(w)
     for T in (14, 70):
@@ -411,8 +411,8 @@ def test_structured_options_and_errors():
     assert w2.description["banks"][0] == ["on", "oneshot"]
     with pytest.raises(ValueError, match="needs at least"):
         structured_witnesses(2, hidden_widths=[5, 4])
-    with pytest.raises(ValueError, match="beta"):
-        structured_witnesses(2, hidden_widths=[8, 9, 4], recurrent="diagonal", beta=0.0)
+    with pytest.raises(ValueError, match="leak"):
+        structured_witnesses(2, hidden_widths=[8, 9, 4], recurrent="diagonal", leak=0.0)
     with pytest.raises(ValueError, match="inhibition"):
         structured_witnesses(2, hidden_widths=[9, 4], inhibition=0.5)
     with pytest.raises(ValueError, match="motifs"):
@@ -477,7 +477,7 @@ def test_cvx_with_structured_witnesses_solves_first_last_xor_T14():
     reconstruct = pytest.importorskip("convexsnn.reconstruct")
     task = load_task("xor", T=14, n_train=400, n_val=400, n_test=1000, n_ood=500, seed=0)
     w = structured_witnesses(2, n_branches=6, hidden_widths=[12, 16], seed=0)
-    fit = selection.fit_convex(w, task, betas=[1e-2, 1e-3], loss="squared")
+    fit = selection.fit_convex(w, task, regs=[1e-2, 1e-3], loss="squared")
     assert fit.test_accuracy >= 0.99
     # fit_convex checked the reconstruction on train and test (raises on any changed prediction)
     assert fit.checks["test"]["prediction_agreement"] == 1.0
@@ -507,5 +507,5 @@ def test_reconstruct_keeps_recurrent_closure_in_last_layer():
         scale=2.0,
         seed=0,
     )
-    fit = selection.fit_convex(w, task, betas=[1e-3], loss="squared")
+    fit = selection.fit_convex(w, task, regs=[1e-3], loss="squared")
     assert fit.checks["train"]["n_mismatch"] == 0 and fit.checks["test"]["n_mismatch"] == 0

@@ -357,7 +357,7 @@ def test_crafted_task_spec_is_refused_and_touches_nothing(tmp_path, capsys, monk
 def test_crafted_beta_is_refused(tmp_path, capsys):
     path = _small_model(tmp_path)
     meta = json.loads((path / "config.json").read_text())
-    meta["config"]["beta"] = 0.5
+    meta["config"]["leak"] = 0.5
     (path / "config.json").write_text(json.dumps(meta))
     assert main(["info", str(path), "-q"]) == 1
     assert "config checksum mismatch" in _err(capsys)

@@ -56,7 +56,7 @@ def spike_dictionary(
         y = np.minimum(bits[:, :3].sum(axis=1), 2)
     X = np.stack([bits, 1 - bits], axis=2).astype(np.float64)
     w = gaussian_witnesses(
-        2, n_branches=4, hidden_widths=[16] * (L - 1), scale=1.5, seed=seed, beta=leak
+        2, n_branches=4, hidden_widths=[16] * (L - 1), scale=1.5, seed=seed, leak=leak
     )
     d = build_dictionary(w, X, storage=storage)
     D = d.matrix(torch.float64).numpy()

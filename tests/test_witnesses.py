@@ -87,7 +87,7 @@ def test_from_network_copies_exactly_and_round_trips():
         recurrent="diagonal",
         readout="membrane",
         readout_bias=0.25,
-        beta=0.9,
+        leak=0.9,
         theta=0.8,
         reset="zero",
         seed=3,
@@ -104,7 +104,7 @@ def test_from_network_copies_exactly_and_round_trips():
         assert torch.equal(a, b)
     for a, b in zip(w.recurrent, net.recurrent_weights):
         assert torch.equal(a, b)
-    assert (w.beta, w.theta, w.reset) == (0.9, 0.8, "zero")
+    assert (w.leak, w.theta, w.reset) == (0.9, 0.8, "zero")
     assert w.recurrent_kind == "diagonal"
     # a copy, not a view
     with torch.no_grad():
@@ -128,10 +128,10 @@ def test_witness_simulation_is_lif_simulate_and_recurrent_passes_through():
     w0 = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
     w1 = torch.randn(2, 4, 5, generator=g, dtype=torch.float64)
     rec = torch.randn(2, 5, 5, generator=g, dtype=torch.float64) * 0.5
-    w = Witnesses([w0, w1], recurrent=[None, rec], beta=0.8, theta=0.7)
+    w = Witnesses([w0, w1], recurrent=[None, rec], leak=0.8, theta=0.7)
     assert w.recurrent_kind == "dense"
     x = torch.rand(4, 6, 3, generator=g, dtype=torch.float64)
-    ref = simulate(x, [w0, w1], recurrent=[None, rec], beta=0.8, theta=0.7)
+    ref = simulate(x, [w0, w1], recurrent=[None, rec], leak=0.8, theta=0.7)
     got = w.simulate(x)
     assert torch.equal(ref.spikes[-1], got.spikes[-1])
     net = w.to_network(n_outputs=2)
@@ -147,8 +147,8 @@ def test_witness_validation():
         Witnesses([w0, torch.zeros(3, 4, 2, dtype=torch.float64)])
     with pytest.raises(ValueError, match="biases"):
         Witnesses([w0], biases=[torch.zeros(2, 5, dtype=torch.float64)])
-    with pytest.raises(ValueError, match="beta"):
-        Witnesses([w0], beta=1.5)
+    with pytest.raises(ValueError, match="leak"):
+        Witnesses([w0], leak=1.5)
     with pytest.raises(ValueError, match="reset"):
         Witnesses([w0], reset="hard")
     with pytest.raises(TypeError, match="JSON"):
@@ -196,7 +196,7 @@ def test_reservoir_picks_ratio_closest_to_one():
         for r in d["grid"]
     ]
     best = d["grid"][int(np.argmin(dist))]
-    assert (w.beta, w.theta) == (best["beta"], best["theta"])
+    assert (w.leak, w.theta) == (best["beta"], best["theta"])
     assert d["chosen"] == {k: best[k] for k in ("beta", "theta", "input_scale", "branching_ratio")}
     # the returned witnesses reproduce the recorded ratio
     assert branching_ratio(w.simulate(X).spikes[-1]) == pytest.approx(best["branching_ratio"])
@@ -208,7 +208,7 @@ def test_reservoir_picks_ratio_closest_to_one():
         n_branches=2,
         hidden_widths=[10, 8],
         seed=4,
-        leaks=(w.beta,),
+        leaks=(w.leak,),
         thresholds=(w.theta,),
         input_scales=(1.0,),
     )
@@ -250,7 +250,7 @@ def test_concat_witnesses_is_the_branches_side_by_side():
     with pytest.raises(ValueError, match="hidden widths"):
         concat_witnesses(a, gaussian_witnesses(3, hidden_widths=[4, 4], seed=0))
     with pytest.raises(ValueError, match="leak"):
-        concat_witnesses(a, gaussian_witnesses(3, hidden_widths=[4, 3], beta=0.5, seed=0))
+        concat_witnesses(a, gaussian_witnesses(3, hidden_widths=[4, 3], leak=0.5, seed=0))
     with pytest.raises(TypeError):
         concat_witnesses(a, net)
     with pytest.raises(ValueError, match="at least one"):

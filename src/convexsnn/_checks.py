@@ -6,8 +6,10 @@ and says what was expected, so that bad input never surfaces as a traceback from
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import functools
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +29,15 @@ __all__ = [
     "memory_limit_bytes",
     "format_bytes",
     "MAX_CLASSES",
+    "FLOAT_DTYPES",
+    "dtype_name",
+    "dtype_from_name",
+    "ConvexSNNDeprecationWarning",
+    "warn_renamed",
+    "rename_keys",
+    "renamed_kwargs",
+    "renamed_attribute",
+    "renamed_function",
 ]
 
 
@@ -270,3 +281,129 @@ def check_dictionary_size(n_rows: int, n_columns: int, *, bits: bool = False) ->
     (one byte each, or one bit when packed), before it is built."""
     n = float(n_rows) * float(n_columns) / (8 if bits else 1)
     check_memory(n, f"the spike dictionary ({int(n_rows)} rows x {int(n_columns)} witness neurons)")
+
+
+# ---------------------------------------------------------------------- dtypes
+#: The floating dtypes of models, witnesses and dictionaries, by the name stored in their files.
+FLOAT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+
+def dtype_name(dtype: Any) -> str:
+    """The file name (``"float32"`` / ``"float64"``) of a floating torch dtype, or ``TypeError``."""
+    for k, v in FLOAT_DTYPES.items():
+        if v == dtype:
+            return k
+    raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+
+
+def dtype_from_name(name: Any, what: str = "dtype") -> torch.dtype:
+    """The torch dtype stored as ``name`` in a file, or ``ValueError`` naming ``what``."""
+    dtype = FLOAT_DTYPES.get(name) if isinstance(name, str) else None
+    if dtype is None:
+        raise ValueError(f"{what} must be one of {list(FLOAT_DTYPES)}, got {name!r}")
+    return dtype
+
+
+# ---------------------------------------------------------------------- renamed names
+class ConvexSNNDeprecationWarning(DeprecationWarning):
+    """A convexsnn argument, attribute or key was used by a deprecated (old) name.
+
+    A subclass of ``DeprecationWarning`` (shown by default when raised from ``__main__``), so that
+    a test suite can turn exactly these warnings into errors.
+    """
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def warn_renamed(old: str, new: str, where: str, *, stacklevel: int = 2) -> None:
+    """Warn (:class:`ConvexSNNDeprecationWarning`) that ``where`` got ``old``, now ``new``.
+
+    ``stacklevel`` counts from the function calling this one (1), as in ``warnings.warn``.
+    """
+    warnings.warn(
+        f"{where}: {old!r} is deprecated, use {new!r} instead (same meaning)",
+        ConvexSNNDeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def rename_keys(
+    mapping: Mapping[str, Any],
+    renames: Mapping[str, str],
+    where: str,
+    *,
+    warn: bool = True,
+    stacklevel: int = 2,
+) -> dict[str, Any]:
+    """A copy of ``mapping`` with each old key of ``renames`` (``{old: new}``) under its new name.
+
+    ``warn=True`` emits a :class:`ConvexSNNDeprecationWarning` per old key (for arguments and
+    dicts a user writes); ``warn=False`` translates silently (for files saved by earlier versions,
+    which must keep loading). Both the old and the new key: ``TypeError``.
+    """
+    out = dict(mapping)
+    for old, new in renames.items():
+        if old in out:
+            if new in out:
+                raise TypeError(
+                    f"{where}: got both {old!r} (deprecated) and {new!r}; pass only {new!r}"
+                )
+            if warn:
+                warn_renamed(old, new, where, stacklevel=stacklevel + 1)
+            out[new] = out.pop(old)
+    return out
+
+
+def renamed_kwargs(**renames: str) -> Callable[[_F], _F]:
+    """Decorator: the function also accepts each old keyword of ``renames`` (``old="new"``).
+
+    An old keyword is passed on under its new name with a :class:`ConvexSNNDeprecationWarning`
+    that names the new one (pointing at the caller); old and new together raise ``TypeError``.
+    The signature seen by ``inspect`` (and so by scikit-learn's ``get_params``) is the new one.
+    """
+
+    def decorate(fn: _F) -> _F:
+        where = fn.__qualname__.replace(".__init__", "")
+        olds = frozenset(renames)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if kwargs and not olds.isdisjoint(kwargs):
+                kwargs = rename_keys(kwargs, renames, where, stacklevel=2)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def renamed_attribute(new: str, old: str) -> property:
+    """A deprecated read/write alias ``old`` of the attribute ``new`` (warns on each use)."""
+
+    def fget(self: Any) -> Any:
+        warn_renamed(old, new, type(self).__name__, stacklevel=2)
+        return getattr(self, new)
+
+    def fset(self: Any, value: Any) -> None:
+        warn_renamed(old, new, type(self).__name__, stacklevel=2)
+        setattr(self, new, value)
+
+    return property(fget, fset, doc=f"Deprecated alias of :attr:`{new}`.")
+
+
+def renamed_function(fn: _F, old: str, **renames: str) -> _F:
+    """A deprecated alias ``old`` of the function ``fn`` (warns on each call, naming ``fn``);
+    ``renames`` (``old_kw="new_kw"``) are renamed keywords it also accepts."""
+    new = fn.__name__
+
+    @functools.wraps(fn)
+    def alias(*args: Any, **kwargs: Any) -> Any:
+        warn_renamed(old, new, old, stacklevel=2)
+        if kwargs and not set(renames).isdisjoint(kwargs):
+            kwargs = rename_keys(kwargs, renames, old, warn=False)
+        return fn(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old
+    alias.__doc__ = f"Deprecated alias of :func:`{new}`."
+    return alias  # type: ignore[return-value]

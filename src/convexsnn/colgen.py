@@ -97,6 +97,7 @@ from ._checks import (
     check_positive_float,
     check_positive_int,
     check_sequence_input,
+    renamed_kwargs,
 )
 from ._io import json_safe
 from .convex import predict_from_scores, solve_readout
@@ -202,11 +203,12 @@ class ColumnGenerationResult:
 
 
 # ---------------------------------------------------------------------- witnesses
+@renamed_kwargs(beta="leak")
 def source_witnesses(
     weights: torch.Tensor,
     *,
     n_steps: int | None,
-    beta: float,
+    leak: float,
     theta: float,
     reset: str,
     description: dict | None = None,
@@ -218,7 +220,7 @@ def source_witnesses(
         [w],
         None,
         None,
-        beta,
+        leak,
         theta,
         reset,
         description or {"kind": "column_generation", "seed": None},
@@ -227,14 +229,15 @@ def source_witnesses(
 
 
 def _source_spikes(
-    weights: torch.Tensor, x: torch.Tensor, beta: float, theta: float, reset: str
+    weights: torch.Tensor, x: torch.Tensor, leak: float, theta: float, reset: str
 ) -> torch.Tensor:
     """Spikes ``(n, T, K)`` of the neurons ``weights`` ``(d, K)`` alone (no relays)."""
     w = weights.T.contiguous()[:, :, None]
     with torch.no_grad():
-        return simulate(x, [w], beta=beta, theta=theta, reset=reset).spikes[0][..., 0]
+        return simulate(x, [w], leak=leak, theta=theta, reset=reset).spikes[0][..., 0]
 
 
+@renamed_kwargs(beta="leak")
 def price_witnesses(
     weights: torch.Tensor,
     X: Any,
@@ -243,7 +246,7 @@ def price_witnesses(
     *,
     penalty: str = "l1",
     delay: bool = True,
-    beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     block_entries: int = 1 << 24,
@@ -280,7 +283,7 @@ def price_witnesses(
     blk = max(1, block_entries // max(1, n * T))
     out = []
     for k0 in range(0, K, blk):
-        s = _source_spikes(weights[:, k0 : k0 + blk], x, beta, theta, reset)  # (n, T, k)
+        s = _source_spikes(weights[:, k0 : k0 + blk], x, leak, theta, reset)  # (n, T, k)
         if not delay:
             s = s[:, -1:]
         G = torch.einsum("ntk,nc->tkc", s, U)
@@ -350,6 +353,7 @@ def _witness_owner(dic: SpikeDictionary) -> np.ndarray:
     return np.asarray(dic.provenance[:, 0], dtype=np.int64)
 
 
+@renamed_kwargs(beta="reg", lif_beta="leak")
 def fit_column_generation(
     X: Any,
     y: Any,
@@ -358,7 +362,7 @@ def fit_column_generation(
     loss: str = "squared",
     penalty: str = "l1",
     lam: float | None = None,
-    beta: float | None = None,
+    reg: float | None = None,
     rounds: int = 5,
     pool: int = 1000,
     budget: int = 4096,
@@ -377,7 +381,7 @@ def fit_column_generation(
     solver: str = "auto",
     polish: bool = True,
     seed: int = 0,
-    lif_beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     sample_weight: Any = None,
@@ -392,10 +396,10 @@ def fit_column_generation(
     loss : {"squared", "softmax"}
         Datafit (the strongly concave duals the screening needs).
     penalty : {"l1", "l21"}
-    lam, beta : float
+    lam, reg : float
         Exactly one. :math:`\lambda` stays fixed over the rounds (so every round solves the same
-        problem on a growing dictionary); ``beta`` is converted with the paper's convention at
-        the budget, :math:`\lambda = \beta / \sqrt{\text{budget}}`.
+        problem on a growing dictionary); ``reg`` (:math:`\beta`) is converted with the paper's
+        convention at the budget, :math:`\lambda = \beta / \sqrt{\text{budget}}`.
     rounds : int
         Additions at most (``rounds + 1`` solves).
     pool : int
@@ -418,8 +422,9 @@ def fit_column_generation(
         Passed to :func:`convexsnn.convex.solve_readout` (each round warm-started).
     seed : int
         Seed of every random draw.
-    lif_beta, theta, reset
-        LIF parameters of the witnesses.
+    leak, theta, reset
+        LIF parameters of the witnesses. (``beta`` and ``lif_beta`` are deprecated aliases of
+        ``reg`` and ``leak``.)
     sample_weight : array ``(n,)``, optional
         Row weights :math:`a_i` (default :math:`1/n`).
 
@@ -451,21 +456,21 @@ def fit_column_generation(
     per = L if delay else 1
     if init_sources * per > budget:
         raise ValueError(f"init_sources={init_sources} x {per} columns exceeds budget={budget}")
-    if (lam is None) == (beta is None):
-        raise ValueError("give exactly one of lam and beta")
+    if (lam is None) == (reg is None):
+        raise ValueError("give exactly one of lam and reg")
     lam = (
         check_positive_float(lam, "lam")
         if lam is not None
-        else check_positive_float(beta, "beta") / math.sqrt(budget)
+        else check_positive_float(reg, "reg") / math.sqrt(budget)
     )
     gen = torch.Generator().manual_seed(int(seed))
-    lif = {"beta": float(lif_beta), "theta": float(theta), "reset": reset}
+    lif = {"leak": float(leak), "theta": float(theta), "reset": reset}
     settings = json_safe(
         {
             "loss": loss,
             "penalty": penalty,
             "lam": lam,
-            "beta": beta,
+            "beta": reg,
             "rounds": rounds,
             "pool": pool,
             "budget": budget,
@@ -484,7 +489,7 @@ def fit_column_generation(
             "solver": solver,
             "polish": polish,
             "seed": int(seed),
-            "lif": lif,
+            "lif": {"beta": lif["leak"], "theta": lif["theta"], "reset": reset},  # record keys
         }
     )
     prep = prepare_problem(

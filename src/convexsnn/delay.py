@@ -65,7 +65,7 @@ import logging
 import numpy as np
 import torch
 
-from ._checks import check_positive_int
+from ._checks import check_positive_int, renamed_kwargs
 from .witnesses import Witnesses, gaussian_witnesses
 
 __all__ = [
@@ -153,7 +153,7 @@ def delay_line_witnesses(base: Witnesses, n_steps: int) -> Witnesses:
         [w.clone() for w in base.weights[:-1]] + [W],
         biases,
         recurrent,
-        base.beta,
+        base.leak,
         base.theta,
         base.reset,
         desc,
@@ -162,6 +162,7 @@ def delay_line_witnesses(base: Witnesses, n_steps: int) -> Witnesses:
     return out
 
 
+@renamed_kwargs(beta="leak")
 def gaussian_delay_witnesses(
     n_inputs: int,
     n_neurons: int,
@@ -170,7 +171,7 @@ def gaussian_delay_witnesses(
     scale: float = 1.0,
     normalized: bool = False,
     seed: int = 0,
-    beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     dtype: torch.dtype = torch.float64,
@@ -191,7 +192,7 @@ def gaussian_delay_witnesses(
         scale=scale,
         normalized=normalized,
         seed=seed,
-        beta=beta,
+        leak=leak,
         theta=theta,
         reset=reset,
         dtype=dtype,

@@ -48,6 +48,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._checks import renamed_attribute, renamed_kwargs
 from ._scores import classes_from_scores
 from .convex import ConvergenceWarning as _CvxConvergenceWarning
 from .convex import solve_readout
@@ -276,8 +277,9 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         Standard deviation of the Gaussian witness weights (per layer with a list).
     normalized : bool
         Unit-norm witness columns before scaling.
-    beta : float
-        Leak :math:`\beta \in [0, 1]` of the LIF neurons (irrelevant for ``T = 1``).
+    leak : float
+        Leak :math:`\beta \in [0, 1]` of the LIF neurons (irrelevant for ``T = 1``; ``beta`` is
+        a deprecated alias).
     theta : float
         Threshold :math:`\theta > 0`.
     reset : {"subtract", "zero"}
@@ -331,6 +333,9 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         Iterations of the solve.
     """
 
+    beta = renamed_attribute("leak", "beta")
+
+    @renamed_kwargs(beta="leak")
     def __init__(
         self,
         n_branches: int = 16,
@@ -339,7 +344,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         *,
         scale: Any = 1.0,
         normalized: bool = False,
-        beta: float = 0.99,
+        leak: float = 0.99,
         theta: float = 1.0,
         reset: str = "subtract",
         readout: str = "spike",
@@ -357,7 +362,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         self.depth = depth
         self.scale = scale
         self.normalized = normalized
-        self.beta = beta
+        self.leak = leak
         self.theta = theta
         self.reset = reset
         self.readout = readout
@@ -407,7 +412,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
             scale=self.scale,
             normalized=self.normalized,
             seed=seed,
-            beta=self.beta,
+            leak=self.leak,
             theta=self.theta,
             reset=self.reset,
             dtype=torch.float64,
@@ -428,7 +433,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
                 y,
                 loss=self.loss,
                 penalty=self.penalty,
-                beta=self.reg,
+                reg=self.reg,
                 sample_weight=sw,
                 n_classes=C,
                 tol=self.tol,
@@ -503,8 +508,9 @@ class SurrogateSNNClassifier(_SNNClassifierBase):
         Neurons per branch in each LIF layer.
     depth : int
         ``L`` >= 2, counting the output layer.
-    beta, theta, reset, readout, readout_bias
-        LIF and readout options, as in :class:`ConvexSNNClassifier`.
+    leak, theta, reset, readout, readout_bias
+        LIF and readout options, as in :class:`ConvexSNNClassifier` (``beta``: deprecated alias
+        of ``leak``).
     recurrent : {None, "dense", "diagonal"}
         Recurrent weights in every LIF layer.
     bias : bool
@@ -549,13 +555,16 @@ class SurrogateSNNClassifier(_SNNClassifierBase):
         Epochs run.
     """
 
+    beta = renamed_attribute("leak", "beta")
+
+    @renamed_kwargs(beta="leak")
     def __init__(
         self,
         n_branches: int = 1,
         width: Any = 64,
         depth: int = 2,
         *,
-        beta: float = 0.99,
+        leak: float = 0.99,
         theta: float = 1.0,
         reset: str = "subtract",
         readout: str = "spike",
@@ -581,7 +590,7 @@ class SurrogateSNNClassifier(_SNNClassifierBase):
         self.n_branches = n_branches
         self.width = width
         self.depth = depth
-        self.beta = beta
+        self.leak = leak
         self.theta = theta
         self.reset = reset
         self.readout = readout
@@ -646,7 +655,7 @@ class SurrogateSNNClassifier(_SNNClassifierBase):
             n_out,
             n_branches=self.n_branches,
             hidden_widths=widths,
-            beta=self.beta,
+            leak=self.leak,
             theta=self.theta,
             reset=self.reset,
             readout=self.readout,

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._checks import check_choice
+from ._checks import check_choice, renamed_kwargs
 
 __all__ = [
     "RESETS",
@@ -52,18 +52,19 @@ RESETS = ("subtract", "zero")
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def check_leak(leak: object, name: str = "beta") -> float:
+def check_leak(leak: object, name: str = "leak") -> float:
     r"""The leak :math:`\beta` as a float in :math:`[0, 1]`, or a ``ValueError`` naming it: the
     one home of this rule (networks, witnesses, structured circuits, NIR export, :class:`LIFParams`).
     """
+    label = name if name == "leak" else f"{name} (leak)"
     if isinstance(leak, bool):
-        raise ValueError(f"{name} (leak) must be a number in [0, 1], got {leak!r}")
+        raise ValueError(f"{label} must be a number in [0, 1], got {leak!r}")
     try:
         value = float(leak)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{name} (leak) must be a number in [0, 1], got {leak!r}") from None
+        raise ValueError(f"{label} must be a number in [0, 1], got {leak!r}") from None
     if not 0.0 <= value <= 1.0:  # NaN fails too
-        raise ValueError(f"{name} (leak) must be in [0, 1], got {leak}")
+        raise ValueError(f"{label} must be in [0, 1], got {leak}")
     return value
 
 
@@ -113,11 +114,12 @@ class LIFState(NamedTuple):
         return LIFState(self.membrane.detach(), self.spikes.detach())
 
 
+@renamed_kwargs(beta="leak")
 def lif_step(
     m_prev: torch.Tensor,
     current: torch.Tensor,
     *,
-    beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     spike_fn: SpikeFn | None = None,
@@ -130,7 +132,7 @@ def lif_step(
         Post-reset membrane :math:`m_{t-1}` (zeros at the first step).
     current : Tensor
         Input current :math:`I_t`, same shape as ``m_prev``.
-    beta, theta : float
+    leak, theta : float
         Leak and threshold.
     reset : {"subtract", "zero"}
         :math:`m_t = u_t - \theta s_t` or :math:`m_t = u_t (1 - s_t)`.
@@ -143,7 +145,7 @@ def lif_step(
     s, m : Tensor
         Spikes :math:`s_t` (0/1 in the dtype of ``current``) and post-reset membrane :math:`m_t`.
     """
-    u = beta * m_prev + current
+    u = leak * m_prev + current
     if spike_fn is None:
         s = (u >= theta).to(u.dtype)
     else:
@@ -162,10 +164,11 @@ def _recurrent_input(s_prev: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bki,kij->bkj", s_prev, w_rec)
 
 
+@renamed_kwargs(beta="leak")
 def lif_scan(
     current: torch.Tensor,
     *,
-    beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     spike_fn: SpikeFn | None = None,
@@ -189,7 +192,7 @@ def lif_scan(
     scan where an earlier one stopped; ``return_state=True`` also returns the state after the
     last step, so a long sequence can be fed in pieces (streaming) with spikes bit-identical to
     one scan, or with the state detached in between (truncated BPTT). ``params`` (a
-    :class:`LIFParams`) replaces ``beta``, ``theta`` and ``reset`` when given.
+    :class:`LIFParams`) replaces ``leak``, ``theta`` and ``reset`` when given.
 
     Returns
     -------
@@ -199,7 +202,7 @@ def lif_scan(
         Only with ``return_state=True``.
     """
     if params is not None:
-        beta, theta, reset = params.leak, params.threshold, params.reset
+        leak, theta, reset = params.leak, params.threshold, params.reset
     check_choice(reset, "reset", RESETS)
     cur = current if time_major else current.transpose(0, 1)
     if state is not None:
@@ -211,12 +214,12 @@ def lif_scan(
     )
     if needs_grad:
         out_s, out_m, m_last = _scan_autograd(
-            cur, beta, theta, reset, spike_fn, recurrent, return_membrane, state
+            cur, leak, theta, reset, spike_fn, recurrent, return_membrane, state
         )
     else:
         with torch.no_grad():
             out_s, out_m, m_last = _scan_inplace(
-                cur, beta, theta, reset, recurrent, return_membrane, state
+                cur, leak, theta, reset, recurrent, return_membrane, state
             )
     if return_state:
         last_s = (
@@ -246,7 +249,7 @@ def _check_state(state: LIFState, shape: torch.Size) -> None:
             )
 
 
-def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane, state=None):
+def _scan_autograd(cur, leak, theta, reset, spike_fn, recurrent, return_membrane, state=None):
     """Differentiable scan over a time-major current, one :func:`lif_step` per step."""
     if state is None:
         m = torch.zeros_like(cur[0])
@@ -260,7 +263,7 @@ def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane
     for i_t in cur.unbind(0):
         if recurrent is not None and s is not None:
             i_t = i_t + _recurrent_input(s, recurrent)
-        s, m = lif_step(m, i_t, beta=beta, theta=theta, reset=reset, spike_fn=spike_fn)
+        s, m = lif_step(m, i_t, leak=leak, theta=theta, reset=reset, spike_fn=spike_fn)
         spikes.append(s)
         if return_membrane:
             membranes.append(m)
@@ -269,11 +272,11 @@ def _scan_autograd(cur, beta, theta, reset, spike_fn, recurrent, return_membrane
     return out_s, out_m, m
 
 
-def _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane, state=None):
+def _scan_inplace(cur, leak, theta, reset, recurrent, return_membrane, state=None):
     """Gradient-free scan writing into preallocated buffers.
 
     Performs exactly the floating-point operations of :func:`lif_step` in the same order
-    (``u = fl(fl(beta * m) + I)``, ``m = fl(u - fl(theta * s))`` or ``u * (1 - s)``), so its spikes and
+    (``u = fl(fl(leak * m) + I)``, ``m = fl(u - fl(theta * s))`` or ``u * (1 - s)``), so its spikes and
     membranes are bit-identical to the differentiable path; only allocations are saved.
     """
     T = cur.shape[0]
@@ -287,7 +290,7 @@ def _scan_inplace(cur, beta, theta, reset, recurrent, return_membrane, state=Non
         s_prev = state.spikes.to(cur.dtype)
     u = torch.empty_like(m)
     for t in range(T):
-        torch.mul(m, beta, out=u)
+        torch.mul(m, leak, out=u)
         prev = out_s[t - 1] if t > 0 else s_prev
         if recurrent is not None and prev is not None:
             u.add_(cur[t] + _recurrent_input(prev, recurrent))
@@ -338,13 +341,14 @@ class Trace:
     membranes: list[torch.Tensor] | None = None
 
 
+@renamed_kwargs(beta="leak")
 def simulate(
     x: torch.Tensor,
     weights: Sequence[torch.Tensor],
     *,
     biases: Sequence[torch.Tensor | None] | None = None,
     recurrent: Sequence[torch.Tensor | None] | None = None,
-    beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     spike_fn: SpikeFn | None = None,
@@ -373,7 +377,7 @@ def simulate(
         cur = layer_current(h, w, b)
         s, m = lif_scan(
             cur,
-            beta=beta,
+            leak=leak,
             theta=theta,
             reset=reset,
             spike_fn=spike_fn,

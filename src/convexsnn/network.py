@@ -32,6 +32,10 @@ from ._checks import (
     check_positive_float,
     check_positive_int,
     check_sequence_input,
+    dtype_from_name,
+    dtype_name,
+    rename_keys,
+    renamed_kwargs,
 )
 from ._io import atomic_replace_dir, atomic_write_bytes, check_output_path, make_temp_dir
 from ._scores import classes_from_scores, score_tolerance
@@ -83,8 +87,8 @@ class ParallelSNN(nn.Module):
         be divisible by ``n_branches``. Ignored when ``hidden_widths`` is given.
     hidden_widths : list of int, optional
         Per-branch widths of the LIF layers (overrides ``depth``/``p_rec``/``p_last``).
-    beta, theta, reset
-        Leak, threshold and reset of every LIF layer (docs/method.md section 1).
+    leak, theta, reset
+        Leak :math:`\beta`, threshold and reset of every LIF layer (docs/method.md section 1).
     readout : {"spike", "membrane"}
         Last-layer readout: spikes, or the membrane indicator :math:`1[m_t \ge b]`.
     readout_bias : float
@@ -114,6 +118,7 @@ class ParallelSNN(nn.Module):
         Seed of the initial weights (a local generator; global RNG state untouched).
     """
 
+    @renamed_kwargs(beta="leak")
     def __init__(
         self,
         n_inputs: int,
@@ -124,7 +129,7 @@ class ParallelSNN(nn.Module):
         p_rec: int = 128,
         p_last: int = 128,
         hidden_widths: list[int] | None = None,
-        beta: float = 0.99,
+        leak: float = 0.99,
         theta: float = 1.0,
         reset: str = "subtract",
         readout: str = "spike",
@@ -157,7 +162,7 @@ class ParallelSNN(nn.Module):
             hidden_widths = [
                 check_positive_int(w, f"hidden_widths[{i}]") for i, w in enumerate(hidden_widths)
             ]
-        beta = check_leak(beta)
+        leak = check_leak(leak)
         theta = check_positive_float(theta, "theta")
         check_choice(reset, "reset", RESETS)
         check_choice(readout, "readout", READOUTS)
@@ -183,7 +188,7 @@ class ParallelSNN(nn.Module):
             "n_outputs": n_outputs,
             "n_branches": n_branches,
             "hidden_widths": list(hidden_widths),
-            "beta": float(beta),
+            "leak": float(leak),
             "theta": float(theta),
             "reset": reset,
             "readout": readout,
@@ -194,7 +199,7 @@ class ParallelSNN(nn.Module):
             "recurrent": recurrent,
             "surrogate": surrogate_name,
             "surrogate_params": surrogate_params,
-            "dtype": "float64" if dtype == torch.float64 else "float32",
+            "dtype": dtype_name(dtype),
         }
         if recurrent == "sparse":  # only then, so other configs stay as they were
             self.config["recurrent_density"] = recurrent_density
@@ -354,7 +359,7 @@ class ParallelSNN(nn.Module):
             list(self.weights),
             biases=list(self.biases) if self.biases is not None else None,
             recurrent=self.effective_recurrent_weights(),
-            beta=self.config["beta"],
+            leak=self.config["leak"],
             theta=self.config["theta"],
             reset=self.config["reset"],
             spike_fn=self.spike_fn,
@@ -533,12 +538,12 @@ class ParallelSNN(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> ParallelSNN:
         """Build an (untrained) network from a config dict as stored by :meth:`save`."""
-        cfg = dict(config)
-        dtype = {"float32": torch.float32, "float64": torch.float64}.get(
-            cfg.pop("dtype", "float32")
-        )
-        if dtype is None:
-            raise ValueError(f"config has unknown dtype {config.get('dtype')!r}")
+        # configs saved before the leak was renamed say "beta": they load unchanged
+        cfg = rename_keys(config, {"beta": "leak"}, "ParallelSNN config", warn=False)
+        try:
+            dtype = dtype_from_name(cfg.pop("dtype", "float32"), "config dtype")
+        except ValueError:
+            raise ValueError(f"config has unknown dtype {config.get('dtype')!r}") from None
         try:
             return cls(dtype=dtype, **cfg)
         except TypeError as exc:
@@ -548,7 +553,7 @@ class ParallelSNN(nn.Module):
         c = self.config
         return (
             f"n_inputs={c['n_inputs']}, n_outputs={c['n_outputs']}, K={c['n_branches']}, "
-            f"widths={c['hidden_widths']}, beta={c['beta']}, theta={c['theta']}, "
+            f"widths={c['hidden_widths']}, leak={c['leak']}, theta={c['theta']}, "
             f"reset={c['reset']}, readout={c['readout']}, recurrent={c['recurrent']}"
         )
 

@@ -61,6 +61,7 @@ from typing import Any
 
 import torch
 
+from ._checks import rename_keys, renamed_attribute, renamed_kwargs
 from ._io import json_safe as _json_safe
 from .convex import ConvergenceWarning
 from .delay import delay_line_witnesses
@@ -94,7 +95,7 @@ class PipelineConfig:
 
     Architecture of the witnesses (``CVX``, ``R-CVX``): ``n_branches`` :math:`K`, ``depth``
     :math:`L` (counting the output layer), ``p_rec`` / ``p_last`` (totals over branches), LIF
-    ``beta`` (leak), ``theta``, ``reset``, ``readout``. ``SG`` networks use the ``sg_*`` sizes
+    ``leak``, ``theta``, ``reset``, ``readout``. ``SG`` networks use the ``sg_*`` sizes
     (``None``: the witness sizes).
 
     Attributes
@@ -102,7 +103,7 @@ class PipelineConfig:
     scales : tuple of float
         Gaussian witness scales :math:`s` (every layer), a grid chosen on validation.
     leaks : tuple of float or None
-        Leak grid for ``CVX`` (chosen on validation); ``None``: only ``beta``.
+        Leak grid for ``CVX`` (chosen on validation); ``None``: only ``leak``.
     normalized : bool
         Unit-norm witness columns before scaling.
     witnesses : {"gaussian", "delay"}
@@ -111,9 +112,9 @@ class PipelineConfig:
         at every step).
     loss, penalty : str
         Convex datafit and penalty.
-    reg_betas : tuple of float or None
-        :math:`\beta` path (:math:`\lambda = \beta/\sqrt P`); ``None``: ``n_betas`` values from
-        :math:`\beta_{max}` down to ``beta_ratio`` :math:`\beta_{max}`.
+    regs : tuple of float or None
+        :math:`\beta` path (:math:`\lambda = \beta/\sqrt P`); ``None``: ``n_regs`` values from
+        :math:`\beta_{max}` down to ``reg_ratio`` :math:`\beta_{max}`.
     tol, max_time : float
         Target relative duality gap and time budget (seconds) of each path solve.
     sg_epochs, sg_lr, sg_batch_size, sg_loss, sg_init_scale
@@ -127,13 +128,17 @@ class PipelineConfig:
         Reservoir criticality grid.
     eval_batch_size : int
         Samples per forward pass in evaluation.
+
+    The names before the renaming (``beta`` for ``leak``, ``reg_betas``, ``n_betas``,
+    ``beta_ratio`` for ``regs``, ``n_regs``, ``reg_ratio``) are deprecated aliases of the
+    constructor and the attributes; :meth:`from_dict` reads them silently (stored configs).
     """
 
     n_branches: int = 16
     depth: int = 3
     p_rec: int = 256
     p_last: int = 256
-    beta: float = 0.99
+    leak: float = 0.99
     theta: float = 1.0
     reset: str = "subtract"
     readout: str = "spike"
@@ -143,9 +148,9 @@ class PipelineConfig:
     witnesses: str = "gaussian"
     loss: str = "squared"
     penalty: str = "l1"
-    reg_betas: tuple | None = None
-    n_betas: int = 4
-    beta_ratio: float = 1e-3
+    regs: tuple | None = None
+    n_regs: int = 4
+    reg_ratio: float = 1e-3
     tol: float = 1e-4
     max_time: float | None = 30.0
     sg_n_branches: int | None = 4
@@ -166,6 +171,11 @@ class PipelineConfig:
     res_input_scales: tuple = (1.0, 2.0, 4.0)
     eval_batch_size: int = 1024
 
+    beta = renamed_attribute("leak", "beta")
+    reg_betas = renamed_attribute("regs", "reg_betas")
+    n_betas = renamed_attribute("n_regs", "n_betas")
+    beta_ratio = renamed_attribute("reg_ratio", "beta_ratio")
+
     def to_dict(self) -> dict:
         """JSON-safe dict of every option."""
         d = dataclasses.asdict(self)
@@ -182,8 +192,9 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> PipelineConfig:
-        """Build from a (partial) dict; unknown keys raise ``ValueError``."""
-        d = dict(d or {})
+        """Build from a (partial) dict; unknown keys raise ``ValueError``. Keys of configs stored
+        before the renaming (``beta``, ``reg_betas``, ...) are read as their new names."""
+        d = rename_keys(d or {}, _RENAMED, "PipelineConfig", warn=False)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -196,6 +207,11 @@ class PipelineConfig:
     def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with some options changed."""
         return dataclasses.replace(self, **changes)
+
+
+#: names of :class:`PipelineConfig` fields before the renaming (``old: new``)
+_RENAMED = {"beta": "leak", "reg_betas": "regs", "n_betas": "n_regs", "beta_ratio": "reg_ratio"}
+PipelineConfig.__init__ = renamed_kwargs(**_RENAMED)(PipelineConfig.__init__)  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------ task layout
@@ -286,7 +302,7 @@ def _model_info(model: ParallelSNN) -> dict:
         "hidden_widths": list(model.hidden_widths),
         "n_features": int(model.n_features),
         "kept_neurons": kept_neurons(model),
-        "beta": float(model.config["beta"]),
+        "beta": float(model.config["leak"]),
         "theta": float(model.config["theta"]),
         "reset": model.config["reset"],
         "readout": model.config["readout"],
@@ -321,9 +337,9 @@ def _convex_fit(
             readout=cfg.readout,
             steps=lay.steps,
             n_classes=list(lay.heads) if lay.heads else int(task.n_classes),
-            betas=cfg.reg_betas,
-            n_betas=cfg.n_betas,
-            beta_ratio=cfg.beta_ratio,
+            regs=cfg.regs,
+            n_regs=cfg.n_regs,
+            reg_ratio=cfg.reg_ratio,
             loss=cfg.loss,
             penalty=cfg.penalty,
             criterion="accuracy",
@@ -346,7 +362,7 @@ def _convex_fit(
 
 
 def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple[dict, Witnesses]]:
-    leaks = cfg.leaks if cfg.leaks else (cfg.beta,)
+    leaks = cfg.leaks if cfg.leaks else (cfg.leak,)
     out = []
     for leak in leaks:
         for scale in cfg.scales:
@@ -359,7 +375,7 @@ def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple
                 scale=float(scale),
                 normalized=cfg.normalized,
                 seed=seed,
-                beta=float(leak),
+                leak=float(leak),
                 theta=cfg.theta,
                 reset=cfg.reset,
             )
@@ -380,7 +396,7 @@ def _sg_model(task: TaskData, cfg: PipelineConfig, seed: int) -> ParallelSNN:
         depth=cfg.sg_depth or cfg.depth,
         p_rec=cfg.sg_p_rec or cfg.p_rec,
         p_last=cfg.sg_p_last or cfg.p_last,
-        beta=cfg.beta,
+        leak=cfg.leak,
         theta=cfg.theta,
         reset=cfg.reset,
         readout=cfg.readout,
@@ -493,7 +509,7 @@ def _record(
 
 
 def _convex_extra(fit: ConvexFit) -> dict:
-    chosen = {**fit.witness_settings, "reg_beta": fit.betas}
+    chosen = {**fit.witness_settings, "reg_beta": fit.regs}
     summary = fit.dictionary.summary()
     return {
         "chosen": chosen,
@@ -630,7 +646,7 @@ def _run_stage(
             grid = [
                 (
                     {
-                        "leak": w.beta,
+                        "leak": w.leak,
                         "theta": w.theta,
                         "input_scale": w.description["chosen"]["input_scale"],
                         "branching_ratio": w.description["chosen"]["branching_ratio"],

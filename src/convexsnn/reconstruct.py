@@ -324,7 +324,7 @@ def reconstruct(
         C,
         n_branches=K_new,
         hidden_widths=widths,
-        beta=wit.beta,
+        leak=wit.leak,
         theta=wit.theta,
         reset=wit.reset,
         readout=dictionary.readout,

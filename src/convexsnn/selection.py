@@ -46,7 +46,13 @@ from typing import Any
 
 import torch
 
-from ._checks import check_choice, check_labels
+from ._checks import (
+    check_choice,
+    check_labels,
+    renamed_attribute,
+    renamed_function,
+    renamed_kwargs,
+)
 from ._io import json_safe as _json_safe
 from .convex import ReadoutSolution, labels_to_targets, lambda_max, make_datafit, solve_path
 from .dictionary import STORAGES, SpikeDictionary, build_dictionary
@@ -61,6 +67,7 @@ __all__ = [
     "fit_convex",
     "CRITERIA",
     "TIES",
+    "default_regs",
     "default_betas",
 ]
 
@@ -87,8 +94,9 @@ class HeadFit:
 
     Attributes
     ----------
-    beta, lam : float
-        Chosen regularisation (:math:`\\lambda = \\beta/\\sqrt P`).
+    reg, lam : float
+        Chosen regularisation (:math:`\\lambda = \\beta/\\sqrt P`, ``reg`` :math:`= \\beta`;
+        ``beta`` is a deprecated alias of ``reg``).
     solution : ReadoutSolution
         Readout ``W`` ``(P, C_h)`` and certificate of that solve.
     n_classes : int
@@ -97,13 +105,15 @@ class HeadFit:
         Metrics of the head's rows at the chosen point.
     """
 
-    beta: float
+    reg: float
     lam: float
     solution: ReadoutSolution
     n_classes: int
     train_accuracy: float
     val_accuracy: float
     val_loss: float
+
+    beta = renamed_attribute("reg", "beta")
 
 
 @dataclass
@@ -114,8 +124,10 @@ class ConvexFit:
     ----------
     dictionary : SpikeDictionary
         Training dictionary of the chosen witness set and readout bias.
-    beta, lam : float
-        Chosen regularisation of the first (or only) head; ``heads`` has every head's.
+    reg, lam : float
+        Chosen regularisation of the first (or only) head; ``heads`` has every head's
+        (``beta`` is a deprecated alias of ``reg``, ``betas`` of :attr:`regs`). The JSON
+        records (``grid``, :meth:`summary`) keep their keys ``"beta"`` / ``"betas"``.
     readout_bias : float
         Chosen readout bias.
     solution : ReadoutSolution
@@ -126,7 +138,7 @@ class ConvexFit:
         Joint accuracies (every head right) of the chosen point (test: ``nan`` when no test data
         was given).
     grid : list of dict
-        One JSON-safe record per (witness set, readout bias, head, beta): witness settings,
+        One JSON-safe record per (witness set, readout bias, head, reg): witness settings,
         accuracies, validation loss, support size, certificate; a witness set that gave no
         dictionary has one record with its ``error``.
     checks : dict
@@ -148,7 +160,7 @@ class ConvexFit:
     """
 
     dictionary: SpikeDictionary
-    beta: float
+    reg: float
     lam: float
     readout_bias: float
     solution: Any
@@ -176,10 +188,13 @@ class ConvexFit:
         """JSON-safe certificate of every head's chosen solve."""
         return [h.solution.certificate.to_dict() for h in self.heads]
 
+    beta = renamed_attribute("reg", "beta")
+    betas = renamed_attribute("regs", "betas")
+
     @property
-    def betas(self) -> list[float]:
-        """Chosen :math:`\\beta` of every head."""
-        return [float(h.beta) for h in self.heads]
+    def regs(self) -> list[float]:
+        """Chosen :math:`\\beta` (``reg``) of every head."""
+        return [float(h.reg) for h in self.heads]
 
     @property
     def W(self) -> torch.Tensor:
@@ -190,10 +205,10 @@ class ConvexFit:
         """JSON-safe summary of the chosen point (without the grid)."""
         return _json_safe(
             {
-                "beta": self.beta,
+                "beta": self.reg,
                 "lam": self.lam,
                 "readout_bias": self.readout_bias,
-                "betas": self.betas,
+                "betas": self.regs,
                 "witness_settings": self.witness_settings,
                 "train_accuracy": self.train_accuracy,
                 "val_accuracy": self.val_accuracy,
@@ -215,10 +230,14 @@ class ConvexFit:
         )
 
 
-def default_betas(beta_max: float, n: int = 8, ratio: float = 1e-4) -> list[float]:
+def default_regs(reg_max: float, n: int = 8, ratio: float = 1e-4) -> list[float]:
     r"""Geometric grid :math:`\beta_{max} \cdot r^{k/n}`, ``k = 1..n`` (from just below
-    :math:`\beta_{max}`, where :math:`W = 0`, down to ``ratio`` :math:`\beta_{max}`)."""
-    return [float(beta_max * ratio ** (k / n)) for k in range(1, n + 1)]
+    :math:`\beta_{max}` = ``reg_max``, where :math:`W = 0`, down to ``ratio``
+    :math:`\beta_{max}`)."""
+    return [float(reg_max * ratio ** (k / n)) for k in range(1, n + 1)]
+
+
+default_betas = renamed_function(default_regs, "default_betas", beta_max="reg_max")
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -318,13 +337,13 @@ def _concat_W(solutions: Sequence[ReadoutSolution]) -> torch.Tensor:
     return torch.cat([s.W.to(device="cpu", dtype=torch.float64) for s in solutions], dim=1)
 
 
-def _key(criterion: str, ties: str, acc: float, loss: float, beta: float) -> tuple:
+def _key(criterion: str, ties: str, acc: float, loss: float, reg: float) -> tuple:
     """Sort key of a point (smaller is better); see the module docstring."""
     if criterion == "objective":
-        return (loss, -beta)
+        return (loss, -reg)
     if ties == "sparsity":
-        return (-acc, -beta)
-    return (-acc, loss, -beta)
+        return (-acc, -reg)
+    return (-acc, loss, -reg)
 
 
 @dataclass
@@ -342,6 +361,7 @@ class _Candidate:
 
 
 # ------------------------------------------------------------------------------ the pipeline
+@renamed_kwargs(betas="regs", n_betas="n_regs", beta_ratio="reg_ratio")
 def fit_convex(
     witnesses: Any,
     data: Any,
@@ -349,9 +369,9 @@ def fit_convex(
     readout: str = "spike",
     readout_biases: Sequence[float] | None = None,
     steps: str | None = None,
-    betas: Sequence[float] | None = None,
-    n_betas: int = 8,
-    beta_ratio: float = 1e-4,
+    regs: Sequence[float] | None = None,
+    n_regs: int = 8,
+    reg_ratio: float = 1e-4,
     loss: str = "softmax",
     penalty: str = "l1",
     criterion: str = "accuracy",
@@ -391,10 +411,11 @@ def fit_convex(
     steps : {"last", "all"}, optional
         Rows of the dictionary; default from the task's ``label_mode`` (``"sequence"`` ->
         ``"last"``, ``"token"`` -> ``"all"``), else ``"last"``.
-    betas : sequence of float, optional
+    regs : sequence of float, optional
         :math:`\beta` grid in the paper's convention :math:`\lambda = \beta/\sqrt P`. Default:
-        :func:`default_betas` (``n_betas`` values down to ``beta_ratio`` :math:`\beta_{max}`),
+        :func:`default_regs` (``n_regs`` values down to ``reg_ratio`` :math:`\beta_{max}`),
         computed per dictionary and head from :math:`\beta_{max} = \sqrt P \lambda_{max}`.
+        (``betas``, ``n_betas`` and ``beta_ratio`` are deprecated aliases.)
     loss, penalty
         Datafit (``"squared"``, ``"hinge"``, ``"softmax"``) and penalty (``"l1"``, ``"l21"``).
     criterion : {"accuracy", "objective"}
@@ -477,10 +498,10 @@ def fit_convex(
         biases = [float(b) for b in (readout_biases if readout_biases is not None else (0.0,))]
         if not biases:
             raise ValueError("readout_biases must hold at least one value")
-    if betas is not None:
-        betas = [float(b) for b in betas]
-        if not betas or any(not (b > 0 and math.isfinite(b)) for b in betas):
-            raise ValueError(f"betas must be finite and > 0, got {betas}")
+    if regs is not None:
+        regs = [float(b) for b in regs]
+        if not regs or any(not (b > 0 and math.isfinite(b)) for b in regs):
+            raise ValueError(f"regs must be finite and > 0, got {regs}")
     opts = dict(solver_options or {})
     solve_opts = dict(
         loss=loss,
@@ -537,9 +558,9 @@ def fit_convex(
                     Y[1][h],
                     settings,
                     b,
-                    betas,
-                    n_betas,
-                    beta_ratio,
+                    regs,
+                    n_regs,
+                    reg_ratio,
                     criterion,
                     ties,
                     solve_opts,
@@ -564,7 +585,7 @@ def fit_convex(
                 ties,
                 val_acc,
                 sum(hf.val_loss for hf in heads),
-                sum(hf.beta for hf in heads),
+                sum(hf.reg for hf in heads),
             )
             cand = _Candidate(key, settings, wit, d, b, heads, train_acc, val_acc)
             if wbest is None or key < wbest.key:
@@ -599,9 +620,9 @@ def fit_convex(
                 "readout": readout,
                 "readout_biases": biases,
                 "steps": steps,
-                "betas": betas,
-                "n_betas": n_betas,
-                "beta_ratio": beta_ratio,
+                "betas": regs,
+                "n_betas": n_regs,
+                "beta_ratio": reg_ratio,
                 "loss": loss,
                 "penalty": penalty,
                 "criterion": criterion,
@@ -633,9 +654,9 @@ def _fit_head(
     yva: torch.Tensor,
     settings: dict,
     b: float,
-    betas: list[float] | None,
-    n_betas: int,
-    beta_ratio: float,
+    regs: list[float] | None,
+    n_regs: int,
+    reg_ratio: float,
     criterion: str,
     ties: str,
     solve_opts: dict,
@@ -643,9 +664,9 @@ def _fit_head(
     timings: dict,
     multi: bool,
 ) -> HeadFit:
-    """Solve head ``h`` along its beta path on dictionary ``d``; return its chosen point."""
+    """Solve head ``h`` along its reg path on dictionary ``d``; return its chosen point."""
     t1 = time.perf_counter()
-    if betas is None:
+    if regs is None:
         lmax = lambda_max(
             op,
             ytr,
@@ -657,19 +678,19 @@ def _fit_head(
             dtype=solve_opts["dtype"],
             device=solve_opts["device"],
         )
-        bgrid = default_betas(math.sqrt(d.n_columns) * float(lmax), n_betas, beta_ratio)
+        bgrid = default_regs(math.sqrt(d.n_columns) * float(lmax), n_regs, reg_ratio)
     else:
-        bgrid = betas
+        bgrid = regs
     sols = solve_path(op, ytr, bgrid, n_classes=C, **solve_opts)
     timings["solve"] += time.perf_counter() - t1
     t2 = time.perf_counter()
     best: tuple | None = None
     loss = solve_opts["loss"]
-    for beta, sol in zip(bgrid, sols):
+    for reg, sol in zip(bgrid, sols):
         Ztr = op.matmul(sol.W.to(op.dtype)).cpu()
         Zva = Dva @ sol.W.to(device="cpu", dtype=Dva.dtype)
         hf = HeadFit(
-            beta=float(beta),
+            reg=float(reg),
             lam=float(sol.lam),
             solution=sol,
             n_classes=C,
@@ -681,7 +702,7 @@ def _fit_head(
             **settings,
             "readout_bias": b,
             **({"head": h} if multi else {}),
-            "beta": hf.beta,
+            "beta": hf.reg,
             "lam": hf.lam,
             "n_columns": d.n_columns,
             "support": kept_neurons(sol),
@@ -691,15 +712,15 @@ def _fit_head(
             "certificate": sol.certificate.to_dict(),
         }
         grid.append(_json_safe(rec))
-        key = _key(criterion, ties, hf.val_accuracy, hf.val_loss, hf.beta)
+        key = _key(criterion, ties, hf.val_accuracy, hf.val_loss, hf.reg)
         if best is None or key < best[0]:
             best = (key, hf)
         logger.info(
-            "fit_convex: %s b=%g head %d beta=%.4g support=%d train=%.4f val=%.4f gap=%.2e",
+            "fit_convex: %s b=%g head %d reg=%.4g support=%d train=%.4f val=%.4f gap=%.2e",
             settings,
             b,
             h,
-            beta,
+            reg,
             rec["support"],
             hf.train_accuracy,
             hf.val_accuracy,
@@ -732,7 +753,7 @@ def _finish(
     chosen = {
         **best.settings,
         "readout_bias": best.readout_bias,
-        "beta": heads[0].beta if not multi else [hf.beta for hf in heads],
+        "beta": heads[0].reg if not multi else [hf.reg for hf in heads],
         "lam": heads[0].lam if not multi else [hf.lam for hf in heads],
         "n_columns": d.n_columns,
         "support": kept_neurons(W_cat),
@@ -765,7 +786,7 @@ def _finish(
     timings["reconstruct"] = time.perf_counter() - t3
     fit = ConvexFit(
         dictionary=d,
-        beta=heads[0].beta,
+        reg=heads[0].reg,
         lam=heads[0].lam,
         readout_bias=best.readout_bias,
         solution=sols[0],
@@ -789,10 +810,10 @@ def _finish(
         "train_accuracy": fit.train_accuracy,
     }
     logger.info(
-        "fit_convex: chose %s b=%g beta=%s: val %.4f test %.4f (%.1fs)",
+        "fit_convex: chose %s b=%g reg=%s: val %.4f test %.4f (%.1fs)",
         fit.witness_settings,
         fit.readout_bias,
-        fit.betas,
+        fit.regs,
         fit.val_accuracy,
         test_acc,
         fit.seconds,

@@ -105,7 +105,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_positive_float, check_positive_int
+from ._checks import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    dtype_name,
+    renamed_kwargs,
+)
 from .lif import RESETS, check_leak
 from .witnesses import Witnesses, resolve_widths
 
@@ -125,7 +131,6 @@ logger = logging.getLogger("convexsnn")
 MOTIFS = ("relay", "ever", "first", "on", "after_first", "oneshot")
 _STRUCTURED_RECURRENT = ("dense", "diagonal")
 _GAUSSIAN_RECURRENT = ("dense", "diagonal", "sparse")
-_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -136,15 +141,13 @@ def _check_seed(seed: Any) -> int:
 
 
 def _check_dtype(dtype: torch.dtype) -> str:
-    if dtype not in _DTYPE_NAMES:
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    return _DTYPE_NAMES[dtype]
+    return dtype_name(dtype)
 
 
-def _check_beta(beta: Any) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)):
-        raise TypeError(f"beta must be a real number, got {beta!r}")
-    return check_leak(beta)
+def _check_leak(leak: Any) -> float:
+    if isinstance(leak, bool) or not isinstance(leak, (int, float, np.integer, np.floating)):
+        raise TypeError(f"leak must be a real number, got {leak!r}")
+    return check_leak(leak)
 
 
 def _per_layer(value: float | Sequence[float], n: int, name: str, allow_zero: bool) -> list[float]:
@@ -232,7 +235,7 @@ def _constant(value: float, n_inputs: int, constant: str) -> tuple[dict, float]:
 
 
 def _first_bank_layer(
-    d: int, motifs: list[str], recurrent: str, theta: float, h: float, beta: float, constant: str
+    d: int, motifs: list[str], recurrent: str, theta: float, h: float, leak: float, constant: str
 ) -> _Layer:
     """Layer 1: motifs that read the input directly (all of them with dense recurrence)."""
     L = _Layer()
@@ -257,7 +260,7 @@ def _first_bank_layer(
         if recurrent == "dense":
             L.add("after_first", rec={L.index("on"): theta})
         else:
-            c_val = theta * (2.0 + beta) / (2.0 * (1.0 + beta))
+            c_val = theta * (2.0 + leak) / (2.0 * (1.0 + leak))
             ff, b = _constant(c_val, d, constant)
             L.add("after_first", ff=ff, bias=b, rec={j: theta})
     if recurrent == "dense" and "oneshot" in motifs:
@@ -312,6 +315,7 @@ def _gate_name(names: list[str], e: int, vetoes: Sequence[int]) -> str:
 
 
 # ---------------------------------------------------------------------- structured witnesses
+@renamed_kwargs(beta="leak")
 def structured_witnesses(
     n_inputs: int,
     *,
@@ -329,7 +333,7 @@ def structured_witnesses(
     fill_scale: float | Sequence[float] = 1.0,
     fill_recurrent_scale: float = 0.0,
     seed: int = 0,
-    beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     dtype: torch.dtype = torch.float64,
@@ -382,7 +386,7 @@ def structured_witnesses(
         :math:`\rho` of the fill neurons' recurrent weights (0: none).
     seed : int
         Seed of the local generator (gate order, fill weights).
-    beta, theta, reset
+    leak, theta, reset
         LIF parameters.
     dtype, device
         Of the returned tensors (``float64`` by default, like the Gaussian witnesses).
@@ -402,7 +406,7 @@ def structured_witnesses(
     check_choice(recurrent, "recurrent", _STRUCTURED_RECURRENT)
     check_choice(reset, "reset", RESETS)
     check_choice(constant, "constant", ("bias", "inputs"))
-    beta = _check_beta(beta)
+    leak = _check_leak(leak)
     theta = check_positive_float(theta, "theta")
     inhibition = check_positive_float(inhibition, "inhibition")
     if inhibition < 1.0:
@@ -413,10 +417,10 @@ def structured_witnesses(
     fill_scales = _per_layer(fill_scale, len(widths), "fill_scale", allow_zero=True)
     rho = check_positive_float(fill_recurrent_scale, "fill_recurrent_scale", allow_zero=True)
     motifs = _resolve_motifs(motifs, recurrent)
-    if recurrent == "diagonal" and beta < 0.01:
+    if recurrent == "diagonal" and leak < 0.01:
         raise ValueError(
             "recurrent='diagonal' builds its t >= 2 detector from the leak and needs "
-            f"beta >= 0.01 (got {beta}); use recurrent='dense'"
+            f"leak >= 0.01 (got {leak}); use recurrent='dense'"
         )
     h = inhibition * theta
     n_lif = len(widths)
@@ -431,7 +435,7 @@ def structured_witnesses(
     # ---- banks (identical in every branch); the last layer holds gates instead
     banks: list[_Layer] = []
     if n_lif >= 2:
-        banks.append(_first_bank_layer(d, motifs, recurrent, theta, h, beta, constant))
+        banks.append(_first_bank_layer(d, motifs, recurrent, theta, h, leak, constant))
         for l in range(1, n_lif - 1):
             banks.append(
                 _next_bank_layer(banks[-1], d, motifs, recurrent, theta, h, build_late=(l == 1))
@@ -575,7 +579,7 @@ def structured_witnesses(
         weights,
         biases if any(b is not None for b in biases) else None,
         rec if any(r is not None for r in rec) else None,
-        beta,
+        leak,
         theta,
         reset,
         desc,
@@ -633,6 +637,7 @@ class _RoleView:
 
 
 # ---------------------------------------------------------------------- Gaussian recurrent
+@renamed_kwargs(beta="leak")
 def gaussian_recurrent_witnesses(
     n_inputs: int,
     *,
@@ -647,7 +652,7 @@ def gaussian_recurrent_witnesses(
     density: float = 0.1,
     self_excitation: float = 0.0,
     seed: int = 0,
-    beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     dtype: torch.dtype = torch.float64,
@@ -681,7 +686,7 @@ def gaussian_recurrent_witnesses(
     )
     check_choice(recurrent, "recurrent", _GAUSSIAN_RECURRENT)
     check_choice(reset, "reset", RESETS)
-    beta = _check_beta(beta)
+    leak = _check_leak(leak)
     theta = check_positive_float(theta, "theta")
     scales = _per_layer(scale, len(widths), "scale", allow_zero=False)
     rhos = _per_layer(recurrent_scale, len(widths), "recurrent_scale", allow_zero=True)
@@ -731,7 +736,7 @@ def gaussian_recurrent_witnesses(
         "counts": {"recurrent_connections": n_conn, "last_layer_neurons": K * widths[-1]},
     }
     return Witnesses(
-        [cast(w) for w in weights], None, [cast(r) for r in rec], beta, theta, reset, desc
+        [cast(w) for w in weights], None, [cast(r) for r in rec], leak, theta, reset, desc
     )
 
 
@@ -751,7 +756,7 @@ def mix_witnesses(parts: Sequence[Witnesses]) -> Witnesses:
         raise TypeError("mix_witnesses needs a non-empty sequence of Witnesses")
     p0 = parts[0]
     for i, p in enumerate(parts[1:], 1):
-        for attr in ("n_inputs", "hidden_widths", "beta", "theta", "reset", "dtype", "device"):
+        for attr in ("n_inputs", "hidden_widths", "leak", "theta", "reset", "dtype", "device"):
             if getattr(p, attr) != getattr(p0, attr):
                 raise ValueError(
                     f"parts[{i}].{attr} = {getattr(p, attr)} differs from "
@@ -811,7 +816,7 @@ def mix_witnesses(parts: Sequence[Witnesses]) -> Witnesses:
         "parts": info,
         "counts": {"branches": k0, "last_layer_neurons": k0 * widths[-1]},
     }
-    return Witnesses(weights, biases, recs, p0.beta, p0.theta, p0.reset, desc)
+    return Witnesses(weights, biases, recs, p0.leak, p0.theta, p0.reset, desc)
 
 
 def recurrent_masks(witnesses: Witnesses) -> list[torch.Tensor] | None:

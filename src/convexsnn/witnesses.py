@@ -38,7 +38,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_positive_float, check_positive_int, check_sequence_input
+from ._checks import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    check_sequence_input,
+    dtype_from_name,
+    dtype_name,
+    rename_keys,
+    renamed_attribute,
+    renamed_kwargs,
+)
 from ._io import json_safe
 from .lif import RESETS, Trace, check_leak, simulate
 from .network import OUTPUTS, READOUTS, ParallelSNN
@@ -55,15 +65,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("convexsnn")
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    for k, v in _DTYPES.items():
-        if v == dtype:
-            return k
-    raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
 
 
 def _json_safe(obj: Any, name: str = "description") -> Any:
@@ -122,7 +123,7 @@ class Witnesses:
     recurrent : list of (Tensor or None), optional
         Per-layer recurrent weights ``(K, n_l, n_l)`` or ``(K, n_l)`` (diagonal), giving the extra
         current :math:`s^l_{t-1} W^{rec}_l`. Passed through to :func:`convexsnn.lif.simulate`.
-    beta, theta : float
+    leak, theta : float
         Leak :math:`\beta \in [0, 1]` and threshold :math:`\theta > 0`.
     reset : {"subtract", "zero"}
         Reset rule (docs/method.md section 1).
@@ -134,10 +135,12 @@ class Witnesses:
     weights: list[torch.Tensor]
     biases: list[torch.Tensor | None] | None = None
     recurrent: list[torch.Tensor | None] | None = None
-    beta: float = 0.99
+    leak: float = 0.99
     theta: float = 1.0
     reset: str = "subtract"
     description: dict = field(default_factory=dict)
+
+    beta = renamed_attribute("leak", "beta")
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, torch.Tensor) or not isinstance(self.weights, (list, tuple)):
@@ -200,7 +203,7 @@ class Witnesses:
                     "recurrent weights must be all dense (K, n, n) or all diagonal "
                     "(K, n) (a ParallelSNN has one recurrent kind)"
                 )
-        self.beta = check_leak(self.beta)
+        self.leak = check_leak(self.leak)
         self.theta = check_positive_float(self.theta, "theta")
         check_choice(self.reset, "reset", RESETS)
         self.description = _json_safe(dict(self.description or {}))
@@ -258,14 +261,22 @@ class Witnesses:
         return np.stack([j // self.n_last, j % self.n_last], axis=1)
 
     def lif_params(self) -> dict:
-        return {"beta": self.beta, "theta": self.theta, "reset": self.reset}
+        """``{"leak", "theta", "reset"}`` of the branches' neurons."""
+        return {"leak": self.leak, "theta": self.theta, "reset": self.reset}
 
     def fingerprint(self) -> str:
         """sha256 of all weights and LIF parameters (identifies a witness set)."""
         h = hashlib.sha256()
         h.update(
             json.dumps(
-                {**self.lif_params(), "dtype": _dtype_name(self.dtype)}, sort_keys=True
+                # keyed "beta" as before the leak was renamed: recorded fingerprints stay valid
+                {
+                    "beta": self.leak,
+                    "theta": self.theta,
+                    "reset": self.reset,
+                    "dtype": dtype_name(self.dtype),
+                },
+                sort_keys=True,
             ).encode()
         )
         for name, arr in sorted(self.state_arrays().items()):
@@ -287,7 +298,7 @@ class Witnesses:
             [mv(w) for w in self.weights],
             None if self.biases is None else [mv(b) for b in self.biases],
             None if self.recurrent is None else [mv(r) for r in self.recurrent],
-            self.beta,
+            self.leak,
             self.theta,
             self.reset,
             dict(self.description),
@@ -312,7 +323,7 @@ class Witnesses:
             [sel(w) for w in self.weights],
             None if self.biases is None else [sel(b) for b in self.biases],
             None if self.recurrent is None else [sel(r) for r in self.recurrent],
-            self.beta,
+            self.leak,
             self.theta,
             self.reset,
             desc,
@@ -334,7 +345,7 @@ class Witnesses:
                 self.weights,
                 biases=self.biases,
                 recurrent=self.recurrent,
-                beta=self.beta,
+                leak=self.leak,
                 theta=self.theta,
                 reset=self.reset,
                 return_membrane=return_membrane,
@@ -383,6 +394,7 @@ class Witnesses:
         check_choice(output, "output", OUTPUTS)
         for k in (
             "hidden_widths",
+            "leak",
             "beta",
             "theta",
             "reset",
@@ -422,7 +434,7 @@ class Witnesses:
             n_outputs,
             n_branches=self.n_branches,
             hidden_widths=self.hidden_widths,
-            beta=self.beta,
+            leak=self.leak,
             theta=self.theta,
             reset=self.reset,
             readout=readout,
@@ -465,7 +477,7 @@ class Witnesses:
         """JSON-safe non-array part (LIF parameters, layer count, dtype, description)."""
         return {
             "n_layers": len(self.weights),
-            "dtype": _dtype_name(self.dtype),
+            "dtype": dtype_name(self.dtype),
             **self.lif_params(),
             "description": self.description,
         }
@@ -474,9 +486,9 @@ class Witnesses:
     def from_arrays(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Witnesses:
         """Inverse of :meth:`meta` + :meth:`state_arrays`."""
         n = int(meta["n_layers"])
-        dtype = _DTYPES.get(meta.get("dtype"))
-        if dtype is None:
-            raise ValueError(f"unknown witness dtype {meta.get('dtype')!r}")
+        dtype = dtype_from_name(meta.get("dtype"), "witness dtype")
+        # witness files saved before the leak was renamed say "beta": they load unchanged
+        meta = rename_keys(meta, {"beta": "leak"}, "witness meta", warn=False)
 
         def get(name, l):
             a = arrays.get(f"{name}.{l}")
@@ -491,7 +503,7 @@ class Witnesses:
             weights,
             biases if any(b is not None for b in biases) else None,
             recurrent if any(r is not None for r in recurrent) else None,
-            meta["beta"],
+            meta["leak"],
             meta["theta"],
             meta["reset"],
             meta.get("description", {}),
@@ -500,9 +512,9 @@ class Witnesses:
     def __repr__(self) -> str:
         return (
             f"Witnesses(K={self.n_branches}, n_inputs={self.n_inputs}, "
-            f"widths={self.hidden_widths}, beta={self.beta}, theta={self.theta}, "
+            f"widths={self.hidden_widths}, leak={self.leak}, theta={self.theta}, "
             f"reset={self.reset!r}, recurrent={self.recurrent_kind}, "
-            f"dtype={_dtype_name(self.dtype)}, kind={self.description.get('kind')!r})"
+            f"dtype={dtype_name(self.dtype)}, kind={self.description.get('kind')!r})"
         )
 
 
@@ -518,6 +530,9 @@ def _per_layer(value: float | Sequence[float], n_layers: int, name: str) -> list
     else:
         vals = [value] * n_layers
     return [check_positive_float(v, f"{name}") for v in vals]
+
+
+Witnesses.__init__ = renamed_kwargs(beta="leak")(Witnesses.__init__)  # type: ignore[method-assign]
 
 
 def _draw_gaussian(
@@ -539,6 +554,7 @@ def _draw_gaussian(
     return out
 
 
+@renamed_kwargs(beta="leak")
 def gaussian_witnesses(
     n_inputs: int,
     *,
@@ -550,7 +566,7 @@ def gaussian_witnesses(
     scale: float | Sequence[float] = 1.0,
     normalized: bool = False,
     seed: int = 0,
-    beta: float = 0.99,
+    leak: float = 0.99,
     theta: float = 1.0,
     reset: str = "subtract",
     dtype: torch.dtype = torch.float64,
@@ -576,7 +592,7 @@ def gaussian_witnesses(
         Unit-norm columns before scaling.
     seed : int
         Seed of a local generator; the same seed gives bit-identical weights.
-    beta, theta, reset
+    leak, theta, reset
         LIF parameters.
     dtype : torch.dtype
         ``float64`` by default: dictionary and reconstructed network then agree to ~1e-16, which
@@ -589,7 +605,7 @@ def gaussian_witnesses(
     scales = _per_layer(scale, len(widths), "scale")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {seed!r}")
-    _dtype_name(dtype)
+    dtype_name(dtype)
     from ._checks import check_layer_weights  # refuse sizes that cannot fit, before drawing
 
     check_layer_weights(n_branches, [n_inputs] + widths, "Gaussian witness weights", copies=2)
@@ -606,10 +622,10 @@ def gaussian_witnesses(
             "hidden_widths": widths,
             "scale": scales,
             "normalized": bool(normalized),
-            "dtype": _dtype_name(dtype),
+            "dtype": dtype_name(dtype),
         },
     }
-    w = Witnesses(weights, None, None, beta, theta, reset, desc)
+    w = Witnesses(weights, None, None, leak, theta, reset, desc)
     logger.debug("drew %r", w)
     return w
 
@@ -633,7 +649,7 @@ def witnesses_from_network(model: ParallelSNN, *, dtype: torch.dtype | None = No
     eff = model.effective_recurrent_weights()  # W_rec * mask for a sparse network
     rec = [cp(r) for r in eff] if eff is not None else None
     desc = {"kind": "network", "seed": None, "options": {"config": {k: v for k, v in cfg.items()}}}
-    return Witnesses(weights, biases, rec, cfg["beta"], cfg["theta"], cfg["reset"], desc)
+    return Witnesses(weights, biases, rec, cfg["leak"], cfg["theta"], cfg["reset"], desc)
 
 
 def concat_witnesses(*sets: Witnesses) -> Witnesses:
@@ -657,7 +673,7 @@ def concat_witnesses(*sets: Witnesses) -> Witnesses:
         for what, a, b in (
             ("input size", w.n_inputs, first.n_inputs),
             ("hidden widths", w.hidden_widths, first.hidden_widths),
-            ("leak", w.beta, first.beta),
+            ("leak", w.leak, first.leak),
             ("threshold", w.theta, first.theta),
             ("reset", w.reset, first.reset),
             ("dtype", w.dtype, first.dtype),
@@ -704,7 +720,7 @@ def concat_witnesses(*sets: Witnesses) -> Witnesses:
         "seed": None,
         "parts": [{"n_branches": w.n_branches, **w.description} for w in sets],
     }
-    return Witnesses(weights, biases, recurrent, first.beta, first.theta, first.reset, desc)
+    return Witnesses(weights, biases, recurrent, first.leak, first.theta, first.reset, desc)
 
 
 def branching_ratio(spikes: torch.Tensor, sample_weight: torch.Tensor | None = None) -> float:
@@ -802,7 +818,7 @@ def reservoir_witnesses(
         if device is not None:
             weights = [w.to(device) for w in weights]
         with torch.no_grad():
-            tr = simulate(x, weights, beta=b, theta=th, reset=reset)
+            tr = simulate(x, weights, leak=b, theta=th, reset=reset)
         s = tr.spikes[-1]
         sigma = branching_ratio(s, counts)
         per_sample = s.reshape(s.shape[0], -1).to(torch.float64).mean(dim=1).cpu()
@@ -851,7 +867,7 @@ def reservoir_witnesses(
             "input_scales": input_scales,
             "max_samples": max_samples,
             "n_samples_used": n_used,
-            "dtype": _dtype_name(dtype),
+            "dtype": dtype_name(dtype),
         },
         "branching_ratio_estimator": "mean over t with A_t > 0 of A_{t+1} / A_t, A_t = total "
         "last-layer spikes at step t over the sample",
@@ -859,7 +875,7 @@ def reservoir_witnesses(
         "grid": grid,
     }
     logger.info(
-        "reservoir_witnesses: chose beta=%g theta=%g input_scale=%g (ratio %s)",
+        "reservoir_witnesses: chose leak=%g theta=%g input_scale=%g (ratio %s)",
         b,
         th,
         a,

@@ -5,8 +5,9 @@ r"""Certified convex readouts over a spike dictionary (docs/method.md section 5)
     \min_{W \in \mathbb{R}^{P \times C}} \sum_i a_i\, \ell\big(y_i, (DW)_i\big) + \lambda R(W)
 
 with :math:`\ell` in {squared, one-vs-rest hinge, softmax cross-entropy}, :math:`R` in {l1, l2,1},
-default :math:`a_i = 1/n` and the paper's :math:`\lambda = \beta / \sqrt{P}`. Every solve returns a
-:class:`Certificate` (primal, feasible dual, gap). See :mod:`convexsnn.convex.solver`.
+default :math:`a_i = 1/n` and the paper's :math:`\lambda = \beta / \sqrt{P}` (``reg=`` gives
+:math:`\beta`). Every solve returns a :class:`Certificate` (primal, feasible dual, gap). See
+:mod:`convexsnn.convex.solver`.
 """
 
 from .certificate import Certificate, ConvergenceWarning, certified_label

@@ -17,8 +17,8 @@ Conventions
 * Row weights: :math:`a_i = 1/n` by default (the data loss is averaged over rows, as in the
   paper); ``sample_weight`` gives :math:`a_i` *literally* (not renormalised: pass ``w / w.sum()`` to
   keep the averaged scale with weights).
-* Regularisation: give ``lam`` (:math:`\lambda`) or ``beta`` with the paper's convention
-  :math:`\lambda = \beta / \sqrt{P}`, :math:`P` = number of dictionary columns.
+* Regularisation: give ``lam`` (:math:`\lambda`) or ``reg`` (:math:`\beta`) with the paper's
+  convention :math:`\lambda = \beta / \sqrt{P}`, :math:`P` = number of dictionary columns.
 * Targets ``y``:
 
   - ``"squared"``: a floating ``(n,)`` or ``(n, C)`` array is used as real targets; an integer (or
@@ -97,6 +97,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import renamed_attribute, renamed_kwargs
 from .._scores import classes_from_scores, tolerance_from_abs_sums
 from ._inner import Budget, Tracker, fista, ipm_hinge, pdhg_hinge, squared_gram
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
@@ -377,13 +378,13 @@ def prepare_problem(
     )
 
 
-def _resolve_lam(lam: Any, beta: Any, P: int) -> tuple[float, float | None]:
-    if (lam is None) == (beta is None):
+def _resolve_lam(lam: Any, reg: Any, P: int) -> tuple[float, float | None]:
+    if (lam is None) == (reg is None):
         raise ValueError(
-            "give exactly one of lam and beta (lam = beta / sqrt(P)); got "
+            "give exactly one of lam and reg (lam = reg / sqrt(P)); got "
             + ("both" if lam is not None else "neither")
         )
-    name, v = ("lam", lam) if lam is not None else ("beta", beta)
+    name, v = ("lam", lam) if lam is not None else ("reg", reg)
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
     v = float(v)
@@ -411,8 +412,9 @@ class ReadoutSolution:
         Primal/dual values and gap of ``W``.
     loss, penalty : str
     lam : float
-        :math:`\\lambda` used; ``beta`` is set when the solve was specified by ``beta``.
-    beta : float or None
+        :math:`\\lambda` used; ``reg`` is set when the solve was specified by ``reg``.
+    reg : float or None
+        :math:`\\beta` of :math:`\\lambda = \\beta/\\sqrt{P}` (``beta`` is a deprecated alias).
     n_classes : int or None
         Number of classes for label problems (``None`` for real targets / explicit ±1 targets).
     dual : Tensor (n, C) or None
@@ -425,10 +427,12 @@ class ReadoutSolution:
     loss: str = "squared"
     penalty: str = "l1"
     lam: float = float("nan")
-    beta: float | None = None
+    reg: float | None = None
     n_classes: int | None = None
     dual: torch.Tensor | None = field(default=None, repr=False)
     _alpha: torch.Tensor | None = field(default=None, repr=False)
+
+    beta = renamed_attribute("reg", "beta")
 
     def scores(self, D: Any) -> torch.Tensor:
         """Readout scores :math:`DW` (``(n, C)``) for a dictionary ``D`` on any rows."""
@@ -454,6 +458,8 @@ class ReadoutSolution:
         """Indices of the dictionary columns (neurons) with a non-zero row of ``W``."""
         return torch.nonzero((self.W != 0).any(dim=1), as_tuple=False)[:, 0]
 
+
+ReadoutSolution.__init__ = renamed_kwargs(beta="reg")(ReadoutSolution.__init__)  # type: ignore[method-assign]
 
 # --------------------------------------------------------------------------------------------
 # the working-set driver
@@ -877,6 +883,7 @@ def _check_run_args(tol: Any, max_iter: Any, max_time: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@renamed_kwargs(beta="reg")
 def solve_readout(
     D: Any,
     y: Any,
@@ -884,7 +891,7 @@ def solve_readout(
     loss: str = "squared",
     penalty: str = "l1",
     lam: float | None = None,
-    beta: float | None = None,
+    reg: float | None = None,
     sample_weight: Any = None,
     n_classes: int | None = None,
     tol: float = 1e-6,
@@ -911,8 +918,9 @@ def solve_readout(
         Targets, see the module docstring (real targets, integer labels or ±1 targets).
     loss : {"squared", "hinge", "softmax"}
     penalty : {"l1", "l21"}
-    lam, beta : float
-        Exactly one: :math:`\lambda`, or :math:`\beta` with :math:`\lambda = \beta/\sqrt{P}`.
+    lam, reg : float
+        Exactly one: :math:`\lambda`, or ``reg`` :math:`= \beta` with
+        :math:`\lambda = \beta/\sqrt{P}` (``beta=`` is a deprecated alias of ``reg``).
     sample_weight : array-like (n,), optional
         Row weights :math:`a_i \ge 0` used as given; default :math:`a_i = 1/n`.
     n_classes : int, optional
@@ -969,7 +977,7 @@ def solve_readout(
         device=device,
     )
     P = prep.op.shape[1]
-    lam_v, beta_v = _resolve_lam(lam, beta, P)
+    lam_v, beta_v = _resolve_lam(lam, reg, P)
     C = prep.datafit.n_outputs
     W0t = None if W0 is None else _as_W0(W0, P, C, prep.op.dtype, prep.op.device)
     W, cert, U, alpha = _solve_prepared(
@@ -993,17 +1001,18 @@ def solve_readout(
         loss=prep.datafit.name,
         penalty=prep.penalty.name,
         lam=lam_v,
-        beta=beta_v,
+        reg=beta_v,
         n_classes=prep.n_classes,
         dual=U,
         _alpha=alpha,
     )
 
 
+@renamed_kwargs(betas="regs")
 def solve_path(
     D: Any,
     y: Any,
-    betas: Sequence[float] | None = None,
+    regs: Sequence[float] | None = None,
     *,
     lams: Sequence[float] | None = None,
     loss: str = "squared",
@@ -1025,19 +1034,20 @@ def solve_path(
 ) -> list[ReadoutSolution]:
     r"""Solve along a regularisation path with warm starts.
 
-    The values (``betas`` with :math:`\lambda = \beta/\sqrt{P}`, or ``lams``) are solved from the
-    largest to the smallest, each solve starting from the previous solution (primal ``W``, which
-    also seeds the working set; for PDHG the dual box variables and the primal weight too; the
-    interior-point method itself starts cold); the list is returned in the order given.
+    The values (``regs`` :math:`= \beta` with :math:`\lambda = \beta/\sqrt{P}`, or ``lams``;
+    ``betas=`` is a deprecated alias of ``regs``) are solved from the largest to the smallest,
+    each solve starting from the previous solution (primal ``W``, which also seeds the working
+    set; for PDHG the dual box variables and the primal weight too; the interior-point method
+    itself starts cold); the list is returned in the order given.
     Validation and row merging are done once for the whole path. ``max_iter`` and ``max_time``
     apply to each solve. Other parameters as in :func:`solve_readout`.
     """
     _check_run_args(tol, max_iter, max_time)
-    if (betas is None) == (lams is None):
-        raise ValueError("give exactly one of betas and lams")
-    vals = list(betas if betas is not None else lams)
+    if (regs is None) == (lams is None):
+        raise ValueError("give exactly one of regs and lams")
+    vals = list(regs if regs is not None else lams)
     if not vals:
-        raise ValueError("betas/lams must hold at least one value")
+        raise ValueError("regs/lams must hold at least one value")
     prep = prepare_problem(
         D,
         y,
@@ -1051,7 +1061,7 @@ def solve_path(
     )
     P = prep.op.shape[1]
     resolved = [
-        _resolve_lam(None, v, P) if betas is not None else _resolve_lam(v, None, P) for v in vals
+        _resolve_lam(None, v, P) if regs is not None else _resolve_lam(v, None, P) for v in vals
     ]
     order = sorted(range(len(vals)), key=lambda k: -resolved[k][0])
     out: list[ReadoutSolution | None] = [None] * len(vals)
@@ -1081,7 +1091,7 @@ def solve_path(
             loss=prep.datafit.name,
             penalty=prep.penalty.name,
             lam=lam_v,
-            beta=beta_v,
+            reg=beta_v,
             n_classes=prep.n_classes,
             dual=U,
             _alpha=alpha,

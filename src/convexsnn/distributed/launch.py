@@ -3,7 +3,7 @@
 Command line (one process per rank, started by ``torchrun``)::
 
     torchrun --nproc-per-node 2 -m convexsnn.distributed.launch \\
-        --dictionary D.npy --targets y.npy --loss softmax --penalty l1 --beta 1.0 --out run/
+        --dictionary D.npy --targets y.npy --loss softmax --penalty l1 --reg 1.0 --out run/
 
 ``D.npy`` is the ``(n, P)`` 0/1 dictionary (``bool`` or ``uint8``, memory-mapped: each rank
 copies only its column block), ``y.npy`` the targets. Rank 0 writes ``run/solution.npz`` (``W``,
@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--penalty", default="l1", choices=("l1", "l21"))
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--lam", type=float)
-    g.add_argument("--beta", type=float, help="lam = beta / sqrt(P)")
+    g.add_argument("--reg", type=float, help="lam = reg / sqrt(P)")
+    g.add_argument("--beta", type=float, help=argparse.SUPPRESS)  # deprecated alias of --reg
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--max-iter", type=int, default=None)
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
@@ -65,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .solve import solve_readout_sharded
 
     a = _parser().parse_args(argv)
+    if a.beta is not None:
+        from .._checks import warn_renamed
+
+        warn_renamed("--beta", "--reg", "convexsnn.distributed.launch", stacklevel=1)
+        a.reg = a.beta
     out = Path(a.out)
     targets = [out / "solution.npz", out / "certificate.json"]
     if not a.force and any(t.exists() for t in targets):
@@ -90,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loss=a.loss,
             penalty=a.penalty,
             lam=a.lam,
-            beta=a.beta,
+            reg=a.reg,
             tol=a.tol,
             max_iter=a.max_iter,
         )

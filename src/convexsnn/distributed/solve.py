@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .._checks import renamed_kwargs
 from ..convex.penalties import make_penalty
 from ..convex.solver import ReadoutSolution, solve_readout
 from .operator import ShardedSpikeOperator
@@ -71,6 +72,7 @@ def check_replicated(x: Any, name: str, *, group=None, device: torch.device | st
         )
 
 
+@renamed_kwargs(beta="reg")
 def solve_readout_sharded(
     op: ShardedSpikeOperator,
     y: Any,
@@ -78,7 +80,7 @@ def solve_readout_sharded(
     loss: str = "squared",
     penalty: str = "l1",
     lam: float | None = None,
-    beta: float | None = None,
+    reg: float | None = None,
     sample_weight: Any = None,
     n_classes: int | None = None,
     tol: float = 1e-6,
@@ -101,8 +103,8 @@ def solve_readout_sharded(
     Parameters
     ----------
     op : ShardedSpikeOperator
-        The column-sharded dictionary (``lam = beta / sqrt(P)`` uses the global ``P``).
-    y, loss, penalty, lam, beta, sample_weight, n_classes, tol, max_iter, W0,
+        The column-sharded dictionary (``lam = reg / sqrt(P)`` uses the global ``P``).
+    y, loss, penalty, lam, reg, sample_weight, n_classes, tol, max_iter, W0,
     binary_single_column, working_set, polish, solver, verbose
         As in :func:`~convexsnn.convex.solver.solve_readout`; ``y``, ``sample_weight`` and ``W0``
         must be the same on every rank (checked). There is no ``max_time``: a wall-clock budget
@@ -146,7 +148,7 @@ def solve_readout_sharded(
         loss=loss,
         penalty=penalty,
         lam=lam,
-        beta=beta,
+        reg=reg,
         sample_weight=sample_weight,
         n_classes=n_classes,
         tol=tol,

@@ -27,6 +27,8 @@ DESCRIPTION = (
 )
 ANCHORS = {"T=11,L=5": {"value": 76.0, "what": "published best (SG-CVX), n_train=2000"}}
 
+#: (stored in the cells as recorded: keys keep their names from before the leak/reg renaming,
+#: which PipelineConfig.from_dict reads)
 _BASE = dict(
     n_branches=16,
     depth=5,

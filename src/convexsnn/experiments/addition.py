@@ -43,6 +43,8 @@ N_DIGITS = 5
 LENGTHS = (("ID", None), ("2x", 10), ("4x", 20), ("5x", 25), ("10x", 50))
 METHODS_FULL = ["CVX", "SG", "CVX->SG", "SG->SG"]
 
+#: (stored in the cells as recorded: keys keep their names from before the leak/reg renaming,
+#: which PipelineConfig.from_dict reads)
 _COMMON = dict(
     n_branches=1,
     depth=2,
@@ -126,7 +128,7 @@ def run_cell(cell: Cell) -> dict:
     )
     cfg = PipelineConfig.from_dict(p["config"])
     records = run_methods(p["methods"], task, config=cfg, seed=cell.seed)
-    return {"records": records, "base": p["base"], "variant": p["variant"], "leak": cfg.beta}
+    return {"records": records, "base": p["base"], "variant": p["variant"], "leak": cfg.leak}
 
 
 def _ar(rec: dict, label: str) -> float | None:

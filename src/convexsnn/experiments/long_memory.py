@@ -83,7 +83,9 @@ AUTOMATA_L = 5
 #: SG / SG-CVX only up to this length (BPTT cost)
 SG_MAX_T = 20
 
-#: full-size options (see :func:`run_cell`)
+#: full-size options (see :func:`run_cell`); stored in the cells as recorded, so the keys keep
+#: their names from before the renaming (``beta``: the leak; ``n_betas``, ``beta_ratio``: the
+#: regularisation path)
 FULL_CONFIG = dict(
     n_branches=8,
     width=32,
@@ -207,7 +209,7 @@ def _widths(L: int, cfg: dict) -> list[int]:
 
 def _witness_grid(kind: str, n_inputs: int, L: int, cfg: dict, seed: int) -> list:
     """``[(settings, Witnesses), ...]`` for one witness kind (a scale grid for Gaussian)."""
-    lif = dict(beta=cfg["beta"], theta=cfg["theta"], reset=cfg["reset"])
+    lif = dict(leak=cfg["beta"], theta=cfg["theta"], reset=cfg["reset"])
     widths = _widths(L, cfg)
     K = int(cfg["n_branches"])
     if kind == "structured":
@@ -265,8 +267,8 @@ def _convex(method: str, grid: list, task, cfg: dict, seed: int) -> dict:
                 task,
                 loss=cfg["loss"],
                 penalty=cfg["penalty"],
-                n_betas=int(cfg["n_betas"]),
-                beta_ratio=float(cfg["beta_ratio"]),
+                n_regs=int(cfg["n_betas"]),
+                reg_ratio=float(cfg["beta_ratio"]),
                 tol=float(cfg["tol"]),
                 max_time=float(cfg["max_time"]),
             )
@@ -292,7 +294,7 @@ def _convex(method: str, grid: list, task, cfg: dict, seed: int) -> dict:
         kept_neurons=kept_neurons(fit.solution),
         rel_gap=float(fit.certificate.rel_gap),
         converged=bool(fit.certificate.converged),
-        chosen={**fit.witness_settings, "reg_beta": float(fit.beta)},
+        chosen={**fit.witness_settings, "reg_beta": float(fit.reg)},
         grid=fit.witness_grid,
         exact_train_test=_exact(fit.checks),
         seconds=time.perf_counter() - t0,
@@ -318,7 +320,7 @@ def _sg(task, L: int, cfg: dict, seed: int, recurrent: str | None) -> tuple[dict
         depth=L,
         p_rec=p,
         p_last=p,
-        beta=cfg["beta"],
+        leak=cfg["beta"],
         theta=cfg["theta"],
         reset=cfg["reset"],
         recurrent=recurrent,

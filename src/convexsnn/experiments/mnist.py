@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import FLOAT_DTYPES as _DTYPES
 from .._io import json_safe as _json_safe
 from ..convex import ConvergenceWarning
 from ..network import ParallelSNN
@@ -65,7 +66,6 @@ from ..selection import ConvexFit, fit_convex
 from ..tasks import sequential_mnist
 from ..train import TrainResult, evaluate_accuracy, finetune, train_surrogate
 from ..witnesses import (
-    _DTYPES,  # the one name -> dtype map of the witnesses' files
     concat_witnesses,
     gaussian_witnesses,
     reservoir_witnesses,
@@ -333,7 +333,7 @@ def _sg_network(task, cfg: dict, seed: int) -> ParallelSNN:
         10,
         n_branches=sg.get("n_branches", 1),
         hidden_widths=list(sg["widths"]),
-        beta=cfg["leak"],
+        leak=cfg["leak"],
         theta=cfg["theta"],
         reset=cfg["reset"],
         readout=cfg["readout"],
@@ -400,7 +400,7 @@ def _convex(grid: list[tuple[dict, Any]], task, cfg: dict) -> ConvexFit:
             grid,
             (task.train.X, task.train.y, task.val.X, task.val.y),
             readout=cfg["readout"],
-            betas=[float(b) for b in cc["betas"]],
+            regs=[float(b) for b in cc["betas"]],
             loss=cfg["loss"],
             penalty=cc["penalty"],
             n_classes=10,
@@ -415,7 +415,7 @@ def _convex(grid: list[tuple[dict, Any]], task, cfg: dict) -> ConvexFit:
 
 
 def _chosen(fit: ConvexFit) -> dict:
-    return {**fit.witness_settings, "reg_beta": fit.beta}
+    return {**fit.witness_settings, "reg_beta": fit.reg}
 
 
 def _convex_extra(fit: ConvexFit) -> dict:
@@ -440,7 +440,7 @@ def _gaussian_grid(task, cfg: dict, seed: int) -> list[tuple[dict, Any]]:
             hidden_widths=list(cc["widths"]),
             scale=list(sc),
             seed=seed,
-            beta=cfg["leak"],
+            leak=cfg["leak"],
             theta=cfg["theta"],
             reset=cfg["reset"],
             dtype=_DTYPES[cfg["cvx_dtype"]],
@@ -470,7 +470,7 @@ def _reservoir_grid(task, cfg: dict, seed: int) -> list[tuple[dict, Any]]:
         (
             {
                 "witnesses": "reservoir",
-                "leak": w.beta,
+                "leak": w.leak,
                 "input_scale": ch["input_scale"],
                 "branching_ratio": ch["branching_ratio"],
             },
@@ -523,7 +523,7 @@ def _record(
         "depth": depth,
         "n_branches": model.n_branches,
         "hidden_widths": model.hidden_widths,
-        "leak": float(model.config["beta"]),
+        "leak": float(model.config["leak"]),
         "theta": float(model.config["theta"]),
         "reset": cfg["reset"],
         "readout": cfg["readout"],

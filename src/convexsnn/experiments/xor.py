@@ -77,6 +77,8 @@ SG_TUNED_ORDER = ((6, 5), (8, 5), (11, 5), (14, 5), (6, 15), (8, 15), (11, 15), 
 AN_METHODS = ("CVX", "SG-CVX", "R-CVX")
 
 #: full-size pipeline configuration (witness sizes per depth are set in :func:`cells`)
+#: (stored in the cells as recorded: keys keep their names from before the leak/reg renaming,
+#: which PipelineConfig.from_dict reads)
 FULL_CONFIG = dict(
     n_branches=16,
     p_rec=256,

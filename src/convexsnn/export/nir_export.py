@@ -74,9 +74,10 @@ What NIR cannot express, and what happens
 
 Metadata
 --------
-``graph.metadata`` holds ``format="convexsnn.ParallelSNN"``, ``format_version``, ``dt``, ``beta``,
-``theta``, ``reset``, ``readout``, ``readout_bias``, ``output``, ``graph_reset`` (the reset the
-nodes themselves express), ``neuron_nodes``, ``inexpressible`` (the warnings, or ``"none"``) and
+``graph.metadata`` holds ``format="convexsnn.ParallelSNN"``, ``format_version``, ``dt``, ``beta``
+(the leak: the metadata key keeps this name, so graphs exported earlier read alike), ``theta``,
+``reset``, ``readout``, ``readout_bias``, ``output``, ``graph_reset`` (the reset the nodes
+themselves express), ``neuron_nodes``, ``inexpressible`` (the warnings, or ``"none"``) and
 ``config`` (the network's full config as JSON). Every node carries ``branch``, ``layer`` and
 ``role``; neuron nodes also ``beta``, ``theta``, ``reset`` and ``dt``. The importer rebuilds the
 exact network from this metadata and the node weights, after checking that the node values still
@@ -99,7 +100,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_positive_float
+from .._checks import check_positive_float, rename_keys, renamed_kwargs
 from .._io import atomic_write_with
 from ..lif import Trace, check_leak
 from ..network import ParallelSNN
@@ -120,7 +121,6 @@ logger = logging.getLogger("convexsnn")
 
 NIR_METADATA_FORMAT = "convexsnn.ParallelSNN"
 _METADATA_VERSION = 1
-_NP_DTYPES = {"float32": np.float32, "float64": np.float64}
 # relative tolerance when checking node values against the metadata / the unit input gain
 _RTOL = 1e-5
 
@@ -144,15 +144,16 @@ def _import_nir():
     return nir
 
 
+@renamed_kwargs(beta="leak")
 def nir_neuron_parameters(
-    beta: float, theta: float, dt: float, dtype: Any = np.float64
+    leak: float, theta: float, dt: float, dtype: Any = np.float64
 ) -> dict[str, float]:
     r"""NIR node values of one convexsnn LIF neuron (see the module docstring).
 
     Parameters
     ----------
-    beta, theta : float
-        Leak and threshold of the convexsnn neuron.
+    leak, theta : float
+        Leak :math:`\beta` and threshold of the convexsnn neuron.
     dt : float
         Forward-Euler step a NIR backend should use.
     dtype : numpy dtype
@@ -167,14 +168,14 @@ def nir_neuron_parameters(
         ``reset_scale`` :math:`= -\beta\theta` (the feedback weight of ``exact_reset`` graphs),
         each rounded to ``dtype``.
     """
-    beta = check_leak(beta)
+    leak = check_leak(leak)
     theta = check_positive_float(theta, "theta")
     dt = check_positive_float(dt, "dt")
     typ = np.dtype(dtype).type
-    if beta == 1.0:
+    if leak == 1.0:
         tau, r = np.inf, 1.0 / dt
     else:
-        tau, r = dt / (1.0 - beta), 1.0 / (1.0 - beta)
+        tau, r = dt / (1.0 - leak), 1.0 / (1.0 - leak)
     v_thr = np.nextafter(typ(theta), typ(-np.inf))
     return {
         "tau": float(typ(tau)),
@@ -182,7 +183,7 @@ def nir_neuron_parameters(
         "v_leak": 0.0,
         "v_reset": 0.0,
         "v_threshold": float(v_thr),
-        "reset_scale": float(typ(-beta * theta)),
+        "reset_scale": float(typ(-leak * theta)),
     }
 
 
@@ -213,7 +214,7 @@ def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool,
         raise TypeError(f"model must be a ParallelSNN, got {type(model).__name__}")
     dt = check_positive_float(dt, "dt")
     cfg = model.config
-    beta, theta, reset = float(cfg["beta"]), float(cfg["theta"]), cfg["reset"]
+    leak, theta, reset = float(cfg["leak"]), float(cfg["theta"]), cfg["reset"]
     problems = _inexpressible(cfg, exact_reset)
     if problems and strict:
         raise NIRExportError(
@@ -223,8 +224,8 @@ def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool,
         warnings.warn(msg, NIRExportWarning, stacklevel=stacklevel)
 
     npdt = np.float64 if model.dtype == torch.float64 else np.float32
-    p = nir_neuron_parameters(beta, theta, dt, npdt)
-    integrate = beta == 1.0
+    p = nir_neuron_parameters(leak, theta, dt, npdt)
+    integrate = leak == 1.0
     composite = bool(exact_reset) and reset == "subtract"
     if composite:
         neuron_nodes = "I+Threshold" if integrate else "LI+Threshold"
@@ -237,7 +238,7 @@ def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool,
     def full(n: int, value: float) -> np.ndarray:
         return np.full(n, value, dtype=npdt)
 
-    neuron_meta = {"beta": beta, "theta": theta, "reset": reset, "dt": dt}
+    neuron_meta = {"beta": leak, "theta": theta, "reset": reset, "dt": dt}
     K, widths = model.n_branches, model.hidden_widths
     n_last, n_out = widths[-1], cfg["n_outputs"]
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([cfg["n_inputs"]]))}
@@ -328,7 +329,7 @@ def _build_graph(model: ParallelSNN, dt: float, exact_reset: bool, strict: bool,
         "format_version": _METADATA_VERSION,
         "convexsnn_version": __version__,
         "dt": dt,
-        "beta": beta,
+        "beta": leak,
         "theta": theta,
         "reset": reset,
         "readout": cfg["readout"],
@@ -583,14 +584,14 @@ def _parse_graph(nir, graph) -> tuple[int, int, list[_Branch]]:
 
 
 def _neuron_values(nir, layer: _Layer, dt: float) -> dict[str, np.ndarray | str]:
-    """beta, input gain, theta and expressed reset of one layer, from its node values."""
+    """leak, input gain, theta and expressed reset of one layer, from its node values."""
     node = layer.neuron
     v = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
     if isinstance(node, (nir.LIF, nir.LI)):
         tau, r = v(node.tau), v(node.r)
-        beta, gain, v_leak = 1.0 - dt / tau, r * dt / tau, v(node.v_leak)
+        leak, gain, v_leak = 1.0 - dt / tau, r * dt / tau, v(node.v_leak)
     else:  # IF / I: dv/dt = R I
-        beta, gain, v_leak = np.ones_like(v(node.r)), v(node.r) * dt, np.zeros_like(v(node.r))
+        leak, gain, v_leak = np.ones_like(v(node.r)), v(node.r) * dt, np.zeros_like(v(node.r))
     v_reset = v(
         getattr(node, "v_reset", None)
         if getattr(node, "v_reset", None) is not None
@@ -603,7 +604,7 @@ def _neuron_values(nir, layer: _Layer, dt: float) -> dict[str, np.ndarray | str]
         thr = thr.astype(np.float64)
     theta = np.nextafter(thr, np.array(np.inf, dtype=thr.dtype)).astype(np.float64)
     reset = "subtract" if layer.reset_scale is not None else "zero"
-    return {"beta": beta, "gain": gain, "theta": theta, "reset": reset}
+    return {"leak": leak, "gain": gain, "theta": theta, "reset": reset}
 
 
 def _uniform(values: list[np.ndarray], what: str) -> float:
@@ -705,7 +706,7 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
     gain = _uniform([v["gain"] for v in vals], "input gain R*dt/tau")
     if not np.isclose(gain, 1.0, rtol=_RTOL, atol=0):
         raise ValueError(f"input gain R*dt/tau = {gain}; convexsnn neurons need 1 (R = tau/dt)")
-    beta = _uniform([v["beta"] for v in vals], "leak beta = 1 - dt/tau")
+    leak = _uniform([v["leak"] for v in vals], "leak beta = 1 - dt/tau")
     theta = _uniform([v["theta"] for v in vals], "threshold")
     resets = {v["reset"] for v in vals}
     if len(resets) != 1:
@@ -714,8 +715,8 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
     if graph_reset == "subtract":
         scales = [layer.reset_scale for layer in layers]
         fb = _uniform(scales, "reset feedback")
-        if not np.isclose(fb, -beta * theta, rtol=_RTOL, atol=1e-9):
-            raise ValueError(f"reset feedback {fb} is not -beta*theta = {-beta * theta}")
+        if not np.isclose(fb, -leak * theta, rtol=_RTOL, atol=1e-9):
+            raise ValueError(f"reset feedback {fb} is not -beta*theta = {-leak * theta}")
     rec_kinds = {
         ("dense" if layer.rec.ndim == 2 else "diagonal")
         for layer in layers
@@ -734,12 +735,14 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
     if ours:
         try:
             config = json.loads(_meta_get(meta, "config"))
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            # graphs exported before the leak was renamed say "beta": they import unchanged
+            config = rename_keys(config, {"beta": "leak"}, "NIR metadata config", warn=False)
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(
                 f"the graph's convexsnn metadata has no valid config ({exc})"
             ) from None
         _check_against_metadata(
-            config, structure, beta, theta, graph_reset, str(_meta_get(meta, "graph_reset"))
+            config, structure, leak, theta, graph_reset, str(_meta_get(meta, "graph_reset"))
         )
         model = ParallelSNN.from_config(config)
     else:
@@ -749,7 +752,7 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
             n_outputs,
             n_branches=K,
             hidden_widths=widths,
-            beta=min(max(beta, 0.0), 1.0),
+            leak=min(max(leak, 0.0), 1.0),
             theta=theta,
             reset=graph_reset,
             readout="spike",
@@ -772,7 +775,7 @@ def from_nir_graph(graph, *, dt: float | None = None) -> ParallelSNN:
 def _check_against_metadata(
     config: dict,
     structure: dict,
-    beta: float,
+    leak: float,
     theta: float,
     graph_reset: str,
     meta_graph_reset: str,
@@ -791,8 +794,8 @@ def _check_against_metadata(
             fail(f"the nodes carry {key.replace('_', ' ')}es the config has not")
     if structure["recurrent"] is not None and structure["recurrent"] != config["recurrent"]:
         fail(f"recurrent nodes are {structure['recurrent']}, the config says {config['recurrent']}")
-    if not np.isclose(beta, config["beta"], rtol=0, atol=1e-6):
-        fail(f"tau gives beta = {beta}, the metadata says {config['beta']}")
+    if not np.isclose(leak, config["leak"], rtol=0, atol=1e-6):
+        fail(f"tau gives beta = {leak}, the metadata says {config['leak']}")
     if not np.isclose(theta, config["theta"], rtol=_RTOL, atol=0):
         fail(f"v_threshold gives theta = {theta}, the metadata says {config['theta']}")
     if graph_reset != meta_graph_reset:
