@@ -122,6 +122,8 @@ def test_column_generation_is_deterministic_for_a_seed_and_records_rounds():
     assert torch.equal(a.solution.W, b.solution.W)
     assert a.witnesses.fingerprint() == b.witnesses.fingerprint() != c.witnesses.fingerprint()
     assert len(a.rounds) >= 2 and a.rounds[0].n_added > 0
+    # the stop reason follows the stopping rule, in the last round too
+    assert (a.stopped == "pricing") == (a.rounds[-1].n_violating == 0)
     for r in a.rounds:
         assert r.n_candidates == 30 and sum(r.proposals.values()) == 30
         assert r.union_rel_gap >= r.rel_gap - 1e-15

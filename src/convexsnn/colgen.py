@@ -732,12 +732,12 @@ def fit_column_generation(
             rec.union_rel_gap = gap_u / max(abs(cert.primal), 1e-300)
         violating = torch.nonzero(prices > 1.0 + pricing_tol, as_tuple=False)[:, 0]
         rec.n_violating = int(violating.numel())
-        if r == rounds:
+        if violating.numel() == 0:  # the stopping rule holds (also in the last round)
+            stopped = "pricing"
             rec.seconds = time.perf_counter() - t0
             records.append(rec)
             break
-        if violating.numel() == 0:
-            stopped = "pricing"
+        if r == rounds:
             rec.seconds = time.perf_counter() - t0
             records.append(rec)
             break

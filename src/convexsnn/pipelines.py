@@ -475,7 +475,8 @@ def _colgen_fit(task: TaskData, cfg: PipelineConfig, seed: int) -> tuple[Paralle
                 )
                 if best is None or val > best[0]:
                     best = (val, grid[-1], res)
-    assert best is not None
+    if best is None:
+        raise ValueError("CVX-CG needs at least one leak, scale and reg_beta")
     _, chosen, res = best
     t_fit = time.perf_counter() - t0
     model = res.reconstruct()
