@@ -522,7 +522,10 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         self.network_ = net
         self.n_iter_ = max(1, int(sol.certificate.iterations))
         self.certified_ = certified_label(sol.certificate)
-        self.pricing_gap_ = self.union_rel_gap_ = self.rounds_ = self.stopped_ = None
+        self.pricing_gap_: float | None = None  # column generation only (generate=)
+        self.union_rel_gap_: float | None = None
+        self.rounds_: list[dict] | None = None
+        self.stopped_: str | None = None
         logger.info(
             "%s fitted: %d x %d dictionary, %s",
             type(self).__name__,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from ..pipelines import run_methods
 from ..tasks import load_task
@@ -87,7 +88,7 @@ CG_LONG_CONFIG = {
     "cg_pool": 512,
     "cg_budget": 2048,
 }
-QUICK = {
+QUICK: dict[str, Any] = {
     "sizes": [150, 100, 100],
     "delay": {**DELAY_CONFIG, "n_branches": 8, "p_rec": 8, "p_last": 8, "max_time": 20.0},
     "cg": {
@@ -113,7 +114,9 @@ def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
         return out
     for s in seeds:
         for task, T in ROWS:
-            runs = [("CVX-delay", DELAY_XOR_CONFIG if task == "xor" else DELAY_CONFIG, "")]
+            runs: list[tuple[str, dict, str]] = [
+                ("CVX-delay", DELAY_XOR_CONFIG if task == "xor" else DELAY_CONFIG, "")
+            ]
             runs.append(("CVX-CG", CG_CONFIG, ""))
             if task == "tomita3_paper":
                 runs.append(("CVX-CG", CG_LONG_CONFIG, "-long"))
