@@ -122,6 +122,8 @@ def test_column_generation_is_deterministic_for_a_seed_and_records_rounds():
     assert torch.equal(a.solution.W, b.solution.W)
     assert a.witnesses.fingerprint() == b.witnesses.fingerprint() != c.witnesses.fingerprint()
     assert len(a.rounds) >= 2 and a.rounds[0].n_added > 0
+    # the stop reason follows the stopping rule, in the last round too
+    assert (a.stopped == "pricing") == (a.rounds[-1].n_violating == 0)
     for r in a.rounds:
         assert r.n_candidates == 30 and sum(r.proposals.values()) == 30
         assert r.union_rel_gap >= r.rel_gap - 1e-15
@@ -164,3 +166,80 @@ def test_bad_input():
     with pytest.raises(ValueError, match="proposals"):
         fit_column_generation(X, y, lam=1e-3, proposals=("magic",))
     assert np.isfinite(price_witnesses(_weights(4, 2, 0), X, torch.zeros(80, 3), 1.0)).all()
+
+
+def test_pipeline_cvx_cg_records_certificate_pricing_gap_and_exact_network():
+    from convexsnn.convex import certified_label
+    from convexsnn.pipelines import ALL_METHODS, METHODS, run_method
+    from convexsnn.tasks import load_task
+
+    assert "CVX-CG" in ALL_METHODS and "CVX-CG" not in METHODS  # not in the paper's tables
+    task = load_task("parity_k2", T=5, n_train=150, n_val=100, n_test=100, seed=0)
+    cfg = {
+        "leak": 1.0,
+        "scales": [0.5],
+        "regs": [0.3, 0.1],
+        "loss": "squared",
+        "tol": 1e-6,
+        "max_time": None,
+        "cg_rounds": 1,
+        "cg_pool": 24,
+        "cg_budget": 200,
+        "cg_init_sources": 8,
+    }
+    rec, model = run_method("CVX-CG", task, config=cfg, seed=3, return_model=True)
+    assert "error" not in rec and model is not None
+    assert rec["method"] == "CVX-CG"
+    assert rec["certified"] == certified_label(rec["certificate"])
+    assert rec["certificate"]["converged"] and rec["certified"] == "certified"
+    p = rec["pricing"]
+    assert p["rounds"] and p["pricing_gap"] == p["rounds"][-1]["pricing_gap"]
+    assert p["stopped"] in ("pricing", "rounds", "budget")
+    # the chosen run is the best on validation among the grid (ties: larger beta)
+    g = rec["selection_grid"]
+    assert len(g) == 2 and rec["chosen"]["reg_beta"] in (0.3, 0.1)
+    best = max(x["val_accuracy"] for x in g)
+    assert next(x for x in g if x["val_accuracy"] == best)["reg_beta"] == rec["chosen"]["reg_beta"]
+    # the network computes the convex readout on every split, OOD included
+    assert all(c["prediction_agreement"] == 1.0 for c in rec["reconstruction_check"].values())
+    assert rec["val_accuracy"] == pytest.approx(rec["val_accuracy_convex"])
+    # token tasks are refused with a clear message (a failed record, no traceback)
+    add = load_task("addition", base=2, n_digits=2, n_train=20, n_val=10, n_test=10, seed=0)
+    bad = run_method("CVX-CG", add, config=cfg, seed=0)
+    assert "sequence-label" in bad["error"]
+
+
+@pytest.mark.slow
+def test_classifier_generate_reports_certificate_and_pricing_gap():
+    from sklearn.base import clone
+
+    from convexsnn.convex import certified_label
+    from convexsnn.estimators import ConvexSNNClassifier
+
+    X, y = _data(n=100, seed=9)
+    labels = np.array(["a", "b", "c"])[y.numpy()]
+    opts = {"rounds": 2, "pool": 30, "budget": 90}
+    est = ConvexSNNClassifier(
+        n_branches=6, loss="squared", reg=5e-3 * math.sqrt(90), tol=1e-6, seed=11, generate=opts
+    )
+    est.fit(X.numpy(), labels)
+    # the same run as the library call (same lam = reg / sqrt(budget), same seed and options)
+    ref = fit_column_generation(
+        X, y, n_classes=3, loss="squared", lam=5e-3, init_sources=6, seed=11, tol=1e-6, **opts
+    )
+    assert est.lambda_ == pytest.approx(5e-3, rel=1e-12)
+    assert torch.equal(est.solution_.W, ref.solution.W)
+    assert est.pricing_gap_ == ref.rounds[-1].pricing_gap
+    assert est.union_rel_gap_ == ref.rounds[-1].union_rel_gap
+    assert est.stopped_ == ref.stopped and len(est.rounds_) == len(ref.rounds)
+    assert est.certified_ == certified_label(est.certificate_) == "certified"
+    # predictions are the reconstructed network's and equal the convex readout's
+    pred = est.predict(X.numpy())
+    assert (pred == np.array(["a", "b", "c"])[ref.predict(X).numpy()]).all()
+    assert clone(est).get_params()["generate"] == opts
+    plain = ConvexSNNClassifier(n_branches=4, width=4, seed=0).fit(X.numpy(), labels)
+    assert plain.certified_ == certified_label(plain.certificate_) and plain.pricing_gap_ is None
+    with pytest.raises(ValueError, match="unknown generate options"):
+        ConvexSNNClassifier(generate={"roundz": 2}).fit(X.numpy(), labels)
+    with pytest.raises(ValueError, match="loss"):
+        ConvexSNNClassifier(loss="hinge", generate=True).fit(X.numpy(), labels)

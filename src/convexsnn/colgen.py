@@ -121,6 +121,7 @@ logger = logging.getLogger("convexsnn")
 PROPOSALS = ("dual", "mutation", "gaussian")
 _LOSSES = ("squared", "softmax")
 _PENALTIES = ("l1", "l21")
+_BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -250,6 +251,8 @@ def price_witnesses(
     theta: float = 1.0,
     reset: str = "subtract",
     block_entries: int = 1 << 24,
+    backend: str = "local",
+    n_tasks: int | None = None,
 ) -> torch.Tensor:
     r"""Price :math:`\pi(w) = \max_{t} \rho(d_{w,t}^\top U) / \lambda` of candidate witnesses.
 
@@ -266,30 +269,121 @@ def price_witnesses(
         :math:`\rho` = max-abs over classes, or the Euclidean norm.
     delay : bool
         Columns are the spikes at every step (delay line) or the last step only.
+    block_entries : int
+        Candidates are simulated in blocks of ``block_entries // (n T)``.
+    backend : {"local", "ray"}
+        ``"ray"``: the blocks are priced by Ray tasks on the running Ray instance (``ray.init``
+        first, or pass ``backend="ray"`` to :func:`fit_column_generation`, which starts one);
+        the inputs and ``U`` are shared through the object store. Task boundaries fall on block
+        boundaries, so the prices are bit-identical to ``"local"``.
+    n_tasks : int, optional
+        Ray tasks (default: the cluster's CPUs; at most the number of blocks).
 
     Returns
     -------
     Tensor ``(K,)`` of prices (float64); streamed over blocks of candidates.
     """
     check_choice(penalty, "penalty", _PENALTIES)
+    check_choice(backend, "backend", _BACKENDS)
     x = check_sequence_input(X, "X", dtype=torch.float64)
     U = torch.as_tensor(U, dtype=torch.float64)
     if U.ndim != 2 or U.shape[0] != x.shape[0]:
         raise ValueError(f"U must have shape ({x.shape[0]}, C), got {tuple(U.shape)}")
     lam = check_positive_float(lam, "lam")
-    weights = weights.to(torch.float64)
+    weights = torch.as_tensor(weights).to(torch.float64)
+    if weights.ndim != 2 or weights.shape[0] != x.shape[2]:
+        raise ValueError(
+            f"weights must have shape ({x.shape[2]}, K) for inputs of {x.shape[2]} features, "
+            f"got {tuple(weights.shape)}"
+        )
+    if n_tasks is not None:
+        n_tasks = check_positive_int(n_tasks, "n_tasks")
     K = weights.shape[1]
     n, T = x.shape[:2]
     blk = max(1, block_entries // max(1, n * T))
+    lif = {"leak": leak, "theta": theta, "reset": reset}
+    if backend == "local" or K == 0:
+        return _price_range(weights, x, U, lam, penalty, delay, lif, blk)
+    return _price_ray(weights, x, U, lam, penalty, delay, lif, blk, n_tasks)
+
+
+def _price_range(
+    weights: torch.Tensor,
+    x: torch.Tensor,
+    U: torch.Tensor,
+    lam: float,
+    penalty: str,
+    delay: bool,
+    lif: dict,
+    blk: int,
+) -> torch.Tensor:
+    """Prices of the candidates ``weights`` ``(d, K)``, simulated in blocks of ``blk``."""
     out = []
-    for k0 in range(0, K, blk):
-        s = _source_spikes(weights[:, k0 : k0 + blk], x, leak, theta, reset)  # (n, T, k)
+    for k0 in range(0, weights.shape[1], blk):
+        s = _source_spikes(weights[:, k0 : k0 + blk], x, **lif)  # (n, T, k)
         if not delay:
             s = s[:, -1:]
         G = torch.einsum("ntk,nc->tkc", s, U)
         rho = G.abs().amax(dim=2) if penalty == "l1" else G.norm(dim=2)
         out.append(rho.amax(dim=0) / lam)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def _price_task(weights, x, U, lam, penalty, delay, lif, blk) -> torch.Tensor:
+    """Body of one Ray pricing task (one torch thread: the tasks are the parallelism)."""
+    torch.set_num_threads(1)
+    return _price_range(weights, x, U, lam, penalty, delay, lif, blk)
+
+
+def _price_ray(weights, x, U, lam, penalty, delay, lif, blk, n_tasks) -> torch.Tensor:
+    r""":func:`_price_range` split over Ray tasks on the running Ray instance.
+
+    Every task gets a contiguous range of candidates whose boundaries are multiples of ``blk``,
+    so it simulates exactly the blocks the local loop would: the prices are bit-identical to
+    local pricing whatever the number of tasks. ``x`` and ``U`` go through the object store once.
+    """
+    ray = _ray()
+    K = weights.shape[1]
+    n_blocks = -(-K // blk)
+    if n_tasks is None:
+        n_tasks = max(1, int(ray.available_resources().get("CPU", 1)))
+    n_tasks = min(n_tasks, n_blocks)
+    per = -(-n_blocks // n_tasks) * blk
+    task = ray.remote(num_cpus=1)(_price_task)
+    x_ref, U_ref = ray.put(x), ray.put(U)
+    refs = [
+        task.remote(weights[:, k0 : k0 + per].clone(), x_ref, U_ref, lam, penalty, delay, lif, blk)
+        for k0 in range(0, K, per)
+    ]
+    logger.debug("pricing %d candidates in %d Ray tasks", K, len(refs))
+    return torch.cat(ray.get(refs))
+
+
+class _RaySession:
+    """Start Ray (local, or the cluster at ``address``) unless it runs; shut down what it
+    started."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.started = False
+
+    def __enter__(self) -> _RaySession:
+        ray = _ray()
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            self.started = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.started:
+            _ray().shutdown()
+
+
+def _ray():
+    """``ray`` (optional dependency), with the one-line error naming the extra."""
+    from .distributed.ray_blocks import import_ray
+
+    return import_ray()
 
 
 # ---------------------------------------------------------------------- proposals
@@ -385,6 +479,9 @@ def fit_column_generation(
     theta: float = 1.0,
     reset: str = "subtract",
     sample_weight: Any = None,
+    backend: str = "local",
+    address: str | None = None,
+    n_tasks: int | None = None,
 ) -> ColumnGenerationResult:
     r"""Column generation over one-neuron (delay-line) witnesses (module docstring).
 
@@ -427,12 +524,30 @@ def fit_column_generation(
         ``reg`` and ``leak``.)
     sample_weight : array ``(n,)``, optional
         Row weights :math:`a_i` (default :math:`1/n`).
+    backend : {"local", "ray"}
+        Where candidates are priced. ``"ray"``: as Ray tasks over blocks of candidates
+        (:func:`price_witnesses`), on the running Ray instance, or on one started here (local,
+        or the cluster at ``address``) and shut down at the end. Prices, and so the whole run,
+        are bit-identical to ``"local"``.
+    address : str, optional
+        Ray cluster address (``"auto"``, ``"ray://host:10001"``) when this call starts Ray.
+    n_tasks : int, optional
+        Ray pricing tasks per round (default: the cluster's CPUs).
 
     Returns
     -------
     ColumnGenerationResult
     """
+    args = dict(locals())
     t_all = time.perf_counter()
+    check_choice(backend, "backend", _BACKENDS)
+    if address is not None and backend != "ray":
+        raise ValueError("address is a Ray cluster address: pass backend='ray' with it")
+    if backend == "ray" and not _ray().is_initialized():
+        with _RaySession(address):  # started here, shut down at the end
+            return fit_column_generation(**args)
+    if n_tasks is not None:
+        n_tasks = check_positive_int(n_tasks, "n_tasks")
     check_choice(loss, "loss", _LOSSES)
     check_choice(penalty, "penalty", _PENALTIES)
     check_choice(reset, "reset", RESETS)
@@ -490,6 +605,7 @@ def fit_column_generation(
             "polish": polish,
             "seed": int(seed),
             "lif": {"beta": lif["leak"], "theta": lif["theta"], "reset": reset},  # record keys
+            "backend": backend,
         }
     )
     prep = prepare_problem(
@@ -599,7 +715,17 @@ def fit_column_generation(
             ],
             dim=1,
         )
-        prices = price_witnesses(cands, x, U, lam, penalty=penalty, delay=delay, **lif)
+        prices = price_witnesses(
+            cands,
+            x,
+            U,
+            lam,
+            penalty=penalty,
+            delay=delay,
+            backend=backend,
+            n_tasks=n_tasks,
+            **lif,
+        )
         rec.n_candidates = int(cands.shape[1])
         rec.proposals = {p: int(c) for p, c in counts.items()}
         if prices.numel():
@@ -611,12 +737,12 @@ def fit_column_generation(
             rec.union_rel_gap = gap_u / max(abs(cert.primal), 1e-300)
         violating = torch.nonzero(prices > 1.0 + pricing_tol, as_tuple=False)[:, 0]
         rec.n_violating = int(violating.numel())
-        if r == rounds:
+        if violating.numel() == 0:  # the stopping rule holds (also in the last round)
+            stopped = "pricing"
             rec.seconds = time.perf_counter() - t0
             records.append(rec)
             break
-        if violating.numel() == 0:
-            stopped = "pricing"
+        if r == rounds:
             rec.seconds = time.perf_counter() - t0
             records.append(rec)
             break

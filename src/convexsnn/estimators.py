@@ -51,7 +51,7 @@ from sklearn.utils.validation import (
 from ._checks import renamed_attribute, renamed_kwargs
 from ._scores import classes_from_scores
 from .convex import ConvergenceWarning as _CvxConvergenceWarning
-from .convex import solve_readout
+from .convex import certified_label, solve_readout
 from .dictionary import build_dictionary
 from .network import ParallelSNN
 from .reconstruct import kept_neurons, reconstruct
@@ -94,6 +94,41 @@ def _widths(width: Any, depth: Any) -> list[int]:
 def _softmax_loss(est: Any) -> bool:
     """``predict_proba`` is defined for the softmax loss only."""
     return getattr(est, "loss", None) == "softmax"
+
+
+#: options of :func:`convexsnn.colgen.fit_column_generation` that ``generate=`` may set
+_GENERATE_OPTIONS = (
+    "rounds",
+    "pool",
+    "budget",
+    "delay",
+    "n_steps",
+    "pricing_tol",
+    "proposals",
+    "mutation_scale",
+    "n_masks",
+    "screen",
+    "solver",
+    "polish",
+    "max_time",
+    "backend",
+    "address",
+    "n_tasks",
+)
+
+
+def _generate_options(generate: Any) -> dict | None:
+    """``None`` (no column generation) or the options dict of ``generate``."""
+    if generate is False or generate is None:
+        return None
+    if generate is True:
+        return {}
+    if not isinstance(generate, dict):
+        raise ValueError(f"generate must be a bool or a dict of options, got {generate!r}")
+    bad = sorted(set(generate) - set(_GENERATE_OPTIONS))
+    if bad:
+        raise ValueError(f"unknown generate options {bad}; valid: {list(_GENERATE_OPTIONS)}")
+    return dict(generate)
 
 
 def _check_seed(seed: Any) -> int:
@@ -303,6 +338,17 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         Seed of the witnesses; the same seed gives the same model.
     device : str or None
         Torch device for simulation and solve (default CPU).
+    generate : bool or dict
+        Column generation (``CVX-CG``, :func:`convexsnn.colgen.fit_column_generation`,
+        docs/method.md section 9). ``False`` (default): one draw of Gaussian witnesses. ``True``
+        or a dict of options (``rounds``, ``pool``, ``budget``, ``delay``, ``n_steps``,
+        ``pricing_tol``, ``proposals``, ``mutation_scale``, ``n_masks``, ``screen``,
+        ``solver``, ``polish``, ``max_time``, ``backend``, ``address``, ``n_tasks``): start from
+        ``n_branches`` one-neuron Gaussian witnesses (``scale``; with delay lines by default)
+        and grow them round by round with the candidates that violate the dual constraint
+        most, :math:`\lambda = \mathrm{reg}/\sqrt{\text{budget}}` fixed over the rounds.
+        ``width`` and ``depth`` are then not used; ``loss`` must be ``"squared"`` or
+        ``"softmax"`` and ``readout`` ``"spike"``.
 
     Attributes
     ----------
@@ -313,7 +359,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
     n_steps_in_ : int
         ``T`` seen in ``fit`` (1 for 2-D input).
     witnesses_ : Witnesses
-        The Gaussian hidden weights.
+        The Gaussian hidden weights (with ``generate``: the final witness set).
     dictionary_ : SpikeDictionary
         The spike dictionary (rows = training samples with positive weight).
     solution_ : ReadoutSolution
@@ -331,6 +377,20 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         The reconstructed (pruned) network used for prediction.
     n_iter_ : int
         Iterations of the solve.
+    certified_ : str
+        :func:`convexsnn.convex.certified_label` of the final solve: ``"certified"`` or
+        ``"NOT certified (<status>, rel gap <gap>)"``, over the final dictionary.
+    pricing_gap_ : float or None
+        With ``generate``: :math:`\max_d \pi(d) - 1` over the candidates priced in the last
+        round (:math:`\le` ``pricing_tol``: no candidate examined violates the dual
+        constraint by more); ``None`` without.
+    union_rel_gap_ : float or None
+        With ``generate``: certified relative gap over the final dictionary plus the last
+        round's candidates; ``None`` without.
+    rounds_ : list of dict or None
+        With ``generate``: every round's record (:class:`convexsnn.colgen.RoundRecord`).
+    stopped_ : str or None
+        With ``generate``: ``"pricing"``, ``"rounds"`` or ``"budget"``.
     """
 
     beta = renamed_attribute("leak", "beta")
@@ -356,6 +416,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         max_iter: int | None = None,
         seed: int = 0,
         device: str | None = None,
+        generate: Any = False,
     ):
         self.n_branches = n_branches
         self.width = width
@@ -374,6 +435,7 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         self.max_iter = max_iter
         self.seed = seed
         self.device = device
+        self.generate = generate
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ConvexSNNClassifier:
         """Build the spike dictionary on ``X``, solve the readout, reconstruct the network.
@@ -398,13 +460,16 @@ class ConvexSNNClassifier(_SNNClassifierBase):
             dictionary (every witness neuron silent on ``X``: raise ``scale`` or lower ``theta``).
         """
         X, y, sw = self._validate_fit(X, y, sample_weight)
-        widths = _widths(self.width, self.depth)
+        cg_options = _generate_options(self.generate)
+        widths = _widths(self.width, self.depth) if cg_options is None else None
         seed = _check_seed(self.seed)
         if sw is not None:
             keep = sw > 0
             X, y, sw = X[keep], y[keep], sw[keep]
             sw = sw / sw.sum()
         C = len(self.classes_)
+        if cg_options is not None:
+            return self._fit_generate(X, y, sw, C, seed, cg_options)
         wit = gaussian_witnesses(
             X.shape[2],
             n_branches=self.n_branches,
@@ -461,12 +526,91 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         self.lambda_ = float(sol.lam)
         self.network_ = net
         self.n_iter_ = max(1, int(sol.certificate.iterations))
+        self.certified_ = certified_label(sol.certificate)
+        self.pricing_gap_: float | None = None  # column generation only (generate=)
+        self.union_rel_gap_: float | None = None
+        self.rounds_: list[dict] | None = None
+        self.stopped_: str | None = None
         logger.info(
             "%s fitted: %d x %d dictionary, %s",
             type(self).__name__,
             D.n_rows,
             D.n_columns,
             sol.certificate,
+        )
+        return self
+
+    def _fit_generate(
+        self, X: np.ndarray, y: np.ndarray, sw: Any, C: int, seed: int, options: dict
+    ) -> ConvexSNNClassifier:
+        """``fit`` with column generation (``generate``)."""
+        from .colgen import fit_column_generation
+
+        if self.readout != "spike":
+            raise ValueError(f"generate needs readout='spike', got readout={self.readout!r}")
+        if self.loss not in ("squared", "softmax"):
+            raise ValueError(f"generate needs loss 'squared' or 'softmax', got {self.loss!r}")
+        if isinstance(self.scale, (list, tuple, np.ndarray)):
+            raise ValueError("generate needs one witness scale (a float), got a list")
+        if self.device not in (None, "cpu"):
+            raise ValueError(f"generate runs on the CPU, got device={self.device!r}")
+        opts = {"max_time": None, **options}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", _CvxConvergenceWarning)
+            res = fit_column_generation(
+                X,
+                y,
+                n_classes=C,
+                loss=self.loss,
+                penalty=self.penalty,
+                reg=self.reg,
+                init_sources=self.n_branches,
+                scale=float(self.scale),
+                tol=self.tol,
+                max_iter=self.max_iter,
+                seed=seed,
+                leak=self.leak,
+                theta=self.theta,
+                reset=self.reset,
+                sample_weight=sw,
+                **opts,
+            )
+        sol = res.solution
+        if not sol.certificate.converged:  # the final solve is what the model is
+            warnings.warn(
+                SNNConvergenceWarning(
+                    f"{type(self).__name__}: the final column-generation solve stopped at "
+                    f"relative gap {sol.certificate.rel_gap:.2e} (raise max_iter or tol)",
+                    sol.certificate,
+                ),
+                stacklevel=3,
+            )
+        for w in caught:
+            if not issubclass(w.category, _CvxConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        last = res.rounds[-1]
+        self.witnesses_ = res.witnesses
+        self.dictionary_ = res.dictionary
+        self.solution_ = sol
+        self.certificate_ = sol.certificate
+        self.converged_ = bool(sol.certificate.converged)
+        self.dual_gap_ = float(sol.certificate.gap)
+        self.lambda_ = float(sol.lam)
+        self.network_ = reconstruct(res.dictionary, sol)
+        self.n_iter_ = max(1, int(sol.certificate.iterations))
+        self.certified_ = certified_label(sol.certificate)
+        self.pricing_gap_ = float(last.pricing_gap)
+        self.union_rel_gap_ = float(last.union_rel_gap)
+        self.rounds_ = [r.to_dict() for r in res.rounds]
+        self.stopped_ = res.stopped
+        logger.info(
+            "%s fitted by column generation: %d rounds (%s), %d columns, pricing gap %.3g, %s",
+            type(self).__name__,
+            len(res.rounds),
+            res.stopped,
+            res.dictionary.n_columns,
+            last.pricing_gap,
+            self.certified_,
         )
         return self
 

@@ -31,6 +31,16 @@ Methods
 ``SG->SG``
     The control of ``CVX->SG``: the ``SG`` network trained again for the same extra budget
     (``ft_epochs``, same learning rate).
+``CVX-CG``
+    Pure convex with column generation (:func:`~convexsnn.colgen.fit_column_generation`,
+    docs/method.md section 9): one-neuron Gaussian witnesses with delay lines grown round by
+    round by pricing candidates against the dual constraint, for every (leak, scale,
+    :math:`\beta`) of ``leaks x scales x regs`` (:math:`\lambda = \beta /
+    \sqrt{\text{cg\_budget}}`, fixed over the rounds); the run of best validation accuracy is
+    reconstructed and checked on every split. The record adds ``certified``
+    (:func:`~convexsnn.convex.certified_label` of the final dictionary's solve) and ``pricing``
+    (pricing gap, certified gap over dictionary + candidates, stop reason, every round).
+    Sequence-label tasks only.
 
 For both fine-tuning methods the fine-tuned weights are kept only if their validation accuracy is
 at least that of the starting network (a validation choice of "0 or ``ft_epochs`` extra epochs").
@@ -72,11 +82,21 @@ from .tasks import TaskData, addition_metrics, addition_operands, addition_rollo
 from .train import TrainResult, evaluate_accuracy, finetune, train_surrogate
 from .witnesses import Witnesses, gaussian_witnesses, reservoir_witnesses, witnesses_from_network
 
-__all__ = ["METHODS", "PipelineConfig", "run_method", "run_methods", "evaluate_model"]
+__all__ = [
+    "ALL_METHODS",
+    "METHODS",
+    "PipelineConfig",
+    "run_method",
+    "run_methods",
+    "evaluate_model",
+]
 
 logger = logging.getLogger("convexsnn")
 
+#: the paper's methods (the experiments that run "every method" iterate over these)
 METHODS = ("SG", "CVX", "SG-CVX", "R-CVX", "CVX->SG", "SG->SG")
+#: every pipeline method: :data:`METHODS` and the pure convex column generation ``CVX-CG``
+ALL_METHODS = METHODS + ("CVX-CG",)
 
 #: methods each method needs computed first (shared within :func:`run_methods`)
 _DEPENDS = {
@@ -86,6 +106,7 @@ _DEPENDS = {
     "SG-CVX": ("SG",),
     "CVX->SG": ("CVX",),
     "SG->SG": ("SG",),
+    "CVX-CG": (),
 }
 
 
@@ -132,6 +153,15 @@ class PipelineConfig:
     The names before the renaming (``beta`` for ``leak``, ``reg_betas``, ``n_betas``,
     ``beta_ratio`` for ``regs``, ``n_regs``, ``reg_ratio``) are deprecated aliases of the
     constructor and the attributes; :meth:`from_dict` reads them silently (stored configs).
+    cg_rounds, cg_pool, cg_budget, cg_init_sources, cg_pricing_tol, cg_delay
+        ``CVX-CG``: column-generation rounds, candidates priced per round, column budget,
+        initial Gaussian sources, pricing tolerance and delay lines
+        (:func:`convexsnn.colgen.fit_column_generation`; :math:`\lambda = \beta /
+        \sqrt{\text{budget}}` for every :math:`\beta` of ``regs``, default
+        :data:`CG_BETAS`).
+    cg_backend, cg_address
+        Where ``CVX-CG`` prices candidates: ``"local"`` or ``"ray"`` (Ray tasks; a cluster at
+        ``cg_address``, else a local one). Same result either way.
     """
 
     n_branches: int = 16
@@ -170,6 +200,14 @@ class PipelineConfig:
     res_thresholds: tuple = (1.0,)
     res_input_scales: tuple = (1.0, 2.0, 4.0)
     eval_batch_size: int = 1024
+    cg_rounds: int = 5
+    cg_pool: int = 512
+    cg_budget: int = 4096
+    cg_init_sources: int = 64
+    cg_pricing_tol: float = 1e-3
+    cg_delay: bool = True
+    cg_backend: str = "local"
+    cg_address: str | None = None
 
     beta = renamed_attribute("leak", "beta")
     reg_betas = renamed_attribute("regs", "reg_betas")
@@ -385,6 +423,117 @@ def _gaussian_grid(task: TaskData, cfg: PipelineConfig, seed: int) -> list[tuple
     return out
 
 
+#: default :math:`\beta` grid of ``CVX-CG`` (:math:`\lambda = \beta / \sqrt{\text{budget}}`)
+CG_BETAS = (1e-1, 1e-2)
+
+
+def _colgen_fit(task: TaskData, cfg: PipelineConfig, seed: int) -> tuple[ParallelSNN, dict, dict]:
+    r"""``CVX-CG``: :func:`~convexsnn.colgen.fit_column_generation` for every (leak, scale,
+    :math:`\beta`) of the grid, the run of best validation accuracy (ties: the larger
+    :math:`\beta`), reconstructed and checked on every split. Returns ``(model, seconds,
+    record fields)``."""
+    from .colgen import fit_column_generation
+    from .convex import certified_label
+
+    lay = _layout(task)
+    if lay.label_mode != "sequence":
+        raise ValueError("CVX-CG supports sequence-label tasks only (labels at the last step)")
+    t0 = time.perf_counter()
+    leaks = cfg.leaks if cfg.leaks else (cfg.leak,)
+    betas = sorted(cfg.regs if cfg.regs else CG_BETAS, reverse=True)
+    best = None
+    grid = []
+    for leak in leaks:
+        for scale in cfg.scales:
+            for reg in betas:
+                with warnings.catch_warnings():  # the certificate is recorded instead
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    res = fit_column_generation(
+                        task.train.X,
+                        task.train.y,
+                        n_classes=lay.n_outputs,
+                        loss=cfg.loss,
+                        penalty=cfg.penalty,
+                        reg=float(reg),
+                        rounds=cfg.cg_rounds,
+                        pool=cfg.cg_pool,
+                        budget=cfg.cg_budget,
+                        delay=cfg.cg_delay,
+                        init_sources=cfg.cg_init_sources,
+                        scale=float(scale),
+                        pricing_tol=cfg.cg_pricing_tol,
+                        tol=cfg.tol,
+                        max_time=cfg.max_time,
+                        seed=seed,
+                        leak=float(leak),
+                        theta=cfg.theta,
+                        reset=cfg.reset,
+                        backend=cfg.cg_backend,
+                        address=cfg.cg_address,
+                    )
+                val = res.accuracy(task.val.X, task.val.y)
+                last = res.rounds[-1]
+                grid.append(
+                    {
+                        "leak": float(leak),
+                        "scale": float(scale),
+                        "reg_beta": float(reg),
+                        "val_accuracy": val,
+                        "n_columns": res.dictionary.n_columns,
+                        "rel_gap": last.rel_gap,
+                        "converged": last.converged,
+                        "pricing_gap": last.pricing_gap,
+                        "union_rel_gap": last.union_rel_gap,
+                        "stopped": res.stopped,
+                        "rounds": len(res.rounds),
+                        "seconds": res.settings["seconds"],
+                    }
+                )
+                if best is None or val > best[0]:
+                    best = (val, grid[-1], res)
+    if best is None:
+        raise ValueError("CVX-CG needs at least one leak, scale and reg_beta")
+    _, chosen, res = best
+    t_fit = time.perf_counter() - t0
+    model = res.reconstruct()
+    checks = {}
+    splits = [
+        ("val", task.val),
+        ("test", task.test),
+        *((f"ood:{k}", v) for k, v in task.ood.items()),
+    ]
+    for key, split in splits:
+        c = check_reconstruction(model, res.dictionary, res.solution, split.X, allow_other_T=True)
+        checks[key] = {
+            k: c.get(k) for k in ("prediction_agreement", "n_mismatch", "n_mismatch_at_ties")
+        }
+    cert = res.solution.certificate.to_dict()
+    last = res.rounds[-1]
+    summary = res.dictionary.summary()
+    extra = {
+        "chosen": {k: chosen[k] for k in ("leak", "scale", "reg_beta")}
+        | {"lam": float(res.solution.lam)},
+        "certificate": cert,
+        "certificates": [cert],
+        "certified": certified_label(cert),
+        "pricing": {
+            "pricing_gap": last.pricing_gap,
+            "union_rel_gap": last.union_rel_gap,
+            "n_candidates": last.n_candidates,
+            "n_violating": last.n_violating,
+            "stopped": res.stopped,
+            "rounds": [r.to_dict() for r in res.rounds],
+        },
+        "dictionary": {k: summary[k] for k in _DICTIONARY_FIELDS},
+        "n_witness_neurons": int(res.witnesses.n_witness_neurons),
+        "reconstruction_check": checks,
+        "val_accuracy_convex": chosen["val_accuracy"],
+        "selection_grid": grid,
+    }
+    secs = {"colgen": t_fit, "reconstruct": time.perf_counter() - t0 - t_fit}
+    return model, secs, extra
+
+
 # ------------------------------------------------------------------------------ SG helpers
 def _sg_model(task: TaskData, cfg: PipelineConfig, seed: int) -> ParallelSNN:
     lay = _layout(task)
@@ -542,8 +691,8 @@ def run_methods(
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.from_dict(config)
     methods = list(methods)
     for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
+        if m not in ALL_METHODS:
+            raise ValueError(f"unknown method {m!r}; valid: {', '.join(ALL_METHODS)}")
     if not isinstance(task, TaskData):
         raise TypeError(f"task must be a TaskData, got {type(task).__name__}")
     needed: list[str] = []
@@ -659,6 +808,8 @@ def _run_stage(
         model = fit.model
         secs = {"witnesses": t_w, **fit.timings}
         extra = _convex_extra(fit)
+    elif m == "CVX-CG":
+        model, secs, extra = _colgen_fit(task, cfg, seed)
     else:  # fine-tuning methods
         start = models["CVX" if m == "CVX->SG" else "SG"]
         model, info = _finetune(start, task, cfg, seed)
@@ -690,7 +841,7 @@ def run_method(
 
     Parameters
     ----------
-    method : {"SG", "CVX", "SG-CVX", "R-CVX", "CVX->SG", "SG->SG"}
+    method : {"SG", "CVX", "SG-CVX", "R-CVX", "CVX->SG", "SG->SG", "CVX-CG"}
     task : TaskData
     config : PipelineConfig or dict, optional
     seed : int

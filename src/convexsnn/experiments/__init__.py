@@ -18,6 +18,7 @@ EXPERIMENTS: dict[str, str] = {
     "ablations": "convexsnn.experiments.ablations",
     "mnist": "convexsnn.experiments.mnist",
     "long_memory": "convexsnn.experiments.long_memory",
+    "pure_convex": "convexsnn.experiments.pure_convex",
 }
 
 __all__ = ["EXPERIMENTS", "Cell", "reproduce", "load_experiment"]
