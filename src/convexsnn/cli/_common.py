@@ -165,45 +165,26 @@ def _pct(x: Any) -> str:
 
 
 def _common_parent() -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name (their defaults are
+    suppressed here and filled from :data:`_DEFAULTS`, so a later default never hides an
+    earlier value)."""
+    flag = {"action": "store_true"}
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
-    g.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print results only (no progress or log messages)",
-    )
-    g.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="debug logging; show tracebacks on errors",
-    )
-    g.add_argument(
-        "--device",
-        default=argparse.SUPPRESS,
-        metavar="DEV",
-        help="torch device, e.g. cpu or cuda:0 (default cpu)",
-    )
-    g.add_argument(
-        "--seed",
-        type=int,
-        default=argparse.SUPPRESS,
-        metavar="S",
-        help="seed of everything random (default 0)",
-    )
-    g.add_argument(
-        "--threads",
-        type=int,
-        default=argparse.SUPPRESS,
-        metavar="N",
-        help="torch CPU threads (default: torch's choice; reproduce: the idle "
-        "cores shared among --jobs, at least 1)",
-    )
-    g.add_argument(
-        "--no-progress", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
-    )
+    for names, kw, help_ in (
+        (("-q", "--quiet"), flag, "print results only (no progress or log messages)"),
+        (("--debug",), flag, "debug logging; show tracebacks on errors"),
+        (("--device",), {"metavar": "DEV"}, "torch device, e.g. cpu or cuda:0 (default cpu)"),
+        (("--seed",), {"type": int, "metavar": "S"}, "seed of everything random (default 0)"),
+        (
+            ("--threads",),
+            {"type": int, "metavar": "N"},
+            "torch CPU threads (default: torch's choice; reproduce: the idle "
+            "cores shared among --jobs, at least 1)",
+        ),
+        (("--no-progress",), flag, "no progress bars"),
+    ):
+        g.add_argument(*names, default=argparse.SUPPRESS, help=help_, **kw)
     return p
 
 

@@ -262,15 +262,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the one-line description of ``convexsnn demo`` (command list and its --help)
+HELP = "CVX versus SG on FIRST-LAST-XOR (T=6, L=5) and sequential MNIST (T=4)"
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``demo`` to the subcommands ``sub``."""
-    p = add_command(
-        sub,
-        common,
-        "demo",
-        "CVX versus SG on FIRST-LAST-XOR (T=6, L=5) and sequential MNIST (T=4)",
-        cmd_demo,
-    )
+    p = add_command(sub, common, "demo", HELP, cmd_demo)
     p.add_argument(
         "--mnist-dir",
         metavar="DIR",

@@ -25,9 +25,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the one-line description of ``convexsnn export`` (command list and its --help)
+HELP = "export a saved model as a NIR graph"
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``export`` to the subcommands ``sub``."""
-    p = add_command(sub, common, "export", "export a saved model as a NIR graph", cmd_export)
+    p = add_command(sub, common, "export", HELP, cmd_export)
     p.add_argument("model", help="saved model")
     p.add_argument("output", help="output file (.nir)")
     p.add_argument("--dt", type=float, default=1e-3, help="time step of the NIR graph (s)")

@@ -59,14 +59,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the one-line description of ``convexsnn info`` (command list and its --help)
+HELP = "architecture, kept neurons, output sparsity and certificate of a model"
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``info`` to the subcommands ``sub``."""
-    p = add_command(
-        sub,
-        common,
-        "info",
-        "architecture, kept neurons, output sparsity and certificate of a model",
-        cmd_info,
-    )
+    p = add_command(sub, common, "info", HELP, cmd_info)
     p.add_argument("model", help="saved model")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -62,15 +62,13 @@ def _plot_needs_kind(args: argparse.Namespace) -> int:
     )
 
 
+#: the one-line description of ``convexsnn plot`` (command list and its --help)
+HELP = "plots (PNG): a spike raster or accuracy against training-set size"
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``plot`` (with its kinds ``raster`` and ``accuracy``) to the subcommands ``sub``."""
-    p = add_command(
-        sub,
-        common,
-        "plot",
-        "plots (PNG): a spike raster or accuracy against training-set size",
-        _plot_needs_kind,
-    )
+    p = add_command(sub, common, "plot", HELP, _plot_needs_kind)
     psub: Any = p.add_subparsers(dest="kind", metavar="KIND", parser_class=_Parser)
     pr = psub.add_parser(
         "raster",

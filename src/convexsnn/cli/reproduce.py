@@ -54,15 +54,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the one-line description of ``convexsnn reproduce`` (command list and its --help)
+HELP = "run the paper's experiments and write tables and plots"
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``reproduce`` to the subcommands ``sub``."""
-    p = add_command(
-        sub,
-        common,
-        "reproduce",
-        "run the paper's experiments and write tables and plots",
-        cmd_reproduce,
-    )
+    p = add_command(sub, common, "reproduce", HELP, cmd_reproduce)
     p.add_argument(
         "names", nargs="*", metavar="NAME", help="experiment names (default: all registered)"
     )

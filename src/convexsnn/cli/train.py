@@ -292,16 +292,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the one-line description of ``convexsnn train`` (command list and its --help)
+TRAIN_HELP = "train one method on a task or data files; save the model and a report"
+
+#: the one-line description of ``convexsnn evaluate`` (command list and its --help)
+EVALUATE_HELP = "accuracy of a saved model (JSON)"
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``train`` and ``evaluate`` to the subcommands ``sub``."""
     # train
-    p = add_command(
-        sub,
-        common,
-        "train",
-        "train one method on a task or data files; save the model and a report",
-        cmd_train,
-    )
+    p = add_command(sub, common, "train", TRAIN_HELP, cmd_train)
     p.add_argument(
         "--method",
         "-m",
@@ -378,7 +379,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
     # evaluate
-    p = add_command(sub, common, "evaluate", "accuracy of a saved model (JSON)", cmd_evaluate)
+    p = add_command(sub, common, "evaluate", EVALUATE_HELP, cmd_evaluate)
     p.add_argument("model", help="saved model (folder, .npz, or a train output folder)")
     _add_task_args(p)
     p.add_argument(
