@@ -421,6 +421,70 @@ class ParallelSNN(nn.Module):
         w_out = self.output_weight.abs().reshape(K, self.hidden_widths[-1], -1)
         return torch.bmm(v, w_out).sum()
 
+    def summary(self) -> dict:
+        r"""Architecture, sparsity and training record of the network, as a JSON-safe dict.
+
+        A last-layer neuron :math:`j` is *kept* when its output row is non-zero,
+        :math:`W_{out,j,:} \ne 0` (a convex readout zeroes whole rows; docs/method.md); the
+        output sparsity is the share of zero entries of :math:`W_{out}`.
+
+        Returns
+        -------
+        dict
+            ``architecture``, ``n_inputs``, ``n_outputs``, ``n_branches``, ``depth`` (hidden
+            layers + the output layer), ``hidden_widths``, ``n_features``, ``lif``
+            (``beta``, ``theta``, ``reset``), ``readout``, ``readout_bias``, ``output``,
+            ``recurrent``, ``bias``, ``output_bias``, ``dtype``, ``kept_neurons``,
+            ``kept_neurons_per_branch``, ``branches_with_kept_neurons``, ``output_weights``
+            (``shape``, ``nonzero``, ``sparsity``), ``n_parameters``, ``path_norm``; and, from
+            what training recorded in ``saved_extra`` (``None`` when absent): ``method``,
+            ``task``, ``val_accuracy``, ``test_accuracy`` and ``certificate``.
+        """
+        cfg = self.config
+        W = self.output_weight.detach()
+        row_nz = (W != 0).any(dim=1)
+        per_branch = row_nz.reshape(self.n_branches, self.hidden_widths[-1]).sum(dim=1)
+        extra = getattr(self, "saved_extra", None) or {}
+        report = extra.get("report") or {}
+        trained = report.get("certificate")
+        if trained is None:
+            trained = (report.get("certificates") or [None])[0]
+        certificate = (
+            extra.get("certificate") or trained or (extra.get("certificates") or [None])[0]
+        )
+        return {
+            "architecture": "ParallelSNN",
+            "n_inputs": cfg["n_inputs"],
+            "n_outputs": cfg["n_outputs"],
+            "n_branches": self.n_branches,
+            "depth": len(self.hidden_widths) + 1,
+            "hidden_widths": self.hidden_widths,
+            "n_features": self.n_features,
+            "lif": {"beta": cfg["beta"], "theta": cfg["theta"], "reset": cfg["reset"]},
+            "readout": cfg["readout"],
+            "readout_bias": cfg["readout_bias"],
+            "output": cfg["output"],
+            "recurrent": cfg["recurrent"],
+            "bias": cfg["bias"],
+            "output_bias": cfg["output_bias"],
+            "dtype": cfg.get("dtype"),
+            "kept_neurons": int(row_nz.sum()),
+            "kept_neurons_per_branch": [int(v) for v in per_branch.tolist()],
+            "branches_with_kept_neurons": int((per_branch > 0).sum()),
+            "output_weights": {
+                "shape": list(W.shape),
+                "nonzero": int((W != 0).sum()),
+                "sparsity": float((W == 0).double().mean()) if W.numel() else 0.0,
+            },
+            "n_parameters": int(sum(p.numel() for p in self.parameters())),
+            "path_norm": float(self.path_norm().detach().to(torch.float64)),
+            "method": extra.get("method"),
+            "task": (extra.get("task_spec") or {}).get("name") or report.get("task"),
+            "val_accuracy": report.get("val_accuracy"),
+            "test_accuracy": report.get("test_accuracy"),
+            "certificate": certificate,
+        }
+
     # ------------------------------------------------------------------ persistence
     def state_arrays(self) -> dict[str, np.ndarray]:
         """All weights as numpy arrays keyed by parameter name."""

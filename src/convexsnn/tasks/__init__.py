@@ -2,7 +2,8 @@
 
 Every task is returned as a :class:`TaskData` (train / val / test
 :class:`Split` objects plus out-of-distribution test sets); use
-:func:`load_task` to get one by name.
+:func:`load_task` to get one by name, and :func:`load_npz_task` for user data
+in ``.npz`` files.
 """
 
 from .addition import (
@@ -48,12 +49,15 @@ from .mnist import (
     sequential_mnist,
     stratified_subset,
 )
+from .npz import load_npz_task, read_npz
 
 __all__ = [
     "Split",
     "TaskData",
     "TASK_NAMES",
     "load_task",
+    "load_npz_task",
+    "read_npz",
     "one_hot",
     "rng_for",
     # automata

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/exp_mnist.py --quick                       # ~1 min, 1000 training images
-    python benchmarks/exp_mnist.py --configs paper full --json out/mnist.json --cache out/models
-    python benchmarks/exp_mnist.py --configs full --methods CVX --json out/mnist.json
+    python experiments/exp_mnist.py --quick                       # ~1 min, 1000 training images
+    python experiments/exp_mnist.py --configs paper full --json out/mnist.json --cache out/models
+    python experiments/exp_mnist.py --configs full --methods CVX --json out/mnist.json
 
 Records of several invocations are merged into ``--json`` (a record replaces an earlier one with
 the same config, method, seed and quick flag; each invocation's machine and command line is

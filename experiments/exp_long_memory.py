@@ -24,7 +24,7 @@ with ``--beta`` / ``--theta`` / ``--reset``.
 
 Usage::
 
-    python benchmarks/exp_long_memory.py [--T 11 14 20 50] [--L 3 5] [--json out.json] [--quick]
+    python experiments/exp_long_memory.py [--T 11 14 20 50] [--L 3 5] [--json out.json] [--quick]
 """
 
 from __future__ import annotations

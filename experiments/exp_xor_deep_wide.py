@@ -8,7 +8,7 @@ validation, 30 s per solve; published LIF (leak 0.99, threshold 1, subtract rese
 
 Usage::
 
-    python benchmarks/exp_xor_deep_wide.py benchmarks/results/xor_T6_L15_wide.json
+    python experiments/exp_xor_deep_wide.py experiments/results/xor_T6_L15_wide.json
 """
 
 import json

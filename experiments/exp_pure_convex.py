@@ -3,9 +3,9 @@
 Usage::
 
     # delay-line witnesses (per-step readout) vs the same sources read at the last step only
-    python benchmarks/exp_pure_convex.py delay --n-train 6000 --neurons 1024 --json out/pure.json
+    python experiments/exp_pure_convex.py delay --n-train 6000 --neurons 1024 --json out/pure.json
     # column generation over one-layer witnesses with delay lines
-    python benchmarks/exp_pure_convex.py colgen --n-train 6000 --budget 2048 --json out/pure.json
+    python experiments/exp_pure_convex.py colgen --n-train 6000 --budget 2048 --json out/pure.json
 
 No SG-trained weight anywhere: witnesses are Gaussian (``delay``) or proposed by
 :func:`convexsnn.colgen.fit_column_generation` (``colgen``). Every record carries the certificate
