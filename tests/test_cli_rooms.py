@@ -18,7 +18,7 @@ import convexsnn
 import convexsnn.cli
 from conftest import small_net
 from convexsnn.experiments.report import accuracy_vs_size_records
-from convexsnn.pipelines import METHODS
+from convexsnn.pipelines import ALL_METHODS
 from convexsnn.tasks import load_npz_task, read_npz
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -209,7 +209,7 @@ def test_accuracy_vs_size_records_average_over_seeds(tmp_path):
 # ------------------------------------------------------------------------------ package layout
 def test_every_pipeline_method_is_a_train_choice():
     names = convexsnn.cli.METHOD_NAMES
-    assert sorted(names.values()) == sorted(METHODS)
+    assert sorted(names.values()) == sorted(ALL_METHODS)
     assert next(iter(names)) == "cvx"  # the default comes first in the help
     assert names["cvx-sg"] == "CVX->SG" and names["sg-sg"] == "SG->SG"
     parser = convexsnn.cli.build_parser()

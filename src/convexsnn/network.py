@@ -433,7 +433,7 @@ class ParallelSNN(nn.Module):
         dict
             ``architecture``, ``n_inputs``, ``n_outputs``, ``n_branches``, ``depth`` (hidden
             layers + the output layer), ``hidden_widths``, ``n_features``, ``lif``
-            (``beta``, ``theta``, ``reset``), ``readout``, ``readout_bias``, ``output``,
+            (``leak``, ``theta``, ``reset``), ``readout``, ``readout_bias``, ``output``,
             ``recurrent``, ``bias``, ``output_bias``, ``dtype``, ``kept_neurons``,
             ``kept_neurons_per_branch``, ``branches_with_kept_neurons``, ``output_weights``
             (``shape``, ``nonzero``, ``sparsity``), ``n_parameters``, ``path_norm``; and, from
@@ -460,7 +460,7 @@ class ParallelSNN(nn.Module):
             "depth": len(self.hidden_widths) + 1,
             "hidden_widths": self.hidden_widths,
             "n_features": self.n_features,
-            "lif": {"beta": cfg["beta"], "theta": cfg["theta"], "reset": cfg["reset"]},
+            "lif": {"leak": cfg["leak"], "theta": cfg["theta"], "reset": cfg["reset"]},
             "readout": cfg["readout"],
             "readout_bias": cfg["readout_bias"],
             "output": cfg["output"],

@@ -30,7 +30,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"architecture ParallelSNN, {info['n_inputs']} inputs -> {info['n_branches']} branches "
         f"x widths {info['hidden_widths']} -> {info['n_outputs']} outputs (depth L="
         f"{info['depth']}, output={info['output']})",
-        f"LIF          beta={lif['beta']}, theta={lif['theta']}, reset={lif['reset']}, "
+        f"LIF          leak={lif['leak']}, theta={lif['theta']}, reset={lif['reset']}, "
         f"readout={info['readout']}"
         + (f" (bias {info['readout_bias']})" if info["readout"] == "membrane" else "")
         + (f", recurrent={info['recurrent']}" if info["recurrent"] else ""),

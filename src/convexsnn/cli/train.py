@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..pipelines import METHODS
+from ..pipelines import ALL_METHODS
 from ._common import (
     CLIError,
     _certificate_of,
@@ -38,14 +38,14 @@ logger = logging.getLogger("convexsnn")
 
 
 def _cli_name(method: str) -> str:
-    """The command-line name of a :data:`convexsnn.pipelines.METHODS` entry: lower case, ``->``
+    """The command-line name of a :data:`convexsnn.pipelines.ALL_METHODS` entry: lower case, ``->``
     written ``-`` (``CVX->SG`` is ``cvx-sg``)."""
     return method.lower().replace("->", "-")
 
 
-#: CLI method names -> :data:`convexsnn.pipelines.METHODS` (every method there, ``cvx`` first:
+#: CLI method names -> :data:`convexsnn.pipelines.ALL_METHODS` (every method there, ``cvx`` first:
 #: the default)
-METHOD_NAMES = {_cli_name(m): m for m in ("CVX", *(m for m in METHODS if m != "CVX"))}
+METHOD_NAMES = {_cli_name(m): m for m in ("CVX", *(m for m in ALL_METHODS if m != "CVX"))}
 
 
 def _pipeline_config(args: argparse.Namespace) -> dict:
@@ -70,7 +70,7 @@ def _pipeline_config(args: argparse.Namespace) -> dict:
         "depth": "depth",
         "p_rec": "p_rec",
         "p_last": "p_last",
-        "leak": "beta",
+        "leak": "leak",
         "theta": "theta",
         "reset": "reset",
         "readout": "readout",
@@ -79,7 +79,7 @@ def _pipeline_config(args: argparse.Namespace) -> dict:
         "tol": "tol",
         "max_time": "max_time",
         "scales": "scales",
-        "reg": "reg_betas",
+        "reg": "regs",
         "witnesses": "witnesses",
         "sg_epochs": "sg_epochs",
         "sg_lr": "sg_lr",
@@ -310,7 +310,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         default="cvx",
         help="cvx (Gaussian witnesses + certified convex readout, default), sg "
         "(surrogate gradients), sg-cvx (SG hidden layers + convex readout), r-cvx "
-        "(reservoir witnesses), cvx-sg (CVX then SG fine-tuning), sg-sg",
+        "(reservoir witnesses), cvx-sg (CVX then SG fine-tuning), sg-sg, cvx-cg (pure convex "
+        "column generation over one-neuron witnesses with delay lines; options cg_* via --set)",
     )
     _add_task_args(p)
     g = p.add_argument_group("model and training (pipeline options)")
@@ -322,7 +323,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--p-last", type=int, metavar="P", help="neurons of the last LIF layer (all branches)"
     )
-    g.add_argument("--leak", type=float, metavar="BETA", help="LIF leak beta (default 0.99)")
+    g.add_argument("--leak", type=float, metavar="LEAK", help="LIF leak (default 0.99)")
     g.add_argument("--theta", type=float, help="LIF threshold (default 1)")
     g.add_argument("--reset", choices=["subtract", "zero"], help="LIF reset")
     g.add_argument("--readout", choices=["spike", "membrane"], help="last-layer readout")
@@ -333,8 +334,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         type=float,
         nargs="+",
         metavar="B",
-        help="regularisation path: beta values with lam = beta / sqrt(P) (default: a "
-        "geometric grid below beta_max), chosen on validation",
+        help="regularisation path: reg values (the paper's beta) with lam = reg / sqrt(P) "
+        "(default: a geometric grid below reg_max), chosen on validation",
     )
     g.add_argument(
         "--scales",

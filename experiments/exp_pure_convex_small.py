@@ -3,11 +3,11 @@
 Usage::
 
     # column generation (the CVX-CG pipeline), leak and scale chosen on validation
-    python benchmarks/exp_pure_convex_small.py cvx-cg --task parity_k2 -T 12 --leaks 0.99 1.0 \\
-        --json benchmarks/results/pure_convex_small.json
+    python experiments/exp_pure_convex_small.py cvx-cg --task parity_k2 -T 12 --leaks 0.99 1.0 \\
+        --json experiments/results/pure_convex_small.json
     # a random Gaussian delay-line dictionary (CVX with witnesses="delay"), depth L
-    python benchmarks/exp_pure_convex_small.py cvx-delay --task xor -T 11 --depth 5 \\
-        --json benchmarks/results/pure_convex_small.json
+    python experiments/exp_pure_convex_small.py cvx-delay --task xor -T 11 --depth 5 \\
+        --json experiments/results/pure_convex_small.json
 
 No SG-trained weight anywhere. Every record carries: validation / test / 2T (OOD) accuracy of the
 reconstructed ``ParallelSNN``'s own forward pass (checked against the convex readout on every
