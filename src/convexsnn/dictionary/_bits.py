@@ -40,7 +40,7 @@ def _unique_columns(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     rank[order] = np.arange(order.size)
     first = first[order].astype(np.int64)
     inverse = rank[inverse].astype(np.int64)
-    nonzero = cols[first].any(axis=1)
+    nonzero = np.asarray(cols[first].any(axis=1), dtype=bool)
     return first, inverse, nonzero
 
 

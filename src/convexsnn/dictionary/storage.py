@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -15,7 +12,8 @@ import numpy as np
 import torch
 
 from .._checks import check_choice, check_sequence_input
-from .._io import atomic_write_bytes
+from .._persist import arrays_sha256 as _arrays_sha256
+from .._persist import check_archive_target, check_format, read_archive, write_archive
 from ..witnesses import Witnesses
 from ._bits import _unique_columns, _unpack_rows
 from .operator import _FLOAT_DTYPES, SpikeOperator
@@ -27,21 +25,9 @@ logger = logging.getLogger("convexsnn")
 
 STORAGES = ("bool", "packed")
 DICTIONARY_FORMAT_VERSION = 1
+_FORMAT = "convexsnn.SpikeDictionary"
 
 
-def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over the named arrays of a dictionary save (name, dtype, shape and bytes of each,
-    in name order): written by ``save``, checked by ``load``."""
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(k.encode())
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-# ---------------------------------------------------------------------- the dictionary
 class SpikeDictionary:
     r"""Binary dictionary of witness-neuron readouts, with provenance.
 
@@ -576,15 +562,19 @@ class SpikeDictionary:
         return d
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save to one ``.npz`` file (arrays + JSON metadata, no pickle), written atomically.
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save to one ``.npz`` file (arrays + JSON manifest, no pickle), written atomically
+        (:mod:`convexsnn._persist`).
 
         Holds the bits, the provenance and the whole witness set, so a loaded dictionary can
-        :meth:`transform` new inputs and be reconstructed into a network.
+        :meth:`transform` new inputs and be reconstructed into a network. A previous dictionary
+        save at ``path`` is replaced; any other existing file is refused unless
+        ``overwrite=True``.
         """
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
+        check_archive_target(path, _FORMAT, "SpikeDictionary", overwrite=overwrite)
         arrays = {
             "bits": self.packed_bits(),
             "provenance": self.provenance,
@@ -594,7 +584,7 @@ class SpikeDictionary:
         }
         arrays.update({f"witness.{k}": v for k, v in self.witnesses.state_arrays().items()})
         meta = {
-            "format": "convexsnn.SpikeDictionary",
+            "format": _FORMAT,
             "format_version": DICTIONARY_FORMAT_VERSION,
             "readout": self.readout,
             "readout_bias": self.readout_bias,
@@ -611,42 +601,15 @@ class SpikeDictionary:
             "arrays_sha256": _arrays_sha256(arrays),
             "summary": self.summary(),
         }
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
-            **arrays,
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buf.getvalue())
+        write_archive(path, meta, arrays)
         logger.info("saved SpikeDictionary (%d x %d) to %s", self.n_rows, self.n_columns, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, storage: str | None = None) -> SpikeDictionary:
         """Load a dictionary written by :meth:`save` (checksums verified)."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no saved dictionary at {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                files = {k: np.array(z[k]) for k in z.files}
-            meta = json.loads(files.pop("__meta__").tobytes().decode())
-        except (
-            KeyError,
-            ValueError,
-            OSError,
-            EOFError,
-            json.JSONDecodeError,
-            UnicodeDecodeError,
-        ) as exc:
-            raise ValueError(f"{path}: not a readable SpikeDictionary file ({exc})") from None
-        except Exception as exc:  # zipfile.BadZipFile
-            raise ValueError(f"{path}: not a readable SpikeDictionary file ({exc})") from None
-        if meta.get("format") != "convexsnn.SpikeDictionary":
-            raise ValueError(f"{path}: not a SpikeDictionary save")
-        if meta.get("format_version") != DICTIONARY_FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {meta.get('format_version')} not supported")
+        meta, files = read_archive(path, "SpikeDictionary")
+        check_format(meta, path, _FORMAT, (DICTIONARY_FORMAT_VERSION,), "SpikeDictionary")
         if _arrays_sha256(files) != meta.get("arrays_sha256"):
             raise ValueError(f"{path}: checksum mismatch; the file is corrupt")
         wit = Witnesses.from_arrays(
