@@ -7,20 +7,36 @@ import logging
 import numpy as np
 import torch
 
+from ..surrogate import heaviside
 from ..witnesses import Witnesses
 
 logger = logging.getLogger("convexsnn")
 
 STEPS = ("last", "all")
 _DEFAULT_CHUNK_BYTES = 1 << 28  # ~256 MiB of simulation state per chunk of samples
+#: largest single buffer (one layer's currents or spikes for a chunk) that the C allocator
+#: recycles between chunks: glibc serves blocks under its mmap threshold (at most 32 MiB) from
+#: the heap, while a larger block is a fresh mapping whose every first write page-faults (a
+#: spike buffer of 89 MiB made the comparison u >= theta 5x slower per sample than 16 MiB ones)
+_MAX_BUFFER_BYTES = 1 << 24
 
 
-def _auto_chunk(w: Witnesses, T: int, readout: str, budget: int = _DEFAULT_CHUNK_BYTES) -> int:
+def _auto_chunk(
+    w: Witnesses,
+    T: int,
+    readout: str,
+    budget: int = _DEFAULT_CHUNK_BYTES,
+    max_buffer: int = _MAX_BUFFER_BYTES,
+) -> int:
     """Samples per chunk so that one chunk's simulation state stays within ``budget`` bytes
-    (currents, spikes and, for membrane readout, membranes of every layer)."""
-    per_sample = T * w.n_branches * sum(w.hidden_widths) * w.weights[0].element_size()
+    (currents, spikes and, for membrane readout, membranes of every layer) and no single
+    layer buffer exceeds ``max_buffer`` bytes; a multiple of 8 (whole bytes of packed rows)."""
+    el = w.weights[0].element_size()
+    per_sample = T * w.n_branches * sum(w.hidden_widths) * el
     per_sample *= 4 if readout == "membrane" else 3
-    return max(8, int(budget // max(per_sample, 1)))
+    per_layer = T * w.n_branches * max(w.hidden_widths) * el
+    chunk = min(budget // max(per_sample, 1), max_buffer // max(per_layer, 1))
+    return max(8, int(chunk) // 8 * 8)
 
 
 def _iter_readout_rows(
@@ -78,10 +94,21 @@ def _unique_sequences(x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
 def _readout_rows(
     w: Witnesses, x: torch.Tensor, readout: str, readout_bias: float, steps: str, device
 ) -> torch.Tensor:
-    """Bool readout rows of one chunk: ``(c, P)`` (last step) or ``(c * T, P)`` (all steps)."""
+    """Bool readout rows of one chunk: ``(c, P)`` (last step) or ``(c * T, P)`` (all steps).
+
+    With ``steps="last"`` the readout rule of :meth:`Witnesses.readout` (:math:`s_T`, or
+    :math:`\\mathbb 1[m_T - b \\ge 0]`) is applied to the last step only.
+    """
     if device is not None:
         x = x.to(device)
-    r = w.readout(x, readout=readout, readout_bias=readout_bias)  # (c, T, P) bool
-    if steps == "last":
-        return r[:, -1]
-    return r.reshape(-1, r.shape[2])
+    if steps == "all":
+        r = w.readout(x, readout=readout, readout_bias=readout_bias)  # (c, T, P) bool
+        return r.reshape(-1, r.shape[2])
+    membrane = readout == "membrane"
+    trace = w.simulate(x, return_membrane=membrane)
+    if membrane:
+        assert trace.membranes is not None
+        last = heaviside(trace.membranes[-1][:, -1] - float(readout_bias))
+    else:
+        last = trace.spikes[-1][:, -1]
+    return (last != 0).reshape(last.shape[0], -1)

@@ -28,6 +28,28 @@ DICTIONARY_FORMAT_VERSION = 1
 _FORMAT = "convexsnn.SpikeDictionary"
 
 
+_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], np.uint8)
+
+
+def _popcount(a: np.ndarray) -> np.ndarray:
+    """Set bits of every byte (``np.bitwise_count`` from numpy 2.0, else a 256-entry table)."""
+    f = getattr(np, "bitwise_count", None)
+    return f(a) if f is not None else _POPCOUNT[a]
+
+
+def _column_counts(packed: np.ndarray, n_rows: int, block: int = 4096) -> np.ndarray:
+    """Ones per column of the first ``n_rows`` rows of row-packed bits: a popcount per byte,
+    summed over byte rows by blocks (padding bits of the last byte masked)."""
+    counts = np.zeros(packed.shape[1], np.int64)
+    full = n_rows // 8
+    for b0 in range(0, full, block):
+        counts += _popcount(packed[b0 : min(full, b0 + block)]).sum(axis=0, dtype=np.int64)
+    if n_rows % 8:
+        mask = np.uint8((0xFF << (8 - n_rows % 8)) & 0xFF)
+        counts += _popcount(packed[full] & mask).astype(np.int64)
+    return counts
+
+
 class SpikeDictionary:
     r"""Binary dictionary of witness-neuron readouts, with provenance.
 
@@ -101,18 +123,14 @@ class SpikeDictionary:
                 f"packed bits have shape {packed.shape}, expected "
                 f"{(expect_nb, self.provenance.shape[0])}"
             )
-        self.column_counts = (
-            np.unpackbits(packed, axis=0, count=self.n_rows).sum(axis=0, dtype=np.int64)
-            if packed.size
-            else np.zeros(packed.shape[1], np.int64)
-        )
+        self.column_counts = _column_counts(packed, self.n_rows)
         if storage == "packed":
             self._packed = packed
             self._bool = None
         else:
             self._packed = None
             self._bool = torch.from_numpy(
-                np.unpackbits(packed, axis=0, count=self.n_rows).astype(bool)
+                np.unpackbits(packed, axis=0, count=self.n_rows).view(bool)
             )
         self._operators: dict = {}
 
@@ -241,20 +259,23 @@ class SpikeDictionary:
     ) -> SpikeOperator:
         """Operator view for the solvers (see :class:`SpikeOperator`).
 
-        ``bool`` storage gives a dense operator (the ``(n, P)`` matrix in ``dtype``); ``packed``
-        storage keeps the bits and unpacks ``chunk_rows`` rows per block in every product.
-        ``rows`` (int indices) restricts the operator to those rows, in that order (e.g. the
-        representatives of :meth:`unique_rows`). Full-row operators are cached per
+        On the CPU the operator holds the packed bits whatever the storage (``bool`` storage is
+        packed once, ``n P / 8`` more bytes) and multiplies through byte lookup tables, so no
+        ``(n, P)`` float copy is made; on an accelerator ``bool`` storage gives a dense operator
+        (the ``(n, P)`` matrix in ``dtype``) and ``packed`` storage unpacks ``chunk_rows`` rows
+        per block. ``rows`` (int indices) restricts the operator to those rows, in that order
+        (e.g. the representatives of :meth:`unique_rows`). Full-row operators are cached per
         dtype/device.
         """
         if self.n_columns == 0:
             raise ValueError("the dictionary has no columns")
+        on_cpu = device is None or torch.device(device).type == "cpu"
         if rows is not None:
             idx = np.asarray(rows, dtype=np.int64).reshape(-1)
             if idx.size == 0 or idx.min() < 0 or idx.max() >= self.n_rows:
                 raise ValueError(f"rows must be non-empty indices in [0, {self.n_rows})")
             sub = self._row_block_bool(idx)
-            if self._bool is not None:
+            if self._bool is not None and not on_cpu:
                 return SpikeOperator(dense=sub, dtype=dtype, device=device, chunk_rows=chunk_rows)
             return SpikeOperator(
                 packed=torch.from_numpy(np.packbits(sub.numpy(), axis=0)),
@@ -266,13 +287,13 @@ class SpikeDictionary:
         key = (dtype, str(torch.device(device) if device is not None else "cpu"), chunk_rows)
         op = self._operators.get(key)
         if op is None:
-            if self._bool is not None:
+            if self._bool is not None and not on_cpu:
                 op = SpikeOperator(
                     dense=self._bool, dtype=dtype, device=device, chunk_rows=chunk_rows
                 )
             else:
                 op = SpikeOperator(
-                    packed=torch.from_numpy(self._packed),
+                    packed=torch.from_numpy(self.packed_bits()),
                     n_rows=self.n_rows,
                     dtype=dtype,
                     device=device,
