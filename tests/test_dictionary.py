@@ -325,3 +325,14 @@ def test_padding_bits_of_the_last_byte_are_ignored():
         assert torch.equal(op.matmul(W[cols]), M[:, cols] @ W[cols])
         assert torch.equal(op.rmatmul(R), M[:, cols].T @ R)
     assert np.array_equal(_column_counts(packed, n), M.sum(0).numpy().astype(np.int64))
+
+
+def test_auto_chunk_keeps_every_buffer_under_the_cap():
+    from convexsnn.dictionary import _auto_chunk
+
+    w = gaussian_witnesses(196, hidden_widths=[16384], dtype=torch.float32)
+    c = _auto_chunk(w, 4, "spike")
+    assert c % 8 == 0 and c * 4 * 16384 * 4 <= 1 << 24
+    assert _auto_chunk(w, 4, "spike", max_buffer=1 << 40) > c  # the old budget alone
+    small = gaussian_witnesses(3, hidden_widths=[4], dtype=torch.float32)
+    assert _auto_chunk(small, 5, "membrane") % 8 == 0

@@ -34,7 +34,7 @@ try:  # pragma: no branch
 
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - numba is a core dependency
-    numba = None
+    numba = None  # type: ignore[assignment]
     HAVE_NUMBA = False
 
 __all__ = ["HAVE_NUMBA", "packed_matmul", "packed_rmatmul"]

@@ -128,7 +128,7 @@ class SpikeDictionary:
             self._packed = packed
             self._bool = None
         else:
-            self._packed = None
+            self._packed = None  # type: ignore[assignment]
             self._bool = torch.from_numpy(
                 np.unpackbits(packed, axis=0, count=self.n_rows).view(bool)
             )
