@@ -141,7 +141,7 @@ def cmd_products(a) -> dict:
     dense = DictionaryOperator(d.matrix(torch.float64), check_binary=False)
     ref_mm, ref_rm = dense.matmul(W), dense.rmatmul(R)
     res = {}
-    for rep in range(a.reps):
+    for _rep in range(a.reps):
         for name, op in (("lut", lut), ("unpack", old), ("dense", dense)):
             t = time.perf_counter()
             mm = op.matmul(W)
