@@ -246,3 +246,93 @@ def test_save_load_round_trip(tmp_path, storage):
         SpikeDictionary.load(bad)
     with pytest.raises(FileNotFoundError):
         SpikeDictionary.load(tmp_path / "missing.npz")
+
+
+# -- bit-packed products (byte lookup tables) ----------------------------------------------
+@pytest.mark.parametrize(
+    "n, P, C, density",
+    [(1, 1, 1, 1.0), (13, 7, 2, 0.5), (64, 300, 3, 0.3), (203, 1100, 1, 0.5), (77, 520, 4, 0.0)],
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_packed_products_equal_dense_products(n, P, C, density, dtype):
+    """Integer-valued W and R: every float sum is exact, so the packed products must equal the
+    dense ones bit for bit, for n not a multiple of 8, P on both sides of the lookup-table
+    threshold, W with zero rows (skipped) and all-zero dictionaries."""
+    from convexsnn.dictionary import SpikeOperator
+
+    g = torch.Generator().manual_seed(n * 1000 + P)
+    M = (torch.rand(n, P, generator=g) < density).to(dtype)
+    packed = torch.from_numpy(np.packbits(M.numpy().astype(bool), axis=0))
+    op = SpikeOperator(packed=packed, n_rows=n, dtype=dtype)
+    W = torch.randint(-50, 50, (P, C), generator=g).to(dtype)
+    W[::3] = 0  # zero rows are skipped by D @ W
+    R = torch.randint(-50, 50, (n, C), generator=g).to(dtype)
+    assert torch.equal(op.matmul(W), M @ W)
+    assert torch.equal(op.rmatmul(R), M.T @ R)
+    assert torch.equal(op.matmul(W[:, 0]), M @ W[:, 0])
+    assert torch.equal(op.rmatmul(R[:, 0]), M.T @ R[:, 0])
+    few = torch.zeros_like(W)
+    few[: min(P, 5)] = W[: min(P, 5)]  # few non-zero rows: direct bit additions
+    assert torch.equal(op.matmul(few), M @ few)
+    # real-valued arguments: equal up to the order of the additions
+    Wr = torch.randn(P, C, generator=g, dtype=torch.float64).to(dtype)
+    Rr = torch.randn(n, C, generator=g, dtype=torch.float64).to(dtype)
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(op.matmul(Wr), M @ Wr, rtol=tol, atol=tol * max(1, P) ** 0.5)
+    torch.testing.assert_close(op.rmatmul(Rr), M.T @ Rr, rtol=tol, atol=tol * max(1, n) ** 0.5)
+    assert op.matmul(Wr).dtype == dtype and op.rmatmul(Rr).dtype == dtype
+
+
+def test_solver_sees_packed_bits_for_every_storage():
+    """The operator a solver gets from a SpikeDictionary holds the packed bits (n P / 8 bytes),
+    never an n x P float copy, for bool storage too; solutions equal the dense ones."""
+    w, X = _random_case(4, n=64)
+    for storage in ("bool", "packed"):
+        d = build_dictionary(w, X, steps="all", storage=storage)
+        op = as_operator(d)
+        assert op.packed and op.nbytes == d.packed_bits().nbytes
+        y = (d.matrix()[:, 0] > 0).to(torch.int64)
+        a = solve_readout(d, y, loss="squared", reg=0.05, tol=1e-10)
+        b = solve_readout(d.matrix(), y, loss="squared", reg=0.05, tol=1e-10)
+        torch.testing.assert_close(a.W, b.W, rtol=1e-6, atol=1e-7)
+        assert a.certificate.rel_gap <= 1e-10
+
+
+def test_dense_block_of_a_packed_operator_is_refused_up_front(monkeypatch):
+    w, X = _random_case(5, n=64)
+    op = build_dictionary(w, X, steps="all", storage="packed").operator()
+    monkeypatch.setenv("CONVEXSNN_MAX_BYTES", str(op.shape[0] * 8))  # one float64 column
+    assert op.columns([0]).dense().shape == (op.shape[0], 1)
+    with pytest.raises(ValueError, match=r"dense .* block of the packed dictionary.*needs"):
+        op.columns([0, 1]).dense()
+
+
+def test_padding_bits_of_the_last_byte_are_ignored():
+    """Rows past n in the last packed byte (set in a crafted array) change neither the products
+    nor the column counts."""
+    from convexsnn.dictionary import SpikeOperator
+    from convexsnn.dictionary.storage import _column_counts
+
+    g = torch.Generator().manual_seed(3)
+    n, P = 13, 300
+    M = (torch.rand(n, P, generator=g) < 0.4).to(torch.float64)
+    packed = np.packbits(M.numpy().astype(bool), axis=0)
+    packed[-1] |= 0x07  # rows 13, 14, 15 do not exist
+    W = torch.randint(-9, 9, (P, 2), generator=g).to(torch.float64)
+    R = torch.randint(-9, 9, (n, 2), generator=g).to(torch.float64)
+    for cols in (slice(None), slice(0, 4)):  # lookup tables, and direct bit additions
+        op = SpikeOperator(packed=torch.from_numpy(packed[:, cols].copy()), n_rows=n)
+        assert torch.equal(op.matmul(W[cols]), M[:, cols] @ W[cols])
+        assert torch.equal(op.rmatmul(R), M[:, cols].T @ R)
+    assert np.array_equal(_column_counts(packed, n), M.sum(0).numpy().astype(np.int64))
+
+
+def test_auto_chunk_keeps_every_buffer_under_the_cap():
+    from convexsnn.dictionary import _auto_chunk
+
+    w = gaussian_witnesses(196, hidden_widths=[16384], dtype=torch.float32)
+    c = _auto_chunk(w, 4, "spike")
+    assert c % 8 == 0 and c * 4 * 16384 * 4 <= 1 << 24
+    assert _auto_chunk(w, 4, "spike", max_buffer=1 << 40) > c  # the old budget alone
+    small = gaussian_witnesses(3, hidden_widths=[4], dtype=torch.float32)
+    assert _auto_chunk(small, 5, "membrane") % 8 == 0

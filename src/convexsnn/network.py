@@ -38,6 +38,16 @@ from ._checks import (
     renamed_kwargs,
 )
 from ._io import atomic_replace_dir, atomic_write_bytes, check_output_path, make_temp_dir
+from ._persist import (
+    META_KEY,
+    check_archive_target,
+    check_format,
+    meta_sha256,
+    npz_bytes,
+    read_archive,
+    write_archive,
+)
+from ._persist import short_error as _short
 from ._scores import classes_from_scores, score_tolerance
 from .lif import RESETS, Trace, check_leak, simulate
 from .surrogate import SURROGATES, Surrogate, get_surrogate
@@ -62,6 +72,7 @@ FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 _CONFIG_NAME = "config.json"
 _WEIGHTS_NAME = "weights.npz"
+_FORMAT = "convexsnn.ParallelSNN"
 
 
 def _default_widths(depth: int, n_branches: int, p_rec: int, p_last: int) -> list[int]:
@@ -507,28 +518,21 @@ class ParallelSNN(nn.Module):
         """
         path = check_save_target(path, overwrite=overwrite)
         arrays = self.state_arrays()
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        weights_bytes = buf.getvalue()
+        weights_bytes = npz_bytes(arrays)
         meta = {
-            "format": "convexsnn.ParallelSNN",
+            "format": _FORMAT,
             "format_version": FORMAT_VERSION,
             "config": self.config,
             "shapes": {k: list(v.shape) for k, v in arrays.items()},
             "weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
             "extra": extra if extra is not None else getattr(self, "saved_extra", {}),
         }
-        meta["meta_sha256"] = _meta_sha256(meta)
+        meta["meta_sha256"] = meta_sha256(meta)
         meta_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
         if path.suffix == ".npz":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            buf2 = io.BytesIO()
-            np.savez(
-                buf2,
-                __meta__=np.frombuffer(meta_bytes, dtype=np.uint8),
-                __weights__=np.frombuffer(weights_bytes, dtype=np.uint8),
+            write_archive(
+                path, meta_bytes, {"__weights__": np.frombuffer(weights_bytes, dtype=np.uint8)}
             )
-            atomic_write_bytes(path, buf2.getvalue())
         elif path.is_dir() and (
             not any(path.iterdir())
             or not set(os.listdir(path)) <= set(_MODEL_FILES)
@@ -626,23 +630,6 @@ class ParallelSNN(nn.Module):
 _MODEL_FILES = (_CONFIG_NAME, _WEIGHTS_NAME)
 
 
-def _short(exc: BaseException) -> str:
-    """One line of an exception's text, without numpy's ``allow_pickle`` advice (a model or data
-    file holding pickled objects is refused, never unpickled)."""
-    text = " ".join(str(exc).split())
-    if "allow_pickle" in text or "pickle" in text.lower():
-        return "not a zip (.npz) archive of plain arrays"
-    return text or type(exc).__name__
-
-
-def _meta_sha256(meta: dict) -> str:
-    """sha256 of ``meta`` (less its own ``meta_sha256``) as canonical JSON."""
-    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-    return hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-
-
 def _is_model_dir(path: Path) -> bool:
     try:
         meta = json.loads((path / _CONFIG_NAME).read_text())
@@ -654,7 +641,7 @@ def _is_model_dir(path: Path) -> bool:
 def _is_model_file(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return "__meta__" in z.files and "__weights__" in z.files
+            return META_KEY in z.files and "__weights__" in z.files
     except Exception:
         return False
 
@@ -671,15 +658,11 @@ def check_save_target(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
     path = Path(path)
     if path.name in ("", ".", ".."):
         path = path.resolve()
-    single = path.suffix == ".npz"
-    check_output_path(path, "model", directory=not single)
-    if single:
-        if path.exists() and not overwrite and not _is_model_file(path):
-            raise FileExistsError(
-                f"refusing to overwrite {path}: it is not a convexsnn model "
-                "file (pass overwrite=True / --overwrite to replace it)"
-            )
-        return path
+    if path.suffix == ".npz":
+        return check_archive_target(
+            path, _FORMAT, "model", overwrite=overwrite, is_ours=_is_model_file
+        )
+    check_output_path(path, "model", directory=True)
     if path.is_dir() and any(path.iterdir()) and not overwrite and not _is_model_dir(path):
         n = sum(1 for _ in path.iterdir())
         raise FileExistsError(
@@ -692,57 +675,39 @@ def check_save_target(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
 
 
 def _read_saved(path: Path) -> tuple[dict, bytes]:
+    """Manifest and weights bytes of a saved model (folder or ``.npz`` archive), checked."""
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {path}")
-    try:
-        if path.is_dir():
+    if path.is_dir():
+        try:
             cfg, wts = path / _CONFIG_NAME, path / _WEIGHTS_NAME
             for f in (cfg, wts):
                 if not f.exists():
                     raise FileNotFoundError(f"{path}: missing {f.name}")
             meta = json.loads(cfg.read_text())
             weights_bytes = wts.read_bytes()
-        else:
-            z = np.load(path, allow_pickle=False)
-            if not hasattr(z, "files"):
-                raise ValueError(f"{path}: a single .npy array, not a convexsnn model file")
-            with z:
-                if "__meta__" not in z.files or "__weights__" not in z.files:
-                    raise ValueError(f"{path}: not a convexsnn model file")
-                meta = json.loads(z["__meta__"].tobytes().decode())
-                weights_bytes = z["__weights__"].tobytes()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: config is not valid JSON ({exc})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: config is nested too deeply to be a convexsnn model") from None
-    except (OSError, EOFError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(
-            f"{path}: file could not be read, it may be corrupt ({_short(exc)})"
-        ) from None
-    except ValueError as exc:
-        if str(exc).startswith(str(path)):
-            raise
-        raise ValueError(
-            f"{path}: file could not be read, it is corrupt or not a convexsnn "
-            f"model ({_short(exc)})"
-        ) from None
-    except Exception as exc:  # zipfile.BadZipFile and friends
-        raise ValueError(
-            f"{path}: file could not be read, it is corrupt or not a convexsnn "
-            f"model ({_short(exc)})"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != "convexsnn.ParallelSNN":
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: config is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ValueError(
+                f"{path}: config is nested too deeply to be a convexsnn model"
+            ) from None
+        except (OSError, EOFError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ValueError(
+                f"{path}: file could not be read, it may be corrupt ({_short(exc)})"
+            ) from None
+    else:
+        meta, arrays = read_archive(path, "model")
+        if "__weights__" not in arrays:
+            raise ValueError(f"{path}: not a convexsnn model file")
+        weights_bytes = arrays["__weights__"].tobytes()
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
         raise ValueError(f"{path}: not a convexsnn ParallelSNN save")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or version not in _READABLE_VERSIONS:
-        raise ValueError(
-            f"{path}: format version {repr(version)[:40]} is not supported "
-            f"(this convexsnn reads versions {list(_READABLE_VERSIONS)})"
-        )
+    version = check_format(meta, path, _FORMAT, _READABLE_VERSIONS, "ParallelSNN")
     if version >= 2:
-        if meta.get("meta_sha256") != _meta_sha256(meta):
+        if meta.get("meta_sha256") != meta_sha256(meta):
             raise ValueError(
                 f"{path}: config checksum mismatch: config.json was changed after "
                 "it was saved (or is corrupt); refusing to load it"

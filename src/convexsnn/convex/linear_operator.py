@@ -245,8 +245,8 @@ def as_operator(
 
     Arrays and tensors become a :class:`DictionaryOperator` (validated: 2-D, 0/1 entries, at least
     one column). A :class:`~convexsnn.dictionary.SpikeDictionary` (any object with an
-    ``operator(dtype, device)`` view and ``n_columns``) gives its operator view, packed bits
-    included (no dense copy). Objects following the operator protocol are returned unchanged; a ``dtype`` or
+    ``operator(dtype, device)`` view and ``n_columns``) gives its operator view: on the CPU the
+    packed bits with lookup-table products, whatever its storage (no ``(n, P)`` float copy). Objects following the operator protocol are returned unchanged; a ``dtype`` or
     ``device`` that contradicts theirs raises ``TypeError`` / ``ValueError``.
     """
     if not is_operator(D) and callable(getattr(D, "operator", None)) and hasattr(D, "n_columns"):

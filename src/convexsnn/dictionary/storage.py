@@ -1,45 +1,7 @@
-r"""The spike dictionary: binary readouts of witness neurons on the training inputs.
-
-Simulating a :class:`~convexsnn.witnesses.Witnesses` set on inputs :math:`X` (``n`` sequences of
-``T`` steps) gives, for every last-layer neuron :math:`j = (k, i)` (branch ``k``, neuron ``i``) and
-step ``t``, the binary readout
-
-.. math::
-
-    r^{(j)}_{s,t} = s_t \quad (\text{readout}=\text{"spike"}), \qquad
-    r^{(j)}_{s,t} = \mathbb 1[m_t - b \ge 0] \quad (\text{readout}=\text{"membrane"})
-
-of sample ``s`` (:mod:`convexsnn.lif`, docs/method.md section 1). A *column* of the dictionary is one
-neuron's readout on every row:
-
-* ``steps="last"`` -- rows are samples, :math:`D_{s j} = r^{(j)}_{s,T}` (sequence labels);
-* ``steps="all"`` -- rows are (sample, step) pairs, row :math:`s T + t` holds
-  :math:`r^{(j)}_{s,t}` (token labels).
-
-All-zero columns carry no information and duplicate columns are redundant for the convex problem
-(two equal columns can share one weight), so :func:`build_dictionary` drops them and keeps, for
-every distinct non-zero pattern, the first neuron (in branch-major order ``k * n_last + i``) that
-produced it. The provenance of every kept column and the neurons it absorbed are recorded, so a
-solution :math:`W` over the dictionary maps back to witness neurons
-(:mod:`convexsnn.reconstruct`).
-
-Building is a pure function of (witness block, data shard): dictionaries built on blocks of
-branches combine with :meth:`SpikeDictionary.concat` (``axis="columns"``) into exactly the
-dictionary built at once; dictionaries built on shards of rows with ``dedupe=False`` combine with
-``axis="rows"``.
-
-Storage is a ``bool`` matrix or bits packed along rows (``np.packbits(axis=0)``: byte ``r`` of
-column ``j`` holds rows ``8r .. 8r+7``, most significant bit first), 8x smaller. The solvers see
-the dictionary through :meth:`SpikeDictionary.operator`, which implements the operator protocol of
-:mod:`convexsnn.convex.linear_operator` (``shape``, ``dtype``, ``device``, ``matmul``, ``rmatmul``,
-``columns``, ``dense``) and, for packed storage, unpacks one block of rows at a time.
-"""
+"""The spike dictionary: packed storage of binary readout columns, with provenance."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -49,246 +11,45 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_positive_int, check_sequence_input
-from ._io import atomic_write_bytes
-from .network import READOUTS
-from .witnesses import Witnesses
+from .._checks import check_choice, check_sequence_input
+from .._persist import arrays_sha256 as _arrays_sha256
+from .._persist import check_archive_target, check_format, read_archive, write_archive
+from ..witnesses import Witnesses
+from ._bits import _unique_columns, _unpack_rows
+from .operator import _FLOAT_DTYPES, SpikeOperator
+from .simulate import _auto_chunk, _iter_readout_rows
 
-__all__ = [
-    "SpikeDictionary",
-    "SpikeOperator",
-    "build_dictionary",
-    "STEPS",
-    "STORAGES",
-    "DICTIONARY_FORMAT_VERSION",
-]
+__all__ = ["SpikeDictionary", "STORAGES", "DICTIONARY_FORMAT_VERSION"]
 
 logger = logging.getLogger("convexsnn")
 
-STEPS = ("last", "all")
 STORAGES = ("bool", "packed")
 DICTIONARY_FORMAT_VERSION = 1
-_FLOAT_DTYPES = (torch.float64, torch.float32)
-_DEFAULT_CHUNK_BYTES = 1 << 28  # ~256 MiB of simulation state per chunk of samples
+_FORMAT = "convexsnn.SpikeDictionary"
 
 
-# ---------------------------------------------------------------------- bit helpers
-def _unpack_rows(packed: torch.Tensor, n_rows: int | None = None) -> torch.Tensor:
-    """Unpack ``(nb, P)`` uint8 (packed along rows, MSB first) to ``(8 nb, P)`` uint8 0/1."""
-    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=packed.device)
-    bits = (packed[:, None, :] >> shifts[None, :, None]) & 1
-    bits = bits.reshape(-1, packed.shape[1])
-    return bits if n_rows is None else bits[:n_rows]
+_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], np.uint8)
 
 
-def _x_fingerprint(x: torch.Tensor) -> str:
-    a = np.ascontiguousarray(x.detach().cpu().numpy())
-    h = hashlib.sha256()
-    h.update(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
+def _popcount(a: np.ndarray) -> np.ndarray:
+    """Set bits of every byte (``np.bitwise_count`` from numpy 2.0, else a 256-entry table)."""
+    f = getattr(np, "bitwise_count", None)
+    return f(a) if f is not None else _POPCOUNT[a]
 
 
-def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over the named arrays of a dictionary save (name, dtype, shape and bytes of each,
-    in name order): written by ``save``, checked by ``load``."""
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(k.encode())
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+def _column_counts(packed: np.ndarray, n_rows: int, block: int = 4096) -> np.ndarray:
+    """Ones per column of the first ``n_rows`` rows of row-packed bits: a popcount per byte,
+    summed over byte rows by blocks (padding bits of the last byte masked)."""
+    counts = np.zeros(packed.shape[1], np.int64)
+    full = n_rows // 8
+    for b0 in range(0, full, block):
+        counts += _popcount(packed[b0 : min(full, b0 + block)]).sum(axis=0, dtype=np.int64)
+    if n_rows % 8:
+        mask = np.uint8((0xFF << (8 - n_rows % 8)) & 0xFF)
+        counts += _popcount(packed[full] & mask).astype(np.int64)
+    return counts
 
 
-def _unique_columns(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group equal columns of a row-packed matrix.
-
-    Returns ``first`` (first column index of each distinct pattern, ascending), ``inverse``
-    (group of every column, indexing ``first``) and ``nonzero`` (bool per group).
-    """
-    nb, P = packed.shape
-    if P == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
-    if nb == 0:
-        cols = np.zeros((P, 1), np.uint8)
-    else:
-        cols = np.ascontiguousarray(packed.T)
-    v = cols.view(np.dtype((np.void, cols.shape[1]))).ravel()
-    _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(first, kind="stable")  # groups by first occurrence
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    first = first[order].astype(np.int64)
-    inverse = rank[inverse].astype(np.int64)
-    nonzero = cols[first].any(axis=1)
-    return first, inverse, nonzero
-
-
-class _RowPacker:
-    """Accumulate boolean row blocks and pack them along rows, 8 rows per byte."""
-
-    def __init__(self, n_cols: int):
-        self.n_cols = n_cols
-        self.parts: list[np.ndarray] = []
-        self.carry = np.zeros((0, n_cols), bool)
-        self.n_rows = 0
-
-    def add(self, rows: np.ndarray) -> None:
-        self.n_rows += rows.shape[0]
-        if self.carry.shape[0]:
-            rows = np.concatenate([self.carry, rows], axis=0)
-        full = rows.shape[0] // 8 * 8
-        if full:
-            self.parts.append(np.packbits(rows[:full], axis=0))
-        self.carry = rows[full:]
-
-    def finish(self) -> np.ndarray:
-        if self.carry.shape[0]:
-            self.parts.append(np.packbits(self.carry, axis=0))
-            self.carry = np.zeros((0, self.n_cols), bool)
-        if not self.parts:
-            return np.zeros((0, self.n_cols), np.uint8)
-        return np.concatenate(self.parts, axis=0)
-
-
-# ---------------------------------------------------------------------- operator view
-class SpikeOperator:
-    r"""A spike dictionary :math:`D \in \{0,1\}^{n\times P}` as a linear operator.
-
-    Implements the operator protocol of :mod:`convexsnn.convex.linear_operator`:
-    ``shape``, ``dtype``, ``device``, ``matmul(W)`` :math:`= DW`, ``rmatmul(R)``
-    :math:`= D^\top R`, ``columns(idx)``, ``dense()``; plus ``D @ W`` and ``D.T @ R``.
-
-    With ``packed`` storage only the bits are held (``n P / 8`` bytes) and every product unpacks
-    ``chunk_rows`` rows at a time, so no ``(n, P)`` float matrix is ever formed; with dense
-    storage the ``(n, P)`` matrix is held in ``dtype``.
-    """
-
-    def __init__(
-        self,
-        *,
-        dense: torch.Tensor | None = None,
-        packed: torch.Tensor | None = None,
-        n_rows: int | None = None,
-        dtype: torch.dtype = torch.float64,
-        device: torch.device | str | None = None,
-        chunk_rows: int = 8192,
-    ):
-        if dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
-        if (dense is None) == (packed is None):
-            raise ValueError("give exactly one of dense= or packed=")
-        self.dtype = dtype
-        if dense is not None:
-            self.device = torch.device(device) if device is not None else dense.device
-            self._dense = dense.to(device=self.device, dtype=dtype).contiguous()
-            self._packed = None
-            self.shape = (int(dense.shape[0]), int(dense.shape[1]))
-        else:
-            self.device = torch.device(device) if device is not None else packed.device
-            self._packed = packed.to(device=self.device, dtype=torch.uint8).contiguous()
-            self._dense = None
-            if n_rows is None:
-                raise ValueError("n_rows is required with packed=")
-            self.shape = (int(n_rows), int(packed.shape[1]))
-        self.chunk_rows = max(8, int(chunk_rows) // 8 * 8)
-        self.n_products = 0
-
-    def _blocks(self):
-        n = self.shape[0]
-        step_b = self.chunk_rows // 8
-        for b0 in range(0, self._packed.shape[0], step_b):
-            r0 = b0 * 8
-            r1 = min(n, r0 + self.chunk_rows)
-            yield r0, r1, _unpack_rows(self._packed[b0 : b0 + step_b], r1 - r0)
-
-    def _check(self, A: torch.Tensor, rows: int, name: str) -> tuple[torch.Tensor, bool]:
-        vec = A.ndim == 1
-        if vec:
-            A = A[:, None]
-        if A.ndim != 2 or A.shape[0] != rows:
-            raise ValueError(f"{name} must have {rows} rows, got shape {tuple(A.shape)}")
-        return A, vec
-
-    def matmul(self, W: torch.Tensor) -> torch.Tensor:
-        """:math:`D W`: ``(P, C)`` (or ``(P,)``) to ``(n, C)`` (or ``(n,)``), in ``W``'s dtype."""
-        W, vec = self._check(W, self.shape[1], "W")
-        self.n_products += 1
-        if self._dense is not None:
-            out = self._dense.to(W.dtype) @ W
-        else:
-            out = torch.empty(self.shape[0], W.shape[1], dtype=W.dtype, device=W.device)
-            for r0, r1, blk in self._blocks():
-                torch.matmul(blk.to(W.dtype), W, out=out[r0:r1])
-        return out[:, 0] if vec else out
-
-    def rmatmul(self, R: torch.Tensor) -> torch.Tensor:
-        """:math:`D^\\top R`: ``(n, C)`` (or ``(n,)``) to ``(P, C)`` (or ``(P,)``)."""
-        R, vec = self._check(R, self.shape[0], "R")
-        self.n_products += 1
-        if self._dense is not None:
-            out = self._dense.to(R.dtype).T @ R
-        else:
-            out = torch.zeros(self.shape[1], R.shape[1], dtype=R.dtype, device=R.device)
-            for r0, r1, blk in self._blocks():
-                out.addmm_(blk.to(R.dtype).T, R[r0:r1])
-        return out[:, 0] if vec else out
-
-    def columns(self, idx: Any) -> SpikeOperator:
-        """Operator restricted to the columns ``idx`` (a copy, same storage kind)."""
-        idx = torch.as_tensor(idx, dtype=torch.long, device=self.device).reshape(-1)
-        if self._dense is not None:
-            return SpikeOperator(
-                dense=self._dense.index_select(1, idx),
-                dtype=self.dtype,
-                device=self.device,
-                chunk_rows=self.chunk_rows,
-            )
-        return SpikeOperator(
-            packed=self._packed.index_select(1, idx),
-            n_rows=self.shape[0],
-            dtype=self.dtype,
-            device=self.device,
-            chunk_rows=self.chunk_rows,
-        )
-
-    def dense(self) -> torch.Tensor:
-        """The ``(n, P)`` 0/1 matrix in :attr:`dtype`."""
-        if self._dense is not None:
-            return self._dense
-        return _unpack_rows(self._packed, self.shape[0]).to(self.dtype)
-
-    def __matmul__(self, W: torch.Tensor) -> torch.Tensor:
-        return self.matmul(W)
-
-    @property
-    def T(self) -> _TransposedOperator:
-        """Transposed view: ``op.T @ R`` is ``op.rmatmul(R)``."""
-        return _TransposedOperator(self)
-
-    def __repr__(self) -> str:
-        kind = "dense" if self._dense is not None else f"packed, chunk_rows={self.chunk_rows}"
-        return (
-            f"SpikeOperator(shape={self.shape}, dtype={self.dtype}, device={self.device}, {kind})"
-        )
-
-
-class _TransposedOperator:
-    def __init__(self, op: SpikeOperator):
-        self._op = op
-        self.shape = (op.shape[1], op.shape[0])
-
-    def __matmul__(self, R: torch.Tensor) -> torch.Tensor:
-        return self._op.rmatmul(R)
-
-    @property
-    def T(self) -> SpikeOperator:
-        return self._op
-
-
-# ---------------------------------------------------------------------- the dictionary
 class SpikeDictionary:
     r"""Binary dictionary of witness-neuron readouts, with provenance.
 
@@ -362,18 +123,14 @@ class SpikeDictionary:
                 f"packed bits have shape {packed.shape}, expected "
                 f"{(expect_nb, self.provenance.shape[0])}"
             )
-        self.column_counts = (
-            np.unpackbits(packed, axis=0, count=self.n_rows).sum(axis=0, dtype=np.int64)
-            if packed.size
-            else np.zeros(packed.shape[1], np.int64)
-        )
+        self.column_counts = _column_counts(packed, self.n_rows)
         if storage == "packed":
             self._packed = packed
             self._bool = None
         else:
-            self._packed = None
+            self._packed = None  # type: ignore[assignment]
             self._bool = torch.from_numpy(
-                np.unpackbits(packed, axis=0, count=self.n_rows).astype(bool)
+                np.unpackbits(packed, axis=0, count=self.n_rows).view(bool)
             )
         self._operators: dict = {}
 
@@ -502,20 +259,23 @@ class SpikeDictionary:
     ) -> SpikeOperator:
         """Operator view for the solvers (see :class:`SpikeOperator`).
 
-        ``bool`` storage gives a dense operator (the ``(n, P)`` matrix in ``dtype``); ``packed``
-        storage keeps the bits and unpacks ``chunk_rows`` rows per block in every product.
-        ``rows`` (int indices) restricts the operator to those rows, in that order (e.g. the
-        representatives of :meth:`unique_rows`). Full-row operators are cached per
+        On the CPU the operator holds the packed bits whatever the storage (``bool`` storage is
+        packed once, ``n P / 8`` more bytes) and multiplies through byte lookup tables, so no
+        ``(n, P)`` float copy is made; on an accelerator ``bool`` storage gives a dense operator
+        (the ``(n, P)`` matrix in ``dtype``) and ``packed`` storage unpacks ``chunk_rows`` rows
+        per block. ``rows`` (int indices) restricts the operator to those rows, in that order
+        (e.g. the representatives of :meth:`unique_rows`). Full-row operators are cached per
         dtype/device.
         """
         if self.n_columns == 0:
             raise ValueError("the dictionary has no columns")
+        on_cpu = device is None or torch.device(device).type == "cpu"
         if rows is not None:
             idx = np.asarray(rows, dtype=np.int64).reshape(-1)
             if idx.size == 0 or idx.min() < 0 or idx.max() >= self.n_rows:
                 raise ValueError(f"rows must be non-empty indices in [0, {self.n_rows})")
             sub = self._row_block_bool(idx)
-            if self._bool is not None:
+            if self._bool is not None and not on_cpu:
                 return SpikeOperator(dense=sub, dtype=dtype, device=device, chunk_rows=chunk_rows)
             return SpikeOperator(
                 packed=torch.from_numpy(np.packbits(sub.numpy(), axis=0)),
@@ -527,13 +287,13 @@ class SpikeDictionary:
         key = (dtype, str(torch.device(device) if device is not None else "cpu"), chunk_rows)
         op = self._operators.get(key)
         if op is None:
-            if self._bool is not None:
+            if self._bool is not None and not on_cpu:
                 op = SpikeOperator(
                     dense=self._bool, dtype=dtype, device=device, chunk_rows=chunk_rows
                 )
             else:
                 op = SpikeOperator(
-                    packed=torch.from_numpy(self._packed),
+                    packed=torch.from_numpy(self.packed_bits()),
                     n_rows=self.n_rows,
                     dtype=dtype,
                     device=device,
@@ -823,15 +583,19 @@ class SpikeDictionary:
         return d
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save to one ``.npz`` file (arrays + JSON metadata, no pickle), written atomically.
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save to one ``.npz`` file (arrays + JSON manifest, no pickle), written atomically
+        (:mod:`convexsnn._persist`).
 
         Holds the bits, the provenance and the whole witness set, so a loaded dictionary can
-        :meth:`transform` new inputs and be reconstructed into a network.
+        :meth:`transform` new inputs and be reconstructed into a network. A previous dictionary
+        save at ``path`` is replaced; any other existing file is refused unless
+        ``overwrite=True``.
         """
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
+        check_archive_target(path, _FORMAT, "SpikeDictionary", overwrite=overwrite)
         arrays = {
             "bits": self.packed_bits(),
             "provenance": self.provenance,
@@ -841,7 +605,7 @@ class SpikeDictionary:
         }
         arrays.update({f"witness.{k}": v for k, v in self.witnesses.state_arrays().items()})
         meta = {
-            "format": "convexsnn.SpikeDictionary",
+            "format": _FORMAT,
             "format_version": DICTIONARY_FORMAT_VERSION,
             "readout": self.readout,
             "readout_bias": self.readout_bias,
@@ -858,42 +622,15 @@ class SpikeDictionary:
             "arrays_sha256": _arrays_sha256(arrays),
             "summary": self.summary(),
         }
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
-            **arrays,
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buf.getvalue())
+        write_archive(path, meta, arrays)
         logger.info("saved SpikeDictionary (%d x %d) to %s", self.n_rows, self.n_columns, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, storage: str | None = None) -> SpikeDictionary:
         """Load a dictionary written by :meth:`save` (checksums verified)."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no saved dictionary at {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                files = {k: np.array(z[k]) for k in z.files}
-            meta = json.loads(files.pop("__meta__").tobytes().decode())
-        except (
-            KeyError,
-            ValueError,
-            OSError,
-            EOFError,
-            json.JSONDecodeError,
-            UnicodeDecodeError,
-        ) as exc:
-            raise ValueError(f"{path}: not a readable SpikeDictionary file ({exc})") from None
-        except Exception as exc:  # zipfile.BadZipFile
-            raise ValueError(f"{path}: not a readable SpikeDictionary file ({exc})") from None
-        if meta.get("format") != "convexsnn.SpikeDictionary":
-            raise ValueError(f"{path}: not a SpikeDictionary save")
-        if meta.get("format_version") != DICTIONARY_FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {meta.get('format_version')} not supported")
+        meta, files = read_archive(path, "SpikeDictionary")
+        check_format(meta, path, _FORMAT, (DICTIONARY_FORMAT_VERSION,), "SpikeDictionary")
         if _arrays_sha256(files) != meta.get("arrays_sha256"):
             raise ValueError(f"{path}: checksum mismatch; the file is corrupt")
         wit = Witnesses.from_arrays(
@@ -919,225 +656,3 @@ class SpikeDictionary:
             x_fingerprints=meta["x_fingerprints"],
             chunk_size=meta.get("chunk_size"),
         )
-
-
-# ---------------------------------------------------------------------- building
-def _auto_chunk(w: Witnesses, T: int, readout: str, budget: int = _DEFAULT_CHUNK_BYTES) -> int:
-    """Samples per chunk so that one chunk's simulation state stays within ``budget`` bytes
-    (currents, spikes and, for membrane readout, membranes of every layer)."""
-    per_sample = T * w.n_branches * sum(w.hidden_widths) * w.weights[0].element_size()
-    per_sample *= 4 if readout == "membrane" else 3
-    return max(8, int(budget // max(per_sample, 1)))
-
-
-def _iter_readout_rows(
-    w: Witnesses,
-    x: torch.Tensor,
-    readout: str,
-    readout_bias: float,
-    steps: str,
-    chunk: int,
-    device,
-    unique_inputs: bool,
-):
-    """Yield the bool readout rows (numpy) of ``x`` in order, ``chunk`` samples at a time."""
-    n, T = int(x.shape[0]), int(x.shape[1])
-    if unique_inputs:
-        xs, inv = _unique_sequences(x)
-        if xs.shape[0] == n:
-            unique_inputs = False
-        else:
-            logger.debug("simulating %d distinct input sequences among %d", xs.shape[0], n)
-    if not unique_inputs:
-        for s0 in range(0, n, chunk):
-            yield (
-                _readout_rows(w, x[s0 : s0 + chunk], readout, readout_bias, steps, device)
-                .cpu()
-                .numpy()
-            )
-        return
-    P = w.n_witness_neurons
-    uniq = np.concatenate(
-        [
-            _readout_rows(w, xs[s0 : s0 + chunk], readout, readout_bias, steps, device)
-            .cpu()
-            .numpy()
-            for s0 in range(0, xs.shape[0], chunk)
-        ],
-        0,
-    )
-    uniq = uniq.reshape(xs.shape[0], 1 if steps == "last" else T, P)
-    for s0 in range(0, n, chunk):
-        yield uniq[inv[s0 : s0 + chunk]].reshape(-1, P)
-
-
-def _unique_sequences(x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """Distinct sequences of ``x`` (in order of first appearance) and the index of each row."""
-    a = np.ascontiguousarray(x.detach().cpu().numpy().reshape(x.shape[0], -1))
-    v = a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).ravel()
-    _, first, inv = np.unique(v, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return x[torch.from_numpy(np.sort(first))], rank[inv.reshape(-1)]
-
-
-def _readout_rows(
-    w: Witnesses, x: torch.Tensor, readout: str, readout_bias: float, steps: str, device
-) -> torch.Tensor:
-    """Bool readout rows of one chunk: ``(c, P)`` (last step) or ``(c * T, P)`` (all steps)."""
-    if device is not None:
-        x = x.to(device)
-    r = w.readout(x, readout=readout, readout_bias=readout_bias)  # (c, T, P) bool
-    if steps == "last":
-        return r[:, -1]
-    return r.reshape(-1, r.shape[2])
-
-
-def build_dictionary(
-    witnesses: Witnesses,
-    X: Any,
-    *,
-    readout: str = "spike",
-    readout_bias: float = 0.0,
-    steps: str = "last",
-    branches: Sequence[int] | None = None,
-    chunk_size: int | None = None,
-    device: torch.device | str | None = None,
-    dedupe: bool = True,
-    storage: str = "bool",
-    allow_empty: bool = False,
-    unique_inputs: bool = True,
-) -> SpikeDictionary:
-    r"""Simulate ``witnesses`` on ``X`` and collect the binary last-layer readouts as columns.
-
-    Parameters
-    ----------
-    witnesses : Witnesses
-        Hidden weights and LIF parameters.
-    X : array ``(n, T, n_inputs)``
-        Training inputs (cast to the witnesses' dtype).
-    readout : {"spike", "membrane"}
-        :math:`s_t` or :math:`\mathbb 1[m_t - b \ge 0]` with ``b = readout_bias``.
-    steps : {"last", "all"}
-        Rows = samples at the last step, or (sample, step) pairs with row index ``i * T + t``.
-    branches : sequence of int, optional
-        Build on this block of branches only (global indices, sorted); default all. Blocks
-        combine with :meth:`SpikeDictionary.concat`.
-    chunk_size : int, optional
-        Samples simulated at once (memory bound); default from a ~256 MiB budget.
-    device : torch device, optional
-        Where to simulate (results are gathered on the CPU).
-    dedupe : bool
-        Drop all-zero and duplicate columns (keeping the first neuron in branch-major order).
-    storage : {"bool", "packed"}
-        Keep a bool matrix or bits packed along rows.
-    allow_empty : bool
-        Return a dictionary with no columns instead of raising (useful for blocks).
-    unique_inputs : bool
-        Simulate every distinct input sequence once and copy its readout to the rows of its
-        repeats (e.g. 64 distinct strings among 2000 FIRST-LAST-XOR samples at ``T = 6``). The
-        readout of a sequence does not depend on the others, so this only saves time; the
-        distinct readouts are kept in memory as ``bool`` (``n_distinct x rows_per_sample x P``).
-
-    Returns
-    -------
-    SpikeDictionary
-
-    Raises
-    ------
-    ValueError
-        ``X`` of the wrong rank or feature size, NaN/inf in ``X``, or (with ``dedupe``) every
-        column all-zero.
-    """
-    if not isinstance(witnesses, Witnesses):
-        raise TypeError(f"witnesses must be a Witnesses, got {type(witnesses).__name__}")
-    check_choice(readout, "readout", READOUTS)
-    check_choice(steps, "steps", STEPS)
-    check_choice(storage, "storage", STORAGES)
-    readout_bias = float(readout_bias)
-    if not np.isfinite(readout_bias):
-        raise ValueError(f"readout_bias must be finite, got {readout_bias}")
-    x = check_sequence_input(X, "X", n_features=witnesses.n_inputs, dtype=witnesses.dtype)
-    if branches is None:
-        br = np.arange(witnesses.n_branches, dtype=np.int64)
-        wb = witnesses
-    else:
-        br = np.unique(np.asarray(branches, dtype=np.int64).reshape(-1))
-        if br.size == 0:
-            raise ValueError("branches must name at least one branch")
-        wb = witnesses.select_branches(br)
-    if device is not None:
-        wb = wb.to(device)
-    n, T = int(x.shape[0]), int(x.shape[1])
-    from ._checks import check_dictionary_size  # refuse sizes that cannot fit, before simulating
-
-    check_dictionary_size(
-        n * (T if steps == "all" else 1), wb.n_witness_neurons, bits=storage == "packed"
-    )
-    chunk = (
-        check_positive_int(chunk_size, "chunk_size")
-        if chunk_size is not None
-        else _auto_chunk(wb, T, readout)
-    )
-    n_last = witnesses.n_last
-    P_all = wb.n_witness_neurons
-    packer = _RowPacker(P_all)
-    for block in _iter_readout_rows(
-        wb, x, readout, readout_bias, steps, chunk, device, unique_inputs
-    ):
-        packer.add(block)
-    raw = packer.finish()
-    neuron_ids = (br[:, None] * n_last + np.arange(n_last)[None, :]).reshape(-1)
-    first, inverse, nonzero = _unique_columns(raw)
-    n_unique = int(nonzero.sum())
-    if dedupe:
-        keep_group = np.flatnonzero(nonzero)
-        new_index = -np.ones(first.size, np.int64)
-        new_index[keep_group] = np.arange(keep_group.size)
-        assignment = new_index[inverse]
-        kept = first[keep_group]
-        packed = raw[:, kept]
-    else:
-        assignment = np.arange(P_all, dtype=np.int64)
-        kept = np.arange(P_all)
-        packed = raw
-    if dedupe and kept.size == 0 and not allow_empty:
-        raise ValueError(
-            f"empty spike dictionary: all {P_all} witness neurons gave all-zero "
-            f"{'spike' if readout == 'spike' else 'membrane'} readouts on these {n} inputs "
-            f"(steps={steps!r}); the last layer is silent. Use a larger witness scale, a lower "
-            f"threshold theta, more or wider branches, or readout='membrane' with a lower "
-            f"readout_bias"
-        )
-    gid = neuron_ids[kept]
-    d = SpikeDictionary(
-        witnesses=witnesses,
-        branches=br,
-        readout=readout,
-        readout_bias=readout_bias,
-        steps=steps,
-        n_samples=n,
-        n_steps=T,
-        n_inputs=int(x.shape[2]),
-        packed=packed,
-        provenance=np.stack([gid // n_last, gid % n_last], axis=1),
-        neuron_ids=neuron_ids,
-        assignment=assignment,
-        n_unique=n_unique,
-        deduplicated=bool(dedupe),
-        storage=storage,
-        x_fingerprints=[_x_fingerprint(x)],
-        chunk_size=chunk_size,
-    )
-    logger.info(
-        "built spike dictionary: %d rows x %d columns from %d witness neurons "
-        "(%d zero, %d duplicate), density %.3f",
-        d.n_rows,
-        d.n_columns,
-        P_all,
-        d.n_zero,
-        d.n_duplicates,
-        d.density,
-    )
-    return d

@@ -1,0 +1,256 @@
+"""Spike-dictionary build and packed products, old against new, in one run.
+
+``build``: sequential MNIST (T steps, ``--n`` training images) through one layer of ``--width``
+Gaussian witness neurons (scale 0.3, leak 0.99, float32, spike readout at the last step). Each
+repetition builds the dictionary once with this checkout's code and once with a reference
+checkout (``--ref``, default ``/work/main/src``), alternating, each in a fresh subprocess with one
+torch thread; both must give the same packed bits (checked by sha256).
+
+``products``: on the dictionary built by this checkout, :math:`DW` and :math:`D^\\top R`
+(``C = 10`` columns, float64) with the packed operator (byte lookup tables), with the previous
+packed path (unpack a block of rows, then BLAS) and with a dense float64 matrix (BLAS).
+
+``solve``: build (packed storage) and squared + L1 readout solve to ``--tol`` with
+``solver=--solver`` on the whole dictionary; prints times, gap and the peak RSS of the process.
+
+Usage::
+
+    python benchmarks/bench_dictionary.py build --n 5504 --reps 3 [--json out.json]
+    python benchmarks/bench_dictionary.py products --n 13760
+    python benchmarks/bench_dictionary.py solve --n 55000 --width 16384 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NEW_SRC = HERE.parent / "src"
+MNIST = "/work/shared/data/mnist"
+
+
+def _setup(n: int, T: int, width: int, seed: int = 0):
+    import torch
+
+    torch.set_num_threads(1)
+    from convexsnn.tasks.mnist import sequential_mnist
+    from convexsnn.witnesses import gaussian_witnesses
+
+    n_val = 5000
+    task = sequential_mnist(os.environ.get("MNIST_DIR", MNIST), T=T, n_train=n, n_val=n_val)
+    X, y = task.train.X, task.train.y
+    w = gaussian_witnesses(
+        X.shape[2],
+        n_branches=1,
+        hidden_widths=[width],
+        scale=[0.3],
+        seed=seed,
+        beta=0.99,
+        dtype=torch.float32,
+    )
+    return X, y, w
+
+
+def _child_build(a) -> None:
+    """Runs in a subprocess (PYTHONPATH selects the code): one build, JSON on stdout."""
+    import hashlib
+
+    X, _, w = _setup(a.n, a.T, a.width)
+    from convexsnn.dictionary import build_dictionary
+
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    d = build_dictionary(w, X, storage=a.storage)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    bits = d.packed_bits()
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "shape": list(d.shape),
+                "sha256": hashlib.sha256(bits.tobytes()).hexdigest(),
+                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def _run_child(src: str, a) -> dict:
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, __file__, "_child", "--n", str(a.n), "--T", str(a.T)]
+    cmd += ["--width", str(a.width), "--storage", a.storage]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def cmd_build(a) -> dict:
+    rows = []
+    for rep in range(a.reps):
+        for label, src in (("new", str(NEW_SRC)), ("old", a.ref)):
+            r = _run_child(src, a)
+            r.update(code=label, rep=rep, load=_load())
+            rows.append(r)
+            print(
+                f"{label:>4} rep {rep}: wall {r['wall_s']:7.2f} s  cpu {r['cpu_s']:7.2f} s  "
+                f"shape {tuple(r['shape'])}  maxrss {r['maxrss_mb']:.0f} MB  load {r['load']}",
+                flush=True,
+            )
+    same = len({r["sha256"] for r in rows}) == 1
+    med = {}
+    for label in ("old", "new"):
+        walls = sorted(r["wall_s"] for r in rows if r["code"] == label)
+        cpus = sorted(r["cpu_s"] for r in rows if r["code"] == label)
+        med[label] = {"wall_s": walls[len(walls) // 2], "cpu_s": cpus[len(cpus) // 2]}
+    speed = {k: med["old"][k] / med["new"][k] for k in ("wall_s", "cpu_s")}
+    print(f"\n{'code':>5} {'median wall s':>14} {'median cpu s':>13}")
+    for label in ("old", "new"):
+        print(f"{label:>5} {med[label]['wall_s']:14.2f} {med[label]['cpu_s']:13.2f}")
+    print(f"speed-up: wall {speed['wall_s']:.2f}x, cpu {speed['cpu_s']:.2f}x; same bits: {same}")
+    return {"runs": rows, "median": med, "speedup": speed, "same_bits": same}
+
+
+def cmd_products(a) -> dict:
+    sys.path.insert(0, str(NEW_SRC))
+    import torch
+
+    X, _, w = _setup(a.n, a.T, a.width)
+    from convexsnn.convex.linear_operator import DictionaryOperator
+    from convexsnn.dictionary import build_dictionary
+
+    d = build_dictionary(w, X, storage="packed")
+    n, P = d.shape
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(P, 10, generator=g, dtype=torch.float64)
+    R = torch.randn(n, 10, generator=g, dtype=torch.float64)
+    lut = d.operator()
+    old = d.operator(chunk_rows=8192 + 8)  # a separate cached operator, forced to unpack
+    old._lut = lambda: None
+    dense = DictionaryOperator(d.matrix(torch.float64), check_binary=False)
+    ref_mm, ref_rm = dense.matmul(W), dense.rmatmul(R)
+    res = {}
+    for _rep in range(a.reps):
+        for name, op in (("lut", lut), ("unpack", old), ("dense", dense)):
+            t = time.perf_counter()
+            mm = op.matmul(W)
+            t_mm = time.perf_counter() - t
+            t = time.perf_counter()
+            rm = op.rmatmul(R)
+            t_rm = time.perf_counter() - t
+            err = max(
+                float((mm - ref_mm).abs().max() / ref_mm.abs().max()),
+                float((rm - ref_rm).abs().max() / ref_rm.abs().max()),
+            )
+            res.setdefault(name, []).append({"DW_s": t_mm, "DtR_s": t_rm, "rel_err": err})
+    print(f"D: {n} x {P}, C = 10, float64, one thread, load {_load()}")
+    print(f"{'operator':>9} {'D@W s':>8} {'D^T R s':>8} {'max rel err':>12}")
+    summary = {}
+    for name, rs in res.items():
+        mm = sorted(r["DW_s"] for r in rs)[len(rs) // 2]
+        rm = sorted(r["DtR_s"] for r in rs)[len(rs) // 2]
+        e = max(r["rel_err"] for r in rs)
+        summary[name] = {"DW_s": mm, "DtR_s": rm, "rel_err": e}
+        print(f"{name:>9} {mm:8.3f} {rm:8.3f} {e:12.1e}")
+    return {"shape": [n, P], "runs": res, "median": summary}
+
+
+def cmd_solve(a) -> dict:
+    sys.path.insert(0, str(NEW_SRC))
+    import torch
+
+    t_all = time.perf_counter()
+    X, y, w = _setup(a.n, a.T, a.width)
+    t_data = time.perf_counter() - t_all
+    from convexsnn.convex import solve_readout
+    from convexsnn.dictionary import build_dictionary
+
+    t = time.perf_counter()
+    d = build_dictionary(w, X, storage="packed")
+    t_build = time.perf_counter() - t
+    rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"built {d.shape} in {t_build:.1f} s (data {t_data:.1f} s), rss {rss_build:.0f} MB")
+    t = time.perf_counter()
+    sol = solve_readout(
+        d,
+        y,
+        loss="squared",
+        penalty="l1",
+        reg=a.reg,
+        n_classes=10,
+        tol=a.tol,
+        solver=a.solver,
+        max_time=a.max_time,
+    )
+    t_solve = time.perf_counter() - t
+    cert = sol.certificate
+    out = {
+        "shape": list(d.shape),
+        "build_s": t_build,
+        "data_s": t_data,
+        "solve_s": t_solve,
+        "total_s": time.perf_counter() - t_all,
+        "rel_gap": float(cert.rel_gap),
+        "status": getattr(cert, "status", None),
+        "objective": float(cert.primal),
+        "support": int((sol.W != 0).any(1).sum()),
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "packed_mb": d.nbytes / 2**20,
+        "reg": a.reg,
+        "tol": a.tol,
+        "solver": a.solver,
+        "load_end": _load(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    for k, v in out.items():
+        print(f"{k:>14}: {v}")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("command", choices=["build", "products", "solve", "_child"])
+    p.add_argument("--n", type=int, default=5504, help="training images")
+    p.add_argument("--T", type=int, default=4)
+    p.add_argument("--width", type=int, default=16384, help="witness neurons")
+    p.add_argument("--storage", default="bool", choices=["bool", "packed"])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--ref", default="/work/main/src", help="src folder of the old code")
+    p.add_argument("--reg", type=float, default=1e-3)
+    p.add_argument("--tol", type=float, default=1e-6)
+    p.add_argument("--solver", default="cd")
+    p.add_argument("--max-time", type=float, default=1800.0)
+    p.add_argument("--json", help="write the results here")
+    a = p.parse_args(argv)
+    if a.command == "_child":
+        _child_build(a)
+        return 0
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    res = {"build": cmd_build, "products": cmd_products, "solve": cmd_solve}[a.command](a)
+    res["meta"] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "args": vars(a),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "load_start_end": _load(),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

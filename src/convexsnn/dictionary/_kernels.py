@@ -1,0 +1,177 @@
+r"""Products with a bit-packed binary matrix, by byte lookup tables (numba, CPU).
+
+The matrix :math:`D \in \{0,1\}^{n\times P}` is stored packed along rows: byte ``r`` of column
+``j`` holds rows ``8r .. 8r+7``, most significant bit first (``np.packbits(D, axis=0)``). Write
+:math:`b_{rj}` for that byte and :math:`\mathrm{bit}_k(b)` for its bit of row ``8r + k``.
+
+:math:`D^\top R` (``(P, C)``): for every byte row ``r`` a table of the 256 partial sums
+
+.. math::
+
+    L_r[b] = \sum_{k=0}^{7} \mathrm{bit}_k(b)\, R_{8r+k,:}
+
+(built with one addition per entry, :math:`L_r[b] = L_r[b \wedge (b-1)] + R_{\text{lowest set
+bit of } b}`), then :math:`(D^\top R)_{j,:} = \sum_r L_r[b_{rj}]`: one ``C``-vector addition per
+byte instead of eight multiply-adds.
+
+:math:`D W` (``(n, C)``): for every byte row ``r``, the columns are first summed by byte value,
+:math:`T_r[b] = \sum_{j : b_{rj} = b} W_{j,:}` (one addition per byte), and then
+:math:`(DW)_{8r+k,:} = \sum_{b : \mathrm{bit}_k(b) = 1} T_r[b]` (:math:`8 \cdot 128` additions
+per byte row, independent of ``P``). Zero rows of ``W`` are skipped; with few non-zero rows the
+set bits are added directly.
+
+Both kernels work on blocks of ``_RB`` byte rows so that the tables stay in cache, accumulate in
+the dtype of ``W`` / ``R`` (float64 for certificates), and give the dense products up to the
+order of the floating-point additions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # pragma: no branch
+    import numba
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - numba is a core dependency
+    numba = None  # type: ignore[assignment]
+    HAVE_NUMBA = False
+
+__all__ = ["HAVE_NUMBA", "packed_matmul", "packed_rmatmul"]
+
+_RB = 16  # byte rows per block (tables: _RB x 256 x C values)
+_LUT_MIN_COLS = 256  # below this many (non-zero) columns, add the set bits directly
+
+
+def _jit(f):
+    if numba is None:  # pragma: no cover
+        return f
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(f)
+
+
+@_jit
+def _rmatmul_lut(packed, R, out):  # pragma: no cover - compiled
+    nb, P = packed.shape
+    n, C = R.shape
+    lut = np.zeros((_RB, 256, C), R.dtype)
+    for rb0 in range(0, nb, _RB):
+        m = min(_RB, nb - rb0)
+        for r in range(m):
+            for c in range(C):
+                lut[r, 0, c] = 0.0
+            for b in range(1, 256):
+                low = b & (-b)
+                prev = b ^ low
+                k = 0
+                while (128 >> k) != low:
+                    k += 1
+                row = 8 * (rb0 + r) + k
+                if row < n:
+                    for c in range(C):
+                        lut[r, b, c] = lut[r, prev, c] + R[row, c]
+                else:
+                    for c in range(C):
+                        lut[r, b, c] = lut[r, prev, c]
+        for j in range(P):
+            for r in range(m):
+                b = np.int64(packed[rb0 + r, j])
+                if b != 0:
+                    for c in range(C):
+                        out[j, c] += lut[r, b, c]
+
+
+@_jit
+def _rmatmul_bits(packed, R, out):  # pragma: no cover - compiled
+    nb, P = packed.shape
+    n, C = R.shape
+    for j in range(P):
+        for rb in range(nb):
+            b = np.int64(packed[rb, j])
+            k = 0
+            while b != 0:
+                if b & 128:
+                    row = 8 * rb + k
+                    if row < n:
+                        for c in range(C):
+                            out[j, c] += R[row, c]
+                b = (b << 1) & 255
+                k += 1
+
+
+@_jit
+def _matmul_lut(packed, W, cols, out):  # pragma: no cover - compiled
+    nb, P = packed.shape
+    n, C = out.shape
+    T = np.zeros((_RB, 256, C), W.dtype)
+    for rb0 in range(0, nb, _RB):
+        m = min(_RB, nb - rb0)
+        T[:m] = 0.0
+        for jj in range(cols.shape[0]):
+            j = cols[jj]
+            for r in range(m):
+                b = np.int64(packed[rb0 + r, j])
+                if b != 0:
+                    for c in range(C):
+                        T[r, b, c] += W[j, c]
+        for r in range(m):
+            for k in range(8):
+                row = 8 * (rb0 + r) + k
+                if row >= n:
+                    break
+                mask = 128 >> k
+                for c in range(C):
+                    out[row, c] = 0.0
+                for b in range(1, 256):
+                    if b & mask:
+                        for c in range(C):
+                            out[row, c] += T[r, b, c]
+
+
+@_jit
+def _matmul_bits(packed, W, cols, out):  # pragma: no cover - compiled
+    nb, P = packed.shape
+    n, C = out.shape
+    out[:] = 0.0
+    for rb in range(nb):
+        for jj in range(cols.shape[0]):
+            j = cols[jj]
+            b = np.int64(packed[rb, j])
+            k = 0
+            while b != 0:
+                if b & 128:
+                    row = 8 * rb + k
+                    if row < n:
+                        for c in range(C):
+                            out[row, c] += W[j, c]
+                b = (b << 1) & 255
+                k += 1
+
+
+def packed_rmatmul(packed: np.ndarray, R: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    r""":math:`D^\top R` for row-packed ``packed`` ``(nb, P)`` and ``R`` ``(n, C)``, ``n <= 8 nb``;
+    accumulated into ``out`` ``(P, C)`` when given (``out += D^T R``)."""
+    P = packed.shape[1]
+    R = np.ascontiguousarray(R)
+    if out is None:
+        out = np.zeros((P, R.shape[1]), R.dtype)
+    if P >= _LUT_MIN_COLS:
+        _rmatmul_lut(packed, R, out)
+    else:
+        _rmatmul_bits(packed, R, out)
+    return out
+
+
+def packed_matmul(
+    packed: np.ndarray, W: np.ndarray, n: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    r""":math:`D W` ``(n, C)`` for row-packed ``packed`` ``(nb, P)`` and ``W`` ``(P, C)`` (zero rows
+    of ``W`` skipped); written into ``out`` when given."""
+    W = np.ascontiguousarray(W)
+    if out is None:
+        out = np.empty((n, W.shape[1]), W.dtype)
+    cols = np.flatnonzero(np.any(W != 0, axis=1)).astype(np.int64)
+    if cols.size >= _LUT_MIN_COLS:
+        _matmul_lut(packed, W, cols, out)
+    else:
+        _matmul_bits(packed, W, cols, out)
+    return out
