@@ -112,7 +112,7 @@ def bench_forward(B, T, d, n, K, repeats, seed=0):
 
     def ours():
         with torch.no_grad():
-            return simulate(x, [w1, w2], beta=0.99, theta=1.0)
+            return simulate(x, [w1, w2], leak=0.99, theta=1.0)
 
     def theirs():
         with torch.no_grad():
@@ -154,7 +154,7 @@ def bench_forward(B, T, d, n, K, repeats, seed=0):
             sum((a != b).sum() for a, b in zip(snn_s, ref_s))
         )
         m1 = _snn_model(W1, W2, 1.0)
-        o1 = [s.reshape(B, T, -1) for s in simulate(x, [w1, w2], beta=1.0, theta=1.0).spikes]
+        o1 = [s.reshape(B, T, -1) for s in simulate(x, [w1, w2], leak=1.0, theta=1.0).spikes]
         s1 = _snn_run(m1, x)
         res["diff_vs_snntorch_beta1"] = int(sum((a != b).sum() for a, b in zip(o1, s1)))
     return res

@@ -44,7 +44,7 @@ np.save(sys.argv[1] + "/y.npy", y.numpy())
 print("dictionary", tuple(D.shape))
 PY
 timeout 120 torchrun --standalone --nproc-per-node "$NGPU" -m convexsnn.distributed.launch \
-    --dictionary "$OUT/D.npy" --targets "$OUT/y.npy" --loss softmax --penalty l1 --beta 1.0 \
+    --dictionary "$OUT/D.npy" --targets "$OUT/y.npy" --loss softmax --penalty l1 --reg 1.0 \
     --tol 1e-8 --device cuda --out "$OUT/sharded" --force
 python -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['algorithm'], 'rel_gap', c['rel_gap'], 'converged', c['converged'], c['info'].get('device'), 'ranks', c['info'].get('world_size'))" "$OUT/sharded/certificate.json"
 

@@ -60,7 +60,7 @@ PUBLISHED = {
 def make_witnesses(method: str, L: int, args: argparse.Namespace, seed: int):
     K = args.branches
     widths = resolve_widths(n_branches=K, depth=L, p_rec=K * args.width, p_last=K * args.last)
-    lif = dict(beta=args.beta, theta=args.theta, reset=args.reset)
+    lif = dict(leak=args.beta, theta=args.theta, reset=args.reset)
     if method == "gaussian":
         return gaussian_witnesses(
             2, n_branches=K, hidden_widths=widths, scale=args.scale, seed=seed, **lif
@@ -109,8 +109,8 @@ def run_cell(T: int, L: int, method: str, args: argparse.Namespace) -> dict | No
         task,
         loss=args.loss,
         penalty=args.penalty,
-        n_betas=args.n_betas,
-        beta_ratio=args.beta_ratio,
+        n_regs=args.n_betas,
+        reg_ratio=args.beta_ratio,
         max_time=args.max_time,
     )
     seconds = time.perf_counter() - t0
@@ -122,7 +122,7 @@ def run_cell(T: int, L: int, method: str, args: argparse.Namespace) -> dict | No
         "dictionary_columns": fit.dictionary.n_columns,
         "support": kept_neurons(fit.solution),
         "branches_kept": fit.model.saved_extra.get("n_branches_kept"),
-        "beta_reg": fit.beta,
+        "beta_reg": fit.reg,
         "train_acc": fit.train_accuracy,
         "val_acc": fit.val_accuracy,
         "test_acc": fit.test_accuracy,

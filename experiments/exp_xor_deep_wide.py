@@ -30,7 +30,7 @@ for s in (0, 1, 2):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_convex(w, data, loss="squared", penalty="l1", n_betas=4, max_time=30)
+        fit = fit_convex(w, data, loss="squared", penalty="l1", n_regs=4, max_time=30)
     c = fit.certificate
     rec = {
         "seed": s,
@@ -39,7 +39,7 @@ for s in (0, 1, 2):
         "P": fit.dictionary.n_columns,
         "rel_gap": c.rel_gap,
         "converged": c.converged,
-        "beta": fit.beta,
+        "beta": fit.reg,
         "kept": int(fit.model.n_features),
         "seconds": time.time() - t0,
     }
