@@ -207,7 +207,7 @@ def _cell(
     }
     cid = f"{'quick-' if quick else ''}{task}-T{T}-L{L}-{kind}-s{seed}"
     if cid in CAPPED_CELLS:
-        params["config"] = capped(params["config"], 10.0)
+        params["config"] = capped(dict(config), 10.0)
     return Cell(NAME, cid, params, seed)
 
 
