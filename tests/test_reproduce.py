@@ -114,7 +114,13 @@ def test_gap_cell_marks_unconverged_solves_in_every_table():
     assert gap_cell([heads]) == "3.0e-01 NOT certified (1/2)"
     # a bare rel_gap with converged recorded (long_memory records), and one without (old files)
     assert gap_cell([{"rel_gap": 0.5, "converged": False}]) == "5.0e-01 NOT certified (1/1)"
-    assert gap_cell([{"rel_gap": 0.5}]) == "5.0e-01"
+    assert gap_cell([{"rel_gap": 1e-7}]) == "1.0e-07"
+    # certified means rel gap <= 1e-6 (issue 13): an old file without ``converged``, or a solve
+    # that converged at a looser tolerance (1e-3), is not certified
+    assert gap_cell([{"rel_gap": 0.5}]) == "5.0e-01 NOT certified (1/1)"
+    loose = {"certificate": {"rel_gap": 5e-4, "converged": True, "tol": 1e-3}}
+    assert gap_cell([loose, ok]) == "5.0e-04 NOT certified (1/2)"
+    assert gap_cell([loose], gap=1e-3) == "5.0e-04"
 
 
 def test_machine_info_host_tag_is_stable_across_processes():

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import Cell, fmt_mean_std, group_records, mean_std
+from .base import CERTIFY_TOL, Cell, capped, fmt_mean_std, gap_cell, group_records, mean_std
 from .xor import run_xor_methods
 
 NAME = "ablations"
@@ -39,12 +39,31 @@ _BASE = dict(
     loss="squared",
     n_betas=3,
     beta_ratio=1e-3,
-    tol=1e-3,
-    max_time=8.0,
+    tol=CERTIFY_TOL,
+    max_time=None,
     sg_n_branches=2,
     sg_p_rec=32,
     sg_p_last=32,
     sg_epochs=6,
+)
+
+#: cells still recorded with the earlier capped solves (tol 1e-3, 8 s per path solve; not rerun
+#: with certified solves for time): they keep that configuration so their files stay valid, and
+#: their rows are marked NOT certified; remove an id here and run ``reproduce`` to rerun it
+CAPPED_CELLS: frozenset[str] = frozenset(
+    {
+        "branches-K1-s0",
+        "branches-K16-s0",
+        "branches-K4-s0",
+        "branches-K64-s0",
+        "depth-L3-s0",
+        "depth-L5-s0",
+        "depth-L9-s0",
+        "width-p128-s0",
+        "width-p256-s0",
+        "width-p512-s0",
+        "width-p64-s0",
+    }
 )
 
 SWEEPS = {
@@ -110,7 +129,10 @@ def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
                     "config": {**_BASE, **cfg_over},
                     "quick": False,
                 }
-                out.append(Cell(NAME, f"{sweep}-{name}{val}-s{s}", params, int(s)))
+                cid = f"{sweep}-{name}{val}-s{s}"
+                if cid in CAPPED_CELLS:
+                    params["config"] = capped(params["config"], 8.0)
+                out.append(Cell(NAME, cid, params, int(s)))
     return out
 
 
@@ -126,8 +148,8 @@ def table(cells: list[dict]) -> str:
     by = group_records(cells, lambda p, r: (p["sweep"], p["param"], p["value"], r["method"]))
     lines = [
         "| sweep | setting | method | test acc | val acc | kept neurons | dictionary P | "
-        "published |",
-        "|---|---|---|---|---|---|---|---|",
+        "rel gap | published |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (sweep, param, val, m), recs in sorted(
         by.items(), key=lambda kv: (kv[0][0], kv[0][3], kv[0][2])
@@ -140,7 +162,7 @@ def table(cells: list[dict]) -> str:
             f"| {sweep} | {param}={val} | {label} | "
             f"{fmt_mean_std([r['test_accuracy'] for r in recs])} | "
             f"{fmt_mean_std([r['val_accuracy'] for r in recs])} | {kept:.0f} | "
-            f"{'-' if P != P else f'{P:.0f}'} | {pub} |"
+            f"{'-' if P != P else f'{P:.0f}'} | {gap_cell(recs)} | {pub} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -21,7 +21,17 @@ from pathlib import Path
 
 from ..pipelines import PipelineConfig, run_methods
 from ..tasks import load_task
-from .base import Cell, fmt_mean_std, gap_cell, group_records, mean_std
+from .base import (
+    CERT_LEGEND,
+    CERTIFY_TOL,
+    Cell,
+    capped,
+    cert_mark,
+    fmt_mean_std,
+    gap_cell,
+    group_records,
+    mean_std,
+)
 from .report import bar_plot
 
 NAME = "addition"
@@ -55,8 +65,8 @@ _COMMON = dict(
     loss="squared",
     n_betas=3,
     beta_ratio=1e-3,
-    tol=1e-3,
-    max_time=8.0,
+    tol=CERTIFY_TOL,
+    max_time=None,
     sg_n_branches=1,
     sg_p_rec=64,
     sg_p_last=64,
@@ -67,6 +77,10 @@ _COMMON = dict(
     ft_lr=2e-3,
 )
 VARIANTS = {"leak0": {**_COMMON, "beta": 0.0}, "leak0.99": {**_COMMON, "beta": 0.99}}
+#: cells still recorded with the earlier capped solves (tol 1e-3, 8 s per path solve; not rerun
+#: with certified solves for time): they keep that configuration so their files stay valid, and
+#: their CVX rows are marked NOT certified; remove an id here and run ``reproduce`` to rerun it
+CAPPED_CELLS: frozenset[str] = frozenset()
 
 
 def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
@@ -107,7 +121,10 @@ def cells(quick: bool, seeds: Sequence[int]) -> list[Cell]:
                     "config": cfg,
                     "quick": False,
                 }
-                out.append(Cell(NAME, f"b{base}-{var}-s{s}", params, int(s)))
+                cid = f"b{base}-{var}-s{s}"
+                if cid in CAPPED_CELLS:
+                    params["config"] = capped(cfg, 8.0)
+                out.append(Cell(NAME, cid, params, int(s)))
     return out
 
 
@@ -164,10 +181,12 @@ def table(cells: list[dict]) -> str:
                     continue
                 vals = [fmt_mean_std([_ar(r, l) for r in recs]) for l in labels]
                 lines.append(
-                    f"| {base} | {m} ({var.replace('leak', 'leak ')}) | "
+                    f"| {base} | {m} ({var.replace('leak', 'leak ')}){cert_mark(recs)} | "
                     + " | ".join(vals)
                     + f" | {fmt_mean_std([r['val_accuracy'] for r in recs])} |"
                 )
+    lines.append("")
+    lines.append(CERT_LEGEND)
     lines.append("")
     lines.append(
         "TF = teacher-forced joint token accuracy on validation (the selection "
@@ -190,6 +209,8 @@ def table(cells: list[dict]) -> str:
             )
             if "NOT" in gap_cell([r]):
                 gaps += " NOT certified"
+            else:
+                gaps += " certified"
             rb = ", ".join(f"{b:.3g}" for b in ch.get("reg_beta", []))
             lines.append(
                 f"| {c['result']['base']} | {c['result']['variant']} | {r['seed']} | "

@@ -37,7 +37,24 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Cell", "mean_std", "fmt_pct", "fmt_mean_std", "group_records", "REQUIRED_ATTRIBUTES"]
+__all__ = [
+    "Cell",
+    "mean_std",
+    "fmt_pct",
+    "fmt_mean_std",
+    "group_records",
+    "gap_cell",
+    "is_certified",
+    "cert_mark",
+    "capped",
+    "CERT_LEGEND",
+    "CERTIFY_TOL",
+    "REQUIRED_ATTRIBUTES",
+]
+
+#: the relative duality gap a convex row of the tables must reach to be called certified (issue
+#: 13): the tolerance of every experiment's convex solves, and the bar of :func:`gap_cell`
+CERTIFY_TOL = 1e-6
 
 REQUIRED_ATTRIBUTES = ("NAME", "DESCRIPTION", "ANCHORS", "cells", "run_cell", "table")
 
@@ -140,13 +157,21 @@ def record_certificates(record: dict) -> list[dict]:
     return []
 
 
-def gap_cell(records: Sequence[dict]) -> str:
-    """A table cell for the certificates of records (seeds, heads): the largest relative gap,
-    followed by ``NOT certified (k/n)`` when ``k`` of the ``n`` solves stopped before their
-    tolerance (:func:`convexsnn.convex.certified_label` decides each). Records written before
-    convergence was recorded show the gap only."""
-    from ..convex import certified_label
+def is_certified(cert: dict, gap: float = CERTIFY_TOL) -> bool:
+    """Whether one certificate dict certifies its solve: the solver reached its requested gap
+    (``converged``, when recorded) **and** the relative gap is finite and ``<= gap``. A solve
+    that converged at a looser tolerance (e.g. 1e-3) is not certified to ``gap``."""
+    g = cert.get("rel_gap")
+    if g is None or not math.isfinite(float(g)) or float(g) > gap:
+        return False
+    return cert.get("converged") is not False
 
+
+def gap_cell(records: Sequence[dict], gap: float = CERTIFY_TOL) -> str:
+    """A table cell for the certificates of records (seeds, heads): the largest relative gap,
+    followed by ``NOT certified (k/n)`` when ``k`` of the ``n`` solves are not certified to
+    ``gap`` (:func:`is_certified`: stopped before their tolerance, or a relative gap above
+    ``gap``)."""
     certs = [c for r in records for c in record_certificates(r)]
     gaps = [
         float(c["rel_gap"])
@@ -155,9 +180,32 @@ def gap_cell(records: Sequence[dict]) -> str:
     ]
     if not gaps:
         return "-"
-    known = [c for c in certs if c.get("converged") is not None]
-    bad = [c for c in known if certified_label(c) != "certified"]
+    bad = [c for c in certs if not is_certified(c, gap)]
     text = f"{max(gaps):.1e}"
     if bad:
         text += f" NOT certified ({len(bad)}/{len(certs)})"
     return text
+
+
+#: the legend of :func:`cert_mark`, printed under every table that uses it
+CERT_LEGEND = (
+    f"† = NOT certified: the convex solve of at least one seed (or head) did not reach a "
+    f"relative duality gap <= {CERTIFY_TOL:g}; the accuracy is that of the returned point, not "
+    "of a certified optimum (gaps in the certificate table)."
+)
+
+
+def cert_mark(records: Sequence[dict], gap: float = CERTIFY_TOL) -> str:
+    """``" †"`` when a record of ``records`` has a convex solve that is not certified to ``gap``
+    (:func:`is_certified`), else ``""`` (also for records without a convex solve, e.g. SG)."""
+    certs = [c for r in records for c in record_certificates(r)]
+    return " †" if any(not is_certified(c, gap) for c in certs) else ""
+
+
+def capped(config: dict, max_time: float, tol: float = 1e-3) -> dict:
+    """``config`` with the capped solve settings the cells of the earlier sessions were
+    recorded with (``tol`` 1e-3, ``max_time`` seconds per path solve). Experiments give it to
+    the cells they list as not yet rerun with certified solves, so that those cells' committed
+    files stay valid (and are marked NOT certified in the tables); removing a cell from such a
+    list and running ``reproduce`` reruns it certified."""
+    return {**config, "tol": float(tol), "max_time": float(max_time)}

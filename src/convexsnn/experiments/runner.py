@@ -26,6 +26,7 @@ parent-pid watchdog everywhere).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import fnmatch
 import hashlib
 import importlib
 import json
@@ -292,6 +293,7 @@ def reproduce(
     overwrite: bool = False,
     threads: int | None = None,
     progress: bool = False,
+    cells: str | Iterable[str] | None = None,
 ) -> dict:
     """Run the cells of the named experiments and write their reports.
 
@@ -323,6 +325,12 @@ def reproduce(
     progress : bool
         Show a progress bar of the cells (with an ETA) on a terminal; every finished cell is
         also logged with its count and an ETA, which is what a log file gets.
+    cells : str or list of str, optional
+        Run only the cells whose id matches one of these shell patterns (``fnmatch``, e.g.
+        ``"T8-L5-s1"`` or ``"T*-L5-an-s*"``; a comma-separated string is accepted); the other
+        cells are neither run nor touched, and the reports are written from every valid cell
+        file as always. A pattern that matches no cell of any named experiment raises
+        ``ValueError`` before anything runs.
 
     Returns
     -------
@@ -337,11 +345,12 @@ def reproduce(
     plans = plan_cells(
         names, out, quick=quick, seeds=seeds, force=force, overwrite=overwrite, run=run
     )
+    patterns = _cell_patterns(cells, plans)
     threads = int(threads) if threads else default_threads(jobs)
     out.mkdir(parents=True, exist_ok=True)
     logger.info("reproduce: %d torch thread(s) per cell, %d job(s)", threads, jobs)
     summary: dict = {}
-    for name, mod, cells in plans:
+    for name, mod, exp_cells in plans:
         t_exp = time.perf_counter()
         from . import EXPERIMENTS
 
@@ -349,14 +358,21 @@ def reproduce(
         (exp_dir / "cells").mkdir(parents=True, exist_ok=True)
         done: dict[str, dict] = {}
         pending: list[Cell] = []
-        for c in cells:
+        for c in exp_cells:
             p = cell_path(out, c)
+            if patterns is not None and not any(fnmatch.fnmatchcase(c.id, q) for q in patterns):
+                data = _read_cell_file(p, c, quiet=True) if p.exists() else None
+                if data is not None:
+                    done[c.id] = data
+                continue
             data = _read_cell_file(p, c) if (p.exists() and not force) else None
             if data is not None:
                 done[c.id] = data
             else:
                 pending.append(c)
-        logger.info("%s: %d cells, %d to run, %d done", name, len(cells), len(pending), len(done))
+        logger.info(
+            "%s: %d cells, %d to run, %d done", name, len(exp_cells), len(pending), len(done)
+        )
         failed: dict[str, str] = {}
         module_name = EXPERIMENTS[name]
         missing = [c.id for c in pending] if not run else []
@@ -406,7 +422,7 @@ def reproduce(
             bar.close()
         with locked(exp_dir / ".lock"):
             # every valid cell file, also those another run wrote meanwhile: never drop a cell
-            all_cells, all_seeds = _merge_cells(mod, exp_dir, cells, bool(quick), seeds)
+            all_cells, all_seeds = _merge_cells(mod, exp_dir, exp_cells, bool(quick), seeds)
             for c in all_cells:
                 if c.id not in done and c.id not in failed:
                     data = _read_cell_file(cell_path(out, c), c, quiet=True)
@@ -463,6 +479,22 @@ def reproduce(
             "seconds": seconds,
         }
     return summary
+
+
+def _cell_patterns(cells: str | Iterable[str] | None, plans: list) -> list[str] | None:
+    """The ``cells`` patterns of :func:`reproduce` as a list (``None``: every cell); each must
+    match a cell id of the planned experiments."""
+    if cells is None:
+        return None
+    pats = [q.strip() for q in cells.split(",")] if isinstance(cells, str) else list(cells)
+    pats = [q for q in pats if q]
+    if not pats:
+        raise ValueError("cells must name at least one cell id or pattern")
+    ids = [c.id for _, _, cs in plans for c in cs]
+    unmatched = [q for q in pats if not any(fnmatch.fnmatchcase(i, q) for i in ids)]
+    if unmatched:
+        raise ValueError(f"cells {unmatched} match no cell of the named experiments")
+    return pats
 
 
 def _merge_cells(
