@@ -6,7 +6,7 @@ committed JSON only (nothing is run):
 
 * ``results/<experiment>/cells/*.json``: every record with a certificate (``CVX``, ``SG-CVX``,
   ``R-CVX``, ... of the ``reproduce`` experiments; SG records have none);
-* ``benchmarks/results/*.json``: the MNIST, pure-convex, long-memory and deep-wide XOR records
+* ``experiments/results/*.json``: the MNIST, pure-convex, long-memory and deep-wide XOR records
   and the solver benchmark's ``ours`` rows.
 
 For each row the script prints the experiment, cell, method, seed, largest relative gap, the
@@ -112,9 +112,9 @@ def experiment_rows(root: Path) -> list[dict]:
 
 
 def benchmark_rows(root: Path) -> list[dict]:
-    """Rows of ``benchmarks/results/*.json`` (read only)."""
+    """Rows of ``experiments/results/*.json`` (read only)."""
     rows = []
-    bdir = root / "benchmarks" / "results"
+    bdir = root / "experiments" / "results"
     p = bdir / "mnist.json"
     if p.is_file():
         for r in json.loads(p.read_text(encoding="utf-8")).get("records", []):
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gap", type=float, default=1e-6, help="certified: rel gap <= this")
     ap.add_argument("--all", action="store_true", help="list every convex row")
-    ap.add_argument("--no-benchmarks", action="store_true", help="only results/*/cells")
+    ap.add_argument("--no-benchmarks", action="store_true", help="only results/*/cells (not experiments/results)")
     ap.add_argument("--json", help="write the rows as JSON here")
     ap.add_argument("--root", default=str(ROOT), help="repository root")
     a = ap.parse_args(argv)
