@@ -84,12 +84,67 @@ def _gram_gap_py(H, B, W, HW, y2, lam, group, per_col):
 _gram_gap = _gram_gap_py  # replaced by the compiled kernel in _compile()
 
 
-def _cd_sweeps_py(H, B, W, HW, y2, lam, group, per_col, rows, gram_tol, max_sweeps, check_every):
+def _anderson_py(H, B, W, HW, y2, lam, group, per_col, hist, K):
+    """Anderson extrapolation from the ``K + 1`` iterates in ``hist``; kept when it lowers the
+    Gram-form primal value (then ``W`` and ``HW`` are overwritten)."""
+    s, C = W.shape
+    M = np.zeros((K, K))
+    for a in range(K):
+        for b in range(a, K):
+            acc = 0.0
+            for j in range(s):
+                for c in range(C):
+                    acc += (hist[a + 1, j, c] - hist[a, j, c]) * (hist[b + 1, j, c] - hist[b, j, c])
+            M[a, b] = acc
+            M[b, a] = acc
+    tr = 0.0
+    for a in range(K):
+        tr += M[a, a]
+    if not tr > 0.0:
+        return False
+    for a in range(K):
+        M[a, a] += 1e-10 * tr
+    z = np.linalg.solve(M, np.ones(K))
+    sz = z.sum()
+    if not (sz != 0.0 and math.isfinite(sz)):
+        return False
+    Wa = np.zeros((s, C))
+    for a in range(K):
+        ca = z[a] / sz
+        for j in range(s):
+            for c in range(C):
+                Wa[j, c] += ca * hist[a + 1, j, c]
+    HWa = np.zeros((s, C))
+    for j in range(s):
+        nz = False
+        for c in range(C):
+            if Wa[j, c] != 0.0:
+                nz = True
+        if nz:
+            for i in range(s):
+                h = H[j, i]
+                for c in range(C):
+                    HWa[i, c] += h * Wa[j, c]
+    pa, _ = _gram_gap(H, B, Wa, HWa, y2, lam, group, per_col)
+    p0, _ = _gram_gap(H, B, W, HW, y2, lam, group, per_col)
+    if pa < p0:
+        W[:, :] = Wa
+        HW[:, :] = HWa
+        return True
+    return False
+
+
+_anderson = _anderson_py  # replaced by the compiled kernel in _compile()
+
+
+def _cd_sweeps_py(H, B, W, HW, y2, lam, group, per_col, rows, gram_tol, max_sweeps, check_every, K):
     """``max_sweeps`` sweeps at most; returns the number run. See :func:`cd_gram_sweeps`."""
     s, C = W.shape
     nw = np.empty(C)
     d = np.empty(C)
     sweeps = 0
+    hist = np.empty((max(K, 1) + 1, s, C))
+    nrec = 0
     for sweep in range(max_sweeps):
         full = sweep % 2 == 0
         for jj in range(rows.shape[0]):
@@ -146,6 +201,13 @@ def _cd_sweeps_py(H, B, W, HW, y2, lam, group, per_col, rows, gram_tol, max_swee
                         for c in range(C):
                             HW[i, c] += h * d[c]
         sweeps += 1
+        if K > 0 and not full:
+            # Anderson acceleration on the iterates after each (full, active) pair of sweeps
+            hist[nrec] = W
+            nrec += 1
+            if nrec == K + 1:
+                _anderson(H, B, W, HW, y2, lam, group, per_col, hist, K)
+                nrec = 0
         if full and (sweeps % check_every == 1 or check_every == 1):
             p, dv = _gram_gap(H, B, W, HW, y2, lam, group, per_col)
             if p - dv <= gram_tol * abs(p):
@@ -159,12 +221,13 @@ _COMPILED = False
 
 def _compile() -> None:
     """Compile the kernels on first use (numba's on-disk cache makes later processes fast)."""
-    global _gram_gap, _cd_sweeps, _COMPILED
+    global _gram_gap, _anderson, _cd_sweeps, _COMPILED
     if _COMPILED or not HAVE_NUMBA:
         return
     import numba
 
     _gram_gap = numba.njit(cache=True, nogil=True)(_gram_gap_py)
+    _anderson = numba.njit(cache=True, nogil=True)(_anderson_py)
     _cd_sweeps = numba.njit(cache=True, nogil=True)(_cd_sweeps_py)
     _COMPILED = True
 
@@ -196,13 +259,20 @@ def cd_gram_sweeps(
     gram_tol: float,
     max_sweeps: int,
     check_every: int = 4,
+    anderson: int = 5,
 ) -> int:
-    """Run coordinate-descent sweeps in place on ``W`` and ``HW`` (float64, C-contiguous).
+    r"""Run coordinate-descent sweeps in place on ``W`` and ``HW`` (float64, C-contiguous).
 
     ``rows``: int64 indices of the rows to update (rows outside stay as they are); ``group``:
     l2,1 (block steps) instead of l1; ``per_col``: l1 duals scaled per output column. Stops after
     a full sweep whose Gram-form relative gap (:func:`gram_gap`, checked every ``check_every``
     sweeps) is at most ``gram_tol``, or after ``max_sweeps``. Returns the number of sweeps run.
+
+    With ``anderson = K > 0``, every ``K`` pairs of sweeps the last ``K + 1`` iterates are
+    extrapolated (Anderson acceleration, as in celer / skglm:
+    :math:`W \leftarrow \sum_k c_k W_k` with :math:`c = z / \mathbf 1^\top z`,
+    :math:`(R^\top R + \epsilon I) z = \mathbf 1`, :math:`R` the successive differences), and the
+    extrapolated point is kept only when its Gram-form primal value is lower.
     """
     _compile()
     return int(
@@ -219,5 +289,6 @@ def cd_gram_sweeps(
             float(gram_tol),
             int(max_sweeps),
             int(max(1, check_every)),
+            int(max(0, anderson)),
         )
     )

@@ -111,6 +111,7 @@ class Tracker:
         self.pv: torch.Tensor | None = None
         self.dv: torch.Tensor | None = None
         self.W = self.DW = self.U = None
+        self.G: torch.Tensor | None = None  # D^T U of the best (scaled) dual point
 
     def primal_values(self, W: torch.Tensor, DW: torch.Tensor) -> torch.Tensor:
         if self.sep:
@@ -144,20 +145,27 @@ class Tracker:
             v = self.datafit.dual_value_columns(U, s)
         else:
             v = self.datafit.dual_value(U, s).reshape(1)
-        Us = U * (s.to(U.dtype) if isinstance(s, torch.Tensor) else s)
+        sU = s.to(U.dtype) if isinstance(s, torch.Tensor) else s
+        Us = U * sU
+        Gs = G * (s.to(G.dtype) if isinstance(s, torch.Tensor) else s)
         if self.dv is None:
-            self.dv, self.U = v, Us
+            self.dv, self.U, self.G = v, Us, Gs
             return True
         better = v > self.dv
         if not bool(better.any()):
             return False
         if not self.sep or bool(better.all()):
             self.dv = torch.where(better, v, self.dv) if self.sep else v
-            self.U = Us
+            self.U, self.G = Us, Gs
             return True
         self.dv = torch.where(better, v, self.dv)
         self.U = torch.where(better[None, :], Us, self.U)
+        self.G = torch.where(better[None, :], Gs, self.G)
         return True
+
+    def gaps(self) -> torch.Tensor:
+        """Per-output-column gaps when the problem separates over columns, else ``(1,)``."""
+        return (self.pv - self.dv).clamp_min(0.0)
 
     @property
     def primal(self) -> float:
@@ -796,6 +804,8 @@ def squared_gram(
         """Residual-form primal of ``best_W`` and the better residual-form dual of ``best_W``
         and ``best_dW`` (``best_dW`` then holds the point of that dual)."""
         pv, dv1 = residual_values(best_W)
+        if torch.equal(best_W, best_dW):
+            return pv, dv1  # one point (the usual case for coordinate descent)
         _, dv2 = residual_values(best_dW)
         use1 = dv1 >= dv2
         if per_col:
@@ -961,8 +971,12 @@ def squared_gram(
     best_W = best_W.to(op.dtype)
     DW = op.matmul(best_W)
     U_p = datafit.gradient(DW)
-    U_d = datafit.gradient(op.matmul(best_dW.to(op.dtype)))
-    matvecs += 2
+    if torch.equal(best_W, best_dW.to(op.dtype)):
+        U_d = U_p
+        matvecs += 1
+    else:
+        U_d = datafit.gradient(op.matmul(best_dW.to(op.dtype)))
+        matvecs += 2
     p_tot, d_tot = float(best_p.sum()), float(best_d.sum())
     logger.log(
         log_level, "gram-%s: %d iterations, primal=%.12g dual=%.12g", method, it, p_tot, d_tot

@@ -101,6 +101,7 @@ from .._scores import classes_from_scores, tolerance_from_abs_sums
 from ._inner import Budget, Tracker, fista, ipm_hinge, pdhg_hinge, squared_gram
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
 from ._rows import RowGroups, merge_duplicate_rows
+from ._screening import can_screen, column_norms, gap_safe_screen
 from .certificate import Certificate, ConvergenceWarning
 from .datafits import DATAFITS, Datafit, make_datafit
 from .linear_operator import as_operator
@@ -548,6 +549,7 @@ def _select_working_set(
     W: torch.Tensor,
     S: torch.Tensor | None,
     min_size: int = 32,
+    screened: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     r"""Next working set and the number of KKT violators outside the current one.
 
@@ -556,7 +558,9 @@ def _select_working_set(
     :math:`D^\top U` for the natural dual candidate at ``W``), the most violated first, at most
     doubling its size (at least ``min_size`` columns). As it only grows and stops growing only
     when no column outside it violates its constraint, the loop ends with the KKT conditions
-    checked over the whole dictionary (the certificate decides the stop).
+    checked over the whole dictionary (the certificate decides the stop). Columns in
+    ``screened`` (proven zero at the optimum by the gap-safe test,
+    :mod:`~convexsnn.convex._screening`) are left out of it for good.
     """
     P = G.shape[0]
     dev = G.device
@@ -564,11 +568,15 @@ def _select_working_set(
     base = pen.support_rows(W).clone()
     if S is not None:
         base[S] = True
+    if screened is not None:
+        base &= ~screened
+        scores = torch.where(screened, torch.full_like(scores, -math.inf), scores)
+        P = P - int(screened.sum())
     viol = (scores > 1.0) & ~base
     n_viol = int(viol.sum())
     n_base = int(base.sum())
     if S is not None and n_viol == 0:
-        return S, 0
+        return (S if screened is None else S[~screened[S]]), 0
     n_add = min(n_viol, max(n_base, min_size))
     n_add = max(n_add, min(min_size, P) - n_base)
     n_add = min(n_add, P - n_base)
@@ -663,6 +671,13 @@ def _solve_prepared(
     lipschitz, omega = state.get("lipschitz"), state.get("omega")
     supp_hint = None
     S = None
+    # gap-safe screening (smooth datafits with l1 / l2,1), on the certificate of the original
+    # problem: columns proven zero at the optimum leave the working sets for good
+    screen = use_ws and can_screen(df_full, pen)
+    screened = torch.zeros(P, dtype=torch.bool, device=dev) if screen else None
+    col_norms = column_norms(op_full, df_full.weights) if screen else None
+    if screen:
+        matvecs += 1
     stalled = 0
     tol_full = 0.5 * tol
     status = ""
@@ -681,12 +696,22 @@ def _solve_prepared(
             break
         outer += 1
         W = cert.W
+        if screen and cert.G is not None:
+            screened |= gap_safe_screen(df_full, pen, lam, cert.G, cert.pv, cert.dv, col_norms)
         if use_ws:
             Wsel = W if supp_hint is None else W * supp_hint[:, None].to(W.dtype)
-            S_new, n_viol = _select_working_set(pen, lam, G, Wsel, S)
+            S_new, n_viol = _select_working_set(pen, lam, G, Wsel, S, screened=screened)
             grew = S is None or int(S_new.numel()) > int(S.numel())
             S = S_new
             logger.log(lvl, "working set: %d columns, %d violators outside", int(S.numel()), n_viol)
+            if int(S.numel()) == 0:
+                # every column screened: W = 0 is optimal, its gradient the optimal dual point
+                Wn = torch.zeros(P, C, dtype=dt, device=dev)
+                if df.smooth:
+                    G = certify(Wn, [df_full.gradient(op_full.matmul(Wn))], [])
+                    matvecs += 1
+                stalled += 1
+                continue
             op_s = op.columns(S)
             W_s = W.index_select(0, S)
             cap = 1e-3 if algo == "ipm" else 0.5
@@ -808,6 +833,10 @@ def _solve_prepared(
             use_ws = False  # the working set is (close to) the whole dictionary: go full
     state["lipschitz"], state["omega"] = lipschitz, omega
     best_W = cert.W
+    n_screened = int(screened.sum()) if screened is not None else 0
+    if screen and cert.G is not None:
+        # what the final certificate proves zero (reported; the solve is over)
+        screened |= gap_safe_screen(df_full, pen, lam, cert.G, cert.pv, cert.dv, col_norms)
     seconds = time.perf_counter() - t0
     out = Certificate.from_values(
         cert.primal,
@@ -828,6 +857,8 @@ def _solve_prepared(
             "outer_iterations": outer,
             "max_working_set": max(ws_sizes) if ws_sizes else P,
             "support_rows": int(pen.support_rows(best_W).sum()),
+            "screened": n_screened,
+            "screened_final": int(screened.sum()) if screened is not None else 0,
             "nonzeros": int((best_W != 0).sum()),
             "dtype": str(dt).replace("torch.", ""),
             "device": str(dev),
