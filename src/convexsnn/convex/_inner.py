@@ -674,6 +674,47 @@ def gram_matrices(
     return 0.5 * (H + H.T), B
 
 
+def _cached_gram(op, datafit, cols, cache):
+    r""":func:`gram_matrices` of ``op`` (the columns ``cols`` of one dictionary), reusing the
+    entries of the previous working set kept in ``cache``: only the new columns' blocks
+    :math:`H_{:,\mathrm{new}} = D_S^\top A D_{\mathrm{new}}` are formed (:math:`O(n s k)` for
+    :math:`k` new columns instead of :math:`O(n s^2)`)."""
+    f64 = torch.float64
+    n, s = op.shape
+    old = None if cache is None or cols is None else cache.get("cols")
+    H = Bm = None
+    if old is not None and callable(getattr(op, "columns", None)):
+        cols_c = cols.to(old.device)
+        pos_old_in_new = torch.searchsorted(cols_c, old).clamp_max(s - 1)
+        keep = cols_c[pos_old_in_new] == old  # old columns still in the set
+        p_new_common = pos_old_in_new[keep]
+        p_old_common = torch.nonzero(keep, as_tuple=False)[:, 0]
+        fresh = torch.ones(s, dtype=torch.bool)
+        fresh[p_new_common.cpu()] = False
+        p_fresh = torch.nonzero(fresh, as_tuple=False)[:, 0].to(cols_c.device)
+        k = int(p_fresh.numel())
+        if p_new_common.numel() and n * k <= GRAM_DENSE_ENTRIES and k < s:
+            Hold, Bold = cache["H"], cache["B"]
+            H = torch.empty(s, s, dtype=f64, device=Hold.device)
+            Bm = torch.empty(s, Bold.shape[1], dtype=f64, device=Hold.device)
+            H[p_new_common[:, None], p_new_common[None, :]] = Hold[
+                p_old_common[:, None], p_old_common[None, :]
+            ]
+            Bm[p_new_common] = Bold[p_old_common]
+            if k:
+                a = datafit.weights.reshape(-1, 1).to(f64)
+                Xk = op.columns(p_fresh).dense().to(f64)
+                Hk = op.rmatmul((a * Xk).to(op.dtype)).to(f64)  # (s, k)
+                H[:, p_fresh] = Hk
+                H[p_fresh, :] = Hk.T
+                Bm[p_fresh] = (a * Xk).T @ datafit.Y.to(f64)
+    if H is None:
+        H, Bm = gram_matrices(op, datafit.weights, datafit.Y)
+    if cache is not None and cols is not None:
+        cache.update(cols=cols.clone(), H=H, B=Bm)
+    return H, Bm
+
+
 def _cd_sweep(H, B, W, HW, rows, inv, thr, kind: str, penalty: Penalty) -> None:
     """One coordinate-descent sweep over ``rows`` on numpy arrays (in place on ``W``, ``HW``)."""
     for j in rows:
@@ -704,6 +745,8 @@ def squared_gram(
     polish: bool = True,
     method: str = "cd",
     log_level: int = logging.DEBUG,
+    cols: torch.Tensor | None = None,
+    cache: dict | None = None,
 ) -> InnerResult:
     r"""Squared loss on the Gram matrix of the columns: coordinate descent (``method="cd"``) or
     accelerated proximal gradient (``method="fista"``).
@@ -739,7 +782,7 @@ def squared_gram(
     if method not in ("cd", "fista"):
         raise ValueError(f"method must be 'cd' or 'fista', got {method!r}")
     f64 = torch.float64  # the Gram form is small: always work in float64
-    H, Bm = gram_matrices(op, datafit.weights, datafit.Y)
+    H, Bm = _cached_gram(op, datafit, cols, cache)
     Y = datafit.Y.to(f64)
     a = datafit.weights.reshape(-1, 1).to(f64)
     y2 = (a * Y.square()).sum(dim=0)
@@ -991,4 +1034,163 @@ def squared_gram(
         matvecs=matvecs,
         converged=p_tot - d_tot <= tol * abs(p_tot),
         U_dual=U_d,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# softmax + l1: proximal Newton with compiled coordinate descent on the quadratic model
+# --------------------------------------------------------------------------------------------
+
+_EPS64 = float(np.finfo(np.float64).eps)
+#: largest s * C for which the full (s C) x (s C) Hessian is formed (else per-class blocks)
+NEWTON_FULL_HESSIAN = 1024
+
+
+def prox_newton_softmax(
+    op,
+    datafit,
+    penalty: Penalty,
+    lam: float,
+    W: torch.Tensor,
+    *,
+    tol: float,
+    budget: Budget,
+    log_level: int = logging.DEBUG,
+) -> InnerResult:
+    r"""Proximal Newton for the softmax cross-entropy with the l1 penalty.
+
+    At :math:`W` with probabilities :math:`p_i = \mathrm{softmax}((DW)_i)` and gradient
+    :math:`g = D^\top A (p - E)`, the quadratic model of the loss uses the Hessian
+    :math:`\mathcal H_{(jc),(kd)} = \sum_i a_i D_{ij} D_{ik} (p_{ic}\delta_{cd} - p_{ic} p_{id})`
+    (all classes together when :math:`sC \le` :data:`NEWTON_FULL_HESSIAN`, else its
+    per-class diagonal blocks). The model problem
+
+    .. math:: \min_X \tfrac12 \mathrm{vec}(X - W)^\top \mathcal H\, \mathrm{vec}(X - W)
+              + \langle g, X - W\rangle + \lambda \lVert X\rVert_1
+
+    is solved approximately by the compiled coordinate descent
+    (:func:`~convexsnn.convex._cd_numba.cd_gram_sweeps` with :math:`B = \mathcal H W - g`), then
+    :math:`W \leftarrow W + t (X - W)` with a backtracking (Armijo) line search on the true
+    objective, :math:`P(W + t\Delta) \le P(W) + 10^{-4} t\, \delta`,
+    :math:`\delta = \langle g, \Delta\rangle + \lambda(\lVert X\rVert_1 - \lVert W\rVert_1) < 0`.
+    Every iterate's gradient is a dual candidate (scaled into the dual ball), so the gap is known
+    at every step; the caller's certificate (residual form, original problem) decides the stop.
+    """
+    f64 = torch.float64
+    n, s = op.shape
+    C = datafit.n_outputs
+    X = op.dense().to(f64)
+    a = datafit.weights.to(f64).reshape(-1, 1)
+    E = datafit.E.to(f64)
+    full = s * C <= NEWTON_FULL_HESSIAN
+    tr = Tracker(datafit, penalty, lam)
+    W = W.to(f64).clone()
+    Z = X @ W
+    matvecs, it, sweeps = 1, 0, 8
+    rows_all = np.arange(s * C if full else s, dtype=np.int64)
+    zero = np.zeros(1)
+
+    def F(Wx, Zx) -> float:
+        return float(datafit.value(Zx)) + lam * float(Wx.abs().sum())
+
+    Fw = F(W, Z)
+    tr.offer_primal(W.to(op.dtype), Z.to(op.dtype))
+    while True:
+        P_ = torch.softmax(Z, dim=1)
+        U = a * (P_ - E)
+        g = X.T @ U
+        matvecs += 1
+        tr.offer_dual(U.to(op.dtype), g.to(op.dtype))
+        if tr.converged(tol) or budget.left <= 0 or budget.out_of_time():
+            break
+        Xn = W.clone()
+        if full:
+            Hm = torch.empty(s, C, s, C, dtype=f64)
+            for c in range(C):
+                for d in range(c, C):
+                    w_cd = a[:, 0] * (P_[:, c] * ((1.0 if c == d else 0.0) - P_[:, d]))
+                    blk = (X * w_cd[:, None]).T @ X
+                    Hm[:, c, :, d] = blk
+                    Hm[:, d, :, c] = blk.T
+            Hn = Hm.reshape(s * C, s * C).numpy()
+            w = W.reshape(-1).numpy().copy()
+            Bn = (Hn @ w - g.reshape(-1).numpy()).reshape(-1, 1)
+            x = w.reshape(-1, 1).copy()
+            Hx = Hn @ x
+            cd_gram_sweeps(
+                Hn,
+                Bn,
+                x,
+                Hx,
+                zero,
+                lam,
+                group=False,
+                per_col=False,
+                rows=rows_all,
+                gram_tol=-math.inf,
+                max_sweeps=sweeps,
+                anderson=5,
+            )
+            Xn = torch.from_numpy(x.reshape(s, C).copy())
+        else:
+            for c in range(C):
+                w_c = a[:, 0] * P_[:, c] * (1.0 - P_[:, c])
+                Hn = ((X * w_c[:, None]).T @ X).numpy()
+                w = W[:, c].numpy().copy()
+                Bn = (Hn @ w - g[:, c].numpy()).reshape(-1, 1)
+                x = w.reshape(-1, 1).copy()
+                Hx = Hn @ x
+                cd_gram_sweeps(
+                    Hn,
+                    Bn,
+                    x,
+                    Hx,
+                    zero,
+                    lam,
+                    group=False,
+                    per_col=False,
+                    rows=rows_all,
+                    gram_tol=-math.inf,
+                    max_sweeps=sweeps,
+                    anderson=5,
+                )
+                Xn[:, c] = torch.from_numpy(x[:, 0].copy())
+        it += 1
+        budget.used += 1
+        sweeps = min(2 * sweeps, 256)
+        Dl = Xn - W
+        delta = float((g * Dl).sum()) + lam * (float(Xn.abs().sum()) - float(W.abs().sum()))
+        if not delta < 0.0:
+            # no descent direction left at this accuracy: refine the model solve or stop
+            if sweeps >= 256:
+                break
+            continue
+        DZ = X @ Dl
+        matvecs += 1
+        t = 1.0
+        accepted = False
+        for _ in range(30):
+            Wt = W + t * Dl
+            Zt = Z + t * DZ
+            Ft = F(Wt, Zt)
+            # (slack for the rounding of F itself near the optimum)
+            if Ft <= Fw + 1e-4 * t * delta + 4 * _EPS64 * abs(Fw):
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
+            break
+        W, Z, Fw = Wt, Zt, Ft
+        tr.offer_primal(W.to(op.dtype), Z.to(op.dtype))
+    logger.log(log_level, "newton: %d steps, primal=%.12g dual=%.12g", it, tr.primal, tr.dual)
+    return InnerResult(
+        W=tr.W,
+        DW=tr.DW,
+        primal=tr.primal,
+        U=datafit.gradient(tr.DW),
+        dual=tr.dual,
+        iterations=it,
+        matvecs=matvecs,
+        converged=tr.converged(tol),
+        U_dual=tr.U,
     )
