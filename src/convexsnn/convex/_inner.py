@@ -1056,6 +1056,7 @@ def prox_newton_softmax(
     tol: float,
     budget: Budget,
     log_level: int = logging.DEBUG,
+    max_steps: int = 60,
 ) -> InnerResult:
     r"""Proximal Newton for the softmax cross-entropy with the l1 penalty.
 
@@ -1075,6 +1076,8 @@ def prox_newton_softmax(
     :math:`\delta = \langle g, \Delta\rangle + \lambda(\lVert X\rVert_1 - \lVert W\rVert_1) < 0`.
     Every iterate's gradient is a dual candidate (scaled into the dual ball), so the gap is known
     at every step; the caller's certificate (residual form, original problem) decides the stop.
+    At most ``max_steps`` Newton steps per call (the driver falls back to FISTA with Newton-CG
+    polishing when a call ends unconverged).
     """
     f64 = torch.float64
     n, s = op.shape
@@ -1101,7 +1104,7 @@ def prox_newton_softmax(
         g = X.T @ U
         matvecs += 1
         tr.offer_dual(U.to(op.dtype), g.to(op.dtype))
-        if tr.converged(tol) or budget.left <= 0 or budget.out_of_time():
+        if tr.converged(tol) or budget.left <= 0 or budget.out_of_time() or it >= max_steps:
             break
         Xn = W.clone()
         if full:

@@ -142,7 +142,7 @@ DEFAULT_MAX_ITER = {
     "ipm": 2_000,
     "cd": 100_000,
     "gram": 100_000,
-    "newton": 2_000,
+    "newton": 20_000,
 }
 #: largest working-set block (n x s entries) densified for the proximal Newton solver
 NEWTON_MAX_ENTRIES = 16_000_000
@@ -717,6 +717,7 @@ def _solve_prepared(
     supp_hint = None
     S = None
     gram_cache: dict = {}  # Gram matrix of the last working set (reused as the set grows)
+    fell_back = False
     # gap-safe screening (smooth datafits with l1 / l2,1), on the certificate of the original
     # problem: columns proven zero at the optimum leave the working sets for good
     screen = use_ws and can_screen(df_full, pen)
@@ -794,6 +795,11 @@ def _solve_prepared(
             inner = prox_newton_softmax(
                 op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl
             )
+            if not inner.converged:
+                # Newton stalled (it can, on near-singular Hessians): FISTA + Newton-CG polishing
+                # from its point for the rest of the solve
+                algo, fell_back = "fista", True
+                logger.log(lvl, "newton did not converge: switching to fista")
         elif algo in ("fista", "gram", "cd", "newton"):
             inner = fista(
                 op_s,
@@ -904,7 +910,10 @@ def _solve_prepared(
         n_columns=P,
         n_outputs=C,
         tol=float(tol),
-        algorithm=algo + ("+ws" if ws_sizes else "") + ("+merged" if groups is not None else ""),
+        algorithm=("newton>" if fell_back else "")
+        + algo
+        + ("+ws" if ws_sizes else "")
+        + ("+merged" if groups is not None else ""),
         info={
             "matvecs": int(matvecs),
             "outer_iterations": outer,
