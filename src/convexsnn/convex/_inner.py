@@ -110,8 +110,10 @@ class Tracker:
         self.sep = penalty.elementwise and datafit.separable and datafit.n_outputs > 1
         self.pv: torch.Tensor | None = None
         self.dv: torch.Tensor | None = None
-        self.W = self.DW = self.U = None
-        self.G: torch.Tensor | None = None  # D^T U of the best (scaled) dual point
+        self.W: Any = None
+        self.DW: Any = None
+        self.U: Any = None
+        self.G: Any = None  # D^T U of the best (scaled) dual point
 
     def primal_values(self, W: torch.Tensor, DW: torch.Tensor) -> torch.Tensor:
         if self.sep:
@@ -165,6 +167,7 @@ class Tracker:
 
     def gaps(self) -> torch.Tensor:
         """Per-output-column gaps when the problem separates over columns, else ``(1,)``."""
+        assert self.pv is not None and self.dv is not None
         return (self.pv - self.dv).clamp_min(0.0)
 
     @property

@@ -725,6 +725,11 @@ def _solve_prepared(
     col_norms = column_norms(op_full, df_full.weights) if screen else None
     if screen:
         matvecs += 1
+
+    def _screen(tr: Tracker) -> torch.Tensor:
+        assert tr.pv is not None and tr.dv is not None and col_norms is not None
+        return gap_safe_screen(df_full, pen, lam, tr.G, tr.pv, tr.dv, col_norms)
+
     stalled = 0
     tol_full = 0.5 * tol
     status = ""
@@ -743,8 +748,8 @@ def _solve_prepared(
             break
         outer += 1
         W = cert.W
-        if screen and cert.G is not None:
-            screened |= gap_safe_screen(df_full, pen, lam, cert.G, cert.pv, cert.dv, col_norms)
+        if screened is not None and cert.G is not None:
+            screened |= _screen(cert)
         if use_ws:
             Wsel = W if supp_hint is None else W * supp_hint[:, None].to(W.dtype)
             S_new, n_viol = _select_working_set(pen, lam, G, Wsel, S, screened=screened)
@@ -893,9 +898,9 @@ def _solve_prepared(
     state["lipschitz"], state["omega"] = lipschitz, omega
     best_W = cert.W
     n_screened = int(screened.sum()) if screened is not None else 0
-    if screen and cert.G is not None:
+    if screened is not None and cert.G is not None:
         # what the final certificate proves zero (reported; the solve is over)
-        screened |= gap_safe_screen(df_full, pen, lam, cert.G, cert.pv, cert.dv, col_norms)
+        screened |= _screen(cert)
     seconds = time.perf_counter() - t0
     out = Certificate.from_values(
         cert.primal,
