@@ -1059,7 +1059,7 @@ def prox_newton_softmax(
     tol: float,
     budget: Budget,
     log_level: int = logging.DEBUG,
-    max_steps: int = 60,
+    max_steps: int = 400,
 ) -> InnerResult:
     r"""Proximal Newton for the softmax cross-entropy with the l1 penalty.
 
