@@ -23,6 +23,7 @@ file, so later processes load it in well under a second).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 
 import numpy as np
@@ -217,14 +218,28 @@ def _cd_sweeps_py(H, B, W, HW, y2, lam, group, per_col, rows, gram_tol, max_swee
 
 _cd_sweeps = _cd_sweeps_py
 _COMPILED = False
+_FAILED = False
+
+
+def available() -> bool:
+    """Whether the compiled kernels can be used here (compiles them on first call)."""
+    _compile()
+    return _COMPILED
 
 
 def _compile() -> None:
     """Compile the kernels on first use (numba's on-disk cache makes later processes fast)."""
-    global _gram_gap, _anderson, _cd_sweeps, _COMPILED
-    if _COMPILED or not HAVE_NUMBA:
+    global _gram_gap, _anderson, _cd_sweeps, _COMPILED, _FAILED
+    if _COMPILED or _FAILED or not HAVE_NUMBA:
         return
-    import numba
+    try:
+        import numba
+    except (ImportError, OSError) as exc:  # e.g. LLVM cannot be mapped under a memory cap
+        _FAILED = True
+        logging.getLogger("convexsnn").warning(
+            "numba unavailable (%s): coordinate descent runs in pure Python (slow)", exc
+        )
+        return
 
     _gram_gap = numba.njit(cache=True, nogil=True)(_gram_gap_py)
     _anderson = numba.njit(cache=True, nogil=True)(_anderson_py)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ._cd_numba import HAVE_NUMBA, cd_gram_sweeps
+from ._cd_numba import available as numba_available
 from ._polish import guarded_spd_solve
 from .datafits import Datafit, Hinge
 from .linear_operator import check_fits
@@ -927,7 +928,7 @@ def squared_gram(
         idx = torch.nonzero(live, as_tuple=False)[:, 0].tolist()
         Hn, Bn = H.numpy() if H.device.type == "cpu" else H.cpu().numpy(), Bm.cpu().numpy()
         kind = "l1" if type(penalty) is L1 else "l21" if type(penalty) is L21 else "generic"
-        compiled = HAVE_NUMBA and kind != "generic"
+        compiled = HAVE_NUMBA and kind != "generic" and numba_available()
         if not compiled:
             thr = [lam / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
             inv = [1.0 / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]

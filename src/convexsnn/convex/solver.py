@@ -102,7 +102,7 @@ import numpy as np
 import torch
 
 from .._scores import classes_from_scores, tolerance_from_abs_sums
-from ._cd_numba import HAVE_NUMBA
+from ._cd_numba import available as numba_available
 from ._inner import (
     NEWTON_FULL_HESSIAN,
     Budget,
@@ -529,11 +529,11 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
         if quad and cols_ok and (P >= WORKING_SET_MIN_COLUMNS or P <= GRAM_MAX_COLUMNS):
             # compiled coordinate descent where it exists (l1, l2,1): measured 1.3-10x faster
             # than Gram-form FISTA on the benchmark dictionaries (RESULTS.md)
-            return "cd" if HAVE_NUMBA and type(pen) in (L1, L21) else "gram"
+            return "cd" if type(pen) in (L1, L21) and numba_available() else "gram"
         if (
             isinstance(df, SoftmaxCrossEntropy)
             and type(pen) is L1
-            and HAVE_NUMBA
+            and numba_available()
             and _has(op, "columns", "dense")
             and P * df.n_outputs <= NEWTON_FULL_HESSIAN
             and n * P <= NEWTON_MAX_ENTRIES
