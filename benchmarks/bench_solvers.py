@@ -17,6 +17,8 @@ inputs, :mod:`convexsnn.dictionary`), then solves the *same* problem with
 The objective of every returned ``W`` is re-evaluated by one numpy function, so the "rel. diff"
 column compares like with like. Cases:
 
+(x6)  FIRST-LAST-XOR T=6, squared + l1, n=2000, P=189 (small scale: scikit-learn's home turf),
+(c4)  sequential MNIST T=4, 4000 images, P=512, squared (one-vs-rest +-1) + l1,
 (a)   FIRST-LAST-XOR T=8, hinge + l1, n=2000 rows, P=1000 columns (256 distinct strings),
 (a14) FIRST-LAST-XOR T=14, hinge + l1, n=2000, P=1000 (rows nearly all distinct),
 (b)   sequential MNIST T=4, 6000 training images, P=1024, softmax cross-entropy + l1,
@@ -47,8 +49,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# one BLAS thread for every solver unless the caller says otherwise (before numpy loads BLAS)
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -59,6 +65,26 @@ if str(ROOT / "src") not in sys.path:
 MNIST_DIR = Path(os.environ.get("CONVEXSNN_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
 
 CASES = {
+    "x6": dict(
+        title="XOR T=6 squared+l1",
+        task="xor",
+        T=6,
+        n=2000,
+        P=189,
+        loss="squared",
+        penalty="l1",
+        witness=dict(n_branches=2, hidden_widths=[128, 1500], scale=2.0),
+    ),
+    "c4": dict(
+        title="MNIST T=4 n=4k squared+l1",
+        task="mnist",
+        T=4,
+        n=4000,
+        P=512,
+        loss="squared",
+        penalty="l1",
+        witness=dict(n_branches=8, hidden_widths=[256, 256, 512], scale=4.0),
+    ),
     "a": dict(
         title="XOR T=8 hinge+l1",
         task="xor",
@@ -101,6 +127,8 @@ CASES = {
     ),
 }
 QUICK = {
+    "x6": dict(n=500),
+    "c4": dict(n=1000, P=256),
     "a": dict(n=500, P=300),
     "a14": dict(n=500, P=300),
     "b": dict(n=1000, P=256),
@@ -199,6 +227,7 @@ def run_ours(D: torch.Tensor, y: np.ndarray, case: dict, lam: float, tol: float)
         iterations=c.iterations,
         algorithm=c.algorithm,
         support=int((sol.W != 0).any(dim=1).sum()),
+        screened=c.info.get("screened"),
     )
 
 
@@ -475,7 +504,9 @@ def sweep(n_dicts: int, out_json: str | None, max_time: float) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cases", default="a,a14,b,c", help="comma-separated subset of a,a14,b,c")
+    ap.add_argument(
+        "--cases", default="x6,c4,a,a14,b,c", help="comma-separated subset of x6,c4,a,a14,b,c"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, short cvxpy time-out")
     ap.add_argument(
         "--cvxpy-timeout",
@@ -505,7 +536,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--tol", type=float, default=1e-8, help="relative duality gap of ours")
     ap.add_argument("--ratio", type=float, default=0.05, help="lam = ratio * lambda_max")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1; BLAS threads of the peers: set OMP_NUM_THREADS, "
+        "1 unless given)",
+    )
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     ap.add_argument(
         "--sweep",
@@ -536,6 +573,8 @@ def main(argv=None) -> int:
         case = dict(CASES[key])
         if args.quick:
             case.update(QUICK[key])
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"\n[{key}] building the dictionary (load average {load:.2f})", flush=True)
         t0 = time.perf_counter()
         D, y = build_case(case)
         t_dict = time.perf_counter() - t0
@@ -554,6 +593,8 @@ def main(argv=None) -> int:
                     if name == "ours"
                     else run_peer(name, Dn, y, case, lam, args.peer_tol)
                 )
+                if r is not None:
+                    r["load"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 if r is not None and (name not in res or r["seconds"] < res[name]["seconds"]):
                     res[name] = r
         if not args.no_cvxpy:
@@ -583,6 +624,9 @@ def main(argv=None) -> int:
                 dict_seconds=t_dict,
                 algorithm=r.get("algorithm"),
                 support=r.get("support"),
+                screened=r.get("screened"),
+                load=r.get("load"),
+                threads=torch.get_num_threads(),
             )
             row["rel_diff_vs_clarabel"] = (
                 (r["objective"] - ref) / abs(ref) if math.isfinite(ref) else float("nan")
@@ -658,7 +702,12 @@ def _print_rows(rows):
             f"{r['solver']:18s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
             f"{_fmt(r['rel_gap'], '9.1e')} {_fmt(r['rel_diff_vs_clarabel'], '9.1e')} "
             f"{sp:>10s} {sq:>7s}  {r['status']}"
-            + (f" [{r['algorithm']}, support {r['support']}]" if r.get("algorithm") else "")
+            + (
+                f" [{r['algorithm']}, support {r['support']}, screened {r.get('screened')}]"
+                if r.get("algorithm")
+                else ""
+            )
+            + (f" load {r['load']:.1f}" if r.get("load") is not None else "")
         )
 
 

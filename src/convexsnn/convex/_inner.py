@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._cd_numba import HAVE_NUMBA, cd_gram_sweeps
+from ._cd_numba import available as numba_available
 from ._polish import guarded_spd_solve
 from .datafits import Datafit, Hinge
 from .linear_operator import check_fits
@@ -109,7 +111,10 @@ class Tracker:
         self.sep = penalty.elementwise and datafit.separable and datafit.n_outputs > 1
         self.pv: torch.Tensor | None = None
         self.dv: torch.Tensor | None = None
-        self.W = self.DW = self.U = None
+        self.W: Any = None
+        self.DW: Any = None
+        self.U: Any = None
+        self.G: Any = None  # D^T U of the best (scaled) dual point
 
     def primal_values(self, W: torch.Tensor, DW: torch.Tensor) -> torch.Tensor:
         if self.sep:
@@ -143,20 +148,28 @@ class Tracker:
             v = self.datafit.dual_value_columns(U, s)
         else:
             v = self.datafit.dual_value(U, s).reshape(1)
-        Us = U * (s.to(U.dtype) if isinstance(s, torch.Tensor) else s)
+        sU = s.to(U.dtype) if isinstance(s, torch.Tensor) else s
+        Us = U * sU
+        Gs = G * (s.to(G.dtype) if isinstance(s, torch.Tensor) else s)
         if self.dv is None:
-            self.dv, self.U = v, Us
+            self.dv, self.U, self.G = v, Us, Gs
             return True
         better = v > self.dv
         if not bool(better.any()):
             return False
         if not self.sep or bool(better.all()):
             self.dv = torch.where(better, v, self.dv) if self.sep else v
-            self.U = Us
+            self.U, self.G = Us, Gs
             return True
         self.dv = torch.where(better, v, self.dv)
         self.U = torch.where(better[None, :], Us, self.U)
+        self.G = torch.where(better[None, :], Gs, self.G)
         return True
+
+    def gaps(self) -> torch.Tensor:
+        """Per-output-column gaps when the problem separates over columns, else ``(1,)``."""
+        assert self.pv is not None and self.dv is not None
+        return (self.pv - self.dv).clamp_min(0.0)
 
     @property
     def primal(self) -> float:
@@ -665,6 +678,47 @@ def gram_matrices(
     return 0.5 * (H + H.T), B
 
 
+def _cached_gram(op, datafit, cols, cache):
+    r""":func:`gram_matrices` of ``op`` (the columns ``cols`` of one dictionary), reusing the
+    entries of the previous working set kept in ``cache``: only the new columns' blocks
+    :math:`H_{:,\mathrm{new}} = D_S^\top A D_{\mathrm{new}}` are formed (:math:`O(n s k)` for
+    :math:`k` new columns instead of :math:`O(n s^2)`)."""
+    f64 = torch.float64
+    n, s = op.shape
+    old = None if cache is None or cols is None else cache.get("cols")
+    H = Bm = None
+    if old is not None and callable(getattr(op, "columns", None)):
+        cols_c = cols.to(old.device)
+        pos_old_in_new = torch.searchsorted(cols_c, old).clamp_max(s - 1)
+        keep = cols_c[pos_old_in_new] == old  # old columns still in the set
+        p_new_common = pos_old_in_new[keep]
+        p_old_common = torch.nonzero(keep, as_tuple=False)[:, 0]
+        fresh = torch.ones(s, dtype=torch.bool)
+        fresh[p_new_common.cpu()] = False
+        p_fresh = torch.nonzero(fresh, as_tuple=False)[:, 0].to(cols_c.device)
+        k = int(p_fresh.numel())
+        if p_new_common.numel() and n * k <= GRAM_DENSE_ENTRIES and k < s:
+            Hold, Bold = cache["H"], cache["B"]
+            H = torch.empty(s, s, dtype=f64, device=Hold.device)
+            Bm = torch.empty(s, Bold.shape[1], dtype=f64, device=Hold.device)
+            H[p_new_common[:, None], p_new_common[None, :]] = Hold[
+                p_old_common[:, None], p_old_common[None, :]
+            ]
+            Bm[p_new_common] = Bold[p_old_common]
+            if k:
+                a = datafit.weights.reshape(-1, 1).to(f64)
+                Xk = op.columns(p_fresh).dense().to(f64)
+                Hk = op.rmatmul((a * Xk).to(op.dtype)).to(f64)  # (s, k)
+                H[:, p_fresh] = Hk
+                H[p_fresh, :] = Hk.T
+                Bm[p_fresh] = (a * Xk).T @ datafit.Y.to(f64)
+    if H is None:
+        H, Bm = gram_matrices(op, datafit.weights, datafit.Y)
+    if cache is not None and cols is not None:
+        cache.update(cols=cols.clone(), H=H, B=Bm)
+    return H, Bm
+
+
 def _cd_sweep(H, B, W, HW, rows, inv, thr, kind: str, penalty: Penalty) -> None:
     """One coordinate-descent sweep over ``rows`` on numpy arrays (in place on ``W``, ``HW``)."""
     for j in rows:
@@ -695,6 +749,8 @@ def squared_gram(
     polish: bool = True,
     method: str = "cd",
     log_level: int = logging.DEBUG,
+    cols: torch.Tensor | None = None,
+    cache: dict | None = None,
 ) -> InnerResult:
     r"""Squared loss on the Gram matrix of the columns: coordinate descent (``method="cd"``) or
     accelerated proximal gradient (``method="fista"``).
@@ -730,7 +786,7 @@ def squared_gram(
     if method not in ("cd", "fista"):
         raise ValueError(f"method must be 'cd' or 'fista', got {method!r}")
     f64 = torch.float64  # the Gram form is small: always work in float64
-    H, Bm = gram_matrices(op, datafit.weights, datafit.Y)
+    H, Bm = _cached_gram(op, datafit, cols, cache)
     Y = datafit.Y.to(f64)
     a = datafit.weights.reshape(-1, 1).to(f64)
     y2 = (a * Y.square()).sum(dim=0)
@@ -795,6 +851,8 @@ def squared_gram(
         """Residual-form primal of ``best_W`` and the better residual-form dual of ``best_W``
         and ``best_dW`` (``best_dW`` then holds the point of that dual)."""
         pv, dv1 = residual_values(best_W)
+        if torch.equal(best_W, best_dW):
+            return pv, dv1  # one point (the usual case for coordinate descent)
         _, dv2 = residual_values(best_dW)
         use1 = dv1 >= dv2
         if per_col:
@@ -863,20 +921,55 @@ def squared_gram(
     stable = 0
     wait0 = 3 if method == "cd" else 10
     next_polish = wait0
+    compiled = False
     if method == "cd":
-        # the sweeps run on numpy views (per-row overhead ~1 us, against ~10 us for torch ops)
+        # the sweeps run on numpy views (per-row overhead ~1 us, against ~10 us for torch ops);
+        # l1 and l2,1 run compiled (numba) sweeps, several per call
         idx = torch.nonzero(live, as_tuple=False)[:, 0].tolist()
         Hn, Bn = H.numpy() if H.device.type == "cpu" else H.cpu().numpy(), Bm.cpu().numpy()
-        thr = [lam / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
-        inv = [1.0 / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
         kind = "l1" if type(penalty) is L1 else "l21" if type(penalty) is L21 else "generic"
+        compiled = HAVE_NUMBA and kind != "generic" and numba_available()
+        if not compiled:
+            thr = [lam / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
+            inv = [1.0 / float(diag[j]) if diag[j] > 0 else 0.0 for j in range(s)]
+        if compiled:
+            Hn = np.ascontiguousarray(Hn)
+            Bn = np.ascontiguousarray(Bn)
+            y2n = y2.cpu().numpy().astype(np.float64)
+            rows_nb = np.asarray(idx, dtype=np.int64)
+            Wn_ = np.ascontiguousarray(W.cpu().numpy()).copy()
+            HWn_ = np.ascontiguousarray(HW.cpu().numpy()).copy()
+            chunk = 4
     else:
         Lh = float(torch.linalg.eigvalsh(H).max()) * (1 + 1e-10) + 1e-300
         W_prev, HW_prev, t = W, HW, 1.0
     while True:
         if done() or budget.left <= 0 or budget.out_of_time():
             break
-        if method == "cd":
+        if compiled:
+            # a chunk of compiled sweeps, ended early once the Gram-form gap reaches gram_tol
+            # (a hint only: done() decides on the residual form)
+            ran = cd_gram_sweeps(
+                Hn,
+                Bn,
+                Wn_,
+                HWn_,
+                y2n,
+                lam,
+                group=kind == "l21",
+                per_col=per_col,
+                rows=rows_nb,
+                gram_tol=gram_tol,
+                max_sweeps=max(1, min(chunk, budget.left)),
+            )
+            chunk = min(2 * chunk, 256)
+            it += ran - 1
+            budget.used += ran - 1
+            if it % 10 == 9 or ran >= 8:
+                HWn_[...] = Hn @ Wn_  # refresh against drift
+            W = torch.from_numpy(Wn_.copy()).to(W.device)
+            HW = torch.from_numpy(HWn_.copy()).to(W.device)
+        elif method == "cd":
             # one sweep (only the active rows every other sweep once a support exists)
             rows_now = (
                 idx
@@ -915,14 +1008,22 @@ def squared_gram(
             if method == "cd":
                 W = best_W.clone()
                 HW = H @ W
+                if compiled:
+                    Wn_ = np.ascontiguousarray(W.cpu().numpy()).copy()
+                    HWn_ = np.ascontiguousarray(HW.cpu().numpy()).copy()
+                    chunk = 4
     if not verified:
         # the returned values are always residual-form ones
         best_p, best_d = residual_dual_pair()
     best_W = best_W.to(op.dtype)
     DW = op.matmul(best_W)
     U_p = datafit.gradient(DW)
-    U_d = datafit.gradient(op.matmul(best_dW.to(op.dtype)))
-    matvecs += 2
+    if torch.equal(best_W, best_dW.to(op.dtype)):
+        U_d = U_p
+        matvecs += 1
+    else:
+        U_d = datafit.gradient(op.matmul(best_dW.to(op.dtype)))
+        matvecs += 2
     p_tot, d_tot = float(best_p.sum()), float(best_d.sum())
     logger.log(
         log_level, "gram-%s: %d iterations, primal=%.12g dual=%.12g", method, it, p_tot, d_tot
@@ -937,4 +1038,166 @@ def squared_gram(
         matvecs=matvecs,
         converged=p_tot - d_tot <= tol * abs(p_tot),
         U_dual=U_d,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# softmax + l1: proximal Newton with compiled coordinate descent on the quadratic model
+# --------------------------------------------------------------------------------------------
+
+_EPS64 = float(np.finfo(np.float64).eps)
+#: largest s * C for which the full (s C) x (s C) Hessian is formed (else per-class blocks)
+NEWTON_FULL_HESSIAN = 1024
+
+
+def prox_newton_softmax(
+    op,
+    datafit,
+    penalty: Penalty,
+    lam: float,
+    W: torch.Tensor,
+    *,
+    tol: float,
+    budget: Budget,
+    log_level: int = logging.DEBUG,
+    max_steps: int = 400,
+) -> InnerResult:
+    r"""Proximal Newton for the softmax cross-entropy with the l1 penalty.
+
+    At :math:`W` with probabilities :math:`p_i = \mathrm{softmax}((DW)_i)` and gradient
+    :math:`g = D^\top A (p - E)`, the quadratic model of the loss uses the Hessian
+    :math:`\mathcal H_{(jc),(kd)} = \sum_i a_i D_{ij} D_{ik} (p_{ic}\delta_{cd} - p_{ic} p_{id})`
+    (all classes together when :math:`sC \le` :data:`NEWTON_FULL_HESSIAN`, else its
+    per-class diagonal blocks). The model problem
+
+    .. math:: \min_X \tfrac12 \mathrm{vec}(X - W)^\top \mathcal H\, \mathrm{vec}(X - W)
+              + \langle g, X - W\rangle + \lambda \lVert X\rVert_1
+
+    is solved approximately by the compiled coordinate descent
+    (:func:`~convexsnn.convex._cd_numba.cd_gram_sweeps` with :math:`B = \mathcal H W - g`), then
+    :math:`W \leftarrow W + t (X - W)` with a backtracking (Armijo) line search on the true
+    objective, :math:`P(W + t\Delta) \le P(W) + 10^{-4} t\, \delta`,
+    :math:`\delta = \langle g, \Delta\rangle + \lambda(\lVert X\rVert_1 - \lVert W\rVert_1) < 0`.
+    Every iterate's gradient is a dual candidate (scaled into the dual ball), so the gap is known
+    at every step; the caller's certificate (residual form, original problem) decides the stop.
+    At most ``max_steps`` Newton steps per call (the driver falls back to FISTA with Newton-CG
+    polishing when a call ends unconverged).
+    """
+    f64 = torch.float64
+    n, s = op.shape
+    C = datafit.n_outputs
+    X = op.dense().to(f64)
+    a = datafit.weights.to(f64).reshape(-1, 1)
+    E = datafit.E.to(f64)
+    full = s * C <= NEWTON_FULL_HESSIAN
+    tr = Tracker(datafit, penalty, lam)
+    W = W.to(f64).clone()
+    Z = X @ W
+    matvecs, it, sweeps = 1, 0, 8
+    rows_all = np.arange(s * C if full else s, dtype=np.int64)
+    zero = np.zeros(1)
+
+    def F(Wx, Zx) -> float:
+        return float(datafit.value(Zx)) + lam * float(Wx.abs().sum())
+
+    Fw = F(W, Z)
+    tr.offer_primal(W.to(op.dtype), Z.to(op.dtype))
+    while True:
+        P_ = torch.softmax(Z, dim=1)
+        U = a * (P_ - E)
+        g = X.T @ U
+        matvecs += 1
+        tr.offer_dual(U.to(op.dtype), g.to(op.dtype))
+        if tr.converged(tol) or budget.left <= 0 or budget.out_of_time() or it >= max_steps:
+            break
+        Xn = W.clone()
+        if full:
+            Hm = torch.empty(s, C, s, C, dtype=f64)
+            for c in range(C):
+                for d in range(c, C):
+                    w_cd = a[:, 0] * (P_[:, c] * ((1.0 if c == d else 0.0) - P_[:, d]))
+                    blk = (X * w_cd[:, None]).T @ X
+                    Hm[:, c, :, d] = blk
+                    Hm[:, d, :, c] = blk.T
+            Hn = Hm.reshape(s * C, s * C).numpy()
+            w = W.reshape(-1).numpy().copy()
+            Bn = (Hn @ w - g.reshape(-1).numpy()).reshape(-1, 1)
+            x = w.reshape(-1, 1).copy()
+            Hx = Hn @ x
+            cd_gram_sweeps(
+                Hn,
+                Bn,
+                x,
+                Hx,
+                zero,
+                lam,
+                group=False,
+                per_col=False,
+                rows=rows_all,
+                gram_tol=-math.inf,
+                max_sweeps=sweeps,
+                anderson=5,
+            )
+            Xn = torch.from_numpy(x.reshape(s, C).copy())
+        else:
+            for c in range(C):
+                w_c = a[:, 0] * P_[:, c] * (1.0 - P_[:, c])
+                Hn = ((X * w_c[:, None]).T @ X).numpy()
+                w = W[:, c].numpy().copy()
+                Bn = (Hn @ w - g[:, c].numpy()).reshape(-1, 1)
+                x = w.reshape(-1, 1).copy()
+                Hx = Hn @ x
+                cd_gram_sweeps(
+                    Hn,
+                    Bn,
+                    x,
+                    Hx,
+                    zero,
+                    lam,
+                    group=False,
+                    per_col=False,
+                    rows=rows_all,
+                    gram_tol=-math.inf,
+                    max_sweeps=sweeps,
+                    anderson=5,
+                )
+                Xn[:, c] = torch.from_numpy(x[:, 0].copy())
+        it += 1
+        budget.used += 1
+        sweeps = min(2 * sweeps, 256)
+        Dl = Xn - W
+        delta = float((g * Dl).sum()) + lam * (float(Xn.abs().sum()) - float(W.abs().sum()))
+        if not delta < 0.0:
+            # no descent direction left at this accuracy: refine the model solve or stop
+            if sweeps >= 256:
+                break
+            continue
+        DZ = X @ Dl
+        matvecs += 1
+        t = 1.0
+        accepted = False
+        for _ in range(30):
+            Wt = W + t * Dl
+            Zt = Z + t * DZ
+            Ft = F(Wt, Zt)
+            # (slack for the rounding of F itself near the optimum)
+            if Ft <= Fw + 1e-4 * t * delta + 4 * _EPS64 * abs(Fw):
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
+            break
+        W, Z, Fw = Wt, Zt, Ft
+        tr.offer_primal(W.to(op.dtype), Z.to(op.dtype))
+    logger.log(log_level, "newton: %d steps, primal=%.12g dual=%.12g", it, tr.primal, tr.dual)
+    return InnerResult(
+        W=tr.W,
+        DW=tr.DW,
+        primal=tr.primal,
+        U=datafit.gradient(tr.DW),
+        dual=tr.dual,
+        iterations=it,
+        matvecs=matvecs,
+        converged=tr.converged(tol),
+        U_dual=tr.U,
     )

@@ -57,12 +57,16 @@ work wherever their capabilities allow:
   (:math:`H = D_S^\top A D_S` of the working set, formed once per working set in
   :math:`O(n s^2)` from column blocks without an ``n x s`` float copy; then an iteration costs
   :math:`O(s^2 C)` whatever the number of rows), with guarded polishing on the support (normal
-  equations) for l1; ``"cd"`` runs (block) coordinate descent on the same Gram form. Blocks of
+  equations) for l1; ``"cd"`` runs (block) coordinate descent on the same Gram form, compiled
+  (numba) with Anderson acceleration for l1 and l2,1, and is the ``"auto"`` choice for them
+  (``"gram"`` for other penalties). Blocks of
   more than :data:`GRAM_MAX_COLUMNS` columns use FISTA on the operator. (The former rule switched
   to operator FISTA as soon as ``n * min(P, 4096) > 6e7``, i.e. at every ``n >= 15k``, because the
   Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
   the Gram form on 55k x 4k squared + l1.)
-* softmax: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
+* softmax + l1 with :math:`PC \le` ``NEWTON_FULL_HESSIAN`` (``"newton"``): proximal Newton, the
+  quadratic model solved by the compiled coordinate descent, Armijo line search;
+* softmax otherwise: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
   polishing on the support (signs fixed for l1, active rows for l2,1);
 * hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
   crossover to the identified basis; hinge + l2,1 (or dictionaries too large to densify):
@@ -99,11 +103,22 @@ import torch
 
 from .._checks import renamed_attribute, renamed_kwargs
 from .._scores import classes_from_scores, tolerance_from_abs_sums
-from ._inner import Budget, Tracker, fista, ipm_hinge, pdhg_hinge, squared_gram
+from ._cd_numba import available as numba_available
+from ._inner import (
+    NEWTON_FULL_HESSIAN,
+    Budget,
+    Tracker,
+    fista,
+    ipm_hinge,
+    pdhg_hinge,
+    prox_newton_softmax,
+    squared_gram,
+)
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
 from ._rows import RowGroups, merge_duplicate_rows
+from ._screening import can_screen, column_norms, gap_safe_screen
 from .certificate import Certificate, ConvergenceWarning
-from .datafits import DATAFITS, Datafit, make_datafit
+from .datafits import DATAFITS, Datafit, SoftmaxCrossEntropy, make_datafit
 from .linear_operator import as_operator
 from .penalties import L1, L21, PENALTIES, Penalty, make_penalty
 
@@ -122,13 +137,22 @@ __all__ = [
     "prepare_problem",
 ]
 
-DEFAULT_MAX_ITER = {"fista": 20_000, "pdhg": 200_000, "ipm": 2_000, "cd": 20_000, "gram": 100_000}
+DEFAULT_MAX_ITER = {
+    "fista": 20_000,
+    "pdhg": 200_000,
+    "ipm": 2_000,
+    "cd": 100_000,
+    "gram": 100_000,
+    "newton": 20_000,
+}
+#: largest working-set block (n x s entries) densified for the proximal Newton solver
+NEWTON_MAX_ENTRIES = 16_000_000
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
 #: largest block solved in Gram form (its s x s float64 Gram matrix: 512 MiB at 8192); larger
 #: blocks (or whole dictionaries without working sets) use FISTA on the operator
 GRAM_MAX_COLUMNS = 8192
-SOLVERS = ("auto", "fista", "gram", "cd", "pdhg", "ipm")
+SOLVERS = ("auto", "fista", "gram", "cd", "pdhg", "ipm", "newton")
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,7 +533,20 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
     box = bool(getattr(df, "box_dual", False))
     if solver == "auto":
         if quad and cols_ok and (P >= WORKING_SET_MIN_COLUMNS or P <= GRAM_MAX_COLUMNS):
-            return "gram"
+            # compiled coordinate descent where it exists (l1, l2,1): measured 1.3-10x faster
+            # than Gram-form FISTA on the benchmark dictionaries (RESULTS.md)
+            return "cd" if type(pen) in (L1, L21) and numba_available() else "gram"
+        if (
+            isinstance(df, SoftmaxCrossEntropy)
+            and type(pen) is L1
+            and numba_available()
+            and _has(op, "columns", "dense")
+            and P * df.n_outputs <= NEWTON_FULL_HESSIAN
+            and n * P <= NEWTON_MAX_ENTRIES
+        ):
+            # proximal Newton where its full Hessian is small (measured 8-26x faster than FISTA
+            # there); larger problems keep FISTA + Newton-CG polishing (not measured yet)
+            return "newton"
         if df.smooth:
             return "fista"
         if (
@@ -532,6 +569,13 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
         )
     if solver == "cd" and not pen.row_separable:
         raise ValueError(f"solver='cd' needs a row-separable penalty; {type(pen).__name__} is not")
+    if solver == "newton" and not (
+        isinstance(df, SoftmaxCrossEntropy) and type(pen) is L1 and _has(op, "columns", "dense")
+    ):
+        raise ValueError(
+            "solver='newton' is for the softmax loss with penalty='l1' on an operator with "
+            "dense()/columns()"
+        )
     if solver == "fista" and not df.smooth:
         raise ValueError(
             "solver='fista' needs a smooth loss (squared or softmax); use 'pdhg' or "
@@ -554,6 +598,7 @@ def _select_working_set(
     W: torch.Tensor,
     S: torch.Tensor | None,
     min_size: int = 32,
+    screened: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     r"""Next working set and the number of KKT violators outside the current one.
 
@@ -562,7 +607,9 @@ def _select_working_set(
     :math:`D^\top U` for the natural dual candidate at ``W``), the most violated first, at most
     doubling its size (at least ``min_size`` columns). As it only grows and stops growing only
     when no column outside it violates its constraint, the loop ends with the KKT conditions
-    checked over the whole dictionary (the certificate decides the stop).
+    checked over the whole dictionary (the certificate decides the stop). Columns in
+    ``screened`` (proven zero at the optimum by the gap-safe test,
+    :mod:`~convexsnn.convex._screening`) are left out of it for good.
     """
     P = G.shape[0]
     dev = G.device
@@ -570,11 +617,15 @@ def _select_working_set(
     base = pen.support_rows(W).clone()
     if S is not None:
         base[S] = True
+    if screened is not None:
+        base &= ~screened
+        scores = torch.where(screened, torch.full_like(scores, -math.inf), scores)
+        P = P - int(screened.sum())
     viol = (scores > 1.0) & ~base
     n_viol = int(viol.sum())
     n_base = int(base.sum())
     if S is not None and n_viol == 0:
-        return S, 0
+        return (S if screened is None else S[~screened[S]]), 0
     n_add = min(n_viol, max(n_base, min_size))
     n_add = max(n_add, min(min_size, P) - n_base)
     n_add = min(n_add, P - n_base)
@@ -638,19 +689,21 @@ def _solve_prepared(
     cert = Tracker(df_full, pen, lam)
     matvecs = 0
 
-    def certify(Wx: torch.Tensor, full: list, working: list) -> torch.Tensor:
+    def certify(Wx: torch.Tensor, full: list, working: list, DWf=None) -> torch.Tensor:
         """Offer ``Wx`` and dual candidates (``full``: on the original rows; ``working``: on the
         merged rows, expanded here) to the certificate; return :math:`D^\top U` of the first
         candidate (for the working-set scores)."""
         nonlocal matvecs
-        DWf = op_full.matmul(Wx)
+        if DWf is None:
+            DWf = op_full.matmul(Wx)
+            matvecs += 1
         cert.offer_primal(Wx, DWf)
         G0 = None
         for Uf in list(full) + [expand(U) for U in working if U is not None]:
             Gc = op_full.rmatmul(Uf)
             cert.offer_dual(Uf, Gc)
             G0 = Gc if G0 is None else G0
-        matvecs += 1 + len(full) + len(working)
+        matvecs += len(full) + len(working)
         return G0
 
     W = torch.zeros(P, C, dtype=dt, device=dev) if W0 is None else W0
@@ -669,6 +722,20 @@ def _solve_prepared(
     lipschitz, omega = state.get("lipschitz"), state.get("omega")
     supp_hint = None
     S = None
+    gram_cache: dict = {}  # Gram matrix of the last working set (reused as the set grows)
+    fell_back = False
+    # gap-safe screening (smooth datafits with l1 / l2,1), on the certificate of the original
+    # problem: columns proven zero at the optimum leave the working sets for good
+    screen = use_ws and can_screen(df_full, pen)
+    screened = torch.zeros(P, dtype=torch.bool, device=dev) if screen else None
+    col_norms = column_norms(op_full, df_full.weights) if screen else None
+    if screen:
+        matvecs += 1
+
+    def _screen(tr: Tracker) -> torch.Tensor:
+        assert tr.pv is not None and tr.dv is not None and col_norms is not None
+        return gap_safe_screen(df_full, pen, lam, tr.G, tr.pv, tr.dv, col_norms)
+
     stalled = 0
     tol_full = 0.5 * tol
     status = ""
@@ -687,12 +754,22 @@ def _solve_prepared(
             break
         outer += 1
         W = cert.W
+        if screened is not None and cert.G is not None:
+            screened |= _screen(cert)
         if use_ws:
             Wsel = W if supp_hint is None else W * supp_hint[:, None].to(W.dtype)
-            S_new, n_viol = _select_working_set(pen, lam, G, Wsel, S)
+            S_new, n_viol = _select_working_set(pen, lam, G, Wsel, S, screened=screened)
             grew = S is None or int(S_new.numel()) > int(S.numel())
             S = S_new
             logger.log(lvl, "working set: %d columns, %d violators outside", int(S.numel()), n_viol)
+            if int(S.numel()) == 0:
+                # every column screened: W = 0 is optimal, its gradient the optimal dual point
+                Wn = torch.zeros(P, C, dtype=dt, device=dev)
+                if df.smooth:
+                    G = certify(Wn, [df_full.gradient(op_full.matmul(Wn))], [])
+                    matvecs += 1
+                stalled += 1
+                continue
             op_s = op.columns(S)
             W_s = W.index_select(0, S)
             cap = 1e-3 if algo == "ipm" else 0.5
@@ -722,8 +799,19 @@ def _solve_prepared(
                 polish=polish,
                 method="cd" if algo == "cd" else "fista",
                 log_level=lvl,
+                cols=S if use_ws else None,
+                cache=gram_cache,
             )
-        elif algo in ("fista", "gram", "cd"):
+        elif algo == "newton" and int(op_s.shape[0]) * int(op_s.shape[1]) <= NEWTON_MAX_ENTRIES:
+            inner = prox_newton_softmax(
+                op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl
+            )
+            if not inner.converged:
+                # Newton stalled (it can, on near-singular Hessians): FISTA + Newton-CG polishing
+                # from its point for the rest of the solve
+                algo, fell_back = "fista", True
+                logger.log(lvl, "newton did not converge: switching to fista")
+        elif algo in ("fista", "gram", "cd", "newton"):
             inner = fista(
                 op_s,
                 df,
@@ -772,7 +860,8 @@ def _solve_prepared(
         if df.smooth:
             # residual form on the original rows first (its D^T U scores the columns)
             # (inner.U is the gradient at inner.W on the working rows: the same point)
-            G = certify(Wn, [df_full.gradient(op_full.matmul(Wn))], working)
+            DWn = op_full.matmul(Wn)
+            G = certify(Wn, [df_full.gradient(DWn)], working, DWf=DWn)
             matvecs += 1
             if cert.W is not Wn:
                 # the certificate kept (part of) an earlier point: score from its own gradient
@@ -814,6 +903,10 @@ def _solve_prepared(
             use_ws = False  # the working set is (close to) the whole dictionary: go full
     state["lipschitz"], state["omega"] = lipschitz, omega
     best_W = cert.W
+    n_screened = int(screened.sum()) if screened is not None else 0
+    if screened is not None and cert.G is not None:
+        # what the final certificate proves zero (reported; the solve is over)
+        screened |= _screen(cert)
     seconds = time.perf_counter() - t0
     out = Certificate.from_values(
         cert.primal,
@@ -828,12 +921,17 @@ def _solve_prepared(
         n_columns=P,
         n_outputs=C,
         tol=float(tol),
-        algorithm=algo + ("+ws" if ws_sizes else "") + ("+merged" if groups is not None else ""),
+        algorithm=("newton>" if fell_back else "")
+        + algo
+        + ("+ws" if ws_sizes else "")
+        + ("+merged" if groups is not None else ""),
         info={
             "matvecs": int(matvecs),
             "outer_iterations": outer,
             "max_working_set": max(ws_sizes) if ws_sizes else P,
             "support_rows": int(pen.support_rows(best_W).sum()),
+            "screened": n_screened,
+            "screened_final": int(screened.sum()) if screened is not None else 0,
             "nonzeros": int((best_W != 0).sum()),
             "dtype": str(dt).replace("torch.", ""),
             "device": str(dev),
