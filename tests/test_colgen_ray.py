@@ -9,7 +9,7 @@ from convexsnn.colgen import fit_column_generation, price_witnesses
 
 ray = pytest.importorskip("ray")
 
-LIF = {"beta": 0.99, "theta": 1.0, "reset": "subtract"}
+LIF = {"leak": 0.99, "theta": 1.0, "reset": "subtract"}
 
 
 def _data(n=90, T=4, d=3, seed=0):
@@ -35,7 +35,7 @@ def _run(**kw):
     )
     opts = {**opts, **kw}
     lif = {k: opts.pop(k) for k in LIF}
-    return fit_column_generation(X, y, leak=lif["beta"], theta=lif["theta"], **opts)
+    return fit_column_generation(X, y, leak=lif["leak"], theta=lif["theta"], **opts)
 
 
 @pytest.mark.slow

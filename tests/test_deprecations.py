@@ -170,7 +170,7 @@ def test_model_saved_with_beta_key_still_loads(tmp_path):
     path = net.save(tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
     meta["config"] = rename_keys(meta["config"], {"leak": "beta"}, "test", warn=False)
-    from convexsnn.network import _meta_sha256
+    from convexsnn._persist import meta_sha256 as _meta_sha256
 
     meta["meta_sha256"] = _meta_sha256(meta)
     (path / "config.json").write_text(json.dumps(meta))
