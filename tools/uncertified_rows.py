@@ -181,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gap", type=float, default=1e-6, help="certified: rel gap <= this")
     ap.add_argument("--all", action="store_true", help="list every convex row")
-    ap.add_argument("--no-benchmarks", action="store_true", help="only results/*/cells (not experiments/results)")
+    ap.add_argument(
+        "--no-benchmarks",
+        action="store_true",
+        help="only results/*/cells (not experiments/results)",
+    )
     ap.add_argument("--json", help="write the rows as JSON here")
     ap.add_argument("--root", default=str(ROOT), help="repository root")
     a = ap.parse_args(argv)
