@@ -3,8 +3,9 @@
 ``build``: sequential MNIST (T steps, ``--n`` training images) through one layer of ``--width``
 Gaussian witness neurons (scale 0.3, leak 0.99, float32, spike readout at the last step). Each
 repetition builds the dictionary once with this checkout's code and once with a reference
-checkout (``--ref``, default ``/work/main/src``), alternating, each in a fresh subprocess with one
-torch thread; both must give the same packed bits (checked by sha256).
+checkout (``--ref``, required: the ``src`` folder of e.g. a ``git worktree`` of an earlier
+commit), alternating, each in a fresh subprocess with one torch thread; both must give the same
+packed bits (checked by sha256).
 
 ``products``: on the dictionary built by this checkout, :math:`DW` and :math:`D^\\top R`
 (``C = 10`` columns, float64) with the packed operator (byte lookup tables), with the previous
@@ -34,7 +35,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 NEW_SRC = HERE.parent / "src"
-MNIST = "/work/shared/data/mnist"
+#: MNIST IDX folder: $CONVEXSNN_MNIST_DIR, else ``shared/data/mnist`` beside the repository
+MNIST = os.environ.get("CONVEXSNN_MNIST_DIR", str(HERE.parent.parent / "shared" / "data" / "mnist"))
 
 
 def _setup(n: int, T: int, width: int, seed: int = 0):
@@ -45,17 +47,13 @@ def _setup(n: int, T: int, width: int, seed: int = 0):
     from convexsnn.witnesses import gaussian_witnesses
 
     n_val = 5000
-    task = sequential_mnist(os.environ.get("MNIST_DIR", MNIST), T=T, n_train=n, n_val=n_val)
+    task = sequential_mnist(MNIST, T=T, n_train=n, n_val=n_val)
     X, y = task.train.X, task.train.y
-    w = gaussian_witnesses(
-        X.shape[2],
-        n_branches=1,
-        hidden_widths=[width],
-        scale=[0.3],
-        seed=seed,
-        beta=0.99,
-        dtype=torch.float32,
-    )
+    kw = dict(n_branches=1, hidden_widths=[width], scale=[0.3], seed=seed, dtype=torch.float32)
+    try:
+        w = gaussian_witnesses(X.shape[2], leak=0.99, **kw)
+    except TypeError:  # a reference checkout from before the leak/reg renaming (--ref)
+        w = gaussian_witnesses(X.shape[2], beta=0.99, **kw)
     return X, y, w
 
 
@@ -97,6 +95,8 @@ def _load() -> list[float]:
 
 
 def cmd_build(a) -> dict:
+    if not a.ref or not Path(a.ref, "convexsnn").is_dir():
+        raise SystemExit("build: --ref must name the src folder of the code to compare against")
     rows = []
     for rep in range(a.reps):
         for label, src in (("new", str(NEW_SRC)), ("old", a.ref)):
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=16384, help="witness neurons")
     p.add_argument("--storage", default="bool", choices=["bool", "packed"])
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--ref", default="/work/main/src", help="src folder of the old code")
+    p.add_argument("--ref", help="src folder of the old code (build: required)")
     p.add_argument("--reg", type=float, default=1e-3)
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--solver", default="cd")

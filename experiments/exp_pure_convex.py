@@ -37,7 +37,9 @@ from convexsnn.selection import fit_convex
 from convexsnn.tasks import sequential_mnist
 from convexsnn.witnesses import gaussian_witnesses
 
-DATA = os.environ.get("CONVEXSNN_MNIST_DIR", "/work/shared/data/mnist")
+DATA = os.environ.get(
+    "CONVEXSNN_MNIST_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+)
 
 
 def _append(path: Path | None, records: list[dict], meta: dict) -> None:
