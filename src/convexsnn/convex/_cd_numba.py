@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from .._jit import jit_blocked, log_fallback
+
 #: numba is a core dependency (imported on first use: ~1 s); the pure-Python sweeps remain for
 #: environments without it
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
@@ -85,6 +87,42 @@ def _gram_gap_py(H, B, W, HW, y2, lam, group, per_col):
 _gram_gap = _gram_gap_py  # replaced by the compiled kernel in _compile()
 
 
+def _spd_solve_py(M, rhs):
+    """``M^{-1} rhs`` for a small symmetric positive definite ``M`` by Cholesky, in plain loops;
+    ``ok`` is False when a pivot is not positive. Written out rather than ``np.linalg.solve`` so
+    that the compiled kernels never call LAPACK: numba binds it lazily, and a process that cannot
+    load it (seen under a per-process address-space cap) is aborted, not given an exception."""
+    K = M.shape[0]
+    L = np.zeros((K, K))
+    z = np.zeros(K)
+    for i in range(K):
+        for j in range(i + 1):
+            acc = M[i, j]
+            for k in range(j):
+                acc -= L[i, k] * L[j, k]
+            if i == j:
+                if not acc > 0.0:
+                    return z, False
+                L[i, i] = math.sqrt(acc)
+            else:
+                L[i, j] = acc / L[j, j]
+    t = np.zeros(K)
+    for i in range(K):
+        acc = rhs[i]
+        for k in range(i):
+            acc -= L[i, k] * t[k]
+        t[i] = acc / L[i, i]
+    for i in range(K - 1, -1, -1):
+        acc = t[i]
+        for k in range(i + 1, K):
+            acc -= L[k, i] * z[k]
+        z[i] = acc / L[i, i]
+    return z, True
+
+
+_spd_solve = _spd_solve_py  # replaced by the compiled kernel in _compile()
+
+
 def _anderson_py(H, B, W, HW, y2, lam, group, per_col, hist, K):
     """Anderson extrapolation from the ``K + 1`` iterates in ``hist``; kept when it lowers the
     Gram-form primal value (then ``W`` and ``HW`` are overwritten)."""
@@ -105,7 +143,9 @@ def _anderson_py(H, B, W, HW, y2, lam, group, per_col, hist, K):
         return False
     for a in range(K):
         M[a, a] += 1e-10 * tr
-    z = np.linalg.solve(M, np.ones(K))
+    z, ok = _spd_solve(M, np.ones(K))
+    if not ok:
+        return False
     sz = z.sum()
     if not (sz != 0.0 and math.isfinite(sz)):
         return False
@@ -229,8 +269,13 @@ def available() -> bool:
 
 def _compile() -> None:
     """Compile the kernels on first use (numba's on-disk cache makes later processes fast)."""
-    global _gram_gap, _anderson, _cd_sweeps, _COMPILED, _FAILED
+    global _gram_gap, _spd_solve, _anderson, _cd_sweeps, _COMPILED, _FAILED
     if _COMPILED or _FAILED or not HAVE_NUMBA:
+        return
+    reason = jit_blocked()
+    if reason is not None:
+        _FAILED = True
+        log_fallback("coordinate descent runs in pure Python (slow)", reason)
         return
     try:
         import numba
@@ -242,6 +287,7 @@ def _compile() -> None:
         return
 
     _gram_gap = numba.njit(cache=True, nogil=True)(_gram_gap_py)
+    _spd_solve = numba.njit(cache=True, nogil=True)(_spd_solve_py)
     _anderson = numba.njit(cache=True, nogil=True)(_anderson_py)
     _cd_sweeps = numba.njit(cache=True, nogil=True)(_cd_sweeps_py)
     _COMPILED = True

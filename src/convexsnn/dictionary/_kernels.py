@@ -29,15 +29,34 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._jit import jit_blocked, log_fallback
+
 try:  # pragma: no branch
     import numba
 
     HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - numba is a core dependency
+except (ImportError, OSError):  # pragma: no cover - numba is a core dependency; OSError: its
+    # LLVM library could not be mapped (an address-space limit)
     numba = None  # type: ignore[assignment]
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "packed_matmul", "packed_rmatmul"]
+__all__ = ["HAVE_NUMBA", "packed_matmul", "packed_rmatmul", "usable"]
+
+_USABLE: bool | None = None
+
+
+def usable() -> bool:
+    """Whether the compiled products may run in this process (decided once, on first use: numba
+    installed and enough address space for its compiler, :func:`convexsnn._jit.jit_blocked`)."""
+    global _USABLE
+    if _USABLE is None:
+        reason = None if HAVE_NUMBA else "numba is not installed"
+        reason = reason or jit_blocked()
+        if reason is not None:
+            log_fallback("packed products unpack rows and multiply", reason)
+        _USABLE = reason is None
+    return _USABLE
+
 
 _RB = 16  # byte rows per block (tables: _RB x 256 x C values)
 _LUT_MIN_COLS = 256  # below this many (non-zero) columns, add the set bits directly

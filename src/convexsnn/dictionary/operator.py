@@ -15,7 +15,7 @@ import torch
 
 from .._checks import check_memory, format_bytes
 from ._bits import _unpack_rows
-from ._kernels import HAVE_NUMBA, packed_matmul, packed_rmatmul
+from ._kernels import packed_matmul, packed_rmatmul, usable
 
 __all__ = ["SpikeOperator"]
 
@@ -83,7 +83,7 @@ class SpikeOperator:
 
     def _lut(self) -> np.ndarray | None:
         """The packed bits as a numpy array when the lookup-table kernels apply (CPU)."""
-        if self._packed is None or self.device.type != "cpu" or not HAVE_NUMBA:
+        if self._packed is None or self.device.type != "cpu" or not usable():
             return None
         return self._packed.numpy()
 
