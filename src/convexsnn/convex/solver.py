@@ -865,8 +865,9 @@ def _solve_prepared(
             matvecs += 1
             if cert.W is not Wn:
                 # the certificate kept (part of) an earlier point: score from its own gradient
-                G = op_full.rmatmul(df_full.gradient(op_full.matmul(cert.W)))
-                matvecs += 2
+                # (cert.DW is D cert.W, kept column by column with cert.W)
+                G = op_full.rmatmul(df_full.gradient(cert.DW))
+                matvecs += 1
         else:
             G = certify(Wn, [], [inner.U] + working)
         logger.log(
