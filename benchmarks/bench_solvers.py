@@ -25,7 +25,7 @@ column compares like with like. Cases:
 (c)   sequential MNIST T=4, 20000 images, P=2048, squared (one-vs-rest +-1) + l1.
 
 ``lam = ratio * lambda_max`` (default ratio 0.05; the table also gives the paper's
-``beta = sqrt(P) * lam``).
+``reg = sqrt(P) * lam``).
 
 Usage::
 
@@ -687,7 +687,7 @@ def _print_rows(rows):
     r0 = rows[0]
     print(
         f"\n== ({r0['case']}) {r0['title']}: n={r0['n']} P={r0['P']} lam={r0['lam']:.3g} "
-        f"beta={r0['beta']:.3g} (dictionary built in {r0['dict_seconds']:.1f}s)"
+        f"reg={r0['reg']:.3g} (dictionary built in {r0['dict_seconds']:.1f}s)"
     )
     print(
         f"{'solver':18s} {'seconds':>9s} {'objective':>18s} {'rel.gap':>9s} "

@@ -522,3 +522,43 @@ def test_long_solves_log_their_progress(monkeypatch, caplog):
         solve_readout(D, y, loss="softmax", penalty="l1", reg=0.01, tol=1e-8, max_time=30)
     lines = [r.getMessage() for r in caplog.records if "readout solve: round" in r.getMessage()]
     assert lines and "rel gap" in lines[0] and "s left" in lines[0]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_merge_groups_are_the_distinct_row_target_pairs(loss):
+    """Rows merge exactly when dictionary row *and* target agree (the 1-d hash key is only a
+    grouping hint: equal rows with different targets stay apart)."""
+    from convexsnn.convex._rows import merge_duplicate_rows
+    from convexsnn.convex.solver import prepare_problem
+
+    rng = np.random.default_rng(3)
+    base = (rng.random((12, 9)) < 0.4).astype(np.float64)
+    D = base[rng.integers(0, 12, 80)]
+    y = rng.integers(0, 3, 80)  # the same row often carries different labels
+    prep = prepare_problem(D, y, loss=loss, penalty="l1", n_classes=3)
+    g = merge_duplicate_rows(prep.op, prep.datafit)
+    assert g is not None
+    pairs = np.concatenate([D, y[:, None].astype(np.float64)], axis=1)
+    assert g.op.shape[0] == len(np.unique(pairs, axis=0))
+    inv = g.inverse.numpy()
+    reps = g.op.dense().numpy()
+    assert np.array_equal(reps[inv], D)
+    # every group holds one target (its rows' targets all equal the representative's)
+    for k in range(g.op.shape[0]):
+        assert len(np.unique(y[inv == k])) == 1
+    assert float(g.group_weights.sum()) == pytest.approx(float(prep.datafit.weights.sum()))
+
+
+def test_entry_scores_match_the_row_score_definition():
+    """The l1 shortcut |G| equals the generic per-entry row scores, and the per-column dual
+    scaling is min(1, lam / max_j |G_jc|)."""
+    from convexsnn.convex.penalties import L1, L21, Penalty, dual_scale
+
+    G = torch.randn(7, 4, dtype=torch.float64)
+    for pen in (L1(), L21()):
+        generic = Penalty.entry_scores(pen, G)
+        assert torch.equal(pen.entry_scores(G), generic)
+    lam = 0.8
+    s = dual_scale(L1(), lam, G, per_column=True)
+    expect = torch.clamp(lam / G.abs().amax(dim=0), max=1.0)
+    assert torch.allclose(s, expect, rtol=0, atol=1e-15)

@@ -810,10 +810,14 @@ def squared_gram(
             return fit + lam * penalty.value_columns(Wx).to(f64), dual
         return (fit.sum() + lam * penalty.value(Wx).to(f64)).reshape(1), dual.sum().reshape(1)
 
+    last_DW: list = []  # (W, D W) of the last residual-form evaluation (reused at the end)
+
     def residual_values(Wx):
         """Primal and dual values recomputed from :math:`DW` (residual form, float64)."""
         nonlocal matvecs
-        DW = op.matmul(Wx.to(op.dtype)).to(f64)
+        DWo = op.matmul(Wx.to(op.dtype))
+        last_DW[:] = [Wx.clone(), DWo]
+        DW = DWo.to(f64)
         U = a * (DW - Y)
         G = op.rmatmul(U.to(op.dtype)).to(f64)
         matvecs += 2
@@ -1015,15 +1019,18 @@ def squared_gram(
     if not verified:
         # the returned values are always residual-form ones
         best_p, best_d = residual_dual_pair()
+    if last_DW and torch.equal(last_DW[0], best_W):
+        DW = last_DW[1]  # D best_W was formed by the last residual-form check
+    else:
+        DW = op.matmul(best_W.to(op.dtype))
+        matvecs += 1
     best_W = best_W.to(op.dtype)
-    DW = op.matmul(best_W)
     U_p = datafit.gradient(DW)
     if torch.equal(best_W, best_dW.to(op.dtype)):
         U_d = U_p
-        matvecs += 1
     else:
         U_d = datafit.gradient(op.matmul(best_dW.to(op.dtype)))
-        matvecs += 2
+        matvecs += 1
     p_tot, d_tot = float(best_p.sum()), float(best_d.sum())
     logger.log(
         log_level, "gram-%s: %d iterations, primal=%.12g dual=%.12g", method, it, p_tot, d_tot

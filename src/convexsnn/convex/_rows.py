@@ -70,10 +70,11 @@ def merge_duplicate_rows(
     D = op.dense()
     key_t, kind = _targets_key(datafit)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    r = torch.randn(P, 2, generator=gen, dtype=torch.float64).to(D.device)
-    h = D.to(torch.float64) @ r
-    key = torch.cat([h, key_t.to(D.device)], dim=1)
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)
+    r = torch.randn(P, generator=gen, dtype=torch.float64).to(D.device)
+    rt = torch.randn(key_t.shape[1], generator=gen, dtype=torch.float64).to(D.device)
+    # one scalar key per row (a 1-d unique sorts n numbers; unique over rows was ~10x slower)
+    key = D.to(torch.float64) @ r + key_t.to(D.device) @ rt
+    _, inverse = torch.unique(key, return_inverse=True)
     n_groups = int(inverse.max()) + 1
     if n_groups > (1.0 - min_reduction) * n:
         return None

@@ -43,7 +43,7 @@ def dual_scale(penalty: Penalty, lam: float, G: torch.Tensor, per_column: bool =
     if per_column and penalty.elementwise:
         # per-entry dual norms (row scores of single entries), maximised per output column
         mx = (
-            penalty.row_scores(G.reshape(-1, 1)).reshape(G.shape).amax(dim=0)
+            penalty.entry_scores(G).amax(dim=0)
             if G.numel()
             else torch.zeros(G.shape[1], dtype=G.dtype, device=G.device)
         )
@@ -86,6 +86,11 @@ class Penalty:
     def row_scores(self, G: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def entry_scores(self, G: torch.Tensor) -> torch.Tensor:
+        r"""Dual norm :math:`\rho(G_{jc})` of every single entry (shape of ``G``): the row
+        scores of one-entry rows (an elementwise penalty may compute it directly)."""
+        return self.row_scores(G.reshape(-1, 1)).reshape(G.shape)
+
     def dual_norm(self, G: torch.Tensor) -> float:
         """:math:`R^\\circ(G) = \\max_j \\rho_j(G)` as a Python float."""
         if G.numel() == 0:
@@ -120,6 +125,9 @@ class L1(Penalty):
 
     def row_scores(self, G: torch.Tensor) -> torch.Tensor:
         return G.abs().amax(dim=1)
+
+    def entry_scores(self, G: torch.Tensor) -> torch.Tensor:
+        return G.abs()
 
 
 class L21(Penalty):

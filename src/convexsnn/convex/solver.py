@@ -784,10 +784,11 @@ def _solve_prepared(
             op_s, W_s, tol_in = op, W, tol_full
             tol_full = max(0.1 * tol_full, 1e-15)
             grew = False
+        gram_inner = algo in ("gram", "cd") and int(op_s.shape[1]) <= GRAM_MAX_COLUMNS
         if algo == "ipm":
             inner = ipm_hinge(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl)
             alpha = inner.alpha
-        elif algo in ("gram", "cd") and int(op_s.shape[1]) <= GRAM_MAX_COLUMNS:
+        elif gram_inner:
             inner = squared_gram(
                 op_s,
                 df,
@@ -860,13 +861,19 @@ def _solve_prepared(
         if df.smooth:
             # residual form on the original rows first (its D^T U scores the columns)
             # (inner.U is the gradient at inner.W on the working rows: the same point)
-            DWn = op_full.matmul(Wn)
+            if gram_inner and groups is None:
+                # the inner solve's D_S W_S on the original rows (Wn is zero outside S): the
+                # product D Wn itself, not formed twice
+                DWn = inner.DW
+            else:
+                DWn = op_full.matmul(Wn)
+                matvecs += 1
             G = certify(Wn, [df_full.gradient(DWn)], working, DWf=DWn)
-            matvecs += 1
             if cert.W is not Wn:
                 # the certificate kept (part of) an earlier point: score from its own gradient
-                G = op_full.rmatmul(df_full.gradient(op_full.matmul(cert.W)))
-                matvecs += 2
+                # (cert.DW is D cert.W, kept column by column with cert.W)
+                G = op_full.rmatmul(df_full.gradient(cert.DW))
+                matvecs += 1
         else:
             G = certify(Wn, [], [inner.U] + working)
         logger.log(
