@@ -33,6 +33,7 @@ from ._io import atomic_write_bytes, check_output_path
 __all__ = [
     "META_KEY",
     "arrays_sha256",
+    "read_error",
     "meta_sha256",
     "npz_bytes",
     "write_archive",
@@ -96,6 +97,19 @@ def write_archive(
     return atomic_write_bytes(path, data)
 
 
+def read_error(exc: BaseException, path: Path, what: str, part: str) -> BaseException:
+    """The one-line error for ``exc`` raised while reading the ``part`` (``"manifest"``,
+    ``"config"``) of a saved ``what`` at ``path``: a ``ValueError`` naming the path for bad JSON,
+    JSON nested too deeply and unreadable files; a ``FileNotFoundError`` is returned as it is."""
+    if isinstance(exc, FileNotFoundError):
+        return exc
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return ValueError(f"{path}: {part} is not valid JSON ({exc})")
+    if isinstance(exc, RecursionError):
+        return ValueError(f"{path}: {part} is nested too deeply to be a convexsnn {what}")
+    return ValueError(f"{path}: file could not be read, it may be corrupt ({short_error(exc)})")
+
+
 def read_archive(path: str | os.PathLike, what: str) -> tuple[dict, dict[str, np.ndarray]]:
     """Manifest and arrays of a saved archive, refusing anything that is not one.
 
@@ -115,18 +129,8 @@ def read_archive(path: str | os.PathLike, what: str) -> tuple[dict, dict[str, np
                 raise ValueError(f"{path}: not a convexsnn {what} file")
             arrays = {k: np.array(z[k]) for k in z.files}
         meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: manifest is not valid JSON ({exc})") from None
-    except RecursionError:
-        raise ValueError(
-            f"{path}: manifest is nested too deeply to be a convexsnn {what}"
-        ) from None
-    except (OSError, EOFError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(
-            f"{path}: file could not be read, it may be corrupt ({short_error(exc)})"
-        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError, EOFError) as exc:
+        raise read_error(exc, path, what, "manifest") from None
     except ValueError as exc:
         if str(exc).startswith(str(path)):
             raise

@@ -45,6 +45,7 @@ from ._persist import (
     meta_sha256,
     npz_bytes,
     read_archive,
+    read_error,
     write_archive,
 )
 from ._persist import short_error as _short
@@ -686,18 +687,11 @@ def _read_saved(path: Path) -> tuple[dict, bytes]:
                     raise FileNotFoundError(f"{path}: missing {f.name}")
             meta = json.loads(cfg.read_text())
             weights_bytes = wts.read_bytes()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: config is not valid JSON ({exc})") from None
-        except RecursionError:
-            raise ValueError(
-                f"{path}: config is nested too deeply to be a convexsnn model"
-            ) from None
-        except (OSError, EOFError) as exc:
-            if isinstance(exc, FileNotFoundError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError, EOFError) as exc:
+            err = read_error(exc, path, "model", "config")
+            if err is exc:
                 raise
-            raise ValueError(
-                f"{path}: file could not be read, it may be corrupt ({_short(exc)})"
-            ) from None
+            raise err from None
     else:
         meta, arrays = read_archive(path, "model")
         if "__weights__" not in arrays:
