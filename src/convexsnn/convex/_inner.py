@@ -1107,6 +1107,30 @@ def prox_newton_softmax(
     def F(Wx, Zx) -> float:
         return float(datafit.value(Zx)) + lam * float(Wx.abs().sum())
 
+    def model_step(Hn: np.ndarray, w: torch.Tensor, g_w: torch.Tensor) -> np.ndarray:
+        r"""Minimiser (``sweeps`` compiled CD sweeps from ``w``) of the quadratic model
+        :math:`\tfrac12 (x - w)^\top H (x - w) + g^\top (x - w) + \lambda \lVert x\rVert_1`,
+        in the Gram form of :func:`cd_gram_sweeps` (:math:`B = H w - g`); a column ``(m, 1)``."""
+        w_np = w.numpy().copy()
+        Bn = (Hn @ w_np - g_w.numpy()).reshape(-1, 1)
+        x = w_np.reshape(-1, 1).copy()
+        Hx = Hn @ x
+        cd_gram_sweeps(
+            Hn,
+            Bn,
+            x,
+            Hx,
+            zero,
+            lam,
+            group=False,
+            per_col=False,
+            rows=rows_all,
+            gram_tol=-math.inf,
+            max_sweeps=sweeps,
+            anderson=5,
+        )
+        return x
+
     Fw = F(W, Z)
     tr.offer_primal(W.to(op.dtype), Z.to(op.dtype))
     while True:
@@ -1126,48 +1150,12 @@ def prox_newton_softmax(
                     blk = (X * w_cd[:, None]).T @ X
                     Hm[:, c, :, d] = blk
                     Hm[:, d, :, c] = blk.T
-            Hn = Hm.reshape(s * C, s * C).numpy()
-            w = W.reshape(-1).numpy().copy()
-            Bn = (Hn @ w - g.reshape(-1).numpy()).reshape(-1, 1)
-            x = w.reshape(-1, 1).copy()
-            Hx = Hn @ x
-            cd_gram_sweeps(
-                Hn,
-                Bn,
-                x,
-                Hx,
-                zero,
-                lam,
-                group=False,
-                per_col=False,
-                rows=rows_all,
-                gram_tol=-math.inf,
-                max_sweeps=sweeps,
-                anderson=5,
-            )
+            x = model_step(Hm.reshape(s * C, s * C).numpy(), W.reshape(-1), g.reshape(-1))
             Xn = torch.from_numpy(x.reshape(s, C).copy())
         else:
             for c in range(C):
                 w_c = a[:, 0] * P_[:, c] * (1.0 - P_[:, c])
-                Hn = ((X * w_c[:, None]).T @ X).numpy()
-                w = W[:, c].numpy().copy()
-                Bn = (Hn @ w - g[:, c].numpy()).reshape(-1, 1)
-                x = w.reshape(-1, 1).copy()
-                Hx = Hn @ x
-                cd_gram_sweeps(
-                    Hn,
-                    Bn,
-                    x,
-                    Hx,
-                    zero,
-                    lam,
-                    group=False,
-                    per_col=False,
-                    rows=rows_all,
-                    gram_tol=-math.inf,
-                    max_sweeps=sweeps,
-                    anderson=5,
-                )
+                x = model_step(((X * w_c[:, None]).T @ X).numpy(), W[:, c], g[:, c])
                 Xn[:, c] = torch.from_numpy(x[:, 0].copy())
         it += 1
         budget.used += 1
