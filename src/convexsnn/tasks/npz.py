@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .._checks import MAX_CLASSES
+from .._persist import short_error as _short
 from .base import Split, TaskData
 
 logger = logging.getLogger("convexsnn")
@@ -25,15 +26,6 @@ __all__ = ["load_npz_task", "read_npz"]
 
 #: share of the training rows held out as validation data when a file has none
 VAL_FRACTION = 0.2
-
-
-def _short(exc: BaseException) -> str:
-    """One line of an exception's text, without numpy's ``allow_pickle`` advice (a data file
-    holding pickled objects is refused, never unpickled)."""
-    text = " ".join(str(exc).split())
-    if "allow_pickle" in text or "pickle" in text.lower():
-        return "not a zip (.npz) archive of plain arrays"
-    return text or type(exc).__name__
 
 
 def read_npz(path: str | os.PathLike, what: str = "data") -> dict[str, np.ndarray]:
