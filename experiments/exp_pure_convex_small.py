@@ -5,6 +5,10 @@ Usage::
     # column generation (the CVX-CG pipeline), leak and scale chosen on validation
     python experiments/exp_pure_convex_small.py cvx-cg --task parity_k2 -T 12 --leaks 0.99 1.0 \\
         --json experiments/results/pure_convex_small.json
+    # column generation over two-layer delay witnesses (window neurons), depth L = 5
+    python experiments/exp_pure_convex_small.py cvx-cg --task xor -T 14 --family two_layer_delay \\
+        --depth 5 --rounds 20 --pool 1024 --budget 2048 \\
+        --json experiments/results/pure_convex_small.json
     # a random Gaussian delay-line dictionary (CVX with witnesses="delay"), depth L
     python experiments/exp_pure_convex_small.py cvx-delay --task xor -T 11 --depth 5 \\
         --json experiments/results/pure_convex_small.json
@@ -82,6 +86,10 @@ def run_cg(args, task) -> dict:
         "cg_init_sources": args.init_sources,
         "cg_pricing_tol": args.pricing_tol,
         "cg_backend": args.backend,
+        "cg_family": args.family,
+        "cg_group": args.group,
+        "cg_layer1_sources": args.layer1_sources,
+        "depth": args.depth,
     }
     rec = run_method("CVX-CG", task, config=cfg, seed=args.seed)
     if rec.get("error"):
@@ -221,14 +229,26 @@ def main(argv=None) -> None:
     ap.add_argument("--init-sources", type=int, default=64)
     ap.add_argument("--pricing-tol", type=float, default=1e-3)
     ap.add_argument("--backend", default="local", choices=["local", "ray"])
+    ap.add_argument(
+        "--family",
+        default="delay",
+        choices=["delay", "two_layer_delay"],
+        help="cvx-cg witness family (two_layer_delay: window neurons over relayed layer 1)",
+    )
+    ap.add_argument("--group", type=int, default=32, help="two_layer_delay: windows per branch")
+    ap.add_argument("--layer1-sources", type=int, default=0, help="two_layer_delay: Gaussian")
     # cvx-delay
     ap.add_argument("--neurons", type=int, default=128, help="branches (sources per layer 1)")
-    ap.add_argument("--depth", "-L", type=int, default=2, help="depth counting the output")
+    ap.add_argument(
+        "--depth", "-L", type=int, default=None, help="depth counting the output (default 2, 3)"
+    )
     ap.add_argument("--width", type=int, default=1, help="neurons per branch and layer")
     ap.add_argument("--price-pool", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.depth is None:
+        args.depth = 3 if args.family == "two_layer_delay" else 2
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     load0 = os.getloadavg()[0]
@@ -239,7 +259,8 @@ def main(argv=None) -> None:
         "method": {"cvx-cg": "CVX-CG", "cvx-delay": "CVX-delay"}[args.method],
         "task": args.task,
         "T": args.T,
-        "L": args.depth if args.method == "cvx-delay" else 2,
+        "L": args.depth if args.method == "cvx-delay" or args.family != "delay" else 2,
+        "family": args.family if args.method == "cvx-cg" else "delay",
         "seed": args.seed,
         "sizes": args.sizes,
         **res,

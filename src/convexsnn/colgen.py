@@ -45,6 +45,15 @@ is set: its ``T`` last-step columns are its spikes at every step, :math:`d_{w,t}
 for bit (:mod:`convexsnn.delay`), and every solve runs on the dictionary built from the delay-line
 witness set itself, so certificates and reconstruction are those of the real network.
 
+With ``family="two_layer_delay"`` a witness is one *window neuron* over a fixed relay layer
+(:func:`convexsnn.delay.two_layer_delay_witnesses`: input relays and optional Gaussian sources with
+delay lines, then window neurons, padded to ``depth`` with exact relays); its parameters are the
+window weights :math:`c` over the ``n_1`` relayed layer-1 spikes :math:`\Phi` (computed once),
+its one column is its spike at the last step, and pricing simulates it alone on :math:`\Phi`
+(with the leak-compensated weights :func:`convexsnn.delay.window_weights`). The proposals below
+then read :math:`\Phi` for :math:`X` and :math:`c` for :math:`w`; ``"sparse"``
+(:func:`convexsnn.delay.sparse_windows`) draws random windows over a few relayed spikes.
+
 Proposals (all drawn from one seeded generator):
 
 * ``"dual"``: dual-weighted data directions, :math:`w \propto \sigma \sum_t a_t X_t^\top (m \odot
@@ -102,12 +111,20 @@ from ._checks import (
 from ._io import json_safe
 from .convex import predict_from_scores, solve_readout
 from .convex.solver import prepare_problem
-from .delay import delay_line_witnesses
+from .delay import (
+    delay_line_witnesses,
+    relay_layer,
+    relayed_spikes,
+    sparse_windows,
+    two_layer_delay_witnesses,
+    window_weights,
+)
 from .dictionary import SpikeDictionary, build_dictionary
 from .lif import RESETS, simulate
 from .witnesses import Witnesses
 
 __all__ = [
+    "FAMILIES",
     "PROPOSALS",
     "ColumnGenerationResult",
     "RoundRecord",
@@ -118,7 +135,13 @@ __all__ = [
 
 logger = logging.getLogger("convexsnn")
 
-PROPOSALS = ("dual", "mutation", "gaussian")
+PROPOSALS = ("dual", "mutation", "gaussian", "sparse")
+#: witness families :func:`fit_column_generation` grows
+FAMILIES = ("delay", "two_layer_delay")
+_DEFAULT_PROPOSALS = {
+    "delay": ("dual", "mutation", "gaussian"),
+    "two_layer_delay": ("dual", "mutation", "sparse"),
+}
 _LOSSES = ("squared", "softmax")
 _PENALTIES = ("l1", "l21")
 _BACKENDS = ("local", "ray")
@@ -410,10 +433,13 @@ def _propose(
     kept: torch.Tensor,
     kept_weight: torch.Tensor,
     mutation_scale: float,
+    theta: float = 1.0,
 ) -> torch.Tensor:
     """``(d, count)`` candidate weights of one proposal kind."""
     if count <= 0:
         return torch.zeros(d, 0, dtype=torch.float64)
+    if kind == "sparse":
+        return sparse_windows(d, count, gen=gen, theta=theta)
     if (
         kind == "gaussian"
         or (kind == "mutation" and kept.shape[1] == 0)
@@ -442,9 +468,12 @@ def _propose(
 
 
 # ---------------------------------------------------------------------- the loop
-def _witness_owner(dic: SpikeDictionary) -> np.ndarray:
-    """Witness (branch) index of every dictionary column."""
-    return np.asarray(dic.provenance[:, 0], dtype=np.int64)
+def _witness_owner(dic: SpikeDictionary, group: int | None = None) -> np.ndarray:
+    """Witness index of every dictionary column: its branch (one-neuron witnesses), or
+    ``branch * group + neuron`` (two-layer delay witnesses, ``group`` window neurons per
+    branch)."""
+    p = np.asarray(dic.provenance, dtype=np.int64)
+    return p[:, 0] if group is None else p[:, 0] * group + p[:, 1]
 
 
 @renamed_kwargs(beta="reg", lif_beta="leak")
@@ -464,7 +493,7 @@ def fit_column_generation(
     n_steps: int | None = None,
     init_sources: int = 256,
     scale: float = 1.0,
-    proposals: Sequence[str] = PROPOSALS,
+    proposals: Sequence[str] | None = None,
     mutation_scale: float = 0.3,
     n_masks: int = 8,
     pricing_tol: float = 1e-3,
@@ -482,8 +511,13 @@ def fit_column_generation(
     backend: str = "local",
     address: str | None = None,
     n_tasks: int | None = None,
+    family: str = "delay",
+    depth: int = 3,
+    group: int = 32,
+    layer1_sources: int = 0,
 ) -> ColumnGenerationResult:
-    r"""Column generation over one-neuron (delay-line) witnesses (module docstring).
+    r"""Column generation over one-neuron (delay-line) witnesses or two-layer delay witnesses
+    (module docstring).
 
     Parameters
     ----------
@@ -533,6 +567,20 @@ def fit_column_generation(
         Ray cluster address (``"auto"``, ``"ray://host:10001"``) when this call starts Ray.
     n_tasks : int, optional
         Ray pricing tasks per round (default: the cluster's CPUs).
+    family : {"delay", "two_layer_delay"}
+        ``"delay"``: one-neuron witnesses on the input (``delay`` chooses delay lines or the
+        last step). ``"two_layer_delay"``: window neurons over a fixed relay layer
+        (:func:`convexsnn.delay.two_layer_delay_witnesses`; ``delay`` is ignored): the priced
+        parameters are the window weights :math:`C` over the ``n_1`` relayed layer-1 spikes, one
+        column per witness (its spike at the last step).
+    depth, group, layer1_sources
+        ``"two_layer_delay"`` only: depth ``L`` counting the output, window neurons per branch,
+        and Gaussian layer-1 sources (:math:`s\,G`, ``s = scale``, drawn first from the seed)
+        beside the input relays.
+    proposals : sequence of str, optional
+        Among ``"dual"``, ``"mutation"``, ``"gaussian"``, ``"sparse"``
+        (:func:`convexsnn.delay.sparse_windows`); default ``dual, mutation, gaussian``
+        (``"delay"``) or ``dual, mutation, sparse`` (``"two_layer_delay"``).
 
     Returns
     -------
@@ -551,6 +599,11 @@ def fit_column_generation(
     check_choice(loss, "loss", _LOSSES)
     check_choice(penalty, "penalty", _PENALTIES)
     check_choice(reset, "reset", RESETS)
+    check_choice(family, "family", FAMILIES)
+    two = family == "two_layer_delay"
+    if proposals is None:
+        proposals = _DEFAULT_PROPOSALS[family]
+    proposals = tuple(proposals)
     for p in proposals:
         check_choice(p, "proposals", PROPOSALS)
     if not proposals:
@@ -567,8 +620,13 @@ def fit_column_generation(
     scale = check_positive_float(scale, "scale")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {seed!r}")
+    if two:
+        delay = True
+        depth = check_positive_int(depth, "depth")
+        group = check_positive_int(group, "group")
+        layer1_sources = check_positive_int(layer1_sources, "layer1_sources", allow_zero=True)
     L = (check_positive_int(n_steps, "n_steps") if n_steps is not None else T) if delay else None
-    per = L if delay else 1
+    per = 1 if two else (L if delay else 1)
     if init_sources * per > budget:
         raise ValueError(f"init_sources={init_sources} x {per} columns exceeds budget={budget}")
     if (lam is None) == (reg is None):
@@ -606,7 +664,9 @@ def fit_column_generation(
             "seed": int(seed),
             "lif": {"beta": lif["leak"], "theta": lif["theta"], "reset": reset},  # record keys
             "backend": backend,
+            "family": family,
         }
+        | ({"depth": depth, "group": group, "layer1_sources": layer1_sources} if two else {})
     )
     prep = prepare_problem(
         torch.zeros(n, 1),
@@ -620,7 +680,17 @@ def fit_column_generation(
     a = df.weights.to(torch.float64)
     desc = {"kind": "column_generation", "seed": int(seed), "options": settings}
 
-    sources = scale * torch.randn(d, init_sources, generator=gen, dtype=torch.float64)
+    price_x, dim, layer1 = x, d, None
+    if two:
+        src = None
+        if layer1_sources:
+            src = scale * torch.randn(d, layer1_sources, generator=gen, dtype=torch.float64)
+        layer1 = relay_layer(d, L, sources=src, **lif)
+        price_x = relayed_spikes(layer1, x)  # (n, T, n_1): what the window neurons read
+        dim = layer1.n_last
+        sources = sparse_windows(dim, init_sources, gen=gen, theta=lif["theta"])
+    else:
+        sources = scale * torch.randn(d, init_sources, generator=gen, dtype=torch.float64)
     ids = torch.arange(init_sources)  # identity of every witness
     next_id = init_sources
     W_prev: dict[tuple[int, int], torch.Tensor] = {}
@@ -629,15 +699,25 @@ def fit_column_generation(
     wit = dic = sol = None
     for r in range(rounds + 1):
         t0 = time.perf_counter()
-        wit = source_witnesses(sources, n_steps=L, description=desc, **lif)
+        if two:
+            wit = two_layer_delay_witnesses(
+                sources,
+                layer1,
+                depth=depth,
+                group=group,
+                description={"seed": int(seed), "options": settings, "generated_by": "colgen"},
+            )
+        else:
+            wit = source_witnesses(sources, n_steps=L, description=desc, **lif)
         dic = build_dictionary(wit, x.to(wit.dtype), steps="last")
-        owner = _witness_owner(dic)
+        owner = _witness_owner(dic, group if two else None)
+        slot = np.zeros(dic.n_columns, np.int64) if two else dic.provenance[:, 1]
         W0 = None
         if W_prev:
             C = next(iter(W_prev.values())).shape[0]
             W0 = torch.zeros(dic.n_columns, C, dtype=torch.float64)
             for j in range(dic.n_columns):
-                v = W_prev.get((int(ids[owner[j]]), int(dic.provenance[j, 1])))
+                v = W_prev.get((int(ids[owner[j]]), int(slot[j])))
                 if v is not None:
                     W0[j] = v
         op = dic.operator(torch.float64)
@@ -673,7 +753,7 @@ def fit_column_generation(
             train_accuracy=acc,
         )
         W_prev = {
-            (int(ids[owner[j]]), int(dic.provenance[j, 1])): Wt[j]
+            (int(ids[owner[j]]), int(slot[j])): Wt[j]
             for j in range(dic.n_columns)
             if bool((Wt[j] != 0).any())
         }
@@ -697,31 +777,32 @@ def fit_column_generation(
             p: pool // len(proposals) + (1 if i < pool % len(proposals) else 0)
             for i, p in enumerate(proposals)
         }
-        dirs = _dual_directions(x, U, n_masks, gen) if counts.get("dual", 0) > 0 else None
+        dirs = _dual_directions(price_x, U, n_masks, gen) if counts.get("dual", 0) > 0 else None
         cands = torch.cat(
             [
                 _propose(
                     p,
                     counts[p],
                     gen=gen,
-                    d=d,
+                    d=dim,
                     scale=scale,
                     dirs=dirs,
                     kept=sources,
                     kept_weight=wit_weight,
                     mutation_scale=mutation_scale,
+                    theta=lif["theta"],
                 )
                 for p in proposals
             ],
             dim=1,
         )
         prices = price_witnesses(
-            cands,
-            x,
+            window_weights(cands, lif["leak"], L) if two else cands,
+            price_x,
             U,
             lam,
             penalty=penalty,
-            delay=delay,
+            delay=delay and not two,
             backend=backend,
             n_tasks=n_tasks,
             **lif,

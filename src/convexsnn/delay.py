@@ -72,7 +72,13 @@ __all__ = [
     "delay_line_map",
     "delay_line_witnesses",
     "gaussian_delay_witnesses",
+    "gaussian_two_layer_delay_witnesses",
     "is_delay_line",
+    "relay_layer",
+    "relayed_spikes",
+    "sparse_windows",
+    "two_layer_delay_witnesses",
+    "window_weights",
 ]
 
 logger = logging.getLogger("convexsnn")
@@ -218,3 +224,227 @@ def delay_line_map(witnesses: Witnesses) -> np.ndarray:
     j = np.arange(witnesses.n_witness_neurons)
     k, i = j // witnesses.n_last, j % witnesses.n_last
     return np.stack([k, i // T, i % T], axis=1)
+
+
+# ------------------------------------------------------------------ two-layer delay witnesses
+def relay_layer(
+    n_inputs: int,
+    n_steps: int,
+    *,
+    sources: torch.Tensor | None = None,
+    input_relays: bool = True,
+    leak: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
+    r"""Layer 1 of the two-layer delay witnesses: sources with their delay lines (one branch).
+
+    The sources are ``n_inputs`` *input relays* (neuron ``c`` has weight exactly :math:`\theta`
+    on input channel ``c`` and 0 elsewhere, so for binary inputs :math:`I_t = \theta x_{t,c}` and,
+    by the relay argument of the module docstring, :math:`s_t = x_{t,c}` bit for bit), then the
+    LIF neurons ``sources`` ``(n_inputs, m)`` (any weights: Gaussian, priced). Every source gets
+    ``n_steps - 1`` relays (:func:`delay_line_witnesses`): neuron ``i * T + lag`` spikes at step
+    :math:`t` iff source ``i`` spiked at :math:`t - lag`.
+    """
+    d = check_positive_int(n_inputs, "n_inputs")
+    cols = []
+    if input_relays:
+        cols.append(float(theta) * torch.eye(d, dtype=dtype, device=device))
+    if sources is not None:
+        s = torch.as_tensor(sources, dtype=dtype, device=device)
+        if s.ndim != 2 or s.shape[0] != d:
+            raise ValueError(f"sources must have shape ({d}, m), got {tuple(s.shape)}")
+        cols.append(s)
+    if not cols or sum(c.shape[1] for c in cols) == 0:
+        raise ValueError("layer 1 needs input relays or at least one source")
+    W1 = torch.cat(cols, dim=1)[None]
+    base = Witnesses([W1], None, None, leak, theta, reset, {"kind": "relay_layer", "seed": None})
+    return delay_line_witnesses(base, n_steps)
+
+
+def window_weights(C: torch.Tensor, leak: float, n_steps: int) -> torch.Tensor:
+    r"""Layer-2 weights ``(n_1, N)`` of window neurons with window weights ``C`` ``(n_1, N)``.
+
+    Rows follow the layer-1 layout ``i * T + lag``. Weight :math:`c_{i,l}` asks for the current
+    :math:`\sum_{i,l} c_{i,l} s^{(i)}_{t-l}` at every step; the leak would add the decayed past
+    currents to the membrane, so each weight is paired with :math:`-\beta c_{i,l-1}` on the next
+    relay of the same source:
+
+    .. math::
+
+        V_{i,0} = c_{i,0}, \qquad V_{i,l} = c_{i,l} - \beta\, c_{i,l-1} \quad (1 \le l < T).
+
+    Then :math:`I_t = w_t - \beta w_{t-1}` with :math:`w_t = \sum_{i,l} c_{i,l} s^{(i)}_{t-l}`
+    for :math:`t \le T` (the missing lag ``T`` relay is silent there), and by induction the
+    membrane of a neuron that has not spiked before :math:`t` is :math:`u_t = w_t` (up to
+    rounding): a window neuron is a threshold unit over the last ``T`` steps of every source,
+    :math:`s_T = \mathbb 1[\sum_{i,l} c_{i,l} s^{(i)}_{T-l} \ge \theta]` while it stays silent
+    before (docs/method.md, "Two-layer delay witnesses").
+    """
+    T = check_positive_int(n_steps, "n_steps")
+    C = torch.as_tensor(C)
+    if C.ndim != 2 or C.shape[0] % T:
+        raise ValueError(f"C must have shape (n_sources * {T}, N), got {tuple(C.shape)}")
+    V = C.clone()
+    if leak != 0.0 and T > 1:
+        m = C.shape[0] // T
+        c = C.reshape(m, T, -1)
+        v = V.reshape(m, T, -1)
+        v[:, 1:] = c[:, 1:] - float(leak) * c[:, :-1]
+    return V
+
+
+def two_layer_delay_witnesses(
+    C: torch.Tensor,
+    layer1: Witnesses,
+    *,
+    depth: int = 3,
+    group: int = 32,
+    description: dict | None = None,
+) -> Witnesses:
+    r"""Window neurons over a relay layer, padded to ``depth`` with exact relays.
+
+    Parameters
+    ----------
+    C : Tensor ``(n_1, N)``
+        Window weights of ``N`` layer-2 neurons over the ``n_1`` relayed layer-1 spikes
+        (:func:`window_weights` turns them into synaptic weights).
+    layer1 : Witnesses
+        One branch made by :func:`relay_layer`; copied into every branch.
+    depth : int
+        ``L`` counting the output layer (the project's convention): ``L - 1`` LIF layers, layer 1
+        the relays, layer 2 the window neurons, layers ``3 .. L - 1`` exact relays (weight
+        :math:`\theta` from the neuron of the same index, so :math:`s^{l}_t = s^{l-1}_t`, same
+        step, by the relay argument with a feed-forward input). The last-step readout of the last
+        layer is the window neurons' spike at step ``T``.
+    group : int
+        Window neurons per branch; the last branch is padded with silent neurons (``C = 0``,
+        all-zero columns the dictionary drops). Window neuron ``j`` is last-layer neuron
+        ``j % group`` of branch ``j // group``.
+
+    Returns
+    -------
+    Witnesses
+        ``description["kind"] == "two_layer_delay"`` with ``n_steps``, ``depth``, ``group``,
+        ``n_windows``.
+    """
+    if not is_delay_line(layer1) or layer1.n_branches != 1 or len(layer1.weights) != 1:
+        raise ValueError("layer1 must be one branch made by relay_layer")
+    L = check_positive_int(depth, "depth")
+    if L < 3:
+        raise ValueError(f"depth must be >= 3 (relays, window neurons, output), got {L}")
+    g = check_positive_int(group, "group")
+    T = int(layer1.description["n_steps"])
+    n1 = layer1.n_last
+    C = torch.as_tensor(C, dtype=layer1.dtype, device=layer1.device)
+    if C.ndim != 2 or C.shape[0] != n1:
+        raise ValueError(f"C must have shape ({n1}, N), got {tuple(C.shape)}")
+    N = C.shape[1]
+    if N == 0:
+        raise ValueError("C has no window neurons")
+    K = -(-N // g)
+    V = torch.zeros(n1, K * g, dtype=C.dtype, device=C.device)
+    V[:, :N] = window_weights(C, layer1.leak, T)
+    W2 = V.reshape(n1, K, g).permute(1, 0, 2).contiguous()
+    W1 = layer1.weights[0].expand(K, -1, -1).clone()
+    R1 = layer1.recurrent[0].expand(K, -1, -1).clone()
+    theta = float(layer1.theta)
+    relay = theta * torch.eye(g, dtype=C.dtype, device=C.device).expand(K, g, g).clone()
+    weights = [W1, W2] + [relay.clone() for _ in range(L - 3)]
+    desc = {
+        "kind": "two_layer_delay",
+        "seed": None,
+        "n_steps": T,
+        "depth": L,
+        "group": g,
+        "n_windows": N,
+        "n_sources": int(layer1.description["n_sources"]),
+        "layout": "window neuron j = last-layer neuron j % group of branch j // group",
+    }
+    if description:
+        desc.update(description)
+    return Witnesses(
+        weights,
+        None,
+        [R1] + [None] * (L - 2),
+        layer1.leak,
+        layer1.theta,
+        layer1.reset,
+        desc,
+    )
+
+
+def relayed_spikes(layer1: Witnesses, X) -> torch.Tensor:
+    """Spikes ``(n, T, n_1)`` of the relay layer on ``X`` (the inputs of the window neurons)."""
+    with torch.no_grad():
+        return layer1.simulate(X).spikes[0][:, :, 0]
+
+
+def sparse_windows(
+    n_rows: int,
+    count: int,
+    *,
+    gen: torch.Generator,
+    theta: float = 1.0,
+    k_max: int = 3,
+    p_positive: float = 0.75,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    r"""``(n_rows, count)`` random sparse window weights.
+
+    Each neuron reads :math:`k \sim U\{1..k_{max}\}` distinct relayed spikes, weight
+    :math:`\sigma \theta u` with :math:`u \sim U(0.3, 1.3)` and sign :math:`\sigma = +1` with
+    probability ``p_positive``: a random threshold unit over a few (source, lag) pairs (single
+    spikes, conjunctions, disjunctions and inhibited ones).
+    """
+    C = torch.zeros(n_rows, count, dtype=dtype)
+    if count == 0:
+        return C
+    k = torch.randint(1, min(k_max, n_rows) + 1, (count,), generator=gen)
+    keys = torch.rand(count, n_rows, generator=gen)
+    rank = keys.argsort(dim=1).argsort(dim=1)  # a random permutation per neuron
+    pick = rank < k[:, None]
+    mag = 0.3 + torch.rand(count, n_rows, generator=gen, dtype=dtype)
+    sign = torch.where(torch.rand(count, n_rows, generator=gen) < p_positive, 1.0, -1.0)
+    vals = float(theta) * mag * sign.to(dtype)
+    C.T[pick] = vals[pick]
+    return C
+
+
+def gaussian_two_layer_delay_witnesses(
+    n_inputs: int,
+    n_windows: int,
+    n_steps: int,
+    *,
+    depth: int = 3,
+    n_sources: int = 0,
+    scale: float = 1.0,
+    input_relays: bool = True,
+    k_max: int = 3,
+    group: int = 32,
+    seed: int = 0,
+    leak: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+) -> Witnesses:
+    """Random two-layer delay witnesses: input relays and ``n_sources`` Gaussian sources
+    (:math:`s\\,G`) in layer 1, ``n_windows`` :func:`sparse_windows` in layer 2."""
+    gen = torch.Generator().manual_seed(int(seed))
+    src = None
+    if n_sources:
+        src = scale * torch.randn(n_inputs, n_sources, generator=gen, dtype=torch.float64)
+    l1 = relay_layer(
+        n_inputs,
+        n_steps,
+        sources=src,
+        input_relays=input_relays,
+        leak=leak,
+        theta=theta,
+        reset=reset,
+    )
+    C = sparse_windows(l1.n_last, n_windows, gen=gen, theta=theta, k_max=k_max)
+    return two_layer_delay_witnesses(
+        C, l1, depth=depth, group=group, description={"seed": int(seed)}
+    )

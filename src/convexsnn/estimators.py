@@ -114,6 +114,10 @@ _GENERATE_OPTIONS = (
     "backend",
     "address",
     "n_tasks",
+    "family",
+    "depth",
+    "group",
+    "layer1_sources",
 )
 
 

@@ -162,6 +162,11 @@ class PipelineConfig:
     cg_backend, cg_address
         Where ``CVX-CG`` prices candidates: ``"local"`` or ``"ray"`` (Ray tasks; a cluster at
         ``cg_address``, else a local one). Same result either way.
+    cg_family, cg_group, cg_layer1_sources
+        ``CVX-CG`` witness family: ``"delay"`` (one-neuron delay-line witnesses) or
+        ``"two_layer_delay"`` (window neurons over input relays and ``cg_layer1_sources``
+        Gaussian sources with delay lines, ``cg_group`` per branch, padded to ``depth`` with
+        exact relays; :func:`convexsnn.delay.two_layer_delay_witnesses`).
     """
 
     n_branches: int = 16
@@ -208,6 +213,9 @@ class PipelineConfig:
     cg_delay: bool = True
     cg_backend: str = "local"
     cg_address: str | None = None
+    cg_family: str = "delay"
+    cg_group: int = 32
+    cg_layer1_sources: int = 0
 
     beta = renamed_attribute("leak", "beta")
     reg_betas = renamed_attribute("regs", "reg_betas")
@@ -470,6 +478,10 @@ def _colgen_fit(task: TaskData, cfg: PipelineConfig, seed: int) -> tuple[Paralle
                         reset=cfg.reset,
                         backend=cfg.cg_backend,
                         address=cfg.cg_address,
+                        family=cfg.cg_family,
+                        depth=cfg.depth,
+                        group=cfg.cg_group,
+                        layer1_sources=cfg.cg_layer1_sources,
                     )
                 val = res.accuracy(task.val.X, task.val.y)
                 last = res.rounds[-1]
