@@ -625,8 +625,9 @@ def fit_column_generation(
         depth = check_positive_int(depth, "depth")
         group = check_positive_int(group, "group")
         layer1_sources = check_positive_int(layer1_sources, "layer1_sources", allow_zero=True)
-    L = (check_positive_int(n_steps, "n_steps") if n_steps is not None else T) if delay else None
-    per = 1 if two else (L if delay else 1)
+    n_win = check_positive_int(n_steps, "n_steps") if n_steps is not None else T
+    L = n_win if delay else None
+    per = 1 if two or L is None else L
     if init_sources * per > budget:
         raise ValueError(f"init_sources={init_sources} x {per} columns exceeds budget={budget}")
     if (lam is None) == (reg is None):
@@ -637,7 +638,7 @@ def fit_column_generation(
         else check_positive_float(reg, "reg") / math.sqrt(budget)
     )
     gen = torch.Generator().manual_seed(int(seed))
-    lif = {"leak": float(leak), "theta": float(theta), "reset": reset}
+    lif: dict[str, Any] = {"leak": float(leak), "theta": float(theta), "reset": reset}
     settings = json_safe(
         {
             "loss": loss,
@@ -680,12 +681,13 @@ def fit_column_generation(
     a = df.weights.to(torch.float64)
     desc = {"kind": "column_generation", "seed": int(seed), "options": settings}
 
-    price_x, dim, layer1 = x, d, None
+    price_x, dim = x, d
+    layer1: Witnesses | None = None
     if two:
         src = None
         if layer1_sources:
             src = scale * torch.randn(d, layer1_sources, generator=gen, dtype=torch.float64)
-        layer1 = relay_layer(d, L, sources=src, **lif)
+        layer1 = relay_layer(d, n_win, sources=src, **lif)
         price_x = relayed_spikes(layer1, x)  # (n, T, n_1): what the window neurons read
         dim = layer1.n_last
         sources = sparse_windows(dim, init_sources, gen=gen, theta=lif["theta"])
@@ -699,7 +701,7 @@ def fit_column_generation(
     wit = dic = sol = None
     for r in range(rounds + 1):
         t0 = time.perf_counter()
-        if two:
+        if layer1 is not None:
             wit = two_layer_delay_witnesses(
                 sources,
                 layer1,
@@ -797,7 +799,7 @@ def fit_column_generation(
             dim=1,
         )
         prices = price_witnesses(
-            window_weights(cands, lif["leak"], L) if two else cands,
+            window_weights(cands, lif["leak"], n_win) if two else cands,
             price_x,
             U,
             lam,

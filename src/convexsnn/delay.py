@@ -349,7 +349,10 @@ def two_layer_delay_witnesses(
     V[:, :N] = window_weights(C, layer1.leak, T)
     W2 = V.reshape(n1, K, g).permute(1, 0, 2).contiguous()
     W1 = layer1.weights[0].expand(K, -1, -1).clone()
-    R1 = layer1.recurrent[0].expand(K, -1, -1).clone()
+    r1 = layer1.recurrent[0] if layer1.recurrent is not None else None
+    if r1 is None:
+        raise ValueError("layer1 has no relay chains (recurrent weights)")
+    R1 = r1.expand(K, -1, -1).clone()
     theta = float(layer1.theta)
     relay = theta * torch.eye(g, dtype=C.dtype, device=C.device).expand(K, g, g).clone()
     weights = [W1, W2] + [relay.clone() for _ in range(L - 3)]
