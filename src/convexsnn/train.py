@@ -494,8 +494,8 @@ def _deterministic_on(device: torch.device) -> bool:
     it on (then :func:`_deterministic_restore` turns it off again).
 
     Not on the CPU: none of the CPU operations of SG training is one that setting changes (same
-    weights with and without it, tests/test_train.py), and it would fill every ``torch.empty``
-    with NaN (``torch.utils.deterministic.fill_uninitialized_memory``) at a cost.
+    weights with and without it, tests/test_sg_reproducibility.py), and it would fill every
+    ``torch.empty`` with NaN (``torch.utils.deterministic.fill_uninitialized_memory``) at a cost.
     """
     if device.type == "cpu" or torch.are_deterministic_algorithms_enabled():
         return False
