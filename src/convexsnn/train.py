@@ -488,6 +488,26 @@ def _optional_patience(value: Any, name: str) -> int | None:
     return None if value is None else check_positive_int(value, name)
 
 
+def _deterministic_on(device: torch.device) -> bool:
+    """Turn on ``torch.use_deterministic_algorithms(True, warn_only=True)`` for training on a
+    non-CPU device (e.g. CUDA scatter / index kernels with atomics); ``True`` if this call turned
+    it on (then :func:`_deterministic_restore` turns it off again).
+
+    Not on the CPU: none of the CPU operations of SG training is one that setting changes (same
+    weights with and without it, tests/test_sg_reproducibility.py), and it would fill every
+    ``torch.empty`` with NaN (``torch.utils.deterministic.fill_uninitialized_memory``) at a cost.
+    """
+    if device.type == "cpu" or torch.are_deterministic_algorithms_enabled():
+        return False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return True
+
+
+def _deterministic_restore(turned_on: bool) -> None:
+    if turned_on:
+        torch.use_deterministic_algorithms(False)
+
+
 def train_surrogate(
     model: ParallelSNN,
     X_train: Any,
@@ -559,7 +579,14 @@ def train_surrogate(
     seed : int
         Seed of the mini-batch order (a local ``torch.Generator``; global RNG untouched). It is
         the only randomness of SG training: the initial weights are the model's own. The same
-        seed gives bit-identical weights on the same machine and thread count.
+        seed gives bit-identical weights on the same machine, thread count and torch build,
+        whatever ran before in the process. Across machines whose CPUs make torch pick other
+        vector kernels (``torch.backends.cpu.get_cpu_capability()``: AVX2, AVX512, ...) the
+        last bits of the optimiser update differ, and a leaky network (leak > 0) amplifies
+        them into other spikes and another trained network (docs/method.md section 8). On a
+        non-CPU device training runs under ``torch.use_deterministic_algorithms(True,
+        warn_only=True)`` (the previous setting restored afterwards); the CPU path has no
+        operation that setting changes.
     progress : bool
         Show a tqdm progress bar over epochs.
     device : str or torch.device, optional
@@ -684,6 +711,7 @@ def train_surrogate(
 
     was_training = model.training
     bar = tqdm(range(epochs), desc="SG training", disable=not progress, leave=False)
+    deterministic = _deterministic_on(X.device)
     try:
         for epoch in bar:
             t0 = time.perf_counter()
@@ -770,6 +798,7 @@ def train_surrogate(
                 logger.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
                 break
     finally:
+        _deterministic_restore(deterministic)
         bar.close()
         model.train(was_training)
 

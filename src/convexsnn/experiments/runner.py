@@ -74,6 +74,18 @@ def load_experiment(name: str):
     return mod
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine_info() -> dict:
     """JSON-safe description of the machine and software."""
     import numpy
@@ -89,6 +101,10 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        # the vector kernels torch picked (AVX2, AVX512, ...) and the CPU: SG training is
+        # bit-reproducible only on the same kernels (they round differently; see docs/method.md)
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": _cpu_model(),
         "numpy": numpy.__version__,
         "cuda_available": bool(torch.cuda.is_available()),
         "convexsnn": __version__,
