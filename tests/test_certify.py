@@ -122,7 +122,9 @@ def test_uncertified_rows_lists_the_rows_above_the_gap(tmp_path, capsys):
 
 
 def _sync_tool():
-    spec = importlib.util.spec_from_file_location("sync_results", ROOT / "tools" / "sync_results.py")
+    spec = importlib.util.spec_from_file_location(
+        "sync_results", ROOT / "tools" / "sync_results.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

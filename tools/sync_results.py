@@ -67,10 +67,10 @@ def sync_text(text: str, bodies: dict[str, str]) -> tuple[str, list[str]]:
             raise ValueError(
                 f"RESULTS.md: expected one '{begin}' and one '{end}', found {n_begin} and {n_end}"
             )
-        pat = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
-        if not pat.search(text):
+        match = re.search(re.escape(begin) + r"\n.*?" + re.escape(end), text, re.S)
+        if match is None:
             raise ValueError(f"RESULTS.md: '{end}' comes before '{begin}'")
-        text = pat.sub(lambda _m: f"{begin}\n\n{body}\n\n{end}", text)
+        text = text[: match.start()] + f"{begin}\n\n{body}\n\n{end}" + text[match.end() :]
         done.append(name)
     return text, done
 
@@ -98,7 +98,8 @@ def main(argv=None) -> int:
         return 0
     if new != old:
         path.write_text(new, encoding="utf-8")
-    print(f"RESULTS.md: {'updated' if new != old else 'unchanged'} ({', '.join(done) or 'no blocks'})")
+    state = "updated" if new != old else "unchanged"
+    print(f"RESULTS.md: {state} ({', '.join(done) or 'no blocks'})")
     return 0
 
 
