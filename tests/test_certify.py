@@ -13,7 +13,7 @@ import pytest
 
 from convexsnn.experiments import reproduce
 from convexsnn.experiments.base import CERTIFY_TOL, capped, is_certified
-from convexsnn.experiments.runner import load_experiment
+from convexsnn.experiments.runner import _read_cell_file, load_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +37,19 @@ def test_full_configs_ask_for_certified_uncapped_solves():
         "max_time": 8.0,
         "x": 1,
     }
+
+
+@pytest.mark.parametrize("name", ["addition", "ablations", "long_memory", "xor"])
+def test_committed_cell_files_match_their_cell_definitions(name):
+    # a committed cell file is read by the tables only when it holds exactly the cell its module
+    # defines now: taking a cell off CAPPED_CELLS without rerunning it (or rerunning it without
+    # taking it off) would drop that cell from every table
+    mod = load_experiment(name)
+    cells = {c.id: c for c in mod.cells(False, [0, 1, 2])}
+    files = sorted((ROOT / "results" / name / "cells").glob("*.json"))
+    assert files, name
+    stale = [p.stem for p in files if p.stem not in cells or not _read_cell_file(p, cells[p.stem])]
+    assert stale == [], (name, stale)
 
 
 def test_is_certified_needs_the_gap_and_convergence():
@@ -106,3 +119,35 @@ def test_uncertified_rows_lists_the_rows_above_the_gap(tmp_path, capsys):
     assert rows[1]["max_time"] == 8.0 and rows[1]["tol"] == 1e-3
     assert "| demo | b | CVX | 1 | 4.0e-04 |" in text and "| demo | a |" not in text
     assert "demo: 1/3 convex rows certified" in text
+
+
+def _sync_tool():
+    spec = importlib.util.spec_from_file_location(
+        "sync_results", ROOT / "tools" / "sync_results.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sync_results_replaces_only_the_marked_blocks(tmp_path):
+    tool = _sync_tool()
+    begin = "<!-- generated from results/xor/table.md -->"
+    end = "<!-- end of generated results/xor/table.md -->"
+    text = f"# R\n\nhand text\n\n{begin}\n\nMode: old\n\n| a |\n\n{end}\n\nreading\n"
+    new, done = tool.sync_text(text, {"xor": "Mode: new\n\n| b |", "addition": "Mode: x"})
+    assert done == ["xor"]  # no markers for addition: nothing inserted
+    assert new == f"# R\n\nhand text\n\n{begin}\n\nMode: new\n\n| b |\n\n{end}\n\nreading\n"
+    assert tool.sync_text(new, {"xor": "Mode: new\n\n| b |"})[0] == new  # idempotent
+    with pytest.raises(ValueError, match="expected one"):
+        tool.sync_text(text + begin + "\n", {"xor": "Mode: new"})
+    # the body is table.md from its Mode: line on (title and description stay hand-written)
+    exp = tmp_path / "results" / "xor"
+    exp.mkdir(parents=True)
+    (exp / "table.md").write_text("# xor\n\ndescription\n\nMode: full\n\n| c |\n\n")
+    assert tool.generated_body(tmp_path, "xor") == "Mode: full\n\n| c |"
+
+
+def test_results_md_blocks_match_the_committed_tables():
+    # RESULTS.md's generated blocks are the committed table.md files (tools/sync_results.py)
+    assert _sync_tool().main(["--check"]) == 0
