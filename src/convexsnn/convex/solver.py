@@ -119,7 +119,7 @@ from ._rows import RowGroups, merge_duplicate_rows
 from ._screening import can_screen, column_norms, gap_safe_screen
 from .certificate import Certificate, ConvergenceWarning
 from .datafits import DATAFITS, Datafit, SoftmaxCrossEntropy, make_datafit
-from .linear_operator import as_operator
+from .linear_operator import as_operator, available_memory
 from .penalties import L1, L21, PENALTIES, Penalty, make_penalty
 
 logger = logging.getLogger("convexsnn")
@@ -149,9 +149,21 @@ DEFAULT_MAX_ITER = {
 NEWTON_MAX_ENTRIES = 16_000_000
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
-#: largest block solved in Gram form (its s x s float64 Gram matrix: 512 MiB at 8192); larger
-#: blocks (or whole dictionaries without working sets) use FISTA on the operator
-GRAM_MAX_COLUMNS = 8192
+#: largest block solved in Gram form (its s x s float64 Gram matrix: 2 GiB at 16384), lowered to
+#: what a quarter of the available memory holds (:func:`gram_max_columns`); larger blocks (or
+#: whole dictionaries without working sets) use FISTA on the operator
+GRAM_MAX_COLUMNS = 16384
+
+
+def gram_max_columns() -> int:
+    """Largest Gram-form block now: :data:`GRAM_MAX_COLUMNS`, or fewer columns when a quarter of
+    the available memory cannot hold the ``s x s`` float64 Gram matrix (at least 1024)."""
+    avail = available_memory()
+    if avail is None:
+        return GRAM_MAX_COLUMNS
+    return max(1024, min(GRAM_MAX_COLUMNS, int(math.sqrt(0.25 * avail / 8))))
+
+
 SOLVERS = ("auto", "fista", "gram", "cd", "pdhg", "ipm", "newton")
 
 
@@ -723,6 +735,7 @@ def _solve_prepared(
     supp_hint = None
     S = None
     gram_cache: dict = {}  # Gram matrix of the last working set (reused as the set grows)
+    gram_limit = gram_max_columns()
     fell_back = False
     # gap-safe screening (smooth datafits with l1 / l2,1), on the certificate of the original
     # problem: columns proven zero at the optimum leave the working sets for good
@@ -784,7 +797,7 @@ def _solve_prepared(
             op_s, W_s, tol_in = op, W, tol_full
             tol_full = max(0.1 * tol_full, 1e-15)
             grew = False
-        gram_inner = algo in ("gram", "cd") and int(op_s.shape[1]) <= GRAM_MAX_COLUMNS
+        gram_inner = algo in ("gram", "cd") and int(op_s.shape[1]) <= gram_limit
         if algo == "ipm":
             inner = ipm_hinge(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl)
             alpha = inner.alpha
