@@ -59,8 +59,10 @@ work wherever their capabilities allow:
   :math:`O(s^2 C)` whatever the number of rows), with guarded polishing on the support (normal
   equations) for l1; ``"cd"`` runs (block) coordinate descent on the same Gram form, compiled
   (numba) with Anderson acceleration for l1 and l2,1, and is the ``"auto"`` choice for them
-  (``"gram"`` for other penalties). Blocks of
-  more than :data:`GRAM_MAX_COLUMNS` columns use FISTA on the operator. (The former rule switched
+  (``"gram"`` for other penalties); for l1 it alternates the sweeps with active-set Newton steps
+  on the support (:func:`~convexsnn.convex._polish.newton_support_l1`), which is what converges
+  in the near-interpolating regime (small :math:`\lambda`, large rank-deficient supports). Blocks
+  of more than :func:`gram_max_columns` columns use FISTA on the operator. (The former rule switched
   to operator FISTA as soon as ``n * min(P, 4096) > 6e7``, i.e. at every ``n >= 15k``, because the
   Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
   the Gram form on 55k x 4k squared + l1.)
