@@ -181,6 +181,16 @@ def cmd_solve(a) -> dict:
     t_build = time.perf_counter() - t
     rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"built {d.shape} in {t_build:.1f} s (data {t_data:.1f} s), rss {rss_build:.0f} MB")
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from convexsnn.convex import lambda_max
+
+    lam_max = float(lambda_max(d, y, loss="squared", penalty="l1", n_classes=10))
+    lam = a.reg / d.shape[1] ** 0.5
+    print(
+        f"lam = reg/sqrt(P) = {lam:.4g}, lam_max = {lam_max:.4g}, lam/lam_max = {lam / lam_max:.3g}"
+    )
     t = time.perf_counter()
     sol = solve_readout(
         d,
@@ -208,6 +218,12 @@ def cmd_solve(a) -> dict:
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "packed_mb": d.nbytes / 2**20,
         "reg": a.reg,
+        "lam": lam,
+        "lam_max": lam_max,
+        "lam_over_lam_max": lam / lam_max,
+        "iterations": int(cert.iterations),
+        "algorithm": cert.algorithm,
+        "info": dict(cert.info),
         "tol": a.tol,
         "solver": a.solver,
         "load_end": _load(),

@@ -212,6 +212,14 @@ class DictionaryOperator:
             out.addmm_(R[r0 : r0 + blk.shape[0]].T, blk)
         return out.T
 
+    def row_blocks(self, dtype: torch.dtype, chunk_rows: int):
+        """Yield ``(r0, r1, block)``: the rows ``r0:r1`` as a dense tensor of ``dtype``,
+        ``chunk_rows`` rows at a time."""
+        step = max(1, int(chunk_rows))
+        for r0 in range(0, self.shape[0], step):
+            r1 = min(self.shape[0], r0 + step)
+            yield r0, r1, self._D[r0:r1].to(dtype)
+
     def columns(self, idx: torch.Tensor) -> DictionaryOperator:
         """Operator restricted to the columns ``idx`` (a copy)."""
         idx = torch.as_tensor(idx, dtype=torch.long, device=self.device)

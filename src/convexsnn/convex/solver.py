@@ -59,8 +59,10 @@ work wherever their capabilities allow:
   :math:`O(s^2 C)` whatever the number of rows), with guarded polishing on the support (normal
   equations) for l1; ``"cd"`` runs (block) coordinate descent on the same Gram form, compiled
   (numba) with Anderson acceleration for l1 and l2,1, and is the ``"auto"`` choice for them
-  (``"gram"`` for other penalties). Blocks of
-  more than :data:`GRAM_MAX_COLUMNS` columns use FISTA on the operator. (The former rule switched
+  (``"gram"`` for other penalties); for l1 it alternates the sweeps with active-set Newton steps
+  on the support (:func:`~convexsnn.convex._polish.newton_support_l1`), which is what converges
+  in the near-interpolating regime (small :math:`\lambda`, large rank-deficient supports). Blocks
+  of more than :func:`gram_max_columns` columns use FISTA on the operator. (The former rule switched
   to operator FISTA as soon as ``n * min(P, 4096) > 6e7``, i.e. at every ``n >= 15k``, because the
   Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
   the Gram form on 55k x 4k squared + l1.)
@@ -119,7 +121,7 @@ from ._rows import RowGroups, merge_duplicate_rows
 from ._screening import can_screen, column_norms, gap_safe_screen
 from .certificate import Certificate, ConvergenceWarning
 from .datafits import DATAFITS, Datafit, SoftmaxCrossEntropy, make_datafit
-from .linear_operator import as_operator
+from .linear_operator import as_operator, available_memory
 from .penalties import L1, L21, PENALTIES, Penalty, make_penalty
 
 logger = logging.getLogger("convexsnn")
@@ -149,9 +151,21 @@ DEFAULT_MAX_ITER = {
 NEWTON_MAX_ENTRIES = 16_000_000
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
-#: largest block solved in Gram form (its s x s float64 Gram matrix: 512 MiB at 8192); larger
-#: blocks (or whole dictionaries without working sets) use FISTA on the operator
-GRAM_MAX_COLUMNS = 8192
+#: largest block solved in Gram form (its s x s float64 Gram matrix: 2 GiB at 16384), lowered to
+#: what a quarter of the available memory holds (:func:`gram_max_columns`); larger blocks (or
+#: whole dictionaries without working sets) use FISTA on the operator
+GRAM_MAX_COLUMNS = 16384
+
+
+def gram_max_columns() -> int:
+    """Largest Gram-form block now: :data:`GRAM_MAX_COLUMNS`, or fewer columns when a quarter of
+    the available memory cannot hold the ``s x s`` float64 Gram matrix (at least 1024)."""
+    avail = available_memory()
+    if avail is None:
+        return GRAM_MAX_COLUMNS
+    return max(1024, min(GRAM_MAX_COLUMNS, int(math.sqrt(0.25 * avail / 8))))
+
+
 SOLVERS = ("auto", "fista", "gram", "cd", "pdhg", "ipm", "newton")
 
 
@@ -723,6 +737,7 @@ def _solve_prepared(
     supp_hint = None
     S = None
     gram_cache: dict = {}  # Gram matrix of the last working set (reused as the set grows)
+    gram_limit = gram_max_columns()
     fell_back = False
     # gap-safe screening (smooth datafits with l1 / l2,1), on the certificate of the original
     # problem: columns proven zero at the optimum leave the working sets for good
@@ -784,7 +799,7 @@ def _solve_prepared(
             op_s, W_s, tol_in = op, W, tol_full
             tol_full = max(0.1 * tol_full, 1e-15)
             grew = False
-        gram_inner = algo in ("gram", "cd") and int(op_s.shape[1]) <= GRAM_MAX_COLUMNS
+        gram_inner = algo in ("gram", "cd") and int(op_s.shape[1]) <= gram_limit
         if algo == "ipm":
             inner = ipm_hinge(op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl)
             alpha = inner.alpha

@@ -96,6 +96,23 @@ class SpikeOperator:
             r1 = min(n, r0 + self.chunk_rows)
             yield r0, r1, _unpack_rows(self._packed[b0 : b0 + step_b], r1 - r0)
 
+    def row_blocks(self, dtype: torch.dtype, chunk_rows: int):
+        """Yield ``(r0, r1, block)``: the rows ``r0:r1`` as a dense ``(r1 - r0, P)`` 0/1 tensor of
+        ``dtype``, ``chunk_rows`` rows at a time (a multiple of 8; no ``(n, P)`` copy)."""
+        n = self.shape[0]
+        step = max(8, int(chunk_rows) // 8 * 8)
+        for r0 in range(0, n, step):
+            r1 = min(n, r0 + step)
+            if self._dense is not None:
+                yield r0, r1, self._dense[r0:r1].to(dtype)
+            elif self.device.type == "cpu":
+                assert self._packed is not None
+                bits = np.unpackbits(self._packed[r0 // 8 : (r1 + 7) // 8].numpy(), axis=0)
+                yield r0, r1, torch.from_numpy(bits[: r1 - r0]).to(dtype)
+            else:
+                assert self._packed is not None
+                yield r0, r1, _unpack_rows(self._packed[r0 // 8 : (r1 + 7) // 8], r1 - r0).to(dtype)
+
     def _check(self, A: torch.Tensor, rows: int, name: str) -> tuple[torch.Tensor, bool]:
         vec = A.ndim == 1
         if vec:
