@@ -105,7 +105,8 @@ def test_newton_step_solves_the_support_equations():
         for c in range(2)
     )
     f0 = F(W0)
-    dec = newton_support_l1(H, B, W0, HW0, lam)
+    dec, work = newton_support_l1(H, B, W0, HW0, lam)
+    assert work > 0
     assert dec > 0 and F(W0) == pytest.approx(f0 - dec, rel=1e-10, abs=1e-14)
     np.testing.assert_allclose(HW0, H @ W0, atol=1e-12)
     np.testing.assert_allclose(W0, W, atol=1e-9)
@@ -127,7 +128,7 @@ def test_newton_step_never_increases_the_objective_on_rank_deficient_supports():
         W = np.random.default_rng(seed).standard_normal((X.shape[1], 1))
         HW = H @ W
         before = F(W)
-        dec = newton_support_l1(H, B, W, HW, lam)
+        dec, _ = newton_support_l1(H, B, W, HW, lam)
         assert dec >= 0.0 and F(W) <= before + 1e-12
         assert F(W) == pytest.approx(before - dec, rel=1e-9, abs=1e-12)
         np.testing.assert_allclose(HW, H @ W, atol=1e-9)

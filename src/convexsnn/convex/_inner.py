@@ -1009,7 +1009,7 @@ def squared_gram(
             chunk = 4
             # active-set Newton steps between chunks of sweeps (l1; see newton_support_l1)
             newton = kind == "l1" and polish
-            t_cd, t_newton, t_mark, newton_steps = 0.0, 1e-4, time.perf_counter(), 0
+            w_cd, w_newton, newton_steps = 0.0, 1.0, 0
     else:
         Lh = float(torch.linalg.eigvalsh(H).max()) * (1 + 1e-10) + 1e-300
         W_prev, HW_prev, t = W, HW, 1.0
@@ -1037,31 +1037,31 @@ def squared_gram(
             budget.used += ran - 1
             if it % 10 == 9 or ran >= 8:
                 HWn_[...] = Hn @ Wn_  # refresh against drift
-            t_now = time.perf_counter()
-            t_cd += t_now - t_mark
-            t_mark = t_now
-            if newton and t_cd >= t_newton:
-                # active-set Newton on the support (time-balanced against the sweeps: it runs
-                # once the sweeps since the last one took at least as long as it did)
-                # only the outputs whose own (Gram-form) gap is not yet small
+            # work counted in multiply-adds (deterministic, unlike wall time): a sweep updates
+            # HW (s x C) for each of its rows
+            w_cd += float(ran) * rows_nb.size * s * C
+            if newton and w_cd >= w_newton:
+                # active-set Newton on the support, balanced against the sweeps: it runs once
+                # the sweeps since the last one did at least as much work as it did; only the
+                # outputs whose own (Gram-form) gap is not yet small
                 pv, dv = gram_values(torch.from_numpy(Wn_), torch.from_numpy(HWn_))
                 gaps = (pv - dv).numpy()
                 share = 0.1 * gram_tol * abs(float(pv.sum())) / max(gaps.size, 1)
-                dec = newton_support_l1(
+                t_now = time.perf_counter()
+                dec, work = newton_support_l1(
                     Hn, Bn, Wn_, HWn_, lam, outputs=[int(c) for c in np.flatnonzero(gaps > share)]
                 )
                 newton_steps += 1
-                t_mark = time.perf_counter()
                 logger.log(
                     log_level,
                     "gram-cd: newton %d after %d sweeps: decrease %.3g in %.3f s (support %d)",
                     newton_steps,
                     it,
                     dec,
-                    t_mark - t_now,
+                    time.perf_counter() - t_now,
                     int(np.count_nonzero(Wn_)),
                 )
-                t_newton, t_cd = max(t_mark - t_now, 1e-4), 0.0
+                w_newton, w_cd = max(work, 1.0), 0.0
                 if dec > 0:
                     chunk = 4
             W = torch.from_numpy(Wn_.copy()).to(W.device)
