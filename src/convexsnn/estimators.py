@@ -347,7 +347,9 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         docs/method.md section 9). ``False`` (default): one draw of Gaussian witnesses. ``True``
         or a dict of options (``rounds``, ``pool``, ``budget``, ``delay``, ``n_steps``,
         ``pricing_tol``, ``proposals``, ``mutation_scale``, ``n_masks``, ``screen``,
-        ``solver``, ``polish``, ``max_time``, ``backend``, ``address``, ``n_tasks``): start from
+        ``solver``, ``polish``, ``max_time``, ``backend``, ``address``, ``n_tasks``, ``family``,
+        ``depth``, ``group``, ``layer1_sources``; ``family="two_layer_delay"`` grows window
+        neurons over relayed layer-1 spikes instead, :mod:`convexsnn.delay`): start from
         ``n_branches`` one-neuron Gaussian witnesses (``scale``; with delay lines by default)
         and grow them round by round with the candidates that violate the dual constraint
         most, :math:`\lambda = \mathrm{reg}/\sqrt{\text{budget}}` fixed over the rounds.
