@@ -4,6 +4,7 @@
   ``pytestmark = pytest.mark.usefixtures("one_thread")``).
 * :func:`rand_inputs`: seeded uniform input sequences ``(n, T, d)``.
 * :func:`small_net`: a small ``ParallelSNN`` whose hidden layers spike often.
+* :func:`load_packed_fixture`: a bit-packed spike dictionary saved under ``tests/data``.
 
 The helpers are plain functions (``from conftest import rand_inputs, small_net``): each module
 binds its own sizes once, e.g. ``_x = functools.partial(rand_inputs, n=6, T=7)``.
@@ -11,6 +12,10 @@ binds its own sizes once, e.g. ``_x = functools.partial(rand_inputs, n=6, T=7)``
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -54,3 +59,12 @@ def small_net(n_inputs: int = 3, n_outputs: int = 2, **kw) -> ParallelSNN:
     kw.setdefault("seed", 0)
     kw.setdefault("init_scale", 3.0)
     return ParallelSNN(n_inputs, n_outputs, **kw)
+
+
+def load_packed_fixture(name: str):
+    """``(D (n, P) float64, labels (n,) int64, meta dict)`` of a bit-packed dictionary saved in
+    ``tests/data`` (``packed``: the rows packed along axis 0, ``n_rows``, ``labels``, ``meta``)."""
+    z = np.load(Path(__file__).parent / "data" / name)
+    n = int(z["n_rows"])
+    D = np.unpackbits(z["packed"], axis=0)[:n].astype(np.float64)
+    return D, z["labels"].astype(np.int64), json.loads(str(z["meta"]))

@@ -10,14 +10,13 @@ dictionaries (rank-deficient, duplicated columns, tiny lam).
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import load_packed_fixture
 from convexsnn.convex import ConvergenceWarning, lambda_max, solve_readout
 from convexsnn.convex._cd_numba import HAVE_NUMBA, cd_gram_sweeps
 from convexsnn.convex._inner import Tracker
@@ -26,23 +25,14 @@ from convexsnn.convex.linear_operator import as_operator
 from convexsnn.convex.solver import prepare_problem
 
 cp = pytest.importorskip("cvxpy")
-DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tomita3():
     """The rank-deficient fixture (2000 x 127, rank 126) of tests/test_solver_regression.py."""
-    z = np.load(DATA / "tomita3_T12_gaussian.npz")
-    n = int(z["n_rows"])
-    D = np.unpackbits(z["packed"], axis=0)[:n].astype(np.float64)
-    return D, z["labels"].astype(np.int64), json.loads(str(z["meta"]))
+    return load_packed_fixture("tomita3_T12_gaussian.npz")
 
 
 def xor_dictionary(duplicate: int = 5, n: int = 300, T: int = 6, seed: int = 0):

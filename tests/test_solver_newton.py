@@ -9,35 +9,22 @@ main aa1597a stopped on its iteration budget at a relative gap of 6e-2 (20 s).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from conftest import load_packed_fixture
 from convexsnn.convex import lambda_max, solve_readout
 from convexsnn.convex._inner import gram_columns, gram_matrices
 from convexsnn.convex._polish import newton_support_l1
 from convexsnn.convex.linear_operator import DictionaryOperator
 from convexsnn.dictionary.operator import SpikeOperator
 
-DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fixture():
-    z = np.load(DATA / "xor_T11_wide_sub.npz")
-    n = int(z["n_rows"])
-    D = np.unpackbits(z["packed"], axis=0)[:n].astype(np.float64)
-    return D, z["labels"].astype(np.int64), json.loads(str(z["meta"]))
+    return load_packed_fixture("xor_T11_wide_sub.npz")
 
 
 def _objective(D, Y, w, lam):

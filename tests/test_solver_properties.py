@@ -23,12 +23,7 @@ from convexsnn.convex.penalties import Penalty, soft_threshold
 cp = pytest.importorskip("cvxpy")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spike_dictionary(

@@ -10,33 +10,16 @@ step solved a nearly singular normal-equation system that Cholesky accepted, ret
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import load_packed_fixture
 from convexsnn.convex import ConvergenceWarning, lambda_max, solve_readout
 
-DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def load_fixture(name: str):
-    """``(D (n, P) float64, labels (n,) int64, meta dict)`` of a packed fixture."""
-    z = np.load(DATA / name)
-    n = int(z["n_rows"])
-    D = np.unpackbits(z["packed"], axis=0)[:n].astype(np.float64)
-    return D, z["labels"].astype(np.int64), json.loads(str(z["meta"]))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def squared_l1_reference(D: np.ndarray, y: np.ndarray, lam: float) -> float | None:
@@ -55,7 +38,7 @@ def squared_l1_reference(D: np.ndarray, y: np.ndarray, lam: float) -> float | No
 
 @pytest.fixture(scope="module")
 def tomita3():
-    D, y, meta = load_fixture("tomita3_T12_gaussian.npz")
+    D, y, meta = load_packed_fixture("tomita3_T12_gaussian.npz")
     lam = 1e-3 * lambda_max(D, y)
     ref = squared_l1_reference(D, y, lam)
     if ref is None:
