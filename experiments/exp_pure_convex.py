@@ -68,8 +68,22 @@ def _solver_options(args) -> dict:
     return opts
 
 
+def _certified(cert: dict, tol: float) -> bool:
+    """A solve is certified when it converged (``status == "converged"``, no cap hit) with a
+    finite relative duality gap ``<= tol`` recomputed on the original problem."""
+    gap = cert.get("rel_gap")
+    return (
+        bool(cert.get("converged"))
+        and cert.get("status") == "converged"
+        and gap is not None
+        and math.isfinite(gap)
+        and gap <= tol
+    )
+
+
 def _fit_record(name: str, w, task, args) -> dict:
     t0 = time.perf_counter()
+    load_start = os.getloadavg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fit = fit_convex(
@@ -78,6 +92,7 @@ def _fit_record(name: str, w, task, args) -> dict:
             loss=args.loss,
             penalty="l1",
             regs=args.betas,
+            tol=args.tol,
             max_time=args.max_time,
             check=True,
             solver_options=_solver_options(args),
@@ -116,7 +131,14 @@ def _fit_record(name: str, w, task, args) -> dict:
             for g in fit.grid
         ],
         "seconds": time.perf_counter() - t0,
+        "tol": args.tol,
+        "max_time": args.max_time,
+        "threads": torch.get_num_threads(),
+        "load_start": load_start,
+        "load_end": os.getloadavg(),
     }
+    rec["certified"] = _certified(rec, args.tol)
+    rec["grid_certified"] = all(_certified(g, args.tol) for g in rec["grid"])
     print(json.dumps({k: v for k, v in rec.items() if k != "grid"}), flush=True)
     return rec
 
@@ -244,7 +266,14 @@ def main(argv=None) -> int:
     ap.add_argument("--solver", default=None, help="solve_path solver (default: auto)")
     ap.add_argument("--no-polish", action="store_true", help="solve_path(polish=False)")
     ap.add_argument("--betas", type=float, nargs="+", default=[1e-2, 3e-3, 1e-3])
-    ap.add_argument("--max-time", type=float, default=120.0, help="seconds per solve")
+    ap.add_argument("--n-test", type=int, default=None, help="test images (default: all 10k)")
+    ap.add_argument(
+        "--max-time",
+        type=float,
+        default=120.0,
+        help="seconds per solve (a solve stopped by it is recorded as not certified)",
+    )
+    ap.add_argument("--tol", type=float, default=1e-6, help="target relative duality gap")
     ap.add_argument(
         "--control",
         action="store_true",
@@ -278,7 +307,9 @@ def main(argv=None) -> int:
         "load": os.getloadavg(),
         "command": " ".join(sys.argv),
     }
-    task = sequential_mnist(DATA, T=args.T, n_train=args.n_train, n_val=args.n_val, seed=args.seed)
+    task = sequential_mnist(
+        DATA, T=args.T, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed
+    )
     records = run_delay(args, task) if args.what == "delay" else run_colgen(args, task)
     for r in records:
         r["command"] = meta["command"]
