@@ -121,6 +121,31 @@ def test_uncertified_rows_lists_the_rows_above_the_gap(tmp_path, capsys):
     assert "demo: 1/3 convex rows certified" in text
 
 
+def test_uncertified_rows_leaves_superseded_records_out_of_the_counts(tmp_path, capsys):
+    tool = _tool()
+    bdir = tmp_path / "experiments" / "results"
+    bdir.mkdir(parents=True)
+    recs = [
+        {
+            "method": "CVX-delay",
+            "n_train": 6000,
+            "seed": 0,
+            "rel_gap": 0.34,
+            "converged": False,
+            "old": True,
+        },
+        {"method": "CVX-delay", "n_train": 6000, "seed": 0, "rel_gap": 4e-11, "converged": True},
+    ]
+    (bdir / "pure_convex.json").write_text(json.dumps({"records": recs}))
+    assert tool.main(["--root", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "pure_convex: 1/1 convex rows certified" in text
+    assert "not counted): 1" in text
+    assert tool.main(["--root", str(tmp_path), "--superseded"]) == 0
+    text = capsys.readouterr().out
+    assert "pure_convex: 1/2 convex rows certified" in text and "3.4e-01" in text
+
+
 def _sync_tool():
     spec = importlib.util.spec_from_file_location(
         "sync_results", ROOT / "tools" / "sync_results.py"

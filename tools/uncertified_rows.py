@@ -11,10 +11,12 @@ committed JSON only (nothing is run):
 
 For each row the script prints the experiment, cell, method, seed, largest relative gap, the
 tolerance and wall-clock cap the solve ran under, the solver's status, iterations and seconds
-(where recorded)::
+(where recorded). Records marked ``"old": true`` (superseded by a rerun and kept beside it for
+comparison) are left out of the list and the counts unless ``--superseded`` is given::
 
     python tools/uncertified_rows.py            # the uncertified rows, then a count
     python tools/uncertified_rows.py --all      # every convex row
+    python tools/uncertified_rows.py --superseded  # also the records marked "old": true
     python tools/uncertified_rows.py --json out.json
 """
 
@@ -57,7 +59,9 @@ def _certs(rec: dict) -> list[dict]:
     return []
 
 
-def _row(source: str, cell: str, method: str, seed, certs: list[dict], tol, cap) -> dict:
+def _row(
+    source: str, cell: str, method: str, seed, certs: list[dict], tol, cap, superseded=False
+) -> dict:
     gaps = [_num(c.get("rel_gap")) for c in certs]
     finite = [g for g in gaps if g is not None]
     its = [c.get("iterations") for c in certs if c.get("iterations") is not None]
@@ -82,6 +86,7 @@ def _row(source: str, cell: str, method: str, seed, certs: list[dict], tol, cap)
         "status": "/".join(status) or "-",
         "iterations": max(its) if its else None,
         "seconds": sum(secs) if secs else None,
+        "superseded": bool(superseded),
     }
 
 
@@ -122,7 +127,14 @@ def benchmark_rows(root: Path) -> list[dict]:
             if certs:
                 rows.append(
                     _row(
-                        "mnist", r.get("config", "?"), r["method"], r.get("seed"), certs, None, None
+                        "mnist",
+                        r.get("config", "?"),
+                        r["method"],
+                        r.get("seed"),
+                        certs,
+                        None,
+                        None,
+                        superseded=r.get("old", False),
                     )
                 )
     p = bdir / "pure_convex.json"
@@ -135,7 +147,18 @@ def benchmark_rows(root: Path) -> list[dict]:
                 cap = None
                 if "--max-time" in cmd:
                     cap = _num(cmd.split("--max-time")[1].split()[0])
-                rows.append(_row("pure_convex", cell, r["method"], r.get("seed"), certs, None, cap))
+                rows.append(
+                    _row(
+                        "pure_convex",
+                        cell,
+                        r["method"],
+                        r.get("seed"),
+                        certs,
+                        None,
+                        cap,
+                        superseded=r.get("old", False),
+                    )
+                )
     p = bdir / "long_memory.json"
     if p.is_file():
         d = json.loads(p.read_text(encoding="utf-8"))
@@ -186,11 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only results/*/cells (not experiments/results)",
     )
+    ap.add_argument(
+        "--superseded",
+        action="store_true",
+        help='also list and count the records marked "old": true (kept beside their reruns)',
+    )
     ap.add_argument("--json", help="write the rows as JSON here")
     ap.add_argument("--root", default=str(ROOT), help="repository root")
     a = ap.parse_args(argv)
     root = Path(a.root)
     rows = experiment_rows(root) + ([] if a.no_benchmarks else benchmark_rows(root))
+    n_old = sum(r["superseded"] for r in rows)
+    if not a.superseded:
+        rows = [r for r in rows if not r["superseded"]]
     for r in rows:
         r["certified"] = certified(r, a.gap)
     shown = rows if a.all else [r for r in rows if not r["certified"]]
@@ -213,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{src}: {k}/{n} convex rows certified (rel gap <= {a.gap:g})")
     n_all, k_all = len(rows), sum(r["certified"] for r in rows)
     print(f"total: {k_all}/{n_all} certified, {n_all - k_all} not")
+    if n_old and not a.superseded:
+        print(f"superseded records (marked old, kept beside their reruns; not counted): {n_old}")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0
