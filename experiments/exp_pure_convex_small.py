@@ -89,6 +89,8 @@ def run_cg(args, task) -> dict:
         "cg_family": args.family,
         "cg_group": args.group,
         "cg_layer1_sources": args.layer1_sources,
+        "cg_proposals": tuple(args.proposals) if args.proposals else None,
+        "cg_rule": args.rule,
         "depth": args.depth,
     }
     rec = run_method("CVX-CG", task, config=cfg, seed=args.seed)
@@ -237,6 +239,18 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--group", type=int, default=32, help="two_layer_delay: windows per branch")
     ap.add_argument("--layer1-sources", type=int, default=0, help="two_layer_delay: Gaussian")
+    ap.add_argument(
+        "--rule",
+        default="price",
+        choices=["price", "steepest"],
+        help="cvx-cg: rank violating candidates by price or steepest edge",
+    )
+    ap.add_argument(
+        "--proposals",
+        nargs="+",
+        default=None,
+        help="cvx-cg proposal kinds (default: the family's; e.g. dual sparse fit local)",
+    )
     # cvx-delay
     ap.add_argument("--neurons", type=int, default=128, help="branches (sources per layer 1)")
     ap.add_argument(
