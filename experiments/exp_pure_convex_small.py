@@ -9,6 +9,11 @@ Usage::
     python experiments/exp_pure_convex_small.py cvx-cg --task xor -T 14 --family two_layer_delay \\
         --depth 5 --rounds 20 --pool 1024 --budget 2048 \\
         --json experiments/results/pure_convex_small.json
+    # automata: window neurons over input relays, fitted and local proposals, steepest edge
+    python experiments/exp_pure_convex_small.py cvx-cg --task tomita3_paper -T 20 --rounds 30 \
+        --family two_layer_delay --depth 3 --group 256 --proposals dual sparse fit local \
+        --rule steepest --pool 1024 --budget 2048 --init-sources 64 --leaks 1.0 --betas 0.1 \
+        --max-time 300 --json experiments/results/pure_convex_small.json
     # a random Gaussian delay-line dictionary (CVX with witnesses="delay"), depth L
     python experiments/exp_pure_convex_small.py cvx-delay --task xor -T 11 --depth 5 \\
         --json experiments/results/pure_convex_small.json
