@@ -1129,7 +1129,11 @@ def fit_column_generation(
             last_only=two or not delay,
         )
         seen: set[bytes] = set()
-        first = [i for i, kk in enumerate(keys) if not (kk in seen or seen.add(kk))]
+        first = []
+        for i, kk in enumerate(keys):
+            if kk not in seen:
+                seen.add(kk)
+                first.append(i)
         order = order[torch.as_tensor(first, dtype=torch.long)]
         if max_add is not None:
             order = order[:max_add]
