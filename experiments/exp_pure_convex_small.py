@@ -9,6 +9,11 @@ Usage::
     python experiments/exp_pure_convex_small.py cvx-cg --task xor -T 14 --family two_layer_delay \\
         --depth 5 --rounds 20 --pool 1024 --budget 2048 \\
         --json experiments/results/pure_convex_small.json
+    # automata: window neurons over input relays, fitted and local proposals, steepest edge
+    python experiments/exp_pure_convex_small.py cvx-cg --task tomita3_paper -T 20 --rounds 30 \
+        --family two_layer_delay --depth 3 --group 256 --proposals dual sparse fit local \
+        --rule steepest --pool 1024 --budget 2048 --init-sources 64 --leaks 1.0 --betas 0.1 \
+        --max-time 300 --json experiments/results/pure_convex_small.json
     # a random Gaussian delay-line dictionary (CVX with witnesses="delay"), depth L
     python experiments/exp_pure_convex_small.py cvx-delay --task xor -T 11 --depth 5 \\
         --json experiments/results/pure_convex_small.json
@@ -89,6 +94,8 @@ def run_cg(args, task) -> dict:
         "cg_family": args.family,
         "cg_group": args.group,
         "cg_layer1_sources": args.layer1_sources,
+        "cg_proposals": tuple(args.proposals) if args.proposals else None,
+        "cg_rule": args.rule,
         "depth": args.depth,
     }
     rec = run_method("CVX-CG", task, config=cfg, seed=args.seed)
@@ -237,6 +244,18 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--group", type=int, default=32, help="two_layer_delay: windows per branch")
     ap.add_argument("--layer1-sources", type=int, default=0, help="two_layer_delay: Gaussian")
+    ap.add_argument(
+        "--rule",
+        default="price",
+        choices=["price", "steepest"],
+        help="cvx-cg: rank violating candidates by price or steepest edge",
+    )
+    ap.add_argument(
+        "--proposals",
+        nargs="+",
+        default=None,
+        help="cvx-cg proposal kinds (default: the family's; e.g. dual sparse fit local)",
+    )
     # cvx-delay
     ap.add_argument("--neurons", type=int, default=128, help="branches (sources per layer 1)")
     ap.add_argument(

@@ -67,8 +67,25 @@ Proposals (all drawn from one seeded generator):
   :math:`k` drawn proportionally to the norm of its readout weights;
 * ``"gaussian"``: :math:`s\, G` (as :func:`~convexsnn.witnesses.gaussian_witnesses`).
 
+* ``"fit"`` (``family="two_layer_delay"``): the pricing problem of a window neuron is a weighted
+  classification (its spike at :math:`T` is :math:`\mathbb 1[\Phi_T c \ge \theta]` while it
+  stayed silent before), so each candidate is a logistic threshold unit fitted to the signs of
+  :math:`\sigma U_{:,c}` weighted by :math:`|U_{:,c}|`, on a random row half and a random
+  feature subset or band of consecutive lags (:func:`_fit_windows`; the weak learner of
+  boosting);
+* ``"local"``: hill climbing from the best candidates of the round (:func:`_local_search`):
+  one-coordinate changes, rescaling and, for window weights, the whole pattern shifted by one lag.
+  Every neighbour examined is priced and counts in the pricing gap.
+
 Dual proposals are rescaled to norm :math:`s \sqrt d\, e^{u}`, :math:`u \sim U(-\ln 2, \ln 2)`
 (the norm of a Gaussian witness, within a factor 2).
+
+Ranking (``rule``). Violating candidates are added in order of price (``"price"``) or of the
+*steepest edge* (``"steepest"``): :math:`\rho(d^\top U) / (\lambda \lVert d\rVert_a)`,
+:math:`\lVert d\rVert_a^2 = \sum_i a_i d_i`, the price per unit of column norm, which prefers a
+column firing on rows whose residuals agree in sign over a broad one that fires on many rows of
+both signs (the classical pricing rule of the simplex method); local search then climbs that
+score. Candidates with the same columns are added once.
 
 Gap-safe screening (squared and softmax losses). The dual objective is 1-strongly concave in the
 norm :math:`\lVert V\rVert_{A^{-1}}^2 = \sum_i \lVert V_i\rVert^2 / a_i` (squared: exactly;
@@ -135,7 +152,7 @@ __all__ = [
 
 logger = logging.getLogger("convexsnn")
 
-PROPOSALS = ("dual", "mutation", "gaussian", "sparse")
+PROPOSALS = ("dual", "mutation", "gaussian", "sparse", "fit", "local")
 #: witness families :func:`fit_column_generation` grows
 FAMILIES = ("delay", "two_layer_delay")
 _DEFAULT_PROPOSALS = {
@@ -145,6 +162,8 @@ _DEFAULT_PROPOSALS = {
 _LOSSES = ("squared", "softmax")
 _PENALTIES = ("l1", "l21")
 _BACKENDS = ("local", "ray")
+#: how violating candidates are ranked (and local search climbs): price or steepest edge
+_RULES = ("price", "steepest")
 
 
 @dataclass
@@ -467,6 +486,212 @@ def _propose(
     return w.T.contiguous()
 
 
+def _fit_windows(
+    F: torch.Tensor,
+    U: torch.Tensor,
+    count: int,
+    *,
+    gen: torch.Generator,
+    theta: float,
+    n_masks: int,
+    n_lags: int | None = None,
+    steps: int = 100,
+    lr: float = 0.3,
+    ridge: float = 1e-4,
+) -> torch.Tensor:
+    r"""``(d, count)`` window weights fitted as weighted threshold units on the dual.
+
+    The spike at :math:`T` of a window neuron that stayed silent before is
+    :math:`\mathbb 1[F_i c \ge \theta]` with :math:`F = \Phi_{:, T}` (module docstring), and
+    its price is largest when it fires on the rows where :math:`\sigma U_{:,c}` is positive:
+    the pricing problem is a weighted classification (the weak learner of boosting). Each
+    candidate fits a logistic threshold unit with the neuron's own fixed bias :math:`-\theta`,
+
+    .. math::
+
+        \min_a \sum_i m_i |U_{ic}|\, \log\big(1 + e^{-y_i (F_i a - \theta)}\big)
+        + \tfrac{r}{2} \lVert a\rVert^2, \qquad y_i = \operatorname{sign}(\sigma U_{ic}),
+
+    on a random class :math:`c`, sign :math:`\sigma`, row mask :math:`m` (all rows or a random
+    half) and feature subset (all; each feature kept with probability 1/2 or 1/4; or, for window
+    weights with ``n_lags`` lags per source, every source at a band of :math:`w` consecutive
+    lags, :math:`w \sim U\{2 .. T/2\}`: a pattern local in time), by
+    ``steps`` Adam steps from :math:`a = 0` (batched over the candidates); :math:`c = a`.
+    """
+    n, d = F.shape
+    C = U.shape[1]
+    c = torch.randint(C, (count,), generator=gen)
+    sign = torch.randint(2, (count,), generator=gen).to(torch.float64) * 2 - 1
+    target = sign[None, :] * U[:, c]  # (n, K)
+    half = torch.rand(n, count, generator=gen, dtype=torch.float64) < 0.5
+    use_all = torch.rand(count, generator=gen) < 1.0 / (n_masks + 1)
+    rows = torch.where(use_all[None, :], torch.ones_like(half), half).to(torch.float64)
+    omega = target.abs() * rows
+    omega = omega / omega.sum(dim=0, keepdim=True).clamp_min(1e-300)
+    yy = torch.where(target > 0, 1.0, -1.0).to(torch.float64)
+    kind = torch.randint(4, (count,), generator=gen)
+    keep_p = torch.tensor([1.0, 0.5, 0.25, 1.0], dtype=torch.float64)[kind]
+    fmask = (torch.rand(d, count, generator=gen, dtype=torch.float64) < keep_p[None, :]).to(
+        torch.float64
+    )
+    if n_lags is not None and n_lags > 1 and d % n_lags == 0:
+        # kind 3: a band of consecutive lags [l0, l0 + w) of every source
+        w = torch.randint(2, max(2, n_lags // 2) + 1, (count,), generator=gen)
+        l0 = (torch.rand(count, generator=gen) * (n_lags - w + 1)).floor().long()
+        lag = torch.arange(d) % n_lags
+        band = (lag[:, None] >= l0[None, :]) & (lag[:, None] < (l0 + w)[None, :])
+        fmask = torch.where((kind == 3)[None, :], band.to(torch.float64), fmask)
+    a = torch.zeros(d, count, dtype=torch.float64)
+    m1, m2 = torch.zeros_like(a), torch.zeros_like(a)
+    b1, b2 = 0.9, 0.999
+    for i in range(1, steps + 1):  # Adam on the analytic gradient
+        z = F @ a - theta
+        g = F.T @ (-omega * yy * torch.sigmoid(-yy * z)) * fmask + ridge * a
+        m1.mul_(b1).add_(g, alpha=1 - b1)
+        m2.mul_(b2).addcmul_(g, g, value=1 - b2)
+        a = a - lr * (m1 / (1 - b1**i)) / ((m2 / (1 - b2**i)).sqrt() + 1e-12)
+        a = a * fmask
+    return a.contiguous()
+
+
+def _neighbours(
+    seeds: torch.Tensor,
+    m: int,
+    *,
+    gen: torch.Generator,
+    theta: float,
+    n_lags: int | None,
+) -> torch.Tensor:
+    r"""``(d, S m)`` random one-move neighbours of the ``S`` seed witnesses ``(d, S)``.
+
+    Moves (equally likely): set one coordinate to :math:`\pm\theta u`,
+    :math:`u \sim U(0.3, 1.3)`; zero one non-zero coordinate; scale the whole vector by
+    :math:`e^{v}`, :math:`v \sim U(-0.25, 0.25)`; and, for window weights (``n_lags`` = the
+    delay-line length, rows ``source * n_lags + lag``), shift every lag by :math:`\pm 1` (the same
+    pattern one step earlier or later), else add :math:`0.3 \lVert w\rVert / \sqrt d\, G`.
+    """
+    d, S = seeds.shape
+    K = S * m
+    base = seeds.repeat_interleave(m, dim=1).clone()  # (d, K), seed s -> columns s*m ..
+    kind = torch.randint(4, (K,), generator=gen)
+    j = torch.randint(d, (K,), generator=gen)
+    val = theta * (0.3 + torch.rand(K, generator=gen, dtype=torch.float64))
+    val = val * (torch.randint(2, (K,), generator=gen).to(torch.float64) * 2 - 1)
+    v = (torch.rand(K, generator=gen, dtype=torch.float64) * 2 - 1) * 0.25
+    nz_key = torch.rand(d, K, generator=gen, dtype=torch.float64)
+    step = torch.randint(2, (K,), generator=gen) * 2 - 1
+    noise = torch.randn(d, K, generator=gen, dtype=torch.float64)
+    cols = torch.arange(K)
+    out = base.clone()
+    k0 = kind == 0
+    out[j[k0], cols[k0]] = val[k0]
+    k1 = kind == 1
+    nzk = torch.where(base != 0, nz_key, torch.full_like(nz_key, -1.0))
+    jz = nzk.argmax(dim=0)
+    has = (base != 0).any(dim=0)
+    sel = k1 & has
+    out[jz[sel], cols[sel]] = 0.0
+    k2 = kind == 2
+    out[:, k2] = base[:, k2] * torch.exp(v[k2])[None, :]
+    k3 = kind == 3
+    if n_lags is not None and n_lags > 1 and d % n_lags == 0:
+        b3 = base[:, k3].reshape(d // n_lags, n_lags, -1)
+        sh = torch.zeros_like(b3)
+        up = step[k3] > 0
+        sh[:, 1:, up] = b3[:, :-1, up]  # later lag: the pattern one step earlier
+        sh[:, :-1, ~up] = b3[:, 1:, ~up]
+        out[:, k3] = sh.reshape(d, -1)
+    else:
+        nb = base[:, k3]
+        out[:, k3] = nb + 0.3 * nb.norm(dim=0, keepdim=True) / math.sqrt(d) * noise[:, k3]
+    return out
+
+
+def _local_search(
+    seeds: torch.Tensor,
+    seed_scores: torch.Tensor,
+    count: int,
+    eval_fn: Any,
+    *,
+    gen: torch.Generator,
+    theta: float,
+    n_lags: int | None,
+    steps: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Hill climbing from ``seeds``: ``steps`` times, every seed draws ``count // (steps S)``
+    neighbours (:func:`_neighbours`), all are evaluated (``eval_fn(C) -> (prices, scores)``),
+    and a seed moves to its best-scoring neighbour when that one scores higher. Returns every
+    neighbour examined with its price and score (``count`` in all, up to rounding)."""
+    S = seeds.shape[1]
+    if S == 0 or count <= 0:
+        z = torch.zeros(0, dtype=torch.float64)
+        return torch.zeros(seeds.shape[0], 0, dtype=torch.float64), z, z
+    steps = max(1, min(steps, count // S))
+    m = max(1, count // (steps * S))
+    cur, cur_s = seeds.clone(), seed_scores.clone()
+    all_c, all_p, all_s = [], [], []
+    for _ in range(steps):
+        nb = _neighbours(cur, m, gen=gen, theta=theta, n_lags=n_lags)
+        p, sc = eval_fn(nb)
+        all_c.append(nb)
+        all_p.append(p)
+        all_s.append(sc)
+        best_s, best_i = sc.reshape(S, m).max(dim=1)
+        up = best_s > cur_s
+        idx = torch.arange(S) * m + best_i
+        cur[:, up] = nb[:, idx[up]]
+        cur_s[up] = best_s[up]
+    return torch.cat(all_c, dim=1), torch.cat(all_p), torch.cat(all_s)
+
+
+def _edge_scores(
+    weights: torch.Tensor,
+    x: torch.Tensor,
+    U: torch.Tensor,
+    a: torch.Tensor,
+    lam: float,
+    penalty: str,
+    last_only: bool,
+    lif: dict,
+    block_entries: int = 1 << 24,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Prices and steepest-edge scores of candidates ``weights`` ``(d, K)``.
+
+    Price :math:`\pi(w) = \max_t \rho(d_{w,t}^\top U)/\lambda` (as :func:`price_witnesses`);
+    score :math:`\max_t \rho(d_{w,t}^\top U) / (\lambda \lVert d_{w,t}\rVert_a)` with
+    :math:`\lVert d\rVert_a^2 = \sum_i a_i d_i` (binary :math:`d`): the price per unit of
+    column norm, the rule that prefers a column whose rows agree in sign of the residual over one
+    that fires on many rows of both signs (silent columns score 0).
+    """
+    n, T = x.shape[:2]
+    blk = max(1, block_entries // max(1, n * T))
+    out_p, out_s = [], []
+    for k0 in range(0, weights.shape[1], blk):
+        s = _source_spikes(weights[:, k0 : k0 + blk], x, **lif)  # (n, T, k)
+        if last_only:
+            s = s[:, -1:]
+        G = torch.einsum("ntk,nc->tkc", s, U)
+        rho = G.abs().amax(dim=2) if penalty == "l1" else G.norm(dim=2)  # (t, k)
+        norm = torch.einsum("ntk,n->tk", s, a).clamp_min(0).sqrt()
+        out_p.append(rho.amax(dim=0) / lam)
+        sc = torch.where(norm > 0, rho / norm.clamp_min(1e-300), torch.zeros_like(rho))
+        out_s.append(sc.amax(dim=0) / lam)
+    if not out_p:
+        z = torch.zeros(0, dtype=torch.float64)
+        return z, z
+    return torch.cat(out_p), torch.cat(out_s)
+
+
+def _column_keys(cands: torch.Tensor, x: torch.Tensor, lif: dict, last_only: bool) -> list[bytes]:
+    """A hashable key of the dictionary columns of every candidate (its spikes at every step,
+    or at the last step only), for de-duplicating candidates before they are added."""
+    s = _source_spikes(cands, x, **lif)  # (n, T, K)
+    if last_only:
+        s = s[:, -1:]
+    b = np.packbits(s.permute(2, 0, 1).reshape(s.shape[2], -1).numpy() > 0.5, axis=1)
+    return [row.tobytes() for row in b]
+
+
 # ---------------------------------------------------------------------- the loop
 def _witness_owner(dic: SpikeDictionary, group: int | None = None) -> np.ndarray:
     """Witness index of every dictionary column: its branch (one-neuron witnesses), or
@@ -515,6 +740,10 @@ def fit_column_generation(
     depth: int = 3,
     group: int = 32,
     layer1_sources: int = 0,
+    local_seeds: int = 16,
+    local_steps: int = 4,
+    max_add: int | None = None,
+    rule: str = "price",
 ) -> ColumnGenerationResult:
     r"""Column generation over one-neuron (delay-line) witnesses or two-layer delay witnesses
     (module docstring).
@@ -579,8 +808,16 @@ def fit_column_generation(
         beside the input relays.
     proposals : sequence of str, optional
         Among ``"dual"``, ``"mutation"``, ``"gaussian"``, ``"sparse"``
-        (:func:`convexsnn.delay.sparse_windows`); default ``dual, mutation, gaussian``
-        (``"delay"``) or ``dual, mutation, sparse`` (``"two_layer_delay"``).
+        (:func:`convexsnn.delay.sparse_windows`), ``"fit"`` (``"two_layer_delay"`` only) and
+        ``"local"`` (module docstring); default ``dual, mutation, gaussian`` (``"delay"``) or
+        ``dual, mutation, sparse`` (``"two_layer_delay"``).
+    local_seeds, local_steps
+        ``"local"``: seeds (the best candidates of the round) and hill-climbing steps; its
+        share of ``pool`` is the number of neighbours examined.
+    max_add : int, optional
+        Most witnesses added per round (default: as many as the budget has room for).
+    rule : {"price", "steepest"}
+        Ranking of the violating candidates (module docstring). ``"steepest"`` prices locally.
 
     Returns
     -------
@@ -608,6 +845,15 @@ def fit_column_generation(
         check_choice(p, "proposals", PROPOSALS)
     if not proposals:
         raise ValueError("proposals must name at least one of " + ", ".join(PROPOSALS))
+    if "fit" in proposals and not two:
+        raise ValueError("proposals='fit' fits window neurons: it needs family='two_layer_delay'")
+    if max_add is not None:
+        max_add = check_positive_int(max_add, "max_add")
+    check_choice(rule, "rule", _RULES)
+    if rule == "steepest" and backend == "ray":
+        raise ValueError("rule='steepest' prices locally: use backend='local' with it")
+    local_seeds = check_positive_int(local_seeds, "local_seeds")
+    local_steps = check_positive_int(local_steps, "local_steps")
     x = check_sequence_input(X, "X", dtype=torch.float64)
     n, T, d = x.shape
     yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
@@ -655,6 +901,10 @@ def fit_column_generation(
             "proposals": list(proposals),
             "mutation_scale": mutation_scale,
             "n_masks": n_masks,
+            "local_seeds": local_seeds,
+            "local_steps": local_steps,
+            "max_add": max_add,
+            "rule": rule,
             "pricing_tol": pricing_tol,
             "screen": screen,
             "tol": tol,
@@ -780,35 +1030,72 @@ def fit_column_generation(
             for i, p in enumerate(proposals)
         }
         dirs = _dual_directions(price_x, U, n_masks, gen) if counts.get("dual", 0) > 0 else None
-        cands = torch.cat(
-            [
-                _propose(
-                    p,
-                    counts[p],
+        parts = [
+            _propose(
+                p,
+                counts[p],
+                gen=gen,
+                d=dim,
+                scale=scale,
+                dirs=dirs,
+                kept=sources,
+                kept_weight=wit_weight,
+                mutation_scale=mutation_scale,
+                theta=lif["theta"],
+            )
+            for p in proposals
+            if p not in ("fit", "local")
+        ]
+        if counts.get("fit", 0) > 0:
+            parts.append(
+                _fit_windows(
+                    price_x[:, -1],
+                    U,
+                    counts["fit"],
                     gen=gen,
-                    d=dim,
-                    scale=scale,
-                    dirs=dirs,
-                    kept=sources,
-                    kept_weight=wit_weight,
-                    mutation_scale=mutation_scale,
                     theta=lif["theta"],
+                    n_masks=n_masks,
+                    n_lags=n_win,
                 )
-                for p in proposals
-            ],
-            dim=1,
-        )
-        prices = price_witnesses(
-            window_weights(cands, lif["leak"], n_win) if two else cands,
-            price_x,
-            U,
-            lam,
-            penalty=penalty,
-            delay=delay and not two,
-            backend=backend,
-            n_tasks=n_tasks,
-            **lif,
-        )
+            )
+        cands = torch.cat(parts, dim=1) if parts else torch.zeros(dim, 0, dtype=torch.float64)
+
+        def eval_fn(c: torch.Tensor, U: torch.Tensor = U) -> tuple[torch.Tensor, torch.Tensor]:
+            w = window_weights(c, lif["leak"], n_win) if two else c
+            if rule == "steepest":
+                return _edge_scores(w, price_x, U, a, lam, penalty, two or not delay, lif)
+            p = price_witnesses(
+                w,
+                price_x,
+                U,
+                lam,
+                penalty=penalty,
+                delay=delay and not two,
+                backend=backend,
+                n_tasks=n_tasks,
+                **lif,
+            )
+            return p, p
+
+        prices, scores = eval_fn(cands)
+        if counts.get("local", 0) > 0:
+            # seeds: the best candidates of this round, else the best kept witnesses
+            pool_c, pool_s = (cands, scores) if cands.shape[1] else (sources, wit_price)
+            top = torch.argsort(pool_s, descending=True, stable=True)[:local_seeds]
+            nb, p_nb, s_nb = _local_search(
+                pool_c[:, top],
+                pool_s[top].to(torch.float64),
+                counts["local"],
+                eval_fn,
+                gen=gen,
+                theta=lif["theta"],
+                n_lags=n_win if two else None,
+                steps=local_steps,
+            )
+            counts["local"] = int(nb.shape[1])
+            cands = torch.cat([cands, nb], dim=1)
+            prices = torch.cat([prices, p_nb])
+            scores = torch.cat([scores, s_nb])
         rec.n_candidates = int(cands.shape[1])
         rec.proposals = {p: int(c) for p, c in counts.items()}
         if prices.numel():
@@ -832,7 +1119,24 @@ def fit_column_generation(
         # drop screened witnesses, retire more if the budget needs it, add the most violating
         keep = torch.from_numpy(unsafe) if screen else torch.ones(K, dtype=torch.bool)
         rec.n_dropped = int(K - keep.sum())
-        order = violating[torch.argsort(prices[violating], descending=True, stable=True)]
+        order = violating[torch.argsort(scores[violating], descending=True, stable=True)]
+        # one candidate per distinct column set (local search finds the same column many times)
+        order = order[: budget // per]
+        keys = _column_keys(
+            window_weights(cands[:, order], lif["leak"], n_win) if two else cands[:, order],
+            price_x,
+            lif,
+            last_only=two or not delay,
+        )
+        seen: set[bytes] = set()
+        first = []
+        for i, kk in enumerate(keys):
+            if kk not in seen:
+                seen.add(kk)
+                first.append(i)
+        order = order[torch.as_tensor(first, dtype=torch.long)]
+        if max_add is not None:
+            order = order[:max_add]
         room = budget // per - int(keep.sum())
         if room < order.numel():
             spare = torch.nonzero(keep & (wit_weight == 0), as_tuple=False)[:, 0]

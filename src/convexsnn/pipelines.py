@@ -167,6 +167,9 @@ class PipelineConfig:
         ``"two_layer_delay"`` (window neurons over input relays and ``cg_layer1_sources``
         Gaussian sources with delay lines, ``cg_group`` per branch, padded to ``depth`` with
         exact relays; :func:`convexsnn.delay.two_layer_delay_witnesses`).
+    cg_proposals, cg_rule
+        ``CVX-CG`` proposal kinds (``None``: the family's default) and the ranking of violating
+        candidates (``"price"`` or ``"steepest"``; :func:`convexsnn.colgen.fit_column_generation`).
     """
 
     n_branches: int = 16
@@ -216,6 +219,8 @@ class PipelineConfig:
     cg_family: str = "delay"
     cg_group: int = 32
     cg_layer1_sources: int = 0
+    cg_proposals: tuple | None = None
+    cg_rule: str = "price"
 
     beta = renamed_attribute("leak", "beta")
     reg_betas = renamed_attribute("regs", "reg_betas")
@@ -482,6 +487,8 @@ def _colgen_fit(task: TaskData, cfg: PipelineConfig, seed: int) -> tuple[Paralle
                         depth=cfg.depth,
                         group=cfg.cg_group,
                         layer1_sources=cfg.cg_layer1_sources,
+                        proposals=cfg.cg_proposals,
+                        rule=cfg.cg_rule,
                     )
                 val = res.accuracy(task.val.X, task.val.y)
                 last = res.rounds[-1]
