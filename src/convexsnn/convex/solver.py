@@ -119,6 +119,7 @@ from ._inner import (
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
 from ._rows import RowGroups, merge_duplicate_rows
 from ._screening import can_screen, column_norms, gap_safe_screen
+from ._softmax_cd import newton_rows_fit, prox_newton_softmax_rows
 from .certificate import Certificate, ConvergenceWarning
 from .datafits import DATAFITS, Datafit, SoftmaxCrossEntropy, make_datafit
 from .linear_operator import as_operator, available_memory
@@ -555,11 +556,9 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             and type(pen) is L1
             and numba_available()
             and _has(op, "columns", "dense")
-            and P * df.n_outputs <= NEWTON_FULL_HESSIAN
-            and n * P <= NEWTON_MAX_ENTRIES
         ):
-            # proximal Newton where its full Hessian is small (measured 8-26x faster than FISTA
-            # there); larger problems keep FISTA + Newton-CG polishing (not measured yet)
+            # proximal Newton: full Hessian where it is small (measured 8-26x faster than FISTA
+            # there), else the Hessian-free row-form coordinate descent (_softmax_cd)
             return "newton"
         if df.smooth:
             return "fista"
@@ -818,7 +817,11 @@ def _solve_prepared(
                 cols=S if use_ws else None,
                 cache=gram_cache,
             )
-        elif algo == "newton" and int(op_s.shape[0]) * int(op_s.shape[1]) <= NEWTON_MAX_ENTRIES:
+        elif (
+            algo == "newton"
+            and int(op_s.shape[1]) * C <= NEWTON_FULL_HESSIAN
+            and int(op_s.shape[0]) * int(op_s.shape[1]) <= NEWTON_MAX_ENTRIES
+        ):
             inner = prox_newton_softmax(
                 op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl
             )
@@ -827,7 +830,14 @@ def _solve_prepared(
                 # from its point for the rest of the solve
                 algo, fell_back = "fista", True
                 logger.log(lvl, "newton did not converge: switching to fista")
+        elif algo == "newton" and newton_rows_fit(*op_s.shape, C):
+            # Hessian-free proximal Newton (row-form coordinate descent on a float32 block)
+            inner = prox_newton_softmax_rows(
+                op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl
+            )
         elif algo in ("fista", "gram", "cd", "newton"):
+            if algo == "newton":
+                logger.log(lvl, "newton block %s does not fit in memory: fista", op_s.shape)
             inner = fista(
                 op_s,
                 df,
