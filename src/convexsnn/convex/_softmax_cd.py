@@ -25,8 +25,9 @@ its curvature :math:`h_{jc} = \sum_i a_i d_{ij}^2 p_{ic}(1 - p_{ic})`, and the s
 threshold :math:`u \leftarrow S_{\lambda/h_{jc}}(u - \partial_{jc} q / h_{jc})` of
 :math:`u = W_{jc} + \Delta_{jc}`, after which column ``j``'s nonzero rows update
 :math:`\delta z_{\cdot c}` and :math:`\rho`. The Hessian (``PC x PC``) is never formed: a sweep
-costs :math:`O(n s C)` on the dense float32 block :math:`D_S^\top` (``s x n``, 4 bytes per entry)
-of the working set. The sweeps run over the coordinates that are nonzero or nearly violate their
+costs :math:`O(\mathrm{nnz}(D_S)\, C)` on the working-set block in compressed-column form
+(int32 row indices and float32 values, 8 bytes per nonzero).
+The sweeps run over the coordinates that are nonzero or nearly violate their
 dual constraint (:math:`|g_{jc}| > \lambda - M`, :math:`M` the largest violation of the previous
 step: the shrinking rule of newGLMNET), until a sweep changes the model by less than a fraction of
 the first sweep (that fraction tightens as the steps become full Newton steps). Then
@@ -61,9 +62,10 @@ MAX_SWEEPS = 200
 
 
 def block_bytes(n: int, s: int, C: int) -> int:
-    """Bytes held by one inner solve on an ``n x s`` block with ``C`` classes (the float32 block
-    plus about eight float64 ``C x n`` work arrays)."""
-    return 4 * n * s + 8 * 8 * n * C + 8 * 6 * s * C
+    """Bytes held by one inner solve on an ``n x s`` block with ``C`` classes (the block
+    as compressed columns, at most 8 bytes per entry, plus about eight float64 ``C x n`` work
+    arrays)."""
+    return 8 * n * s + 8 * 8 * n * C + 8 * 6 * s * C
 
 
 def newton_rows_fit(n: int, s: int, C: int) -> bool:
@@ -77,68 +79,62 @@ def newton_rows_fit(n: int, s: int, C: int) -> bool:
 # -- kernels (pure Python; compiled by numba on first use) ----------------------------------
 
 
-def _grad_curv_py(XT, Ut, Ht, g, h):
-    """``g[j, c] = sum_i XT[j, i] Ut[c, i]``, ``h[j, c] = sum_i XT[j, i]^2 Ht[c, i]``."""
-    s, n = XT.shape
+def _grad_curv_py(ptr, idx, val, Ut, Ht, g, h):
+    """``g[j, c] = sum_i d_ij Ut[c, i]``, ``h[j, c] = sum_i d_ij^2 Ht[c, i]`` (``D_S`` in
+    compressed-column form ``ptr, idx, val``)."""
+    s = ptr.shape[0] - 1
     C = Ut.shape[0]
     for j in range(s):
-        x = XT[j]
         for c in range(C):
-            acc = 0.0
-            acc2 = 0.0
             u = Ut[c]
             hh = Ht[c]
-            for i in range(n):
-                xi = x[i]
-                if xi != 0.0:
-                    acc += xi * u[i]
-                    acc2 += xi * xi * hh[i]
+            acc = 0.0
+            acc2 = 0.0
+            for k in range(ptr[j], ptr[j + 1]):
+                i = idx[k]
+                x = val[k]
+                acc += x * u[i]
+                acc2 += x * x * hh[i]
             g[j, c] = acc
             h[j, c] = acc2
 
 
-def _product_py(XT, W, Zt):
-    """``Zt[c, i] = sum_j XT[j, i] W[j, c]`` (the block product, transposed)."""
-    s, n = XT.shape
+def _product_py(ptr, idx, val, W, Zt):
+    """``Zt[c, i] = sum_j d_ij W[j, c]`` (the block product, transposed)."""
+    s = ptr.shape[0] - 1
     C = W.shape[1]
-    for c in range(C):
-        for i in range(n):
-            Zt[c, i] = 0.0
+    Zt[:, :] = 0.0
     for j in range(s):
-        x = XT[j]
         for c in range(C):
             w = W[j, c]
             if w != 0.0:
                 z = Zt[c]
-                for i in range(n):
-                    z[i] += x[i] * w
+                for k in range(ptr[j], ptr[j + 1]):
+                    z[idx[k]] += val[k] * w
 
 
-def _model_sweeps_py(XT, Rt, PAt, Pt, W, dW, dzt, rho, h, act, lam, max_sweeps, tol_rel):
+def _model_sweeps_py(ptr, idx, val, Rt, PAt, Pt, W, dW, dzt, rho, h, act, lam, max_sweeps, tol_rel):
     """Coordinate descent on the quadratic model over the coordinates ``act`` (``j * C + c``),
     in place on ``dW``, ``dzt`` and ``rho``. Returns the number of sweeps run."""
     C = W.shape[1]
-    n = XT.shape[1]
     first = -1.0
     sweeps = 0
     for _ in range(max_sweeps):
         sweeps += 1
         change = 0.0
-        for k in range(act.shape[0]):
-            j = act[k] // C
-            c = act[k] - j * C
+        for a in range(act.shape[0]):
+            j = act[a] // C
+            c = act[a] - j * C
             hjc = h[j, c]
             if hjc <= 0.0:
                 continue
-            x = XT[j]
             r = Rt[c]
             pa = PAt[c]
             dz = dzt[c]
             der = 0.0
-            for i in range(n):
-                xi = x[i]
-                if xi != 0.0:
-                    der += xi * (r[i] + pa[i] * (dz[i] - rho[i]))
+            for k in range(ptr[j], ptr[j + 1]):
+                i = idx[k]
+                der += val[k] * (r[i] + pa[i] * (dz[i] - rho[i]))
             u = W[j, c] + dW[j, c]
             v = u - der / hjc
             t = lam / hjc
@@ -152,11 +148,11 @@ def _model_sweeps_py(XT, Rt, PAt, Pt, W, dW, dzt, rho, h, act, lam, max_sweeps, 
             if d != 0.0:
                 dW[j, c] += d
                 p = Pt[c]
-                for i in range(n):
-                    xi = x[i]
-                    if xi != 0.0:
-                        dz[i] += d * xi
-                        rho[i] += p[i] * d * xi
+                for k in range(ptr[j], ptr[j + 1]):
+                    i = idx[k]
+                    xd = val[k] * d
+                    dz[i] += xd
+                    rho[i] += p[i] * xd
                 change += hjc * d * d
         if first < 0.0:
             first = change
@@ -206,35 +202,34 @@ def _model_value(g, W, dW, dzt, rho, Pt, an, lam) -> float:
     return float((g * dW).sum()) + 0.5 * quad + lam * float(np.abs(W + dW).sum())
 
 
-def _solve_model(XT, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_rel, K: int = 5):
-    r"""Coordinate-descent sweeps on the quadratic model (in place on ``dW``, ``dzt``, ``rho``)
-    with Anderson acceleration: every ``K`` sweeps the last ``K + 1`` iterates of
+def _anderson_sweeps(X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_abs, max_sweeps, K=5):
+    r"""Coordinate-descent sweeps over ``act`` on the quadratic model (in place on ``dW``,
+    ``dzt``, ``rho``) with Anderson acceleration: every ``K`` sweeps the last ``K + 1`` iterates of
     :math:`(\Delta, \delta z, \rho)` (all linear in :math:`\Delta`) are extrapolated, kept only
-    when the model value is lower. Stops when a sweep changes the model by at most ``tol_rel``
-    times the first sweep's change (:math:`\sum h_{jc} d_{jc}^2`), or after
-    :data:`MAX_SWEEPS`."""
-    hist: list[np.ndarray] = []
-    first = -1.0
-    sweeps = 0
+    when the model value is lower. Stops after a sweep whose change
+    :math:`\sum h_{jc} d_{jc}^2` is at most ``tol_abs``, or after ``max_sweeps``. Returns the
+    number of sweeps and the change of the first one."""
     shapes = (dW.shape, dzt.shape, rho.shape)
     sizes = (dW.size, dzt.size, rho.size)
 
     def pack() -> np.ndarray:
         return np.concatenate([dW.ravel(), dzt.ravel(), rho])
 
-    hist.append(pack())
-    while sweeps < MAX_SWEEPS:
-        before = pack()
-        _model_sweeps(XT, Rt, PAt, Pt, W, dW, dzt, rho, h, act, float(lam), 1, 0.0)
+    hist = [pack()]
+    first = -1.0
+    sweeps = 0
+    hflat = h.ravel()
+    while sweeps < max_sweeps:
+        before = dW.ravel()[act].copy()
+        _model_sweeps(*X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, float(lam), 1, 0.0)
         sweeps += 1
-        cur = pack()
-        dd = cur[: sizes[0]] - before[: sizes[0]]
-        change = float((h.ravel() * dd * dd).sum())
+        dd = dW.ravel()[act] - before
+        change = float((hflat[act] * dd * dd).sum())
         if first < 0.0:
             first = change
-        if change <= tol_rel * first or change == 0.0:
+        if change <= tol_abs or change == 0.0:
             break
-        hist.append(cur)
+        hist.append(pack())
         if len(hist) == K + 1:
             Hm = np.stack(hist)  # (K + 1, m)
             R = np.diff(Hm, axis=0)  # (K, m)
@@ -242,35 +237,84 @@ def _solve_model(XT, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_rel, 
             try:
                 z = np.linalg.solve(RR + 1e-12 * np.trace(RR) * np.eye(K), np.ones(K))
                 c = z / z.sum()
-                ok = np.all(np.isfinite(c))
+                ok = bool(np.all(np.isfinite(c)))
             except np.linalg.LinAlgError:
                 ok = False
             if ok:
                 ext = c @ Hm[1:]
-                f_cur = _model_value(g, W, dW, dzt, rho, Pt, an, lam)
                 e0, e1 = sizes[0], sizes[0] + sizes[1]
                 dW_e = ext[:e0].reshape(shapes[0])
                 dz_e = ext[e0:e1].reshape(shapes[1])
                 rho_e = ext[e1:]
+                f_cur = _model_value(g, W, dW, dzt, rho, Pt, an, lam)
                 if _model_value(g, W, dW_e, dz_e, rho_e, Pt, an, lam) < f_cur:
                     dW[...] = dW_e
                     dzt[...] = dz_e
                     rho[...] = rho_e
             hist = [pack()]
+    return sweeps, first
+
+
+def _solve_model(X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_rel):
+    r"""Approximate minimiser of the quadratic model (in place on ``dW``, ``dzt``, ``rho``), the
+    glmnet way: a sweep over all the candidate coordinates ``act``, then Anderson-accelerated
+    sweeps over those that are nonzero (:math:`W + \Delta \ne 0`) until they settle, repeated
+    until a full sweep changes the model by at most ``tol_rel`` times the first full sweep
+    (:math:`\sum h_{jc} d_{jc}^2`), or :data:`MAX_SWEEPS` sweeps in all. Returns the number of
+    sweeps."""
+    sweeps = 0
+    first = -1.0
+    while sweeps < MAX_SWEEPS:
+        _, change = _anderson_sweeps(
+            X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, math.inf, 1
+        )
+        sweeps += 1
+        if first < 0.0:
+            first = change
+        if change <= tol_rel * first or change == 0.0:
+            break
+        nz = act[(W + dW).ravel()[act] != 0.0]
+        if nz.size:
+            k, _ = _anderson_sweeps(
+                X,
+                Rt,
+                PAt,
+                Pt,
+                W,
+                dW,
+                dzt,
+                rho,
+                h,
+                nz,
+                g,
+                an,
+                lam,
+                0.1 * tol_rel * first,
+                MAX_SWEEPS - sweeps,
+            )
+            sweeps += k
     return sweeps
 
 
-def _block_T(op, chunk: int = 512) -> np.ndarray:
-    """The block :math:`D_S^\\top` as a C-contiguous float32 ``(s, n)`` array, built ``chunk``
-    columns at a time (never an ``n x s`` float64 copy)."""
+def _block_csc(op, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The block :math:`D_S` in compressed-column form (``ptr`` int64, row indices int32, values
+    float32), built ``chunk`` columns at a time (never an ``n x s`` float64 copy of the block)."""
     n, s = op.shape
-    XT = np.empty((s, n), dtype=np.float32)
+    ptr = np.zeros(s + 1, dtype=np.int64)
+    idx_parts, val_parts = [], []
     for k0 in range(0, s, chunk):
         k1 = min(s, k0 + chunk)
-        idx = torch.arange(k0, k1, dtype=torch.long)
-        blk = op.columns(idx).dense() if (k0 > 0 or k1 < s) else op.dense()
-        XT[k0:k1] = blk.T.to(torch.float32).cpu().numpy()
-    return XT
+        cols = torch.arange(k0, k1, dtype=torch.long)
+        blk = op.columns(cols).dense() if (k0 > 0 or k1 < s) else op.dense()
+        bt = blk.T.to(torch.float32).cpu().numpy()  # (k1 - k0, n)
+        jj, ii = np.nonzero(bt)
+        ptr[k0 + 1 : k1 + 1] = np.bincount(jj, minlength=k1 - k0)
+        idx_parts.append(ii.astype(np.int32))
+        val_parts.append(bt[jj, ii])
+    np.cumsum(ptr, out=ptr)
+    idx = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int32)
+    val = np.concatenate(val_parts) if val_parts else np.zeros(0, np.float32)
+    return ptr, idx, val
 
 
 def prox_newton_softmax_rows(
@@ -313,7 +357,7 @@ def prox_newton_softmax_rows(
     Raises
     ------
     MemoryError
-        Before any work, when the float32 block and its work arrays do not fit
+        Before any work, when the compressed block and its work arrays do not fit
         (:func:`block_bytes`).
     """
     from ._inner import InnerResult, Tracker
@@ -327,13 +371,14 @@ def prox_newton_softmax_rows(
     )
     _compile()
     f64 = torch.float64
-    XT = _block_T(op)
+    ptr, idx, val = _block_csc(op)
+    X = (ptr, idx, val)
     a = datafit.weights.to(f64).cpu().reshape(-1, 1)
     E = datafit.E.to(f64).cpu()
     tr = Tracker(datafit, penalty, lam)
     Wn = np.ascontiguousarray(W.detach().to(f64).cpu().numpy()).copy()
     Zt = np.zeros((C, n))
-    _product(XT, Wn, Zt)
+    _product(*X, Wn, Zt)
     g = np.zeros((s, C))
     h = np.zeros((s, C))
     dW = np.zeros((s, C))
@@ -360,7 +405,7 @@ def prox_newton_softmax_rows(
         Pt = np.ascontiguousarray(Pm.T.numpy())
         Ut = np.ascontiguousarray(U.T.numpy())
         PAt = Pt * an[None, :]
-        _grad_curv(XT, Ut, PAt * (1.0 - Pt), g, h)
+        _grad_curv(*X, Ut, PAt * (1.0 - Pt), g, h)
         matvecs += 1
         tr.offer_dual(U.to(op.dtype), torch.from_numpy(g.copy()).to(op.dtype))
         if tr.converged(tol) or budget.left <= 0 or budget.out_of_time() or it >= max_steps:
@@ -376,7 +421,7 @@ def prox_newton_softmax_rows(
         dW.fill(0.0)
         dzt.fill(0.0)
         rho.fill(0.0)
-        sw = _solve_model(XT, Ut, PAt, Pt, Wn, dW, dzt, rho, h, act, g, an, lam, tol_rel)
+        sw = _solve_model(X, Ut, PAt, Pt, Wn, dW, dzt, rho, h, act, g, an, lam, tol_rel)
         sweeps_total += int(sw)
         logger.log(
             log_level,
@@ -420,7 +465,7 @@ def prox_newton_softmax_rows(
             tol_rel = max(tol_rel * 0.1, 1e-10)  # full steps: Newton's fast phase, solve finer
         Wn, Zt, Fw = Wt, Ztt, Ft
         if it % 16 == 0:
-            _product(XT, Wn, Zt)  # refresh D W against the rounding of the updates
+            _product(*X, Wn, Zt)  # refresh D W against the rounding of the updates
             matvecs += 1
             Fw = F(Wn, Zt)
         offer(Wn, Zt)
