@@ -463,11 +463,11 @@ def prox_newton_softmax_rows(
             continue
         if t == 1.0:
             tol_rel = max(tol_rel * 0.1, 1e-10)  # full steps: Newton's fast phase, solve finer
-        Wn, Zt, Fw = Wt, Ztt, Ft
-        if it % 16 == 0:
-            _product(*X, Wn, Zt)  # refresh D W against the rounding of the updates
-            matvecs += 1
-            Fw = F(Wn, Zt)
+        # D W recomputed from W (the updates of dz, Anderson's extrapolations included, round)
+        Wn = Wt
+        _product(*X, Wn, Zt)
+        matvecs += 1
+        Fw = F(Wn, Zt)
         offer(Wn, Zt)
     logger.log(
         log_level,
