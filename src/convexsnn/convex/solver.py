@@ -830,7 +830,7 @@ def _solve_prepared(
                 # from its point for the rest of the solve
                 algo, fell_back = "fista", True
                 logger.log(lvl, "newton did not converge: switching to fista")
-        elif algo == "newton" and newton_rows_fit(*op_s.shape, C):
+        elif algo == "newton" and newton_rows_fit(int(op_s.shape[0]), int(op_s.shape[1]), C):
             # Hessian-free proximal Newton (row-form coordinate descent on a float32 block)
             inner = prox_newton_softmax_rows(
                 op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl
