@@ -1,5 +1,5 @@
 """Softmax + l1 on the sequential-MNIST paper dictionary: Hessian-free proximal Newton
-(``solver="auto"``) against FISTA (``solver="fista"``), interleaved in one run.
+(``solver="newton"``) against FISTA (``solver="fista"``), interleaved in one run.
 
 The dictionary is the paper configuration's CVX one (``convexsnn.experiments.mnist`` config
 ``"paper"``, seed 0, Gaussian witnesses of the first scale of its grid), built on the 6000
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"dictionary {n} x {P} built in {t_build:.1f} s", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     for beta in args.betas:
-        for solver, mt in (("auto", args.max_time_new), ("fista", args.max_time_fista)):
+        for solver, mt in (("newton", args.max_time_new), ("fista", args.max_time_fista)):
             load = os.getloadavg()[0]
             t = time.perf_counter()
             with warnings.catch_warnings():

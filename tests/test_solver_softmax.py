@@ -3,8 +3,8 @@
 Reference: cvxpy + Clarabel on the same objective,
 :math:`\\frac1n\\sum_i (\\log\\sum_c e^{z_{ic}} - z_{i y_i}) + \\lambda \\lVert W\\rVert_1`,
 :math:`Z = DW`, on real spike dictionaries from ``tests/data`` (row / column subsets to keep the
-conic solve small). ``NEWTON_FULL_HESSIAN`` is set to 0 so that every block goes to the row-form
-solver (on these sizes ``"auto"`` would otherwise form the full Hessian).
+conic solve small). ``solver="newton"`` with ``NEWTON_FULL_HESSIAN`` set to 0, so that every block
+goes to the row-form solver (on these sizes the full Hessian would otherwise be formed).
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def test_matches_clarabel(rows_solver, rel, three):
     C = int(y.max()) + 1
     lam = rel * float(lambda_max(D, y, loss="softmax"))
     tol = 1e-7
-    sol = solve_readout(D, y, loss="softmax", penalty="l1", lam=lam, tol=tol, max_time=60.0)
+    sol = solve_readout(
+        D, y, loss="softmax", penalty="l1", lam=lam, tol=tol, max_time=60.0, solver="newton"
+    )
     cert = sol.certificate
     assert cert.algorithm.startswith("newton") and "fista" not in cert.algorithm
     assert cert.converged and cert.rel_gap <= tol
@@ -83,8 +85,12 @@ def test_duplicate_columns_same_optimum(rows_solver):
     lam = 1e-2 * float(lambda_max(D, y, loss="softmax"))
     Dd = np.concatenate([D, D[:, :10]], axis=1)
     assert np.linalg.matrix_rank(Dd) < Dd.shape[1]
-    a = solve_readout(D, y, loss="softmax", penalty="l1", lam=lam, tol=1e-8, max_time=60.0)
-    b = solve_readout(Dd, y, loss="softmax", penalty="l1", lam=lam, tol=1e-8, max_time=60.0)
+    a = solve_readout(
+        D, y, loss="softmax", penalty="l1", lam=lam, tol=1e-8, max_time=60.0, solver="newton"
+    )
+    b = solve_readout(
+        Dd, y, loss="softmax", penalty="l1", lam=lam, tol=1e-8, max_time=60.0, solver="newton"
+    )
     assert a.certificate.converged and b.certificate.converged
     assert b.certificate.rel_gap <= 1e-8
     va = _objective(D, y, a.W.numpy().astype(np.float64), lam)

@@ -67,7 +67,10 @@ work wherever their capabilities allow:
   Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
   the Gram form on 55k x 4k squared + l1.)
 * softmax + l1 with :math:`PC \le` ``NEWTON_FULL_HESSIAN`` (``"newton"``): proximal Newton, the
-  quadratic model solved by the compiled coordinate descent, Armijo line search;
+  quadratic model solved by the compiled coordinate descent, Armijo line search; with
+  ``solver="newton"``, larger blocks use the Hessian-free row-form variant
+  (:func:`~convexsnn.convex._softmax_cd.prox_newton_softmax_rows`; opt-in: measured faster than
+  FISTA at large :math:`\lambda` only);
 * softmax otherwise: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
   polishing on the support (signs fixed for l1, active rows for l2,1);
 * hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
@@ -556,9 +559,14 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             and type(pen) is L1
             and numba_available()
             and _has(op, "columns", "dense")
+            and P * df.n_outputs <= NEWTON_FULL_HESSIAN
+            and n * P <= NEWTON_MAX_ENTRIES
         ):
-            # proximal Newton: full Hessian where it is small (measured 8-26x faster than FISTA
-            # there), else the Hessian-free row-form coordinate descent (_softmax_cd)
+            # proximal Newton where its full Hessian is small (measured 8-26x faster than FISTA
+            # there); larger problems keep FISTA + Newton-CG polishing: the Hessian-free
+            # row-form Newton (solver="newton", _softmax_cd) certified the MNIST paper dictionary
+            # at beta 1e-1 where FISTA did not, but was behind FISTA at beta 1e-2
+            # (benchmarks/results/bench_softmax_newton.json)
             return "newton"
         if df.smooth:
             return "fista"
