@@ -67,7 +67,10 @@ work wherever their capabilities allow:
   Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
   the Gram form on 55k x 4k squared + l1.)
 * softmax + l1 with :math:`PC \le` ``NEWTON_FULL_HESSIAN`` (``"newton"``): proximal Newton, the
-  quadratic model solved by the compiled coordinate descent, Armijo line search;
+  quadratic model solved by the compiled coordinate descent, Armijo line search; with
+  ``solver="newton"``, larger blocks use the Hessian-free row-form variant
+  (:func:`~convexsnn.convex._softmax_cd.prox_newton_softmax_rows`; opt-in: measured faster than
+  FISTA at large :math:`\lambda` only);
 * softmax otherwise: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
   polishing on the support (signs fixed for l1, active rows for l2,1);
 * hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
@@ -119,6 +122,7 @@ from ._inner import (
 from ._polish import can_polish, polish_hinge_l1, polish_newton, polish_squared_l1
 from ._rows import RowGroups, merge_duplicate_rows
 from ._screening import can_screen, column_norms, gap_safe_screen
+from ._softmax_cd import newton_rows_fit, prox_newton_softmax_rows
 from .certificate import Certificate, ConvergenceWarning
 from .datafits import DATAFITS, Datafit, SoftmaxCrossEntropy, make_datafit
 from .linear_operator import as_operator, available_memory
@@ -559,7 +563,10 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             and n * P <= NEWTON_MAX_ENTRIES
         ):
             # proximal Newton where its full Hessian is small (measured 8-26x faster than FISTA
-            # there); larger problems keep FISTA + Newton-CG polishing (not measured yet)
+            # there); larger problems keep FISTA + Newton-CG polishing: the Hessian-free
+            # row-form Newton (solver="newton", _softmax_cd) certified the MNIST paper dictionary
+            # at beta 1e-1 where FISTA did not, but was behind FISTA at beta 1e-2
+            # (benchmarks/results/bench_softmax_newton.json)
             return "newton"
         if df.smooth:
             return "fista"
@@ -818,7 +825,11 @@ def _solve_prepared(
                 cols=S if use_ws else None,
                 cache=gram_cache,
             )
-        elif algo == "newton" and int(op_s.shape[0]) * int(op_s.shape[1]) <= NEWTON_MAX_ENTRIES:
+        elif (
+            algo == "newton"
+            and int(op_s.shape[1]) * C <= NEWTON_FULL_HESSIAN
+            and int(op_s.shape[0]) * int(op_s.shape[1]) <= NEWTON_MAX_ENTRIES
+        ):
             inner = prox_newton_softmax(
                 op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl
             )
@@ -827,7 +838,14 @@ def _solve_prepared(
                 # from its point for the rest of the solve
                 algo, fell_back = "fista", True
                 logger.log(lvl, "newton did not converge: switching to fista")
+        elif algo == "newton" and newton_rows_fit(int(op_s.shape[0]), int(op_s.shape[1]), C):
+            # Hessian-free proximal Newton (row-form coordinate descent on a float32 block)
+            inner = prox_newton_softmax_rows(
+                op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl
+            )
         elif algo in ("fista", "gram", "cd", "newton"):
+            if algo == "newton":
+                logger.log(lvl, "newton block %s does not fit in memory: fista", op_s.shape)
             inner = fista(
                 op_s,
                 df,
