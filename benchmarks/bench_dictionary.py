@@ -177,10 +177,21 @@ def cmd_solve(a) -> dict:
     from convexsnn.dictionary import build_dictionary
 
     t = time.perf_counter()
-    d = build_dictionary(w, X, storage="packed")
+    cached = bool(a.cache) and Path(a.cache).exists()
+    if cached:
+        from convexsnn.dictionary import SpikeDictionary
+
+        d = SpikeDictionary.load(a.cache, storage="packed")
+        if d.n_rows != X.shape[0]:
+            raise SystemExit(f"--cache {a.cache} holds {d.n_rows} rows, not --n {X.shape[0]}")
+    else:
+        d = build_dictionary(w, X, storage="packed")
+        if a.cache:
+            d.save(a.cache)
     t_build = time.perf_counter() - t
     rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"built {d.shape} in {t_build:.1f} s (data {t_data:.1f} s), rss {rss_build:.0f} MB")
+    how = "loaded" if cached else "built"
+    print(f"{how} {d.shape} in {t_build:.1f} s (data {t_data:.1f} s), rss {rss_build:.0f} MB")
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -208,6 +219,7 @@ def cmd_solve(a) -> dict:
     out = {
         "shape": list(d.shape),
         "build_s": t_build,
+        "dictionary_cached": cached,
         "data_s": t_data,
         "solve_s": t_solve,
         "total_s": time.perf_counter() - t_all,
@@ -248,6 +260,10 @@ def main(argv=None) -> int:
     p.add_argument("--solver", default="cd")
     p.add_argument("--max-time", type=float, default=1800.0)
     p.add_argument("--json", help="write the results here")
+    p.add_argument(
+        "--cache",
+        help="solve: load the dictionary from this .npz if it exists, else build and save it",
+    )
     a = p.parse_args(argv)
     if a.command == "_child":
         _child_build(a)
