@@ -637,6 +637,8 @@ def ipm_hinge(
 # --------------------------------------------------------------------------------------------
 
 GRAM_DENSE_ENTRIES = 1 << 24  # densify at most this many entries at once to form the Gram matrix
+#: multiply-adds in one chunk of compiled sweeps at most (about 10 s on one core)
+CHUNK_WORK = 2e10
 
 
 def _integer_weights(weights: torch.Tensor) -> tuple[torch.Tensor, float] | None:
@@ -1072,7 +1074,9 @@ def squared_gram(
                 per_col=per_col,
                 rows=rows_nb,
                 gram_tol=gram_tol,
-                max_sweeps=max(1, min(chunk, budget.left)),
+                # (a chunk is at most CHUNK_WORK multiply-adds: the budget is checked between
+                # chunks, so this bounds the overrun of max_time on large blocks)
+                max_sweeps=max(1, min(chunk, budget.left, int(CHUNK_WORK // (s * s * C + 1)))),
             )
             chunk = min(2 * chunk, 256)
             it += ran - 1
