@@ -766,7 +766,8 @@ def active_face_solves(
     if big and sum(sizes[c] ** 3 for c in big) > 0.5 * s**3:
         inv = _shared_inverse(H, state)  # type: ignore[arg-type]
     X: dict[int, np.ndarray] = {}
-    if inv is not None:
+    if inv is not None and state is not None:
+        ridge = float(state["ridge"])
         Rb = np.zeros((s, len(big)))
         for k, c in enumerate(big):
             Rb[acts[c], k] = rhs[c]
@@ -792,7 +793,7 @@ def active_face_solves(
                 # one step of iterative refinement against H_AA + rho I
                 xa = np.where(acts[c], x, 0.0)
                 res = np.zeros(s)
-                res[acts[c]] = rhs[c] - (H @ xa)[acts[c]] - state["ridge"] * x[acts[c]]
+                res[acts[c]] = rhs[c] - (H @ xa)[acts[c]] - ridge * x[acts[c]]
                 x = x + solve(res)
                 work += Z.size**3 / 12.0 + 3.0 * s * s + s * Z.size
             else:
