@@ -19,6 +19,12 @@ Usage::
     python benchmarks/bench_dictionary.py build --n 5504 --reps 3 [--json out.json]
     python benchmarks/bench_dictionary.py products --n 13760
     python benchmarks/bench_dictionary.py solve --n 55000 --width 16384 --json out.json
+    python benchmarks/bench_dictionary.py subset --n 10000 --width 4096 --ratio 1e-4 \
+        --cache d55k.npz --ref /work/main/src --json out.json
+
+``subset``: squared + L1 at ``--ratio`` lam_max on the first ``--n`` rows and ``--width``
+columns of the cached dictionary (``--cache``, written by ``solve --cache``), this checkout
+against ``--ref``, each in a fresh subprocess with one thread.
 """
 
 from __future__ import annotations
@@ -177,10 +183,21 @@ def cmd_solve(a) -> dict:
     from convexsnn.dictionary import build_dictionary
 
     t = time.perf_counter()
-    d = build_dictionary(w, X, storage="packed")
+    cached = bool(a.cache) and Path(a.cache).exists()
+    if cached:
+        from convexsnn.dictionary import SpikeDictionary
+
+        d = SpikeDictionary.load(a.cache, storage="packed")
+        if d.n_rows != X.shape[0]:
+            raise SystemExit(f"--cache {a.cache} holds {d.n_rows} rows, not --n {X.shape[0]}")
+    else:
+        d = build_dictionary(w, X, storage="packed")
+        if a.cache:
+            d.save(a.cache)
     t_build = time.perf_counter() - t
     rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"built {d.shape} in {t_build:.1f} s (data {t_data:.1f} s), rss {rss_build:.0f} MB")
+    how = "loaded" if cached else "built"
+    print(f"{how} {d.shape} in {t_build:.1f} s (data {t_data:.1f} s), rss {rss_build:.0f} MB")
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -208,6 +225,7 @@ def cmd_solve(a) -> dict:
     out = {
         "shape": list(d.shape),
         "build_s": t_build,
+        "dictionary_cached": cached,
         "data_s": t_data,
         "solve_s": t_solve,
         "total_s": time.perf_counter() - t_all,
@@ -234,9 +252,72 @@ def cmd_solve(a) -> dict:
     return out
 
 
+def _child_subset(a) -> None:
+    """Runs in a subprocess (PYTHONPATH selects the code): squared + L1 on the first ``--n`` rows
+    and ``--width`` columns of the cached dictionary, at ``--ratio`` lam_max; JSON on stdout."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from convexsnn.convex import lambda_max, solve_readout
+    from convexsnn.dictionary import SpikeDictionary
+    from convexsnn.dictionary.operator import SpikeOperator
+
+    d = SpikeDictionary.load(a.cache, storage="packed")
+    _, y, _ = _setup(d.n_rows, a.T, 8)  # the labels of the cached rows
+    y = y[: a.n]
+    bits = d.packed_bits()[: (a.n + 7) // 8, : a.width]
+    if a.n % 8:
+        bits = bits.copy()
+        bits[-1] &= np.uint8((0xFF << (8 - a.n % 8)) & 0xFF)
+    op = SpikeOperator(packed=torch.from_numpy(np.ascontiguousarray(bits)), n_rows=a.n)
+    lam = a.ratio * float(lambda_max(op, y, n_classes=10))
+    t = time.perf_counter()
+    sol = solve_readout(op, y, lam=lam, n_classes=10, tol=a.tol, max_time=a.max_time)
+    wall = time.perf_counter() - t
+    c = sol.certificate
+    print(
+        json.dumps(
+            {
+                "solve_s": wall,
+                "status": c.status,
+                "rel_gap": float(c.rel_gap),
+                "objective": float(c.primal),
+                "algorithm": c.algorithm,
+                "nonzeros": int((sol.W != 0).sum()),
+                "support": int((sol.W != 0).any(1).sum()),
+                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def cmd_subset(a) -> dict:
+    """This checkout against ``--ref`` on a row/column subset of the cached dictionary."""
+    if not a.ref or not a.cache:
+        raise SystemExit("subset: --ref (src folder of the old code) and --cache are required")
+    rows = []
+    for label, src in (("new", str(NEW_SRC)), ("old", a.ref)):
+        env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        cmd = [sys.executable, __file__, "_subset", "--n", str(a.n), "--width", str(a.width)]
+        cmd += ["--ratio", str(a.ratio), "--tol", str(a.tol), "--max-time", str(a.max_time)]
+        cmd += ["--cache", a.cache]
+        load0 = _load()
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r.update(code=label, load_start=load0, load_end=_load())
+        rows.append(r)
+        print(
+            f"{label:>4}: {r['solve_s']:8.1f} s  {r['status']:>9}  rel gap {r['rel_gap']:.2e}  "
+            f"objective {r['objective']:.12g}  rss {r['maxrss_mb']:.0f} MB  load {r['load_end']}",
+            flush=True,
+        )
+    return {"runs": rows}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("command", choices=["build", "products", "solve", "_child"])
+    p.add_argument("command", choices=["build", "products", "solve", "subset", "_child", "_subset"])
     p.add_argument("--n", type=int, default=5504, help="training images")
     p.add_argument("--T", type=int, default=4)
     p.add_argument("--width", type=int, default=16384, help="witness neurons")
@@ -244,16 +325,25 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--ref", help="src folder of the old code (build: required)")
     p.add_argument("--reg", type=float, default=1e-3)
+    p.add_argument("--ratio", type=float, default=1e-4, help="subset: lam / lam_max")
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--solver", default="cd")
     p.add_argument("--max-time", type=float, default=1800.0)
     p.add_argument("--json", help="write the results here")
+    p.add_argument(
+        "--cache",
+        help="solve: load the dictionary from this .npz if it exists, else build and save it",
+    )
     a = p.parse_args(argv)
     if a.command == "_child":
         _child_build(a)
         return 0
+    if a.command == "_subset":
+        _child_subset(a)
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    res = {"build": cmd_build, "products": cmd_products, "solve": cmd_solve}[a.command](a)
+    cmds = {"build": cmd_build, "products": cmd_products, "solve": cmd_solve, "subset": cmd_subset}
+    res = cmds[a.command](a)
     res["meta"] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "args": vars(a),

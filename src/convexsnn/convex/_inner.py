@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._cd_numba import HAVE_NUMBA, cd_gram_sweeps
+from ._cd_numba import HAVE_NUMBA, cd_gram_sweeps, popcount_gram
 from ._cd_numba import available as numba_available
-from ._polish import guarded_spd_solve, newton_support_l1
+from ._polish import guarded_spd_solve, newton_support_l1, pdas_l1
 from .datafits import Datafit, Hinge
 from .linear_operator import check_fits
 from .penalties import L1, L21, Penalty
@@ -637,6 +637,8 @@ def ipm_hinge(
 # --------------------------------------------------------------------------------------------
 
 GRAM_DENSE_ENTRIES = 1 << 24  # densify at most this many entries at once to form the Gram matrix
+#: multiply-adds in one chunk of compiled sweeps at most (about 10 s on one core)
+CHUNK_WORK = 2e10
 
 
 def _integer_weights(weights: torch.Tensor) -> tuple[torch.Tensor, float] | None:
@@ -652,6 +654,22 @@ def _integer_weights(weights: torch.Tensor) -> tuple[torch.Tensor, float] | None
     if float((m - mr).abs().max()) > 1e-9 or float(mr.sum()) >= 2.0**24:
         return None
     return mr, a0
+
+
+def _packed_words(op) -> np.ndarray | None:
+    """The columns of a bit-packed CPU operator as rows of ``uint64`` words (``(s, words)``,
+    padding bits zero), or ``None`` when ``op`` holds no packed bits."""
+    packed = getattr(op, "_packed", None)
+    if not isinstance(packed, torch.Tensor) or packed.device.type != "cpu":
+        return None
+    n = op.shape[0]
+    cols = np.ascontiguousarray(packed.numpy().T)  # (s, ceil(n / 8)) bytes
+    if n % 8:
+        cols[:, -1] &= np.uint8((0xFF << (8 - n % 8)) & 0xFF)  # rows past n (packbits order)
+    pad = (-cols.shape[1]) % 8
+    if pad:
+        cols = np.pad(cols, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(cols).view(np.uint64)
 
 
 def gram_columns(
@@ -672,6 +690,14 @@ def gram_columns(
     idx = torch.arange(s, device=dev) if fresh is None else fresh.to(dev)
     k = int(idx.numel())
     iw = _integer_weights(weights) if dev.type == "cpu" else None
+    if iw is not None and bool((iw[0] == 1).all()):
+        words = _packed_words(op)
+        if words is not None:
+            Hp = popcount_gram(words, words[idx.cpu().numpy()])
+            if Hp is not None:
+                Hk = torch.from_numpy(Hp.astype(np.float64)) * iw[1]
+                Bk = op.rmatmul((weights.reshape(-1, 1) * Y).to(op.dtype)).to(f64)
+                return Hk, Bk[idx]
     dt = torch.float32 if iw is not None else f64
     a = weights.reshape(-1, 1).to(f64)
     mult = iw[0].reshape(-1, 1).to(dt) if iw is not None else a
@@ -780,6 +806,21 @@ def _cached_gram(op, datafit, cols, cache):
     if cache is not None and cols is not None:
         cache.update(cols=cols.clone(), H=H, B=Bm)
     return H, Bm
+
+
+def _shared_from_cache(cache: dict | None, cols: torch.Tensor | None) -> dict:
+    """The state of :func:`~convexsnn.convex._polish.pdas_l1` for the working set ``cols``: the
+    inverse kept in ``cache`` when it was formed on the same columns, or on a subset of them
+    (then grown by the new columns when first needed), else empty."""
+    if cache is None or cols is None or cache.get("inverse") is None:
+        return {}
+    old = cache["inverse_cols"]
+    if old.numel() == cols.numel() and torch.equal(old, cols):
+        return {"inverse": cache["inverse"], "ridge": cache["ridge"]}
+    pos = torch.searchsorted(cols, old).clamp_max(cols.numel() - 1)
+    if not bool((cols[pos] == old).all()):
+        return {}  # some columns left the set
+    return {"previous": (cache["inverse"], cache["ridge"], pos.cpu().numpy())}
 
 
 def _cd_sweep(H, B, W, HW, rows, inv, thr, kind: str, penalty: Penalty) -> None:
@@ -1009,6 +1050,9 @@ def squared_gram(
             chunk = 4
             # active-set Newton steps between chunks of sweeps (l1; see newton_support_l1)
             newton = kind == "l1" and polish
+            # the shared inverse of the block for the active-set steps: kept with the Gram
+            # matrix for the next working set (reused as it is, or grown by its new columns)
+            shared = _shared_from_cache(cache, cols)
             w_cd, w_newton, newton_steps = 0.0, 1.0, 0
     else:
         Lh = float(torch.linalg.eigvalsh(H).max()) * (1 + 1e-10) + 1e-300
@@ -1030,7 +1074,9 @@ def squared_gram(
                 per_col=per_col,
                 rows=rows_nb,
                 gram_tol=gram_tol,
-                max_sweeps=max(1, min(chunk, budget.left)),
+                # (a chunk is at most CHUNK_WORK multiply-adds: the budget is checked between
+                # chunks, so this bounds the overrun of max_time on large blocks)
+                max_sweeps=max(1, min(chunk, budget.left, int(CHUNK_WORK // (s * s * C + 1)))),
             )
             chunk = min(2 * chunk, 256)
             it += ran - 1
@@ -1048,18 +1094,26 @@ def squared_gram(
                 gaps = (pv - dv).numpy()
                 share = 0.1 * gram_tol * abs(float(pv.sum())) / max(gaps.size, 1)
                 t_now = time.perf_counter()
-                dec, work = newton_support_l1(
-                    Hn, Bn, Wn_, HWn_, lam, outputs=[int(c) for c in np.flatnonzero(gaps > share)]
-                )
+                outs = [int(c) for c in np.flatnonzero(gaps > share)]
+                # primal-dual active-set steps (all outputs share one inverse of the block)
+                dec, work, stuck = pdas_l1(Hn, Bn, Wn_, HWn_, lam, outputs=outs, state=shared)
+                if stuck or not dec > 0.0:
+                    # singular faces (or no progress): the support Newton's homotopy steps
+                    dec2, work2 = newton_support_l1(
+                        Hn, Bn, Wn_, HWn_, lam, outputs=stuck if dec > 0.0 else outs
+                    )
+                    dec, work = dec + dec2, work + work2
                 newton_steps += 1
                 logger.log(
                     log_level,
-                    "gram-cd: newton %d after %d sweeps: decrease %.3g in %.3f s (support %d)",
+                    "gram-cd: newton %d after %d sweeps: decrease %.3g in %.3f s (support %d, "
+                    "Gram-form gap before %.3g)",
                     newton_steps,
                     it,
                     dec,
                     time.perf_counter() - t_now,
                     int(np.count_nonzero(Wn_)),
+                    float((pv - dv).sum()),
                 )
                 w_newton, w_cd = max(work, 1.0), 0.0
                 if dec > 0:
@@ -1109,6 +1163,13 @@ def squared_gram(
                     Wn_ = np.ascontiguousarray(W.cpu().numpy()).copy()
                     HWn_ = np.ascontiguousarray(HW.cpu().numpy()).copy()
                     chunk = 4
+    if compiled and newton and cache is not None and cols is not None:
+        if shared.get("inverse") is not None:
+            cache.update(
+                inverse=shared["inverse"], ridge=shared["ridge"], inverse_cols=cols.clone()
+            )
+        elif "inverse" in cache and "previous" not in shared:
+            del cache["inverse"]  # not valid for this working set
     if not verified:
         # the returned values are always residual-form ones
         best_p, best_d = residual_dual_pair()

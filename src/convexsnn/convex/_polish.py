@@ -663,7 +663,266 @@ def newton_support_l1(
             W[S_np, c] += dn
             if at_sign:
                 W[S_np[j_sig], c] = 0.0
-            HW[:, c] += H[:, S_np] @ dn
+            HW[:, c] += H[S_np].T @ dn  # (H symmetric: rows are read contiguously)
             if not at_sign:
                 break
     return total, work
+
+
+#: relative ridge of the shared inverse :math:`(H + \rho I)^{-1}` (times :math:`\max_j H_{jj}`)
+SHARED_RIDGE = 1e-10
+#: a Newton point larger than this times the problem's scale is treated as unbounded
+BLOWUP = 1e3
+
+
+def _shared_inverse(H: np.ndarray, state: dict) -> np.ndarray | None:
+    r""":math:`(H + \rho I)^{-1}` (``rho`` = :data:`SHARED_RIDGE` :math:`\max_j H_{jj}`), formed
+    once and kept in ``state["inverse"]``; ``None`` when it does not fit in memory or the factor
+    fails."""
+    if "inverse" in state:
+        return state["inverse"]
+    from .linear_operator import available_memory
+
+    s = H.shape[0]
+    avail = available_memory()
+    if avail is not None and 3 * 8 * s * s > 0.5 * avail:
+        state["inverse"] = None
+        return None
+    top = float(np.max(np.diag(H))) if s else 0.0
+    prev = state.pop("previous", None)
+    if prev is not None:
+        inv = _grown_inverse(H, *prev)
+        if inv is not None:
+            state["inverse"], state["ridge"] = inv, prev[1]
+            return inv
+    M = torch.from_numpy(H).clone()
+    M.diagonal().add_(SHARED_RIDGE * top)
+    Lc, info = torch.linalg.cholesky_ex(M)
+    del M
+    if int(info) != 0 or not bool(torch.isfinite(Lc.diagonal()).all()):
+        state["inverse"] = None
+        return None
+    inv = torch.cholesky_inverse(Lc).numpy()
+    del Lc
+    state["inverse"] = inv
+    state["ridge"] = SHARED_RIDGE * top
+    return inv
+
+
+def _grown_inverse(
+    H: np.ndarray, inv_old: np.ndarray, ridge: float, pos: np.ndarray
+) -> np.ndarray | None:
+    r""":math:`(H + \rho I)^{-1}` from the inverse of its principal block on the positions
+    ``pos`` (the previous working set, in the same order), by the block inverse with the Schur
+    complement :math:`S = C - B^\top A^{-1} B` of the new columns:
+    :math:`O(m^2 k + k^3)` for :math:`m` old and :math:`k` new columns instead of
+    :math:`O((m + k)^3)`. Less accurate than a fresh inverse (errors grow like
+    :math:`\kappa^{3/2}\epsilon` against :math:`\kappa\epsilon`): the solves refine against
+    :math:`H` and every step is judged on the true objective. ``None`` when :math:`S` does not
+    factorise (the caller recomputes)."""
+    s = H.shape[0]
+    fresh = np.setdiff1d(np.arange(s), pos)
+    if fresh.size == 0:
+        return inv_old[np.ix_(np.argsort(pos), np.argsort(pos))] if pos.size == s else None
+    Bm = H[np.ix_(pos, fresh)]
+    T = inv_old @ Bm  # A^-1 B (m, k)
+    Sch = H[np.ix_(fresh, fresh)] - Bm.T @ T
+    Sch = 0.5 * (Sch + Sch.T)
+    Sch[np.diag_indices_from(Sch)] += ridge
+    Ls, info = torch.linalg.cholesky_ex(torch.from_numpy(Sch))
+    if int(info) != 0 or not bool(torch.isfinite(Ls.diagonal()).all()):
+        return None
+    Sinv = torch.cholesky_inverse(Ls).numpy()
+    TS = T @ Sinv  # (m, k)
+    inv = np.empty((s, s))
+    inv[np.ix_(pos, pos)] = inv_old + TS @ T.T
+    inv[np.ix_(pos, fresh)] = -TS
+    inv[np.ix_(fresh, pos)] = -TS.T
+    inv[np.ix_(fresh, fresh)] = Sinv
+    return inv if np.all(np.isfinite(inv)) else None
+
+
+def _sym_matvec(H: np.ndarray, d: np.ndarray, nz: np.ndarray) -> np.ndarray:
+    """:math:`H d` for a symmetric ``H`` and ``d`` zero off ``nz`` (rows of ``H`` gathered, which
+    is contiguous, when ``nz`` is small; the whole product otherwise)."""
+    if 8 * nz.size < H.shape[0]:
+        return H[nz].T @ d[nz]
+    return H @ d
+
+
+def active_face_solves(
+    H: np.ndarray, acts: dict, rhs: dict, state: dict | None
+) -> tuple[dict[int, np.ndarray], float]:
+    r"""Solutions :math:`x_A` of :math:`(H_{AA} + \rho I) x_A = r` for the active sets ``acts``
+    (boolean masks per output column) and right-hand sides ``rhs``, with the work done (see
+    :func:`pdas_l1`): through the shared inverse kept in ``state`` for the output columns whose
+    active set fills more than half the block (when that beats factorising them one by one),
+    else by a ridge-guarded Cholesky factorisation of :math:`H_{AA}`."""
+    s = H.shape[0]
+    work = 0.0
+    sizes = {c: int(a.sum()) for c, a in acts.items()}
+    big = [c for c in acts if state is not None and 2 * sizes[c] > s]
+    inv = None
+    if big and sum(sizes[c] ** 3 for c in big) > 0.5 * s**3:
+        inv = _shared_inverse(H, state)  # type: ignore[arg-type]
+    X: dict[int, np.ndarray] = {}
+    if inv is not None and state is not None:
+        ridge = float(state["ridge"])
+        Rb = np.zeros((s, len(big)))
+        for k, c in enumerate(big):
+            Rb[acts[c], k] = rhs[c]
+        Yb = inv @ Rb
+        for k, c in enumerate(big):
+            Z = np.flatnonzero(~acts[c])
+            x = Yb[:, k].copy()
+            if Z.size:
+                Mz = inv[Z]  # rows Z of the symmetric inverse (contiguous), = [M^-1]_{:Z}^T
+                Lz, info = torch.linalg.cholesky_ex(torch.from_numpy(Mz[:, Z]))
+                if int(info) != 0:
+                    continue
+
+                def correct(y, Lz=Lz, Mz=Mz, Z=Z):
+                    """y - [M^-1]_{:Z} ([M^-1]_{ZZ})^-1 y_Z (the Schur-complement step)."""
+                    t = torch.cholesky_solve(torch.from_numpy(y[Z])[:, None], Lz)[:, 0]
+                    return y - Mz.T @ t.numpy()
+
+                def solve(r_full, correct=correct):
+                    return correct(inv @ r_full)
+
+                x = correct(x)
+                # one step of iterative refinement against H_AA + rho I
+                xa = np.where(acts[c], x, 0.0)
+                res = np.zeros(s)
+                res[acts[c]] = rhs[c] - (H @ xa)[acts[c]] - ridge * x[acts[c]]
+                x = x + solve(res)
+                work += Z.size**3 / 12.0 + 3.0 * s * s + s * Z.size
+            else:
+                work += s * s
+            X[c] = x[acts[c]]
+    for c in acts:
+        if c in X:
+            continue
+        A = np.flatnonzero(acts[c])
+        Hss = torch.from_numpy(H[np.ix_(A, A)])
+        work += A.size**3 / 12.0 + 12.0 * A.size**2
+        Lc = _ridge_cholesky(Hss)
+        if Lc is None:
+            continue
+        X[c] = torch.cholesky_solve(torch.from_numpy(rhs[c])[:, None], Lc)[:, 0].numpy()
+    return X, work
+
+
+def pdas_l1(
+    H: np.ndarray,
+    B: np.ndarray,
+    W: np.ndarray,
+    HW: np.ndarray,
+    lam: float,
+    outputs=None,
+    state: dict | None = None,
+) -> tuple[float, float, list[int]]:
+    r"""One primal-dual active-set (semismooth Newton) step per output column for squared + l1 in
+    Gram form, in place on ``W`` and ``HW``; the solves of all output columns share one inverse.
+
+    Per output column :math:`c` (:math:`w = W_c`, gradient :math:`g = Hw - b`), the active set is
+    the set of coordinates that a coordinate-descent step would make non-zero,
+    :math:`A = \{j : |w_j - g_j / H_{jj}| > \lambda / H_{jj}\}`, with the signs
+    :math:`\sigma = \mathrm{sign}(w_j - g_j/H_{jj})`; the Newton point solves the optimality
+    conditions on that face, :math:`(H_{AA} + \rho I) x_A = b_A - \lambda \sigma_A`,
+    :math:`x = 0` off :math:`A` (the generalised Newton step of the prox fixed-point equation;
+    it adds and drops many coordinates at once, unlike the support Newton of
+    :func:`newton_support_l1`). The step :math:`w + t(x - w)` is taken with the largest
+    :math:`t \in \{1, 2^{-1}, \dots, 2^{-8}\}` (or the first sign change along the direction)
+    that lowers the objective :math:`F(w) = \tfrac12 w^\top Hw - b^\top w + \lambda\lVert
+    w\rVert_1`, evaluated exactly (Gram form); otherwise :math:`w` is kept. A Newton point of
+    more than :data:`BLOWUP` times the problem's scale (:math:`\max(\lVert w\rVert_\infty,
+    \max_j |b_j| / H_{jj})`) comes from a (nearly) singular face: only the first sign change is
+    tried then (huge weights would also make the Gram-form values inaccurate).
+
+    All output columns share one matrix: with :math:`M^{-1} = (H + \rho I)^{-1}` of the whole
+    block (:func:`_shared_inverse`, formed once per Gram matrix and kept in ``state``), the solve
+    on the principal block :math:`A` uses the complement :math:`Z` (the Schur complement of the
+    inverse):
+
+    .. math:: (M_{AA})^{-1} r = \big[M^{-1} \bar r\big]_A - [M^{-1}]_{AZ}
+              \big([M^{-1}]_{ZZ}\big)^{-1} \big[M^{-1} \bar r\big]_Z,
+
+    :math:`\bar r` = :math:`r` padded with zeros; one product with :math:`M^{-1}` for all output
+    columns together, then a Cholesky factorisation of the :math:`|Z| \times |Z|` block per
+    column (small when the supports fill the block: the near-interpolating regime), and one step
+    of iterative refinement against :math:`H`. Output columns whose active set is at most half
+    the block use a ridge-guarded Cholesky of :math:`H_{AA}` instead (cheaper there), and
+    without ``state`` every column does. Returns the total decrease of :math:`F`, the work in
+    the units of :func:`newton_support_l1` (the shared inverse, formed once, is not counted) and
+    the output columns whose face was singular (no solve, or an unbounded Newton point): the
+    caller gives those to :func:`newton_support_l1`, whose homotopy steps drop the dependent
+    columns.
+    """
+    s, C = W.shape
+    cols = list(range(C)) if outputs is None else list(outputs)
+    if not cols or s == 0:
+        return 0.0, 0.0, []
+    diag = np.diag(H).copy()
+    live = diag > 0
+    safe = np.where(live, diag, 1.0)
+    acts, sigs, rhs = {}, {}, {}
+    for c in cols:
+        v = W[:, c] - (HW[:, c] - B[:, c]) / safe
+        act = live & (np.abs(v) > lam / safe)
+        if not act.any():
+            continue
+        acts[c], sigs[c] = act, np.sign(v[act])
+        rhs[c] = B[act, c] - lam * sigs[c]
+    if not acts:
+        return 0.0, 0.0, []
+    X, work = active_face_solves(H, acts, rhs, state)
+    stuck = [c for c in acts if c not in X]
+    total = 0.0
+    for c, xa in X.items():
+        if not np.all(np.isfinite(xa)):
+            continue
+        w = W[:, c]
+        g = HW[:, c] - B[:, c]
+        xfull = np.zeros(s)
+        xfull[acts[c]] = xa
+        d = xfull - w
+        nz = np.flatnonzero(d)
+        if nz.size == 0:
+            continue
+        Hd = _sym_matvec(H, d, nz)
+        work += s * nz.size
+        gd, dHd = float(g @ d), float(d @ Hd)
+        l1w = float(np.abs(w).sum())
+        # a Newton point far outside the scale of the problem comes from a (nearly) singular
+        # face along which q decreases without bound: only the step to the first sign change
+        # (a guaranteed descent that drops a column, as in the homotopy method) is tried
+        scale = max(float(np.abs(w).max()), float(np.max(np.abs(B[:, c]) / safe)))
+        bounded = bool(np.abs(xa).max() <= BLOWUP * scale)
+        if not bounded:
+            stuck.append(c)
+        ts = [2.0**-k for k in range(9)] if bounded else []
+        neg = (w * d) < 0
+        if neg.any():
+            t_sig = float(np.min(-w[neg] / d[neg]))
+            if 0.0 < t_sig < 1.0:
+                ts.append(t_sig)
+        if not ts:
+            continue
+        best_t, best_dF = 0.0, 0.0
+        for t in sorted(set(ts), reverse=True):
+            dF = t * gd + 0.5 * t * t * dHd + lam * (float(np.abs(w + t * d).sum()) - l1w)
+            if dF < best_dF:
+                best_t, best_dF = t, dF
+                if t >= 0.5:
+                    break
+        if best_t == 0.0:
+            continue
+        wn = w + best_t * d
+        if best_t < 1.0:
+            # entries within rounding of zero at the first sign change are exactly zero
+            wn[np.abs(wn) <= 1e-14 * (np.abs(w) + np.abs(d))] = 0.0
+        delta = wn - w
+        W[:, c] = wn
+        HW[:, c] += _sym_matvec(H, delta, nz)
+        total -= best_dF
+    return total, work, stuck
