@@ -154,9 +154,9 @@ def basis_solve(
     guessed support inside them with signs ``sign``, ``E`` / ``V`` are boolean masks of the active
     (margin 1) and violated rows (the others are slack). Returns the primal candidate (``w``
     corrected by the minimum-norm change with :math:`y_E \circ (X_{E,S} w_S) = 1`, zero off ``S``)
-    and the dual candidate (:math:`	ildelpha_V = 1`, slack rows 0, :math:`	ildelpha_E` the
-    minimum-norm correction of ``alpha`` solving :math:`X_{E,S}^	op (a y 	ildelpha)_E =
-    \lambda\,\mathrm{sign} - X_{V,S}^	op (a y)_V`, clipped to [0, 1]).
+    and the dual candidate (:math:`\tilde\alpha_V = 1`, slack rows 0, :math:`\tilde\alpha_E` the
+    minimum-norm correction of ``alpha`` solving :math:`X_{E,S}^\top (a y \tilde\alpha)_E =
+    \lambda\,\mathrm{sign} - X_{V,S}^\top (a y)_V`, clipped to [0, 1]).
     """
     wn = torch.zeros_like(w)
     an = torch.zeros_like(alpha)
@@ -383,7 +383,7 @@ def polish_newton(
         .. math::
 
             \phi(W_S) = f(D_S W_S) + \lambda \sum_{(j,c) \in S} \sigma_{jc} W_{jc}
-            \quad	ext{or}\quad f(D_S W_S) + \lambda \sum_{j \in S} \lVert W_j
+            \quad\text{or}\quad f(D_S W_S) + \lambda \sum_{j \in S} \lVert W_j
     Vert_2 .
 
         Each Newton direction solves :math:`
