@@ -187,6 +187,22 @@ class Tracker:
         p = self.primal
         return p - self.dual <= tol * abs(p)
 
+    def result(self, tol: float, iterations: int, matvecs: int, **extra: Any) -> InnerResult:
+        """The :class:`InnerResult` of the best points seen: the datafit's gradient at the best
+        primal point as the dual candidate ``U``, the best scaled dual point as ``U_dual``."""
+        return InnerResult(
+            W=self.W,
+            DW=self.DW,
+            primal=self.primal,
+            U=self.datafit.gradient(self.DW),
+            dual=self.dual,
+            iterations=iterations,
+            matvecs=matvecs,
+            converged=self.converged(tol),
+            U_dual=self.U,
+            **extra,
+        )
+
 
 def power_iteration(
     op,
@@ -350,19 +366,7 @@ def fista(
                         DW_prev = DW = tr.DW
                         F, momentum = tr.primal, False
                 polish_wait = 10 if tr.gap < 0.5 * gap0 else min(2 * polish_wait, 160)
-    U_at_W = datafit.gradient(tr.DW)
-    return InnerResult(
-        W=tr.W,
-        DW=tr.DW,
-        primal=tr.primal,
-        U=U_at_W,
-        dual=tr.dual,
-        iterations=it,
-        matvecs=matvecs,
-        converged=tr.converged(tol),
-        U_dual=tr.U,
-        lipschitz=L,
-    )
+    return tr.result(tol, it, matvecs, lipschitz=L)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1339,14 +1343,4 @@ def prox_newton_softmax(
         W, Z, Fw = Wt, Zt, Ft
         tr.offer_primal(W.to(op.dtype), Z.to(op.dtype))
     logger.log(log_level, "newton: %d steps, primal=%.12g dual=%.12g", it, tr.primal, tr.dual)
-    return InnerResult(
-        W=tr.W,
-        DW=tr.DW,
-        primal=tr.primal,
-        U=datafit.gradient(tr.DW),
-        dual=tr.dual,
-        iterations=it,
-        matvecs=matvecs,
-        converged=tr.converged(tol),
-        U_dual=tr.U,
-    )
+    return tr.result(tol, it, matvecs)

@@ -360,7 +360,7 @@ def prox_newton_softmax_rows(
         Before any work, when the compressed block and its work arrays do not fit
         (:func:`block_bytes`).
     """
-    from ._inner import InnerResult, Tracker
+    from ._inner import Tracker
     from .linear_operator import check_fits
 
     n, s = op.shape
@@ -477,14 +477,4 @@ def prox_newton_softmax_rows(
         tr.primal,
         tr.dual,
     )
-    return InnerResult(
-        W=tr.W,
-        DW=tr.DW,
-        primal=tr.primal,
-        U=datafit.gradient(tr.DW),
-        dual=tr.dual,
-        iterations=it,
-        matvecs=matvecs,
-        converged=tr.converged(tol),
-        U_dual=tr.U,
-    )
+    return tr.result(tol, it, matvecs)
