@@ -15,7 +15,7 @@ import logging
 #: address space left under ``RLIMIT_AS`` below which numba is not used (twice the measured need)
 JIT_HEADROOM = 512 * 2**20
 
-__all__ = ["JIT_HEADROOM", "jit_blocked"]
+__all__ = ["JIT_HEADROOM", "jit_blocked", "load_numba"]
 
 
 def _vm_bytes() -> int | None:
@@ -57,3 +57,20 @@ def jit_blocked() -> str | None:
 def log_fallback(what: str, reason: str) -> None:
     """One warning naming the slower path taken and why."""
     logging.getLogger("convexsnn").warning("%s without numba: %s", what, reason)
+
+
+def load_numba(what: str):
+    """The ``numba`` module when it may compile here, else ``None`` after one warning (through
+    :func:`log_fallback`) naming the slower path ``what`` and the reason: an address-space limit
+    (:func:`jit_blocked`) or an import that fails (e.g. LLVM cannot be mapped under a memory cap).
+    """
+    reason = jit_blocked()
+    if reason is None:
+        try:
+            import numba
+        except (ImportError, OSError) as exc:
+            reason = str(exc)
+        else:
+            return numba
+    log_fallback(what, reason)
+    return None

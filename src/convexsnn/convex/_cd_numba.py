@@ -23,12 +23,11 @@ file, so later processes load it in well under a second).
 from __future__ import annotations
 
 import importlib.util
-import logging
 import math
 
 import numpy as np
 
-from .._jit import jit_blocked, log_fallback
+from .._jit import load_numba
 
 #: numba is a core dependency (imported on first use: ~1 s); the pure-Python sweeps remain for
 #: environments without it
@@ -273,18 +272,9 @@ def _compile() -> None:
     global _gram_gap, _spd_solve, _anderson, _cd_sweeps, _popcount_gram, _COMPILED, _FAILED
     if _COMPILED or _FAILED or not HAVE_NUMBA:
         return
-    reason = jit_blocked()
-    if reason is not None:
+    numba = load_numba("coordinate descent runs in pure Python (slow)")
+    if numba is None:
         _FAILED = True
-        log_fallback("coordinate descent runs in pure Python (slow)", reason)
-        return
-    try:
-        import numba
-    except (ImportError, OSError) as exc:  # e.g. LLVM cannot be mapped under a memory cap
-        _FAILED = True
-        logging.getLogger("convexsnn").warning(
-            "numba unavailable (%s): coordinate descent runs in pure Python (slow)", exc
-        )
         return
 
     _gram_gap = numba.njit(cache=True, nogil=True)(_gram_gap_py)

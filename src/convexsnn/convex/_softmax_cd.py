@@ -47,7 +47,7 @@ import math
 import numpy as np
 import torch
 
-from .._jit import jit_blocked, log_fallback
+from .._jit import load_numba, log_fallback
 from ._cd_numba import HAVE_NUMBA
 
 logger = logging.getLogger("convexsnn")
@@ -177,16 +177,9 @@ def _compile() -> None:
         _FAILED = True
         log_fallback("softmax coordinate descent runs in pure Python (slow)", "not installed")
         return
-    reason = jit_blocked()
-    if reason is not None:
+    numba = load_numba("softmax coordinate descent runs in pure Python (slow)")
+    if numba is None:
         _FAILED = True
-        log_fallback("softmax coordinate descent runs in pure Python (slow)", reason)
-        return
-    try:
-        import numba
-    except (ImportError, OSError) as exc:  # e.g. LLVM cannot be mapped under a memory cap
-        _FAILED = True
-        log_fallback("softmax coordinate descent runs in pure Python (slow)", str(exc))
         return
     _grad_curv = numba.njit(cache=True, nogil=True)(_grad_curv_py)
     _product = numba.njit(cache=True, nogil=True)(_product_py)
