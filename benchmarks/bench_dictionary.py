@@ -88,10 +88,11 @@ def _child_build(a) -> None:
     )
 
 
-def _run_child(src: str, a) -> dict:
+def _run_child(src: str, args: list[str]) -> dict:
+    """Run this script's hidden sub-command ``args`` with the code under ``src`` on one thread,
+    in a fresh process; its JSON record (the last line it prints)."""
     env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, __file__, "_child", "--n", str(a.n), "--T", str(a.T)]
-    cmd += ["--width", str(a.width), "--storage", a.storage]
+    cmd = [sys.executable, __file__, *args]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -106,7 +107,11 @@ def cmd_build(a) -> dict:
     rows = []
     for rep in range(a.reps):
         for label, src in (("new", str(NEW_SRC)), ("old", a.ref)):
-            r = _run_child(src, a)
+            r = _run_child(
+                src,
+                ["_child", "--n", str(a.n), "--T", str(a.T), "--width", str(a.width)]
+                + ["--storage", a.storage],
+            )
             r.update(code=label, rep=rep, load=_load())
             rows.append(r)
             print(
@@ -298,13 +303,10 @@ def cmd_subset(a) -> dict:
         raise SystemExit("subset: --ref (src folder of the old code) and --cache are required")
     rows = []
     for label, src in (("new", str(NEW_SRC)), ("old", a.ref)):
-        env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        cmd = [sys.executable, __file__, "_subset", "--n", str(a.n), "--width", str(a.width)]
-        cmd += ["--ratio", str(a.ratio), "--tol", str(a.tol), "--max-time", str(a.max_time)]
-        cmd += ["--cache", a.cache]
+        args = ["_subset", "--n", str(a.n), "--width", str(a.width), "--ratio", str(a.ratio)]
+        args += ["--tol", str(a.tol), "--max-time", str(a.max_time), "--cache", a.cache]
         load0 = _load()
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = _run_child(src, args)
         r.update(code=label, load_start=load0, load_end=_load())
         rows.append(r)
         print(
