@@ -14,6 +14,11 @@ Usage::
         --family two_layer_delay --depth 3 --group 256 --proposals dual sparse fit local \
         --rule steepest --pool 1024 --budget 2048 --init-sources 64 --leaks 1.0 --betas 0.1 \
         --max-time 300 --json experiments/results/pure_convex_small.json
+    # automata: a recurrent cascade (recurrent witnesses and counter modules), leak 1
+    python experiments/exp_pure_convex_small.py cvx-cg --task dfa -T 12 --family recurrent \
+        --proposals sparse fit local counter --rule steepest --rounds 20 --pool 512 \
+        --budget 512 --init-sources 32 --leaks 1.0 --betas 0.1 --max-time 300 \
+        --json experiments/results/pure_convex_small.json
     # a random Gaussian delay-line dictionary (CVX with witnesses="delay"), depth L
     python experiments/exp_pure_convex_small.py cvx-delay --task xor -T 11 --depth 5 \\
         --json experiments/results/pure_convex_small.json
@@ -239,8 +244,9 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--family",
         default="delay",
-        choices=["delay", "two_layer_delay"],
-        help="cvx-cg witness family (two_layer_delay: window neurons over relayed layer 1)",
+        choices=["delay", "two_layer_delay", "recurrent"],
+        help="cvx-cg witness family (two_layer_delay: window neurons over relayed layer 1; "
+        "recurrent: a recurrent cascade grown neuron by neuron, with counter modules)",
     )
     ap.add_argument("--group", type=int, default=32, help="two_layer_delay: windows per branch")
     ap.add_argument("--layer1-sources", type=int, default=0, help="two_layer_delay: Gaussian")
@@ -267,7 +273,7 @@ def main(argv=None) -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.depth is None:
-        args.depth = 3 if args.family == "two_layer_delay" else 2
+        args.depth = 3 if args.family in ("two_layer_delay", "recurrent") else 2
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     load0 = os.getloadavg()[0]

@@ -138,6 +138,22 @@ from .delay import (
 )
 from .dictionary import SpikeDictionary, build_dictionary
 from .lif import RESETS, simulate
+from .recurrent_witness import (
+    candidate_spikes,
+    cascade_features,
+    cascade_params,
+    cascade_spikes,
+    check_dyadic_lif,
+    counter_modules,
+    extend_cascade,
+    extend_module,
+    module_spikes,
+    quantize,
+    read_closure,
+    recurrent_cascade_witnesses,
+    restrict_cascade,
+    sparse_cascade_candidates,
+)
 from .witnesses import Witnesses
 
 __all__ = [
@@ -152,12 +168,13 @@ __all__ = [
 
 logger = logging.getLogger("convexsnn")
 
-PROPOSALS = ("dual", "mutation", "gaussian", "sparse", "fit", "local")
+PROPOSALS = ("dual", "mutation", "gaussian", "sparse", "fit", "local", "counter")
 #: witness families :func:`fit_column_generation` grows
-FAMILIES = ("delay", "two_layer_delay")
+FAMILIES = ("delay", "two_layer_delay", "recurrent")
 _DEFAULT_PROPOSALS = {
     "delay": ("dual", "mutation", "gaussian"),
     "two_layer_delay": ("dual", "mutation", "sparse"),
+    "recurrent": ("sparse", "fit", "local"),
 }
 _LOSSES = ("squared", "softmax")
 _PENALTIES = ("l1", "l21")
@@ -498,6 +515,7 @@ def _fit_windows(
     steps: int = 100,
     lr: float = 0.3,
     ridge: float = 1e-4,
+    own_steps: tuple[torch.Tensor, int] | None = None,
 ) -> torch.Tensor:
     r"""``(d, count)`` window weights fitted as weighted threshold units on the dual.
 
@@ -517,6 +535,12 @@ def _fit_windows(
     weights with ``n_lags`` lags per source, every source at a band of :math:`w` consecutive
     lags, :math:`w \sim U\{2 .. T/2\}`: a pattern local in time), by
     ``steps`` Adam steps from :math:`a = 0` (batched over the candidates); :math:`c = a`.
+
+    ``own_steps = (Z, k)`` (recurrent cascade witnesses, ``F = Z_T`` padded with a zero column
+    for the self weight): then ``k`` times, the candidates are simulated
+    (:func:`~convexsnn.recurrent_witness.candidate_spikes`) and refitted with their own spike at
+    :math:`T - 1` as the feature of the self weight (from the previous weights; a set/reset latch
+    when the self weight comes out positive).
     """
     n, d = F.shape
     C = U.shape[1]
@@ -542,16 +566,54 @@ def _fit_windows(
         band = (lag[:, None] >= l0[None, :]) & (lag[:, None] < (l0 + w)[None, :])
         fmask = torch.where((kind == 3)[None, :], band.to(torch.float64), fmask)
     a = torch.zeros(d, count, dtype=torch.float64)
+    a = _fit_adam(F, a, omega, yy, fmask, theta=theta, steps=steps, lr=lr, ridge=ridge)
+    if own_steps is None:
+        return a.contiguous()
+    # recurrent cascade: the last row is the self weight, and the feature it multiplies is the
+    # candidate's own spike at T - 1, which moves with the fit: alternate simulate / refit
+    Z, n_alt = own_steps
+    for _ in range(n_alt):
+        s_prev = candidate_spikes(quantize(a), Z, theta)[:, -2] if Z.shape[1] > 1 else None
+        if s_prev is None:
+            break
+        a = _fit_adam(
+            F, a, omega, yy, fmask, theta=theta, steps=steps, lr=lr, ridge=ridge, own=s_prev
+        )
+    return a.contiguous()
+
+
+def _fit_adam(
+    F: torch.Tensor,
+    a: torch.Tensor,
+    omega: torch.Tensor,
+    yy: torch.Tensor,
+    fmask: torch.Tensor,
+    *,
+    theta: float,
+    steps: int,
+    lr: float,
+    ridge: float,
+    own: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``steps`` Adam steps of the weighted logistic fit of :func:`_fit_windows` from ``a``;
+    with ``own`` ``(n, K)`` the last row of ``a`` multiplies that per-candidate feature instead
+    of the last column of ``F``."""
     m1, m2 = torch.zeros_like(a), torch.zeros_like(a)
     b1, b2 = 0.9, 0.999
     for i in range(1, steps + 1):  # Adam on the analytic gradient
         z = F @ a - theta
-        g = F.T @ (-omega * yy * torch.sigmoid(-yy * z)) * fmask + ridge * a
+        if own is not None:
+            z = z + own * a[-1]
+        r = -omega * yy * torch.sigmoid(-yy * z)
+        g = F.T @ r
+        if own is not None:
+            g[-1] = (own * r).sum(dim=0)
+        g = g * fmask + ridge * a
         m1.mul_(b1).add_(g, alpha=1 - b1)
         m2.mul_(b2).addcmul_(g, g, value=1 - b2)
         a = a - lr * (m1 / (1 - b1**i)) / ((m2 / (1 - b2**i)).sqrt() + 1e-12)
         a = a * fmask
-    return a.contiguous()
+    return a
 
 
 def _neighbours(
@@ -682,6 +744,72 @@ def _edge_scores(
     return torch.cat(out_p), torch.cat(out_s)
 
 
+def _cascade_scores(
+    C: torch.Tensor,
+    Z: torch.Tensor,
+    U: torch.Tensor,
+    a: torch.Tensor,
+    lam: float,
+    penalty: str,
+    theta: float,
+    block: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Prices and steepest-edge scores (as :func:`_edge_scores`) of recurrent cascade candidates
+    ``C`` ``((F + 1), K)`` on the features ``Z`` of the kept witnesses: one column each, the
+    spike at the last step (:func:`convexsnn.recurrent_witness.candidate_spikes`)."""
+    out_p, out_s = [], []
+    for k0 in range(0, C.shape[1], block):
+        s = candidate_spikes(C[:, k0 : k0 + block], Z, theta)[:, -1]  # (n, k)
+        G = s.T @ U
+        rho = G.abs().amax(dim=1) if penalty == "l1" else G.norm(dim=1)
+        norm = (s.T @ a).clamp_min(0).sqrt()
+        out_p.append(rho / lam)
+        out_s.append(
+            torch.where(norm > 0, rho / norm.clamp_min(1e-300), torch.zeros_like(rho)) / lam
+        )
+    if not out_p:
+        z = torch.zeros(0, dtype=torch.float64)
+        return z, z
+    return torch.cat(out_p), torch.cat(out_s)
+
+
+def _module_scores(
+    mods: list[tuple[torch.Tensor, torch.Tensor]],
+    Z: torch.Tensor,
+    U: torch.Tensor,
+    a: torch.Tensor,
+    lam: float,
+    penalty: str,
+    theta: float,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Prices and steepest-edge scores of counter modules (the best of their ``2k`` columns,
+    each a neuron's spike at the last step), and their last-step spikes ``(n, 2k)``."""
+    n = Z.shape[0]
+    prices = torch.zeros(len(mods), dtype=torch.float64)
+    scores = torch.zeros(len(mods), dtype=torch.float64)
+    spikes: list[torch.Tensor] = [torch.zeros(n, 0)] * len(mods)
+    for q in sorted({Vm.shape[0] for _, Vm in mods}):
+        idx = [g for g, (_, Vm) in enumerate(mods) if Vm.shape[0] == q]
+        W = torch.stack([mods[g][0] for g in idx], dim=1)  # (F, G, q)
+        Vm = torch.stack([mods[g][1] for g in idx])
+        s = module_spikes(W, Vm, Z, theta)[:, -1]  # (n, G, q)
+        G = torch.einsum("ngq,nc->gqc", s, U)
+        rho = G.abs().amax(dim=2) if penalty == "l1" else G.norm(dim=2)
+        norm = torch.einsum("ngq,n->gq", s, a).clamp_min(0).sqrt()
+        sc = torch.where(norm > 0, rho / norm.clamp_min(1e-300), torch.zeros_like(rho))
+        for j, g in enumerate(idx):
+            prices[g] = rho[j].max() / lam
+            scores[g] = sc[j].max() / lam
+            spikes[g] = s[:, j]
+    return prices, scores, spikes
+
+
+def _bit_keys(s: torch.Tensor) -> list[bytes]:
+    """Hashable keys of the binary columns ``s`` ``(n, T, K)`` of ``K`` candidates."""
+    b = np.packbits(s.permute(2, 0, 1).reshape(s.shape[2], -1).numpy() > 0.5, axis=1)
+    return [row.tobytes() for row in b]
+
+
 def _column_keys(cands: torch.Tensor, x: torch.Tensor, lif: dict, last_only: bool) -> list[bytes]:
     """A hashable key of the dictionary columns of every candidate (its spikes at every step,
     or at the last step only), for de-duplicating candidates before they are added."""
@@ -744,6 +872,7 @@ def fit_column_generation(
     local_steps: int = 4,
     max_add: int | None = None,
     rule: str = "price",
+    fit_alternations: int = 2,
 ) -> ColumnGenerationResult:
     r"""Column generation over one-neuron (delay-line) witnesses or two-layer delay witnesses
     (module docstring).
@@ -796,12 +925,16 @@ def fit_column_generation(
         Ray cluster address (``"auto"``, ``"ray://host:10001"``) when this call starts Ray.
     n_tasks : int, optional
         Ray pricing tasks per round (default: the cluster's CPUs).
-    family : {"delay", "two_layer_delay"}
+    family : {"delay", "two_layer_delay", "recurrent"}
         ``"delay"``: one-neuron witnesses on the input (``delay`` chooses delay lines or the
         last step). ``"two_layer_delay"``: window neurons over a fixed relay layer
         (:func:`convexsnn.delay.two_layer_delay_witnesses`; ``delay`` is ignored): the priced
         parameters are the window weights :math:`C` over the ``n_1`` relayed layer-1 spikes, one
-        column per witness (its spike at the last step).
+        column per witness (its spike at the last step). ``"recurrent"``: a recurrent cascade
+        (:mod:`convexsnn.recurrent_witness`; binary inputs, subtract reset, dyadic leak such as
+        1.0; ``delay``, ``depth`` and ``scale`` of the sparse proposals are ignored): every new
+        witness reads :math:`x_t`, :math:`x_{t-1}`, the previous spikes of the kept witnesses
+        and its own, one column each (its spike at the last step).
     depth, group, layer1_sources
         ``"two_layer_delay"`` only: depth ``L`` counting the output, window neurons per branch,
         and Gaussian layer-1 sources (:math:`s\,G`, ``s = scale``, drawn first from the seed)
@@ -815,9 +948,13 @@ def fit_column_generation(
         ``"local"``: seeds (the best candidates of the round) and hill-climbing steps; its
         share of ``pool`` is the number of neighbours examined.
     max_add : int, optional
-        Most witnesses added per round (default: as many as the budget has room for).
+        Most witnesses added per round (default: as many as the budget has room for; 32 with
+        ``family="recurrent"``).
     rule : {"price", "steepest"}
         Ranking of the violating candidates (module docstring). ``"steepest"`` prices locally.
+    fit_alternations : int
+        ``family="recurrent"``, ``"fit"`` proposals: simulate / refit alternations that fit the
+        self weight on the candidate's own previous spike.
 
     Returns
     -------
@@ -845,14 +982,26 @@ def fit_column_generation(
         check_choice(p, "proposals", PROPOSALS)
     if not proposals:
         raise ValueError("proposals must name at least one of " + ", ".join(PROPOSALS))
-    if "fit" in proposals and not two:
-        raise ValueError("proposals='fit' fits window neurons: it needs family='two_layer_delay'")
+    rcs = family == "recurrent"
+    if "fit" in proposals and not (two or rcs):
+        raise ValueError(
+            "proposals='fit' fits threshold units: it needs family='two_layer_delay' or 'recurrent'"
+        )
+    if "counter" in proposals and not rcs:
+        raise ValueError("proposals='counter' adds counter modules: it needs family='recurrent'")
+    if rcs:
+        check_dyadic_lif(leak, theta, reset)
+        if backend == "ray":
+            raise ValueError("family='recurrent' prices locally: use backend='local' with it")
     if max_add is not None:
         max_add = check_positive_int(max_add, "max_add")
+    elif rcs:
+        max_add = 32  # a cascade deepens by one level a round: grow it in small steps
     check_choice(rule, "rule", _RULES)
     if rule == "steepest" and backend == "ray":
         raise ValueError("rule='steepest' prices locally: use backend='local' with it")
     local_seeds = check_positive_int(local_seeds, "local_seeds")
+    fit_alternations = check_positive_int(fit_alternations, "fit_alternations", allow_zero=True)
     local_steps = check_positive_int(local_steps, "local_steps")
     x = check_sequence_input(X, "X", dtype=torch.float64)
     n, T, d = x.shape
@@ -873,7 +1022,7 @@ def fit_column_generation(
         layer1_sources = check_positive_int(layer1_sources, "layer1_sources", allow_zero=True)
     n_win = check_positive_int(n_steps, "n_steps") if n_steps is not None else T
     L = n_win if delay else None
-    per = 1 if two or L is None else L
+    per = 1 if two or rcs or L is None else L
     if init_sources * per > budget:
         raise ValueError(f"init_sources={init_sources} x {per} columns exceeds budget={budget}")
     if (lam is None) == (reg is None):
@@ -918,6 +1067,7 @@ def fit_column_generation(
             "family": family,
         }
         | ({"depth": depth, "group": group, "layer1_sources": layer1_sources} if two else {})
+        | ({"depth": 3, "fit_alternations": fit_alternations} if rcs else {})
     )
     prep = prepare_problem(
         torch.zeros(n, 1),
@@ -941,6 +1091,10 @@ def fit_column_generation(
         price_x = relayed_spikes(layer1, x)  # (n, T, n_1): what the window neurons read
         dim = layer1.n_last
         sources = sparse_windows(dim, init_sources, gen=gen, theta=lif["theta"])
+    elif rcs:
+        c0 = sparse_cascade_candidates(2 * d, init_sources, gen=gen, theta=lif["theta"])
+        cA, cV = c0[: 2 * d], torch.diag(c0[-1])
+        sources = cascade_params(cA, cV)
     else:
         sources = scale * torch.randn(d, init_sources, generator=gen, dtype=torch.float64)
     ids = torch.arange(init_sources)  # identity of every witness
@@ -949,6 +1103,8 @@ def fit_column_generation(
     records: list[RoundRecord] = []
     stopped = "rounds"
     wit = dic = sol = None
+    Zc: torch.Tensor | None = None  # recurrent: features of the kept witnesses
+    fmask: torch.Tensor | None = None  # recurrent: features a candidate may read
     for r in range(rounds + 1):
         t0 = time.perf_counter()
         if layer1 is not None:
@@ -959,11 +1115,26 @@ def fit_column_generation(
                 group=group,
                 description={"seed": int(seed), "options": settings, "generated_by": "colgen"},
             )
+        elif rcs:
+            wit = recurrent_cascade_witnesses(
+                cA,
+                cV,
+                description={"seed": int(seed), "options": settings, "generated_by": "colgen"},
+                **lif,
+            )
+            H = cascade_spikes(cA, cV, x, lif["theta"])  # the kept witnesses' spikes (exact)
+            Zc = cascade_features(x, H)
+            price_x = torch.cat([Zc, torch.zeros(n, T, 1, dtype=torch.float64)], dim=2)
+            dim = price_x.shape[2]
+            sources = cascade_params(cA, cV)
         else:
             wit = source_witnesses(sources, n_steps=L, description=desc, **lif)
         dic = build_dictionary(wit, x.to(wit.dtype), steps="last")
-        owner = _witness_owner(dic, group if two else None)
-        slot = np.zeros(dic.n_columns, np.int64) if two else dic.provenance[:, 1]
+        if rcs:  # layer 2 relays witness j as neuron j of the one branch
+            owner = np.asarray(dic.provenance, dtype=np.int64)[:, 1]
+        else:
+            owner = _witness_owner(dic, group if two else None)
+        slot = np.zeros(dic.n_columns, np.int64) if two or rcs else dic.provenance[:, 1]
         W0 = None
         if W_prev:
             C = next(iter(W_prev.values())).shape[0]
@@ -1023,6 +1194,10 @@ def fit_column_generation(
         np.add.at(ww, owner, Wt.abs().sum(dim=1).cpu().numpy())
         np.logical_or.at(unsafe, owner, ~safe_zero.cpu().numpy())
         wit_price, wit_weight = torch.from_numpy(wp), torch.from_numpy(ww)
+        if rcs:  # candidates read the input and the witnesses that stay (not screened out)
+            stay = torch.from_numpy(unsafe) if screen else torch.ones(K, dtype=torch.bool)
+            fmask = torch.ones(dim, 1, dtype=torch.float64)
+            fmask[2 * d : 2 * d + K, 0] = read_closure(cV, stay).to(torch.float64)
 
         # proposals and pricing
         counts = {
@@ -1031,7 +1206,9 @@ def fit_column_generation(
         }
         dirs = _dual_directions(price_x, U, n_masks, gen) if counts.get("dual", 0) > 0 else None
         parts = [
-            _propose(
+            sparse_cascade_candidates(dim - 1, counts[p], gen=gen, theta=lif["theta"])
+            if rcs and p == "sparse"
+            else _propose(
                 p,
                 counts[p],
                 gen=gen,
@@ -1044,7 +1221,7 @@ def fit_column_generation(
                 theta=lif["theta"],
             )
             for p in proposals
-            if p not in ("fit", "local")
+            if p not in ("fit", "local", "counter")
         ]
         if counts.get("fit", 0) > 0:
             parts.append(
@@ -1055,12 +1232,25 @@ def fit_column_generation(
                     gen=gen,
                     theta=lif["theta"],
                     n_masks=n_masks,
-                    n_lags=n_win,
+                    n_lags=None if rcs else n_win,
+                    own_steps=(Zc, fit_alternations) if rcs else None,
                 )
             )
         cands = torch.cat(parts, dim=1) if parts else torch.zeros(dim, 0, dtype=torch.float64)
+        if rcs:
+            cands = quantize(cands) * fmask
 
-        def eval_fn(c: torch.Tensor, U: torch.Tensor = U) -> tuple[torch.Tensor, torch.Tensor]:
+        def eval_fn(
+            c: torch.Tensor,
+            U: torch.Tensor = U,
+            price_x: torch.Tensor = price_x,
+            Zc: torch.Tensor | None = Zc,
+            fmask: torch.Tensor | None = fmask,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if rcs:
+                c = quantize(c) * fmask
+                p, sc = _cascade_scores(c, Zc, U, a, lam, penalty, lif["theta"])
+                return (p, sc) if rule == "steepest" else (p, p)
             w = window_weights(c, lif["leak"], n_win) if two else c
             if rule == "steepest":
                 return _edge_scores(w, price_x, U, a, lam, penalty, two or not delay, lif)
@@ -1093,10 +1283,22 @@ def fit_column_generation(
                 steps=local_steps,
             )
             counts["local"] = int(nb.shape[1])
+            if rcs:
+                nb = quantize(nb) * fmask
             cands = torch.cat([cands, nb], dim=1)
             prices = torch.cat([prices, p_nb])
             scores = torch.cat([scores, s_nb])
-        rec.n_candidates = int(cands.shape[1])
+        n_single = int(cands.shape[1])
+        mods: list[tuple[torch.Tensor, torch.Tensor]] = []
+        mod_s: list[torch.Tensor] = []
+        if counts.get("counter", 0) > 0:  # recurrent: counter modules of sparse events
+            ev = sparse_windows(dim - 1, counts["counter"], gen=gen, theta=lif["theta"], k_max=2)
+            ks = torch.randint(2, 4, (counts["counter"],), generator=gen)
+            mods = counter_modules(ev * fmask[:-1], ks, d=d, theta=lif["theta"])
+            p_m, s_m, mod_s = _module_scores(mods, Zc, U, a, lam, penalty, lif["theta"])
+            prices = torch.cat([prices, p_m])
+            scores = torch.cat([scores, s_m if rule == "steepest" else p_m])
+        rec.n_candidates = n_single + len(mods)
         rec.proposals = {p: int(c) for p, c in counts.items()}
         if prices.numel():
             eps = float(prices.max()) - 1.0
@@ -1118,16 +1320,26 @@ def fit_column_generation(
             break
         # drop screened witnesses, retire more if the budget needs it, add the most violating
         keep = torch.from_numpy(unsafe) if screen else torch.ones(K, dtype=torch.bool)
+        if rcs:  # a witness read by a kept one stays (its spikes are that one's input)
+            keep = read_closure(cV, keep)
         rec.n_dropped = int(K - keep.sum())
         order = violating[torch.argsort(scores[violating], descending=True, stable=True)]
         # one candidate per distinct column set (local search finds the same column many times)
         order = order[: budget // per]
-        keys = _column_keys(
-            window_weights(cands[:, order], lif["leak"], n_win) if two else cands[:, order],
-            price_x,
-            lif,
-            last_only=two or not delay,
-        )
+        if rcs:
+            o1 = order[order < n_single]
+            k1 = iter(_bit_keys(candidate_spikes(cands[:, o1], Zc, lif["theta"])[:, -1:]))
+            keys = [
+                next(k1) if i < n_single else _bit_keys(mod_s[i - n_single][:, :, None])[0]
+                for i in order.tolist()
+            ]
+        else:
+            keys = _column_keys(
+                window_weights(cands[:, order], lif["leak"], n_win) if two else cands[:, order],
+                price_x,
+                lif,
+                last_only=two or not delay,
+            )
         seen: set[bytes] = set()
         first = []
         for i, kk in enumerate(keys):
@@ -1142,10 +1354,34 @@ def fit_column_generation(
             spare = torch.nonzero(keep & (wit_weight == 0), as_tuple=False)[:, 0]
             spare = spare[torch.argsort(wit_price[spare], stable=True)]
             n_ret = min(int(spare.numel()), int(order.numel()) - max(room, 0))
+            n_keep = int(keep.sum())
             keep[spare[:n_ret]] = False
-            rec.n_retired = n_ret
+            if rcs:
+                keep = read_closure(cV, keep)
+            rec.n_retired = n_keep - int(keep.sum())
             room = budget // per - int(keep.sum())
         add = order[: max(room, 0)]
+        if rcs and add.numel():
+            # columns of each: 1 (a neuron) or 2k (a counter module); the added witnesses read
+            # old ones: those stay, within the budget
+            m_old = cV.shape[0]
+            ncol = torch.tensor(
+                [1 if i < n_single else mods[i - n_single][1].shape[0] for i in order.tolist()]
+            )
+            add = order[: int((torch.cumsum(ncol, 0) <= max(room, 0)).sum())]
+            while True:
+                reads = torch.zeros(m_old, dtype=torch.bool)
+                for i in add.tolist():
+                    w_i = cands[:, i : i + 1] if i < n_single else mods[i - n_single][0]
+                    reads |= (w_i[2 * d : 2 * d + m_old] != 0).any(dim=1)
+                k2 = read_closure(cV, keep | reads)
+                n_new = sum(
+                    1 if i < n_single else mods[i - n_single][1].shape[0] for i in add.tolist()
+                )
+                if int(k2.sum()) + n_new <= budget or add.numel() == 0:
+                    break
+                add = add[:-1]
+            keep = k2
         rec.n_added = int(add.numel())
         rec.seconds = time.perf_counter() - t0
         records.append(rec)
@@ -1161,9 +1397,23 @@ def fit_column_generation(
         if add.numel() == 0:
             stopped = "budget"
             break
-        sources = torch.cat([sources[:, keep], cands[:, add]], dim=1)
-        ids = torch.cat([ids[keep], torch.arange(next_id, next_id + add.numel())])
-        next_id += int(add.numel())
+        n_new = int(add.numel())
+        if rcs:
+            a1 = add[add < n_single]
+            m_old = cV.shape[0]
+            cA, cV = extend_cascade(cA, cV, cands[:, a1])
+            for i in add[add >= n_single].tolist():
+                Wm, Vm = mods[i - n_single]
+                pad = torch.zeros(cV.shape[0] - m_old, Wm.shape[1], dtype=torch.float64)
+                cA, cV = extend_module(cA, cV, torch.cat([Wm[: 2 * d + m_old], pad]), Vm)
+            n_new = cV.shape[0] - m_old
+            cA, cV = restrict_cascade(
+                cA, cV, torch.cat([keep, torch.ones(n_new, dtype=torch.bool)])
+            )
+        else:
+            sources = torch.cat([sources[:, keep], cands[:, add]], dim=1)
+        ids = torch.cat([ids[keep], torch.arange(next_id, next_id + n_new)])
+        next_id += n_new
     settings["seconds"] = time.perf_counter() - t_all
     return ColumnGenerationResult(
         witnesses=wit,
