@@ -52,6 +52,12 @@ threshold must be dyadic (:math:`256\beta` and :math:`2^{16}\theta` integers, e.
 :math:`u_t = \alpha_t` holds *in floating point*, independent of the order in which the network
 sums its inputs, and the spikes computed by :func:`cascade_spikes` (the pricing) equal those of
 the simulated network bit for bit (docs/method.md, "Recurrent cascade witnesses").
+
+A threshold unit cannot compute the XOR of its own previous spike and its input, so a cascade of
+single units has no toggle (no group component). *Counter modules* (:func:`counter_modules`) add
+them: :math:`2k` neurons appended together that read each other (the only entries of ``V`` below
+the diagonal) and count threshold events modulo :math:`k`; the same compensation and grid make
+them exact.
 """
 
 from __future__ import annotations
