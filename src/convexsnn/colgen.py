@@ -1103,8 +1103,9 @@ def fit_column_generation(
     records: list[RoundRecord] = []
     stopped = "rounds"
     wit = dic = sol = None
-    Zc: torch.Tensor | None = None  # recurrent: features of the kept witnesses
-    fmask: torch.Tensor | None = None  # recurrent: features a candidate may read
+    # recurrent family: features of the kept witnesses, and those a candidate may read
+    Zc = torch.zeros(0, 0, 0, dtype=torch.float64)
+    fmask = torch.ones(0, 1, dtype=torch.float64)
     for r in range(rounds + 1):
         t0 = time.perf_counter()
         if layer1 is not None:
@@ -1244,8 +1245,8 @@ def fit_column_generation(
             c: torch.Tensor,
             U: torch.Tensor = U,
             price_x: torch.Tensor = price_x,
-            Zc: torch.Tensor | None = Zc,
-            fmask: torch.Tensor | None = fmask,
+            Zc: torch.Tensor = Zc,
+            fmask: torch.Tensor = fmask,
         ) -> tuple[torch.Tensor, torch.Tensor]:
             if rcs:
                 c = quantize(c) * fmask
