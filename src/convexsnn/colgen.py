@@ -54,6 +54,15 @@ its one column is its spike at the last step, and pricing simulates it alone on 
 then read :math:`\Phi` for :math:`X` and :math:`c` for :math:`w`; ``"sparse"``
 (:func:`convexsnn.delay.sparse_windows`) draws random windows over a few relayed spikes.
 
+With ``family="recurrent"`` a witness is one neuron of a recurrent cascade
+(:mod:`convexsnn.recurrent_witness`): a threshold unit over :math:`x_t`, :math:`x_{t-1}`, the
+previous spikes of the kept witnesses and its own, exact on a :math:`2^{-16}` grid; its
+parameters are those weights, its one column its spike at :math:`T`, and pricing runs the exact
+recursion on the kept witnesses' spikes. ``"fit"`` fits it like a window neuron (then refits the
+self weight on its own previous spike), ``"counter"`` proposes modulo-:math:`k` counter modules of
+random sparse events (:math:`2k` columns, priced by the best); a screened witness is dropped only
+when no kept witness reads it, and at most 32 witnesses are added a round by default.
+
 Proposals (all drawn from one seeded generator):
 
 * ``"dual"``: dual-weighted data directions, :math:`w \propto \sigma \sum_t a_t X_t^\top (m \odot
