@@ -34,7 +34,12 @@ the first sweep (that fraction tightens as the steps become full Newton steps). 
 :math:`W \leftarrow W + t\Delta` with the Armijo rule on the true objective,
 :math:`F(W + t\Delta) \le F(W) + \sigma t \delta`, :math:`\delta = \langle g, \Delta\rangle +
 \lambda(\lVert W + \Delta\rVert_1 - \lVert W\rVert_1)`, where :math:`D(W + t\Delta) = Z + t\,\delta
-z` costs no product. Every step's gradient is a dual candidate; the caller's certificate
+z` costs no product. After every accepted step a *face phase* (:data:`FACE_PHASE`,
+:func:`~convexsnn.convex._softmax_face.face_newton_cg`) runs Newton-CG on the support and signs
+of the new point: at small :math:`\lambda` the model is ill-conditioned and the sweeps crawl, while
+conjugate gradients on the face converge in about the square root of the iterations; the
+proximal steps are then limited to :data:`FACE_SWEEPS` sweeps (they only have to find the
+support). Every step's gradient is a dual candidate; the caller's certificate
 (residual form, float64, original problem) decides the stop. Everything is deterministic (fixed
 coordinate order, no time-dependent choices). See ``docs/method.md`` (softmax readout).
 """

@@ -20,8 +20,9 @@ formed. The truncated Newton direction solves :math:`(H_{\mathcal F\mathcal F} +
 at the boundary of a trust region :math:`\lVert d\rVert_M \le \Delta` (Steihaug-Toint;
 :math:`\Delta` grows after steps whose decrease matches the model's and shrinks after poor ones;
 :math:`\mu`, tiny, only keeps the directions the loss does not see, such as a constant added to
-every class of one neuron, from being unbounded). The step :math:`W_t = \pi_\xi(W + t d)` (coordinates
-that would change sign stop at zero, as OWL-QN projects; Andrew & Gao 2007) is accepted by
+every class of one neuron, from being unbounded). The step :math:`W_t = \pi_\xi(W + t d)`
+(coordinates that would change sign stop at zero, as OWL-QN projects; Andrew & Gao 2007) is
+accepted by
 backtracking when the *true* objective decreases by the Armijo rule
 :math:`F(W_t) \le F(W) + \sigma\langle\tilde g, W_t - W\rangle`, so no step ever raises
 :math:`F`. A coordinate that reaches zero leaves the face for the rest of the phase (the next
