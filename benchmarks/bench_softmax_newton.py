@@ -1,5 +1,8 @@
-"""Softmax + l1 on the sequential-MNIST paper dictionary: Hessian-free proximal Newton
-(``solver="newton"``) against FISTA (``solver="fista"``), interleaved in one run.
+"""Softmax + l1 on the sequential-MNIST paper dictionary: Hessian-free proximal Newton with the
+face phase (``solver="newton"``: coordinate-descent proximal steps, Newton-CG on the identified
+face, ``convex/_softmax_face.py``), the same solver without the face phase (the previous
+``solver="newton"``, ``_softmax_cd.FACE_PHASE = False``) and FISTA (``solver="fista"``),
+interleaved in one run.
 
 The dictionary is the paper configuration's CVX one (``convexsnn.experiments.mnist`` config
 ``"paper"``, seed 0, Gaussian witnesses of the first scale of its grid), built on the 6000
@@ -9,8 +12,8 @@ reports its certificate (recomputed by the driver on the original problem) and i
 Usage::
 
     CONVEXSNN_MNIST_DIR=/work/shared/data/mnist OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \\
-        PYTHONPATH=src python benchmarks/bench_softmax_newton.py --max-time-new 180 \\
-        --max-time-fista 90
+        PYTHONPATH=src python benchmarks/bench_softmax_newton.py --max-time-new 600 \\
+        --max-time-prev 120 --max-time-fista 60
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+import convexsnn.convex._softmax_cd as softmax_cd
 from convexsnn.convex import ConvergenceWarning, solve_readout
 from convexsnn.dictionary.build import build_dictionary
 from convexsnn.experiments.mnist import _load_task, config_for
@@ -34,8 +38,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--betas", type=float, nargs="+", default=[1e-1, 1e-2, 1e-3])
     ap.add_argument("--tol", type=float, default=1e-6)
-    ap.add_argument("--max-time-new", type=float, default=180.0)
-    ap.add_argument("--max-time-fista", type=float, default=90.0)
+    ap.add_argument("--max-time-new", type=float, default=600.0)
+    ap.add_argument("--max-time-prev", type=float, default=120.0)
+    ap.add_argument("--max-time-fista", type=float, default=60.0)
     ap.add_argument("--out", default="benchmarks/results/bench_softmax_newton.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -71,7 +76,14 @@ def main() -> None:
     print(f"dictionary {n} x {P} built in {t_build:.1f} s", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     for beta in args.betas:
-        for solver, mt in (("newton", args.max_time_new), ("fista", args.max_time_fista)):
+        for name, solver, mt in (
+            ("newton", "newton", args.max_time_new),
+            ("newton-noface", "newton", args.max_time_prev),
+            ("fista", "fista", args.max_time_fista),
+        ):
+            if mt <= 0:
+                continue
+            softmax_cd.FACE_PHASE = name != "newton-noface"
             load = os.getloadavg()[0]
             t = time.perf_counter()
             with warnings.catch_warnings():
@@ -90,7 +102,7 @@ def main() -> None:
             c = sol.certificate
             rec = {
                 "beta": beta,
-                "solver": solver,
+                "solver": name,
                 "algorithm": c.algorithm,
                 "status": c.status,
                 "converged": bool(c.converged),

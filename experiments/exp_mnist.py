@@ -5,6 +5,8 @@ Usage::
     python experiments/exp_mnist.py --quick                       # ~1 min, 1000 training images
     python experiments/exp_mnist.py --configs paper full --json out/mnist.json --cache out/models
     python experiments/exp_mnist.py --configs full --methods CVX --json out/mnist.json
+    python experiments/exp_mnist.py --configs paper --methods SG-CVX --max-time none \\
+        --cache out/models --json out/mnist.json      # convex readouts without a time cap
 
 Records of several invocations are merged into ``--json`` (a record replaces an earlier one with
 the same config, method, seed and quick flag; each invocation's machine and command line is
@@ -81,15 +83,32 @@ def main(argv=None) -> int:
         default=None,
         help='JSON changes to the configuration, e.g. \'{"cvx": {"widths": [4000]}}\'',
     )
+    ap.add_argument(
+        "--max-time",
+        default=None,
+        help="wall-clock cap (s) of each convex readout solve, or 'none' for no cap (every "
+        "convex solve then runs until it is certified); default: the configuration's",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    max_time: float | None = None
+    if args.max_time is not None and args.max_time.lower() != "none":
+        try:
+            max_time = float(args.max_time)
+        except ValueError:
+            ap.error(f"--max-time must be a number of seconds or 'none', got {args.max_time!r}")
+        if not max_time > 0:
+            ap.error(f"--max-time must be positive, got {args.max_time!r}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
     )
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = json.loads(args.override) if args.override else None
+    if args.max_time is not None:
+        overrides = dict(overrides or {})
+        overrides["cvx"] = {**overrides.get("cvx", {}), "max_time": max_time}
     meta = {
         "machine": platform.machine(),
         "python": platform.python_version(),

@@ -34,7 +34,12 @@ the first sweep (that fraction tightens as the steps become full Newton steps). 
 :math:`W \leftarrow W + t\Delta` with the Armijo rule on the true objective,
 :math:`F(W + t\Delta) \le F(W) + \sigma t \delta`, :math:`\delta = \langle g, \Delta\rangle +
 \lambda(\lVert W + \Delta\rVert_1 - \lVert W\rVert_1)`, where :math:`D(W + t\Delta) = Z + t\,\delta
-z` costs no product. Every step's gradient is a dual candidate; the caller's certificate
+z` costs no product. After every accepted step a *face phase* (:data:`FACE_PHASE`,
+:func:`~convexsnn.convex._softmax_face.face_newton_cg`) runs Newton-CG on the support and signs
+of the new point: at small :math:`\lambda` the model is ill-conditioned and the sweeps crawl, while
+conjugate gradients on the face converge in about the square root of the iterations; the
+proximal steps are then limited to :data:`FACE_SWEEPS` sweeps (they only have to find the
+support). Every step's gradient is a dual candidate; the caller's certificate
 (residual form, float64, original problem) decides the stop. Everything is deterministic (fixed
 coordinate order, no time-dependent choices). See ``docs/method.md`` (softmax readout).
 """
@@ -49,6 +54,7 @@ import torch
 
 from .._jit import load_numba, log_fallback
 from ._cd_numba import HAVE_NUMBA
+from ._softmax_face import face_newton_cg
 
 logger = logging.getLogger("convexsnn")
 
@@ -59,6 +65,13 @@ _EPS64 = float(np.finfo(np.float64).eps)
 ARMIJO = 1e-4
 #: most coordinate-descent sweeps on one quadratic model
 MAX_SWEEPS = 200
+#: run the face phase (Newton-CG on the settled support) between proximal Newton steps
+FACE_PHASE = True
+#: coordinate-descent sweeps at most on one model when the face phase runs (the proximal steps
+#: then only have to find the support)
+FACE_SWEEPS = 40
+#: Newton-CG steps at most per face phase
+FACE_STEPS = 20
 
 
 def block_bytes(n: int, s: int, C: int) -> int:
@@ -74,6 +87,14 @@ def newton_rows_fit(n: int, s: int, C: int) -> bool:
 
     avail = available_memory()
     return avail is None or block_bytes(n, s, C) <= avail
+
+
+def face_fits(n: int, s: int) -> bool:
+    """Whether the face phase's float32 copy of the ``n x s`` block (and its square) fits."""
+    from .linear_operator import available_memory
+
+    avail = available_memory()
+    return avail is None or 8 * n * s <= avail
 
 
 # -- kernels (pure Python; compiled by numba on first use) ----------------------------------
@@ -248,16 +269,17 @@ def _anderson_sweeps(X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_ab
     return sweeps, first
 
 
-def _solve_model(X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_rel):
+def _solve_model(X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_rel, max_sweeps=None):
     r"""Approximate minimiser of the quadratic model (in place on ``dW``, ``dzt``, ``rho``), the
     glmnet way: a sweep over all the candidate coordinates ``act``, then Anderson-accelerated
     sweeps over those that are nonzero (:math:`W + \Delta \ne 0`) until they settle, repeated
     until a full sweep changes the model by at most ``tol_rel`` times the first full sweep
     (:math:`\sum h_{jc} d_{jc}^2`), or :data:`MAX_SWEEPS` sweeps in all. Returns the number of
     sweeps."""
+    max_sweeps = MAX_SWEEPS if max_sweeps is None else max_sweeps
     sweeps = 0
     first = -1.0
-    while sweeps < MAX_SWEEPS:
+    while sweeps < max_sweeps:
         _, change = _anderson_sweeps(
             X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, math.inf, 1
         )
@@ -283,7 +305,7 @@ def _solve_model(X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_rel):
                 an,
                 lam,
                 0.1 * tol_rel * first,
-                MAX_SWEEPS - sweeps,
+                max_sweeps - sweeps,
             )
             sweeps += k
     return sweeps
@@ -321,6 +343,7 @@ def prox_newton_softmax_rows(
     budget,
     log_level: int = logging.DEBUG,
     max_steps: int = 500,
+    face: bool | None = None,
 ):
     r"""Hessian-free proximal Newton for softmax + l1 on the block ``op`` (``n x s``); see the
     module docstring for the model, its coordinate descent and the line search.
@@ -341,6 +364,11 @@ def prox_newton_softmax_rows(
         Shared iteration / time budget (one unit per Newton step).
     max_steps : int
         Newton steps at most in this call.
+    face : bool, optional
+        Run the face phase (Newton-CG on the support once it has settled,
+        :func:`~convexsnn.convex._softmax_face.face_newton_cg`); default :data:`FACE_PHASE`.
+        Off, or when the float32 copy of the block does not fit, the solver is the plain
+        proximal Newton of earlier releases.
 
     Returns
     -------
@@ -358,6 +386,7 @@ def prox_newton_softmax_rows(
 
     n, s = op.shape
     C = datafit.n_outputs
+    face = FACE_PHASE if face is None else bool(face)
     check_fits(
         block_bytes(n, s, C),
         f"the softmax Newton block ({n} rows x {s} working-set columns, float32)",
@@ -392,6 +421,37 @@ def prox_newton_softmax_rows(
     offer(Wn, Zt)
     it, matvecs, sweeps_total = 0, 1, 0
     tol_rel, m_prev = 0.1, math.inf
+    # the face phase (Newton-CG on the support, _softmax_face) on a dense float32 copy of the block
+    Db = None
+    if face and face_fits(n, s):
+        Db = np.ascontiguousarray(op.dense().to(torch.float32).cpu().numpy())
+        binary = bool(np.all(val == 1.0))
+    radius = None
+    face_steps = cg_total = 0
+
+    def face_gradient(Ztx: np.ndarray):
+        nonlocal matvecs
+        Px = torch.softmax(torch.from_numpy(Ztx).T, dim=1)
+        Ux = a * (Px - E)
+        Uxt = np.ascontiguousarray(Ux.T.numpy())
+        Pxt = np.ascontiguousarray(Px.T.numpy())
+        gx = np.zeros((s, C))
+        hx = np.zeros((s, C))
+        _grad_curv(*X, Uxt, Pxt * an[None, :] * (1.0 - Pxt), gx, hx)
+        matvecs += 1
+        tr.offer_dual(Ux.to(op.dtype), torch.from_numpy(gx.copy()).to(op.dtype))
+        return Px.numpy(), gx, hx
+
+    def face_product(Wx: np.ndarray) -> np.ndarray:
+        nonlocal matvecs
+        Zx = np.zeros((C, n))
+        _product(*X, np.ascontiguousarray(Wx), Zx)
+        matvecs += 1
+        return Zx
+
+    def face_stop() -> bool:
+        return tr.converged(tol) or budget.left <= 0 or budget.out_of_time()
+
     while True:
         Pm = torch.softmax(torch.from_numpy(Zt).T, dim=1)  # (n, C)
         U = a * (Pm - E)
@@ -414,7 +474,23 @@ def prox_newton_softmax_rows(
         dW.fill(0.0)
         dzt.fill(0.0)
         rho.fill(0.0)
-        sw = _solve_model(X, Ut, PAt, Pt, Wn, dW, dzt, rho, h, act, g, an, lam, tol_rel)
+        sw = _solve_model(
+            X,
+            Ut,
+            PAt,
+            Pt,
+            Wn,
+            dW,
+            dzt,
+            rho,
+            h,
+            act,
+            g,
+            an,
+            lam,
+            tol_rel,
+            FACE_SWEEPS if Db is not None else MAX_SWEEPS,
+        )
         sweeps_total += int(sw)
         logger.log(
             log_level,
@@ -462,11 +538,38 @@ def prox_newton_softmax_rows(
         matvecs += 1
         Fw = F(Wn, Zt)
         offer(Wn, Zt)
+        if Db is not None:
+            # Newton-CG on the face of the new point (its support and signs)
+            fr = face_newton_cg(
+                Db,
+                face_product,
+                face_gradient,
+                F,
+                Wn,
+                Zt,
+                Fw,
+                lam,
+                an,
+                max_steps=FACE_STEPS,
+                radius=radius,
+                binary=binary,
+                on_point=offer,
+                stop=face_stop,
+                log_level=log_level,
+            )
+            radius = fr.radius
+            face_steps += fr.steps
+            cg_total += fr.cg
+            matvecs += 2 * fr.cg
+            budget.used += fr.steps
+            Wn, Zt, Fw = fr.W, fr.Zt, fr.F
     logger.log(
         log_level,
-        "newton-rows: %d steps, %d sweeps, primal=%.12g dual=%.12g",
+        "newton-rows: %d steps, %d sweeps, %d face steps (%d cg), primal=%.12g dual=%.12g",
         it,
         sweeps_total,
+        face_steps,
+        cg_total,
         tr.primal,
         tr.dual,
     )

@@ -66,11 +66,14 @@ work wherever their capabilities allow:
   to operator FISTA as soon as ``n * min(P, 4096) > 6e7``, i.e. at every ``n >= 15k``, because the
   Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
   the Gram form on 55k x 4k squared + l1.)
-* softmax + l1 with :math:`PC \le` ``NEWTON_FULL_HESSIAN`` (``"newton"``): proximal Newton, the
-  quadratic model solved by the compiled coordinate descent, Armijo line search; with
-  ``solver="newton"``, larger blocks use the Hessian-free row-form variant
-  (:func:`~convexsnn.convex._softmax_cd.prox_newton_softmax_rows`; opt-in: measured faster than
-  FISTA at large :math:`\lambda` only);
+* softmax + l1 with :math:`nP \le` ``NEWTON_MAX_ENTRIES`` (``"newton"``): proximal Newton, the
+  quadratic model solved by the compiled coordinate descent, Armijo line search; blocks with
+  :math:`sC >` ``NEWTON_FULL_HESSIAN`` use the Hessian-free row-form variant
+  (:func:`~convexsnn.convex._softmax_cd.prox_newton_softmax_rows`) with Newton-CG on the
+  identified face between its proximal steps (:mod:`~convexsnn.convex._softmax_face`; measured:
+  certified the 6000 x 984 MNIST paper dictionary at :math:`\beta = 10^{-1}, 10^{-2}` in 24 s /
+  214 s and reached rel gap 2e-6 at :math:`10^{-3}` in 600 s, where FISTA stopped at rel gaps
+  0.03 / 0.06 after 60 s, ``benchmarks/bench_softmax_newton.py``);
 * softmax otherwise: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
   polishing on the support (signs fixed for l1, active rows for l2,1);
 * hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
@@ -559,14 +562,15 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             and type(pen) is L1
             and numba_available()
             and _has(op, "columns", "dense")
-            and P * df.n_outputs <= NEWTON_FULL_HESSIAN
             and n * P <= NEWTON_MAX_ENTRIES
         ):
-            # proximal Newton where its full Hessian is small (measured 8-26x faster than FISTA
-            # there); larger problems keep FISTA + Newton-CG polishing: the Hessian-free
-            # row-form Newton (solver="newton", _softmax_cd) certified the MNIST paper dictionary
-            # at beta 1e-1 where FISTA did not, but was behind FISTA at beta 1e-2
-            # (benchmarks/results/bench_softmax_newton.json)
+            # proximal Newton: with the full Hessian where it is small (sC <= 1024, measured
+            # 8-26x faster than FISTA there), else in row form with the face phase
+            # (_softmax_cd + _softmax_face), which certified the MNIST paper dictionary
+            # (6000 x 984) at beta 1e-1 / 1e-2 in 24 s / 214 s (2e-6 at 1e-3 in 600 s) where
+            # FISTA stopped at rel gaps 0.03 / 0.06 after 60 s
+            # (benchmarks/results/bench_softmax_newton.json); larger dictionaries keep FISTA +
+            # Newton-CG polishing (not measured against each other there)
             return "newton"
         if df.smooth:
             return "fista"
@@ -687,6 +691,10 @@ def _solve_prepared(
     has_cols = _has(op, "columns")
     if working_set is None:
         use_ws = has_cols and P >= WORKING_SET_MIN_COLUMNS
+        if algo == "newton" and n * P <= NEWTON_MAX_ENTRIES:
+            # softmax Newton on the whole dictionary (its face phase needs the coupled columns;
+            # measured on the MNIST paper dictionary, benchmarks/bench_softmax_newton.py)
+            use_ws = False
         if algo == "ipm" and op.shape[0] <= 512:
             use_ws = False  # few rows: the n x n normal equations are cheap on all columns
     else:

@@ -1,0 +1,265 @@
+r"""Newton-CG on the identified face of softmax + l1 (the support-polish phase of the row-form
+proximal Newton solver, :mod:`~convexsnn.convex._softmax_cd`).
+
+On a block :math:`D_S` (``n x s``) the objective is
+:math:`F(W) = f(D_S W) + \lambda \lVert W\rVert_1`, :math:`f(Z) = \sum_i a_i(\log\sum_c
+e^{z_{ic}} - z_{iy_i})`, with gradient :math:`G = D_S^\top A(P - E)`. Once the proximal Newton
+steps have found the support :math:`\mathcal F = \{W_{jc} \ne 0\}` and its signs
+:math:`\xi = \mathrm{sign}(W)`, the l1 term is the linear :math:`\lambda\langle \xi, W\rangle` on
+the orthant and the problem restricted to the face is smooth. Its gradient is
+:math:`\tilde g = (G + \lambda\xi)_{\mathcal F}` and its Hessian acts on a direction :math:`v`
+(zero off the face) as
+
+.. math::
+
+    H v = D_S^\top \big[a_i(\mathrm{diag}(p_i) - p_i p_i^\top)(D_S v)_i\big]_i,
+
+two products with the block per application, :math:`O(n s C)`, the ``(sC)^2`` Hessian never
+formed. The truncated Newton direction solves :math:`(H_{\mathcal F\mathcal F} + \mu I)\,d =
+-\tilde g` by conjugate gradients preconditioned with the Hessian's diagonal :math:`M`, stopped
+at the boundary of a trust region :math:`\lVert d\rVert_M \le \Delta` (Steihaug-Toint;
+:math:`\Delta` grows after steps whose decrease matches the model's and shrinks after poor ones;
+:math:`\mu`, tiny, only keeps the directions the loss does not see, such as a constant added to
+every class of one neuron, from being unbounded). The step :math:`W_t = \pi_\xi(W + t d)`
+(coordinates that would change sign stop at zero, as OWL-QN projects; Andrew & Gao 2007) is
+accepted by
+backtracking when the *true* objective decreases by the Armijo rule
+:math:`F(W_t) \le F(W) + \sigma\langle\tilde g, W_t - W\rangle`, so no step ever raises
+:math:`F`. A coordinate that reaches zero leaves the face for the rest of the phase (the next
+proximal Newton step decides whether it comes back). A phase ends after ``max_steps`` steps, when
+the face gradient has fallen by ``FACE_RTOL``, or when it is below ``FACE_BALANCE`` times the
+violation of the dual constraints off the face, :math:`\lVert(|G_{jc}| - \lambda)_+
+\rVert` over :math:`W_{jc} = 0` (the support is still wrong: solving the face further is wasted).
+Conjugate gradients converge in about :math:`\sqrt{\kappa}` products where coordinate descent
+on the same ill-conditioned model (probabilities near 0 or 1 at small :math:`\lambda`) needs
+about :math:`\kappa` sweeps: this is the softmax counterpart of the squared-loss support solve in
+``_polish``. The gradient of every point is a dual candidate; the caller's certificate (residual
+form, float64, original problem) decides the stop. See ``docs/method.md`` (softmax readout).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+logger = logging.getLogger("convexsnn")
+
+__all__ = ["FaceResult", "face_newton_cg"]
+
+_EPS64 = float(np.finfo(np.float64).eps)
+#: Armijo sufficient-decrease constant
+ARMIJO = 1e-4
+#: conjugate-gradient iterations at most per Newton step
+MAX_CG = 300
+#: first Levenberg-Marquardt damping (relative to the mean diagonal of the face Hessian)
+MU0 = 1e-4
+#: rows whose largest p_ic (1 - p_ic) is at most this are left out of the Hessian products
+ROW_CURV = 1e-7
+#: a phase ends when the face gradient is below this times the violation off the face
+FACE_BALANCE = 0.1
+#: a phase ends when the face gradient has fallen by this factor
+FACE_RTOL = 1e-6
+#: damping floor, times min(1, |face gradient|)
+MU_MIN = 1e-8
+
+
+class FaceResult:
+    """What one face phase hands back: the new point, its product and the step counts."""
+
+    def __init__(self, W, Zt, F, steps, cg, radius, left_face):
+        self.W, self.Zt, self.F = W, Zt, F
+        self.steps, self.cg, self.radius, self.left_face = steps, cg, radius, left_face
+
+
+def _hvp(Db, Pa, P32, fmask, free, mu, V):
+    r""":math:`(H_{\mathcal F\mathcal F} + \mu I) V` (float32 products with the block)."""
+    Zv = Db @ (V.astype(np.float32) * fmask)
+    pz = Pa * Zv
+    R = pz - P32 * pz.sum(axis=1, keepdims=True)
+    return (Db.T @ R).astype(np.float64) * free + mu * V
+
+
+def face_newton_cg(
+    Db: np.ndarray,
+    product: Callable[[np.ndarray], np.ndarray],
+    gradient: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    objective: Callable[[np.ndarray, np.ndarray], float],
+    W: np.ndarray,
+    Zt: np.ndarray,
+    Fw: float,
+    lam: float,
+    a: np.ndarray,
+    *,
+    max_steps: int,
+    radius: float | None = None,
+    binary: bool = False,
+    on_point: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    log_level: int = logging.DEBUG,
+) -> FaceResult:
+    r"""Newton-CG steps on the face of ``W`` (see the module docstring).
+
+    Parameters
+    ----------
+    Db : ndarray (n, s) float32
+        The block :math:`D_S` for the Hessian-vector products (the direction need not be exact).
+    product : callable
+        ``product(W) -> Zt``: :math:`(D_S W)^\top` in float64 (``C x n``).
+    gradient : callable
+        ``gradient(Zt) -> (P, G, _)``: probabilities ``(n, C)`` and :math:`G = D_S^\top A(P-E)`
+        (``s x C``); it also offers the dual candidate to the caller's certificate.
+    objective : callable
+        ``objective(W, Zt) -> F`` (float64, the true objective).
+    W, Zt, Fw
+        Starting point, its product and its objective value.
+    lam : float
+    a : ndarray (n,)
+        Row weights.
+    max_steps : int
+    radius : float, optional
+        Starting trust-region radius (in the norm of the preconditioner), carried from phase to
+        phase by the caller; default ten diagonal Newton steps.
+    binary : bool
+        ``Db`` holds only 0 and 1 (its square is itself).
+    on_point : callable, optional
+        Called with every accepted ``(W, Zt)``.
+    stop : callable, optional
+        Returns True when the caller's certificate or budget says stop.
+    """
+    sgn = np.sign(W)
+    free = sgn != 0.0
+    if not free.any():
+        return FaceResult(W, Zt, Fw, 0, 0, radius, False)
+    a32 = a.astype(np.float32)[:, None]
+    steps = cg_total = 0
+    left = False
+    g0 = None
+    for _ in range(max_steps):
+        Pm, G, _ = gradient(Zt)
+        if stop is not None and stop():
+            break
+        pg = np.where(free, G + lam * sgn, 0.0)
+        gnorm = float(np.sqrt((pg * pg).sum()))
+        if gnorm == 0.0:
+            break
+        if g0 is None:
+            g0 = gnorm
+        elif gnorm <= FACE_RTOL * g0:
+            break
+        # the face is solved well enough when the constraints off it are violated more: then
+        # the support is wrong and the proximal step has more to gain
+        viol = np.where(free, 0.0, np.maximum(np.abs(G) - lam, 0.0))
+        if steps and gnorm <= FACE_BALANCE * float(np.sqrt((viol * viol).sum())):
+            break
+        # the Hessian on the face's columns and on the rows that still have curvature (a row
+        # with max_c p_ic (1 - p_ic) <= ROW_CURV adds next to nothing; the direction need not be
+        # exact, the line search is on the true objective)
+        cols = np.flatnonzero(free.any(axis=1))
+        rws = np.flatnonzero((Pm * (1.0 - Pm)).max(axis=1) > ROW_CURV)
+        Dh = Db[np.ix_(rws, cols)]
+        Pa = a32[rws] * Pm[rws].astype(np.float32)
+        P32 = Pm[rws].astype(np.float32)
+        fr = free[cols]
+        fm = fr.astype(np.float32)
+        hdiag = ((Dh if binary else Dh * Dh).T @ (Pa * (1.0 - P32))).astype(np.float64)
+        hbar = max(float(hdiag[fr].mean()), 1e-300)
+        mu = hbar * max(MU_MIN * min(1.0, gnorm), 1e-12)
+        Minv = np.where(fr, 1.0 / (hdiag + mu), 0.0)
+
+        # Steihaug-Toint conjugate gradients in the norm of the preconditioner M = diag(H) + mu
+        d = np.zeros((cols.size, W.shape[1]))
+        r = -pg[cols]
+        zz = Minv * r
+        p = zz.copy()
+        rz = float((r * zz).sum())
+        if radius is None:
+            radius = 10.0 * math.sqrt(rz)  # ten diagonal Newton steps
+        target = min(0.1, math.sqrt(gnorm)) * math.sqrt(rz)
+        dMd, dMp, pMp = 0.0, 0.0, rz
+        boundary = False
+        k = 0
+        while k < MAX_CG:
+            k += 1
+            Hp = _hvp(Dh, Pa, P32, fm, fr, mu, p)
+            pHp = float((p * Hp).sum())
+            alpha = rz / pHp if pHp > 0.0 else math.inf
+            if dMd + 2 * alpha * dMp + alpha * alpha * pMp >= radius * radius:
+                # to the trust-region boundary (also along a direction of no curvature)
+                disc = dMp * dMp + pMp * (radius * radius - dMd)
+                tau = (-dMp + math.sqrt(max(disc, 0.0))) / pMp
+                d += tau * p
+                boundary = True
+                break
+            d += alpha * p
+            r -= alpha * Hp
+            dMd += 2 * alpha * dMp + alpha * alpha * pMp
+            zz = Minv * r
+            rz_new = float((r * zz).sum())
+            if math.sqrt(max(rz_new, 0.0)) <= target:
+                break
+            beta = rz_new / rz
+            dMp = beta * (dMp + alpha * pMp)
+            pMp = rz_new + beta * beta * pMp
+            p = zz + beta * p
+            rz = rz_new
+        cg_total += k
+        d_full = np.zeros_like(W)
+        d_full[cols] = d
+        d = d_full
+        dzt = product(d)
+        # the model's predicted decrease, from D d (no further product with D^T)
+        pdz = (Pm.T * dzt).sum(axis=0)
+        dHd = float((a * ((Pm.T * dzt * dzt).sum(axis=0) - pdz * pdz)).sum())
+        pred = -(float((pg * d).sum()) + 0.5 * (dHd + mu * float((d * d).sum())))
+        t, accepted, hit = 1.0, False, False
+        for _ in range(30):
+            Wr = W + t * d
+            cross = free & (Wr * sgn <= 0.0)
+            Wt = np.where(cross, 0.0, Wr)
+            Ztt = product(Wt) if cross.any() else Zt + t * dzt
+            Ft = objective(Wt, Ztt)
+            if Ft <= Fw + ARMIJO * float((pg * (Wt - W)).sum()) + 4 * _EPS64 * abs(Fw):
+                accepted, hit = True, bool(cross.any())
+                break
+            t *= 0.5
+        steps += 1
+        rho = (Fw - Ft) / pred if accepted and pred > 0.0 else -1.0
+        logger.log(
+            log_level,
+            "face step %d: F=%.15g face=%d cg=%d t=%.3g radius=%.3g rho=%.3g |g|=%.3g",
+            steps,
+            Fw,
+            int(free.sum()),
+            k,
+            t,
+            radius,
+            rho,
+            gnorm,
+        )
+        step_norm = t * math.sqrt(float(((d[cols] ** 2) / np.where(fr, Minv, 1.0)).sum()))
+        if t < 1.0 or rho < 0.25:
+            radius = max(0.25 * step_norm, 1e-300)
+        elif rho > 0.75 and boundary:
+            radius *= 2.0
+        if not accepted:
+            if radius <= 1e-300:
+                break
+            continue
+        if not hit:
+            Ztt = product(Wt)  # recomputed from W (no drift of the running product)
+            Ft = objective(Wt, Ztt)
+        W, Zt, Fw = Wt, Ztt, Ft
+        if on_point is not None:
+            on_point(W, Zt)
+        if hit:
+            # coordinates that reached zero leave the face (the proximal step decides whether
+            # they come back)
+            left = True
+            free = free & (W != 0.0)
+            sgn = np.sign(W)
+            if not free.any():
+                break
+    return FaceResult(W, Zt, Fw, steps, cg_total, radius, left)
