@@ -697,7 +697,8 @@ def gram_columns(
     if iw is not None and bool((iw[0] == 1).all()):
         words = _packed_words(op)
         if words is not None:
-            Hp = popcount_gram(words, words[idx.cpu().numpy()])
+            # (the whole block: the symmetric kernel counts each pair once)
+            Hp = popcount_gram(words, None if fresh is None else words[idx.cpu().numpy()])
             if Hp is not None:
                 Hk = torch.from_numpy(Hp.astype(np.float64)) * iw[1]
                 Bk = op.rmatmul((weights.reshape(-1, 1) * Y).to(op.dtype)).to(f64)
