@@ -820,6 +820,7 @@ def pdas_l1(
     lam: float,
     outputs=None,
     state: dict | None = None,
+    points: dict | None = None,
 ) -> tuple[float, float, list[int]]:
     r"""One primal-dual active-set (semismooth Newton) step per output column for squared + l1 in
     Gram form, in place on ``W`` and ``HW``; the solves of all output columns share one inverse.
@@ -857,6 +858,13 @@ def pdas_l1(
     the output columns whose face was singular (no solve, or an unbounded Newton point): the
     caller gives those to :func:`newton_support_l1`, whose homotopy steps drop the dependent
     columns.
+
+    With a dict ``points``, the (bounded, finite) Newton point :math:`x` of each output column
+    is stored there (``points[c]``, length ``s``), whether or not the step to it was taken: it
+    solves the stationarity conditions on its face exactly, :math:`(Hx - b)_A = -\lambda
+    \sigma_A`, so its residual is a dual candidate that is feasible on :math:`A` even when
+    :math:`x` has entries of the wrong sign (the caller evaluates it; near the optimum it
+    certifies what the damped primal steps alone do not).
     """
     s, C = W.shape
     cols = list(range(C)) if outputs is None else list(outputs)
@@ -900,6 +908,8 @@ def pdas_l1(
         bounded = bool(np.abs(xa).max() <= BLOWUP * scale)
         if not bounded:
             stuck.append(c)
+        elif points is not None:
+            points[c] = xfull
         ts = [2.0**-k for k in range(9)] if bounded else []
         neg = (w * d) < 0
         if neg.any():
