@@ -23,6 +23,7 @@ Hinge + l1, per output :math:`c`, margins :math:`m = y_c \circ (DW)_c`, active r
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -38,6 +39,8 @@ __all__ = [
     "can_polish",
     "guarded_spd_solve",
 ]
+
+logger = logging.getLogger("convexsnn")
 
 HINGE_DELTAS = (1e-8, 1e-6, 1e-4, 1e-2)
 
@@ -686,6 +689,13 @@ def _shared_inverse(H: np.ndarray, state: dict) -> np.ndarray | None:
     s = H.shape[0]
     avail = available_memory()
     if avail is not None and 3 * 8 * s * s > 0.5 * avail:
+        logger.info(
+            "active-set steps: the shared inverse of %d columns needs %.2f GiB (3 float64 "
+            "blocks), more than half of the %.2f GiB available; faces solved one by one",
+            s,
+            3 * 8 * s * s / 2**30,
+            avail / 2**30,
+        )
         state["inverse"] = None
         return None
     top = float(np.max(np.diag(H))) if s else 0.0
