@@ -55,6 +55,11 @@ def test_popcount_gram_is_the_exact_gram_matrix(name):
         pytest.skip("compiled kernels unavailable")
     ref = D.T @ D[:, [0, 5, D.shape[1] - 1]]
     np.testing.assert_array_equal(counts.astype(np.float64), ref)
+    # the symmetric kernel (each pair counted once, mirrored), on a column count that is not a
+    # multiple of its 16-column blocks
+    for k in (D.shape[1], 37, 1):
+        sym = popcount_gram(words[:k])
+        np.testing.assert_array_equal(sym.astype(np.float64), D[:, :k].T @ D[:, :k])
     # and through gram_matrices (uniform weights 1/n: popcounts scaled by 1/n)
     H, _ = gram_matrices(op, torch.full((n,), 1.0 / n, dtype=torch.float64), torch.ones(n, 1))
     np.testing.assert_allclose(H.numpy(), D.T @ D / n, rtol=1e-15, atol=0)

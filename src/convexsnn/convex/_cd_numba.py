@@ -257,6 +257,7 @@ def _cd_sweeps_py(H, B, W, HW, y2, lam, group, per_col, rows, gram_tol, max_swee
 
 _cd_sweeps = _cd_sweeps_py
 _popcount_gram = None  # compiled in _compile() (no pure-Python version: callers fall back)
+_popcount_gram_sym = None
 _COMPILED = False
 _FAILED = False
 
@@ -269,7 +270,8 @@ def available() -> bool:
 
 def _compile() -> None:
     """Compile the kernels on first use (numba's on-disk cache makes later processes fast)."""
-    global _gram_gap, _spd_solve, _anderson, _cd_sweeps, _popcount_gram, _COMPILED, _FAILED
+    global _gram_gap, _spd_solve, _anderson, _cd_sweeps, _popcount_gram, _popcount_gram_sym
+    global _COMPILED, _FAILED
     if _COMPILED or _FAILED or not HAVE_NUMBA:
         return
     numba = load_numba("coordinate descent runs in pure Python (slow)")
@@ -281,7 +283,7 @@ def _compile() -> None:
     _spd_solve = numba.njit(cache=True, nogil=True)(_spd_solve_py)
     _anderson = numba.njit(cache=True, nogil=True)(_anderson_py)
     _cd_sweeps = numba.njit(cache=True, nogil=True)(_cd_sweeps_py)
-    _popcount_gram = _make_popcount_gram(numba)
+    _popcount_gram, _popcount_gram_sym = _make_popcount_gram(numba)
     _COMPILED = True
 
 
@@ -312,7 +314,20 @@ def _make_popcount_gram(numba):
                         acc += ctpop(A[i, w] & Bw[j, w])
                     out[i, j] = acc
 
-    return kernel
+    @numba.njit(cache=True, nogil=True)
+    def kernel_sym(A, out):
+        s, nw = A.shape
+        for j0 in range(0, s, 16):
+            j1 = min(s, j0 + 16)
+            for i in range(j0, s):
+                for j in range(j0, min(j1, i + 1)):
+                    acc = np.uint64(0)
+                    for w in range(nw):
+                        acc += ctpop(A[i, w] & A[j, w])
+                    out[i, j] = acc
+                    out[j, i] = acc
+
+    return kernel, kernel_sym
 
 
 def gram_gap(H, B, W, HW, y2, lam: float, group: bool, per_col: bool) -> tuple[float, float]:
@@ -377,14 +392,20 @@ def cd_gram_sweeps(
     )
 
 
-def popcount_gram(A: np.ndarray, Bw: np.ndarray) -> np.ndarray | None:
+def popcount_gram(A: np.ndarray, Bw: np.ndarray | None = None) -> np.ndarray | None:
     r"""``out[i, j]`` = number of common set bits of the rows ``A[i]`` and ``Bw[j]`` (``uint64``
     words, bit-packed 0/1 columns): :math:`D_i^\top D_j` of a binary dictionary, exact, in
-    :math:`O(s k n / 64)` word operations instead of :math:`O(s k n)` multiply-adds. ``None``
-    when the compiled kernel is not available (callers use the float products)."""
+    :math:`O(s k n / 64)` word operations instead of :math:`O(s k n)` multiply-adds. With
+    ``Bw=None`` the symmetric :math:`D^\top D` of ``A`` itself: only the entries
+    :math:`j \le i` are counted and mirrored (half the word operations). ``None`` when the
+    compiled kernel is not available (callers use the float products)."""
     _compile()
-    if _popcount_gram is None:
+    if _popcount_gram is None or _popcount_gram_sym is None:
         return None
+    if Bw is None:
+        out = np.empty((A.shape[0], A.shape[0]), dtype=np.uint64)
+        _popcount_gram_sym(np.ascontiguousarray(A), out)
+        return out
     out = np.empty((A.shape[0], Bw.shape[0]), dtype=np.uint64)
     _popcount_gram(np.ascontiguousarray(A), np.ascontiguousarray(Bw), out)
     return out

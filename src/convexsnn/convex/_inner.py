@@ -697,7 +697,8 @@ def gram_columns(
     if iw is not None and bool((iw[0] == 1).all()):
         words = _packed_words(op)
         if words is not None:
-            Hp = popcount_gram(words, words[idx.cpu().numpy()])
+            # (the whole block: the symmetric kernel counts each pair once)
+            Hp = popcount_gram(words, None if fresh is None else words[idx.cpu().numpy()])
             if Hp is not None:
                 Hk = torch.from_numpy(Hp.astype(np.float64)) * iw[1]
                 Bk = op.rmatmul((weights.reshape(-1, 1) * Y).to(op.dtype)).to(f64)
@@ -1100,7 +1101,18 @@ def squared_gram(
                 t_now = time.perf_counter()
                 outs = [int(c) for c in np.flatnonzero(gaps > share)]
                 # primal-dual active-set steps (all outputs share one inverse of the block)
-                dec, work, stuck = pdas_l1(Hn, Bn, Wn_, HWn_, lam, outputs=outs, state=shared)
+                points: dict = {}
+                dec, work, stuck = pdas_l1(
+                    Hn, Bn, Wn_, HWn_, lam, outputs=outs, state=shared, points=points
+                )
+                if points:
+                    # the Newton points as candidates (their own, exact-on-the-face residuals
+                    # are dual candidates even where the damped step did not reach them)
+                    Wp_ = Wn_.copy()
+                    for c_, x_ in points.items():
+                        Wp_[:, c_] = x_
+                    Wpt = torch.from_numpy(Wp_)
+                    take(Wpt, *gram_values(Wpt, torch.from_numpy(Hn @ Wp_)))
                 if stuck or not dec > 0.0:
                     # singular faces (or no progress): the support Newton's homotopy steps
                     dec2, work2 = newton_support_l1(

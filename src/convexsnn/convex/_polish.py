@@ -23,6 +23,7 @@ Hinge + l1, per output :math:`c`, margins :math:`m = y_c \circ (DW)_c`, active r
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -38,6 +39,8 @@ __all__ = [
     "can_polish",
     "guarded_spd_solve",
 ]
+
+logger = logging.getLogger("convexsnn")
 
 HINGE_DELTAS = (1e-8, 1e-6, 1e-4, 1e-2)
 
@@ -686,6 +689,13 @@ def _shared_inverse(H: np.ndarray, state: dict) -> np.ndarray | None:
     s = H.shape[0]
     avail = available_memory()
     if avail is not None and 3 * 8 * s * s > 0.5 * avail:
+        logger.info(
+            "active-set steps: the shared inverse of %d columns needs %.2f GiB (3 float64 "
+            "blocks), more than half of the %.2f GiB available; faces solved one by one",
+            s,
+            3 * 8 * s * s / 2**30,
+            avail / 2**30,
+        )
         state["inverse"] = None
         return None
     top = float(np.max(np.diag(H))) if s else 0.0
@@ -820,6 +830,7 @@ def pdas_l1(
     lam: float,
     outputs=None,
     state: dict | None = None,
+    points: dict | None = None,
 ) -> tuple[float, float, list[int]]:
     r"""One primal-dual active-set (semismooth Newton) step per output column for squared + l1 in
     Gram form, in place on ``W`` and ``HW``; the solves of all output columns share one inverse.
@@ -857,6 +868,13 @@ def pdas_l1(
     the output columns whose face was singular (no solve, or an unbounded Newton point): the
     caller gives those to :func:`newton_support_l1`, whose homotopy steps drop the dependent
     columns.
+
+    With a dict ``points``, the (bounded, finite) Newton point :math:`x` of each output column
+    is stored there (``points[c]``, length ``s``), whether or not the step to it was taken: it
+    solves the stationarity conditions on its face exactly, :math:`(Hx - b)_A = -\lambda
+    \sigma_A`, so its residual is a dual candidate that is feasible on :math:`A` even when
+    :math:`x` has entries of the wrong sign (the caller evaluates it; near the optimum it
+    certifies what the damped primal steps alone do not).
     """
     s, C = W.shape
     cols = list(range(C)) if outputs is None else list(outputs)
@@ -900,6 +918,8 @@ def pdas_l1(
         bounded = bool(np.abs(xa).max() <= BLOWUP * scale)
         if not bounded:
             stuck.append(c)
+        elif points is not None:
+            points[c] = xfull
         ts = [2.0**-k for k in range(9)] if bounded else []
         neg = (w * d) < 0
         if neg.any():
