@@ -147,9 +147,9 @@ def test_chunked_check_equals_one_check():
 
 
 def test_too_large_dictionary_is_refused_before_loading_data(exp, monkeypatch, capsys):
-    # 1024 sources x T = 28 = 28672 columns: the solver's Gram matrix and inverse alone are
-    # 20 * 28672^2 bytes = 15.3 GiB, over the default 8 GiB budget; the refusal comes before
-    # any data is read (a loader that fails proves it is never called)
+    # 1024 sources x T = 28 = 28672 columns: the solver's Gram matrix, face inverse and float32
+    # block alone are 20 * 28672^2 bytes = 15.3 GiB, over the default 8 GiB budget; the refusal
+    # comes before any data is read (a loader that fails proves it is never called)
     def no_load(*a, **k):
         raise AssertionError("data loaded before the memory check")
 
