@@ -107,7 +107,7 @@ def memory_estimate(
       in ``bool`` and float64 and the network's forward buffers, ``(9 + 32 T) n P``).
 
     Measured: n = 55000, P = 4095, T = 4, the test rows checked at once (before the blocks):
-    5.6 GiB peak resident memory, in the check.
+    5.4 GiB peak resident memory, in the check.
     """
     P = int(n_columns)
     parts = {
