@@ -33,6 +33,7 @@ from convexsnn._io import atomic_write_json
 from convexsnn.convex import ConvergenceWarning, predict_from_scores, solve_readout
 from convexsnn.delay import gaussian_delay_witnesses
 from convexsnn.dictionary import build_dictionary
+from convexsnn.reconstruct import check_reconstruction
 from convexsnn.selection import fit_convex
 from convexsnn.tasks import sequential_mnist
 from convexsnn.witnesses import gaussian_witnesses
@@ -81,22 +82,147 @@ def _certified(cert: dict, tol: float) -> bool:
     )
 
 
+def memory_estimate(
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    n_columns: int,
+    check_train: bool = False,
+    T: int = 4,
+    n_pixels: int = 784,
+    check_mem_gb: float = 1.0,
+) -> dict:
+    r"""Bytes the ``delay`` pipeline holds at its peak, by part, for ``n_columns`` columns ``P``.
+
+    Held throughout: the input images (float64, and a per-step copy: ``16 * 784`` bytes an
+    image), the training dictionary (a ``bool`` matrix, ``n P`` bytes, and the packed bits of
+    its operator, ``n P / 8``) and the validation dictionary in float64 (``8 n_{val} P``). On
+    top, the larger of two phases:
+
+    * the squared + l1 solve: the Gram matrix of the working set and the inverse of the active
+      face (``8 P^2`` bytes each) with a float32 block while Gram columns are formed (``4 P^2``),
+      and the dense float64 support columns of the polishing step (``8 n P``);
+    * the reconstruction check on test rows, a block at a time (:func:`check_chunk_rows`, at
+      most ``check_mem_gb``); with ``check_train`` the training rows at once (their dictionary
+      in ``bool`` and float64 and the network's forward buffers, ``(9 + 32 T) n P``).
+
+    Measured: n = 55000, P = 4095, T = 4, the test rows checked at once (before the blocks):
+    5.4 GiB peak resident memory, in the check.
+    """
+    P = int(n_columns)
+    parts = {
+        "inputs": 16 * n_pixels * (n_train + n_val + n_test),
+        "train_dictionary": int(n_train * P * (1 + 1 / 8)),
+        "val_dictionary": 8 * n_val * P,
+        "solver": 20 * P * P + 8 * n_train * P,
+        "check": min(
+            int(check_mem_gb * 2**30) + (9 + 32 * T) * 8 * P,
+            (9 + 32 * T) * n_test * P,
+        )
+        + ((9 + 32 * T) * n_train * P if check_train else 0),
+    }
+    parts["total"] = (
+        parts["inputs"]
+        + parts["train_dictionary"]
+        + parts["val_dictionary"]
+        + max(parts["solver"], parts["check"])
+    )
+    return parts
+
+
+def check_memory_budget(args, n_train: int, n_val: int, n_test: int) -> dict:
+    """Refuse (``SystemExit`` with one line) a configuration whose :func:`memory_estimate` for
+    the largest possible dictionary (every source at every step) exceeds ``--mem-budget-gb``."""
+    P = args.neurons * args.T
+    est = memory_estimate(
+        n_train,
+        n_val,
+        n_test,
+        P,
+        check_train=args.check_train,
+        T=args.T,
+        n_pixels=784,
+        check_mem_gb=args.check_mem_gb,
+    )
+    gb = est["total"] / 2**30
+    if gb > args.mem_budget_gb:
+        raise SystemExit(
+            f"exp_pure_convex: refusing to start: {args.neurons} sources x T={args.T} = {P} "
+            f"columns at n_train={n_train} need about {gb:.1f} GiB (the solver alone "
+            f"{est['solver'] / 2**30:.1f} GiB), over --mem-budget-gb "
+            f"{args.mem_budget_gb:g}; use fewer --neurons or a smaller --n-train"
+        )
+    logging.getLogger("convexsnn").info(
+        "memory estimate: %.2f GiB for %d columns (budget %g GiB)", gb, P, args.mem_budget_gb
+    )
+    return est
+
+
+def check_chunk_rows(n_columns: int, T: int, mem_gb: float) -> int:
+    r"""Test rows per block of the reconstruction check so that the block's dictionary rows
+    (``bool`` and float64, ``9 P`` bytes a row) and the network's forward buffers (about four
+    ``(T, P)`` float64 arrays a row) stay within ``mem_gb`` GiB: at least 8 rows."""
+    per_row = (9 + 32 * int(T)) * int(n_columns)
+    return max(8, int(mem_gb * 2**30) // per_row)
+
+
+def chunked_check(model, dictionary, W, X, y, chunk: int) -> dict:
+    """:func:`~convexsnn.reconstruct.check_reconstruction` on blocks of ``chunk`` rows of ``X``,
+    combined: counts and accuracies summed over the blocks, the largest score difference. A
+    prediction that differs beyond a rounding tie raises ``ReconstructionError`` as in one call
+    (each block's tie tolerance is computed from its own scores)."""
+    n = int(X.shape[0])
+    parts = [
+        check_reconstruction(
+            model, dictionary, W, X[r0 : r0 + chunk], y[r0 : r0 + chunk], unique_inputs=True
+        )
+        for r0 in range(0, n, chunk)
+    ]
+    rows = sum(p["n_rows"] for p in parts)
+    mismatch = sum(p["n_mismatch"] for p in parts)
+    return {
+        "n_rows": rows,
+        "chunk_rows": int(chunk),
+        "max_abs_diff": max(p["max_abs_diff"] for p in parts),
+        "max_rel_diff": max(p["max_rel_diff"] for p in parts),
+        "prediction_agreement": 1.0 - mismatch / max(1, rows),
+        "n_mismatch": mismatch,
+        "n_mismatch_at_ties": sum(p["n_mismatch_at_ties"] for p in parts),
+        **{
+            k: sum(p[k] * p["n_rows"] for p in parts) / max(1, rows)
+            for k in ("accuracy_network", "accuracy_dictionary")
+        },
+    }
+
+
 def _fit_record(name: str, w, task, args) -> dict:
     t0 = time.perf_counter()
     load_start = os.getloadavg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # no test split here: the test rows are checked below, a block of rows at a time
         fit = fit_convex(
             w,
-            task,
+            (task.train.X, task.train.y, task.val.X, task.val.y),
+            n_classes=10,
             loss=args.loss,
             penalty="l1",
             regs=args.betas,
             tol=args.tol,
             max_time=args.max_time,
-            check=True,
+            check=["train"] if args.check_train else False,
             solver_options=_solver_options(args),
         )
+    t_check = time.perf_counter()
+    test_check = chunked_check(
+        fit.model,
+        fit.dictionary,
+        fit.solution.W,
+        task.test.X,
+        task.test.y,
+        check_chunk_rows(fit.dictionary.n_columns, args.T, args.check_mem_gb),
+    )
+    checks = {**fit.checks, "test": test_check}
     cert = fit.solution.certificate
     rec = {
         "method": name,
@@ -111,7 +237,8 @@ def _fit_record(name: str, w, task, args) -> dict:
         "support": int(fit.solution.support.numel()),
         "train_accuracy": fit.train_accuracy,
         "val_accuracy": fit.val_accuracy,
-        "test_accuracy": fit.test_accuracy,
+        "test_accuracy": test_check["accuracy_network"],
+        "test_accuracy_dictionary": test_check["accuracy_dictionary"],
         "rel_gap": cert.rel_gap,
         "converged": bool(cert.converged),
         "status": cert.status,
@@ -119,7 +246,10 @@ def _fit_record(name: str, w, task, args) -> dict:
         "algorithm": cert.algorithm,
         "solver_info": cert.to_dict()["info"],
         "solve_seconds": cert.seconds,
-        "prediction_agreement_test": fit.checks.get("test", {}).get("prediction_agreement"),
+        "prediction_agreement_test": test_check["prediction_agreement"],
+        "checked_splits": sorted(checks),
+        "test_check": test_check,
+        "timings": dict(fit.timings) | {"test_check": time.perf_counter() - t_check},
         "network_widths": fit.model.hidden_widths,
         "network_branches": fit.model.n_branches,
         "grid": [
@@ -275,6 +405,25 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--tol", type=float, default=1e-6, help="target relative duality gap")
     ap.add_argument(
+        "--check-train",
+        action="store_true",
+        help="also check the reconstruction on the training rows (default: test rows only; the "
+        "training check re-simulates every training image twice)",
+    )
+    ap.add_argument(
+        "--check-mem-gb",
+        type=float,
+        default=1.0,
+        help="memory for one block of test rows in the reconstruction check (GiB)",
+    )
+    ap.add_argument(
+        "--mem-budget-gb",
+        type=float,
+        default=8.0,
+        help="refuse up front when the estimated peak memory (dictionaries, the solver's Gram "
+        "matrix and inverse) exceeds this many GiB",
+    )
+    ap.add_argument(
         "--control",
         action="store_true",
         help="also fit the same sources read at the last step only",
@@ -298,6 +447,9 @@ def main(argv=None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
     )
     torch.set_num_threads(args.threads)
+    if args.what == "delay":
+        n_tr = args.n_train if args.n_train is not None else 60000 - args.n_val
+        check_memory_budget(args, n_tr, args.n_val, args.n_test or 10000)
     meta = {
         "machine": platform.machine(),
         "python": platform.python_version(),

@@ -57,6 +57,7 @@ def test_squared_delay_and_control_records_are_certified(exp, tmp_path):
         assert [g["beta"] for g in r["grid"]] == [3.0, 1.0]
         assert r["beta"] in (3.0, 1.0)
         assert r["prediction_agreement_test"] == 1.0
+        assert r["checked_splits"] == ["test"]  # the default: test rows only
         assert 0.1 < r["test_accuracy"] <= 1.0
         assert r["tol"] == 1e-6 and r["threads"] == 1 and len(r["load_start"]) == 3
 
@@ -65,12 +66,15 @@ def test_squared_delay_and_control_records_are_certified(exp, tmp_path):
 def test_capped_solve_is_recorded_as_not_certified(exp, tmp_path):
     out = tmp_path / "pure.json"
     argv = ["delay", *SMALL, "--loss", "softmax", "--betas", "1e-3", "--max-time", "1e-3"]
+    argv.append("--check-train")
     assert exp.main([*argv, "--json", str(out)]) == 0
     (r,) = json.loads(out.read_text())["records"]
     assert r["status"] == "max_time" and not r["converged"]
     assert not r["certified"] and not r["grid_certified"]
-    # the network is still reconstructed from the returned point and checked against it
+    # the network is still reconstructed from the returned point and checked against it, here
+    # on the training rows too (--check-train)
     assert r["prediction_agreement_test"] == 1.0
+    assert r["checked_splits"] == ["test", "train"]
 
 
 def test_certified_rule(exp):
@@ -81,3 +85,78 @@ def test_certified_rule(exp):
     assert not exp._certified(ok | {"converged": False}, 1e-6)
     assert not exp._certified(ok | {"rel_gap": float("nan")}, 1e-6)
     assert not exp._certified(ok | {"rel_gap": None}, 1e-6)
+
+
+def test_memory_estimate_counts_each_part(exp):
+    # P = 4096 columns, 55000 / 5000 / 10000 rows, T = 4: images (float64 and a per-step copy),
+    # bool + packed training bits, float64 validation rows, then the larger of the solve (Gram,
+    # face inverse, float32 block: 20 P^2; dense float64 support columns: 8 n P) and the check
+    P, n, nv, nt, T = 4096, 55000, 5000, 10000, 4
+    est = exp.memory_estimate(n, nv, nt, P, T=T, check_mem_gb=1.0)
+    assert est["inputs"] == 16 * 784 * (n + nv + nt)
+    assert est["train_dictionary"] == int(n * P * 9 / 8)
+    assert est["val_dictionary"] == 8 * nv * P
+    assert est["solver"] == 20 * P * P + 8 * n * P
+    assert est["check"] == 2**30 + (9 + 32 * T) * 8 * P  # one block of test rows
+    held = est["inputs"] + est["train_dictionary"] + est["val_dictionary"]
+    assert est["total"] == held + max(est["solver"], est["check"])
+    # the peak measured before the test check ran in blocks (5.4 GiB, in the check of all 10k
+    # test rows at once) is below the estimate of that configuration
+    at_once = exp.memory_estimate(n, nv, nt, 4095, T=T, check_mem_gb=100.0)
+    assert at_once["check"] == (9 + 32 * T) * nt * 4095
+    assert at_once["total"] > 5.4 * 2**30
+    # checking the training rows too adds their whole dictionary and forward pass
+    with_train = exp.memory_estimate(n, nv, nt, P, check_train=True, T=T, check_mem_gb=1.0)
+    assert with_train["check"] - est["check"] == (9 + 32 * T) * n * P
+
+
+def test_check_blocks_fit_the_budget(exp):
+    # (9 + 32 T) P bytes a row: T = 28, P = 7168 -> 152 rows in 1 GiB; never fewer than 8
+    assert exp.check_chunk_rows(7168, 28, 1.0) == 2**30 // ((9 + 32 * 28) * 7168)
+    assert exp.check_chunk_rows(10**9, 28, 1.0) == 8
+
+
+def test_chunked_check_equals_one_check():
+    # blocks of 7 rows give the counts and accuracies of one check over all 40 rows
+    spec = importlib.util.spec_from_file_location(
+        "exp_pure_convex_chunk", ROOT / "experiments" / "exp_pure_convex.py"
+    )
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    import torch
+
+    from convexsnn.delay import gaussian_delay_witnesses
+    from convexsnn.dictionary import build_dictionary
+    from convexsnn.reconstruct import check_reconstruction, reconstruct
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(40, 3, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,), generator=g)
+    w = gaussian_delay_witnesses(6, 12, 3, scale=2.0, seed=0)
+    d = build_dictionary(w, X)
+    W = torch.randn(d.n_columns, 3, generator=g, dtype=torch.float64)
+    model = reconstruct(d, W)
+    one = check_reconstruction(model, d, W, X, y, unique_inputs=True)
+    blocks = exp.chunked_check(model, d, W, X, y, 7)
+    assert blocks["n_rows"] == 40 and blocks["chunk_rows"] == 7
+    for k in ("n_mismatch", "prediction_agreement", "accuracy_network", "accuracy_dictionary"):
+        assert blocks[k] == pytest.approx(one[k], abs=1e-12)
+    # the scores themselves agree to rounding (a block's matrix product may round differently)
+    assert blocks["max_abs_diff"] <= 1e-12 and one["max_abs_diff"] <= 1e-12
+    assert blocks["prediction_agreement"] == 1.0
+
+
+def test_too_large_dictionary_is_refused_before_loading_data(exp, monkeypatch, capsys):
+    # 1024 sources x T = 28 = 28672 columns: the solver's Gram matrix, face inverse and float32
+    # block alone are 20 * 28672^2 bytes = 15.3 GiB, over the default 8 GiB budget; the refusal
+    # comes before any data is read (a loader that fails proves it is never called)
+    def no_load(*a, **k):
+        raise AssertionError("data loaded before the memory check")
+
+    monkeypatch.setattr(exp, "sequential_mnist", no_load)
+    argv = ["delay", "--n-train", "55000", "--neurons", "1024", "--T", "28", "--loss", "squared"]
+    with pytest.raises(SystemExit, match="refusing to start.*28672 columns.*--mem-budget-gb 8"):
+        exp.main(argv)
+    # a budget large enough lets it through to the (here failing) loader
+    with pytest.raises(AssertionError, match="data loaded"):
+        exp.main([*argv, "--mem-budget-gb", "64"])
