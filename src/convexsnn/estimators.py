@@ -349,7 +349,8 @@ class ConvexSNNClassifier(_SNNClassifierBase):
         ``pricing_tol``, ``proposals``, ``mutation_scale``, ``n_masks``, ``screen``,
         ``solver``, ``polish``, ``max_time``, ``backend``, ``address``, ``n_tasks``, ``family``,
         ``depth``, ``group``, ``layer1_sources``; ``family="two_layer_delay"`` grows window
-        neurons over relayed layer-1 spikes instead, :mod:`convexsnn.delay`): start from
+        neurons over relayed layer-1 spikes instead, :mod:`convexsnn.delay`;
+        ``family="recurrent"`` a recurrent LIF layer, :mod:`convexsnn.recurrent_witness`): start from
         ``n_branches`` one-neuron Gaussian witnesses (``scale``; with delay lines by default)
         and grow them round by round with the candidates that violate the dual constraint
         most, :math:`\lambda = \mathrm{reg}/\sqrt{\text{budget}}` fixed over the rounds.

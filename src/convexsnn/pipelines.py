@@ -163,10 +163,12 @@ class PipelineConfig:
         Where ``CVX-CG`` prices candidates: ``"local"`` or ``"ray"`` (Ray tasks; a cluster at
         ``cg_address``, else a local one). Same result either way.
     cg_family, cg_group, cg_layer1_sources
-        ``CVX-CG`` witness family: ``"delay"`` (one-neuron delay-line witnesses) or
+        ``CVX-CG`` witness family: ``"delay"`` (one-neuron delay-line witnesses),
         ``"two_layer_delay"`` (window neurons over input relays and ``cg_layer1_sources``
         Gaussian sources with delay lines, ``cg_group`` per branch, padded to ``depth`` with
-        exact relays; :func:`convexsnn.delay.two_layer_delay_witnesses`).
+        exact relays; :func:`convexsnn.delay.two_layer_delay_witnesses`) or ``"recurrent"``
+        (one recurrent LIF layer grown neuron by neuron, each witness reading the previous
+        spikes of the earlier ones; :mod:`convexsnn.recurrent_witness`).
     cg_proposals, cg_rule
         ``CVX-CG`` proposal kinds (``None``: the family's default) and the ranking of violating
         candidates (``"price"`` or ``"steepest"``; :func:`convexsnn.colgen.fit_column_generation`).

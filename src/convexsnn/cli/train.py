@@ -312,7 +312,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "(surrogate gradients), sg-cvx (SG hidden layers + convex readout), r-cvx "
         "(reservoir witnesses), cvx-sg (CVX then SG fine-tuning), sg-sg, cvx-cg (pure convex "
         "column generation over one-neuron witnesses with delay lines; options cg_* via --set, "
-        "e.g. --set cg_family=two_layer_delay for window neurons over relayed layer-1 spikes)",
+        "e.g. --set cg_family=two_layer_delay for window neurons over relayed layer-1 spikes, "
+        "--set cg_family=recurrent for a recurrent layer grown neuron by neuron)",
     )
     _add_task_args(p)
     g = p.add_argument_group("model and training (pipeline options)")
