@@ -715,6 +715,17 @@ def _local_search(
     return torch.cat(all_c, dim=1), torch.cat(all_p), torch.cat(all_s)
 
 
+def _rho_and_edge(
+    G: torch.Tensor, norm: torch.Tensor, penalty: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The dual violation :math:`\rho` of columns from their products ``G`` ``(..., C)`` with the
+    dual ``U`` (max over classes for l1, Euclidean norm for l2,1) and their steepest-edge score
+    :math:`\rho / \lVert d\rVert_a` (``norm`` ``(...)``; silent columns score 0)."""
+    rho = G.abs().amax(dim=-1) if penalty == "l1" else G.norm(dim=-1)
+    sc = torch.where(norm > 0, rho / norm.clamp_min(1e-300), torch.zeros_like(rho))
+    return rho, sc
+
+
 def _edge_scores(
     weights: torch.Tensor,
     x: torch.Tensor,
@@ -742,10 +753,9 @@ def _edge_scores(
         if last_only:
             s = s[:, -1:]
         G = torch.einsum("ntk,nc->tkc", s, U)
-        rho = G.abs().amax(dim=2) if penalty == "l1" else G.norm(dim=2)  # (t, k)
         norm = torch.einsum("ntk,n->tk", s, a).clamp_min(0).sqrt()
+        rho, sc = _rho_and_edge(G, norm, penalty)  # (t, k) each
         out_p.append(rho.amax(dim=0) / lam)
-        sc = torch.where(norm > 0, rho / norm.clamp_min(1e-300), torch.zeros_like(rho))
         out_s.append(sc.amax(dim=0) / lam)
     if not out_p:
         z = torch.zeros(0, dtype=torch.float64)
@@ -769,13 +779,9 @@ def _cascade_scores(
     out_p, out_s = [], []
     for k0 in range(0, C.shape[1], block):
         s = candidate_spikes(C[:, k0 : k0 + block], Z, theta)[:, -1]  # (n, k)
-        G = s.T @ U
-        rho = G.abs().amax(dim=1) if penalty == "l1" else G.norm(dim=1)
-        norm = (s.T @ a).clamp_min(0).sqrt()
+        rho, sc = _rho_and_edge(s.T @ U, (s.T @ a).clamp_min(0).sqrt(), penalty)
         out_p.append(rho / lam)
-        out_s.append(
-            torch.where(norm > 0, rho / norm.clamp_min(1e-300), torch.zeros_like(rho)) / lam
-        )
+        out_s.append(sc / lam)
     if not out_p:
         z = torch.zeros(0, dtype=torch.float64)
         return z, z
@@ -803,9 +809,8 @@ def _module_scores(
         Vm = torch.stack([mods[g][1] for g in idx])
         s = module_spikes(W, Vm, Z, theta)[:, -1]  # (n, G, q)
         G = torch.einsum("ngq,nc->gqc", s, U)
-        rho = G.abs().amax(dim=2) if penalty == "l1" else G.norm(dim=2)
         norm = torch.einsum("ngq,n->gq", s, a).clamp_min(0).sqrt()
-        sc = torch.where(norm > 0, rho / norm.clamp_min(1e-300), torch.zeros_like(rho))
+        rho, sc = _rho_and_edge(G, norm, penalty)
         for j, g in enumerate(idx):
             prices[g] = rho[j].max() / lam
             scores[g] = sc[j].max() / lam
@@ -823,10 +828,7 @@ def _column_keys(cands: torch.Tensor, x: torch.Tensor, lif: dict, last_only: boo
     """A hashable key of the dictionary columns of every candidate (its spikes at every step,
     or at the last step only), for de-duplicating candidates before they are added."""
     s = _source_spikes(cands, x, **lif)  # (n, T, K)
-    if last_only:
-        s = s[:, -1:]
-    b = np.packbits(s.permute(2, 0, 1).reshape(s.shape[2], -1).numpy() > 0.5, axis=1)
-    return [row.tobytes() for row in b]
+    return _bit_keys(s[:, -1:] if last_only else s)
 
 
 # ---------------------------------------------------------------------- the loop
