@@ -68,3 +68,17 @@ def load_packed_fixture(name: str):
     n = int(z["n_rows"])
     D = np.unpackbits(z["packed"], axis=0)[:n].astype(np.float64)
     return D, z["labels"].astype(np.int64), json.loads(str(z["meta"]))
+
+
+def gram_fixture(name: str):
+    """``(D, labels, H, B, Y)`` of the packed fixture ``name`` for squared-loss Gram solvers:
+    ``Y`` the +-1 class indicators (one column for two classes), ``H = D^T D / n``,
+    ``B = D^T Y / n``."""
+    D, y, _ = load_packed_fixture(name)
+    n = D.shape[0]
+    C = int(y.max()) + 1
+    Y = -np.ones((n, C))
+    Y[np.arange(n), y] = 1.0
+    if C == 2:
+        Y = Y[:, 1:]
+    return D, y, D.T @ D / n, D.T @ Y / n, Y

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_packed_fixture
+from conftest import gram_fixture, load_packed_fixture
 from convexsnn.convex import lambda_max, solve_readout
 from convexsnn.convex._cd_numba import cd_gram_sweeps, gram_gap, popcount_gram
 from convexsnn.convex._inner import _packed_words, gram_matrices
@@ -27,17 +27,6 @@ from convexsnn.convex._polish import (
 from convexsnn.dictionary.operator import SpikeOperator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _gram(name, n_out=None):
-    D, y, _ = load_packed_fixture(name)
-    n = D.shape[0]
-    C = int(y.max()) + 1
-    Y = -np.ones((n, C))
-    Y[np.arange(n), y] = 1.0
-    if C == 2:
-        Y = Y[:, 1:]
-    return D, y, D.T @ D / n, D.T @ Y / n, Y
 
 
 def _F(H, B, W, lam):
@@ -68,7 +57,7 @@ def test_popcount_gram_is_the_exact_gram_matrix(name):
 @pytest.mark.parametrize("name", ["xor_T11_wide_sub.npz", "tomita3_T12_gaussian.npz"])
 @pytest.mark.parametrize("shared", [True, False])
 def test_pdas_step_decreases_the_objective_by_what_it_reports(name, shared):
-    D, y, H, B, _ = _gram(name)
+    D, y, H, B, _ = gram_fixture(name)
     lam = 1e-4 * float(np.abs(B).max())
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -86,7 +75,7 @@ def test_shared_inverse_solves_the_active_faces_exactly():
     # the Schur-complement solve through the shared inverse (H + rho I)^-1 of the whole block
     # equals a dense solve of (H_AA + rho I) x = r on each active face (strict subsets, real
     # dictionary, several faces at once)
-    D, y, H, B, _ = _gram("tomita3_T12_gaussian.npz")
+    D, y, H, B, _ = gram_fixture("tomita3_T12_gaussian.npz")
     s = H.shape[0]
     rng = np.random.default_rng(3)
     acts, rhs = {}, {}
@@ -116,7 +105,7 @@ def test_pdas_with_sweeps_reaches_the_optimum_of_a_rank_deficient_real_gram():
     # Tomita-3 (rank 126 of 127) at lam = 1e-4 lam_max: 4 sweeps + one active-set step per
     # round certify the Gram-form gap to 1e-10 within 30 rounds, where the sweeps alone stay
     # above a relative gap of 0.9 (the near-interpolating regime)
-    D, y, H, B, Y = _gram("tomita3_T12_gaussian.npz")
+    D, y, H, B, Y = gram_fixture("tomita3_T12_gaussian.npz")
     lam = 1e-4 * float(np.abs(B).max())
     y2 = (Y * Y).sum(0) / Y.shape[0]
     rows = np.arange(H.shape[0])
@@ -179,7 +168,7 @@ def test_packed_near_interpolating_solve_certifies_the_clarabel_optimum(ratio):
 def test_grown_inverse_equals_the_inverse_of_the_grown_block():
     # the block-inverse update used when a working set grows, on a real (rank-deficient) Gram
     # matrix with the ridge: the same matrix as inverting the grown block directly
-    D, y, H, B, _ = _gram("xor_T11_wide_sub.npz")
+    D, y, H, B, _ = gram_fixture("xor_T11_wide_sub.npz")
     s = H.shape[0]
     rho = 1e-4 * float(np.diag(H).max())  # condition number 1.4e6
     pos = np.sort(np.random.default_rng(4).choice(s, 250, replace=False))

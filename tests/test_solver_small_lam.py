@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_packed_fixture
+from conftest import gram_fixture, load_packed_fixture
 from convexsnn.convex import lambda_max, solve_path, solve_readout
 from convexsnn.convex._cd_numba import cd_gram_sweeps, gram_gap
 from convexsnn.convex._polish import pdas_l1
@@ -20,15 +20,17 @@ from convexsnn.dictionary.operator import SpikeOperator
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _gram(name):
-    D, y, _ = load_packed_fixture(name)
-    n = D.shape[0]
-    C = int(y.max()) + 1
-    Y = -np.ones((n, C))
-    Y[np.arange(n), y] = 1.0
-    if C == 2:
-        Y = Y[:, 1:]
-    return D, y, D.T @ D / n, D.T @ Y / n, Y
+def _five_sweeps(H, B, Y, lam):
+    """``(W, H W)`` after five Gram-form coordinate-descent sweeps from zero: a point with the
+    support roughly found, where the active-set steps start."""
+    y2 = (Y * Y).sum(0) / Y.shape[0]
+    W = np.zeros_like(B)
+    HW = H @ W
+    rows = np.arange(H.shape[0])
+    cd_gram_sweeps(
+        H, B, W, HW, y2, lam, group=False, per_col=True, rows=rows, gram_tol=-1.0, max_sweeps=5
+    )  # fmt: skip
+    return W, HW
 
 
 def _packed(D):
@@ -50,15 +52,9 @@ def test_pdas_newton_points_solve_their_face_equations(name, ratio):
     # sigma = sign(w - g/H_jj), and are zero off A: the undamped points, not the steps taken
     # (at smaller lam these faces are singular: no point comes back, the caller falls back to
     # the support Newton's homotopy steps)
-    D, y, H, B, Y = _gram(name)
+    D, y, H, B, Y = gram_fixture(name)
     lam = ratio * float(np.abs(B).max())
-    y2 = (Y * Y).sum(0) / Y.shape[0]
-    W = np.zeros_like(B)
-    HW = H @ W
-    rows = np.arange(H.shape[0])
-    cd_gram_sweeps(
-        H, B, W, HW, y2, lam, group=False, per_col=True, rows=rows, gram_tol=-1.0, max_sweeps=5
-    )  # fmt: skip
+    W, HW = _five_sweeps(H, B, Y, lam)
     diag = np.diag(H)
     v = W - (HW - B) / diag[:, None]
     state: dict = {}
@@ -131,20 +127,15 @@ def test_a_capped_small_lam_solve_says_it_did_not_converge():
 def test_gram_gap_of_the_newton_points_is_a_valid_bound():
     # any W gives a primal value >= the optimum and a dual value <= it: the Newton points' Gram
     # values bracket the certified optimum of the solver
-    D, y, H, B, Y = _gram("tomita3_T12_gaussian.npz")
+    D, y, H, B, Y = gram_fixture("tomita3_T12_gaussian.npz")
     lam = 3e-2 * float(np.abs(B).max())
-    y2 = (Y * Y).sum(0) / Y.shape[0]
-    W = np.zeros_like(B)
-    HW = H @ W
-    rows = np.arange(H.shape[0])
-    cd_gram_sweeps(
-        H, B, W, HW, y2, lam, group=False, per_col=True, rows=rows, gram_tol=-1.0, max_sweeps=5
-    )  # fmt: skip
+    W, HW = _five_sweeps(H, B, Y, lam)
     points: dict = {}
     pdas_l1(H, B, W, HW, lam, state={}, points=points)
     assert points
     sol = solve_readout(_packed(D), y, lam=lam, tol=1e-10)
     opt = sol.certificate.primal
+    y2 = (Y * Y).sum(0) / Y.shape[0]
     for c, x in points.items():
         X = W.copy()
         X[:, c] = x
