@@ -154,8 +154,11 @@ DEFAULT_MAX_ITER = {
     "gram": 100_000,
     "newton": 20_000,
 }
-#: largest working-set block (n x s entries) densified for the proximal Newton solver
+#: largest dictionary (n x P entries) the softmax proximal Newton solver takes whole; larger
+#: ones go through working sets (blocks of at least ``NEWTON_WS_MIN`` columns)
 NEWTON_MAX_ENTRIES = 16_000_000
+#: first (and smallest) working set of the softmax proximal Newton solver, in columns
+NEWTON_WS_MIN = 512
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
 #: largest block solved in Gram form (its s x s float64 Gram matrix: 2 GiB at 16384), lowered to
@@ -562,15 +565,15 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             and type(pen) is L1
             and numba_available()
             and _has(op, "columns", "dense")
-            and n * P <= NEWTON_MAX_ENTRIES
         ):
             # proximal Newton: with the full Hessian where it is small (sC <= 1024, measured
             # 8-26x faster than FISTA there), else in row form with the face phase
             # (_softmax_cd + _softmax_face), which certified the MNIST paper dictionary
             # (6000 x 984) at beta 1e-1 / 1e-2 in 24 s / 214 s (2e-6 at 1e-3 in 600 s) where
             # FISTA stopped at rel gaps 0.03 / 0.06 after 60 s
-            # (benchmarks/results/bench_softmax_newton.json); larger dictionaries keep FISTA +
-            # Newton-CG polishing (not measured against each other there)
+            # (benchmarks/results/bench_softmax_newton.json); above NEWTON_MAX_ENTRIES through
+            # working sets (the driver), where FISTA stalled (55000 x 3966: rel gap 0.95 after
+            # 250 s; benchmarks/results/bench_softmax_newton_55k.json)
             return "newton"
         if df.smooth:
             return "fista"
@@ -614,6 +617,13 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
     if solver == "ipm" and not (isinstance(pen, L1) and _has(op, "columns", "dense")):
         raise ValueError("solver='ipm' needs penalty='l1' and an operator with dense()/columns()")
     return solver
+
+
+def _ws_min(algo: str) -> dict:
+    """Keyword arguments of :func:`_select_working_set` for ``algo``: the softmax Newton solver
+    starts from ``NEWTON_WS_MIN`` columns (a block's proximal steps and face phase cost about
+    as much on 512 columns as on 32, and every round rebuilds the block)."""
+    return {"min_size": NEWTON_WS_MIN} if algo == "newton" else {}
 
 
 def _select_working_set(
@@ -788,7 +798,9 @@ def _solve_prepared(
             screened |= _screen(cert)
         if use_ws:
             Wsel = W if supp_hint is None else W * supp_hint[:, None].to(W.dtype)
-            S_new, n_viol = _select_working_set(pen, lam, G, Wsel, S, screened=screened)
+            S_new, n_viol = _select_working_set(
+                pen, lam, G, Wsel, S, screened=screened, **_ws_min(algo)
+            )
             grew = S is None or int(S_new.numel()) > int(S.numel())
             S = S_new
             logger.log(lvl, "working set: %d columns, %d violators outside", int(S.numel()), n_viol)
