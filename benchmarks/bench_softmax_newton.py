@@ -4,16 +4,24 @@ face, ``convex/_softmax_face.py``), the same solver without the face phase (the 
 ``solver="newton"``, ``_softmax_cd.FACE_PHASE = False``) and FISTA (``solver="fista"``),
 interleaved in one run.
 
-The dictionary is the paper configuration's CVX one (``convexsnn.experiments.mnist`` config
-``"paper"``, seed 0, Gaussian witnesses of the first scale of its grid), built on the 6000
-training rows; ``reg`` is the pipeline's :math:`\\beta` (``lam = beta * lam_max``). Every solve
-reports its certificate (recomputed by the driver on the original problem) and its status.
+The dictionary is the CVX one of a configuration of ``convexsnn.experiments.mnist``
+(``--config``: ``"paper"``, 6000 x 984, or ``"full"``, 55000 x 3966; seed 0, Gaussian witnesses
+of the first scale of its grid), built on its training rows and handed to the solver as the
+bit-packed operator (``SpikeDictionary.operator(float64)``, as the pipelines do); ``reg`` is the
+pipeline's :math:`\\beta` (``lam = beta * lam_max``). Above ``NEWTON_MAX_ENTRIES`` (the
+``full`` dictionary) ``solver="newton"`` goes through working sets. Every solve reports its
+certificate (recomputed by the driver on the original problem), its status and the process's
+peak RSS so far (``ru_maxrss``).
 
 Usage::
 
     CONVEXSNN_MNIST_DIR=/work/shared/data/mnist OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \\
         PYTHONPATH=src python benchmarks/bench_softmax_newton.py --max-time-new 600 \\
         --max-time-prev 120 --max-time-fista 60
+    # the sequential-MNIST full configuration (55000 x 3966), Newton through working sets
+    ... bench_softmax_newton.py --config full --betas 1e-2 1e-3 --max-time-new 1200 \\
+        --max-time-prev 0 --max-time-fista 250 \\
+        --out benchmarks/results/bench_softmax_newton_55k.json
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 import warnings
 from pathlib import Path
@@ -41,10 +50,11 @@ def main() -> None:
     ap.add_argument("--max-time-new", type=float, default=600.0)
     ap.add_argument("--max-time-prev", type=float, default=120.0)
     ap.add_argument("--max-time-fista", type=float, default=60.0)
+    ap.add_argument("--config", default="paper", choices=["paper", "full"])
     ap.add_argument("--out", default="benchmarks/results/bench_softmax_newton.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = config_for("paper")
+    cfg = config_for(args.config)
     data_dir = os.environ.get("CONVEXSNN_MNIST_DIR", "/work/shared/data/mnist")
     t0 = time.perf_counter()
     task = _load_task(cfg, 0, data_dir)
@@ -60,12 +70,12 @@ def main() -> None:
         reset=cfg["reset"],
         dtype=torch.float32,
     )
-    D = build_dictionary(w, task.train.X, readout=cfg["readout"])
+    D = build_dictionary(w, task.train.X, readout=cfg["readout"]).operator(torch.float64)
     y = task.train.y
     t_build = time.perf_counter() - t0
     n, P = D.shape
     out = {
-        "case": f"sequential MNIST paper, seed 0, gaussian scale {cc['scales'][0]}",
+        "case": f"sequential MNIST {args.config}, seed 0, gaussian scale {cc['scales'][0]}",
         "shape": [int(n), int(P)],
         "build_seconds": t_build,
         "tol": args.tol,
@@ -115,6 +125,7 @@ def main() -> None:
                 "load_1min": load,
                 "max_working_set": c.info.get("max_working_set"),
                 "nonzeros": c.info.get("nonzeros"),
+                "peak_rss_mb_so_far": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
             out["runs"].append(rec)
             print(json.dumps(rec), flush=True)

@@ -159,6 +159,9 @@ DEFAULT_MAX_ITER = {
 NEWTON_MAX_ENTRIES = 16_000_000
 #: first (and smallest) working set of the softmax proximal Newton solver, in columns
 NEWTON_WS_MIN = 512
+#: proximal Newton steps (and face steps per phase) on a working set that misses more than 5%
+#: of its size in violators
+NEWTON_WS_STEPS = 2
 WORKING_SET_MIN_COLUMNS = 256
 IPM_MAX_ENTRIES = 60_000_000
 #: largest block solved in Gram form (its s x s float64 Gram matrix: 2 GiB at 16384), lowered to
@@ -860,8 +863,21 @@ def _solve_prepared(
                 logger.log(lvl, "newton did not converge: switching to fista")
         elif algo == "newton" and newton_rows_fit(int(op_s.shape[0]), int(op_s.shape[1]), C):
             # Hessian-free proximal Newton (row-form coordinate descent on a float32 block)
+            # on a working set that still misses many violators, a few steps only: the set
+            # grows on the violations outside it, solving it further is wasted
+            partial = use_ws and n_viol > 0.05 * int(op_s.shape[1])
             inner = prox_newton_softmax_rows(
-                op_s, df, pen, lam, W_s, tol=tol_in, budget=budget, log_level=lvl
+                op_s,
+                df,
+                pen,
+                lam,
+                W_s,
+                tol=tol_in,
+                budget=budget,
+                log_level=lvl,
+                **(
+                    {"max_steps": NEWTON_WS_STEPS, "face_steps": NEWTON_WS_STEPS} if partial else {}
+                ),
             )
         elif algo in ("fista", "gram", "cd", "newton"):
             if algo == "newton":
