@@ -15,9 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import convexsnn.convex._softmax_cd as cd_mod
 import convexsnn.convex.solver as solver_mod
 from conftest import load_packed_fixture
 from convexsnn.convex import ConvergenceWarning, lambda_max, solve_readout
+from convexsnn.convex._softmax_face import face_newton_cg
 from test_solver_softmax import _clarabel, _objective
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,12 +66,22 @@ def test_working_set_newton_matches_clarabel(ws_solver, rel, three):
     assert abs(ours - ref) <= 1e-6 * abs(ref)
 
 
-def test_working_set_grows_until_kkt_holds(ws_solver):
+def test_working_set_grows_until_kkt_holds(ws_solver, monkeypatch):
     # the first set holds NEWTON_WS_MIN = 4 columns while the optimum uses more: the set has to
     # grow on the violations of the dual constraints outside it
     D, y = _dictionary()
     lam = 1e-2 * float(lambda_max(D, y, loss="softmax"))
+    face_steps = []
+
+    def counted(*args, **kw):
+        res = face_newton_cg(*args, **kw)
+        face_steps.append(res.steps)
+        return res
+
+    monkeypatch.setattr(cd_mod, "face_newton_cg", counted)
     sol = solve_readout(D, y, loss="softmax", penalty="l1", lam=lam, tol=1e-8, max_time=60.0)
+    # the blocks' face phases ran (Newton-CG steps on the support)
+    assert sum(face_steps) > 0
     cert = sol.certificate
     assert cert.converged and cert.rel_gap <= 1e-8
     support = int((sol.W.abs().sum(dim=1) > 0).sum())

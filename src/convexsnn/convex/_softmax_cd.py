@@ -344,7 +344,7 @@ def prox_newton_softmax_rows(
     log_level: int = logging.DEBUG,
     max_steps: int = 500,
     face: bool | None = None,
-    face_steps: int | None = None,
+    face_max_steps: int | None = None,
 ):
     r"""Hessian-free proximal Newton for softmax + l1 on the block ``op`` (``n x s``); see the
     module docstring for the model, its coordinate descent and the line search.
@@ -370,7 +370,7 @@ def prox_newton_softmax_rows(
         :func:`~convexsnn.convex._softmax_face.face_newton_cg`); default :data:`FACE_PHASE`.
         Off, or when the float32 copy of the block does not fit, the solver is the plain
         proximal Newton of earlier releases.
-    face_steps : int, optional
+    face_max_steps : int, optional
         Newton-CG steps at most per face phase; default :data:`FACE_STEPS`.
 
     Returns
@@ -553,7 +553,7 @@ def prox_newton_softmax_rows(
                 Fw,
                 lam,
                 an,
-                max_steps=FACE_STEPS if face_steps is None else int(face_steps),
+                max_steps=FACE_STEPS if face_max_steps is None else int(face_max_steps),
                 radius=radius,
                 binary=binary,
                 on_point=offer,

@@ -66,7 +66,9 @@ work wherever their capabilities allow:
   to operator FISTA as soon as ``n * min(P, 4096) > 6e7``, i.e. at every ``n >= 15k``, because the
   Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
   the Gram form on 55k x 4k squared + l1.)
-* softmax + l1 with :math:`nP \le` ``NEWTON_MAX_ENTRIES`` (``"newton"``): proximal Newton, the
+* softmax + l1 (``"newton"``; on the whole dictionary up to :math:`nP \le`
+  ``NEWTON_MAX_ENTRIES``, above it through working sets of at least ``NEWTON_WS_MIN`` columns):
+  proximal Newton, the
   quadratic model solved by the compiled coordinate descent, Armijo line search; blocks with
   :math:`sC >` ``NEWTON_FULL_HESSIAN`` use the Hessian-free row-form variant
   (:func:`~convexsnn.convex._softmax_cd.prox_newton_softmax_rows`) with Newton-CG on the
@@ -74,8 +76,9 @@ work wherever their capabilities allow:
   certified the 6000 x 984 MNIST paper dictionary at :math:`\beta = 10^{-1}, 10^{-2}` in 24 s /
   214 s and reached rel gap 2e-6 at :math:`10^{-3}` in 600 s, where FISTA stopped at rel gaps
   0.03 / 0.06 after 60 s, ``benchmarks/bench_softmax_newton.py``);
-* softmax otherwise: FISTA with backtracking and adaptive restart on the operator, finished by Newton-CG
-  polishing on the support (signs fixed for l1, active rows for l2,1);
+* softmax with another penalty (or without numba): FISTA with backtracking and adaptive
+  restart on the operator, finished by Newton-CG polishing on the support (signs fixed for l1,
+  active rows for l2,1);
 * hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
   crossover to the identified basis; hinge + l2,1 (or dictionaries too large to densify):
   restarted, preconditioned PDHG (PDLP-style restarts and primal-weight balancing) with basis
@@ -876,7 +879,9 @@ def _solve_prepared(
                 budget=budget,
                 log_level=lvl,
                 **(
-                    {"max_steps": NEWTON_WS_STEPS, "face_steps": NEWTON_WS_STEPS} if partial else {}
+                    {"max_steps": NEWTON_WS_STEPS, "face_max_steps": NEWTON_WS_STEPS}
+                    if partial
+                    else {}
                 ),
             )
         elif algo in ("fista", "gram", "cd", "newton"):
@@ -1116,9 +1121,10 @@ def solve_readout(
         Force working sets on/off (default: on when ``P >= 256`` and ``D`` supports columns).
     polish : bool
         Try exact re-solves on the identified support (l1 with squared/hinge).
-    solver : {"auto", "gram", "cd", "fista", "pdhg", "ipm"}
+    solver : {"auto", "gram", "cd", "newton", "fista", "pdhg", "ipm"}
         Inner algorithm (see the module docstring). ``"auto"``: Gram-form proximal gradient for
-        the squared loss, FISTA (+ Newton polishing) for softmax, the interior-point method for
+        the squared loss, proximal Newton for softmax + l1 (FISTA + Newton polishing for the
+        other softmax penalties), the interior-point method for
         hinge + l1, restarted PDHG for hinge + l2,1; the product-only FISTA / PDHG when the
         dictionary cannot be densified (column blocks of at most ~6e7 entries).
     merge_rows : bool
