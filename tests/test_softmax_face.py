@@ -154,3 +154,35 @@ def test_tomita_2000_small_lam_matches_clarabel(rows_solver, monkeypatch):
     ours = _objective(D, y, sol.W.numpy().astype(np.float64), lam)
     ref = _clarabel(D, y, 2, lam)
     assert abs(ours - ref) <= 1e-6 * abs(ref)
+
+
+def test_class_blocks_are_the_hessian_diagonal_blocks():
+    # B_j = sum_i a_i d_ij^2 (diag p_i - p_i p_i^T), from the equation, against _class_blocks
+    # (assembled as a Laplacian: positive semidefinite, B_j 1 = 0) on a real spike block
+    D, y = _tomita(n=300, P=30, three_classes=True)
+    n, C = D.shape[0], int(y.max()) + 1
+    rng = np.random.default_rng(1)
+    Z = D @ rng.normal(size=(D.shape[1], C))
+    Pm = np.exp(Z - Z.max(axis=1, keepdims=True))
+    Pm /= Pm.sum(axis=1, keepdims=True)
+    a = np.full(n, 1.0 / n)
+    B = face_mod._class_blocks(
+        D.astype(np.float32), (a[:, None] * Pm).astype(np.float32), Pm.astype(np.float32)
+    )
+    for j in range(D.shape[1]):
+        ref = sum(a[i] * D[i, j] ** 2 * (np.diag(Pm[i]) - np.outer(Pm[i], Pm[i])) for i in range(n))
+        assert np.abs(B[j] - ref).max() <= 1e-6 * max(np.abs(ref).max(), 1e-12)
+        assert np.abs(B[j].sum(axis=1)).max() <= 1e-12 * max(np.abs(B[j]).max(), 1e-300)
+        assert np.linalg.eigvalsh(B[j]).min() >= -1e-12 * max(np.abs(B[j]).max(), 1e-300)
+    # the preconditioner restricted to the free classes, and its inverse
+    fr = rng.random((D.shape[1], C)) < 0.7
+    fr[0] = True
+    Binv, Mb = face_mod._block_inverse(B, fr, 1e-8)
+    for j in range(D.shape[1]):
+        f = np.flatnonzero(fr[j])
+        if f.size:
+            assert np.allclose(
+                Binv[j][np.ix_(f, f)] @ Mb[j][np.ix_(f, f)], np.eye(f.size), atol=1e-6
+            )
+        off = np.flatnonzero(~fr[j])
+        assert not Binv[j][off].any() and not Binv[j][:, off].any()

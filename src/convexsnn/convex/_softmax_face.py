@@ -68,8 +68,8 @@ MU_MIN = 1e-8
 #: classes coupled) instead of its diagonal. Off: on the MNIST paper dictionary's face at
 #: beta 1e-2 the blocks cut preconditioned CG on the exact float64 Hessian from 1044 to 398
 #: iterations (random right-hand side, residual 1e-4), but inside the solver (float32 products)
-#: the solve took 83-96 s against 90 s with the diagonal at beta 1e-2, and at 1e-3 it was at
-#: rel gap 1.8e-2 after 312 s where the diagonal reaches 2e-6 in 600 s
+#: the solve took 83-96 s against 90 s with the diagonal at beta 1e-2 (load 6), and at 1e-3 it
+#: was at rel gap 1.8e-2 after 312 s (the diagonal: 2e-6 after 600 s in last round's benchmark)
 CLASS_BLOCKS = False
 #: floor of the class blocks' damping, relative to their mean diagonal (measured on the MNIST
 #: paper dictionary's face at beta 1e-2: 1e-6 keeps 95% of the exact blocks' gain in
