@@ -881,11 +881,8 @@ def _solve_prepared(
                 tol=tol_in,
                 budget=budget,
                 log_level=lvl,
-                **(
-                    {"max_steps": NEWTON_WS_STEPS, "face_max_steps": NEWTON_WS_STEPS}
-                    if partial
-                    else {}
-                ),
+                max_steps=NEWTON_WS_STEPS if partial else 500,
+                face_max_steps=NEWTON_WS_STEPS if partial else None,
             )
         elif algo in ("fista", "gram", "cd", "newton"):
             if algo == "newton":
