@@ -60,8 +60,11 @@ previous spikes of the kept witnesses and its own, exact on a :math:`2^{-16}` gr
 parameters are those weights, its one column its spike at :math:`T`, and pricing runs the exact
 recursion on the kept witnesses' spikes. ``"fit"`` fits it like a window neuron (then refits the
 self weight on its own previous spike), ``"counter"`` proposes modulo-:math:`k` counter modules of
-random sparse events (:math:`2k` columns, priced by the best); a screened witness is dropped only
-when no kept witness reads it, and at most 32 witnesses are added a round by default.
+random sparse events (:math:`2k` columns, priced by the best), ``"automaton"`` automaton modules
+(any :math:`q`-state transition table on one-hot symbols, :math:`q d` columns) found by hill
+climbing over the tables against the dual (:func:`_automaton_search`); a screened witness is
+dropped only when no kept witness reads it, and at most 32 witnesses are added a round by
+default.
 
 Proposals (all drawn from one seeded generator):
 
@@ -1062,8 +1065,8 @@ def fit_column_generation(
         ``family="recurrent"``, ``"automaton"`` proposals (one-hot inputs): states :math:`q` of
         the automaton modules searched, and hill-climbing steps; the proposal's share of
         ``pool`` is the number of climbers, each examining ``automaton_steps`` x 16 tables
-        (all priced, all in the pricing gap); the 4 best distinct ones by group score and the one of
-        largest price are offered.
+        (all priced, all in the pricing gap); the 4 best distinct ones by group score and the
+        one of largest price are offered.
 
     Returns
     -------
