@@ -32,7 +32,7 @@ def table(cell_dir: Path) -> str:
     lines = [
         "| task | T | seeds | test % (per seed) | mean | 2T % (per seed) | train % | certified "
         "(rel gap, max) | pricing gap (last round, per seed) | union rel gap (max) | stopped "
-        "(rounds) | columns / kept | s (load) | agreement |",
+        "(solves) | columns/kept | s (load) | agreement |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {"dfa": 0, "tomita3_paper": 1, "parity_k2": 2, "parity_k3": 3}
@@ -60,9 +60,9 @@ def table(cell_dir: Path) -> str:
                     f"{'yes' if cert else 'NO'} ({max(gaps):.1e})",
                     " / ".join(f"{r['pricing_gap']:.3g}" for r in rs),
                     f"{max(r['union_rel_gap'] for r in rs):.2g}",
-                    " / ".join(f"{r['stopped']} ({len(r['rounds'])})" for r in rs),
-                    " / ".join(f"{r['n_columns']} / {r['kept_neurons']}" for r in rs),
-                    " / ".join(f"{r['seconds']:.0f} ({r['load_average_start']:.1f})" for r in rs),
+                    ", ".join(f"{r['stopped']} ({len(r['rounds'])})" for r in rs),
+                    ", ".join(f"{r['n_columns']}/{r['kept_neurons']}" for r in rs),
+                    ", ".join(f"{r['seconds']:.0f} ({r['load_average_start']:.1f})" for r in rs),
                     f"{agree:.4g}",
                 ]
             )
