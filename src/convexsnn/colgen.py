@@ -1126,7 +1126,7 @@ def fit_column_generation(
     yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
     if yt.ndim != 1 or yt.shape[0] != n:
         raise ValueError(f"y must hold one label per sequence ({n},), got {tuple(yt.shape)}")
-    sym = None
+    sym = torch.zeros(0, 0, dtype=torch.long)  # symbols (n, T) of one-hot inputs
     if "automaton" in proposals:
         if not bool(((x == 0) | (x == 1)).all() and (x.sum(dim=2) == 1).all()):
             raise ValueError(
