@@ -19,6 +19,12 @@ Usage::
         --proposals sparse fit local counter --rule steepest --rounds 20 --pool 512 \
         --budget 512 --init-sources 32 --leaks 1.0 --betas 0.1 --max-time 300 \
         --json experiments/results/pure_convex_small.json
+    # automata: the recurrent cascade with automaton modules (hill climbing over transition
+    # tables), one JSON file per cell (table: experiments/automata_table.py)
+    python experiments/exp_pure_convex_small.py cvx-cg --task dfa -T 20 --family recurrent \
+        --proposals sparse local automaton --rule steepest --rounds 4 --pool 96 --budget 512 \
+        --init-sources 32 --leaks 1.0 --betas 0.1 --max-time 300 \
+        --cell-dir experiments/results/automata_cg
     # a random Gaussian delay-line dictionary (CVX with witnesses="delay"), depth L
     python experiments/exp_pure_convex_small.py cvx-delay --task xor -T 11 --depth 5 \\
         --json experiments/results/pure_convex_small.json
@@ -29,7 +35,8 @@ split), the certificate of the final solve (relative gap, status, ``certified_la
 pricing gap (``cvx-cg``: the last round's, over the candidates it priced; ``cvx-delay`` with
 one-layer witnesses: over ``--price-pool`` fresh Gaussian sources of the chosen leak and scale,
 priced against the final dual), the command line, threads and load average. Records are appended
-to ``--json`` (written atomically).
+to ``--json`` (written atomically); with ``--cell-dir`` each record is also written to its own
+file ``<task>_T<T>_seed<seed>.json`` there (replacing the cell's previous record).
 """
 
 from __future__ import annotations
@@ -271,6 +278,9 @@ def main(argv=None) -> None:
     ap.add_argument("--price-pool", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--cell-dir", type=Path, default=None, help="also write the record to DIR/<cell>.json"
+    )
     args = ap.parse_args(argv)
     if args.depth is None:
         args.depth = 3 if args.family in ("two_layer_delay", "recurrent") else 2
@@ -309,6 +319,9 @@ def main(argv=None) -> None:
         flush=True,
     )
     _append(args.json, rec)
+    if args.cell_dir is not None:
+        args.cell_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(args.cell_dir / f"{args.task}_T{args.T}_seed{args.seed}.json", rec)
 
 
 if __name__ == "__main__":

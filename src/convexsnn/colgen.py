@@ -60,8 +60,11 @@ previous spikes of the kept witnesses and its own, exact on a :math:`2^{-16}` gr
 parameters are those weights, its one column its spike at :math:`T`, and pricing runs the exact
 recursion on the kept witnesses' spikes. ``"fit"`` fits it like a window neuron (then refits the
 self weight on its own previous spike), ``"counter"`` proposes modulo-:math:`k` counter modules of
-random sparse events (:math:`2k` columns, priced by the best); a screened witness is dropped only
-when no kept witness reads it, and at most 32 witnesses are added a round by default.
+random sparse events (:math:`2k` columns, priced by the best), ``"automaton"`` automaton modules
+(any :math:`q`-state transition table on one-hot symbols, :math:`q d` columns) found by hill
+climbing over the tables against the dual (:func:`_automaton_search`); a screened witness is
+dropped only when no kept witness reads it, and at most 32 witnesses are added a round by
+default.
 
 Proposals (all drawn from one seeded generator):
 
@@ -148,6 +151,8 @@ from .delay import (
 from .dictionary import SpikeDictionary, build_dictionary
 from .lif import RESETS, simulate
 from .recurrent_witness import (
+    automaton_cells,
+    automaton_modules,
     candidate_spikes,
     cascade_features,
     cascade_params,
@@ -177,7 +182,7 @@ __all__ = [
 
 logger = logging.getLogger("convexsnn")
 
-PROPOSALS = ("dual", "mutation", "gaussian", "sparse", "fit", "local", "counter")
+PROPOSALS = ("dual", "mutation", "gaussian", "sparse", "fit", "local", "counter", "automaton")
 #: witness families :func:`fit_column_generation` grows
 FAMILIES = ("delay", "two_layer_delay", "recurrent")
 _DEFAULT_PROPOSALS = {
@@ -190,6 +195,9 @@ _PENALTIES = ("l1", "l21")
 _BACKENDS = ("local", "ray")
 #: how violating candidates are ranked (and local search climbs): price or steepest edge
 _RULES = ("price", "steepest")
+#: automaton search: neighbours per climber and step, distinct modules offered per round
+_AUTOMATON_NEIGHBOURS = 16
+_AUTOMATON_OFFER = 4
 
 
 @dataclass
@@ -818,9 +826,94 @@ def _module_scores(
     return prices, scores, spikes
 
 
+def _automaton_search(
+    sym: torch.Tensor,
+    U: torch.Tensor,
+    a: torch.Tensor,
+    lam: float,
+    penalty: str,
+    count: int,
+    *,
+    q: int,
+    steps: int,
+    gen: torch.Generator,
+    block_entries: int = 1 << 22,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]:
+    r"""Hill climbing over :math:`q`-state transition tables (automaton modules,
+    :func:`~convexsnn.recurrent_witness.automaton_modules`) against the dual ``U``.
+
+    A module's last-step columns are the indicators of the cells :math:`c_i = s_{T-1} d + a_T`
+    (:func:`~convexsnn.recurrent_witness.automaton_cells`), disjoint, so with
+    :math:`G_c = \sum_{i \in c} U_i` and :math:`N_c = \sum_{i \in c} a_i` its price is
+    :math:`\max_c \rho(G_c) / \lambda` and its *group score*
+
+    .. math::
+
+        S(\delta) = \sum_c \rho(G_c)^2 / N_c
+
+    the squared steepest-edge scores of its columns summed (for the squared loss, the part of
+    the residual the module's cells explain: the score of the partition of the rows by the
+    automaton's last state). ``count`` climbers start from uniform random tables (start state
+    0); ``steps`` times each draws :data:`_AUTOMATON_NEIGHBOURS` neighbours (one entry
+    :math:`\delta(s, a)` set to a uniform state), all are priced, and a climber moves to its best
+    neighbour when that one scores at least as high (plateau moves allowed). Returns the final
+    tables ``(count, q, d)``, their group scores, the table of largest price among every table
+    examined ``(q, d)``, that price and the number examined."""
+    n, T = sym.shape
+    d = int(sym.max()) + 1 if sym.numel() else 1
+    Q = q * d
+    Cn = U.shape[1]
+
+    def score(tabs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out_s, out_p = [], []
+        blk = max(1, block_entries // max(1, n * max(Cn, 1)))
+        for k0 in range(0, tabs.shape[0], blk):
+            tb = tabs[k0 : k0 + blk]
+            K = tb.shape[0]
+            cells = automaton_cells(tb, sym)  # (K, n)
+            idx = (torch.arange(K)[:, None] * Q + cells).reshape(-1)
+            G = torch.zeros(K * Q, Cn, dtype=torch.float64).index_add_(0, idx, U.repeat(K, 1))
+            N = torch.zeros(K * Q, dtype=torch.float64).index_add_(0, idx, a.repeat(K))
+            rho = G.abs().amax(dim=1) if penalty == "l1" else G.norm(dim=1)
+            grp = torch.where(N > 0, rho**2 / N.clamp_min(1e-300), torch.zeros_like(rho))
+            out_s.append(grp.reshape(K, Q).sum(dim=1))
+            out_p.append(rho.reshape(K, Q).amax(dim=1) / lam)
+        return torch.cat(out_s), torch.cat(out_p)
+
+    m = _AUTOMATON_NEIGHBOURS
+    cur = torch.randint(q, (count, q, d), generator=gen)
+    cur_s, p0 = score(cur)
+    p_max, n_ex = float(p0.max()), count
+    t_max = cur[int(p0.argmax())].clone()
+    ar = torch.arange(count * m)
+    for _ in range(steps):
+        nb = cur.repeat_interleave(m, dim=0)
+        s_ = torch.randint(q, (count * m,), generator=gen)
+        a_ = torch.randint(d, (count * m,), generator=gen)
+        nb[ar, s_, a_] = torch.randint(q, (count * m,), generator=gen)
+        sc, pr = score(nb)
+        n_ex += count * m
+        if float(pr.max()) > p_max:
+            p_max, t_max = float(pr.max()), nb[int(pr.argmax())].clone()
+        best_s, best_i = sc.reshape(count, m).max(dim=1)
+        up = best_s >= cur_s
+        pick = nb.reshape(count, m, q, d)[torch.arange(count), best_i]
+        cur[up] = pick[up]
+        cur_s[up] = best_s[up]
+    return cur, cur_s, t_max, p_max, n_ex
+
+
+def _partition_key(cells: torch.Tensor) -> bytes:
+    """A key of the partition of the rows by ``cells`` ``(n,)``, whatever the cells' names."""
+    first = torch.full((int(cells.max()) + 1,), cells.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, cells, torch.arange(cells.numel()), reduce="amin")
+    return first[cells].numpy().tobytes()
+
+
 def _bit_keys(s: torch.Tensor) -> list[bytes]:
     """Hashable keys of the binary columns ``s`` ``(n, T, K)`` of ``K`` candidates."""
-    b = np.packbits(s.permute(2, 0, 1).reshape(s.shape[2], -1).numpy() > 0.5, axis=1)
+    n, T, K = s.shape
+    b = np.packbits(s.permute(2, 0, 1).reshape(K, n * T).numpy() > 0.5, axis=1)
     return [row.tobytes() for row in b]
 
 
@@ -884,6 +977,8 @@ def fit_column_generation(
     max_add: int | None = None,
     rule: str = "price",
     fit_alternations: int = 2,
+    automaton_states: int = 8,
+    automaton_steps: int = 60,
 ) -> ColumnGenerationResult:
     r"""Column generation over one-neuron (delay-line) witnesses or two-layer delay witnesses
     (module docstring).
@@ -966,6 +1061,12 @@ def fit_column_generation(
     fit_alternations : int
         ``family="recurrent"``, ``"fit"`` proposals: simulate / refit alternations that fit the
         self weight on the candidate's own previous spike.
+    automaton_states, automaton_steps
+        ``family="recurrent"``, ``"automaton"`` proposals (one-hot inputs): states :math:`q` of
+        the automaton modules searched, and hill-climbing steps; the proposal's share of
+        ``pool`` is the number of climbers, each examining ``automaton_steps`` x 16 tables
+        (all priced, all in the pricing gap); the 4 best distinct ones by group score and the
+        one of largest price are offered.
 
     Returns
     -------
@@ -1000,6 +1101,12 @@ def fit_column_generation(
         )
     if "counter" in proposals and not rcs:
         raise ValueError("proposals='counter' adds counter modules: it needs family='recurrent'")
+    if "automaton" in proposals and not rcs:
+        raise ValueError(
+            "proposals='automaton' adds automaton modules: it needs family='recurrent'"
+        )
+    automaton_states = check_positive_int(automaton_states, "automaton_states")
+    automaton_steps = check_positive_int(automaton_steps, "automaton_steps", allow_zero=True)
     if rcs:
         check_dyadic_lif(leak, theta, reset)
         if backend == "ray":
@@ -1019,6 +1126,14 @@ def fit_column_generation(
     yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
     if yt.ndim != 1 or yt.shape[0] != n:
         raise ValueError(f"y must hold one label per sequence ({n},), got {tuple(yt.shape)}")
+    sym = torch.zeros(0, 0, dtype=torch.long)  # symbols (n, T) of one-hot inputs
+    if "automaton" in proposals:
+        if not bool(((x == 0) | (x == 1)).all() and (x.sum(dim=2) == 1).all()):
+            raise ValueError(
+                "proposals='automaton' needs one-hot symbol inputs (every step exactly one "
+                "channel equal to 1, the others 0)"
+            )
+        sym = x.argmax(dim=2)
     rounds = check_positive_int(rounds, "rounds", allow_zero=True)
     pool = check_positive_int(pool, "pool", allow_zero=True)
     budget = check_positive_int(budget, "budget")
@@ -1079,6 +1194,11 @@ def fit_column_generation(
         }
         | ({"depth": depth, "group": group, "layer1_sources": layer1_sources} if two else {})
         | ({"depth": 3, "fit_alternations": fit_alternations} if rcs else {})
+        | (
+            {"automaton_states": automaton_states, "automaton_steps": automaton_steps}
+            if "automaton" in proposals
+            else {}
+        )
     )
     prep = prepare_problem(
         torch.zeros(n, 1),
@@ -1233,7 +1353,7 @@ def fit_column_generation(
                 theta=lif["theta"],
             )
             for p in proposals
-            if p not in ("fit", "local", "counter")
+            if p not in ("fit", "local", "counter", "automaton")
         ]
         if counts.get("fit", 0) > 0:
             parts.append(
@@ -1310,10 +1430,42 @@ def fit_column_generation(
             p_m, s_m, mod_s = _module_scores(mods, Zc, U, a, lam, penalty, lif["theta"])
             prices = torch.cat([prices, p_m])
             scores = torch.cat([scores, s_m if rule == "steepest" else p_m])
-        rec.n_candidates = n_single + len(mods)
+        n_examined = n_single + len(mods)
+        p_extra = -math.inf
+        if counts.get("automaton", 0) > 0:  # recurrent: automaton modules by hill climbing
+            tabs, grp, t_max, p_extra, n_tab = _automaton_search(
+                sym,
+                U,
+                a,
+                lam,
+                penalty,
+                counts["automaton"],
+                q=automaton_states,
+                steps=automaton_steps,
+                gen=gen,
+            )
+            n_examined += n_tab
+            # the best distinct partitions by group score, and the table of largest price
+            tabs = torch.cat([t_max[None], tabs])
+            grp = torch.cat([torch.full((1,), math.inf, dtype=torch.float64), grp])
+            seen_p: set[bytes] = set()
+            offer = []
+            for i in torch.argsort(grp, descending=True, stable=True).tolist():
+                kk = _partition_key(automaton_cells(tabs[i : i + 1], sym)[0])
+                if kk not in seen_p:
+                    seen_p.add(kk)
+                    offer.append(i)
+                if len(offer) == _AUTOMATON_OFFER + 1:
+                    break
+            amods = automaton_modules(tabs[offer], n_features=dim - 1, theta=lif["theta"])
+            p_m, s_m, a_s = _module_scores(amods, Zc, U, a, lam, penalty, lif["theta"])
+            mods, mod_s = mods + amods, mod_s + a_s
+            prices = torch.cat([prices, p_m])
+            scores = torch.cat([scores, s_m if rule == "steepest" else p_m])
+        rec.n_candidates = n_examined
         rec.proposals = {p: int(c) for p, c in counts.items()}
         if prices.numel():
-            eps = float(prices.max()) - 1.0
+            eps = max(float(prices.max()), p_extra) - 1.0
             rec.pricing_gap = eps
             s = 1.0 / (1.0 + max(eps, 0.0))
             dual_union = float(df.dual_value(U, s)) if s < 1.0 else cert.dual

@@ -58,6 +58,11 @@ single units has no toggle (no group component). *Counter modules* (:func:`count
 them: :math:`2k` neurons appended together that read each other (the only entries of ``V`` below
 the diagonal) and count threshold events modulo :math:`k`; the same compensation and grid make
 them exact.
+
+*Automaton modules* (:func:`automaton_modules`) generalise them to any transition table: a
+:math:`q`-state automaton :math:`\delta: \{0..q-1\} \times \{0..d-1\} \to \{0..q-1\}` on the
+one-hot symbols is :math:`q d` neurons in state-by-symbol code, exact at any length; column
+generation searches the tables (:func:`automaton_cells` prices one without simulating neurons).
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ from .witnesses import Witnesses
 
 __all__ = [
     "GRID",
+    "automaton_cells",
+    "automaton_modules",
     "cascade_features",
     "cascade_params",
     "cascade_spikes",
@@ -385,3 +392,93 @@ def extend_module(
     V2[:m, m:] = W[d2 : d2 + m]
     V2[m:, m:] = Vm
     return A2, V2
+
+
+def automaton_modules(
+    tables: torch.Tensor, *, n_features: int, theta: float, start: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    r"""Automaton modules: any :math:`q`-state automaton on one-hot symbols as :math:`q d`
+    threshold neurons of the cascade (an exact group-and-reset component of any kind).
+
+    ``tables`` ``(G, q, d)`` integers in ``[0, q)``: :math:`\delta_g(s, a)`, the state after
+    reading symbol :math:`a` in state :math:`s`, start state ``start``. Module ``g`` holds the
+    neurons :math:`N_{s,a}` (index :math:`s d + a`); :math:`N_{s,a}` fires at :math:`t` iff the
+    state before step :math:`t` is :math:`s` and :math:`x_t = e_a`, so exactly one fires per step
+    and the last-step readout of the :math:`q d` columns is any function of the state after
+    :math:`T`, at any length. With
+
+    .. math::
+
+        b_{s',t} = \sum_{(s, a):\, \delta(s, a) = s'} s^{N_{s,a}}_{t-1}
+        + [s' = \mathrm{start}]\, \mathrm{start}_t, \qquad
+        \mathrm{start}_t = \sum_a x_{t,a} - \sum_a x_{t-1,a}
+
+    (:math:`b_{s',t} = 1` iff the state before :math:`t` is :math:`s'`; :math:`\mathrm{start}_t`
+    is 1 at :math:`t = 1` only, for one-hot inputs), the potential of :math:`N_{s',a'}` is
+
+    .. math::
+
+        \alpha_t = \theta\,\big(b_{s',t} + x_{t,a'} - \textstyle\sum_a x_{t,a}\big),
+
+    which reaches :math:`\theta` iff :math:`b_{s',t} = 1` and :math:`x_{t,a'} = 1` (the constant
+    through :math:`\sum_a x_{t,a} = 1`). All weights are :math:`0, \pm\theta`, on the grid, so
+    the leak-compensated network is exact (module docstring). A counter module of a symbol is
+    the cyclic table; the readout over one module represents every language of at most
+    :math:`q` states.
+
+    Parameters
+    ----------
+    tables : Tensor ``(G, q, d)`` or ``(q, d)``
+    n_features : int
+        Rows of the feature weights (:math:`2 d + m`: the module reads no kept witness).
+    theta : float
+    start : int
+
+    Returns
+    -------
+    list of (Tensor ``(n_features, q d)``, Tensor ``(q d, q d)``)
+        Per module, the feature weights and its own recurrent block, as
+        :func:`counter_modules` (append with :func:`extend_module`).
+    """
+    tab = torch.as_tensor(tables)
+    if tab.ndim == 2:
+        tab = tab[None]
+    if tab.ndim != 3 or tab.dtype.is_floating_point:
+        raise ValueError(f"tables must be integer (G, q, d), got {tuple(tab.shape)} {tab.dtype}")
+    G, q, d = tab.shape
+    if q < 1 or d < 1 or bool((tab < 0).any() or (tab >= q).any()):
+        raise ValueError(f"tables must hold states in [0, {q}), got values outside")
+    if not 0 <= int(start) < q:
+        raise ValueError(f"start must be a state in [0, {q}), got {start}")
+    if n_features < 2 * d:
+        raise ValueError(f"n_features must be at least 2 d = {2 * d}, got {n_features}")
+    th = float(theta)
+    out = []
+    idx = torch.arange(q * d)
+    for g in range(G):
+        W = torch.zeros(n_features, q * d, dtype=torch.float64)
+        W[:d] = -th
+        W[idx % d, idx] += th  # + theta x_{t,a'}
+        st = idx // d == int(start)  # start_t for the start state's neurons
+        W[:d, st] += th
+        W[d : 2 * d, st] -= th
+        nxt = tab[g].reshape(-1)  # neuron s d + a moves to state delta(s, a)
+        Vm = th * (nxt[:, None] == (idx // d)[None, :]).to(torch.float64)
+        out.append((W, Vm))
+    return out
+
+
+def automaton_cells(tables: torch.Tensor, symbols: torch.Tensor, *, start: int = 0) -> torch.Tensor:
+    r"""``(G, n)``: the neuron of each automaton module (:func:`automaton_modules`) that fires at
+    the last step, :math:`s_{T-1} d + a_T` (:math:`s_{T-1}` the state before step :math:`T`),
+    from the transition tables ``(G, q, d)`` and symbols ``(n, T)``, by table look-up: the
+    module's last-step columns are the indicators of these cells (tested against the neurons)."""
+    tab = torch.as_tensor(tables).long()
+    G, q, d = tab.shape
+    sym = torch.as_tensor(symbols).long()
+    n, T = sym.shape
+    flat = tab.reshape(G, q * d)
+    st = torch.full((G, n), int(start), dtype=torch.long)
+    for t in range(T - 1):
+        st = torch.gather(flat, 1, (st * d + sym[None, :, t]).expand(G, n))
+    return st * d + sym[None, :, T - 1]
