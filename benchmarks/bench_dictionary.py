@@ -32,12 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _benchlib
 
 HERE = Path(__file__).resolve().parent
 NEW_SRC = HERE.parent / "src"
@@ -91,14 +92,13 @@ def _child_build(a) -> None:
 def _run_child(src: str, args: list[str]) -> dict:
     """Run this script's hidden sub-command ``args`` with the code under ``src`` on one thread,
     in a fresh process; its JSON record (the last line it prints)."""
-    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": src, **_benchlib.THREADS}
     cmd = [sys.executable, __file__, *args]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
+_load = _benchlib.load
 
 
 def cmd_build(a) -> dict:
@@ -345,18 +345,13 @@ def main(argv=None) -> int:
         return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cmds = {"build": cmd_build, "products": cmd_products, "solve": cmd_solve, "subset": cmd_subset}
+    load0 = _load()
     res = cmds[a.command](a)
-    res["meta"] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "args": vars(a),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_start_end": _load(),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    codes = {"new": str(NEW_SRC)}
+    if a.ref and a.command in ("build", "subset"):
+        codes["old"] = a.ref
+    res["meta"] = _benchlib.run_meta(a, codes, load_start=load0)
+    _benchlib.write_json(a.json, res)
     return 0
 
 

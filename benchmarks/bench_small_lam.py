@@ -28,21 +28,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import _benchlib
+
 HERE = Path(__file__).resolve().parent
 NEW_SRC = HERE.parent / "src"
 MNIST = os.environ.get("CONVEXSNN_MNIST_DIR", str(HERE.parent.parent / "shared" / "data" / "mnist"))
-THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-
-
-def _load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
+THREADS = _benchlib.THREADS
+_load = _benchlib.load
 
 
 def _problem(a):
@@ -205,19 +203,13 @@ def main(argv=None) -> int:
     if a.command == "_child":
         _child(a)
         return 0
+    load0 = _load()
     res = cmd_run(a)
-    res["meta"] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "args": vars(a),
-        "threads": THREADS,
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_start_end": _load(),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    codes = {"new": str(NEW_SRC)}
+    if "old" in a.codes and a.ref:
+        codes["old"] = a.ref
+    res["meta"] = _benchlib.run_meta(a, codes, load_start=load0)
+    _benchlib.write_json(a.json, res)
     return 0
 
 
