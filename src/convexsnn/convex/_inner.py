@@ -698,9 +698,11 @@ def gram_columns(
         words = _packed_words(op)
         if words is not None:
             # (the whole block: the symmetric kernel counts each pair once)
-            Hp = popcount_gram(words, None if fresh is None else words[idx.cpu().numpy()])
+            Hp = popcount_gram(
+                words, None if fresh is None else words[idx.cpu().numpy()], scale=float(iw[1])
+            )
             if Hp is not None:
-                Hk = torch.from_numpy(Hp.astype(np.float64)) * iw[1]
+                Hk = torch.from_numpy(Hp)  # counts times a_0, float64, no integer copy
                 Bk = op.rmatmul((weights.reshape(-1, 1) * Y).to(op.dtype)).to(f64)
                 return Hk, Bk[idx]
     dt = torch.float32 if iw is not None else f64
@@ -811,6 +813,33 @@ def _cached_gram(op, datafit, cols, cache):
     if cache is not None and cols is not None:
         cache.update(cols=cols.clone(), H=H, B=Bm)
     return H, Bm
+
+
+_FLOP_RATE: list[float] = []
+
+
+def _flop_rate() -> float:
+    """Float64 matrix-product rate of this process now (flop/s; one 384 x 384 product, measured
+    once per process: the share of a loaded machine included)."""
+    if not _FLOP_RATE:
+        a = torch.ones(384, 384, dtype=torch.float64)
+        a @ a  # warm-up
+        t = time.perf_counter()
+        a @ a
+        _FLOP_RATE.append(2 * 384**3 / max(time.perf_counter() - t, 1e-9))
+    return _FLOP_RATE[0]
+
+
+def _inverse_fits_budget(shared: dict, s: int, budget: Budget) -> bool:
+    r"""Whether the shared inverse of an ``s``-column block that the active-set steps need
+    (:func:`~convexsnn.convex._polish.pdas_l1`) can be formed before ``budget``'s deadline: always
+    when it exists already or there is no deadline; else when the estimated time of
+    :math:`s^3` flops (a fresh inverse; a grown one costs less) at :func:`_flop_rate`, halved
+    (the factorisations run below the product rate), fits in the time left."""
+    if shared.get("inverse") is not None or budget.deadline is None:
+        return True
+    left = budget.deadline - time.perf_counter()
+    return 2.0 * float(s) ** 3 / _flop_rate() <= left
 
 
 def _shared_from_cache(cache: dict | None, cols: torch.Tensor | None) -> dict:
@@ -1091,6 +1120,17 @@ def squared_gram(
             # work counted in multiply-adds (deterministic, unlike wall time): a sweep updates
             # HW (s x C) for each of its rows
             w_cd += float(ran) * rows_nb.size * s * C
+            if newton and w_cd >= w_newton and not _inverse_fits_budget(shared, s, budget):
+                # forming (or growing) the shared inverse is O(s^3) and cannot be interrupted:
+                # not started when it would overrun max_time (the 55k x 16k solve once ran
+                # 197 s past a 600 s cap inside it); the sweeps go on to the deadline
+                logger.log(
+                    log_level,
+                    "gram-cd: active-set steps skipped: the shared inverse of %d columns would "
+                    "not finish within max_time",
+                    s,
+                )
+                newton = False
             if newton and w_cd >= w_newton:
                 # active-set Newton on the support, balanced against the sweeps: it runs once
                 # the sweeps since the last one did at least as much work as it did; only the
