@@ -200,11 +200,16 @@ def test_grown_inverse_compiled_fill_equals_the_indexed_writes(monkeypatch):
 
 
 def test_shared_inverse_is_not_started_when_it_would_overrun_max_time():
-    from convexsnn.convex._inner import Budget, _flop_rate, _inverse_fits_budget
+    from convexsnn.convex._inner import Budget, _flop_rate, _inverse_fits_budget, _inverse_flops
 
-    s = 20000  # 8e12 flops: minutes on one core
-    assert 2.0 * s**3 / _flop_rate() > 5.0
+    s = 30000  # 2.7e13 flops: minutes on one core
+    assert s**3 / _flop_rate() > 5.0
     assert not _inverse_fits_budget({}, s, Budget(10, 5.0))
     assert _inverse_fits_budget({}, s, Budget(10, None))  # no deadline: always
     assert _inverse_fits_budget({"inverse": np.eye(2)}, s, Budget(10, 5.0))  # formed already
+    assert _inverse_fits_budget({"inverse": None}, s, Budget(10, 5.0))  # refused: not formed
     assert _inverse_fits_budget({}, 50, Budget(10, 5.0))  # small blocks: microseconds
+    # growing by a few columns costs far less than a fresh inverse: 2 m^2 k + 2 m k^2 + k^3
+    grown = {"previous": (None, 0.0, np.arange(s - 10))}
+    assert _inverse_flops(grown, s) == 2 * (s - 10) ** 2 * 10 + 2 * (s - 10) * 100 + 1000
+    assert _inverse_flops(grown, s) < 1e-3 * _inverse_flops({}, s)

@@ -819,27 +819,40 @@ _FLOP_RATE: list[float] = []
 
 
 def _flop_rate() -> float:
-    """Float64 matrix-product rate of this process now (flop/s; one 384 x 384 product, measured
-    once per process: the share of a loaded machine included)."""
+    """Float64 matrix-product rate of this process (flop/s; the best of three 768 x 768
+    products, measured once per process: the share of a loaded machine included)."""
     if not _FLOP_RATE:
-        a = torch.ones(384, 384, dtype=torch.float64)
-        a @ a  # warm-up
-        t = time.perf_counter()
-        a @ a
-        _FLOP_RATE.append(2 * 384**3 / max(time.perf_counter() - t, 1e-9))
+        a = torch.ones(768, 768, dtype=torch.float64)
+        best = math.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t)
+        _FLOP_RATE.append(2 * 768**3 / max(best, 1e-9))
     return _FLOP_RATE[0]
+
+
+def _inverse_flops(shared: dict, s: int) -> float:
+    r"""Flops to form the shared inverse of an ``s``-column block: :math:`s^3` fresh (Cholesky
+    factor and inverse), or, grown from an ``m``-column one by ``k = s - m`` columns
+    (:func:`~convexsnn.convex._polish._grown_inverse`), :math:`2m^2k + 2mk^2 + k^3`."""
+    prev = shared.get("previous")
+    if prev is None:
+        return float(s) ** 3
+    m = float(len(prev[2]))
+    k = float(s) - m
+    return 2 * m * m * k + 2 * m * k * k + k**3
 
 
 def _inverse_fits_budget(shared: dict, s: int, budget: Budget) -> bool:
     r"""Whether the shared inverse of an ``s``-column block that the active-set steps need
     (:func:`~convexsnn.convex._polish.pdas_l1`) can be formed before ``budget``'s deadline: always
-    when it exists already or there is no deadline; else when the estimated time of
-    :math:`s^3` flops (a fresh inverse; a grown one costs less) at :func:`_flop_rate`, halved
-    (the factorisations run below the product rate), fits in the time left."""
-    if shared.get("inverse") is not None or budget.deadline is None:
+    when it exists already (or was refused for memory) or there is no deadline; else when the
+    estimated time, :func:`_inverse_flops` at :func:`_flop_rate`, fits in the time left."""
+    if "inverse" in shared or budget.deadline is None:
         return True
     left = budget.deadline - time.perf_counter()
-    return 2.0 * float(s) ** 3 / _flop_rate() <= left
+    return _inverse_flops(shared, s) / _flop_rate() <= left
 
 
 def _shared_from_cache(cache: dict | None, cols: torch.Tensor | None) -> dict:
