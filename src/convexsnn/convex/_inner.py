@@ -792,9 +792,12 @@ def _cached_gram(op, datafit, cols, cache):
             Hold, Bold = cache["H"], cache["B"]
             H = torch.empty(s, s, dtype=f64, device=Hold.device)
             Bm = torch.empty(s, Bold.shape[1], dtype=f64, device=Hold.device)
-            H[p_new_common[:, None], p_new_common[None, :]] = Hold[
-                p_old_common[:, None], p_old_common[None, :]
-            ]
+            # (in row chunks: the gathered block of Hold would be a second (m, m) copy; at
+            # 16k columns that temporary was the 55k solve's peak of memory)
+            step = max(1, GRAM_DENSE_ENTRIES // max(s, 1))
+            for r0 in range(0, int(p_old_common.numel()), step):
+                rn, ro = p_new_common[r0 : r0 + step], p_old_common[r0 : r0 + step]
+                H[rn[:, None], p_new_common[None, :]] = Hold[ro[:, None], p_old_common[None, :]]
             Bm[p_new_common] = Bold[p_old_common]
             if k and blocks:
                 Hk, Bk = gram_columns(op, datafit.weights, datafit.Y, p_fresh)
