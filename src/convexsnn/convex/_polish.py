@@ -737,8 +737,8 @@ def _grown_inverse(
     if fresh.size == 0:
         return inv_old[np.ix_(np.argsort(pos), np.argsort(pos))] if pos.size == s else None
     # (products in place through torch's addmm_ and the blocks written by one compiled pass:
-    # no fancy-index temporaries of the (s, s) result; profile of the 55k x 16k solve: the
-    # growth was 76% of its time, a third of it in copies)
+    # no fancy-index temporaries; this saves memory, not time: the growth is flop-bound,
+    # benchmarks/bench_dictionary.py gram)
     Bm = H[np.ix_(pos, fresh)]
     T = inv_old @ Bm  # A^-1 B (m, k)
     Sch = H[np.ix_(fresh, fresh)]
