@@ -21,6 +21,15 @@ Usage::
     python benchmarks/bench_dictionary.py solve --n 55000 --width 16384 --json out.json
     python benchmarks/bench_dictionary.py subset --n 10000 --width 4096 --ratio 1e-4 \
         --cache d55k.npz --ref /work/main/src --json out.json
+    python benchmarks/bench_dictionary.py gram --width 8192 --reps 1 --cache d55k.npz \
+        --ref /work/main/src --json out.json
+
+``gram``: on the first ``--width`` columns of the cached dictionary (``--cache``), the Gram
+matrix :math:`D^\top D / n` of the first ``--width / 2`` columns by packed popcounts, its ridge
+inverse, then the Gram columns of the other half and the inverse grown by them (the steps of the
+squared + L1 active-set solver when its working set doubles), this checkout against ``--ref``,
+alternating, each in a fresh subprocess with one thread; times, peak RSS, and the largest
+difference between the two codes' grown inverses (relative to its largest entry).
 
 ``subset``: squared + L1 at ``--ratio`` lam_max on the first ``--n`` rows and ``--width``
 columns of the cached dictionary (``--cache``, written by ``solve --cache``), this checkout
@@ -32,12 +41,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _benchlib
 
 HERE = Path(__file__).resolve().parent
 NEW_SRC = HERE.parent / "src"
@@ -91,14 +101,13 @@ def _child_build(a) -> None:
 def _run_child(src: str, args: list[str]) -> dict:
     """Run this script's hidden sub-command ``args`` with the code under ``src`` on one thread,
     in a fresh process; its JSON record (the last line it prints)."""
-    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": src, **_benchlib.THREADS}
     cmd = [sys.executable, __file__, *args]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
+_load = _benchlib.load
 
 
 def cmd_build(a) -> dict:
@@ -297,6 +306,96 @@ def _child_subset(a) -> None:
     )
 
 
+def _child_gram(a) -> None:
+    """Runs in a subprocess (PYTHONPATH selects the code): Gram columns and a grown inverse."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from convexsnn.convex._inner import gram_columns
+    from convexsnn.convex._polish import _grown_inverse
+    from convexsnn.dictionary import SpikeDictionary
+
+    d = SpikeDictionary.load(a.cache, storage="packed")
+    n = d.n_rows
+    op = d.operator().columns(torch.arange(a.width))
+    wts = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    Y = torch.zeros(n, 1, dtype=torch.float64)
+    m = a.width // 2
+    t = {}
+    t0 = time.perf_counter()
+    H_old, _ = gram_columns(op.columns(torch.arange(m)), wts, Y)
+    t["gram_half_s"] = time.perf_counter() - t0
+    rho = 1e-6 * float(H_old.diagonal().max())
+    t0 = time.perf_counter()
+    M = H_old.clone()
+    M.diagonal().add_(rho)
+    inv_old = torch.cholesky_inverse(torch.linalg.cholesky(M)).numpy()
+    del M
+    t["inverse_half_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    Hk, _ = gram_columns(op, wts, Y, torch.arange(m, a.width))
+    H = torch.empty(a.width, a.width, dtype=torch.float64)
+    H[:, m:] = Hk
+    H[m:, :] = Hk.T
+    H[:m, :m] = H_old
+    del Hk, H_old
+    t["gram_grow_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    inv = _grown_inverse(H.numpy(), inv_old, rho, np.arange(m))
+    t["inverse_grow_s"] = time.perf_counter() - t0
+    assert inv is not None
+    np.save(a.json + ".inv.npy", inv[:: max(1, a.width // 512), :: max(1, a.width // 512)])
+    t.update(
+        width=a.width,
+        n=n,
+        maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        H_sha256=hashlib.sha256(H.numpy().tobytes()).hexdigest(),
+    )
+    print(json.dumps(t))
+
+
+def cmd_gram(a) -> dict:
+    """This checkout against ``--ref``: Gram columns and the grown inverse (alternating)."""
+    import numpy as np
+
+    if not a.ref or not a.cache or not a.json:
+        raise SystemExit("gram: --ref, --cache and --json are required")
+    rows = []
+    for rep in range(a.reps):
+        for label, src in (("new", str(NEW_SRC)), ("old", a.ref)):
+            args = ["_gram", "--width", str(a.width), "--cache", a.cache]
+            args += ["--json", f"{a.json}.{label}"]
+            load0 = _load()
+            r = _run_child(src, args)
+            r.update(code=label, rep=rep, load_start=load0, load_end=_load())
+            rows.append(r)
+            print(
+                f"{label:>4} rep {rep}: gram half {r['gram_half_s']:6.1f} s  inverse half "
+                f"{r['inverse_half_s']:6.1f} s  gram grow {r['gram_grow_s']:6.1f} s  inverse grow "
+                f"{r['inverse_grow_s']:6.1f} s  rss {r['maxrss_mb']:.0f} MB  load {r['load_end']}",
+                flush=True,
+            )
+    a_new = np.load(f"{a.json}.new.inv.npy")
+    a_old = np.load(f"{a.json}.old.inv.npy")
+    diff = float(np.abs(a_new - a_old).max() / np.abs(a_old).max())
+    same_H = len({r["H_sha256"] for r in rows}) == 1
+    keys = ("gram_half_s", "inverse_half_s", "gram_grow_s", "inverse_grow_s", "maxrss_mb")
+    med = {
+        lab: {k: sorted(r[k] for r in rows if r["code"] == lab)[a.reps // 2] for k in keys}
+        for lab in ("new", "old")
+    }
+    print(f"\n| code | {' | '.join(keys)} |\n|---|" + "---|" * len(keys))
+    for lab in ("old", "new"):
+        print(f"| {lab} | " + " | ".join(f"{med[lab][k]:.1f}" for k in keys) + " |")
+    print(f"same Gram bits: {same_H}; grown inverses differ by {diff:.1e} (relative, sampled)")
+    for lab in ("new", "old"):
+        Path(f"{a.json}.{lab}.inv.npy").unlink(missing_ok=True)
+    return {"runs": rows, "median": med, "same_gram": same_H, "inverse_rel_diff": diff}
+
+
 def cmd_subset(a) -> dict:
     """This checkout against ``--ref`` on a row/column subset of the cached dictionary."""
     if not a.ref or not a.cache:
@@ -319,7 +418,10 @@ def cmd_subset(a) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("command", choices=["build", "products", "solve", "subset", "_child", "_subset"])
+    p.add_argument(
+        "command",
+        choices=["build", "products", "solve", "subset", "gram", "_child", "_subset", "_gram"],
+    )
     p.add_argument("--n", type=int, default=5504, help="training images")
     p.add_argument("--T", type=int, default=4)
     p.add_argument("--width", type=int, default=16384, help="witness neurons")
@@ -343,20 +445,19 @@ def main(argv=None) -> int:
     if a.command == "_subset":
         _child_subset(a)
         return 0
+    if a.command == "_gram":
+        _child_gram(a)
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cmds = {"build": cmd_build, "products": cmd_products, "solve": cmd_solve, "subset": cmd_subset}
+    cmds["gram"] = cmd_gram
+    load0 = _load()
     res = cmds[a.command](a)
-    res["meta"] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "args": vars(a),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_start_end": _load(),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    codes = {"new": str(NEW_SRC)}
+    if a.ref and a.command in ("build", "subset", "gram"):
+        codes["old"] = a.ref
+    res["meta"] = _benchlib.run_meta(a, codes, load_start=load0)
+    _benchlib.write_json(a.json, res)
     return 0
 
 

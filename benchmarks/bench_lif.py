@@ -23,11 +23,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 
+import _benchlib
 import torch
 
 from convexsnn import ParallelSNN
@@ -270,9 +270,7 @@ def main(argv=None):
             f"| {r['K']} | {r['ours_s_per_epoch']:.3f} | {r['snntorch_s_per_epoch']:.3f} | "
             f"{r['speedup']:.2f}x |"
         )
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"info": info, "forward": fwd, "training": trn}, f, indent=2)
+    _benchlib.write_json(a.json, {"info": info, "forward": fwd, "training": trn})
     return fwd, trn
 
 

@@ -16,12 +16,12 @@ Timings on a shared machine depend on its load: the load average is printed with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
 import time
 
+import _benchlib
 import torch
 
 
@@ -149,9 +149,7 @@ def main(argv=None) -> int:
             f"{r['rel_gap']:>9.2e} {r['iterations']:>6}  {r['peak_rss_mb']}"
             + ("" if r["converged"] else "  NOT converged")
         )
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"args": vars(args), "lam": lam, "loadavg": load, "rows": rows}, f, indent=2)
+    _benchlib.write_json(args.json, {"args": vars(args), "lam": lam, "loadavg": load, "rows": rows})
     return 0
 
 

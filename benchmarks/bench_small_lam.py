@@ -28,21 +28,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import _benchlib
+
 HERE = Path(__file__).resolve().parent
 NEW_SRC = HERE.parent / "src"
 MNIST = os.environ.get("CONVEXSNN_MNIST_DIR", str(HERE.parent.parent / "shared" / "data" / "mnist"))
-THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-
-
-def _load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
+THREADS = _benchlib.THREADS
+_load = _benchlib.load
 
 
 def _problem(a):
@@ -106,10 +104,12 @@ def _child(a) -> None:
     lam = a.beta[0] / P**0.5
     load0 = _load()
     t = time.perf_counter()
+    c0 = time.process_time()
     sol = solve_readout(
         d, y, loss="squared", penalty="l1", lam=lam, n_classes=10, tol=a.tol, max_time=a.max_time
     )
     wall = time.perf_counter() - t
+    cpu = time.process_time() - c0
     c = sol.certificate
     print(
         json.dumps(
@@ -118,6 +118,9 @@ def _child(a) -> None:
                 "beta": a.beta[0],
                 "lam": lam,
                 "solve_s": wall,
+                "cpu_s": cpu,
+                "iterations": int(c.iterations),
+                "info": dict(c.info),
                 "status": c.status,
                 "rel_gap": float(c.rel_gap),
                 "objective": float(c.primal),
@@ -169,19 +172,21 @@ def cmd_run(a) -> dict:
                 print(f"{label:>4} beta {beta:g}: error\n{r['error']}", flush=True)
                 continue
             print(
-                f"{label:>4} beta {beta:g} {tuple(r['shape'])}: {r['solve_s']:8.1f} s  "
+                f"{label:>4} beta {beta:g} {tuple(r['shape'])}: {r['solve_s']:8.1f} s "
+                f"(cpu {r.get('cpu_s', float('nan')):.1f} s)  "
                 f"{r['status']:>9}  rel gap {r['rel_gap']:.2e}  objective {r['objective']:.12g}  "
                 f"support {r['support']}  rss {r['maxrss_mb']:.0f} MB  load {r['load_end']}",
                 flush=True,
             )
-    print("\n| problem | beta | code | seconds | status | rel gap | RSS MB | load |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| problem | beta | code | seconds | cpu s | status | rel gap | RSS MB | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["status"] == "error":
             continue
         print(
             f"| {a.problem} {r['shape'][0]}x{r['shape'][1]} | {r['beta']:g} | {r['code']} | "
-            f"{r['solve_s']:.1f} | {r['status']} | {r['rel_gap']:.1e} | {r['maxrss_mb']:.0f} | "
+            f"{r['solve_s']:.1f} | {r.get('cpu_s', float('nan')):.1f} | {r['status']} | "
+            f"{r['rel_gap']:.1e} | {r['maxrss_mb']:.0f} | "
             f"{r['load_end'][0]} |"
         )
     return {"runs": rows}
@@ -205,19 +210,13 @@ def main(argv=None) -> int:
     if a.command == "_child":
         _child(a)
         return 0
+    load0 = _load()
     res = cmd_run(a)
-    res["meta"] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "args": vars(a),
-        "threads": THREADS,
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_start_end": _load(),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    codes = {"new": str(NEW_SRC)}
+    if "old" in a.codes and a.ref:
+        codes["old"] = a.ref
+    res["meta"] = _benchlib.run_meta(a, codes, load_start=load0)
+    _benchlib.write_json(a.json, res)
     return 0
 
 

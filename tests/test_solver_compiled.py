@@ -218,10 +218,16 @@ def test_screening_does_not_apply_to_the_hinge():
     assert column_norms(op, prep.datafit.weights).shape == (D.shape[1],)
 
 
-def test_gram_cache_across_working_sets_matches_a_fresh_gram():
+@pytest.mark.parametrize("chunked", [False, True])
+def test_gram_cache_across_working_sets_matches_a_fresh_gram(monkeypatch, chunked):
     """The Gram matrix of a changed working set, built from the cached one plus the new columns'
-    blocks, equals the one formed from scratch (the set grows and loses screened columns)."""
+    blocks, equals the one formed from scratch (the set grows and loses screened columns); with
+    ``chunked`` the kept block is copied a few rows at a time."""
+    from convexsnn.convex import _inner
     from convexsnn.convex._inner import _cached_gram, gram_matrices
+
+    if chunked:
+        monkeypatch.setattr(_inner, "GRAM_DENSE_ENTRIES", 16)  # 2 rows per chunk at 8 columns
 
     D, y, _ = tomita3()
     prep = prepare_problem(D, y)

@@ -180,3 +180,36 @@ def test_grown_inverse_equals_the_inverse_of_the_grown_block():
     # inverse reaches 1e-11: the block update loses accuracy like cond^1.5 eps)
     assert np.abs(M @ grown - np.eye(s)).max() <= 1e-7
     np.testing.assert_allclose(grown, np.linalg.inv(M), rtol=0, atol=1e-7 * np.abs(grown).max())
+
+
+def test_grown_inverse_compiled_fill_equals_the_indexed_writes(monkeypatch):
+    # the compiled pass that writes the blocks of the grown inverse gives the same matrix as
+    # numpy's indexed assignments (the path taken without numba)
+    from convexsnn.convex import _polish
+
+    D, y, H, B, _ = gram_fixture("xor_T11_wide_sub.npz")
+    s = H.shape[0]
+    rho = 1e-4 * float(np.diag(H).max())
+    pos = np.sort(np.random.default_rng(5).choice(s, 180, replace=False))
+    inv_old = np.linalg.inv(H[np.ix_(pos, pos)] + rho * np.eye(pos.size))
+    fast = _grown_inverse(H, inv_old.copy(), rho, pos)
+    monkeypatch.setattr(_polish, "fill_grown_inverse", lambda *a: False)
+    slow = _grown_inverse(H, inv_old.copy(), rho, pos)
+    assert fast is not None and slow is not None
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_shared_inverse_is_not_started_when_it_would_overrun_max_time():
+    from convexsnn.convex._inner import Budget, _flop_rate, _inverse_fits_budget, _inverse_flops
+
+    s = 30000  # 2.7e13 flops: minutes on one core
+    assert s**3 / _flop_rate() > 5.0
+    assert not _inverse_fits_budget({}, s, Budget(10, 5.0))
+    assert _inverse_fits_budget({}, s, Budget(10, None))  # no deadline: always
+    assert _inverse_fits_budget({"inverse": np.eye(2)}, s, Budget(10, 5.0))  # formed already
+    assert _inverse_fits_budget({"inverse": None}, s, Budget(10, 5.0))  # refused: not formed
+    assert _inverse_fits_budget({}, 50, Budget(10, 5.0))  # small blocks: microseconds
+    # growing by a few columns costs far less than a fresh inverse: 2 m^2 k + 2 m k^2 + k^3
+    grown = {"previous": (None, 0.0, np.arange(s - 10))}
+    assert _inverse_flops(grown, s) == 2 * (s - 10) ** 2 * 10 + 2 * (s - 10) * 100 + 1000
+    assert _inverse_flops(grown, s) < 1e-3 * _inverse_flops({}, s)

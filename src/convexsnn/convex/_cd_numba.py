@@ -33,7 +33,7 @@ from .._jit import load_numba
 #: environments without it
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
-__all__ = ["HAVE_NUMBA", "cd_gram_sweeps", "gram_gap", "popcount_gram"]
+__all__ = ["HAVE_NUMBA", "cd_gram_sweeps", "fill_grown_inverse", "gram_gap", "popcount_gram"]
 
 
 def _gram_gap_py(H, B, W, HW, y2, lam, group, per_col):
@@ -258,6 +258,7 @@ def _cd_sweeps_py(H, B, W, HW, y2, lam, group, per_col, rows, gram_tol, max_swee
 _cd_sweeps = _cd_sweeps_py
 _popcount_gram = None  # compiled in _compile() (no pure-Python version: callers fall back)
 _popcount_gram_sym = None
+_fill_grown = None
 _COMPILED = False
 _FAILED = False
 
@@ -271,7 +272,7 @@ def available() -> bool:
 def _compile() -> None:
     """Compile the kernels on first use (numba's on-disk cache makes later processes fast)."""
     global _gram_gap, _spd_solve, _anderson, _cd_sweeps, _popcount_gram, _popcount_gram_sym
-    global _COMPILED, _FAILED
+    global _COMPILED, _FAILED, _fill_grown
     if _COMPILED or _FAILED or not HAVE_NUMBA:
         return
     numba = load_numba("coordinate descent runs in pure Python (slow)")
@@ -283,7 +284,7 @@ def _compile() -> None:
     _spd_solve = numba.njit(cache=True, nogil=True)(_spd_solve_py)
     _anderson = numba.njit(cache=True, nogil=True)(_anderson_py)
     _cd_sweeps = numba.njit(cache=True, nogil=True)(_cd_sweeps_py)
-    _popcount_gram, _popcount_gram_sym = _make_popcount_gram(numba)
+    _popcount_gram, _popcount_gram_sym, _fill_grown = _make_popcount_gram(numba)
     _COMPILED = True
 
 
@@ -302,7 +303,7 @@ def _make_popcount_gram(numba):
         return sig, codegen
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(A, Bw, out):
+    def kernel(A, Bw, out, scale):
         s, nw = A.shape
         k = Bw.shape[0]
         for j0 in range(0, k, 16):
@@ -312,10 +313,10 @@ def _make_popcount_gram(numba):
                     acc = np.uint64(0)
                     for w in range(nw):
                         acc += ctpop(A[i, w] & Bw[j, w])
-                    out[i, j] = acc
+                    out[i, j] = acc * scale
 
     @numba.njit(cache=True, nogil=True)
-    def kernel_sym(A, out):
+    def kernel_sym(A, out, scale):
         s, nw = A.shape
         for j0 in range(0, s, 16):
             j1 = min(s, j0 + 16)
@@ -324,10 +325,35 @@ def _make_popcount_gram(numba):
                     acc = np.uint64(0)
                     for w in range(nw):
                         acc += ctpop(A[i, w] & A[j, w])
-                    out[i, j] = acc
-                    out[j, i] = acc
+                    v = acc * scale
+                    out[i, j] = v
+                    out[j, i] = v
 
-    return kernel, kernel_sym
+    @numba.njit(cache=True, nogil=True)
+    def fill_grown(inv, A, TS, Sinv, pos, fresh):
+        # inv[pos, pos] = A, inv[pos, fresh] = -TS, inv[fresh, pos] = -TS^T,
+        # inv[fresh, fresh] = Sinv, row by row (the transposed block in 64 x 64 tiles)
+        m, k = pos.shape[0], fresh.shape[0]
+        for a in range(m):
+            i = pos[a]
+            for b in range(m):
+                inv[i, pos[b]] = A[a, b]
+            for b in range(k):
+                inv[i, fresh[b]] = -TS[a, b]
+        for a in range(k):
+            i = fresh[a]
+            for b in range(k):
+                inv[i, fresh[b]] = Sinv[a, b]
+        for b0 in range(0, m, 64):
+            b1 = min(m, b0 + 64)
+            for a0 in range(0, k, 64):
+                a1 = min(k, a0 + 64)
+                for b in range(b0, b1):
+                    jb = pos[b]
+                    for a in range(a0, a1):
+                        inv[fresh[a], jb] = -TS[b, a]
+
+    return kernel, kernel_sym, fill_grown
 
 
 def gram_gap(H, B, W, HW, y2, lam: float, group: bool, per_col: bool) -> tuple[float, float]:
@@ -392,20 +418,49 @@ def cd_gram_sweeps(
     )
 
 
-def popcount_gram(A: np.ndarray, Bw: np.ndarray | None = None) -> np.ndarray | None:
-    r"""``out[i, j]`` = number of common set bits of the rows ``A[i]`` and ``Bw[j]`` (``uint64``
-    words, bit-packed 0/1 columns): :math:`D_i^\top D_j` of a binary dictionary, exact, in
-    :math:`O(s k n / 64)` word operations instead of :math:`O(s k n)` multiply-adds. With
-    ``Bw=None`` the symmetric :math:`D^\top D` of ``A`` itself: only the entries
-    :math:`j \le i` are counted and mirrored (half the word operations). ``None`` when the
-    compiled kernel is not available (callers use the float products)."""
+def popcount_gram(
+    A: np.ndarray, Bw: np.ndarray | None = None, scale: float = 1.0
+) -> np.ndarray | None:
+    r"""``out[i, j]`` = ``scale`` times the number of common set bits of the rows ``A[i]`` and
+    ``Bw[j]`` (``uint64`` words, bit-packed 0/1 columns), float64: :math:`a_0 D_i^\top D_j` of a
+    binary dictionary, the count exact and rounded once by the scaling, in :math:`O(s k n / 64)`
+    word operations instead of :math:`O(s k n)` multiply-adds (written straight into the float64
+    result: no integer copy). With ``Bw=None`` the symmetric :math:`D^\top D` of ``A`` itself:
+    only the entries :math:`j \le i` are counted and mirrored (half the word operations).
+    ``None`` when the compiled kernel is not available (callers use the float products)."""
     _compile()
     if _popcount_gram is None or _popcount_gram_sym is None:
         return None
     if Bw is None:
-        out = np.empty((A.shape[0], A.shape[0]), dtype=np.uint64)
-        _popcount_gram_sym(np.ascontiguousarray(A), out)
+        out = np.empty((A.shape[0], A.shape[0]), dtype=np.float64)
+        _popcount_gram_sym(np.ascontiguousarray(A), out, float(scale))
         return out
-    out = np.empty((A.shape[0], Bw.shape[0]), dtype=np.uint64)
-    _popcount_gram(np.ascontiguousarray(A), np.ascontiguousarray(Bw), out)
+    out = np.empty((A.shape[0], Bw.shape[0]), dtype=np.float64)
+    _popcount_gram(np.ascontiguousarray(A), np.ascontiguousarray(Bw), out, float(scale))
     return out
+
+
+def fill_grown_inverse(
+    inv: np.ndarray,
+    A: np.ndarray,
+    TS: np.ndarray,
+    Sinv: np.ndarray,
+    pos: np.ndarray,
+    fresh: np.ndarray,
+) -> bool:
+    """Write the blocks of a grown symmetric inverse into ``inv`` (``(s, s)``, C order):
+    ``inv[pos, pos] = A``, ``inv[pos, fresh] = -TS``, ``inv[fresh, pos] = -TS.T``,
+    ``inv[fresh, fresh] = Sinv``, in one compiled pass (no fancy-index temporaries). ``False``
+    when the kernel is unavailable (nothing written)."""
+    _compile()
+    if _fill_grown is None:
+        return False
+    _fill_grown(
+        inv,
+        np.ascontiguousarray(A),
+        np.ascontiguousarray(TS),
+        np.ascontiguousarray(Sinv),
+        np.ascontiguousarray(pos, dtype=np.int64),
+        np.ascontiguousarray(fresh, dtype=np.int64),
+    )
+    return True

@@ -698,9 +698,11 @@ def gram_columns(
         words = _packed_words(op)
         if words is not None:
             # (the whole block: the symmetric kernel counts each pair once)
-            Hp = popcount_gram(words, None if fresh is None else words[idx.cpu().numpy()])
+            Hp = popcount_gram(
+                words, None if fresh is None else words[idx.cpu().numpy()], scale=float(iw[1])
+            )
             if Hp is not None:
-                Hk = torch.from_numpy(Hp.astype(np.float64)) * iw[1]
+                Hk = torch.from_numpy(Hp)  # counts times a_0, float64, no integer copy
                 Bk = op.rmatmul((weights.reshape(-1, 1) * Y).to(op.dtype)).to(f64)
                 return Hk, Bk[idx]
     dt = torch.float32 if iw is not None else f64
@@ -790,9 +792,12 @@ def _cached_gram(op, datafit, cols, cache):
             Hold, Bold = cache["H"], cache["B"]
             H = torch.empty(s, s, dtype=f64, device=Hold.device)
             Bm = torch.empty(s, Bold.shape[1], dtype=f64, device=Hold.device)
-            H[p_new_common[:, None], p_new_common[None, :]] = Hold[
-                p_old_common[:, None], p_old_common[None, :]
-            ]
+            # (in row chunks: the gathered block of Hold would be a second (m, m) copy; at
+            # 16k columns that temporary was the 55k solve's peak of memory)
+            step = max(1, GRAM_DENSE_ENTRIES // max(s, 1))
+            for r0 in range(0, int(p_old_common.numel()), step):
+                rn, ro = p_new_common[r0 : r0 + step], p_old_common[r0 : r0 + step]
+                H[rn[:, None], p_new_common[None, :]] = Hold[ro[:, None], p_old_common[None, :]]
             Bm[p_new_common] = Bold[p_old_common]
             if k and blocks:
                 Hk, Bk = gram_columns(op, datafit.weights, datafit.Y, p_fresh)
@@ -811,6 +816,46 @@ def _cached_gram(op, datafit, cols, cache):
     if cache is not None and cols is not None:
         cache.update(cols=cols.clone(), H=H, B=Bm)
     return H, Bm
+
+
+_FLOP_RATE: list[float] = []
+
+
+def _flop_rate() -> float:
+    """Float64 matrix-product rate of this process (flop/s; the best of three 768 x 768
+    products, measured once per process: the share of a loaded machine included)."""
+    if not _FLOP_RATE:
+        a = torch.ones(768, 768, dtype=torch.float64)
+        best = math.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t)
+        _FLOP_RATE.append(2 * 768**3 / max(best, 1e-9))
+    return _FLOP_RATE[0]
+
+
+def _inverse_flops(shared: dict, s: int) -> float:
+    r"""Flops to form the shared inverse of an ``s``-column block: :math:`s^3` fresh (Cholesky
+    factor and inverse), or, grown from an ``m``-column one by ``k = s - m`` columns
+    (:func:`~convexsnn.convex._polish._grown_inverse`), :math:`2m^2k + 2mk^2 + k^3`."""
+    prev = shared.get("previous")
+    if prev is None:
+        return float(s) ** 3
+    m = float(len(prev[2]))
+    k = float(s) - m
+    return 2 * m * m * k + 2 * m * k * k + k**3
+
+
+def _inverse_fits_budget(shared: dict, s: int, budget: Budget) -> bool:
+    r"""Whether the shared inverse of an ``s``-column block that the active-set steps need
+    (:func:`~convexsnn.convex._polish.pdas_l1`) can be formed before ``budget``'s deadline: always
+    when it exists already (or was refused for memory) or there is no deadline; else when the
+    estimated time, :func:`_inverse_flops` at :func:`_flop_rate`, fits in the time left."""
+    if "inverse" in shared or budget.deadline is None:
+        return True
+    left = budget.deadline - time.perf_counter()
+    return _inverse_flops(shared, s) / _flop_rate() <= left
 
 
 def _shared_from_cache(cache: dict | None, cols: torch.Tensor | None) -> dict:
@@ -1091,6 +1136,17 @@ def squared_gram(
             # work counted in multiply-adds (deterministic, unlike wall time): a sweep updates
             # HW (s x C) for each of its rows
             w_cd += float(ran) * rows_nb.size * s * C
+            if newton and w_cd >= w_newton and not _inverse_fits_budget(shared, s, budget):
+                # forming (or growing) the shared inverse is O(s^3) and cannot be interrupted:
+                # not started when it would overrun max_time (the 55k x 16k solve once ran
+                # 197 s past a 600 s cap inside it); the sweeps go on to the deadline
+                logger.log(
+                    log_level,
+                    "gram-cd: active-set steps skipped: the shared inverse of %d columns would "
+                    "not finish within max_time",
+                    s,
+                )
+                newton = False
             if newton and w_cd >= w_newton:
                 # active-set Newton on the support, balanced against the sweeps: it runs once
                 # the sweeps since the last one did at least as much work as it did; only the

@@ -29,6 +29,7 @@ import math
 import numpy as np
 import torch
 
+from ._cd_numba import fill_grown_inverse
 from .datafits import SoftmaxCrossEntropy
 from .penalties import L1, dual_scale
 
@@ -729,27 +730,40 @@ def _grown_inverse(
     :math:`O((m + k)^3)`. Less accurate than a fresh inverse (errors grow like
     :math:`\kappa^{3/2}\epsilon` against :math:`\kappa\epsilon`): the solves refine against
     :math:`H` and every step is judged on the true objective. ``None`` when :math:`S` does not
-    factorise (the caller recomputes)."""
+    factorise (the caller recomputes). ``inv_old`` is overwritten (it is replaced by the result,
+    or, on failure, recomputed by the caller)."""
     s = H.shape[0]
     fresh = np.setdiff1d(np.arange(s), pos)
     if fresh.size == 0:
         return inv_old[np.ix_(np.argsort(pos), np.argsort(pos))] if pos.size == s else None
+    # (products in place through torch's addmm_ and the blocks written by one compiled pass:
+    # no fancy-index temporaries; this saves memory, not time: the growth is flop-bound,
+    # benchmarks/bench_dictionary.py gram)
     Bm = H[np.ix_(pos, fresh)]
     T = inv_old @ Bm  # A^-1 B (m, k)
-    Sch = H[np.ix_(fresh, fresh)] - Bm.T @ T
+    Sch = H[np.ix_(fresh, fresh)]
+    torch.from_numpy(Sch).addmm_(torch.from_numpy(Bm).T, torch.from_numpy(T), alpha=-1.0)
+    del Bm
     Sch = 0.5 * (Sch + Sch.T)
     Sch[np.diag_indices_from(Sch)] += ridge
     Ls, info = torch.linalg.cholesky_ex(torch.from_numpy(Sch))
+    del Sch
     if int(info) != 0 or not bool(torch.isfinite(Ls.diagonal()).all()):
         return None
     Sinv = torch.cholesky_inverse(Ls).numpy()
+    del Ls
     TS = T @ Sinv  # (m, k)
+    A = inv_old  # overwritten in place (the caller drops the old inverse)
+    torch.from_numpy(A).addmm_(torch.from_numpy(TS), torch.from_numpy(T).T)  # A^-1 + TS T^T
+    del T
     inv = np.empty((s, s))
-    inv[np.ix_(pos, pos)] = inv_old + TS @ T.T
-    inv[np.ix_(pos, fresh)] = -TS
-    inv[np.ix_(fresh, pos)] = -TS.T
-    inv[np.ix_(fresh, fresh)] = Sinv
-    return inv if np.all(np.isfinite(inv)) else None
+    if not fill_grown_inverse(inv, A, TS, Sinv, pos, fresh):
+        inv[np.ix_(pos, pos)] = A
+        inv[np.ix_(pos, fresh)] = -TS
+        inv[np.ix_(fresh, pos)] = -TS.T
+        inv[np.ix_(fresh, fresh)] = Sinv
+    del A, TS, Sinv
+    return inv if bool(torch.isfinite(torch.from_numpy(inv)).all()) else None
 
 
 def _sym_matvec(H: np.ndarray, d: np.ndarray, nz: np.ndarray) -> np.ndarray:

@@ -44,6 +44,15 @@ def _unique_columns(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return first, inverse, nonzero
 
 
+def _pack(rows: np.ndarray) -> np.ndarray:
+    """``np.packbits(rows, axis=0)`` (rows a multiple of 8), compiled where numba is usable."""
+    from . import _kernels
+
+    if rows.dtype == np.bool_ and _kernels.usable():
+        return _kernels.pack_rows(rows)
+    return np.packbits(rows, axis=0)
+
+
 class _RowPacker:
     """Accumulate boolean row blocks and pack them along rows, 8 rows per byte."""
 
@@ -59,7 +68,7 @@ class _RowPacker:
             rows = np.concatenate([self.carry, rows], axis=0)
         full = rows.shape[0] // 8 * 8
         if full:
-            self.parts.append(np.packbits(rows[:full], axis=0))
+            self.parts.append(_pack(rows[:full]))
         self.carry = rows[full:]
 
     def finish(self) -> np.ndarray:

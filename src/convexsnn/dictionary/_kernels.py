@@ -40,7 +40,7 @@ except (ImportError, OSError):  # pragma: no cover - numba is a core dependency;
     numba = None  # type: ignore[assignment]
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "packed_matmul", "packed_rmatmul", "usable"]
+__all__ = ["HAVE_NUMBA", "last_spikes", "pack_rows", "packed_matmul", "packed_rmatmul", "usable"]
 
 _USABLE: bool | None = None
 
@@ -193,4 +193,62 @@ def packed_matmul(
         _matmul_lut(packed, W, cols, out)
     else:
         _matmul_bits(packed, W, cols, out)
+    return out
+
+
+@_jit
+def _scan_last(cur, leak, theta, subtract, out):  # pragma: no cover - compiled
+    T, B, P = cur.shape
+    m = np.zeros(P, cur.dtype)
+    for i in range(B):
+        m[:] = 0.0
+        for t in range(T - 1):
+            for j in range(P):
+                p = leak * m[j]
+                u = p + cur[t, i, j]
+                if u >= theta:
+                    m[j] = u - theta if subtract else u * 0.0
+                else:
+                    m[j] = u
+        for j in range(P):
+            p = leak * m[j]
+            out[i, j] = (p + cur[T - 1, i, j]) >= theta
+
+
+def last_spikes(cur: np.ndarray, leak: float, theta: float, subtract: bool) -> np.ndarray:
+    r"""Spikes at the last step of a LIF scan over a time-major current ``cur`` ``(T, B, P)``,
+    as ``(B, P)`` bool, without keeping the spikes (or membranes) of the other steps.
+
+    The arithmetic of :func:`convexsnn.lif.lif_scan` in the dtype of ``cur``, in the same order
+    (:math:`u_t = \mathrm{fl}(\mathrm{fl}(\text{leak}\, m_{t-1}) + I_t)`,
+    :math:`s_t = [u_t \ge \theta]`, :math:`m_t = u_t - \theta s_t` or :math:`u_t (1 - s_t)`,
+    :math:`m_0 = 0`): the spikes are bit-identical to the scan's.
+    """
+    cur = np.ascontiguousarray(cur)
+    out = np.empty(cur.shape[1:], dtype=np.bool_)
+    dt = cur.dtype.type
+    _scan_last(cur, dt(leak), dt(theta), bool(subtract), out)
+    return out
+
+
+@_jit
+def _pack_rows(bits, out):  # pragma: no cover - compiled
+    r, P = bits.shape
+    for rb in range(r // 8):
+        for j in range(P):
+            out[rb, j] = 0
+        for k in range(8):
+            sh = 7 - k
+            for j in range(P):
+                out[rb, j] |= np.uint8(bits[8 * rb + k, j]) << sh
+
+
+def pack_rows(bits: np.ndarray) -> np.ndarray:
+    """``np.packbits(bits, axis=0)`` for a bool ``(r, P)`` block with ``r`` a multiple of 8
+    (byte ``b`` of column ``j`` holds rows ``8b .. 8b+7``, most significant bit first), by a
+    compiled loop over whole rows (``np.packbits`` along axis 0 was 7% of a 5.5k x 16k build)."""
+    if bits.shape[0] % 8 or bits.dtype != np.bool_:
+        raise ValueError("pack_rows needs a bool block whose row count is a multiple of 8")
+    out = np.empty((bits.shape[0] // 8, bits.shape[1]), np.uint8)
+    _pack_rows(np.ascontiguousarray(bits), out)
     return out
