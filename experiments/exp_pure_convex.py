@@ -31,7 +31,7 @@ import torch
 
 from convexsnn._io import atomic_write_json
 from convexsnn.convex import ConvergenceWarning, predict_from_scores, solve_readout
-from convexsnn.delay import gaussian_delay_witnesses
+from convexsnn.delay import gaussian_delay_witnesses, patch_delay_witnesses
 from convexsnn.dictionary import build_dictionary
 from convexsnn.reconstruct import check_reconstruction
 from convexsnn.selection import fit_convex
@@ -230,6 +230,9 @@ def _fit_record(name: str, w, task, args) -> dict:
         "T": args.T,
         "seed": args.seed,
         "sources": args.neurons,
+        "family": args.family,
+        "leak": args.leak,
+        "min_patch": list(args.min_patch) if args.family == "patch" else None,
         "scale": args.scale,
         "loss": args.loss,
         "n_columns": fit.dictionary.n_columns,
@@ -273,10 +276,27 @@ def _fit_record(name: str, w, task, args) -> dict:
     return rec
 
 
-def run_delay(args, task) -> list[dict]:
-    wd = gaussian_delay_witnesses(
-        task.train.X.shape[2], args.neurons, args.T, scale=args.scale, seed=args.seed
+def delay_sources(args, n_inputs: int):
+    """The delay-line witness set of ``delay``: ``--neurons`` Gaussian sources (``--family
+    gaussian``, full-field) or Gaussian sources on random patches of the step's image rows
+    (``--family patch``, :func:`convexsnn.delay.patch_delay_witnesses`), leak ``--leak``."""
+    if args.family == "patch":
+        return patch_delay_witnesses(
+            (n_inputs // 28, 28),
+            args.neurons,
+            args.T,
+            min_size=tuple(args.min_patch),
+            scale=args.scale,
+            seed=args.seed,
+            leak=args.leak,
+        )
+    return gaussian_delay_witnesses(
+        n_inputs, args.neurons, args.T, scale=args.scale, seed=args.seed, leak=args.leak
     )
+
+
+def run_delay(args, task) -> list[dict]:
+    wd = delay_sources(args, task.train.X.shape[2])
     out = [] if args.no_delay else [_fit_record("CVX-delay", wd, task, args)]
     if args.control:
         wl = gaussian_witnesses(
@@ -285,6 +305,7 @@ def run_delay(args, task) -> list[dict]:
             hidden_widths=[1],
             scale=args.scale,
             seed=args.seed,
+            leak=args.leak,
         )
         out.append(_fit_record("CVX-last-step (same sources)", wl, task, args))
     return out
@@ -392,6 +413,21 @@ def main(argv=None) -> int:
     ap.add_argument("--T", type=int, default=4)
     ap.add_argument("--neurons", type=int, default=1024, help="source witness neurons")
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument(
+        "--family",
+        default="gaussian",
+        choices=["gaussian", "patch"],
+        help="delay: full-field Gaussian sources, or Gaussian sources on random patches",
+    )
+    ap.add_argument("--leak", type=float, default=0.99, help="delay: the witnesses' leak")
+    ap.add_argument(
+        "--min-patch",
+        type=int,
+        nargs=2,
+        default=[3, 5],
+        metavar=("H", "W"),
+        help="--family patch: smallest patch (image rows, pixels)",
+    )
     ap.add_argument("--loss", default="softmax", choices=["softmax", "squared"])
     ap.add_argument("--solver", default=None, help="solve_path solver (default: auto)")
     ap.add_argument("--no-polish", action="store_true", help="solve_path(polish=False)")
@@ -441,6 +477,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.control and args.family != "gaussian":
+        ap.error("--control reads full-field Gaussian sources: use it with --family gaussian")
     if args.no_delay and not (args.what == "delay" and args.control):
         ap.error("--no-delay needs 'delay --control' (there would be nothing to fit)")
     logging.basicConfig(

@@ -11,6 +11,7 @@ from convexsnn.delay import (
     delay_line_witnesses,
     gaussian_delay_witnesses,
     is_delay_line,
+    patch_delay_witnesses,
 )
 from convexsnn.dictionary import build_dictionary
 from convexsnn.lif import lif_scan
@@ -101,6 +102,51 @@ def test_last_step_columns_are_the_per_step_spikes():
         assert torch.equal(D[:, j], s[:, 4 - lag, k]), j
     json.dumps(w.description)
     assert w.description["base"]["kind"] == "gaussian"
+
+
+def test_patch_sources_are_scaled_gaussians_on_rectangles():
+    H, C, n, s = 4, 6, 200, 0.7
+    w = patch_delay_witnesses((H, C), n, 3, min_size=(2, 3), scale=s, seed=5, leak=0.0)
+    assert is_delay_line(w) and w.n_branches == n and w.hidden_widths == [3]
+    W = w.weights[0][:, :, 0].reshape(n, H, C)  # lag 0 = the source
+    assert torch.count_nonzero(w.weights[0][:, :, 1:]) == 0  # relays read no input
+    shapes = set()
+    for j in range(n):
+        nz = W[j] != 0
+        r, c = nz.any(1).nonzero().flatten(), nz.any(0).nonzero().flatten()
+        h, wd = int(r[-1] - r[0] + 1), int(c[-1] - c[0] + 1)
+        assert h >= 2 and wd >= 3
+        assert bool(nz[r[0] : r[-1] + 1, c[0] : c[-1] + 1].all())  # a full rectangle
+        assert int(nz.sum()) == h * wd
+        shapes.add((h, wd))
+    assert {h for h, _ in shapes} == {2, 3, 4} and {wd for _, wd in shapes} == {3, 4, 5, 6}
+    # W_ij = s sqrt(HC/|R_j|) G_ij: E ||W_j||^2 = s^2 H C whatever the patch
+    sq = (W**2).sum((1, 2))
+    assert abs(float(sq.mean()) / (s * s * H * C) - 1) < 0.15
+    again = patch_delay_witnesses((H, C), n, 3, min_size=(2, 3), scale=s, seed=5, leak=0.0)
+    assert torch.equal(again.weights[0], w.weights[0])
+    other = patch_delay_witnesses((H, C), n, 3, min_size=(2, 3), scale=s, seed=6, leak=0.0)
+    assert not torch.equal(other.weights[0], w.weights[0])
+    json.dumps(w.description)
+    with pytest.raises(ValueError, match="grid"):
+        patch_delay_witnesses((0, 3), 2, 3)
+
+
+def test_patch_columns_at_leak_zero_threshold_each_step():
+    X = _x(n=80, T=4, d=6, seed=8)
+    w = patch_delay_witnesses((2, 3), 5, 4, min_size=(1, 1), scale=1.2, seed=9, leak=0.0)
+    d = build_dictionary(w, X, steps="last", dedupe=False)
+    D = d.matrix(torch.float64)
+    Wsrc = w.weights[0][:, :, 0]  # (K, 6)
+    mp = delay_line_map(w)
+    for j in range(D.shape[1]):
+        k, _, lag = mp[j]
+        expect = (X[:, 3 - lag] @ Wsrc[k] >= 1.0).to(torch.float64)  # s_t = 1[W^T x_t >= theta]
+        assert torch.equal(D[:, j], expect), j
+    y = (X[:, 1, 0] > 0.7).long()
+    sol = solve_readout(d.operator(), y, loss="squared", lam=2e-3, tol=1e-10)
+    chk = check_reconstruction(reconstruct(d, sol), d, sol, X, y)
+    assert chk["prediction_agreement"] == 1.0 and chk["max_abs_diff"] < 1e-9
 
 
 def test_reconstruction_is_exact_and_prunes_chains():

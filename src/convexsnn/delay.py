@@ -74,6 +74,7 @@ __all__ = [
     "gaussian_delay_witnesses",
     "gaussian_two_layer_delay_witnesses",
     "is_delay_line",
+    "patch_delay_witnesses",
     "relay_layer",
     "relayed_spikes",
     "sparse_windows",
@@ -204,6 +205,79 @@ def gaussian_delay_witnesses(
         dtype=dtype,
         device=device,
     )
+    return delay_line_witnesses(base, n_steps)
+
+
+def patch_delay_witnesses(
+    grid: tuple[int, int],
+    n_neurons: int,
+    n_steps: int,
+    *,
+    min_size: tuple[int, int] = (3, 5),
+    scale: float = 1.0,
+    seed: int = 0,
+    leak: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
+    r"""``n_neurons`` one-layer witnesses with Gaussian weights on random patches, with delay lines.
+
+    The ``n_inputs = H * C`` inputs of a step are read as an ``(H, C)`` grid (``grid``; sequential
+    MNIST at ``T`` steps: ``H = 28 / T`` image rows of ``C = 28`` pixels). Source :math:`j` reads
+    one random rectangle :math:`R_j` of that grid (height uniform in ``[min(h0, H), H]``, width
+    uniform in ``[min(w0, C), C]`` with ``min_size = (h0, w0)``, position uniform among those that
+    fit) and is zero elsewhere:
+
+    .. math::
+
+        W_{ij} = s \sqrt{\frac{H C}{|R_j|}}\, G_{ij}\, \mathbb 1[i \in R_j], \qquad
+        G_{ij} \sim N(0, 1),
+
+    so every source's weight vector has the expected squared norm :math:`s^2 H C` of a full-field
+    Gaussian source (:func:`gaussian_delay_witnesses`). Each source is a branch of its own with
+    its delay line (:func:`delay_line_witnesses`): ``n_neurons * n_steps`` last-step columns. The
+    same weights read every step, so a source is a local feature slid over the steps, read at
+    each step by its own readout weight. No bias; the leak, threshold and reset are those of the
+    one LIF definition (with ``leak = 0`` a source's spike at :math:`t` depends on step
+    :math:`t`'s inputs only, :math:`s_t = \mathbb 1[W^\top x_t \ge \theta]`).
+    """
+    H, C = (check_positive_int(g, "grid") for g in grid)
+    h0, w0 = (check_positive_int(g, "min_size") for g in min_size)
+    n = check_positive_int(n_neurons, "n_neurons")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    G = torch.randn(n, H, C, generator=gen, dtype=torch.float64)
+    lo_h, lo_w = min(h0, H), min(w0, C)
+    u = torch.rand(n, 4, generator=gen, dtype=torch.float64)
+    h = lo_h + (u[:, 0] * (H - lo_h + 1)).long().clamp(max=H - lo_h)
+    w = lo_w + (u[:, 1] * (C - lo_w + 1)).long().clamp(max=C - lo_w)
+    r0 = (u[:, 2] * (H - h + 1)).long().clamp(max=H - h)
+    c0 = (u[:, 3] * (C - w + 1)).long().clamp(max=C - w)
+    rows = torch.arange(H)[None, :]
+    cols = torch.arange(C)[None, :]
+    mask = ((rows >= r0[:, None]) & (rows < (r0 + h)[:, None]))[:, :, None] & (
+        (cols >= c0[:, None]) & (cols < (c0 + w)[:, None])
+    )[:, None, :]
+    area = (h * w).to(torch.float64)
+    W = float(scale) * torch.sqrt(H * C / area)[:, None, None] * G * mask
+    weights = W.reshape(n, H * C, 1).to(dtype)
+    if device is not None:
+        weights = weights.to(device)
+    desc = {
+        "kind": "patch",
+        "seed": int(seed),
+        "options": {
+            "grid": [H, C],
+            "n_neurons": n,
+            "min_size": [h0, w0],
+            "scale": float(scale),
+            "dtype": str(dtype).replace("torch.", ""),
+        },
+    }
+    base = Witnesses([weights], None, None, leak, theta, reset, desc)
     return delay_line_witnesses(base, n_steps)
 
 
