@@ -31,7 +31,11 @@ import torch
 
 from convexsnn._io import atomic_write_json
 from convexsnn.convex import ConvergenceWarning, predict_from_scores, solve_readout
-from convexsnn.delay import gaussian_delay_witnesses, patch_delay_witnesses
+from convexsnn.delay import (
+    gaussian_delay_witnesses,
+    patch_delay_witnesses,
+    template_delay_witnesses,
+)
 from convexsnn.dictionary import build_dictionary
 from convexsnn.reconstruct import check_reconstruction
 from convexsnn.selection import fit_convex
@@ -232,7 +236,8 @@ def _fit_record(name: str, w, task, args) -> dict:
         "sources": args.neurons,
         "family": args.family,
         "leak": args.leak,
-        "min_patch": list(args.min_patch) if args.family == "patch" else None,
+        "min_patch": list(args.min_patch) if args.family != "gaussian" else None,
+        "quantiles": list(args.quantiles) if args.family == "template" else None,
         "scale": args.scale,
         "loss": args.loss,
         "n_columns": fit.dictionary.n_columns,
@@ -276,10 +281,24 @@ def _fit_record(name: str, w, task, args) -> dict:
     return rec
 
 
-def delay_sources(args, n_inputs: int):
-    """The delay-line witness set of ``delay``: ``--neurons`` Gaussian sources (``--family
-    gaussian``, full-field) or Gaussian sources on random patches of the step's image rows
-    (``--family patch``, :func:`convexsnn.delay.patch_delay_witnesses`), leak ``--leak``."""
+def delay_sources(args, X_train):
+    """The delay-line witness set of ``delay``, leak ``--leak``: ``--neurons`` Gaussian sources
+    (``--family gaussian``, full-field), Gaussian sources on random patches of the step's image
+    rows (``--family patch``, :func:`convexsnn.delay.patch_delay_witnesses`), or patches of
+    training steps with data-set thresholds (``--family template``,
+    :func:`convexsnn.delay.template_delay_witnesses`, from the training rows only)."""
+    n_inputs = X_train.shape[2]
+    if args.family == "template":
+        return template_delay_witnesses(
+            X_train,
+            args.neurons,
+            grid=(n_inputs // 28, 28),
+            min_size=tuple(args.min_patch),
+            quantiles=tuple(args.quantiles),
+            scale=args.scale,
+            seed=args.seed,
+            leak=args.leak,
+        )
     if args.family == "patch":
         return patch_delay_witnesses(
             (n_inputs // 28, 28),
@@ -296,7 +315,7 @@ def delay_sources(args, n_inputs: int):
 
 
 def run_delay(args, task) -> list[dict]:
-    wd = delay_sources(args, task.train.X.shape[2])
+    wd = delay_sources(args, task.train.X)
     out = [] if args.no_delay else [_fit_record("CVX-delay", wd, task, args)]
     if args.control:
         wl = gaussian_witnesses(
@@ -416,8 +435,17 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--family",
         default="gaussian",
-        choices=["gaussian", "patch"],
-        help="delay: full-field Gaussian sources, or Gaussian sources on random patches",
+        choices=["gaussian", "patch", "template"],
+        help="delay: full-field Gaussian sources, Gaussian sources on random patches, or "
+        "patches of training steps with data-set thresholds",
+    )
+    ap.add_argument(
+        "--quantiles",
+        type=float,
+        nargs=2,
+        default=[0.5, 0.95],
+        metavar=("LO", "HI"),
+        help="--family template: range of the threshold's quantile level",
     )
     ap.add_argument("--leak", type=float, default=0.99, help="delay: the witnesses' leak")
     ap.add_argument(
@@ -426,7 +454,7 @@ def main(argv=None) -> int:
         nargs=2,
         default=[3, 5],
         metavar=("H", "W"),
-        help="--family patch: smallest patch (image rows, pixels)",
+        help="--family patch / template: smallest patch (image rows, pixels)",
     )
     ap.add_argument("--loss", default="softmax", choices=["softmax", "squared"])
     ap.add_argument("--solver", default=None, help="solve_path solver (default: auto)")
