@@ -160,3 +160,35 @@ def test_too_large_dictionary_is_refused_before_loading_data(exp, monkeypatch, c
     # a budget large enough lets it through to the (here failing) loader
     with pytest.raises(AssertionError, match="data loaded"):
         exp.main([*argv, "--mem-budget-gb", "64"])
+
+
+def test_delay_sources_families(exp):
+    import argparse
+
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(30, 4, 56, generator=g, dtype=torch.float64)  # 2 image rows a step
+    base = {"neurons": 5, "T": 4, "scale": 0.5, "seed": 2, "leak": 0.0, "min_patch": [1, 3]}
+    kinds = {}
+    for fam in ("gaussian", "patch", "template"):
+        args = argparse.Namespace(family=fam, quantiles=[0.5, 0.95], **base)
+        w = exp.delay_sources(args, X)
+        assert w.n_branches == 5 and w.hidden_widths == [4] and w.leak == 0.0
+        kinds[fam] = w.description["base"]["kind"]
+        if fam != "gaussian":
+            assert w.description["base"]["options"]["grid"] == [2, 28]
+    assert kinds == {"gaussian": "gaussian", "patch": "patch", "template": "template"}
+    with pytest.raises(SystemExit):
+        exp.main(["delay", *SMALL, "--family", "patch", "--control"])
+
+
+@pytest.mark.slow
+def test_template_family_record_is_certified(exp, tmp_path):
+    out = tmp_path / "pure.json"
+    argv = ["delay", *SMALL, "--loss", "squared", "--betas", "1.0", "--family", "template"]
+    assert exp.main([*argv, "--leak", "0", "--scale", "0.5", "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())["records"]
+    assert r["family"] == "template" and r["leak"] == 0.0 and r["quantiles"] == [0.5, 0.95]
+    assert r["min_patch"] == [3, 5] and r["certified"]
+    assert r["prediction_agreement_test"] == 1.0 and 0.1 < r["test_accuracy"] <= 1.0
