@@ -192,3 +192,18 @@ def test_template_family_record_is_certified(exp, tmp_path):
     assert r["family"] == "template" and r["leak"] == 0.0 and r["quantiles"] == [0.5, 0.95]
     assert r["min_patch"] == [3, 5] and r["certified"]
     assert r["prediction_agreement_test"] == 1.0 and 0.1 < r["test_accuracy"] <= 1.0
+
+
+def test_ridge_screen_reads_informative_columns_only(exp):
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    y = torch.randint(0, 10, (600,), generator=g)
+    noise = (torch.rand(600, 40, generator=g) < 0.5).to(torch.float64)
+    # columns that are the one-hot label: perfect on rows not seen in training
+    D = torch.cat([torch.nn.functional.one_hot(y, 10).to(torch.float64), noise], 1)
+    res = exp.ridge_screen(D[:400], y[:400], D[400:], y[400:])
+    assert res["val_accuracy"] == 1.0 and set(res["val_by_lam"]) == {3.0, 10.0, 30.0}
+    # noise columns alone carry nothing about the labels of new rows: near chance
+    res = exp.ridge_screen(noise[:400], y[:400], noise[400:], y[400:])
+    assert res["val_accuracy"] < 0.25
