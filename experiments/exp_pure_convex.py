@@ -6,6 +6,12 @@ Usage::
     python experiments/exp_pure_convex.py delay --n-train 6000 --neurons 1024 --json out/pure.json
     # column generation over one-layer witnesses with delay lines
     python experiments/exp_pure_convex.py colgen --n-train 6000 --budget 2048 --json out/pure.json
+    # data-dependent sources: patches of training steps with data-set thresholds, leak 0
+    python experiments/exp_pure_convex.py delay --n-train 55000 --neurons 2048 --family template \
+        --leak 0 --scale 0.5 --loss squared --betas 0.01 0.003 --json out/pure.json
+    # a cheap screen of a witness family: ridge validation accuracy (not certified)
+    python experiments/exp_pure_convex.py screen --n-train 10000 --neurons 512 --family patch \
+        --leak 0 --scale 0.5 --json out/pure_screen.json
 
 No SG-trained weight anywhere: witnesses are Gaussian (``delay``) or proposed by
 :func:`convexsnn.colgen.fit_column_generation` (``colgen``). Every record carries the certificate
@@ -31,7 +37,11 @@ import torch
 
 from convexsnn._io import atomic_write_json
 from convexsnn.convex import ConvergenceWarning, predict_from_scores, solve_readout
-from convexsnn.delay import gaussian_delay_witnesses
+from convexsnn.delay import (
+    gaussian_delay_witnesses,
+    patch_delay_witnesses,
+    template_delay_witnesses,
+)
 from convexsnn.dictionary import build_dictionary
 from convexsnn.reconstruct import check_reconstruction
 from convexsnn.selection import fit_convex
@@ -230,6 +240,10 @@ def _fit_record(name: str, w, task, args) -> dict:
         "T": args.T,
         "seed": args.seed,
         "sources": args.neurons,
+        "family": args.family,
+        "leak": args.leak,
+        "min_patch": list(args.min_patch) if args.family != "gaussian" else None,
+        "quantiles": list(args.quantiles) if args.family == "template" else None,
         "scale": args.scale,
         "loss": args.loss,
         "n_columns": fit.dictionary.n_columns,
@@ -273,10 +287,41 @@ def _fit_record(name: str, w, task, args) -> dict:
     return rec
 
 
-def run_delay(args, task) -> list[dict]:
-    wd = gaussian_delay_witnesses(
-        task.train.X.shape[2], args.neurons, args.T, scale=args.scale, seed=args.seed
+def delay_sources(args, X_train):
+    """The delay-line witness set of ``delay``, leak ``--leak``: ``--neurons`` Gaussian sources
+    (``--family gaussian``, full-field), Gaussian sources on random patches of the step's image
+    rows (``--family patch``, :func:`convexsnn.delay.patch_delay_witnesses`), or patches of
+    training steps with data-set thresholds (``--family template``,
+    :func:`convexsnn.delay.template_delay_witnesses`, from the training rows only)."""
+    n_inputs = X_train.shape[2]
+    if args.family == "template":
+        return template_delay_witnesses(
+            X_train,
+            args.neurons,
+            grid=(n_inputs // 28, 28),
+            min_size=tuple(args.min_patch),
+            quantiles=tuple(args.quantiles),
+            scale=args.scale,
+            seed=args.seed,
+            leak=args.leak,
+        )
+    if args.family == "patch":
+        return patch_delay_witnesses(
+            (n_inputs // 28, 28),
+            args.neurons,
+            args.T,
+            min_size=tuple(args.min_patch),
+            scale=args.scale,
+            seed=args.seed,
+            leak=args.leak,
+        )
+    return gaussian_delay_witnesses(
+        n_inputs, args.neurons, args.T, scale=args.scale, seed=args.seed, leak=args.leak
     )
+
+
+def run_delay(args, task) -> list[dict]:
+    wd = delay_sources(args, task.train.X)
     out = [] if args.no_delay else [_fit_record("CVX-delay", wd, task, args)]
     if args.control:
         wl = gaussian_witnesses(
@@ -285,6 +330,7 @@ def run_delay(args, task) -> list[dict]:
             hidden_widths=[1],
             scale=args.scale,
             seed=args.seed,
+            leak=args.leak,
         )
         out.append(_fit_record("CVX-last-step (same sources)", wl, task, args))
     return out
@@ -384,14 +430,97 @@ def run_colgen(args, task) -> list[dict]:
     return out
 
 
+def ridge_screen(D_tr, y_tr, D_val, y_val, lams=(3.0, 10.0, 30.0)) -> dict:
+    r"""Validation accuracy of ridge readouts on a dictionary: a cheap screen of witness
+    families, not a certified result.
+
+    Columns centred on the training rows, one-hot targets centred,
+    :math:`W = (D^\top D + \lambda \tfrac{n}{1000} I)^{-1} D^\top Y` (Cholesky, exact), for
+    each ``lam`` in ``lams``; returns the accuracy per ``lam`` and the best."""
+    A = D_tr.to(torch.float64)
+    B = D_val.to(torch.float64)
+    mu = A.mean(0)
+    A, B = A - mu, B - mu
+    Y = torch.nn.functional.one_hot(y_tr, 10).to(torch.float64)
+    Y = Y - Y.mean(0)
+    G = A.T @ A
+    AY = A.T @ Y
+    eye = torch.eye(G.shape[0], dtype=G.dtype)
+    acc = {}
+    for lam in lams:
+        L = torch.linalg.cholesky(G + lam * A.shape[0] / 1000 * eye)
+        W = torch.cholesky_solve(AY, L)
+        acc[lam] = float(((B @ W).argmax(1) == y_val).to(torch.float64).mean())
+    return {"val_by_lam": acc, "val_accuracy": max(acc.values())}
+
+
+def run_screen(args, task) -> list[dict]:
+    t0 = time.perf_counter()
+    wd = delay_sources(args, task.train.X)
+    d = build_dictionary(wd, task.train.X.to(torch.float64))
+    D_tr = d.matrix(torch.float64)
+    D_val = d.transform(task.val.X.to(torch.float64))
+    res = ridge_screen(D_tr, task.train.y, D_val, task.val.y)
+    rec = {
+        "method": "screen (ridge on the delay-line dictionary, not certified)",
+        "n_train": task.train.n,
+        "T": args.T,
+        "seed": args.seed,
+        "sources": args.neurons,
+        "family": args.family,
+        "leak": args.leak,
+        "min_patch": list(args.min_patch) if args.family != "gaussian" else None,
+        "quantiles": list(args.quantiles) if args.family == "template" else None,
+        "scale": args.scale,
+        "n_columns": d.n_columns,
+        "spike_rate": float(D_tr.mean()),
+        "val_accuracy": res["val_accuracy"],
+        "val_by_lam": {str(k): v for k, v in res["val_by_lam"].items()},
+        "seconds": time.perf_counter() - t0,
+        "threads": torch.get_num_threads(),
+        "load_start": os.getloadavg(),
+    }
+    print(json.dumps(rec), flush=True)
+    return [rec]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["delay", "colgen"])
+    ap.add_argument(
+        "what",
+        choices=["delay", "colgen", "screen"],
+        help="delay: certified fit; colgen: column generation; screen: ridge validation accuracy "
+        "of a delay witness family (a cheap screen, not certified)",
+    )
     ap.add_argument("--n-train", type=int, default=6000)
     ap.add_argument("--n-val", type=int, default=5000)
     ap.add_argument("--T", type=int, default=4)
     ap.add_argument("--neurons", type=int, default=1024, help="source witness neurons")
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument(
+        "--family",
+        default="gaussian",
+        choices=["gaussian", "patch", "template"],
+        help="delay: full-field Gaussian sources, Gaussian sources on random patches, or "
+        "patches of training steps with data-set thresholds",
+    )
+    ap.add_argument(
+        "--quantiles",
+        type=float,
+        nargs=2,
+        default=[0.5, 0.95],
+        metavar=("LO", "HI"),
+        help="--family template: range of the threshold's quantile level",
+    )
+    ap.add_argument("--leak", type=float, default=0.99, help="delay: the witnesses' leak")
+    ap.add_argument(
+        "--min-patch",
+        type=int,
+        nargs=2,
+        default=[3, 5],
+        metavar=("H", "W"),
+        help="--family patch / template: smallest patch (image rows, pixels)",
+    )
     ap.add_argument("--loss", default="softmax", choices=["softmax", "squared"])
     ap.add_argument("--solver", default=None, help="solve_path solver (default: auto)")
     ap.add_argument("--no-polish", action="store_true", help="solve_path(polish=False)")
@@ -441,13 +570,15 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.control and args.family != "gaussian":
+        ap.error("--control reads full-field Gaussian sources: use it with --family gaussian")
     if args.no_delay and not (args.what == "delay" and args.control):
         ap.error("--no-delay needs 'delay --control' (there would be nothing to fit)")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
     )
     torch.set_num_threads(args.threads)
-    if args.what == "delay":
+    if args.what in ("delay", "screen"):
         n_tr = args.n_train if args.n_train is not None else 60000 - args.n_val
         check_memory_budget(args, n_tr, args.n_val, args.n_test or 10000)
     meta = {
@@ -462,7 +593,8 @@ def main(argv=None) -> int:
     task = sequential_mnist(
         DATA, T=args.T, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed
     )
-    records = run_delay(args, task) if args.what == "delay" else run_colgen(args, task)
+    run = {"delay": run_delay, "colgen": run_colgen, "screen": run_screen}[args.what]
+    records = run(args, task)
     for r in records:
         r["command"] = meta["command"]
     _append(args.json, records, meta)

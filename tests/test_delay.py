@@ -11,6 +11,8 @@ from convexsnn.delay import (
     delay_line_witnesses,
     gaussian_delay_witnesses,
     is_delay_line,
+    patch_delay_witnesses,
+    template_delay_witnesses,
 )
 from convexsnn.dictionary import build_dictionary
 from convexsnn.lif import lif_scan
@@ -101,6 +103,117 @@ def test_last_step_columns_are_the_per_step_spikes():
         assert torch.equal(D[:, j], s[:, 4 - lag, k]), j
     json.dumps(w.description)
     assert w.description["base"]["kind"] == "gaussian"
+
+
+def test_patch_sources_are_scaled_gaussians_on_rectangles():
+    H, C, n, s = 4, 6, 200, 0.7
+    w = patch_delay_witnesses((H, C), n, 3, min_size=(2, 3), scale=s, seed=5, leak=0.0)
+    assert is_delay_line(w) and w.n_branches == n and w.hidden_widths == [3]
+    W = w.weights[0][:, :, 0].reshape(n, H, C)  # lag 0 = the source
+    assert torch.count_nonzero(w.weights[0][:, :, 1:]) == 0  # relays read no input
+    shapes = set()
+    for j in range(n):
+        nz = W[j] != 0
+        r, c = nz.any(1).nonzero().flatten(), nz.any(0).nonzero().flatten()
+        h, wd = int(r[-1] - r[0] + 1), int(c[-1] - c[0] + 1)
+        assert h >= 2 and wd >= 3
+        assert bool(nz[r[0] : r[-1] + 1, c[0] : c[-1] + 1].all())  # a full rectangle
+        assert int(nz.sum()) == h * wd
+        shapes.add((h, wd))
+    assert {h for h, _ in shapes} == {2, 3, 4} and {wd for _, wd in shapes} == {3, 4, 5, 6}
+    # W_ij = s sqrt(HC/|R_j|) G_ij: E ||W_j||^2 = s^2 H C whatever the patch
+    sq = (W**2).sum((1, 2))
+    assert abs(float(sq.mean()) / (s * s * H * C) - 1) < 0.15
+    again = patch_delay_witnesses((H, C), n, 3, min_size=(2, 3), scale=s, seed=5, leak=0.0)
+    assert torch.equal(again.weights[0], w.weights[0])
+    other = patch_delay_witnesses((H, C), n, 3, min_size=(2, 3), scale=s, seed=6, leak=0.0)
+    assert not torch.equal(other.weights[0], w.weights[0])
+    json.dumps(w.description)
+    with pytest.raises(ValueError, match="grid"):
+        patch_delay_witnesses((0, 3), 2, 3)
+
+
+def test_patch_columns_at_leak_zero_threshold_each_step():
+    X = _x(n=80, T=4, d=6, seed=8)
+    w = patch_delay_witnesses((2, 3), 5, 4, min_size=(1, 1), scale=1.2, seed=9, leak=0.0)
+    d = build_dictionary(w, X, steps="last", dedupe=False)
+    D = d.matrix(torch.float64)
+    Wsrc = w.weights[0][:, :, 0]  # (K, 6)
+    mp = delay_line_map(w)
+    for j in range(D.shape[1]):
+        k, _, lag = mp[j]
+        expect = (X[:, 3 - lag] @ Wsrc[k] >= 1.0).to(torch.float64)  # s_t = 1[W^T x_t >= theta]
+        assert torch.equal(D[:, j], expect), j
+    y = (X[:, 1, 0] > 0.7).long()
+    sol = solve_readout(d.operator(), y, loss="squared", lam=2e-3, tol=1e-10)
+    chk = check_reconstruction(reconstruct(d, sol), d, sol, X, y)
+    assert chk["prediction_agreement"] == 1.0 and chk["max_abs_diff"] < 1e-9
+
+
+def _ink(n=120, T=4, d=12, seed=11):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, T, d, generator=g, dtype=torch.float64)
+    return X * (torch.rand(n, T, d, generator=g, dtype=torch.float64) < 0.4)
+
+
+def test_template_sources_copy_training_steps_with_quantile_thresholds():
+    X = _ink()
+    n, T, d = X.shape
+    lo, hi = 0.6, 0.9
+    w = template_delay_witnesses(
+        X, 40, grid=(3, 4), min_size=(1, 2), quantiles=(lo, hi), n_sample=n, seed=3, leak=0.0
+    )
+    assert is_delay_line(w) and w.n_branches == 40 and w.hidden_widths == [T]
+    Wsrc, b = w.weights[0][:, :, 0], w.biases[0][:, 0]
+    assert torch.count_nonzero(w.biases[0][:, 1:]) == 0  # relays carry no bias
+    c = 0.5 * d**0.5
+    assert torch.allclose(Wsrc.norm(dim=1), torch.full((40,), c, dtype=torch.float64))
+    mu = X.mean((0, 1))
+    steps = X.reshape(-1, d)
+    for k in range(40):
+        v = Wsrc[k] / c
+        m = v != 0
+        # v is the masked, centred copy of one training step, normalised
+        cand = (steps - mu)[:, m]
+        cand = cand / cand.norm(dim=1, keepdim=True)
+        assert bool(((cand - v[m]).abs().max(1).values < 1e-12).any()), k
+        # b = theta - c q with q an empirical quantile of level in [lo, hi] of v^T x over the
+        # training steps: P(v^T x < q) <= hi and P(v^T x <= q) >= lo
+        q = (1.0 - b[k]) / c
+        p = steps @ v
+        assert float((p < q - 1e-9).to(torch.float64).mean()) <= hi + 1e-9, k
+        assert float((p <= q + 1e-9).to(torch.float64).mean()) >= lo - 1e-9, k
+    again = template_delay_witnesses(
+        X, 40, grid=(3, 4), min_size=(1, 2), quantiles=(lo, hi), n_sample=n, seed=3, leak=0.0
+    )
+    assert torch.equal(again.weights[0], w.weights[0])
+    assert torch.equal(again.biases[0], w.biases[0])
+    json.dumps(w.description)
+
+
+def test_template_columns_and_reconstruction_at_leak_zero():
+    X = _ink(n=90, seed=12)
+    w = template_delay_witnesses(X, 6, grid=(3, 4), min_size=(1, 1), seed=4, leak=0.0)
+    d = build_dictionary(w, X, steps="last", dedupe=False)
+    D = d.matrix(torch.float64)
+    Wsrc, b = w.weights[0][:, :, 0], w.biases[0][:, 0]
+    for j, (k, _, lag) in enumerate(delay_line_map(w)):
+        expect = (X[:, 3 - lag] @ Wsrc[k] + b[k] >= 1.0).to(torch.float64)
+        assert torch.equal(D[:, j], expect), j
+    y = (X[:, 2, 5] > 0.3).long()
+    sol = solve_readout(d.operator(), y, loss="squared", lam=2e-3, tol=1e-10)
+    chk = check_reconstruction(reconstruct(d, sol), d, sol, _ink(n=50, seed=13), None)
+    assert chk["prediction_agreement"] == 1.0 and chk["max_abs_diff"] < 1e-9
+
+
+def test_template_bad_input():
+    X = _ink(n=10)
+    with pytest.raises(ValueError, match="grid"):
+        template_delay_witnesses(X, 2, grid=(3, 3))
+    with pytest.raises(ValueError, match="quantiles"):
+        template_delay_witnesses(X, 2, grid=(3, 4), quantiles=(0.9, 0.5))
+    with pytest.raises(ValueError, match="tensor"):
+        template_delay_witnesses(X[0], 2, grid=(3, 4))
 
 
 def test_reconstruction_is_exact_and_prunes_chains():

@@ -160,3 +160,50 @@ def test_too_large_dictionary_is_refused_before_loading_data(exp, monkeypatch, c
     # a budget large enough lets it through to the (here failing) loader
     with pytest.raises(AssertionError, match="data loaded"):
         exp.main([*argv, "--mem-budget-gb", "64"])
+
+
+def test_delay_sources_families(exp):
+    import argparse
+
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(30, 4, 56, generator=g, dtype=torch.float64)  # 2 image rows a step
+    base = {"neurons": 5, "T": 4, "scale": 0.5, "seed": 2, "leak": 0.0, "min_patch": [1, 3]}
+    kinds = {}
+    for fam in ("gaussian", "patch", "template"):
+        args = argparse.Namespace(family=fam, quantiles=[0.5, 0.95], **base)
+        w = exp.delay_sources(args, X)
+        assert w.n_branches == 5 and w.hidden_widths == [4] and w.leak == 0.0
+        kinds[fam] = w.description["base"]["kind"]
+        if fam != "gaussian":
+            assert w.description["base"]["options"]["grid"] == [2, 28]
+    assert kinds == {"gaussian": "gaussian", "patch": "patch", "template": "template"}
+    with pytest.raises(SystemExit):
+        exp.main(["delay", *SMALL, "--family", "patch", "--control"])
+
+
+@pytest.mark.slow
+def test_template_family_record_is_certified(exp, tmp_path):
+    out = tmp_path / "pure.json"
+    argv = ["delay", *SMALL, "--loss", "squared", "--betas", "1.0", "--family", "template"]
+    assert exp.main([*argv, "--leak", "0", "--scale", "0.5", "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())["records"]
+    assert r["family"] == "template" and r["leak"] == 0.0 and r["quantiles"] == [0.5, 0.95]
+    assert r["min_patch"] == [3, 5] and r["certified"]
+    assert r["prediction_agreement_test"] == 1.0 and 0.1 < r["test_accuracy"] <= 1.0
+
+
+def test_ridge_screen_reads_informative_columns_only(exp):
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    y = torch.randint(0, 10, (600,), generator=g)
+    noise = (torch.rand(600, 40, generator=g) < 0.5).to(torch.float64)
+    # columns that are the one-hot label: perfect on rows not seen in training
+    D = torch.cat([torch.nn.functional.one_hot(y, 10).to(torch.float64), noise], 1)
+    res = exp.ridge_screen(D[:400], y[:400], D[400:], y[400:])
+    assert res["val_accuracy"] == 1.0 and set(res["val_by_lam"]) == {3.0, 10.0, 30.0}
+    # noise columns alone carry nothing about the labels of new rows: near chance
+    res = exp.ridge_screen(noise[:400], y[:400], noise[400:], y[400:])
+    assert res["val_accuracy"] < 0.25

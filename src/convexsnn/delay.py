@@ -74,9 +74,11 @@ __all__ = [
     "gaussian_delay_witnesses",
     "gaussian_two_layer_delay_witnesses",
     "is_delay_line",
+    "patch_delay_witnesses",
     "relay_layer",
     "relayed_spikes",
     "sparse_windows",
+    "template_delay_witnesses",
     "two_layer_delay_witnesses",
     "window_weights",
 ]
@@ -205,6 +207,181 @@ def gaussian_delay_witnesses(
         device=device,
     )
     return delay_line_witnesses(base, n_steps)
+
+
+def _patch_masks(
+    gen: torch.Generator, n: int, grid: tuple[int, int], min_size: tuple[int, int]
+) -> torch.Tensor:
+    """``(n, H, C)`` bool masks of random rectangles (:func:`patch_delay_witnesses`)."""
+    H, C = (check_positive_int(g, "grid") for g in grid)
+    h0, w0 = (check_positive_int(g, "min_size") for g in min_size)
+    lo_h, lo_w = min(h0, H), min(w0, C)
+    u = torch.rand(n, 4, generator=gen, dtype=torch.float64)
+    h = lo_h + (u[:, 0] * (H - lo_h + 1)).long().clamp(max=H - lo_h)
+    w = lo_w + (u[:, 1] * (C - lo_w + 1)).long().clamp(max=C - lo_w)
+    r0 = (u[:, 2] * (H - h + 1)).long().clamp(max=H - h)
+    c0 = (u[:, 3] * (C - w + 1)).long().clamp(max=C - w)
+    rows = torch.arange(H)[None, :]
+    cols = torch.arange(C)[None, :]
+    return ((rows >= r0[:, None]) & (rows < (r0 + h)[:, None]))[:, :, None] & (
+        (cols >= c0[:, None]) & (cols < (c0 + w)[:, None])
+    )[:, None, :]
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    return int(seed)
+
+
+def patch_delay_witnesses(
+    grid: tuple[int, int],
+    n_neurons: int,
+    n_steps: int,
+    *,
+    min_size: tuple[int, int] = (3, 5),
+    scale: float = 1.0,
+    seed: int = 0,
+    leak: float = 0.99,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
+    r"""``n_neurons`` one-layer witnesses with Gaussian weights on random patches, with delay lines.
+
+    The ``n_inputs = H * C`` inputs of a step are read as an ``(H, C)`` grid (``grid``; sequential
+    MNIST at ``T`` steps: ``H = 28 / T`` image rows of ``C = 28`` pixels). Source :math:`j` reads
+    one random rectangle :math:`R_j` of that grid (height uniform in ``[min(h0, H), H]``, width
+    uniform in ``[min(w0, C), C]`` with ``min_size = (h0, w0)``, position uniform among those that
+    fit) and is zero elsewhere:
+
+    .. math::
+
+        W_{ij} = s \sqrt{\frac{H C}{|R_j|}}\, G_{ij}\, \mathbb 1[i \in R_j], \qquad
+        G_{ij} \sim N(0, 1),
+
+    so every source's weight vector has the expected squared norm :math:`s^2 H C` of a full-field
+    Gaussian source (:func:`gaussian_delay_witnesses`). Each source is a branch of its own with
+    its delay line (:func:`delay_line_witnesses`): ``n_neurons * n_steps`` last-step columns. The
+    same weights read every step, so a source is a local feature slid over the steps, read at
+    each step by its own readout weight. No bias; the leak, threshold and reset are those of the
+    one LIF definition (with ``leak = 0`` a source's spike at :math:`t` depends on step
+    :math:`t`'s inputs only, :math:`s_t = \mathbb 1[W^\top x_t \ge \theta]`).
+    """
+    n = check_positive_int(n_neurons, "n_neurons")
+    gen = torch.Generator().manual_seed(_check_seed(seed))
+    H, C = (check_positive_int(g, "grid") for g in grid)
+    G = torch.randn(n, H, C, generator=gen, dtype=torch.float64)
+    mask = _patch_masks(gen, n, (H, C), min_size)
+    area = mask.sum((1, 2)).to(torch.float64)
+    W = float(scale) * torch.sqrt(H * C / area)[:, None, None] * G * mask
+    weights = W.reshape(n, H * C, 1).to(dtype)
+    if device is not None:
+        weights = weights.to(device)
+    desc = {
+        "kind": "patch",
+        "seed": int(seed),
+        "options": {
+            "grid": [H, C],
+            "n_neurons": n,
+            "min_size": [int(v) for v in min_size],
+            "scale": float(scale),
+            "dtype": str(dtype).replace("torch.", ""),
+        },
+    }
+    base = Witnesses([weights], None, None, leak, theta, reset, desc)
+    return delay_line_witnesses(base, n_steps)
+
+
+def template_delay_witnesses(
+    X: torch.Tensor,
+    n_neurons: int,
+    *,
+    grid: tuple[int, int],
+    min_size: tuple[int, int] = (3, 5),
+    quantiles: tuple[float, float] = (0.5, 0.95),
+    n_sample: int = 2000,
+    scale: float = 0.5,
+    seed: int = 0,
+    leak: float = 0.0,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
+    r"""``n_neurons`` one-layer witnesses matching patches of training steps, with delay lines.
+
+    Data-dependent sources (no training: every weight is a copy of input data). ``X`` ``(n, T,
+    H C)`` holds the training sequences; :math:`\mu` is its mean step (over rows and steps).
+    Source :math:`j` takes a random rectangle :math:`R_j` of the step's ``(H, C)`` grid (as
+    :func:`patch_delay_witnesses`) and a step
+    :math:`x_{a,t}` of a uniformly drawn training row and step with some input in
+    :math:`R_j` (redrawn up to 100 times otherwise), and compares each step with that template:
+
+    .. math::
+
+        v_j = \frac{m_j \odot (x_{a,t} - \mu)}{\lVert m_j \odot (x_{a,t} - \mu) \rVert}, \qquad
+        W_j = c\, v_j, \qquad b_j = \theta - c\, q_j, \qquad c = s \sqrt{H C},
+
+    with :math:`m_j` the indicator of :math:`R_j` and :math:`q_j` the empirical quantile, at a
+    level drawn uniformly in ``quantiles``, of :math:`v_j^\top x` over the steps of ``n_sample``
+    training rows drawn without replacement (all rows when ``n_sample >= n``). With ``leak = 0``
+    the source spikes at step :math:`t` iff
+    :math:`v_j^\top x_t \ge q_j` (:math:`u_t = W_j^\top x_t + b_j \ge \theta`): a template match
+    with a data-set threshold, at a rate near ``1 - level``. Each source is a branch with its
+    delay line (:func:`delay_line_witnesses`); the bias sits on the source only. Deterministic for
+    a seed and ``X``.
+    """
+    if not isinstance(X, torch.Tensor) or X.ndim != 3:
+        raise ValueError("X must be an (n, T, n_inputs) tensor of training sequences")
+    n = check_positive_int(n_neurons, "n_neurons")
+    H, C = (check_positive_int(g, "grid") for g in grid)
+    if X.shape[2] != H * C:
+        raise ValueError(f"grid {H} x {C} does not match the {X.shape[2]} inputs of a step")
+    qlo, qhi = (float(q) for q in quantiles)
+    if not 0.0 <= qlo <= qhi <= 1.0:
+        raise ValueError(f"quantiles must satisfy 0 <= lo <= hi <= 1, got {quantiles!r}")
+    rows, T, d = X.shape
+    gen = torch.Generator().manual_seed(_check_seed(seed))
+    mask = _patch_masks(gen, n, (H, C), min_size).reshape(n, d).to(torch.float64)
+    Xd = X.detach().to("cpu", torch.float64)
+    mu = Xd.mean((0, 1))
+    a = torch.randint(rows, (n, 100), generator=gen)
+    t = torch.randint(T, (n, 100), generator=gen)
+    V = torch.empty(n, d, dtype=torch.float64)
+    for j in range(n):
+        ink = (Xd[a[j], t[j]] * mask[j]).sum(1) > 0  # the draws with input in R_j
+        k = int(ink.nonzero()[0]) if bool(ink.any()) else 0
+        V[j] = (Xd[a[j, k], t[j, k]] - mu) * mask[j]
+    V = V / V.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    sample = torch.randperm(rows, generator=gen)[: check_positive_int(n_sample, "n_sample")]
+    S = Xd[sample].reshape(-1, d) @ V.T  # projections of the sampled steps, (m, n)
+    level = qlo + (qhi - qlo) * torch.rand(n, generator=gen, dtype=torch.float64)
+    srt = S.sort(0).values
+    idx = (level * (srt.shape[0] - 1)).round().long()
+    q = srt.gather(0, idx[None, :])[0]
+    c = float(scale) * (H * C) ** 0.5
+    weights = (c * V).T.reshape(1, d, n).permute(2, 1, 0).contiguous().to(dtype)  # (n, d, 1)
+    bias = (float(theta) - c * q).reshape(n, 1).to(dtype)
+    if device is not None:
+        weights, bias = weights.to(device), bias.to(device)
+    desc = {
+        "kind": "template",
+        "seed": int(seed),
+        "options": {
+            "grid": [H, C],
+            "n_neurons": n,
+            "min_size": [int(v) for v in min_size],
+            "quantiles": [qlo, qhi],
+            "n_sample": int(n_sample),
+            "scale": float(scale),
+            "n_rows": int(rows),
+            "dtype": str(dtype).replace("torch.", ""),
+        },
+    }
+    base = Witnesses([weights], [bias], None, leak, theta, reset, desc)
+    return delay_line_witnesses(base, n_steps=T)
 
 
 def is_delay_line(witnesses: Witnesses) -> bool:
