@@ -19,6 +19,7 @@ __all__ = [
     "check_sequence_input",
     "check_labels",
     "check_positive_int",
+    "check_seed",
     "check_positive_float",
     "check_choice",
     "check_finite",
@@ -47,6 +48,13 @@ def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_seed(seed: Any) -> int:
+    """Return ``seed`` as ``int`` if it is an integer (``bool`` refused); else raise ``TypeError``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    return int(seed)
 
 
 def check_positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:

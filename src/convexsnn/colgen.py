@@ -134,6 +134,7 @@ from ._checks import (
     check_choice,
     check_positive_float,
     check_positive_int,
+    check_seed,
     check_sequence_input,
     renamed_kwargs,
 )
@@ -1139,8 +1140,7 @@ def fit_column_generation(
     budget = check_positive_int(budget, "budget")
     init_sources = check_positive_int(init_sources, "init_sources")
     scale = check_positive_float(scale, "scale")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
+    check_seed(seed)
     if two:
         delay = True
         depth = check_positive_int(depth, "depth")

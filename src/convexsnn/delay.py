@@ -65,7 +65,7 @@ import logging
 import numpy as np
 import torch
 
-from ._checks import check_positive_int, renamed_kwargs
+from ._checks import check_positive_int, check_seed, renamed_kwargs
 from .witnesses import Witnesses, gaussian_witnesses
 
 __all__ = [
@@ -228,12 +228,6 @@ def _patch_masks(
     )[:, None, :]
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    return int(seed)
-
-
 def patch_delay_witnesses(
     grid: tuple[int, int],
     n_neurons: int,
@@ -270,7 +264,7 @@ def patch_delay_witnesses(
     :math:`t`'s inputs only, :math:`s_t = \mathbb 1[W^\top x_t \ge \theta]`).
     """
     n = check_positive_int(n_neurons, "n_neurons")
-    gen = torch.Generator().manual_seed(_check_seed(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     H, C = (check_positive_int(g, "grid") for g in grid)
     G = torch.randn(n, H, C, generator=gen, dtype=torch.float64)
     mask = _patch_masks(gen, n, (H, C), min_size)
@@ -343,7 +337,7 @@ def template_delay_witnesses(
     if not 0.0 <= qlo <= qhi <= 1.0:
         raise ValueError(f"quantiles must satisfy 0 <= lo <= hi <= 1, got {quantiles!r}")
     rows, T, d = X.shape
-    gen = torch.Generator().manual_seed(_check_seed(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     mask = _patch_masks(gen, n, (H, C), min_size).reshape(n, d).to(torch.float64)
     Xd = X.detach().to("cpu", torch.float64)
     mu = Xd.mean((0, 1))

@@ -109,6 +109,7 @@ from ._checks import (
     check_choice,
     check_positive_float,
     check_positive_int,
+    check_seed,
     dtype_name,
     renamed_kwargs,
 )
@@ -134,12 +135,6 @@ _GAUSSIAN_RECURRENT = ("dense", "diagonal", "sparse")
 
 
 # ---------------------------------------------------------------------- small helpers
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    return int(seed)
-
-
 def _check_dtype(dtype: torch.dtype) -> str:
     return dtype_name(dtype)
 
@@ -412,7 +407,7 @@ def structured_witnesses(
     if inhibition < 1.0:
         raise ValueError(f"inhibition must be >= 1 (a veto of at least theta), got {inhibition}")
     max_vetoes = check_positive_int(max_vetoes, "max_vetoes", allow_zero=True)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     dtype_name = _check_dtype(dtype)
     fill_scales = _per_layer(fill_scale, len(widths), "fill_scale", allow_zero=True)
     rho = check_positive_float(fill_recurrent_scale, "fill_recurrent_scale", allow_zero=True)
@@ -694,7 +689,7 @@ def gaussian_recurrent_witnesses(
     if density > 1.0:
         raise ValueError(f"density must be in (0, 1], got {density}")
     a = check_positive_float(self_excitation, "self_excitation", allow_zero=True)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     dtype_name = _check_dtype(dtype)
     gen = torch.Generator().manual_seed(seed)
     sizes = [d] + widths

@@ -42,6 +42,7 @@ from ._checks import (
     check_choice,
     check_positive_float,
     check_positive_int,
+    check_seed,
     check_sequence_input,
     dtype_from_name,
     dtype_name,
@@ -603,8 +604,7 @@ def gaussian_witnesses(
         n_branches=n_branches, hidden_widths=hidden_widths, depth=depth, p_rec=p_rec, p_last=p_last
     )
     scales = _per_layer(scale, len(widths), "scale")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
+    check_seed(seed)
     dtype_name(dtype)
     from ._checks import check_layer_weights  # refuse sizes that cannot fit, before drawing
 
