@@ -239,12 +239,7 @@ def _fit_record(name: str, w, task, args) -> dict:
         "n_train": task.train.n,
         "T": args.T,
         "seed": args.seed,
-        "sources": args.neurons,
-        "family": args.family,
-        "leak": args.leak,
-        "min_patch": list(args.min_patch) if args.family != "gaussian" else None,
-        "quantiles": list(args.quantiles) if args.family == "template" else None,
-        "scale": args.scale,
+        **source_fields(args),
         "loss": args.loss,
         "n_columns": fit.dictionary.n_columns,
         "beta": fit.reg,
@@ -285,6 +280,18 @@ def _fit_record(name: str, w, task, args) -> dict:
     rec["grid_certified"] = all(_certified(g, args.tol) for g in rec["grid"])
     print(json.dumps({k: v for k, v in rec.items() if k != "grid"}), flush=True)
     return rec
+
+
+def source_fields(args) -> dict:
+    """The witness-source settings kept in every record of ``delay`` and ``screen``."""
+    return {
+        "sources": args.neurons,
+        "family": args.family,
+        "leak": args.leak,
+        "min_patch": list(args.min_patch) if args.family != "gaussian" else None,
+        "quantiles": list(args.quantiles) if args.family == "template" else None,
+        "scale": args.scale,
+    }
 
 
 def delay_sources(args, X_train):
@@ -466,12 +473,7 @@ def run_screen(args, task) -> list[dict]:
         "n_train": task.train.n,
         "T": args.T,
         "seed": args.seed,
-        "sources": args.neurons,
-        "family": args.family,
-        "leak": args.leak,
-        "min_patch": list(args.min_patch) if args.family != "gaussian" else None,
-        "quantiles": list(args.quantiles) if args.family == "template" else None,
-        "scale": args.scale,
+        **source_fields(args),
         "n_columns": d.n_columns,
         "spike_rate": float(D_tr.mean()),
         "val_accuracy": res["val_accuracy"],
