@@ -47,11 +47,41 @@ __all__ = ["ipm_hinge_l1"]
 logger = logging.getLogger("convexsnn")
 
 
+def _dual_crossover(X, y, a, lam, best_p, best_w, best_d, best_a, tol):
+    """Basis candidates identified from the dual point ``best_a`` (see :func:`ipm_hinge_l1`);
+    returns the best primal and dual values and points, the given ones included."""
+    g = X.T @ (a * y * best_a)
+    alpha = best_a
+    seen = set()
+    for rho in (1e-8, 1e-6, 1e-4):
+        S = torch.nonzero(g.abs() >= lam * (1.0 - rho), as_tuple=False)[:, 0]
+        for eps in (1e-8, 1e-6, 1e-4):
+            E = (alpha > eps) & (alpha < 1.0 - eps)
+            V = alpha >= 1.0 - eps
+            key = (int(S.numel()), int(E.sum()), int(V.sum()))
+            if key in seen:
+                continue
+            seen.add(key)
+            wp, ap_ = basis_solve(X, y, a, lam, best_w, alpha, S, torch.sign(g[S]), E, V)
+            if not (bool(torch.isfinite(wp).all()) and bool(torch.isfinite(ap_).all())):
+                continue
+            p2, d2 = _certificate(X, y, a, lam, wp, ap_)
+            if p2 < best_p:
+                best_p, best_w = p2, wp
+            if d2 > best_d:
+                best_d, best_a = d2, ap_
+            if best_p - best_d <= tol * abs(best_p):
+                return best_p, best_w, best_d, best_a
+    return best_p, best_w, best_d, best_a
+
+
 def _max_step(x: torch.Tensor, dx: torch.Tensor) -> float:
-    neg = dx < 0
-    if not bool(neg.any()):
+    """Largest step in (0, 1] keeping ``x + step * dx >= 0`` (``x > 0``)."""
+    if x.numel() == 0:
         return 1.0
-    return min(1.0, float((-x[neg] / dx[neg]).min()))
+    # -x / dx where dx < 0; elsewhere 1 (no bound below 1)
+    r = torch.where(dx < 0, -x / dx.clamp(max=-1e-300), 1.0)
+    return min(1.0, float(r.min()))
 
 
 def _certificate(X, y, a, lam, w, alpha_t):
@@ -90,11 +120,24 @@ class _Newton:
         self.primal = s <= n
         if self.primal:
             self.dinv = 1.0 / self.Delta
-            K = X.T @ (X * self.dinv[:, None])
+            # rows far from the margin (weight below 1e-14 of the largest) change K by less
+            # than its rounding error: leave them out of the product
+            keep = self.dinv > 1e-14 * float(self.dinv.max())
+            if bool(keep.all()):
+                K = _gram(X, self.dinv.sqrt())
+            else:
+                K = _gram(X[keep], self.dinv[keep].sqrt())
             K.diagonal().add_(1.0 / self.e)
             self.L = _chol(K)
         else:
-            M = (y[:, None] * ((X * self.e) @ X.T)) * y[None, :]
+            # B diag(e) B^T = diag(y) (X diag(e) X^T) diag(y); columns whose weight e_j is
+            # below 1e-14 of the largest (at zero, away from their bound) are left out
+            keep = self.e > 1e-14 * float(self.e.max())
+            if bool(keep.all()):
+                M = _gram(X.T, self.e.sqrt())
+            else:
+                M = _gram(X[:, keep].T, self.e[keep].sqrt())
+            M = (y[:, None] * M) * y[None, :]
             M.diagonal().add_(self.Delta)
             self.L = _chol(M)
 
@@ -105,11 +148,14 @@ class _Newton:
         kappa = th[1] * g[1] - th[2] * g[2]
         if self.primal:
             rhs = X.T @ (y * (self.dinv * rho)) - kappa / self.e
-            dw = torch.cholesky_solve(rhs[:, None], self.L)[:, 0]
+            dw = self._solve(rhs, lambda v: v / self.e + X.T @ (self.dinv * (X @ v)))
             dal = self.dinv * (rho - y * (X @ dw))
             btd = X.T @ (y * dal)
         else:
-            dal = torch.cholesky_solve((rho + y * (X @ kappa))[:, None], self.L)[:, 0]
+            dal = self._solve(
+                rho + y * (X @ kappa),
+                lambda v: self.Delta * v + y * (X @ (self.e * (X.T @ (y * v)))),
+            )
             btd = X.T @ (y * dal)
         du = th[1] * (btd - g[1])
         dv = th[2] * (-btd - g[2])
@@ -117,6 +163,25 @@ class _Newton:
         dz = th[3] * (-dal - g[3])
         ds = [rd[0] - dal, rd[1] - btd, rd[2] + btd, rd[3] + dal]
         return [dxi, du, dv, dz], dal, ds
+
+    def _solve(self, rhs: torch.Tensor, mul) -> torch.Tensor:
+        """Solve with the factor and one step of iterative refinement against the exact
+        operator ``mul`` (all rows and columns, unrounded products)."""
+        x = torch.cholesky_solve(rhs[:, None], self.L)[:, 0]
+        r = rhs - mul(x)
+        return x + torch.cholesky_solve(r[:, None], self.L)[:, 0]
+
+
+def _gram(X: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    r""":math:`X^\top \mathrm{diag}(r^2) X` as :math:`A^\top A` with :math:`A = \mathrm{diag}(r) X`.
+
+    On the CPU through numpy, whose ``A.T @ A`` is a symmetric rank-k update (BLAS ``syrk``:
+    half the multiply-adds of a general product, and an exactly symmetric result)."""
+    A = X * r[:, None]
+    if A.device.type == "cpu":
+        An = A.numpy()
+        return torch.from_numpy(An.T @ An)
+    return A.T @ A
 
 
 def _chol(M: torch.Tensor) -> torch.Tensor:
@@ -234,6 +299,7 @@ def ipm_hinge_l1(
     it = 0
     converged = False
     best_res = math.inf
+    last_key, cross_rel = None, math.inf
     bnorm = math.sqrt(n)
     cnorm = float(torch.sqrt((an * an).sum() + 2 * s * lamn * lamn))
     for it in range(1, max_iter + 1):
@@ -248,11 +314,27 @@ def ipm_hinge_l1(
         if best_p - best_d <= tol * abs(best_p):
             converged = True
             break
-        if it > 1 and (best_p - best_d) <= 1e-3 * abs(best_p):
+        rel = (best_p - best_d) / max(abs(best_p), 1e-300)
+        if it > 1 and rel <= 1e-3:
             # crossover: identify the optimal face from the complementarity pairs
             S = torch.nonzero((u > s_u) | (v > s_v), as_tuple=False)[:, 0]
             E = (xi < s_xi) & (z < s_z)
             V = (xi >= s_xi) & ~E
+            nE = int(E.sum())
+            # a square guess (|E| = |S|, a non-degenerate basis) is tried whenever it is new; a
+            # non-square one has no exact solution unless the optimal face is degenerate, and its
+            # least-squares solve costs several Newton steps: tried again only once the gap has
+            # fallen 100-fold since the last such try
+            key = (nE, int(S.numel()), int(S.sum()), int(E.nonzero()[:, 0].sum()) if nE else 0)
+            square = nE == int(S.numel())
+            if key == last_key or (not square and rel > 1e-2 * cross_rel):
+                S = None
+        else:
+            S = None
+        if S is not None:
+            last_key = key
+            if not square:
+                cross_rel = rel
             wp, ap_ = basis_solve(X, y, a, lam, w, alpha_t, S, torch.sign(w[S]), E, V)
             if bool(torch.isfinite(wp).all()) and bool(torch.isfinite(ap_).all()):
                 p2, d2 = _certificate(X, y, a, lam, wp, ap_)
@@ -315,6 +397,13 @@ def ipm_hinge_l1(
         xi, u, v, z = [p_ + ap * d_ for p_, d_ in zip(x_l, dxv)]
         s_xi, s_u, s_v, s_z = [q_ + ad * d_ for q_, d_ in zip(s_l, dsv)]
         al = al + ad * dal
+    if not best_p - best_d <= tol * abs(best_p) and best_p - best_d <= 1e-3 * abs(best_p):
+        # the primal iterates lag (inaccurate directions near the end) while the dual point is
+        # close: read the optimal face from the dual, the columns whose constraint
+        # |B^T alpha| <= lam is (nearly) tight and the rows with alpha strictly inside (0, 1)
+        best_p, best_w, best_d, best_a = _dual_crossover(
+            X, y, a, lam, best_p, best_w, best_d, best_a, tol
+        )
     # prefer exact zeros: drop the interior point's negligible entries if the certificate allows
     if best_w.numel():
         big = best_w.abs() > 1e-7 * float(best_w.abs().max())

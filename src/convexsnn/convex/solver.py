@@ -810,6 +810,11 @@ def _solve_prepared(
             S_new, n_viol = _select_working_set(
                 pen, lam, G, Wsel, S, screened=screened, **_ws_min(algo)
             )
+            if algo == "ipm" and working_set is None and 2 * int(S_new.numel()) > P:
+                # the next set holds most columns and the interior point does not warm-start:
+                # solve the whole dictionary now rather than that set first
+                use_ws = False
+        if use_ws:
             grew = S is None or int(S_new.numel()) > int(S.numel())
             S = S_new
             logger.log(lvl, "working set: %d columns, %d violators outside", int(S.numel()), n_viol)
