@@ -162,6 +162,8 @@ CASES = {
 }
 #: cases where cvxpy + Clarabel is not run (reason recorded in the table)
 CLARABEL_SKIP = {
+    "b": "skipped: killed (out of memory) after ~10 minutes in the solver owner's earlier runs "
+    "(RESULTS.md, solver benchmark section); the quick size (1000 x 256) runs",
     "c": "skipped: SIGKILLed (out of memory) after 249 s on this shared 24 GiB machine "
     "(2026-11-28 run, benchmarks/results/bench_solvers.json of that date)",
 }
