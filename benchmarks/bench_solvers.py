@@ -400,7 +400,7 @@ def peer_applies(name: str, case: dict, y: np.ndarray) -> bool:
         return name != "saga"
     if case["loss"] == "softmax":
         # skglm / celer: binary logistic only; SAGA: binary or multinomial
-        return name == "saga" or int(y.max()) == 1
+        return name == "saga" or (name in ("skglm", "celer") and int(y.max()) == 1)
     return False  # hinge + l1: no peer besides Clarabel (LinearSVC has no l1 + hinge)
 
 
