@@ -772,7 +772,11 @@ def main(argv=None) -> int:
                 (r["objective"] - ref) / abs(ref) if math.isfinite(ref) else float("nan")
             )
             row["rel_diff_vs_best"] = (r["objective"] - best) / abs(best)
-            row["equal_objective"] = bool(row["rel_diff_vs_best"] <= args.equal_rtol)
+            row["equal_objective"] = (
+                bool(row["rel_diff_vs_best"] <= args.equal_rtol)
+                if math.isfinite(r["objective"])
+                else None  # no objective (time-out, failure, skipped)
+            )
             if name == "ours":
                 cv = res[CLARABEL]
                 if math.isfinite(cv["seconds"]):
@@ -842,7 +846,7 @@ def _print_rows(rows):
         sp = _fmt(sp, ".1f") if sp is not None else ""
         sq = r.get("speedup_vs_fastest_peer")
         sq = _fmt(sq, ".2f") if sq is not None else ""
-        eq = "" if r.get("equal_objective", True) else " (higher objective: not counted)"
+        eq = " (higher objective: not counted)" if r.get("equal_objective") is False else ""
         print(
             f"{r['solver']:18s} {_fmt(r['seconds'], '9.2f')} {_fmt(r['objective'], '18.12f')} "
             f"{_fmt(r['rel_gap'], '9.1e')} {_fmt(r['rel_diff_vs_clarabel'], '9.1e')} "
