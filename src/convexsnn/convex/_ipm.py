@@ -315,7 +315,8 @@ def ipm_hinge_l1(
             converged = True
             break
         rel = (best_p - best_d) / max(abs(best_p), 1e-300)
-        if it > 1 and rel <= 1e-3:
+        cross = it > 1 and rel <= 1e-3
+        if cross:
             # crossover: identify the optimal face from the complementarity pairs
             S = torch.nonzero((u > s_u) | (v > s_v), as_tuple=False)[:, 0]
             E = (xi < s_xi) & (z < s_z)
@@ -327,11 +328,8 @@ def ipm_hinge_l1(
             # fallen 100-fold since the last such try
             key = (nE, int(S.numel()), int(S.sum()), int(E.nonzero()[:, 0].sum()) if nE else 0)
             square = nE == int(S.numel())
-            if key == last_key or (not square and rel > 1e-2 * cross_rel):
-                S = None
-        else:
-            S = None
-        if S is not None:
+            cross = key != last_key and (square or rel <= 1e-2 * cross_rel)
+        if cross:
             last_key = key
             if not square:
                 cross_rel = rel
