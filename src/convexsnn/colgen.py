@@ -1715,8 +1715,13 @@ def fit_template_column_generation(
     budget = init_sources if budget is None else check_positive_int(budget, "budget")
     seed = check_seed(seed)
     n, T, d = x.shape
-    src = {"grid": grid, "min_size": min_size, "quantiles": quantiles, "n_sample": n_sample}
     lif = {"leak": float(leak), "theta": float(theta), "reset": reset}
+
+    def draw(count: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return template_sources(
+            x, count, grid=grid, min_size=min_size, quantiles=quantiles, n_sample=n_sample, seed=s
+        )
+
     settings = {
         "family": "template",
         "init_sources": init_sources,
@@ -1740,19 +1745,21 @@ def fit_template_column_generation(
     prep = prepare_problem(torch.zeros(n, 1), yt, loss="squared", n_classes=n_classes)
     df = prep.datafit
     a = df.weights.to(torch.float64)
-    V, q = template_sources(x, init_sources, seed=seed, **src)
+    V, q = draw(init_sources, seed)
     ids = torch.arange(init_sources)
     next_id = init_sources
     W_prev: dict[tuple[int, int], torch.Tensor] = {}
     records: list[RoundRecord] = []
     stopped = "rounds"
-    lam_v = None if lam is None else check_positive_float(lam, "lam")
+    lam_v = float("nan") if lam is None else check_positive_float(lam, "lam")
     for r in range(rounds + 1):
         t0 = time.perf_counter()
         desc = {"kind": "template_colgen", "seed": seed, "options": settings, "round": r}
-        wit = threshold_delay_witnesses(V, q, T, scale=scale, description=desc, **lif)
+        wit = threshold_delay_witnesses(
+            V, q, T, scale=scale, leak=leak, theta=theta, reset=reset, description=desc
+        )
         dic = build_dictionary(wit, x)
-        if lam_v is None:
+        if reg is not None and r == 0:
             lam_v = float(reg) / math.sqrt(dic.n_columns)
             settings["lam"] = lam_v
             settings["reg"] = float(reg)
@@ -1782,6 +1789,8 @@ def fit_template_column_generation(
             polish=polish,
         )
         cert = sol.certificate
+        if sol.dual is None:
+            raise RuntimeError("solve_readout returned no dual point: nothing to price against")
         U = sol.dual.to(torch.float64)
         Wt = sol.W.to(torch.float64)
         acc = float((predict_from_scores(op.matmul(sol.W)).cpu() == yt).to(torch.float64).mean())
@@ -1822,7 +1831,7 @@ def fit_template_column_generation(
             rec.seconds = time.perf_counter() - t0
             records.append(rec)
             break
-        Vc, qc = template_sources(x, pool, seed=seed + 1 + r, **src)
+        Vc, qc = draw(pool, seed + 1 + r)
         Wc, bc = threshold_weights(Vc, qc, scale=scale, theta=theta)
         prices, scores = _edge_scores(
             Wc, x, U, a, lam_v, "l1", False, lif, block_entries, biases=bc
@@ -1889,5 +1898,5 @@ def fit_template_column_generation(
         settings=settings,
         V=V,
         q=q,
-        lam=float(lam_v),
+        lam=lam_v,
     )
