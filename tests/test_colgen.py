@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from convexsnn.colgen import fit_column_generation, price_witnesses, source_witnesses
+from convexsnn.colgen import (
+    fit_column_generation,
+    fit_template_column_generation,
+    price_witnesses,
+    source_witnesses,
+)
 from convexsnn.convex import solve_readout
 from convexsnn.convex.solver import prepare_problem
+from convexsnn.delay import template_sources, threshold_delay_witnesses, threshold_weights
 from convexsnn.dictionary import build_dictionary
 from convexsnn.reconstruct import check_reconstruction
 
@@ -243,3 +249,74 @@ def test_classifier_generate_reports_certificate_and_pricing_gap():
         ConvexSNNClassifier(generate={"roundz": 2}).fit(X.numpy(), labels)
     with pytest.raises(ValueError, match="loss"):
         ConvexSNNClassifier(loss="hinge", generate=True).fit(X.numpy(), labels)
+
+
+# ---------------------------------------------------------------- template column generation
+def _ink_data(n=160, T=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, T, 12, generator=g, dtype=torch.float64)
+    X = X * (torch.rand(n, T, 12, generator=g, dtype=torch.float64) < 0.5)
+    y = (X[:, 0, :6].sum(1) + X[:, 2, 6:].sum(1) > X[:, 1].sum(1) * 0.5 + 1.0).long()
+    y = y + (X[:, 1, 3] > 0.4).long()
+    return X, y
+
+
+def test_prices_with_biases_equal_the_dual_products_of_the_dictionary_columns():
+    X, y = _ink_data()
+    V, q = template_sources(X, 7, grid=(3, 4), min_size=(1, 1), seed=2)
+    W, b = threshold_weights(V, q, scale=0.5)
+    wit = threshold_delay_witnesses(V, q, X.shape[1], scale=0.5, leak=0.0)
+    dic = build_dictionary(wit, X, dedupe=False)
+    D = dic.matrix(torch.float64)
+    U = torch.randn(X.shape[0], 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    lam = 0.37
+    G = (D.T @ U).abs().amax(dim=1).reshape(7, X.shape[1])  # (source, lag)
+    expect = G.amax(dim=1) / lam
+    got = price_witnesses(W, X, U, lam, leak=0.0, biases=b, block_entries=100)
+    assert torch.allclose(got, expect, rtol=1e-12, atol=1e-12)
+    # without the biases the sources spike elsewhere: another price
+    assert not torch.allclose(price_witnesses(W, X, U, lam, leak=0.0), expect)
+    with pytest.raises(ValueError, match="biases"):
+        price_witnesses(W, X, U, lam, leak=0.0, biases=b[:-1])
+
+
+def test_template_column_generation_certifies_each_round_and_reports_the_pricing_gap():
+    X, y = _ink_data()
+    kw = dict(n_classes=3, grid=(3, 4), min_size=(1, 1), init_sources=6, pool=40, add=4)
+    res = fit_template_column_generation(X, y, reg=0.05, budget=100, rounds=2, tol=1e-9, **kw)
+    assert [r.round for r in res.rounds] == [0, 1, 2] and res.stopped in ("rounds", "pricing")
+    for r in res.rounds:
+        assert r.converged and r.rel_gap <= 1e-9
+    # no retirement (budget large): dropping zero-weight sources keeps W feasible and adding
+    # columns cannot raise the optimum, so the certified primal does not increase
+    assert all(r.n_retired == 0 for r in res.rounds)
+    P = [r.primal for r in res.rounds]
+    assert all(b <= a * (1 + 1e-8) for a, b in zip(P, P[1:]))
+    assert res.rounds[0].n_added > 0 and res.rounds[1].n_witnesses > 6 - res.rounds[0].n_dropped
+    # the final pricing gap, recomputed: the pool of seed + 1 + rounds against the final dual
+    Vc, qc = template_sources(X, 40, grid=(3, 4), min_size=(1, 1), seed=0 + 1 + 2)
+    pool = threshold_delay_witnesses(Vc, qc, X.shape[1], leak=0.0)
+    Dc = build_dictionary(pool, X, dedupe=False).matrix(torch.float64)
+    U = res.solution.dual.to(torch.float64)
+    eps = float((Dc.T @ U).abs().max()) / res.lam - 1.0
+    assert res.rounds[-1].pricing_gap == pytest.approx(eps, rel=1e-10, abs=1e-12)
+    assert math.isfinite(res.rounds[-1].union_rel_gap)
+    # the reconstructed network computes the readout
+    chk = check_reconstruction(res.reconstruct(), res.dictionary, res.solution, X, y)
+    assert chk["prediction_agreement"] == 1.0
+    again = fit_template_column_generation(X, y, reg=0.05, budget=100, rounds=2, tol=1e-9, **kw)
+    assert torch.equal(again.V, res.V) and torch.equal(again.solution.W, res.solution.W)
+
+
+def test_template_column_generation_keeps_the_source_budget_and_checks_input():
+    X, y = _ink_data()
+    kw = dict(n_classes=3, grid=(3, 4), min_size=(1, 1), pool=30, add=5)
+    res = fit_template_column_generation(X, y, lam=1e-3, init_sources=6, rounds=2, **kw)
+    assert all(r.n_witnesses <= 6 for r in res.rounds) and res.V.shape[0] <= 6
+    assert res.dictionary.n_columns <= 6 * X.shape[1]
+    added = sum(r.n_added for r in res.rounds)
+    assert added == 0 or sum(r.n_retired + r.n_dropped for r in res.rounds) >= added
+    with pytest.raises(ValueError, match="exactly one"):
+        fit_template_column_generation(X, y, init_sources=6, **kw)
+    with pytest.raises(ValueError, match="rows"):
+        fit_template_column_generation(X, y[:-1], lam=1e-3, **kw)

@@ -13,6 +13,9 @@ from convexsnn.delay import (
     is_delay_line,
     patch_delay_witnesses,
     template_delay_witnesses,
+    template_sources,
+    threshold_delay_witnesses,
+    threshold_weights,
 )
 from convexsnn.dictionary import build_dictionary
 from convexsnn.lif import lif_scan
@@ -269,3 +272,26 @@ def test_pipeline_cvx_with_delay_witnesses():
     assert model.reconstruction["witnesses"]["n_steps"] == 6
     with pytest.raises(ValueError, match="witnesses"):
         run_method("CVX", task, config={**cfg, "witnesses": "magic"})
+
+
+def test_template_split_reproduces_template_witnesses_and_thresholds():
+    X = _ink(n=70, seed=21)
+    w = template_delay_witnesses(X, 9, grid=(3, 4), min_size=(1, 2), seed=5, leak=0.0, scale=0.7)
+    V, q = template_sources(X, 9, grid=(3, 4), min_size=(1, 2), seed=5)
+    assert torch.allclose(V.norm(dim=1), torch.ones(9, dtype=torch.float64))
+    W, b = threshold_weights(V, q, scale=0.7)
+    assert torch.equal(w.weights[0][:, :, 0], W.T) and torch.equal(w.biases[0][:, 0], b)
+    t = threshold_delay_witnesses(V, q, X.shape[1], scale=0.7, leak=0.0)
+    for a, c in zip(t.weights + t.biases + t.recurrent, w.weights + w.biases + w.recurrent):
+        assert torch.equal(a, c)
+    # leak 0: source j spikes at step t iff v_j^T x_t >= q_j (the threshold's meaning)
+    d = build_dictionary(t, X, steps="last", dedupe=False).matrix(torch.float64)
+    for j, (k, _, lag) in enumerate(delay_line_map(t)):
+        p = X[:, 3 - lag] @ V[k]
+        far = (p - q[k]).abs() > 1e-9
+        assert torch.equal(d[far, j], (p[far] >= q[k]).to(torch.float64)), j
+    # another seed draws other templates
+    V2, _ = template_sources(X, 9, grid=(3, 4), min_size=(1, 2), seed=6)
+    assert not torch.equal(V, V2)
+    with pytest.raises(ValueError, match="V must be"):
+        threshold_weights(V, q[:-1])

@@ -207,3 +207,27 @@ def test_ridge_screen_reads_informative_columns_only(exp):
     # noise columns alone carry nothing about the labels of new rows: near chance
     res = exp.ridge_screen(noise[:400], y[:400], noise[400:], y[400:])
     assert res["val_accuracy"] < 0.25
+
+
+@pytest.mark.slow
+def test_cg_record_is_certified_with_pricing_gap_and_exact_network(exp, tmp_path):
+    out = tmp_path / "cg.json"
+    argv = ["cg", *SMALL, "--loss", "squared", "--betas", "1.0", "--family", "template"]
+    argv += ["--leak", "0", "--scale", "0.5", "--rounds", "1", "--pool", "64", "--add", "8"]
+    assert exp.main([*argv, "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())["records"]
+    assert r["method"] == "CVX-CG (template delay)" and r["n_sources"] <= 24
+    assert r["certified"] and r["rounds_certified"] and r["rel_gap"] <= 1e-6
+    assert [x["round"] for x in r["rounds"]] == [0, 1] or r["stopped"] == "pricing"
+    assert r["pricing_candidates"] == 64 and r["pricing_gap"] == r["rounds"][-1]["pricing_gap"]
+    assert r["lam"] == pytest.approx(1.0 / r["P0"] ** 0.5)
+    assert r["prediction_agreement_test"] == 1.0 and 0.1 < r["test_accuracy"] <= 1.0
+    assert 0.0 <= r["rounds"][-1]["val_accuracy"] <= 1.0
+    assert r["val_accuracy"] == r["rounds"][-1]["val_accuracy"]
+
+
+def test_cg_needs_template_sources_and_the_squared_loss(exp):
+    with pytest.raises(SystemExit):
+        exp.main(["cg", *SMALL, "--loss", "squared", "--family", "patch"])
+    with pytest.raises(SystemExit):
+        exp.main(["cg", *SMALL, "--loss", "softmax", "--family", "template"])

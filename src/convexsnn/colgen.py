@@ -146,6 +146,9 @@ from .delay import (
     relay_layer,
     relayed_spikes,
     sparse_windows,
+    template_sources,
+    threshold_delay_witnesses,
+    threshold_weights,
     two_layer_delay_witnesses,
     window_weights,
 )
@@ -177,6 +180,7 @@ __all__ = [
     "ColumnGenerationResult",
     "RoundRecord",
     "fit_column_generation",
+    "fit_template_column_generation",
     "price_witnesses",
     "source_witnesses",
 ]
@@ -307,12 +311,19 @@ def source_witnesses(
 
 
 def _source_spikes(
-    weights: torch.Tensor, x: torch.Tensor, leak: float, theta: float, reset: str
+    weights: torch.Tensor,
+    x: torch.Tensor,
+    leak: float,
+    theta: float,
+    reset: str,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Spikes ``(n, T, K)`` of the neurons ``weights`` ``(d, K)`` alone (no relays)."""
+    """Spikes ``(n, T, K)`` of the neurons ``weights`` ``(d, K)`` (biases ``(K,)`` or none)
+    alone (no relays)."""
     w = weights.T.contiguous()[:, :, None]
+    b = None if bias is None else [bias.to(w.dtype).reshape(-1, 1)]
     with torch.no_grad():
-        return simulate(x, [w], leak=leak, theta=theta, reset=reset).spikes[0][..., 0]
+        return simulate(x, [w], biases=b, leak=leak, theta=theta, reset=reset).spikes[0][..., 0]
 
 
 @renamed_kwargs(beta="leak")
@@ -330,6 +341,7 @@ def price_witnesses(
     block_entries: int = 1 << 24,
     backend: str = "local",
     n_tasks: int | None = None,
+    biases: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Price :math:`\pi(w) = \max_{t} \rho(d_{w,t}^\top U) / \lambda` of candidate witnesses.
 
@@ -355,6 +367,9 @@ def price_witnesses(
         boundaries, so the prices are bit-identical to ``"local"``.
     n_tasks : int, optional
         Ray tasks (default: the cluster's CPUs; at most the number of blocks).
+    biases : Tensor ``(K,)``, optional
+        Biases of the candidates (threshold sources, :func:`convexsnn.delay.threshold_weights`);
+        default none.
 
     Returns
     -------
@@ -376,12 +391,16 @@ def price_witnesses(
     if n_tasks is not None:
         n_tasks = check_positive_int(n_tasks, "n_tasks")
     K = weights.shape[1]
+    if biases is not None:
+        biases = torch.as_tensor(biases).to(torch.float64).reshape(-1)
+        if biases.shape[0] != K:
+            raise ValueError(f"biases must have shape ({K},), got {tuple(biases.shape)}")
     n, T = x.shape[:2]
     blk = max(1, block_entries // max(1, n * T))
     lif = {"leak": leak, "theta": theta, "reset": reset}
     if backend == "local" or K == 0:
-        return _price_range(weights, x, U, lam, penalty, delay, lif, blk)
-    return _price_ray(weights, x, U, lam, penalty, delay, lif, blk, n_tasks)
+        return _price_range(weights, x, U, lam, penalty, delay, lif, blk, biases)
+    return _price_ray(weights, x, U, lam, penalty, delay, lif, blk, n_tasks, biases)
 
 
 def _price_range(
@@ -393,11 +412,14 @@ def _price_range(
     delay: bool,
     lif: dict,
     blk: int,
+    biases: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Prices of the candidates ``weights`` ``(d, K)``, simulated in blocks of ``blk``."""
+    """Prices of the candidates ``weights`` ``(d, K)`` (biases ``(K,)`` or none), simulated in
+    blocks of ``blk``."""
     out = []
     for k0 in range(0, weights.shape[1], blk):
-        s = _source_spikes(weights[:, k0 : k0 + blk], x, **lif)  # (n, T, k)
+        b = None if biases is None else biases[k0 : k0 + blk]
+        s = _source_spikes(weights[:, k0 : k0 + blk], x, **lif, bias=b)  # (n, T, k)
         if not delay:
             s = s[:, -1:]
         G = torch.einsum("ntk,nc->tkc", s, U)
@@ -406,13 +428,13 @@ def _price_range(
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
-def _price_task(weights, x, U, lam, penalty, delay, lif, blk) -> torch.Tensor:
+def _price_task(weights, x, U, lam, penalty, delay, lif, blk, biases=None) -> torch.Tensor:
     """Body of one Ray pricing task (one torch thread: the tasks are the parallelism)."""
     torch.set_num_threads(1)
-    return _price_range(weights, x, U, lam, penalty, delay, lif, blk)
+    return _price_range(weights, x, U, lam, penalty, delay, lif, blk, biases)
 
 
-def _price_ray(weights, x, U, lam, penalty, delay, lif, blk, n_tasks) -> torch.Tensor:
+def _price_ray(weights, x, U, lam, penalty, delay, lif, blk, n_tasks, biases=None) -> torch.Tensor:
     r""":func:`_price_range` split over Ray tasks on the running Ray instance.
 
     Every task gets a contiguous range of candidates whose boundaries are multiples of ``blk``,
@@ -429,7 +451,17 @@ def _price_ray(weights, x, U, lam, penalty, delay, lif, blk, n_tasks) -> torch.T
     task = ray.remote(num_cpus=1)(_price_task)
     x_ref, U_ref = ray.put(x), ray.put(U)
     refs = [
-        task.remote(weights[:, k0 : k0 + per].clone(), x_ref, U_ref, lam, penalty, delay, lif, blk)
+        task.remote(
+            weights[:, k0 : k0 + per].clone(),
+            x_ref,
+            U_ref,
+            lam,
+            penalty,
+            delay,
+            lif,
+            blk,
+            None if biases is None else biases[k0 : k0 + per].clone(),
+        )
         for k0 in range(0, K, per)
     ]
     logger.debug("pricing %d candidates in %d Ray tasks", K, len(refs))
@@ -745,6 +777,7 @@ def _edge_scores(
     last_only: bool,
     lif: dict,
     block_entries: int = 1 << 24,
+    biases: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Prices and steepest-edge scores of candidates ``weights`` ``(d, K)``.
 
@@ -758,7 +791,8 @@ def _edge_scores(
     blk = max(1, block_entries // max(1, n * T))
     out_p, out_s = [], []
     for k0 in range(0, weights.shape[1], blk):
-        s = _source_spikes(weights[:, k0 : k0 + blk], x, **lif)  # (n, T, k)
+        b = None if biases is None else biases[k0 : k0 + blk]
+        s = _source_spikes(weights[:, k0 : k0 + blk], x, **lif, bias=b)  # (n, T, k)
         if last_only:
             s = s[:, -1:]
         G = torch.einsum("ntk,nc->tkc", s, U)
@@ -1586,4 +1620,283 @@ def fit_column_generation(
         rounds=records,
         stopped=stopped,
         settings=settings,
+    )
+
+
+# ---------------------------------------------- template (threshold-source) column generation
+@dataclass
+class TemplateRoundRecord(RoundRecord):
+    """:class:`RoundRecord` with the validation accuracy of the round's readout (``nan`` without
+    validation rows)."""
+
+    val_accuracy: float = float("nan")
+
+
+@dataclass
+class TemplateColumnGenerationResult(ColumnGenerationResult):
+    """Result of :func:`fit_template_column_generation`: as :class:`ColumnGenerationResult`, with
+    the final sources' unit templates ``V`` ``(K, d)``, thresholds ``q`` ``(K,)`` and ``lam``."""
+
+    V: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0))
+    q: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    lam: float = float("nan")
+
+
+def fit_template_column_generation(
+    X: Any,
+    y: Any,
+    *,
+    n_classes: int,
+    grid: tuple[int, int],
+    reg: float | None = None,
+    lam: float | None = None,
+    init_sources: int = 1024,
+    pool: int = 2048,
+    add: int = 256,
+    budget: int | None = None,
+    rounds: int = 1,
+    price_final: bool = True,
+    rule: str = "steepest",
+    min_size: tuple[int, int] = (3, 5),
+    quantiles: tuple[float, float] = (0.5, 0.95),
+    n_sample: int = 2000,
+    scale: float = 0.5,
+    leak: float = 0.0,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    seed: int = 0,
+    tol: float = 1e-6,
+    max_time: float | None = None,
+    solver: str = "auto",
+    polish: bool = True,
+    block_entries: int = 1 << 24,
+    validation: tuple[Any, Any] | None = None,
+) -> TemplateColumnGenerationResult:
+    r"""Column generation over template (threshold) sources with delay lines, squared loss + L1.
+
+    Witnesses are the sources of :func:`convexsnn.delay.template_delay_witnesses`: source
+    :math:`j` (unit template :math:`v_j`, threshold :math:`q_j`, weights and bias of
+    :func:`convexsnn.delay.threshold_weights`) with its delay line, so its ``T`` columns are its
+    spikes at every step. With :math:`\lambda` fixed (``lam``, or ``reg`` :math:`=\beta` with
+    :math:`\lambda = \beta/\sqrt{P_0}`, :math:`P_0` the initial dictionary's columns), a round:
+
+    1. solve :math:`\min_W \tfrac12\sum_i a_i\lVert (DW)_i - y_i\rVert^2 + \lambda\lVert W
+       \rVert_1` on the current dictionary to a certificate (warm start from the last round);
+    2. price a fresh pool of ``pool`` template sources (:func:`convexsnn.delay.template_sources`
+       with seed ``seed + 1 + r``): :math:`\pi_j = \max_t \max_c |d_{j,t}^\top U_{:,c}| /
+       \lambda` against the solve's dual point :math:`U` (module docstring); the **pricing gap**
+       is :math:`\max_j \pi_j - 1` and, when positive, ``union_rel_gap`` the certified relative
+       gap of :math:`W` over the dictionary and the pool (:math:`U / (1 + \epsilon)` is feasible
+       there);
+    3. drop the sources all of whose columns have a zero weight, retire the sources of least
+       :math:`\sum |W|` while ``budget`` (sources) would be exceeded, and add the ``add``
+       violating candidates (:math:`\pi_j > 1`) of highest score (``rule``: ``"price"``, or
+       ``"steepest"``: :math:`\max_t \rho_t / (\lambda \lVert d_{j,t}\rVert_a)`).
+
+    After ``rounds`` additions the last dictionary is solved once more; with ``price_final`` a last
+    fresh pool is priced against that solve, so the final round reports the pricing gap of the
+    returned readout. Stops early (``stopped == "pricing"``) when no candidate of a pool violates.
+    The certificate of the result is that of the final solve over the final dictionary, recomputed
+    on the training rows by :func:`~convexsnn.convex.solve_readout`; dropped and retired sources
+    are not part of it. ``validation`` ``(X_val, y_val)``: every round records the validation
+    accuracy of its readout (never used by the rounds). Deterministic for a seed and ``X``.
+    """
+    check_choice(rule, "rule", _RULES)
+    x = check_sequence_input(X, "X", dtype=torch.float64)
+    yt = torch.as_tensor(y).reshape(-1)
+    if yt.shape[0] != x.shape[0]:
+        raise ValueError(f"y has {yt.shape[0]} rows, X has {x.shape[0]}")
+    if (reg is None) == (lam is None):
+        raise ValueError("give exactly one of reg (lam = reg / sqrt(P_0)) and lam")
+    init_sources = check_positive_int(init_sources, "init_sources")
+    pool = check_positive_int(pool, "pool")
+    add = check_positive_int(add, "add")
+    rounds = check_positive_int(rounds, "rounds", allow_zero=True)
+    budget = init_sources if budget is None else check_positive_int(budget, "budget")
+    seed = check_seed(seed)
+    n, T, d = x.shape
+    lif = {"leak": float(leak), "theta": float(theta), "reset": reset}
+
+    def draw(count: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return template_sources(
+            x, count, grid=grid, min_size=min_size, quantiles=quantiles, n_sample=n_sample, seed=s
+        )
+
+    settings = {
+        "family": "template",
+        "init_sources": init_sources,
+        "pool": pool,
+        "add": add,
+        "budget": budget,
+        "rounds": rounds,
+        "rule": rule,
+        "grid": [int(g) for g in grid],
+        "min_size": [int(v) for v in min_size],
+        "quantiles": [float(v) for v in quantiles],
+        "n_sample": int(n_sample),
+        "scale": float(scale),
+        "lif": lif,
+        "seed": seed,
+        "tol": tol,
+        "max_time": max_time,
+        "solver": solver,
+        "polish": polish,
+    }
+    prep = prepare_problem(torch.zeros(n, 1), yt, loss="squared", n_classes=n_classes)
+    df = prep.datafit
+    a = df.weights.to(torch.float64)
+    V, q = draw(init_sources, seed)
+    ids = torch.arange(init_sources)
+    next_id = init_sources
+    W_prev: dict[tuple[int, int], torch.Tensor] = {}
+    records: list[RoundRecord] = []
+    stopped = "rounds"
+    lam_v = float("nan") if lam is None else check_positive_float(lam, "lam")
+    for r in range(rounds + 1):
+        t0 = time.perf_counter()
+        desc = {"kind": "template_colgen", "seed": seed, "options": settings, "round": r}
+        wit = threshold_delay_witnesses(
+            V, q, T, scale=scale, leak=leak, theta=theta, reset=reset, description=desc
+        )
+        dic = build_dictionary(wit, x)
+        if reg is not None and r == 0:
+            lam_v = float(reg) / math.sqrt(dic.n_columns)
+            settings["lam"] = lam_v
+            settings["reg"] = float(reg)
+            settings["P0"] = dic.n_columns
+        prov = np.asarray(dic.provenance, dtype=np.int64)
+        owner, slot = prov[:, 0], prov[:, 1]
+        W0 = None
+        if W_prev:
+            C = next(iter(W_prev.values())).shape[0]
+            W0 = torch.zeros(dic.n_columns, C, dtype=torch.float64)
+            for j in range(dic.n_columns):
+                v = W_prev.get((int(ids[owner[j]]), int(slot[j])))
+                if v is not None:
+                    W0[j] = v
+        op = dic.operator(torch.float64)
+        sol = solve_readout(
+            op,
+            yt,
+            loss="squared",
+            penalty="l1",
+            lam=lam_v,
+            n_classes=n_classes,
+            tol=tol,
+            max_time=max_time,
+            W0=W0,
+            solver=solver,
+            polish=polish,
+        )
+        cert = sol.certificate
+        if sol.dual is None:
+            raise RuntimeError("solve_readout returned no dual point: nothing to price against")
+        U = sol.dual.to(torch.float64)
+        Wt = sol.W.to(torch.float64)
+        acc = float((predict_from_scores(op.matmul(sol.W)).cpu() == yt).to(torch.float64).mean())
+        rec = TemplateRoundRecord(
+            round=r,
+            n_witnesses=int(V.shape[0]),
+            n_columns=dic.n_columns,
+            primal=cert.primal,
+            dual=cert.dual,
+            rel_gap=cert.rel_gap,
+            converged=bool(cert.converged),
+            support=int(sol.support.numel()),
+            train_accuracy=acc,
+        )
+        if validation is not None:
+            Zv = dic.transform(validation[0], dtype=torch.float64) @ Wt
+            yv = torch.as_tensor(validation[1]).reshape(-1)
+            rec.val_accuracy = float((predict_from_scores(Zv) == yv).to(torch.float64).mean())
+        logger.info(
+            "template colgen round %d: %d sources, %d columns, rel gap %.2e (%s), support %d, "
+            "train %.4f, val %.4f, %.0f s",
+            r,
+            V.shape[0],
+            dic.n_columns,
+            cert.rel_gap,
+            cert.status,
+            rec.support,
+            acc,
+            rec.val_accuracy,
+            time.perf_counter() - t0,
+        )
+        W_prev = {
+            (int(ids[owner[j]]), int(slot[j])): Wt[j]
+            for j in range(dic.n_columns)
+            if bool((Wt[j] != 0).any())
+        }
+        if r == rounds and not price_final:
+            rec.seconds = time.perf_counter() - t0
+            records.append(rec)
+            break
+        Vc, qc = draw(pool, seed + 1 + r)
+        Wc, bc = threshold_weights(Vc, qc, scale=scale, theta=theta)
+        prices, scores = _edge_scores(
+            Wc, x, U, a, lam_v, "l1", False, lif, block_entries, biases=bc
+        )
+        if rule == "price":
+            scores = prices
+        rec.n_candidates = pool
+        rec.proposals = {"template": pool}
+        eps = float(prices.max()) - 1.0
+        rec.pricing_gap = eps
+        sc = 1.0 / (1.0 + max(eps, 0.0))
+        dual_union = float(df.dual_value(U, sc)) if sc < 1.0 else cert.dual
+        rec.union_rel_gap = max(cert.primal - dual_union, 0.0) / max(abs(cert.primal), 1e-300)
+        violating = torch.nonzero(prices > 1.0, as_tuple=False)[:, 0]
+        rec.n_violating = int(violating.numel())
+        logger.info(
+            "template colgen round %d: pricing gap %.3g over %d candidates (%d violate), union "
+            "rel gap %.3g",
+            r,
+            eps,
+            pool,
+            rec.n_violating,
+            rec.union_rel_gap,
+        )
+        if violating.numel() == 0:
+            stopped = "pricing"
+            rec.seconds = time.perf_counter() - t0
+            records.append(rec)
+            break
+        if r == rounds:
+            rec.seconds = time.perf_counter() - t0
+            records.append(rec)
+            break
+        K = V.shape[0]
+        ww = np.zeros(K)
+        np.add.at(ww, owner, Wt.abs().sum(dim=1).cpu().numpy())
+        keep = ww > 0
+        rec.n_dropped = int(K - keep.sum())
+        n_new = min(add, int(violating.numel()))
+        over = int(keep.sum()) + n_new - budget
+        if over > 0:  # retire the kept sources of least weight
+            kept = np.nonzero(keep)[0]
+            retire = kept[np.argsort(ww[kept], kind="stable")[:over]]
+            keep[retire] = False
+            rec.n_retired = int(retire.size)
+        order = violating[torch.argsort(scores[violating], descending=True, stable=True)][:n_new]
+        kt = torch.from_numpy(keep)
+        V = torch.cat([V[kt], Vc[order]])
+        q = torch.cat([q[kt], qc[order]])
+        ids = torch.cat([ids[kt], torch.arange(next_id, next_id + order.numel())])
+        next_id += int(order.numel())
+        rec.n_added = int(order.numel())
+        rec.seconds = time.perf_counter() - t0
+        records.append(rec)
+        if rec.n_added == 0:
+            stopped = "budget"
+            break
+    return TemplateColumnGenerationResult(
+        witnesses=wit,
+        dictionary=dic,
+        solution=sol,
+        rounds=records,
+        stopped=stopped,
+        settings=settings,
+        V=V,
+        q=q,
+        lam=lam_v,
     )

@@ -79,6 +79,9 @@ __all__ = [
     "relayed_spikes",
     "sparse_windows",
     "template_delay_witnesses",
+    "template_sources",
+    "threshold_delay_witnesses",
+    "threshold_weights",
     "two_layer_delay_witnesses",
     "window_weights",
 ]
@@ -288,6 +291,94 @@ def patch_delay_witnesses(
     return delay_line_witnesses(base, n_steps)
 
 
+def template_sources(
+    X: torch.Tensor,
+    n_neurons: int,
+    *,
+    grid: tuple[int, int],
+    min_size: tuple[int, int] = (3, 5),
+    quantiles: tuple[float, float] = (0.5, 0.95),
+    n_sample: int = 2000,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Unit templates ``V`` ``(n_neurons, d)`` and thresholds ``q`` ``(n_neurons,)`` of
+    :func:`template_delay_witnesses` (its equations), float64 on the CPU.
+
+    A source with template :math:`v_j` and threshold :math:`q_j` spikes at step :math:`t` (leak 0)
+    iff :math:`v_j^\top x_t \ge q_j`; :func:`threshold_delay_witnesses` makes the witnesses.
+    Deterministic for a seed and ``X``; different seeds give independent draws (the candidate
+    pools of :func:`convexsnn.colgen.fit_template_column_generation`).
+    """
+    if not isinstance(X, torch.Tensor) or X.ndim != 3:
+        raise ValueError("X must be an (n, T, n_inputs) tensor of training sequences")
+    n = check_positive_int(n_neurons, "n_neurons")
+    H, C = (check_positive_int(g, "grid") for g in grid)
+    if X.shape[2] != H * C:
+        raise ValueError(f"grid {H} x {C} does not match the {X.shape[2]} inputs of a step")
+    qlo, qhi = (float(q) for q in quantiles)
+    if not 0.0 <= qlo <= qhi <= 1.0:
+        raise ValueError(f"quantiles must satisfy 0 <= lo <= hi <= 1, got {quantiles!r}")
+    rows, T, d = X.shape
+    gen = torch.Generator().manual_seed(check_seed(seed))
+    mask = _patch_masks(gen, n, (H, C), min_size).reshape(n, d).to(torch.float64)
+    Xd = X.detach().to("cpu", torch.float64)
+    mu = Xd.mean((0, 1))
+    a = torch.randint(rows, (n, 100), generator=gen)
+    t = torch.randint(T, (n, 100), generator=gen)
+    V = torch.empty(n, d, dtype=torch.float64)
+    for j in range(n):
+        ink = (Xd[a[j], t[j]] * mask[j]).sum(1) > 0  # the draws with input in R_j
+        k = int(ink.nonzero()[0]) if bool(ink.any()) else 0
+        V[j] = (Xd[a[j, k], t[j, k]] - mu) * mask[j]
+    V = V / V.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    sample = torch.randperm(rows, generator=gen)[: check_positive_int(n_sample, "n_sample")]
+    S = Xd[sample].reshape(-1, d) @ V.T  # projections of the sampled steps, (m, n)
+    level = qlo + (qhi - qlo) * torch.rand(n, generator=gen, dtype=torch.float64)
+    srt = S.sort(0).values
+    idx = (level * (srt.shape[0] - 1)).round().long()
+    q = srt.gather(0, idx[None, :])[0]
+    return V, q
+
+
+def threshold_weights(
+    V: torch.Tensor, q: torch.Tensor, *, scale: float = 0.5, theta: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Input weights ``(d, n)`` and biases ``(n,)`` of threshold sources: :math:`W_j = c\, v_j`,
+    :math:`b_j = \theta - c\, q_j`, :math:`c = s \sqrt d` (:func:`template_delay_witnesses`)."""
+    V = torch.as_tensor(V, dtype=torch.float64)
+    q = torch.as_tensor(q, dtype=torch.float64)
+    if V.ndim != 2 or q.shape != (V.shape[0],):
+        raise ValueError(f"V must be (n, d) and q (n,), got {tuple(V.shape)} and {tuple(q.shape)}")
+    c = float(scale) * V.shape[1] ** 0.5
+    return (c * V).T.contiguous(), float(theta) - c * q
+
+
+def threshold_delay_witnesses(
+    V: torch.Tensor,
+    q: torch.Tensor,
+    n_steps: int,
+    *,
+    scale: float = 0.5,
+    leak: float = 0.0,
+    theta: float = 1.0,
+    reset: str = "subtract",
+    description: dict | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Witnesses:
+    r"""One threshold source per branch (weights and bias of :func:`threshold_weights`) with its
+    delay line (:func:`delay_line_witnesses`): ``n * n_steps`` last-step columns."""
+    W, b = threshold_weights(V, q, scale=scale, theta=theta)
+    n = W.shape[1]
+    weights = W.T.reshape(n, -1, 1).contiguous().to(dtype)  # (n, d, 1)
+    bias = b.reshape(n, 1).to(dtype)
+    if device is not None:
+        weights, bias = weights.to(device), bias.to(device)
+    desc = description or {"kind": "threshold", "seed": None}
+    base = Witnesses([weights], [bias], None, leak, theta, reset, desc)
+    return delay_line_witnesses(base, n_steps=check_positive_int(n_steps, "n_steps"))
+
+
 def template_delay_witnesses(
     X: torch.Tensor,
     n_neurons: int,
@@ -325,57 +416,45 @@ def template_delay_witnesses(
     :math:`v_j^\top x_t \ge q_j` (:math:`u_t = W_j^\top x_t + b_j \ge \theta`): a template match
     with a data-set threshold, at a rate near ``1 - level``. Each source is a branch with its
     delay line (:func:`delay_line_witnesses`); the bias sits on the source only. Deterministic for
-    a seed and ``X``.
+    a seed and ``X`` (:func:`template_sources` draws ``V`` and ``q``,
+    :func:`threshold_delay_witnesses` builds the witnesses).
     """
-    if not isinstance(X, torch.Tensor) or X.ndim != 3:
-        raise ValueError("X must be an (n, T, n_inputs) tensor of training sequences")
-    n = check_positive_int(n_neurons, "n_neurons")
-    H, C = (check_positive_int(g, "grid") for g in grid)
-    if X.shape[2] != H * C:
-        raise ValueError(f"grid {H} x {C} does not match the {X.shape[2]} inputs of a step")
-    qlo, qhi = (float(q) for q in quantiles)
-    if not 0.0 <= qlo <= qhi <= 1.0:
-        raise ValueError(f"quantiles must satisfy 0 <= lo <= hi <= 1, got {quantiles!r}")
-    rows, T, d = X.shape
-    gen = torch.Generator().manual_seed(check_seed(seed))
-    mask = _patch_masks(gen, n, (H, C), min_size).reshape(n, d).to(torch.float64)
-    Xd = X.detach().to("cpu", torch.float64)
-    mu = Xd.mean((0, 1))
-    a = torch.randint(rows, (n, 100), generator=gen)
-    t = torch.randint(T, (n, 100), generator=gen)
-    V = torch.empty(n, d, dtype=torch.float64)
-    for j in range(n):
-        ink = (Xd[a[j], t[j]] * mask[j]).sum(1) > 0  # the draws with input in R_j
-        k = int(ink.nonzero()[0]) if bool(ink.any()) else 0
-        V[j] = (Xd[a[j, k], t[j, k]] - mu) * mask[j]
-    V = V / V.norm(dim=1, keepdim=True).clamp(min=1e-12)
-    sample = torch.randperm(rows, generator=gen)[: check_positive_int(n_sample, "n_sample")]
-    S = Xd[sample].reshape(-1, d) @ V.T  # projections of the sampled steps, (m, n)
-    level = qlo + (qhi - qlo) * torch.rand(n, generator=gen, dtype=torch.float64)
-    srt = S.sort(0).values
-    idx = (level * (srt.shape[0] - 1)).round().long()
-    q = srt.gather(0, idx[None, :])[0]
-    c = float(scale) * (H * C) ** 0.5
-    weights = (c * V).T.reshape(1, d, n).permute(2, 1, 0).contiguous().to(dtype)  # (n, d, 1)
-    bias = (float(theta) - c * q).reshape(n, 1).to(dtype)
-    if device is not None:
-        weights, bias = weights.to(device), bias.to(device)
+    V, q = template_sources(
+        X,
+        n_neurons,
+        grid=grid,
+        min_size=min_size,
+        quantiles=quantiles,
+        n_sample=n_sample,
+        seed=seed,
+    )
+    H, C = (int(g) for g in grid)
     desc = {
         "kind": "template",
         "seed": int(seed),
         "options": {
             "grid": [H, C],
-            "n_neurons": n,
+            "n_neurons": int(n_neurons),
             "min_size": [int(v) for v in min_size],
-            "quantiles": [qlo, qhi],
+            "quantiles": [float(v) for v in quantiles],
             "n_sample": int(n_sample),
             "scale": float(scale),
-            "n_rows": int(rows),
+            "n_rows": int(X.shape[0]),
             "dtype": str(dtype).replace("torch.", ""),
         },
     }
-    base = Witnesses([weights], [bias], None, leak, theta, reset, desc)
-    return delay_line_witnesses(base, n_steps=T)
+    return threshold_delay_witnesses(
+        V,
+        q,
+        int(X.shape[1]),
+        scale=scale,
+        leak=leak,
+        theta=theta,
+        reset=reset,
+        description=desc,
+        dtype=dtype,
+        device=device,
+    )
 
 
 def is_delay_line(witnesses: Witnesses) -> bool:
