@@ -5,6 +5,9 @@ Dictionaries (built once and cached in ``--cache-dir``, default ``benchmarks/.ca
 * ``delay6k``: the pure-convex MNIST delay-line dictionary of ``experiments/exp_pure_convex.py
   delay`` (sequential MNIST T = 4, 6000 training images, 1024 Gaussian sources, scale 1, seed 0,
   delay lines: 6000 x ~4083), at :math:`\\lambda = \\beta / \\sqrt P`;
+* ``template2048``: the pure-convex dictionary of ``experiments/exp_pure_convex.py delay
+  --n-train 55000 --neurons 2048 --family template --leak 0 --scale 0.5`` (seed ``--seed``;
+  55000 x ~8020, the solve mnist97b needs at beta 1e-2 and 3e-3);
 * ``mnist55k``: the 55k x 16k dictionary of ``benchmarks/bench_dictionary.py solve`` (16384
   Gaussian witnesses, scale 0.3, T = 4; a ``--cache`` file written by that command is read as
   it is).
@@ -64,6 +67,23 @@ def _problem(a):
         wd = gaussian_delay_witnesses(task.train.X.shape[2], 1024, 4, scale=1.0, seed=a.seed)
         d = build_dictionary(wd, task.train.X, storage="packed")
         cache_dir.mkdir(parents=True, exist_ok=True)
+        d.save(path)
+        return d, y
+    if a.problem == "template2048":
+        path = Path(a.cache) if a.cache else cache_dir / f"template2048_seed{a.seed}.npz"
+        task = sequential_mnist(MNIST, T=4, n_train=55000, n_val=5000, seed=a.seed)
+        y = task.train.y
+        if path.exists():
+            return SpikeDictionary.load(path, storage="packed"), y
+        from convexsnn.delay import template_delay_witnesses
+
+        X = task.train.X
+        wd = template_delay_witnesses(
+            X, 2048, grid=(X.shape[2] // 28, 28), min_size=(3, 5), quantiles=(0.5, 0.95),
+            scale=0.5, seed=a.seed, leak=0.0,
+        )  # fmt: skip
+        d = build_dictionary(wd, X, storage="packed")
+        path.parent.mkdir(parents=True, exist_ok=True)
         d.save(path)
         return d, y
     path = Path(a.cache) if a.cache else cache_dir / "mnist55k_16k.npz"
@@ -195,7 +215,7 @@ def cmd_run(a) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("command", choices=["run", "_child"])
-    p.add_argument("--problem", default="delay6k", choices=["delay6k", "mnist55k"])
+    p.add_argument("--problem", default="delay6k", choices=["delay6k", "mnist55k", "template2048"])
     p.add_argument("--beta", type=float, nargs="+", default=[3e-2, 1e-2])
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--max-time", type=float, default=600.0)
