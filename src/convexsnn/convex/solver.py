@@ -570,19 +570,18 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             and type(pen) is L1
             and numba_available()
             and _has(op, "columns", "dense")
-            and n * P <= NEWTON_MAX_ENTRIES
         ):
             # proximal Newton: with the full Hessian where it is small (sC <= 1024, measured
             # 8-26x faster than FISTA there), else in row form with the face phase
             # (_softmax_cd + _softmax_face), which certified the MNIST paper dictionary
             # (6000 x 984) at beta 1e-1 / 1e-2 in 24 s / 214 s (2e-6 at 1e-3 in 600 s) where
             # FISTA stopped at rel gaps 0.03 / 0.06 after 60 s
-            # (benchmarks/results/bench_softmax_newton.json). Larger dictionaries keep FISTA:
-            # solver="newton" goes through working sets there, and on the sequential-MNIST full
-            # dictionary (55000 x 3966, beta 1e-2, float64, one thread, load 6-7) it was at rel
-            # gap 0.76 after 355 s where FISTA was at 0.75 after 400 s (0.12 after 1260 s, not
-            # certified, with 3.4 GB against 0.8 GB; benchmarks/results/
-            # bench_softmax_newton_55k.json): not measured faster
+            # (benchmarks/results/bench_softmax_newton.json). Above NEWTON_MAX_ENTRIES through
+            # working sets: on the full-rec SG-CVX dictionary (55000 x 968, seed 0) it
+            # certified beta 1e-3 in 174 s where FISTA (the previous choice there) stopped
+            # uncertified (benchmarks/results/bench_softmax_55k_sgcvx.json); on the full CVX
+            # dictionary (55000 x 3966, beta 1e-2) the two were at the same rel gap at equal
+            # time (bench_softmax_newton_55k.json)
             return "newton"
         if df.smooth:
             return "fista"
