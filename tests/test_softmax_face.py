@@ -146,10 +146,8 @@ def test_face_newton_cg_descends_keeps_signs_and_solves_the_face(
     assert face_grad_norm(res.W) <= 1e-5 * face_grad_norm(W0)
     if not res.left_face:
         assert res.F - Fstar <= 1e-9 * abs(Fstar)
-    # the explicit Hessian's Newton steps converge in a handful of steps
+    # the explicit Hessian was used (or not)
     assert (res.explicit > 0) == explicit
-    if explicit:
-        assert res.steps <= 15
 
 
 @pytest.mark.slow
@@ -231,7 +229,25 @@ def test_face_hessian_matches_gradient_differences(three):
         col = ((grad(W + eps * V) - grad(W - eps * V)) / (2 * eps)).reshape(-1)[flat]
         assert np.abs(H[:, f] - col).max() <= 1e-6 * max(np.abs(col).max(), 1e-12)
     assert np.linalg.eigvalsh(H).min() >= -1e-12 * np.abs(H).max()
-    # the Newton direction solves (H + mu I) d = -g
-    g = rng.normal(size=F)
-    d, mu = face_mod._newton_direction(H, g, 1e-6)
-    assert np.allclose((H + mu * np.eye(F)) @ d, -g, atol=1e-8 * np.abs(g).max())
+
+
+def test_block_csc_matches_the_dense_block():
+    # the compressed columns (compiled count / fill kernels), read from the operator or from
+    # the float32 copy, hold exactly the nonzeros of each column, in row order
+    import torch
+
+    from convexsnn.convex.linear_operator import as_operator
+
+    D, _ = _tomita(n=700, P=45)
+    D = D * np.random.default_rng(4).choice([1.0, 0.5], size=D.shape)  # non-binary values too
+    op = as_operator(torch.from_numpy(D), check_binary=False)
+    cd_mod._compile()
+    Db = cd_mod._block_dense32(op, chunk=16)
+    assert Db.dtype == np.float32 and np.array_equal(Db, D.astype(np.float32))
+    for dense in (None, Db):
+        ptr, idx, val = cd_mod._block_csc(op, chunk=16, dense=dense)
+        assert ptr[0] == 0 and ptr[-1] == np.count_nonzero(D)
+        for j in range(D.shape[1]):
+            rows = np.flatnonzero(D[:, j])
+            assert np.array_equal(idx[ptr[j] : ptr[j + 1]], rows)
+            assert np.array_equal(val[ptr[j] : ptr[j + 1]], D[rows, j].astype(np.float32))

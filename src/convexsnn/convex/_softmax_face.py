@@ -32,11 +32,11 @@ violation of the dual constraints off the face, :math:`\lVert(|G_{jc}| - \lambda
 \rVert` over :math:`W_{jc} = 0` (the support is still wrong: solving the face further is wasted).
 Where the face is small (:data:`EXPLICIT`: at most :data:`EXPLICIT_MAX_FREE` free coordinates
 and :data:`EXPLICIT_MAX_WORK` multiply-adds) the Hessian is instead formed once per step in
-float64 from the block's rows (:func:`face_hessian`) and the Newton system solved by Cholesky:
-a step costs about :math:`n F^2/2` multiply-adds for ``F`` free coordinates, against the
-90-130 Hessian-vector products of :math:`4 n s C` each that conjugate gradients took per late
-step on the 55000-row SG-CVX dictionary of sequential MNIST (F about 570). The step is scaled
-back into the same trust region and goes through the same line search.
+float64 from the block's rows (:func:`face_hessian`, about :math:`n F^2/2` multiply-adds for
+``F`` free coordinates) and the same preconditioned Steihaug-Toint conjugate gradients run on it:
+each of their products then costs :math:`F^2` instead of the :math:`4 n s C` of two products with
+the block (late face steps took 90-130 of them on the 55000-row SG-CVX dictionary of sequential
+MNIST, ``F`` about 570).
 Conjugate gradients converge in about :math:`\sqrt{\kappa}` products where coordinate descent
 on the same ill-conditioned model (probabilities near 0 or 1 at small :math:`\lambda`) needs
 about :math:`\kappa` sweeps: this is the softmax counterpart of the squared-loss support solve in
@@ -78,9 +78,9 @@ MU_MIN = 1e-8
 #: the solve took 83-96 s against 90 s with the diagonal at beta 1e-2 (load 6), and at 1e-3 it
 #: was at rel gap 1.8e-2 after 312 s (the diagonal: 2e-6 after 600 s in last round's benchmark)
 CLASS_BLOCKS = False
-#: form the face Hessian explicitly (float64, :func:`face_hessian`) and solve the Newton system
-#: by Cholesky where that is cheap (:data:`EXPLICIT_MAX_FREE`, :data:`EXPLICIT_MAX_WORK`), instead
-#: of conjugate gradients on Hessian-vector products
+#: form the face Hessian explicitly (float64, :func:`face_hessian`) where that is cheap
+#: (:data:`EXPLICIT_MAX_FREE`, :data:`EXPLICIT_MAX_WORK`) and run conjugate gradients on it
+#: instead of on Hessian-vector products with the block
 EXPLICIT = True
 #: most free coordinates of a face whose Hessian is formed (``8 F^2`` bytes: 50 MB at 2500)
 EXPLICIT_MAX_FREE = 2500
@@ -254,28 +254,6 @@ def face_hessian(
     return H
 
 
-def _newton_direction(H: np.ndarray, g: np.ndarray, mu: float) -> tuple[np.ndarray, float]:
-    r"""The Newton direction :math:`d = -(H + \mu I)^{-1} g` by Cholesky (torch, float64). A
-    factorisation refused (``H`` is positive semidefinite in exact arithmetic, its rounding can
-    make it fail) is retried with ten times the ridge :math:`\mu` (floored at ``1e-12`` times
-    the mean diagonal). Returns the direction and the ridge used."""
-    import torch
-
-    hbar = max(float(np.diagonal(H).mean()), 1e-300)
-    mu = max(float(mu), 1e-12 * hbar)
-    Ht = torch.from_numpy(H)
-    eye = torch.eye(H.shape[0], dtype=Ht.dtype)
-    for _ in range(30):
-        L, info = torch.linalg.cholesky_ex(Ht + mu * eye)
-        if int(info) == 0:
-            d = -torch.cholesky_solve(torch.from_numpy(g).reshape(-1, 1), L).reshape(-1)
-            dn = d.numpy()
-            if np.all(np.isfinite(dn)):
-                return dn, mu
-        mu *= 10.0
-    raise np.linalg.LinAlgError("the face Hessian could not be factorised")
-
-
 class FaceResult:
     """What one face phase hands back: the new point, its product and the step counts."""
 
@@ -403,20 +381,17 @@ def face_newton_cg(
         nf = int(fr.sum())
         use_h = EXPLICIT and nf <= EXPLICIT_MAX_FREE and rws.size * nf * nf <= EXPLICIT_MAX_WORK
         if use_h:
-            # the face Hessian formed (float64) and the Newton system solved by Cholesky; the
-            # step is scaled back to the trust region (same norm as conjugate gradients)
+            # the face Hessian formed once (float64): each conjugate-gradient product is then
+            # an F x F matrix-vector product instead of two products with the block
             H = face_hessian(Dh, a[rws], Pm[rws], fr)
-            dn, _ = _newton_direction(H, -r[fr], mu)
-            d[fr] = dn
-            dMd = float((d * M_apply(d)).sum())
-            if dMd > radius * radius:
-                d *= radius / math.sqrt(dMd)
-                boundary = True
-            rz = 0.0
             explicit += 1
-        while not use_h and k < MAX_CG:
+        while k < MAX_CG:
             k += 1
-            Hp = _hvp(Dh, Pa, P32, fm, fr, mu, p, full)
+            if use_h:
+                Hp = mu * p
+                Hp[fr] += H @ p[fr]
+            else:
+                Hp = _hvp(Dh, Pa, P32, fm, fr, mu, p, full)
             pHp = float((p * Hp).sum())
             alpha = rz / pHp if pHp > 0.0 else math.inf
             if pHp <= 0.0 or dMd + 2 * alpha * dMp + alpha * alpha * pMp >= radius * radius:
@@ -466,7 +441,7 @@ def face_newton_cg(
             steps,
             Fw,
             int(free.sum()),
-            "H" if use_h else k,
+            f"{k}H" if use_h else k,
             math.sqrt(max(rz, 0.0) / max(rz0, 1e-300)),
             t,
             radius,
