@@ -1,8 +1,9 @@
 """Softmax + l1 on the sequential-MNIST paper dictionary: Hessian-free proximal Newton with the
 face phase (``solver="newton"``: coordinate-descent proximal steps, Newton-CG on the identified
-face, ``convex/_softmax_face.py``), the same solver without the face phase (the previous
-``solver="newton"``, ``_softmax_cd.FACE_PHASE = False``) and FISTA (``solver="fista"``),
-interleaved in one run.
+face, ``convex/_softmax_face.py``, with the explicit face Hessian where the face is small), the
+same with conjugate gradients on Hessian-vector products only (``newton-cg``,
+``_softmax_face.EXPLICIT = False``), the same solver without the face phase (``newton-noface``,
+``_softmax_cd.FACE_PHASE = False``) and FISTA (``solver="fista"``), interleaved in one run.
 
 The dictionary is the CVX one of a configuration of ``convexsnn.experiments.mnist``
 (``--config``: ``"paper"``, 6000 x 984, or ``"full"``, 55000 x 3966; seed 0, Gaussian witnesses
@@ -22,6 +23,9 @@ Usage::
     ... bench_softmax_newton.py --config full --betas 1e-2 1e-3 --max-time-new 1200 \\
         --max-time-prev 0 --max-time-fista 250 \\
         --out benchmarks/results/bench_softmax_newton_55k.json
+    # a saved dictionary (D uint8 n x P, y), e.g. the full-rec SG-CVX one at 55000 x 968
+    ... bench_softmax_newton.py --dictionary fullrec_s0_dict.npz --betas 1e-3 1e-2 \
+        --max-time-new 600 --max-time-cg 600 --max-time-prev 0 --max-time-fista 300
 """
 
 from __future__ import annotations

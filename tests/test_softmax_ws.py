@@ -116,7 +116,7 @@ def test_working_set_capped_solve_reports_not_converged(ws_solver):
 
 def test_auto_picks_newton_working_sets_above_newton_max_entries(ws_solver):
     # measured faster there (the 55k full-rec SG-CVX dictionary:
-    # benchmarks/results/bench_softmax_55k_sgcvx.json); the certificate still decides the stop
+    # benchmarks/results/bench_softmax_55k_sgcvx_run1.json); the certificate still decides the stop
     D, y = _dictionary()
     C = int(y.max()) + 1
     lam = 1e-1 * float(lambda_max(D, y, loss="softmax"))
