@@ -96,8 +96,11 @@ def _face_problem(three: bool):
     return D, y, a, lam, product, gradient, objective
 
 
+@pytest.mark.parametrize("explicit", [False, True])
 @pytest.mark.parametrize("three", [False, True])
-def test_face_newton_cg_descends_keeps_signs_and_solves_the_face(rows_solver, monkeypatch, three):
+def test_face_newton_cg_descends_keeps_signs_and_solves_the_face(
+    rows_solver, monkeypatch, three, explicit
+):
     # from a perturbed optimum (same signs) the face phase never raises F, never flips a sign
     # and ends at a stationary point of the face it ends on: the optimum's value when no
     # coordinate left the face (the optimum lies on it); a coordinate can leave it, as the l1
@@ -105,6 +108,7 @@ def test_face_newton_cg_descends_keeps_signs_and_solves_the_face(rows_solver, mo
     # class of one neuron). The early stop for violations off the face is switched off: this
     # tests the face solve itself.
     monkeypatch.setattr(face_mod, "FACE_BALANCE", 0.0)
+    monkeypatch.setattr(face_mod, "EXPLICIT", explicit)
     D, y, a, lam, product, gradient, objective = _face_problem(three)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
@@ -142,6 +146,8 @@ def test_face_newton_cg_descends_keeps_signs_and_solves_the_face(rows_solver, mo
     assert face_grad_norm(res.W) <= 1e-5 * face_grad_norm(W0)
     if not res.left_face:
         assert res.F - Fstar <= 1e-9 * abs(Fstar)
+    # the explicit Hessian was used (or not)
+    assert (res.explicit > 0) == explicit
 
 
 @pytest.mark.slow
@@ -186,3 +192,62 @@ def test_class_blocks_are_the_hessian_diagonal_blocks():
             )
         off = np.flatnonzero(~fr[j])
         assert not Binv[j][off].any() and not Binv[j][:, off].any()
+
+
+@pytest.mark.parametrize("three", [False, True])
+def test_face_hessian_matches_gradient_differences(three):
+    # H on the free coordinates against central differences of the gradient
+    # G(W) = D^T A (P(DW) - E) (an independent route: no Hessian formula), on a real spike block,
+    # with probabilities near 0 / 1 on some rows (where p - p^2 would cancel)
+    D, y = _tomita(n=300, P=30, three_classes=three)
+    n, P = D.shape
+    C = int(y.max()) + 1
+    a = np.random.default_rng(2).uniform(0.5, 1.5, n) / n
+    E = np.eye(C)[y]
+    rng = np.random.default_rng(3)
+    W = rng.normal(scale=2.0, size=(P, C))
+
+    def probs(Wx):
+        Z = D @ Wx
+        Pm = np.exp(Z - Z.max(axis=1, keepdims=True))
+        return Pm / Pm.sum(axis=1, keepdims=True)
+
+    def grad(Wx):
+        return D.T @ (a[:, None] * (probs(Wx) - E))
+
+    fr = rng.random((P, C)) < 0.5
+    fr[0] = True  # a column with every class free (H is singular along 1 there)
+    H = face_mod.face_hessian(D.astype(np.float32), a, probs(W), fr, chunk=64)
+    F = int(fr.sum())
+    assert H.shape == (F, F) and np.allclose(H, H.T, rtol=0, atol=1e-15)
+    flat = np.flatnonzero(fr.reshape(-1))
+    eps = 1e-5
+    for f in rng.choice(F, size=8, replace=False):
+        V = np.zeros(P * C)
+        V[flat[f]] = 1.0
+        V = V.reshape(P, C)
+        col = ((grad(W + eps * V) - grad(W - eps * V)) / (2 * eps)).reshape(-1)[flat]
+        assert np.abs(H[:, f] - col).max() <= 1e-6 * max(np.abs(col).max(), 1e-12)
+    assert np.linalg.eigvalsh(H).min() >= -1e-12 * np.abs(H).max()
+
+
+def test_block_csc_matches_the_dense_block():
+    # the compressed columns (compiled count / fill kernels), read from the operator or from
+    # the float32 copy, hold exactly the nonzeros of each column, in row order
+    import torch
+
+    from convexsnn.convex.linear_operator import as_operator
+
+    D, _ = _tomita(n=700, P=45)
+    D = D * np.random.default_rng(4).choice([1.0, 0.5], size=D.shape)  # non-binary values too
+    op = as_operator(torch.from_numpy(D), check_binary=False)
+    cd_mod._compile()
+    Db = cd_mod._block_dense32(op, chunk=16)
+    assert Db.dtype == np.float32 and np.array_equal(Db, D.astype(np.float32))
+    for dense in (None, Db):
+        ptr, idx, val = cd_mod._block_csc(op, chunk=16, dense=dense)
+        assert ptr[0] == 0 and ptr[-1] == np.count_nonzero(D)
+        for j in range(D.shape[1]):
+            rows = np.flatnonzero(D[:, j])
+            assert np.array_equal(idx[ptr[j] : ptr[j + 1]], rows)
+            assert np.array_equal(val[ptr[j] : ptr[j + 1]], D[rows, j].astype(np.float32))

@@ -182,16 +182,42 @@ def _model_sweeps_py(ptr, idx, val, Rt, PAt, Pt, W, dW, dzt, rho, h, act, lam, m
     return sweeps
 
 
+def _csc_counts_py(Dt, cnt):
+    """``cnt[j]`` = the nonzeros of row ``j`` of ``Dt`` (a block's columns as rows)."""
+    k, n = Dt.shape
+    for j in range(k):
+        c = 0
+        for i in range(n):
+            if Dt[j, i] != 0.0:
+                c += 1
+        cnt[j] = c
+
+
+def _csc_fill_py(Dt, start, idx, val):
+    """Row indices and values of the nonzeros of each row ``j`` of ``Dt`` from ``start[j]``."""
+    k, n = Dt.shape
+    for j in range(k):
+        p = start[j]
+        for i in range(n):
+            x = Dt[j, i]
+            if x != 0.0:
+                idx[p] = i
+                val[p] = x
+                p += 1
+
+
 _grad_curv = _grad_curv_py
 _product = _product_py
 _model_sweeps = _model_sweeps_py
+_csc_counts = _csc_counts_py
+_csc_fill = _csc_fill_py
 _COMPILED = False
 _FAILED = False
 
 
 def _compile() -> None:
     """Compile the kernels on first use (numba's on-disk cache makes later processes fast)."""
-    global _grad_curv, _product, _model_sweeps, _COMPILED, _FAILED
+    global _grad_curv, _product, _model_sweeps, _csc_counts, _csc_fill, _COMPILED, _FAILED
     if _COMPILED or _FAILED:
         return
     if not HAVE_NUMBA:
@@ -205,6 +231,8 @@ def _compile() -> None:
     _grad_curv = numba.njit(cache=True, nogil=True)(_grad_curv_py)
     _product = numba.njit(cache=True, nogil=True)(_product_py)
     _model_sweeps = numba.njit(cache=True, nogil=True)(_model_sweeps_py)
+    _csc_counts = numba.njit(cache=True, nogil=True)(_csc_counts_py)
+    _csc_fill = numba.njit(cache=True, nogil=True)(_csc_fill_py)
     _COMPILED = True
 
 
@@ -311,21 +339,44 @@ def _solve_model(X, Rt, PAt, Pt, W, dW, dzt, rho, h, act, g, an, lam, tol_rel, m
     return sweeps
 
 
-def _block_csc(op, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _block_dense32(op, chunk: int = 256) -> np.ndarray:
+    """The block :math:`D_S` as a C-contiguous float32 ``n x s`` array, ``chunk`` columns at a
+    time (no ``n x s`` float64 copy of the block)."""
+    n, s = op.shape
+    Db = np.empty((n, s), dtype=np.float32)
+    for k0 in range(0, s, chunk):
+        k1 = min(s, k0 + chunk)
+        cols = torch.arange(k0, k1, dtype=torch.long)
+        blk = op.columns(cols).dense() if (k0 > 0 or k1 < s) else op.dense()
+        Db[:, k0:k1] = blk.to(torch.float32).cpu().numpy()
+    return Db
+
+
+def _block_csc(op, chunk: int = 256, dense: np.ndarray | None = None):
     """The block :math:`D_S` in compressed-column form (``ptr`` int64, row indices int32, values
-    float32), built ``chunk`` columns at a time (never an ``n x s`` float64 copy of the block)."""
+    float32), ``chunk`` columns at a time, from ``dense`` (the block as float32, when the caller
+    holds it) or from the operator (never an ``n x s`` float64 copy of the block)."""
     n, s = op.shape
     ptr = np.zeros(s + 1, dtype=np.int64)
     idx_parts, val_parts = [], []
     for k0 in range(0, s, chunk):
         k1 = min(s, k0 + chunk)
-        cols = torch.arange(k0, k1, dtype=torch.long)
-        blk = op.columns(cols).dense() if (k0 > 0 or k1 < s) else op.dense()
-        bt = blk.T.to(torch.float32).cpu().numpy()  # (k1 - k0, n)
-        jj, ii = np.nonzero(bt)
-        ptr[k0 + 1 : k1 + 1] = np.bincount(jj, minlength=k1 - k0)
-        idx_parts.append(ii.astype(np.int32))
-        val_parts.append(bt[jj, ii])
+        if dense is not None:
+            bt = np.ascontiguousarray(dense[:, k0:k1].T)
+        else:
+            cols = torch.arange(k0, k1, dtype=torch.long)
+            blk = op.columns(cols).dense() if (k0 > 0 or k1 < s) else op.dense()
+            bt = np.ascontiguousarray(blk.T.to(torch.float32).cpu().numpy())  # (k1 - k0, n)
+        cnt = np.zeros(k1 - k0, dtype=np.int64)
+        _csc_counts(bt, cnt)
+        start = np.zeros(k1 - k0, dtype=np.int64)
+        np.cumsum(cnt[:-1], out=start[1:])
+        ii = np.empty(int(cnt.sum()), dtype=np.int32)
+        vv = np.empty(ii.size, dtype=np.float32)
+        _csc_fill(bt, start, ii, vv)
+        ptr[k0 + 1 : k1 + 1] = cnt
+        idx_parts.append(ii)
+        val_parts.append(vv)
     np.cumsum(ptr, out=ptr)
     idx = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int32)
     val = np.concatenate(val_parts) if val_parts else np.zeros(0, np.float32)
@@ -396,7 +447,10 @@ def prox_newton_softmax_rows(
     )
     _compile()
     f64 = torch.float64
-    ptr, idx, val = _block_csc(op)
+    # the face phase (Newton-CG on the support, _softmax_face) on a dense float32 copy of the
+    # block, from which the compressed columns are also read
+    Db = _block_dense32(op) if face and face_fits(n, s) else None
+    ptr, idx, val = _block_csc(op, dense=Db)
     X = (ptr, idx, val)
     a = datafit.weights.to(f64).cpu().reshape(-1, 1)
     E = datafit.E.to(f64).cpu()
@@ -424,11 +478,7 @@ def prox_newton_softmax_rows(
     offer(Wn, Zt)
     it, matvecs, sweeps_total = 0, 1, 0
     tol_rel, m_prev = 0.1, math.inf
-    # the face phase (Newton-CG on the support, _softmax_face) on a dense float32 copy of the block
-    Db = None
-    if face and face_fits(n, s):
-        Db = np.ascontiguousarray(op.dense().to(torch.float32).cpu().numpy())
-        binary = bool(np.all(val == 1.0))
+    binary = Db is not None and bool(np.all(val == 1.0))
     radius = None
     face_steps = cg_total = 0
 

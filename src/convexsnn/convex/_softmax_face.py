@@ -30,6 +30,13 @@ proximal Newton step decides whether it comes back). A phase ends after ``max_st
 the face gradient has fallen by ``FACE_RTOL``, or when it is below ``FACE_BALANCE`` times the
 violation of the dual constraints off the face, :math:`\lVert(|G_{jc}| - \lambda)_+
 \rVert` over :math:`W_{jc} = 0` (the support is still wrong: solving the face further is wasted).
+Where the face is small (:data:`EXPLICIT`: at most :data:`EXPLICIT_MAX_FREE` free coordinates
+and :data:`EXPLICIT_MAX_WORK` multiply-adds) the Hessian is instead formed once per step in
+float64 from the block's rows (:func:`face_hessian`, about :math:`n F^2/2` multiply-adds for
+``F`` free coordinates) and the same preconditioned Steihaug-Toint conjugate gradients run on it:
+each of their products then costs :math:`F^2` instead of the :math:`4 n s C` of two products with
+the block (late face steps took 90-130 of them on the 55000-row SG-CVX dictionary of sequential
+MNIST, ``F`` about 570).
 Conjugate gradients converge in about :math:`\sqrt{\kappa}` products where coordinate descent
 on the same ill-conditioned model (probabilities near 0 or 1 at small :math:`\lambda`) needs
 about :math:`\kappa` sweeps: this is the softmax counterpart of the squared-loss support solve in
@@ -47,7 +54,7 @@ import numpy as np
 
 logger = logging.getLogger("convexsnn")
 
-__all__ = ["FaceResult", "face_newton_cg"]
+__all__ = ["FaceResult", "face_hessian", "face_newton_cg"]
 
 _EPS64 = float(np.finfo(np.float64).eps)
 #: Armijo sufficient-decrease constant
@@ -71,6 +78,18 @@ MU_MIN = 1e-8
 #: the solve took 83-96 s against 90 s with the diagonal at beta 1e-2 (load 6), and at 1e-3 it
 #: was at rel gap 1.8e-2 after 312 s (the diagonal: 2e-6 after 600 s in last round's benchmark)
 CLASS_BLOCKS = False
+#: form the face Hessian explicitly (float64, :func:`face_hessian`) where that is cheap
+#: (:data:`EXPLICIT_MAX_FREE`, :data:`EXPLICIT_MAX_WORK`) and run conjugate gradients on it
+#: instead of on Hessian-vector products with the block
+EXPLICIT = True
+#: most free coordinates of a face whose Hessian is formed (``8 F^2`` bytes: 50 MB at 2500)
+EXPLICIT_MAX_FREE = 2500
+#: most multiply-adds (rows with curvature x free coordinates squared) of one formation (about
+#: 10 s of one core in float64; a Hessian-vector product costs about ``4 n s C`` of them and the
+#: late face steps took 90-130 of them on the 55k SG-CVX dictionary)
+EXPLICIT_MAX_WORK = 2e11
+#: rows per chunk of the explicit formation
+EXPLICIT_CHUNK = 4096
 #: floor of the class blocks' damping, relative to their mean diagonal (measured on the MNIST
 #: paper dictionary's face at beta 1e-2: 1e-6 keeps 95% of the exact blocks' gain in
 #: conjugate-gradient iterations, 1e-4 half of it)
@@ -167,11 +186,80 @@ def _preconditioner(X, Pa, P32, fr, gnorm):
     return mu, (lambda x: Minv * x), (lambda x: Md * x)
 
 
+def face_hessian(
+    Db: np.ndarray, a: np.ndarray, Pm: np.ndarray, fr: np.ndarray, chunk: int | None = None
+) -> np.ndarray:
+    r"""The Hessian of the softmax loss on the free coordinates of a face, formed explicitly.
+
+    For the free coordinates :math:`f = (j, c)` (``fr[j, c]`` True, in row-major order of
+    ``fr``)
+
+    .. math::
+
+        H_{(j,c),(k,c')} = \sum_i d_{ij} d_{ik}\, a_i\big(p_{ic}[c = c'] - p_{ic}p_{ic'}\big),
+
+    accumulated in float64 over row chunks as one product per pair of classes: weights
+    :math:`a_i p_{ic}(1 - p_{ic})` on the diagonal class blocks and :math:`-a_i p_{ic} p_{ic'}`
+    off them, each nonnegative, so no difference of nearly equal terms is formed (at
+    :math:`p_{ic}` near 1, :math:`p_{ic} - p_{ic}^2` would lose its digits). Cost about
+    :math:`n F^2 / 2` multiply-adds for ``F`` free coordinates, ``8 F^2`` bytes.
+
+    Parameters
+    ----------
+    Db : ndarray (n, s)
+        The block's columns (any float dtype; binary for spike dictionaries).
+    a : ndarray (n,)
+        Row weights.
+    Pm : ndarray (n, C)
+        Probabilities at the current point.
+    fr : ndarray (s, C) bool
+        Free coordinates.
+    chunk : int, optional
+        Rows per chunk; default :data:`EXPLICIT_CHUNK`.
+
+    Returns
+    -------
+    ndarray (F, F) float64
+    """
+    chunk = EXPLICIT_CHUNK if chunk is None else int(chunk)
+    n = Db.shape[0]
+    C = fr.shape[1]
+    flat = np.flatnonzero(fr.reshape(-1))
+    js, cs = flat // C, flat % C
+    order = np.argsort(cs, kind="stable")  # class-sorted position -> face position
+    bounds = np.searchsorted(cs[order], np.arange(C + 1))
+    cls = [c for c in range(C) if bounds[c + 1] > bounds[c]]
+    jcols = {c: js[order[bounds[c] : bounds[c + 1]]] for c in cls}
+    F = flat.size
+    Hs = np.zeros((F, F))
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    for r0 in range(0, n, chunk):
+        r1 = min(n, r0 + chunk)
+        Dc = np.asarray(Db[r0:r1], dtype=np.float64)
+        Pc = np.asarray(Pm[r0:r1], dtype=np.float64)
+        ac = a[r0:r1]
+        X = {c: Dc[:, jcols[c]] for c in cls}
+        for ic, c in enumerate(cls):
+            sc = slice(bounds[c], bounds[c + 1])
+            w = ac * Pc[:, c] * (1.0 - Pc[:, c])
+            Hs[sc, sc] += (X[c] * w[:, None]).T @ X[c]
+            Y = X[c] * (ac * Pc[:, c])[:, None]
+            for c2 in cls[ic + 1 :]:
+                s2 = slice(bounds[c2], bounds[c2 + 1])
+                B = (Y * Pc[:, c2 : c2 + 1]).T @ X[c2]
+                Hs[sc, s2] -= B
+                Hs[s2, sc] -= B.T
+    H = np.empty_like(Hs)
+    H[np.ix_(order, order)] = Hs
+    return H
+
+
 class FaceResult:
     """What one face phase hands back: the new point, its product and the step counts."""
 
-    def __init__(self, W, Zt, F, steps, cg, radius, left_face):
+    def __init__(self, W, Zt, F, steps, cg, radius, left_face, explicit=0):
         self.W, self.Zt, self.F = W, Zt, F
+        self.explicit = explicit
         self.steps, self.cg, self.radius, self.left_face = steps, cg, radius, left_face
 
 
@@ -244,7 +332,7 @@ def face_newton_cg(
     if not free.any():
         return FaceResult(W, Zt, Fw, 0, 0, radius, False)
     a32 = a.astype(np.float32)[:, None]
-    steps = cg_total = 0
+    steps = cg_total = explicit = 0
     left = False
     g0 = None
     for _ in range(max_steps):
@@ -290,9 +378,20 @@ def face_newton_cg(
         dMd, dMp, pMp = 0.0, 0.0, rz
         boundary = False
         k = 0
+        nf = int(fr.sum())
+        use_h = EXPLICIT and nf <= EXPLICIT_MAX_FREE and rws.size * nf * nf <= EXPLICIT_MAX_WORK
+        if use_h:
+            # the face Hessian formed once (float64): each conjugate-gradient product is then
+            # an F x F matrix-vector product instead of two products with the block
+            H = face_hessian(Dh, a[rws], Pm[rws], fr)
+            explicit += 1
         while k < MAX_CG:
             k += 1
-            Hp = _hvp(Dh, Pa, P32, fm, fr, mu, p, full)
+            if use_h:
+                Hp = mu * p
+                Hp[fr] += H @ p[fr]
+            else:
+                Hp = _hvp(Dh, Pa, P32, fm, fr, mu, p, full)
             pHp = float((p * Hp).sum())
             alpha = rz / pHp if pHp > 0.0 else math.inf
             if pHp <= 0.0 or dMd + 2 * alpha * dMp + alpha * alpha * pMp >= radius * radius:
@@ -338,11 +437,11 @@ def face_newton_cg(
         rho = (Fw - Ft) / pred if accepted and pred > 0.0 else -1.0
         logger.log(
             log_level,
-            "face step %d: F=%.15g face=%d cg=%d res=%.2g t=%.3g radius=%.3g rho=%.3g |g|=%.3g",
+            "face step %d: F=%.15g face=%d cg=%s res=%.2g t=%.3g radius=%.3g rho=%.3g |g|=%.3g",
             steps,
             Fw,
             int(free.sum()),
-            k,
+            f"{k}H" if use_h else k,
             math.sqrt(max(rz, 0.0) / max(rz0, 1e-300)),
             t,
             radius,
@@ -373,4 +472,4 @@ def face_newton_cg(
             sgn = np.sign(W)
             if not free.any():
                 break
-    return FaceResult(W, Zt, Fw, steps, cg_total, radius, left)
+    return FaceResult(W, Zt, Fw, steps, cg_total, radius, left, explicit)

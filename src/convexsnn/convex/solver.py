@@ -66,7 +66,7 @@ work wherever their capabilities allow:
   to operator FISTA as soon as ``n * min(P, 4096) > 6e7``, i.e. at every ``n >= 15k``, because the
   Gram matrix was formed from a dense copy; the issue measured 83 s for FISTA against 19 s for
   the Gram form on 55k x 4k squared + l1.)
-* softmax + l1 with :math:`nP \le` ``NEWTON_MAX_ENTRIES`` (``"newton"``; asked for above it,
+* softmax + l1 (``"newton"``; whole up to :math:`nP \le` ``NEWTON_MAX_ENTRIES``, above it
   through working sets of at least ``NEWTON_WS_MIN`` columns): proximal Newton, the
   quadratic model solved by the compiled coordinate descent, Armijo line search; blocks with
   :math:`sC >` ``NEWTON_FULL_HESSIAN`` use the Hessian-free row-form variant
@@ -74,8 +74,11 @@ work wherever their capabilities allow:
   identified face between its proximal steps (:mod:`~convexsnn.convex._softmax_face`; measured:
   certified the 6000 x 984 MNIST paper dictionary at :math:`\beta = 10^{-1}, 10^{-2}` in 24 s /
   214 s and reached rel gap 2e-6 at :math:`10^{-3}` in 600 s, where FISTA stopped at rel gaps
-  0.03 / 0.06 after 60 s, ``benchmarks/bench_softmax_newton.py``);
-* softmax otherwise: FISTA with backtracking and adaptive
+  0.03 / 0.06 after 60 s, ``benchmarks/bench_softmax_newton.py``; through working sets it
+  certified the 55000 x 968 full-rec SG-CVX dictionary at :math:`10^{-3}` in about 200 s where
+  FISTA stopped at rel gap 0.094 after 300 s,
+  ``benchmarks/results/bench_softmax_55k_sgcvx_run1.json``);
+* softmax otherwise (l2,1, or without numba): FISTA with backtracking and adaptive
   restart on the operator, finished by Newton-CG polishing on the support (signs fixed for l1,
   active rows for l2,1);
 * hinge + l1 (a linear program): Mehrotra predictor-corrector interior-point method with a
@@ -570,19 +573,19 @@ def _choose_solver(solver: str, df: Datafit, pen: Penalty, op) -> str:
             and type(pen) is L1
             and numba_available()
             and _has(op, "columns", "dense")
-            and n * P <= NEWTON_MAX_ENTRIES
         ):
             # proximal Newton: with the full Hessian where it is small (sC <= 1024, measured
             # 8-26x faster than FISTA there), else in row form with the face phase
             # (_softmax_cd + _softmax_face), which certified the MNIST paper dictionary
             # (6000 x 984) at beta 1e-1 / 1e-2 in 24 s / 214 s (2e-6 at 1e-3 in 600 s) where
             # FISTA stopped at rel gaps 0.03 / 0.06 after 60 s
-            # (benchmarks/results/bench_softmax_newton.json). Larger dictionaries keep FISTA:
-            # solver="newton" goes through working sets there, and on the sequential-MNIST full
-            # dictionary (55000 x 3966, beta 1e-2, float64, one thread, load 6-7) it was at rel
-            # gap 0.76 after 355 s where FISTA was at 0.75 after 400 s (0.12 after 1260 s, not
-            # certified, with 3.4 GB against 0.8 GB; benchmarks/results/
-            # bench_softmax_newton_55k.json): not measured faster
+            # (benchmarks/results/bench_softmax_newton.json). Above NEWTON_MAX_ENTRIES through
+            # working sets: on the full-rec SG-CVX dictionary (55000 x 968, seed 0, float64,
+            # one thread, load 4-6) it certified beta 1e-2 / 1e-3 in 105-123 s / 195-223 s
+            # where FISTA (the previous choice there) took 327 s / stopped at rel gap 0.094
+            # after 300 s (benchmarks/results/bench_softmax_55k_sgcvx_run1.json); on the full
+            # CVX dictionary (55000 x 3966, beta 1e-2) the two were at the same rel gap at
+            # equal time (bench_softmax_newton_55k.json)
             return "newton"
         if df.smooth:
             return "fista"
@@ -1128,8 +1131,9 @@ def solve_readout(
         Try exact re-solves on the identified support (l1 with squared/hinge).
     solver : {"auto", "gram", "cd", "newton", "fista", "pdhg", "ipm"}
         Inner algorithm (see the module docstring). ``"auto"``: Gram-form proximal gradient for
-        the squared loss, proximal Newton for softmax + l1 up to ``NEWTON_MAX_ENTRIES`` (FISTA +
-        Newton polishing otherwise), the interior-point method for
+        the squared loss, proximal Newton for softmax + l1 (through working sets above
+        ``NEWTON_MAX_ENTRIES``; FISTA + Newton polishing for other softmax problems), the
+        interior-point method for
         hinge + l1, restarted PDHG for hinge + l2,1; the product-only FISTA / PDHG when the
         dictionary cannot be densified (column blocks of at most ~6e7 entries).
     merge_rows : bool
