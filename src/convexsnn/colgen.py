@@ -968,6 +968,36 @@ def _witness_owner(dic: SpikeDictionary, group: int | None = None) -> np.ndarray
     return p[:, 0] if group is None else p[:, 0] * group + p[:, 1]
 
 
+def _weights_by_witness(
+    W: torch.Tensor, ids: Any, owner: np.ndarray, slot: np.ndarray
+) -> dict[tuple[int, int], torch.Tensor]:
+    """The non-zero readout rows of a round, keyed by (stable witness id, slot within the
+    witness), so the next round's dictionary (other columns, other order) can be warm-started
+    from them by :func:`_warm_start`."""
+    return {
+        (int(ids[owner[j]]), int(slot[j])): W[j]
+        for j in range(W.shape[0])
+        if bool((W[j] != 0).any())
+    }
+
+
+def _warm_start(
+    W_prev: dict[tuple[int, int], torch.Tensor], ids: Any, owner: np.ndarray, slot: np.ndarray
+) -> torch.Tensor | None:
+    """The warm start ``W0`` (float64, one row per column of the new dictionary) from the rows
+    kept by :func:`_weights_by_witness`: a column of a witness kept from the last round gets its
+    old row, every other column zero. ``None`` in the first round."""
+    if not W_prev:
+        return None
+    C = next(iter(W_prev.values())).shape[0]
+    W0 = torch.zeros(len(owner), C, dtype=torch.float64)
+    for j in range(len(owner)):
+        v = W_prev.get((int(ids[owner[j]]), int(slot[j])))
+        if v is not None:
+            W0[j] = v
+    return W0
+
+
 @renamed_kwargs(beta="reg", lif_beta="leak")
 def fit_column_generation(
     X: Any,
@@ -1301,14 +1331,7 @@ def fit_column_generation(
         else:
             owner = _witness_owner(dic, group if two else None)
         slot = np.zeros(dic.n_columns, np.int64) if two or rcs else dic.provenance[:, 1]
-        W0 = None
-        if W_prev:
-            C = next(iter(W_prev.values())).shape[0]
-            W0 = torch.zeros(dic.n_columns, C, dtype=torch.float64)
-            for j in range(dic.n_columns):
-                v = W_prev.get((int(ids[owner[j]]), int(slot[j])))
-                if v is not None:
-                    W0[j] = v
+        W0 = _warm_start(W_prev, ids, owner, slot)
         op = dic.operator(torch.float64)
         sol = solve_readout(
             op,
@@ -1341,11 +1364,7 @@ def fit_column_generation(
             support=int(sol.support.numel()),
             train_accuracy=acc,
         )
-        W_prev = {
-            (int(ids[owner[j]]), int(slot[j])): Wt[j]
-            for j in range(dic.n_columns)
-            if bool((Wt[j] != 0).any())
-        }
+        W_prev = _weights_by_witness(Wt, ids, owner, slot)
 
         # screening and per-witness statistics on the current dictionary
         G = op.rmatmul(U.to(op.dtype)).to(torch.float64)  # (P, C)
@@ -1766,14 +1785,7 @@ def fit_template_column_generation(
             settings["P0"] = dic.n_columns
         prov = np.asarray(dic.provenance, dtype=np.int64)
         owner, slot = prov[:, 0], prov[:, 1]
-        W0 = None
-        if W_prev:
-            C = next(iter(W_prev.values())).shape[0]
-            W0 = torch.zeros(dic.n_columns, C, dtype=torch.float64)
-            for j in range(dic.n_columns):
-                v = W_prev.get((int(ids[owner[j]]), int(slot[j])))
-                if v is not None:
-                    W0[j] = v
+        W0 = _warm_start(W_prev, ids, owner, slot)
         op = dic.operator(torch.float64)
         sol = solve_readout(
             op,
@@ -1822,11 +1834,7 @@ def fit_template_column_generation(
             rec.val_accuracy,
             time.perf_counter() - t0,
         )
-        W_prev = {
-            (int(ids[owner[j]]), int(slot[j])): Wt[j]
-            for j in range(dic.n_columns)
-            if bool((Wt[j] != 0).any())
-        }
+        W_prev = _weights_by_witness(Wt, ids, owner, slot)
         if r == rounds and not price_final:
             rec.seconds = time.perf_counter() - t0
             records.append(rec)
