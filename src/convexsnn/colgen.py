@@ -125,7 +125,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -205,6 +205,9 @@ _AUTOMATON_NEIGHBOURS = 16
 _AUTOMATON_OFFER = 4
 
 
+_R = TypeVar("_R", bound="RoundRecord")
+
+
 @dataclass
 class RoundRecord:
     """One round of :func:`fit_column_generation` (all values JSON-safe via :meth:`to_dict`).
@@ -237,6 +240,25 @@ class RoundRecord:
 
     def to_dict(self) -> dict:
         return json_safe(asdict(self))
+
+    @classmethod
+    def from_solve(
+        cls: type[_R], r: int, sol: Any, n_witnesses: int, n_columns: int, train_accuracy: float
+    ) -> _R:
+        """The record of round ``r`` from its readout solve ``sol`` (certificate and support);
+        the pricing and screening fields keep their defaults until the round sets them."""
+        cert = sol.certificate
+        return cls(
+            round=r,
+            n_witnesses=int(n_witnesses),
+            n_columns=int(n_columns),
+            primal=cert.primal,
+            dual=cert.dual,
+            rel_gap=cert.rel_gap,
+            converged=bool(cert.converged),
+            support=int(sol.support.numel()),
+            train_accuracy=train_accuracy,
+        )
 
 
 @dataclass
@@ -1353,17 +1375,7 @@ def fit_column_generation(
         Wt = sol.W.to(torch.float64)
         Z = op.matmul(sol.W)
         acc = float((predict_from_scores(Z).cpu() == yt.reshape(-1)).to(torch.float64).mean())
-        rec = RoundRecord(
-            round=r,
-            n_witnesses=int(sources.shape[1]),
-            n_columns=dic.n_columns,
-            primal=cert.primal,
-            dual=cert.dual,
-            rel_gap=cert.rel_gap,
-            converged=bool(cert.converged),
-            support=int(sol.support.numel()),
-            train_accuracy=acc,
-        )
+        rec = RoundRecord.from_solve(r, sol, sources.shape[1], dic.n_columns, acc)
         W_prev = _weights_by_witness(Wt, ids, owner, slot)
 
         # screening and per-witness statistics on the current dictionary
@@ -1806,17 +1818,7 @@ def fit_template_column_generation(
         U = sol.dual.to(torch.float64)
         Wt = sol.W.to(torch.float64)
         acc = float((predict_from_scores(op.matmul(sol.W)).cpu() == yt).to(torch.float64).mean())
-        rec = TemplateRoundRecord(
-            round=r,
-            n_witnesses=int(V.shape[0]),
-            n_columns=dic.n_columns,
-            primal=cert.primal,
-            dual=cert.dual,
-            rel_gap=cert.rel_gap,
-            converged=bool(cert.converged),
-            support=int(sol.support.numel()),
-            train_accuracy=acc,
-        )
+        rec = TemplateRoundRecord.from_solve(r, sol, V.shape[0], dic.n_columns, acc)
         if validation is not None:
             Zv = dic.transform(validation[0], dtype=torch.float64) @ Wt
             yv = torch.as_tensor(validation[1]).reshape(-1)
